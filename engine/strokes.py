@@ -1,0 +1,43 @@
+"""The sketch as data: layers of Bézier strokes in the source image's pixel space.
+
+This is what every method produces and what the SVG writer, the bridge and the Inkscape extension
+consume. Plain numpy, no torch, so the light client side can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StrokeLayer:
+    """One layer of a sketch: a level of abstraction, a matrix cell, or a part of one.
+
+    points: (n, k, 2) float, Bézier control points (x, y) in source-image pixels; k = 4 cubic,
+        3 quadratic, 2 straight line. Stroke order is drawing order (first = most important).
+    width: full stroke width (SVG stroke-width) in source-image pixels.
+    sublayers: nested layers (e.g. "Object" and "Background" of a scene cell), drawn after `points`.
+    """
+
+    label: str
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 2)))
+    width: float = 3.0
+    color: str = "#000000"
+    visible: bool = True
+    sublayers: tuple["StrokeLayer", ...] = ()
+
+    @property
+    def stroke_count(self) -> int:
+        """Strokes in this layer and all its sublayers."""
+        return len(self.points) + sum(s.stroke_count for s in self.sublayers)
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """A whole result: layers over an image of `width` x `height` source pixels."""
+
+    width: int
+    height: int
+    layers: tuple[StrokeLayer, ...]

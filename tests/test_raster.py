@@ -1,0 +1,163 @@
+"""The differentiable rasteriser against geometry, an exact reference, and finite differences."""
+
+import math
+
+import pytest
+import torch
+
+from engine.render import band_coverage, rasterize
+from tests.reference_render import random_strokes, supersampled
+
+SIZE = (224, 224)
+
+
+def ink(image):
+    """Total ink of a (..., H, W) image: the summed coverage."""
+    return (1 - image).sum().item()
+
+
+def test_output_shape_range_and_white_background():
+    g = torch.Generator().manual_seed(0)
+    pts = torch.stack([random_strokes(g, 8), random_strokes(g, 8)])
+    img = rasterize(pts, 1.5, (100, 120))
+    assert img.shape == (2, 3, 100, 120)
+    assert img.min() >= 0 and img.max() <= 1
+    assert torch.equal(img[:, 0], img[:, 1]) and torch.equal(img[:, 0], img[:, 2])
+    # A pixel far from every stroke is exactly white.
+    blank = rasterize(torch.tensor([[[[10.0, 10.0], [20.0, 10.0]]]]), 1.5, (100, 120))
+    assert blank[0, :, 50:, 50:].eq(1).all()
+
+
+def test_strokes_off_canvas_or_zero_width_draw_nothing():
+    off = torch.tensor([[[[-50.0, -50.0], [-40.0, -30.0], [-20.0, -60.0], [-10.0, -9.0]]]])
+    assert rasterize(off, 1.5, SIZE).eq(1).all()
+    on = torch.tensor([[[[50.0, 50.0], [80.0, 60.0], [100.0, 90.0], [120.0, 100.0]]]])
+    assert rasterize(on, torch.zeros(1, 1), SIZE).eq(1).all()
+
+
+def test_horizontal_line_is_exactly_three_pixels_thick():
+    # Centre line on a pixel row's centre: three fully black rows, nothing else.
+    img = rasterize(torch.tensor([[[[40.0, 100.5], [180.0, 100.5]]]]), 1.5, SIZE)[0, 0]
+    column = img[:, 110]
+    assert column[99:102].eq(0).all()
+    assert column[:99].eq(1).all() and column[102:].eq(1).all()
+    # Centre line on a pixel boundary: two black rows and two half rows, still 3 px of ink per column.
+    img = rasterize(torch.tensor([[[[40.0, 100.0], [180.0, 100.0]]]]), 1.5, SIZE)[0, 0]
+    assert torch.allclose(img[97:103, 110], torch.tensor([1.0, 0.5, 0.0, 0.0, 0.5, 1.0]), atol=1e-5)
+    assert ink(img[:, 60:160]) == pytest.approx(300.0, rel=1e-4)
+
+
+def test_round_caps():
+    # A dot (zero-length stroke) is a disc of radius 1.5: area pi * 1.5^2.
+    dot = rasterize(torch.tensor([[[[100.3, 120.7], [100.3, 120.7]]]]), 1.5, SIZE)[0, 0]
+    assert ink(dot) == pytest.approx(math.pi * 1.5**2, rel=0.05)
+    # The cap extends the line by the half-width past its end point, and rounds off.
+    line = rasterize(torch.tensor([[[[60.5, 100.5], [160.5, 100.5]]]]), 1.5, SIZE)[0, 0]
+    # End point at x = 160.5: the cap reaches x = 162.0, the far edge of pixel 161.
+    assert line[100, 161] == 0 and line[100, 162] == 1
+    # The cap's corner pixel (centre at distance sqrt(2)) is only partly covered: rounded, not square.
+    assert line[99, 161] == pytest.approx(1 - (2.0 - 2**0.5), abs=1e-4)
+    assert ink(line) == pytest.approx(3 * 100 + math.pi * 1.5**2, rel=0.02)
+
+
+@pytest.mark.parametrize("k", [4, 3, 2])
+def test_matches_exact_supersampled_reference(k):
+    g = torch.Generator().manual_seed(k)
+    pts = random_strokes(g, 16, k=k)
+    ours = rasterize(pts[None], 1.5, SIZE)[0, 0]
+    exact = supersampled(pts, 1.5, SIZE, ss=16)
+    assert (ours - exact).abs().mean() <= 0.02
+    assert ink(ours) == pytest.approx(ink(exact), rel=0.05)
+
+
+def test_long_curved_strokes_match_reference():
+    # Optimised strokes get long and bent; the default polyline must still follow them.
+    g = torch.Generator().manual_seed(7)
+    pts = random_strokes(g, 6, step=0.25)
+    ours = rasterize(pts[None], 1.5, SIZE)[0, 0]
+    exact = supersampled(pts, 1.5, SIZE, ss=16)
+    assert (ours - exact).abs().mean() <= 0.02
+    assert ink(ours) == pytest.approx(ink(exact), rel=0.05)
+
+
+def test_batch_equals_separate_renders():
+    g = torch.Generator().manual_seed(3)
+    pts = torch.stack([random_strokes(g, 12) for _ in range(5)])
+    hw = torch.rand(5, 12, generator=g) * 2 + 0.5
+    batch = rasterize(pts, hw, SIZE)
+    for i in range(5):
+        assert torch.allclose(batch[i], rasterize(pts[i:i + 1], hw[i:i + 1], SIZE)[0], atol=1e-6)
+
+
+def test_strokes_composite_over():
+    a = torch.tensor([[[[20.0, 50.0], [200.0, 50.0]]]])
+    b = torch.tensor([[[[100.0, 10.0], [100.0, 200.0]]]])
+    both = rasterize(torch.cat([a, b], dim=1), 1.0, SIZE)
+    expected = rasterize(a, 1.0, SIZE) * rasterize(b, 1.0, SIZE)
+    assert torch.allclose(both, expected, atol=1e-5)
+
+
+def test_band_coverage_is_the_box_filter():
+    d = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0.0, 0.3])
+    hw = torch.tensor([1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 0.2, 0.2])
+    expected = torch.tensor([1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.4, 0.2 + 0.2])
+    assert torch.allclose(band_coverage(d, hw), expected, atol=1e-6)
+
+
+def _loss(pts, hw, weights):
+    return (rasterize(pts, hw, (64, 64))[:, 0] * weights).sum()
+
+
+def test_point_gradients_match_finite_differences():
+    g = torch.Generator().manual_seed(11)
+    pts = (random_strokes(g, 4, size=64, step=0.1) + 0.0)[None].requires_grad_()
+    # A smooth random weighting of the pixels makes every coordinate's gradient informative.
+    weights = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 64, 64, generator=g), 9, 1, 4)[0]
+    _loss(pts, 1.5, weights).backward()
+    eps = 0.01  # small enough not to straddle the coverage ramp's kinks
+    numeric = torch.zeros_like(pts)
+    with torch.no_grad():
+        for idx in torch.cartesian_prod(*(torch.arange(s) for s in pts.shape[1:])):
+            i = (0, *idx.tolist())
+            plus, minus = pts.clone(), pts.clone()
+            plus[i] += eps
+            minus[i] -= eps
+            numeric[i] = (_loss(plus, 1.5, weights) - _loss(minus, 1.5, weights)) / (2 * eps)
+    cos = torch.nn.functional.cosine_similarity(pts.grad.flatten(), numeric.flatten(), dim=0)
+    assert cos > 0.99
+    assert torch.allclose(pts.grad, numeric, atol=0.02 * numeric.abs().max().item())
+
+
+def test_width_gradient_matches_finite_differences():
+    g = torch.Generator().manual_seed(5)
+    pts = random_strokes(g, 3, size=64, step=0.1)[None]
+    weights = torch.rand(64, 64, generator=g)
+    hw = torch.tensor([[0.3, 1.0, 1.7]], requires_grad=True)
+    _loss(pts, hw, weights).backward()
+    eps = 1e-2
+    for j in range(3):
+        plus, minus = hw.detach().clone(), hw.detach().clone()
+        plus[0, j] += eps
+        minus[0, j] -= eps
+        numeric = (_loss(pts, plus, weights) - _loss(pts, minus, weights)) / (2 * eps)
+        assert hw.grad[0, j].item() == pytest.approx(numeric.item(), rel=0.03)
+
+
+def test_gradients_pull_a_stroke_towards_a_target_line():
+    target = rasterize(torch.tensor([[[[30.0, 32.0], [34.0, 32.0]]]]), 1.5, (64, 64))
+    pts = torch.tensor([[[[30.0, 35.0], [34.0, 35.0]]]], requires_grad=True)
+    ((rasterize(pts, 1.5, (64, 64)) - target) ** 2).sum().backward()
+    assert (pts.grad[..., 1] > 0).all()  # descending moves y down towards 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_agrees_with_cpu():
+    g = torch.Generator().manual_seed(2)
+    pts = torch.stack([random_strokes(g, 32) for _ in range(3)]).requires_grad_()
+    cpu = rasterize(pts, 1.5, SIZE)
+    cpu.sum().backward()
+    pts_cuda = pts.detach().cuda().requires_grad_()
+    gpu = rasterize(pts_cuda, 1.5, SIZE)
+    gpu.sum().backward()
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)
+    assert torch.allclose(pts.grad, pts_cuda.grad.cpu(), atol=1e-3)
