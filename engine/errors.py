@@ -29,7 +29,7 @@ class InputError(EngineError):
 
 
 class WeightsMissing(EngineError):
-    """Pretrained CLIP weights are neither cached nor downloadable."""
+    """Pretrained model weights (CLIP, U2-Net) are neither cached nor downloadable."""
 
     exit_code = 3
     code = "weights_missing"

@@ -1,0 +1,98 @@
+"""Rasteriser speed and memory: ours vs a naive dense renderer (every pixel against every segment).
+
+Forward + backward at 224 x 224, half-width 1.5, strokes shaped like CLIPasso's initialisation
+(a random walk of 3 steps of up to 5.6 px) and like optimised strokes (steps of up to 30 px).
+Memory = bytes autograd saves for backward. Run: python benchmarks/raster.py [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._machine import describe  # noqa: E402
+from engine.render import band_coverage, rasterize  # noqa: E402
+from engine.render.bezier import sample_polyline  # noqa: E402
+
+SIZE = (224, 224)
+
+
+def naive_rasterize(points: torch.Tensor, half_width: float, size=SIZE, segments: int = 16) -> torch.Tensor:
+    """The same image model as ours, computed densely: (B, n, S, H*W) distances under autograd."""
+    B, n, _, _ = points.shape
+    H, W = size
+    poly = sample_polyline(points, segments)  # (B, n, S + 1, 2)
+    a, ab = poly[:, :, :-1], poly[:, :, 1:] - poly[:, :, :-1]  # (B, n, S, 2)
+    ys, xs = torch.meshgrid(torch.arange(H, device=points.device) + 0.5,
+                            torch.arange(W, device=points.device) + 0.5, indexing="ij")
+    p = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # (HW, 2)
+    ap = p[None, None, None] - a[..., None, :]  # (B, n, S, HW, 2)
+    t = ((ap * ab[..., None, :]).sum(-1) / (ab * ab).sum(-1, keepdim=True).clamp(min=1e-12)).clamp(0, 1)
+    d = (ap - t[..., None] * ab[..., None, :]).square().sum(-1).clamp(min=1e-12).sqrt().amin(dim=2)
+    image = (1 - band_coverage(d, torch.tensor(half_width))).prod(dim=1)  # (B, HW)
+    return image.view(B, 1, H, W).expand(B, 3, H, W)
+
+
+def strokes(batch: int, n: int, step: float, device, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    start = torch.rand(batch, n, 1, 2, generator=g) * 224
+    walk = (torch.rand(batch, n, 3, 2, generator=g) * 2 - 1) * step
+    return torch.cat([start, start + walk.cumsum(2)], dim=2).to(device)
+
+
+def measure(render, points, repeats: int) -> tuple[float, int]:
+    """Median seconds of forward + backward, and bytes saved for backward."""
+    saved = 0
+
+    def pack(t):
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    times = []
+    for i in range(repeats + 1):
+        pts = points.clone().requires_grad_()
+        saved = 0
+        _sync(pts.device)
+        start = time.perf_counter()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            image = render(pts, 1.5)
+        image.mean().backward()
+        _sync(pts.device)
+        if i:  # the first run warms up allocators and kernels
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), saved
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"machine: {describe(device)}")
+    print(f"{'case':<34}{'ours ms':>10}{'naive ms':>10}{'speed-up':>10}{'ours MiB':>10}{'naive MiB':>11}")
+    cases = [(1, 16, 5.6), (1, 64, 5.6), (12, 16, 5.6), (12, 64, 5.6), (1, 64, 30.0)]
+    for batch, n, step in cases:
+        pts = strokes(batch, n, step, device)
+        ours, ours_mem = measure(rasterize, pts, args.repeats)
+        naive_repeats = 2 if batch * n > 64 else 3
+        naive, naive_mem = measure(naive_rasterize, pts, naive_repeats)
+        label = f"{batch} x {n} strokes, steps <= {step:g} px"
+        print(f"{label:<34}{ours * 1e3:>10.2f}{naive * 1e3:>10.1f}{naive / ours:>9.0f}x"
+              f"{ours_mem / 2**20:>10.1f}{naive_mem / 2**20:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Sketches as Inkscape SVG: one layer per StrokeLayer, one `<path>` per Bézier stroke.
+
+The viewBox is the source image's pixel space, so the strokes overlay the original image exactly
+(the official code writes a fixed 224 x 224 canvas instead). `svg_to_sketch` reads these files back,
+including after editing in Inkscape: each stroke must stay one segment (absolute or relative
+M then C, Q or L); plain groups inside a layer are looked through; other shapes are not strokes and
+are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from lxml import etree
+
+from engine.errors import InputError
+from engine.io.atomic import write_atomic
+from engine.strokes import Sketch, StrokeLayer
+
+SVG_NS = "http://www.w3.org/2000/svg"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
+SODIPODI_NS = "http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
+SOURCE_IMAGE_LABEL = "Source image"
+
+_NSMAP = {None: SVG_NS, "xlink": XLINK_NS, "inkscape": INKSCAPE_NS, "sodipodi": SODIPODI_NS}
+_SVG, _G, _PATH, _IMAGE = (f"{{{SVG_NS}}}{tag}" for tag in ("svg", "g", "path", "image"))
+_GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
+_LABEL = f"{{{INKSCAPE_NS}}}label"
+_SEGMENT = {4: "C", 3: "Q", 2: "L"}  # control points per stroke -> SVG path command
+_POINTS = {command: k for k, command in _SEGMENT.items()}
+_TOKEN = re.compile(r"[A-Za-z]|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NOT_SVG_HINT = "give an SVG written by sketch-abstraction or saved from Inkscape"
+
+
+def sketch_to_svg(sketch: Sketch, *, image_href: str | None = None) -> bytes:
+    """Serialise `sketch` as a standalone SVG 1.1 document (UTF-8, with XML declaration).
+
+    `image_href`, when given, is shown under the strokes in a locked "Source image" layer.
+    Raises ValueError for strokes that are not (n, k, 2) with k in 2, 3, 4, or not finite.
+    """
+    w, h = str(sketch.width), str(sketch.height)
+    root = etree.Element(
+        _SVG, {"version": "1.1", "width": w, "height": h, "viewBox": f"0 0 {w} {h}"}, nsmap=_NSMAP
+    )
+    ids: set[str] = set()
+    if image_href is not None:
+        group = _layer_group(root, SOURCE_IMAGE_LABEL, True, ids)
+        group.set(f"{{{SODIPODI_NS}}}insensitive", "true")  # locked: clicks select strokes, not it
+        etree.SubElement(group, _IMAGE, {
+            f"{{{XLINK_NS}}}href": image_href, "x": "0", "y": "0", "width": w, "height": h,
+            "preserveAspectRatio": "none",
+        })
+    for layer in sketch.layers:
+        _write_layer(root, layer, ids)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def svg_to_sketch(data: bytes) -> Sketch:
+    """Read a sketch back from SVG bytes; raises InputError for anything that is not one."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as err:
+        raise InputError(f"not an SVG file: the XML does not parse ({err})", _NOT_SVG_HINT) from err
+    if root.tag != _SVG:
+        name = etree.QName(root).localname
+        raise InputError(f"not an SVG file: the root element is <{name}>", _NOT_SVG_HINT)
+    width, height = _size(root)
+    loose, layers = _collect(root)
+    if loose:
+        raise InputError(
+            f"{len(loose)} stroke(s) outside any layer, the first on line {loose[0].sourceline}",
+            "in Inkscape, move them into a layer (Layer > Move Selection to Layer) and save again",
+        )
+    return Sketch(width=width, height=height, layers=tuple(layers))
+
+
+def write_svg(path: str | os.PathLike, sketch: Sketch, **kw) -> Path:
+    """Write `sketch_to_svg(sketch, **kw)` to `path`; the file appears whole or not at all."""
+    return write_atomic(path, sketch_to_svg(sketch, **kw))
+
+
+def _fmt(value: float) -> str:
+    """Up to 3 decimals, no trailing zeros, no "-0"."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _layer_group(
+    parent: etree._Element, label: str, visible: bool, ids: set[str]
+) -> etree._Element:
+    """Append an Inkscape layer with a unique, XML-safe id derived from `label`."""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    base = f"layer-{slug}" if slug else "layer"
+    layer_id, suffix = base, 2
+    while layer_id in ids:
+        layer_id, suffix = f"{base}-{suffix}", suffix + 1
+    ids.add(layer_id)
+    style = "display:inline" if visible else "display:none"
+    return etree.SubElement(
+        parent, _G, {"id": layer_id, _GROUPMODE: "layer", _LABEL: label, "style": style}
+    )
+
+
+def _write_layer(parent: etree._Element, layer: StrokeLayer, ids: set[str]) -> None:
+    """Append `layer` as a layer group: its strokes as paths, then its sublayers."""
+    points = np.asarray(layer.points, dtype=float)
+    if points.ndim != 3 or points.shape[1] not in _SEGMENT or points.shape[2] != 2:
+        raise ValueError(
+            f"layer {layer.label!r}: points must be (n, k, 2) with k in 2, 3, 4, got {points.shape}"
+        )
+    if not (np.isfinite(points).all() and np.isfinite(layer.width)):
+        raise ValueError(f"layer {layer.label!r}: control points and width must be finite")
+    group = _layer_group(parent, layer.label, layer.visible, ids)
+    style = (
+        f"fill:none;stroke:{layer.color};stroke-width:{_fmt(layer.width)};"
+        "stroke-linecap:round;stroke-linejoin:round;stroke-opacity:1"
+    )
+    for stroke in points:
+        start, *rest = (f"{_fmt(x)} {_fmt(y)}" for x, y in stroke)
+        path_data = f"M {start} {_SEGMENT[len(stroke)]} {' '.join(rest)}"
+        etree.SubElement(group, _PATH, d=path_data, style=style)
+    for sublayer in layer.sublayers:
+        _write_layer(group, sublayer, ids)
+
+
+def _size(root: etree._Element) -> tuple[int, int]:
+    """Source image size: the viewBox "0 0 W H", or the width and height in px without one."""
+    view_box, width, height = root.get("viewBox"), root.get("width"), root.get("height")
+    try:
+        if view_box is not None:
+            x, y, w, h = map(float, view_box.replace(",", " ").split())
+        else:
+            x, y, w, h = 0, 0, _px(width), _px(height)
+    except ValueError:
+        x, y, w, h = 0, 0, 0, 0
+    if x or y or not (w >= 1 and h >= 1):  # written so that NaN fails too
+        raise InputError(
+            f"the SVG has no usable size: viewBox={view_box!r}, width={width!r}, height={height!r}",
+            'give the root <svg> viewBox="0 0 W H" in source-image pixels',
+        )
+    return round(w), round(h)
+
+
+def _collect(element: etree._Element) -> tuple[list[etree._Element], list[StrokeLayer]]:
+    """The `<path>`s in `element` (looking through plain groups) and its layers, in order."""
+    paths, layers = [], []
+    for child in element:
+        if child.tag not in (_G, _PATH):
+            continue
+        if child.get("transform"):
+            raise InputError(
+                f"the {etree.QName(child).localname} on line {child.sourceline} has a transform",
+                "in Inkscape, apply it (Extensions > Modify Path > Apply Transform) and save again",
+            )
+        if child.tag == _PATH:
+            paths.append(child)
+        elif child.get(_GROUPMODE) != "layer":
+            inner_paths, inner_layers = _collect(child)
+            paths += inner_paths
+            layers += inner_layers
+        elif child.get(_LABEL) != SOURCE_IMAGE_LABEL:
+            layers.append(_read_layer(child))
+    return paths, layers
+
+
+def _read_layer(group: etree._Element) -> StrokeLayer:
+    """A layer group as a StrokeLayer; lines and quadratics are raised to the layer's largest k."""
+    paths, sublayers = _collect(group)
+    strokes = [_read_stroke(path) for path in paths]
+    k = max((len(stroke) for stroke in strokes), default=4)
+    style = _style(paths[0]) if paths else {}
+    try:
+        width = _px(style.get("stroke-width", "3"))
+    except ValueError:
+        raise InputError(
+            f"the stroke on line {paths[0].sourceline} has stroke-width {style['stroke-width']!r}",
+            "give stroke-width as a number of pixels",
+        ) from None
+    return StrokeLayer(
+        label=group.get(_LABEL, group.get("id", "")),
+        points=np.array([_elevate(stroke, k) for stroke in strokes]).reshape(-1, k, 2),
+        width=width,
+        color=style.get("stroke", "#000000"),
+        visible=_style(group).get("display") != "none",
+        sublayers=tuple(sublayers),
+    )
+
+
+def _px(length: str | None) -> float:
+    """A length in pixels: a number, optionally followed by "px"; ValueError for anything else."""
+    return float((length or "").strip().removesuffix("px"))
+
+
+def _style(element: etree._Element) -> dict[str, str]:
+    """Presentation attributes overridden by the `style` attribute, as in CSS."""
+    style = dict(element.attrib)
+    for declaration in element.get("style", "").split(";"):
+        name, colon, value = declaration.partition(":")
+        if colon:
+            style[name.strip()] = value.strip()
+    return style
+
+
+def _read_stroke(path: etree._Element) -> np.ndarray:
+    """(k, 2) control points of a one-segment path: M x y, then one C, Q or L and its points."""
+    d = path.get("d", "")
+    tokens = _TOKEN.findall(d)
+    move, numbers, rest = tokens[:1], tokens[1:3], tokens[3:]
+    if rest and rest[0].isalpha():
+        command, rest = rest[0], rest[1:]
+    else:  # numbers straight after the start point: SVG's implicit lineto
+        command = "l" if move == ["m"] else "L"
+    numbers += rest
+    if (
+        not set(_TOKEN.sub("", d)) <= set(" \t\r\n,")
+        or move not in (["M"], ["m"])
+        or any(token.isalpha() for token in numbers)
+        or len(numbers) != 2 * _POINTS.get(command.upper(), 0)
+    ):
+        raise InputError(
+            f"the stroke on line {path.sourceline} is not one Bézier segment: d={d[:80]!r}",
+            "each stroke must be M x y followed by one C, Q or L segment; in Inkscape, split "
+            "longer paths (Node tool: select inner nodes, Shift+B, then Path > Break Apart)",
+        )
+    points = np.array(numbers, dtype=float).reshape(-1, 2)
+    if command.islower():
+        points[1:] += points[0]
+    return points
+
+
+def _elevate(stroke: np.ndarray, k: int) -> np.ndarray:
+    """The same curve with `k` control points (exact Bézier degree elevation)."""
+    while len(stroke) < k:
+        t = np.arange(1, len(stroke))[:, None] / len(stroke)
+        stroke = np.concatenate([stroke[:1], t * stroke[:-1] + (1 - t) * stroke[1:], stroke[-1:]])
+    return stroke
