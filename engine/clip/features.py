@@ -1,0 +1,82 @@
+"""What the methods read out of CLIP's image towers. Inputs are CLIP-normalised (B, 3, 224, 224)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# OpenAI CLIP's input normalisation.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> CLIP's input space."""
+    mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+@dataclass
+class ResNetFeatures:
+    """CLIPasso's loss inputs from the RN101 image tower."""
+
+    layer2: torch.Tensor  # (B, 512, 28, 28), the paper's "layer 3"
+    layer3: torch.Tensor  # (B, 1024, 14, 14), the paper's "layer 4"
+    embedding: torch.Tensor  # (B, 512) attention-pool output
+
+
+def resnet_features(visual: torch.nn.Module, x: torch.Tensor) -> ResNetFeatures:
+    """Run open_clip's ModifiedResNet, keeping the intermediate activations the loss compares."""
+    x = visual.stem(x.to(visual.conv1.weight.dtype))
+    x = visual.layer1(x)
+    layer2 = visual.layer2(x)
+    layer3 = visual.layer3(layer2)
+    embedding = visual.attnpool(visual.layer4(layer3))
+    return ResNetFeatures(layer2, layer3, embedding)
+
+
+def _blocks(visual: torch.nn.Module, x: torch.Tensor, need_attention: bool):
+    """Yield (tokens (B, L, D), head-averaged attention (B, L, L) or None) after each ViT block."""
+    x = visual._embeds(x.to(visual.conv1.weight.dtype))  # (B, L, D), L = 1 + patches
+    batch_first = getattr(visual.transformer, "batch_first", True)
+    for block in visual.transformer.resblocks:
+        y = block.ln_1(x)
+        if not batch_first:
+            y = y.transpose(0, 1)
+        out, attention = block.attn(y, y, y, need_weights=need_attention, average_attn_weights=True)
+        if not batch_first:
+            out = out.transpose(0, 1)
+        x = x + block.ls_1(out)
+        x = x + block.ls_2(block.mlp(block.ln_2(x)))
+        yield x, attention
+
+
+@torch.no_grad()
+def attention_saliency(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ViT-B/32 saliency as CLIPasso initialises strokes with it (SPEC 1.5).
+
+    CLS-to-patch attention, averaged over heads and all blocks, as a (B, H, W) map: the patch grid
+    upsampled bicubically to the input size and min-max normalised per image.
+    """
+    maps = [attention[:, 0, 1:] for _, attention in _blocks(visual, x, need_attention=True)]
+    cls = torch.stack(maps).float().mean(0)  # (B, patches)
+    side = int(cls.shape[-1] ** 0.5)
+    grid = cls.view(-1, 1, side, side)  # patches are row-major
+    up = F.interpolate(grid, size=x.shape[-2:], mode="bicubic", align_corners=False)[:, 0]
+    lo = up.amin(dim=(1, 2), keepdim=True)
+    hi = up.amax(dim=(1, 2), keepdim=True)
+    return (up - lo) / (hi - lo).clamp(min=1e-12)
+
+
+def vit_block_outputs(visual: torch.nn.Module, x: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
+    """Outputs (B, 50, width) of the given residual blocks (1-based, CLS token included)."""
+    wanted, out = set(layers), {}
+    for index, (tokens, _) in enumerate(_blocks(visual, x, need_attention=False), start=1):
+        if index in wanted:
+            out[index] = tokens
+            if len(out) == len(wanted):
+                break
+    return out

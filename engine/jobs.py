@@ -1,0 +1,74 @@
+"""Jobs as users ask for them: an image file in, a layered Sketch out. The CLI and the bridge call this.
+
+Everything file-shaped happens here (loading, masking, the map back to the photo's pixels); the
+methods only ever see tensors on the 224 x 224 canvas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from engine.io.automask import auto_mask
+from engine.io.image import load_image, load_mask
+from engine.methods.clipasso import ClipassoParams, LevelResult, optimise
+from engine.preprocess import CanvasMap, prepare_target
+from engine.progress import Progress, ProgressCallback, silent
+from engine.runtime import Runtime
+from engine.strokes import Sketch, StrokeLayer
+
+MASK_NONE, MASK_AUTO = "none", "auto"
+
+
+@dataclass(frozen=True)
+class SketchRequest:
+    """One object-sketch job. `image` and a mask file may be paths or encoded bytes."""
+
+    image: str | os.PathLike | bytes
+    params: ClipassoParams = ClipassoParams()
+    mask: str | os.PathLike | bytes = MASK_NONE  # "none", "auto", or a mask image
+    width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
+    color: str = "#000000"
+
+
+@dataclass
+class SketchResult:
+    sketch: Sketch  # one layer per level, in the photo's pixel space; the first level visible
+    levels: list[LevelResult]  # canvas-space details: losses, seeds, iterations
+    canvas_map: CanvasMap
+    iterations: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)  # things the user should know (mask resized...)
+
+
+def resolve_mask(spec, image: Image.Image) -> tuple[np.ndarray | None, list[str]]:
+    """The object mask (H, W) bool for `image`, or None; plus notes for the user."""
+    if isinstance(spec, str) and spec == MASK_NONE:
+        return None, []
+    if isinstance(spec, str) and spec == MASK_AUTO:
+        return auto_mask(image), ["background removed with the automatic U2-Net mask"]
+    mask, note = load_mask(spec, image.size)
+    return mask, [note] if note else []
+
+
+def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallback = silent) -> SketchResult:
+    """Load, mask, optimise every level, and map the strokes back onto the photo."""
+    progress(Progress("load", 0, 1, detail="reading the image"))
+    image = load_image(request.image)
+    mask, notes = resolve_mask(request.mask, image)
+    target, cmap = prepare_target(image, mask)
+    params = request.params
+    if request.width is not None:  # keep the look the user asked for at the photo's scale
+        params = dataclasses.replace(params, half_width=request.width / 2 / cmap.scale).validate()
+    run = optimise(runtime, target, params, progress)
+    width = 2 * params.half_width * cmap.scale
+    layers = tuple(
+        StrokeLayer(label=f"{level.strokes} strokes", points=cmap.to_source(level.points.numpy().astype(np.float64)),
+                    width=width, color=request.color, visible=i == 0)
+        for i, level in enumerate(run.levels))
+    sketch = Sketch(width=image.width, height=image.height, layers=layers)
+    return SketchResult(sketch, run.levels, cmap, run.iterations, run.seconds, notes)

@@ -1,0 +1,1 @@
+"""The sketching methods and the pieces they share."""

@@ -1,0 +1,230 @@
+"""CLIPasso (SPEC 2): Bézier strokes optimised so that CLIP RN101 sees the sketch like the image.
+
+All abstraction levels x seeds form ONE batch: every iteration renders all still-running sketches,
+runs CLIP once on all their images and takes one Adam step for all of them. Adam is element-wise,
+so this is the same optimisation as separate runs; levels with fewer strokes are padded with
+strokes parked off the canvas, which draw nothing and receive no gradient.
+
+Deliberate differences from the official code, each measured in benchmarks/clipasso.py:
+- Eval loss comes from the clean pair inside the training forward (same points, same loss, no
+  augmentation) instead of a second forward: identical value, one CLIP pass fewer every 10 steps.
+- With `aug_bank` > 0 the target's augmented features come from a bank computed once, and every
+  sketch draws its own 4 augmentations from it each iteration (the official code recomputes them).
+- CLIP runs under autocast: fp16 on CUDA (as the official code), bf16 on CPUs that support it.
+- Best strokes are those that were evaluated, not the post-step ones (an official off-by-one).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features
+from engine.clip.models import RN101, VIT_B32
+from engine.errors import InputError
+from engine.methods.augment import augment, random_homographies
+from engine.methods.init import sample_strokes, start_distribution, xdog_ink
+from engine.preprocess import CANVAS
+from engine.progress import Progress, ProgressCallback, silent
+from engine.render import rasterize
+from engine.runtime import Runtime
+
+PARKED = -1.0e4  # where padding strokes wait, far off the canvas
+FEATURE_CHUNK = 32  # images per CLIP pass when building the augmentation bank
+
+
+@dataclass(frozen=True)
+class ClipassoParams:
+    """CLIPasso's settings; defaults are the paper's (SPEC 2)."""
+
+    strokes: tuple[int, ...] = (32, 16, 8, 4)  # one abstraction level per count
+    seeds: tuple[int, ...] = (0, 1000, 2000)  # each level keeps its best seed
+    iterations: int = 2000
+    control_points: int = 4  # 4 cubic, 3 quadratic, 2 straight
+    half_width: float = 1.5  # canvas px (diffvg's stroke_width)
+    lr: float = 1.0
+    eval_every: int = 10
+    min_delta: float = 1e-5
+    num_aug: int = 4
+    aug_bank: int = 128  # 0 = recompute target augmentations every iteration, as the official code
+    temperature: float = 0.3
+    walk_step: float = 0.025  # random-walk step, fraction of the canvas
+
+    def validate(self) -> "ClipassoParams":
+        """Raise InputError naming the first bad value; return self when all are usable."""
+        checks = [
+            (len(self.strokes) > 0 and all(1 <= n <= 1024 for n in self.strokes),
+             f"stroke counts must be between 1 and 1024, got {list(self.strokes)}"),
+            (len(set(self.strokes)) == len(self.strokes), f"stroke counts repeat: {list(self.strokes)}"),
+            (1 <= len(self.seeds) <= 16, f"seeds must number 1 to 16, got {len(self.seeds)}"),
+            (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
+            (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
+            (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
+            (self.lr > 0 and self.eval_every >= 1 and self.num_aug >= 0 and self.aug_bank >= 0,
+             "lr, eval interval, augmentations and bank size must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message, "see `sketch-abstraction sketch --help` for valid values")
+        return self
+
+
+@dataclass
+class LevelResult:
+    strokes: int
+    points: torch.Tensor  # (n, k, 2) canvas px: the best seed's strokes at its best eval
+    eval_loss: float
+    seed: int
+    seed_losses: tuple[float, ...]  # best eval loss of every seed, in params.seeds order
+    best_iteration: int
+
+
+@dataclass
+class ClipassoRun:
+    levels: list[LevelResult]  # in params.strokes order
+    iterations: int  # iterations the batch ran (it stops when every sketch has converged)
+    seconds: float
+
+
+def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) -> torch.Tensor:
+    """Per-image CLIPasso loss (SPEC 2.2), reshaped (sketches, views).
+
+    L2 of layer2 and layer3 activations (mean over C, H, W) + 0.1 x (1 - cos) of the embeddings.
+    Averaging a row gives the loss of one sketch over its clean + augmented views.
+    """
+    def l2(a, b):
+        return (a.float() - b.float()).square().flatten(1).mean(1)
+
+    semantic = 1 - F.cosine_similarity(sketch.embedding.float(), target.embedding.float(), dim=1)
+    per_image = l2(sketch.layer2, target.layer2) + l2(sketch.layer3, target.layer3) + 0.1 * semantic
+    return per_image.view(-1, views)
+
+
+def _features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
+    """RN101 features of (B, 3, 224, 224) images in [0, 1]."""
+    visual = runtime.clip(RN101).visual
+    x = normalize(images).contiguous(memory_format=torch.channels_last)
+    with runtime.autocast():
+        return resnet_features(visual, x)
+
+
+def _gather(table: ResNetFeatures, index: torch.Tensor) -> ResNetFeatures:
+    return ResNetFeatures(table.layer2[index], table.layer3[index], table.embedding[index])
+
+
+@torch.no_grad()
+def _target_table(runtime: Runtime, target: torch.Tensor, homographies: torch.Tensor) -> ResNetFeatures:
+    """Features of the clean target (row 0) and of its augmentations (rows 1..)."""
+    parts = [_features(runtime, target)]
+    for lo in range(0, len(homographies), FEATURE_CHUNK):
+        h = homographies[lo:lo + FEATURE_CHUNK]
+        parts.append(_features(runtime, augment(target.expand(len(h), -1, -1, -1), h)))
+    return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
+
+
+def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoParams) -> torch.Tensor:
+    """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed (SPEC 1.5).
+
+    Sketch i is level i // len(seeds) with seed seeds[i % len(seeds)]; unused rows are parked.
+    """
+    target_n = normalize(target)
+    with runtime.autocast():
+        saliency = attention_saliency(runtime.clip(VIT_B32).visual, target_n)[0].float().cpu()
+    distribution = start_distribution(saliency, xdog_ink(target_n[0].float().cpu()), params.temperature)
+    k = params.control_points
+    points = torch.full((len(params.strokes) * len(params.seeds), max(params.strokes), k, 2), PARKED)
+    for level, n in enumerate(params.strokes):
+        for s, seed in enumerate(params.seeds):
+            generator = torch.Generator().manual_seed(seed)
+            points[level * len(params.seeds) + s, :n] = sample_strokes(distribution, n, k, generator, params.walk_step)
+    return points
+
+
+def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
+             progress: ProgressCallback = silent) -> ClipassoRun:
+    """Run CLIPasso on a (1, 3, 224, 224) target in [0, 1] (background already whitened)."""
+    started = time.perf_counter()
+    device = runtime.device
+    target = target.to(device)
+    progress(Progress("init", 0, 1, detail="saliency and edges"))
+    points = initial_strokes(runtime, target, params).to(device).requires_grad_()
+    K, views = len(points), 1 + params.num_aug
+    augment_rng = torch.Generator().manual_seed(params.seeds[0] + 7)
+    bank = random_homographies(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
+    table = _target_table(runtime, target, bank) if bank is not None else None
+
+    optimizer = torch.optim.Adam([points], lr=params.lr)
+    best_loss = torch.full((K,), math.inf)
+    best_points = points.detach().clone()
+    best_iteration = torch.zeros(K, dtype=torch.long)
+    armed = torch.zeros(K, dtype=torch.bool)
+    done = torch.zeros(K, dtype=torch.bool)
+    label = f"{len(params.strokes)} levels x {len(params.seeds)} seeds"
+    loop_start, iteration = time.perf_counter(), 0
+    for iteration in range(params.iterations):
+        active = (~done).nonzero().flatten()
+        if len(active) == 0:
+            break
+        a = len(active)
+        optimizer.zero_grad(set_to_none=True)
+        sketches = rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
+        if bank is not None:
+            pick = torch.randint(len(bank), (a, params.num_aug), generator=augment_rng)
+            homographies = bank[pick.flatten()]
+            rows = torch.cat([torch.zeros(a, 1, dtype=torch.long), 1 + pick], dim=1)
+            target_features = _gather(table, rows.flatten().to(device))
+        else:
+            homographies = random_homographies(a * params.num_aug, CANVAS, augment_rng)
+            fresh = _target_table(runtime, target, homographies)
+            rows = torch.cat([torch.zeros(a, 1, dtype=torch.long),
+                              1 + torch.arange(a * params.num_aug).view(a, -1)], dim=1)
+            target_features = _gather(fresh, rows.flatten().to(device))
+        augmented = augment(sketches.repeat_interleave(params.num_aug, 0), homographies.to(device))
+        images = torch.cat([sketches[:, None], augmented.view(a, params.num_aug, 3, CANVAS, CANVAS)], 1)
+        loss = clipasso_loss(_features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
+        loss.mean(1).sum().backward()  # sketches are independent: each gets its own gradient
+
+        if iteration % params.eval_every == 0:
+            _update_best(iteration, active, loss[:, 0].detach().cpu(), points.detach(), params.min_delta,
+                         best_loss, best_points, best_iteration, armed, done)
+        optimizer.step()
+
+        per_iteration = (time.perf_counter() - loop_start) / (iteration + 1)
+        running = best_loss[~done]
+        progress(Progress(
+            "optimise", iteration + 1, params.iterations,
+            loss=float(running.mean()) if len(running) and running.isfinite().all() else None,
+            detail=f"{label}, {int((~done).sum())} still optimising",
+            eta_s=per_iteration * (params.iterations - iteration - 1)))
+
+    levels = []
+    S = len(params.seeds)
+    for level, n in enumerate(params.strokes):
+        rows = slice(level * S, (level + 1) * S)
+        seed_losses = best_loss[rows]
+        pick = level * S + int(seed_losses.argmin())
+        levels.append(LevelResult(
+            strokes=n, points=best_points[pick, :n].cpu(), eval_loss=float(best_loss[pick]),
+            seed=params.seeds[pick - level * S], seed_losses=tuple(float(v) for v in seed_losses),
+            best_iteration=int(best_iteration[pick])))
+    return ClipassoRun(levels, iteration + 1, time.perf_counter() - started)
+
+
+def _update_best(iteration, active, eval_loss, points, min_delta, best_loss, best_points,
+                 best_iteration, armed, done) -> None:
+    """The official convergence rule, per sketch: an eval within min_delta of the best arms a flag,
+    a second one stops that sketch; a new best (by more than min_delta) disarms it."""
+    for j, i in enumerate(active.tolist()):
+        delta = eval_loss[j].item() - best_loss[i].item()
+        if delta < -min_delta:
+            best_loss[i] = eval_loss[j]
+            best_points[i] = points[i]
+            best_iteration[i] = iteration
+            armed[i] = False
+        elif abs(delta) <= min_delta:
+            done[i] = bool(armed[i])
+            armed[i] = True

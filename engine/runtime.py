@@ -1,0 +1,96 @@
+"""Where and how the engine computes: device, precision, and the CLIP models kept loaded."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.clip.models import MODEL_KINDS, load_clip
+from engine.errors import DeviceError, InputError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then Apple's MPS, then the CPU; asking for an absent device is an error."""
+    if name not in DEVICES:
+        raise InputError(f"unknown device {name!r}", f"use one of: {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("CUDA was asked for but no CUDA GPU is usable here",
+                          "use --device cpu (or auto), or install a CUDA build of torch and a driver")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("MPS was asked for but is not available", "use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for CLIP, or None for plain fp32.
+
+    'auto': fp16 on CUDA (as the official code runs CLIP), bf16 on CPUs with native bf16 support
+    (measured in benchmarks/clipasso.py: same losses, ~2x faster), fp32 otherwise.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}", f"use one of: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        if device.type == "cpu" and _cpu_has_bf16():
+            return torch.bfloat16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass
+class Runtime:
+    """Loaded models on one device. Models load on first use and stay (the engine server keeps one)."""
+
+    device: torch.device
+    models: str = "openai"
+    weights_dir: str | None = None
+    precision: str = "auto"
+    _loaded: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def create(cls, device: str = "auto", models: str = "openai", weights_dir: str | None = None,
+               precision: str = "auto") -> "Runtime":
+        """Validate the options (InputError/DeviceError) and build a runtime; loads nothing yet."""
+        if models not in MODEL_KINDS:
+            raise InputError(f"unknown models {models!r}", f"use one of: {', '.join(MODEL_KINDS)}")
+        if weights_dir is not None and not os.path.isdir(os.path.expanduser(weights_dir)):
+            raise InputError(f"weights folder {weights_dir} does not exist",
+                             "pass the folder that holds RN101.pt and ViT-B-32.pt")
+        rt = cls(resolve_device(device), models, weights_dir, precision)
+        rt.amp_dtype  # validates the precision now, at the edge
+        return rt
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return autocast_dtype(self.device, self.precision)
+
+    def clip(self, arch: str) -> torch.nn.Module:
+        if arch not in self._loaded:
+            model = load_clip(arch, self.models, weights_dir=self.weights_dir, device=self.device)
+            if arch.startswith("RN") and self.device.type != "mps":
+                model = model.to(memory_format=torch.channels_last)  # faster convolutions
+            self._loaded[arch] = model
+        return self._loaded[arch]
+
+    def autocast(self):
+        dtype = self.amp_dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
