@@ -64,6 +64,7 @@ class Runtime:
     models: str = "openai"
     weights_dir: str | None = None
     precision: str = "auto"
+    channels_last: bool = True  # faster RN101 convolutions; False only to time the official layout
     _loaded: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -86,8 +87,8 @@ class Runtime:
     def clip(self, arch: str) -> torch.nn.Module:
         if arch not in self._loaded:
             model = load_clip(arch, self.models, weights_dir=self.weights_dir, device=self.device)
-            if arch.startswith("RN") and self.device.type != "mps":
-                model = model.to(memory_format=torch.channels_last)  # faster convolutions
+            if arch.startswith("RN") and self.channels_last and self.device.type != "mps":
+                model = model.to(memory_format=torch.channels_last)
             self._loaded[arch] = model
         return self._loaded[arch]
 

@@ -107,7 +107,9 @@ def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) ->
 def _features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
     """RN101 features of (B, 3, 224, 224) images in [0, 1]."""
     visual = runtime.clip(RN101).visual
-    x = normalize(images).contiguous(memory_format=torch.channels_last)
+    x = normalize(images)
+    if runtime.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     with runtime.autocast():
         return resnet_features(visual, x)
 
