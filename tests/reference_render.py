@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.methods.init import random_walk
 from engine.render.bezier import sample_polyline
 
 
@@ -37,6 +38,4 @@ def supersampled(points: torch.Tensor, half_width: float, size: tuple[int, int],
 def random_strokes(generator: torch.Generator, n: int, k: int = 4, size: int = 224, step: float = 0.025):
     """n strokes like CLIPasso's initialisation: a start point, then a random walk of k - 1 steps of
     up to `step` x size per axis. Returns (n, k, 2)."""
-    start = torch.rand(n, 1, 2, generator=generator) * size
-    walk = (torch.rand(n, k - 1, 2, generator=generator) * 2 - 1) * step * size
-    return torch.cat([start, start + walk.cumsum(1)], dim=1)
+    return random_walk(torch.rand(n, 2, generator=generator) * size, k, step * size, generator)

@@ -1,0 +1,64 @@
+"""Shared fixtures: never touch the network, one tiny random CLIP runtime, prepared targets."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from engine.clip.models import OFFLINE_ENV
+
+IMAGES = Path("/work/shared/images")
+OBJECTS = IMAGES / "objects"
+SCENES = IMAGES / "scenes"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No test may try to download weights."""
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    """HOME and XDG_CACHE_HOME in empty temp folders, so a real ~/.cache/clip is never used."""
+    home, cache = tmp_path / "home", tmp_path / "xdg-cache"
+    home.mkdir()
+    cache.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return home
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """CPU runtime with tiny random CLIP models, loaded once for the session."""
+    from engine.clip.models import RN101, VIT_B32
+    from engine.runtime import Runtime
+
+    rt = Runtime.create("cpu", "tiny-random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "tiny-random weights, sketches will be meaningless"
+        rt.clip(RN101)
+        rt.clip(VIT_B32)
+    return rt
+
+
+def _target(path: Path):
+    from engine.io.image import load_image
+    from engine.preprocess import prepare_target
+
+    target, _ = prepare_target(load_image(path), None)
+    return target
+
+
+@pytest.fixture(scope="session")
+def horse_target():
+    """(1, 3, 224, 224) in [0, 1]: the horse photo on the canvas."""
+    return _target(OBJECTS / "horse.png")
+
+
+@pytest.fixture(scope="session")
+def camel_target():
+    return _target(OBJECTS / "camel.png")
