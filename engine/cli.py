@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -64,6 +65,8 @@ def sketch_request(args: argparse.Namespace, image) -> SketchRequest:
     """Validated job from parsed options (raises InputError)."""
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {args.seeds}", "use --seeds 3 (the paper's)")
+    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", args.color):
+        raise InputError(f"--color must be a hex colour like #000000, got {args.color!r}", "try --color '#1a1a1a'")
     if args.width is not None and not 0 < args.width < 1000:
         raise InputError(f"--width must be a positive width in pixels, got {args.width}", "try --width 3")
     params = ClipassoParams(strokes=args.strokes, seeds=tuple(1000 * i for i in range(args.seeds)),
@@ -91,13 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _output_path(args) -> Path:
-    out = Path(args.output) if args.output else Path(Path(args.image).stem + ".svg")
-    folder = out.parent if str(out.parent) else Path(".")
+def writable_file(path: str | Path, option: str) -> Path:
+    """`path` if a file can be written there (checked before any work, so no run is wasted)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder", f"pass {option} with a file name")
+    folder = path.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise InputError(f"cannot write {out}: folder {folder} does not exist or is not writable",
-                         "pass -o with a path in a writable folder")
-    return out
+        raise InputError(f"cannot write {path}: folder {folder} does not exist or is not writable",
+                         f"pass {option} with a path in a writable folder")
+    return path
 
 
 class _ProgressBar:
@@ -127,7 +133,9 @@ class _ProgressBar:
 def _cmd_sketch(args) -> int:
     from engine.svg import write_svg
 
-    out = _output_path(args)
+    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o")
+    if args.preview:
+        writable_file(args.preview, "--preview")
     request = sketch_request(args, args.image)
     runtime = Runtime.create(args.device, args.models, args.weights_dir, args.precision)
     bar = _ProgressBar(args.quiet)

@@ -128,10 +128,16 @@ def _load_weights(model: torch.nn.Module, path: Path, arch: str) -> None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise InputError(f"{path} is not a readable CLIP checkpoint ({err})",
-                             f"download {CHECKPOINTS[arch].filename} again") from err
+            raise _unreadable(path, arch, (str(err).strip().splitlines() or [type(err).__name__])[0]) from err
+    if not isinstance(state, dict):
+        raise _unreadable(path, arch, f"it holds a {type(state).__name__}, not a state dict")
     state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise InputError(f"{path} does not hold {arch} weights", f"put OpenAI's {CHECKPOINTS[arch].filename} there") from err
+
+
+def _unreadable(path: Path, arch: str, reason: str) -> InputError:
+    return InputError(f"{path} is not a readable CLIP checkpoint: {reason}",
+                      f"download {CHECKPOINTS[arch].filename} again")

@@ -166,11 +166,12 @@ def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
     armed = torch.zeros(K, dtype=torch.bool)
     done = torch.zeros(K, dtype=torch.bool)
     label = f"{len(params.strokes)} levels x {len(params.seeds)} seeds"
-    loop_start, iteration = time.perf_counter(), 0
+    loop_start, ran = time.perf_counter(), 0
     for iteration in range(params.iterations):
         active = (~done).nonzero().flatten()
         if len(active) == 0:
             break
+        ran = iteration + 1
         a = len(active)
         optimizer.zero_grad(set_to_none=True)
         sketches = rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
@@ -213,7 +214,7 @@ def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
             strokes=n, points=best_points[pick, :n].cpu(), eval_loss=float(best_loss[pick]),
             seed=params.seeds[pick - level * S], seed_losses=tuple(float(v) for v in seed_losses),
             best_iteration=int(best_iteration[pick])))
-    return ClipassoRun(levels, iteration + 1, time.perf_counter() - started)
+    return ClipassoRun(levels, ran, time.perf_counter() - started)
 
 
 def _update_best(iteration, active, eval_loss, points, min_delta, best_loss, best_points,

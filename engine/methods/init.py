@@ -15,15 +15,22 @@ GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (H, W), reflect padding, kernel truncated at 4 sigma (as scipy)."""
+    """Separable Gaussian blur of (H, W) as scipy.ndimage.gaussian_filter (the reference's):
+    kernel truncated at 4 sigma, borders extended by half-sample symmetric reflection."""
     radius = int(4.0 * sigma + 0.5)
     x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    img = image[None, None]
-    img = F.conv2d(F.pad(img, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    img = F.conv2d(F.pad(img, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
-    return img[0, 0]
+    rows = image[_symmetric_index(image.shape[0], radius, image.device)]  # (H + 2r, W)
+    cols = rows[:, _symmetric_index(image.shape[1], radius, image.device)]  # (H + 2r, W + 2r)
+    img = F.conv2d(cols[None, None], kernel.view(1, 1, 1, -1))
+    return F.conv2d(img, kernel.view(1, 1, -1, 1))[0, 0]
+
+
+def _symmetric_index(n: int, radius: int, device) -> torch.Tensor:
+    """Indices -radius..n+radius-1 folded back as (d c b a | a b c d | d c b a), for any n >= 1."""
+    i = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
 
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:

@@ -1,0 +1,330 @@
+"""The `sketch-abstraction sketch` command end to end with tiny random CLIP models: the SVG it
+writes, its options, and how it refuses bad input (exit code, one-line message, no file left)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lxml import etree
+from PIL import Image
+
+from engine.cli import main
+from engine.clip.models import OFFLINE_ENV
+from engine.svg import svg_to_sketch
+REPO = Path(__file__).resolve().parents[1]
+OBJECTS = Path("/work/shared/images/objects")
+SCENES = Path("/work/shared/images/scenes")
+FAST = ["--models", "tiny-random", "--device", "cpu", "--strokes", "4,2", "--seeds", "1",
+        "--iterations", "2", "--aug-bank", "4"]
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")
+
+
+def sketch(image, out, *extra, quiet=True) -> int:
+    """Run the CLI in-process with fast settings; `extra` options override them."""
+    argv = ["sketch", str(image), "-o", str(out), *FAST, *(["-q"] if quiet else []), *map(str, extra)]
+    return main(argv)
+
+
+def read(svg: Path):
+    data = svg.read_bytes()
+    return svg_to_sketch(data), etree.fromstring(data)
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+# --- what a sketch looks like ---------------------------------------------------------------------
+
+
+def test_one_layer_per_level_in_the_photos_pixel_space(out_dir):
+    svg = out_dir / "flamingo.svg"
+    assert sketch(OBJECTS / "flamingo.png", svg, "--strokes", "8,4,2") == 0
+    result, root = read(svg)
+    assert root.get("viewBox") == "0 0 500 500"
+    assert (result.width, result.height) == (500, 500)
+    assert [layer.label for layer in result.layers] == ["8 strokes", "4 strokes", "2 strokes"]
+    assert [len(layer.points) for layer in result.layers] == [8, 4, 2]
+    assert [layer.visible for layer in result.layers] == [True, False, False]
+    # Default width: 3 px on the 224 canvas, scaled to the photo.
+    assert result.layers[0].width == pytest.approx(3 * 500 / 224, abs=1e-3)
+    assert sorted(os.listdir(out_dir)) == ["flamingo.svg"], "no temp file left behind"
+
+
+def test_start_points_land_on_the_subjects_edges_in_the_photo(out_dir):
+    # One iteration keeps the initial strokes, which start on edges of the subject: mapped back to
+    # the photo they must sit on (or right next to) the flamingo, not on its white background.
+    svg = out_dir / "f.svg"
+    assert sketch(OBJECTS / "flamingo.png", svg, "--strokes", "24", "--iterations", "1") == 0
+    result, _ = read(svg)
+    photo = Image.open(OBJECTS / "flamingo.png").convert("RGBA")
+    white = Image.new("RGBA", photo.size, "white")
+    gray = np.asarray(Image.alpha_composite(white, photo).convert("L"))
+    subject = gray < 230
+    for x, y in result.layers[0].points[:, 0]:
+        c, r = int(x), int(y)
+        assert subject[max(r - 5, 0):r + 6, max(c - 5, 0):c + 6].any(), (x, y)
+
+
+def test_a_non_square_photo_keeps_its_size_and_strokes_start_inside(tmp_path, out_dir):
+    image = tmp_path / "camel_crop.png"
+    Image.open(OBJECTS / "camel.png").crop((0, 50, 248, 200)).save(image)  # cuts through the camel
+    svg = out_dir / "camel.svg"
+    assert sketch(image, svg, "--strokes", "32,16", "--iterations", "1") == 0
+    result, root = read(svg)
+    assert root.get("viewBox") == "0 0 248 150"
+    assert (result.width, result.height) == (248, 150)
+    for layer in result.layers:
+        start = layer.points[:, 0]
+        assert ((start >= 0) & (start <= [248, 150])).all(), "no stroke starts in the white padding"
+
+
+def test_control_points_2_gives_straight_segments(out_dir):
+    svg = out_dir / "s.svg"
+    assert sketch(OBJECTS / "horse.png", svg, "--control-points", "2") == 0
+    result, root = read(svg)
+    paths = root.findall(".//{http://www.w3.org/2000/svg}path")
+    assert len(paths) == 6
+    assert all(" L " in p.get("d") and " C " not in p.get("d") for p in paths)
+    assert all(layer.points.shape[1] == 2 for layer in result.layers)
+
+
+def test_width_sets_the_svg_stroke_width_in_photo_pixels(out_dir):
+    svg = out_dir / "w.svg"
+    assert sketch(OBJECTS / "flamingo.png", svg, "--width", "6") == 0
+    result, root = read(svg)
+    assert all(layer.width == 6 for layer in result.layers)
+    assert all("stroke-width:6;" in p.get("style") for p in root.iter("{http://www.w3.org/2000/svg}path"))
+
+
+def test_a_mask_file_keeps_strokes_on_the_object(out_dir):
+    svg = out_dir / "b.svg"
+    mask_file = SCENES / "ballerina_mask.png"
+    assert sketch(SCENES / "ballerina.png", svg, "--mask", mask_file, "--strokes", "16", "--iterations", "1") == 0
+    result, _ = read(svg)
+    mask = np.asarray(Image.open(mask_file).convert("L")) > 127
+    for x, y in result.layers[0].points[:, 0]:
+        c, r = int(x), int(y)
+        assert mask[max(r - 6, 0):r + 7, max(c - 6, 0):c + 7].any(), "a start point in the background"
+
+
+def test_a_mask_of_another_size_is_resized_with_a_note(tmp_path, out_dir, capsys):
+    small = tmp_path / "mask_small.png"
+    Image.open(SCENES / "bull_mask.png").resize((250, 200), Image.NEAREST).save(small)
+    svg = out_dir / "bull.svg"
+    assert sketch(SCENES / "bull.png", svg, "--mask", small, quiet=False) == 0
+    err = capsys.readouterr().err
+    assert "note: mask 250x200 resized to 500x500" in err
+    assert f"wrote {svg}" in err
+    assert read(svg)[0].width == 500
+
+
+def test_preview_writes_a_png_of_every_level(out_dir):
+    svg, png = out_dir / "h.svg", out_dir / "h.png"
+    assert sketch(OBJECTS / "flamingo.png", svg, "--preview", png, "--strokes", "4,2,1") == 0
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+        assert im.size == (3 * 384, 384 + 20)  # three 384 px panels and a label strip
+        pixels = np.asarray(im.convert("L"))
+    assert pixels.min() < 128, "strokes are drawn"
+    assert sorted(os.listdir(out_dir)) == ["h.png", "h.svg"]
+
+
+def test_tiny_random_models_warn_that_the_sketch_is_meaningless(out_dir):
+    with pytest.warns(UserWarning, match="meaningless"):
+        assert sketch(OBJECTS / "horse.png", out_dir / "h.svg") == 0
+
+
+def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
+    from engine.jobs import SketchRequest, run_sketch
+    from engine.methods.clipasso import ClipassoParams
+
+    buffer = io.BytesIO()
+    Image.open(OBJECTS / "camel.png").crop((0, 50, 248, 200)).save(buffer, "PNG")
+    params = ClipassoParams(strokes=(6, 3), seeds=(0,), iterations=2, aug_bank=4)
+    events = []
+    result = run_sketch(runtime, SketchRequest(image=buffer.getvalue(), params=params, color="#ff0000"),
+                        events.append)
+    assert events[0].stage == "load" and any(e.stage == "optimise" for e in events)
+    assert (result.sketch.width, result.sketch.height) == (248, 150)
+    assert result.canvas_map.scale == pytest.approx(248 / 224)
+    for layer, level in zip(result.sketch.layers, result.levels):
+        expected = level.points.double().numpy() * (248 / 224) - [0, 49]  # padded 49 px on top
+        np.testing.assert_allclose(layer.points, expected, atol=1e-9)
+        assert layer.width == pytest.approx(3 * 248 / 224) and layer.color == "#ff0000"
+    assert result.notes == []
+
+
+# --- a real process -------------------------------------------------------------------------------
+
+
+def cli_process(*args, cwd, home):
+    env = dict(os.environ, **{OFFLINE_ENV: "1", "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "engine", "sketch", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_runs_as_a_process_and_writes_next_to_the_cwd(tmp_path, isolated_home):
+    work = tmp_path / "work"
+    work.mkdir()
+    done = cli_process(OBJECTS / "flamingo.png", *FAST, "--strokes", "6,3", cwd=work, home=isolated_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", "everything goes to stderr, stdout stays clean"
+    assert "meaningless" in done.stderr
+    assert "wrote flamingo.svg" in done.stderr
+    result = svg_to_sketch((work / "flamingo.svg").read_bytes())
+    assert (result.width, result.height) == (500, 500)
+    assert [len(layer.points) for layer in result.layers] == [6, 3]
+    assert os.listdir(work) == ["flamingo.svg"]
+
+
+def test_the_process_exit_code_reports_bad_input(tmp_path, isolated_home):
+    done = cli_process(tmp_path / "missing.png", "-o", tmp_path / "x.svg", *FAST, cwd=tmp_path,
+                       home=isolated_home)
+    assert done.returncode == 2
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: image file not found: {tmp_path / 'missing.png'}"]
+    assert not (tmp_path / "x.svg").exists()
+
+
+# --- refusing bad input ---------------------------------------------------------------------------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small valid PNG whose header claims width x height (a decompression bomb's header)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def truncated_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.open(OBJECTS / "camel.png").save(buffer, "PNG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+BAD_IMAGES = {
+    "text": (b"this is not an image\n", "not an image"),
+    "truncated": (truncated_png(), "truncated or corrupt"),
+    "empty": (b"", "empty"),
+    "bomb": (png_claiming(30000, 30000), "too large"),
+}
+
+
+def assert_refused(code, capsys, out_dir, *words, exit_code=2):
+    """Exit code, then exactly: one "error:" line naming the problem and one "  fix:" line."""
+    err = capsys.readouterr().err
+    assert code == exit_code, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("  fix: "), err
+    for word in words:
+        assert word in lines[0]
+    if out_dir is not None:
+        assert os.listdir(out_dir) == [], "no output or temp file"
+    return lines
+
+
+@pytest.mark.parametrize("kind", BAD_IMAGES)
+def test_bad_images_are_refused(tmp_path, out_dir, capsys, kind):
+    data, words = BAD_IMAGES[kind]
+    image = tmp_path / "x.png"
+    image.write_bytes(data)
+    assert_refused(sketch(image, out_dir / "x.svg"), capsys, out_dir, words, str(image))
+
+
+def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
+    assert_refused(sketch(tmp_path / "nope.png", out_dir / "x.svg"), capsys, out_dir, "not found")
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--strokes", "0", "stroke counts"),
+    ("--strokes", "4,4", "repeat"),
+    ("--strokes", "5000", "stroke counts"),
+    ("--iterations", "0", "iterations"),
+    ("--seeds", "0", "--seeds"),
+    ("--width", "-1", "--width"),
+    ("--width", "0", "--width"),
+    ("--aug-bank", "-1", "bank"),
+])
+def test_bad_values_are_refused(out_dir, capsys, option, value, words):
+    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", option, value)
+    assert_refused(code, capsys, out_dir, words)
+
+
+def test_a_mask_without_object_pixels_is_refused(tmp_path, out_dir, capsys):
+    black = tmp_path / "black.png"
+    Image.new("L", (500, 500), 0).save(black)
+    code = sketch(SCENES / "bull.png", out_dir / "x.svg", "--mask", black)
+    assert_refused(code, capsys, out_dir, "no object pixels")
+
+
+def test_an_output_folder_that_does_not_exist_is_refused(tmp_path, capsys):
+    missing = tmp_path / "no" / "such"
+    code = sketch(OBJECTS / "horse.png", missing / "x.svg")
+    assert_refused(code, capsys, None, "does not exist", str(missing))
+    assert not (tmp_path / "no").exists(), "no folder is created"
+
+
+def test_an_output_path_that_is_a_folder_is_refused_up_front(out_dir, capsys):
+    code = sketch(OBJECTS / "horse.png", out_dir)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert os.listdir(out_dir) == []
+
+
+def test_a_preview_path_in_an_unusable_folder_is_refused_up_front(tmp_path, out_dir, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", "--preview", blocker / "p.png")
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert os.listdir(out_dir) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_gpu_is_a_device_error(out_dir, capsys):
+    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", "--device", "cuda")
+    assert_refused(code, capsys, out_dir, "CUDA", exit_code=4)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--device", "tpu"],
+    ["--control-points", "5"],
+    ["--strokes", "four"],
+    ["--models", "huge"],
+])
+def test_options_outside_their_choices_are_usage_errors(out_dir, capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        sketch(OBJECTS / "horse.png", out_dir / "x.svg", *argv)
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+    assert os.listdir(out_dir) == []
+
+
+def test_missing_weights_name_the_file_and_the_way_out(tmp_path, out_dir, capsys, isolated_home):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    code = main(["sketch", str(OBJECTS / "horse.png"), "-o", str(out_dir / "x.svg"), "--models", "openai",
+                 "--weights-dir", str(empty), "--device", "cpu", "--strokes", "2", "--seeds", "1",
+                 "--iterations", "1", "-q"])
+    error, fix = assert_refused(code, capsys, out_dir, exit_code=3)
+    assert "ViT-B-32.pt" in error or "RN101.pt" in error
+    assert str(empty) in error and "--weights-dir" in fix
