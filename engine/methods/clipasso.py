@@ -2,8 +2,10 @@
 
 All abstraction levels x seeds form ONE batch: every iteration renders all still-running sketches,
 runs CLIP once on all their images and takes one Adam step for all of them. Adam is element-wise,
-so this is the same optimisation as separate runs; levels with fewer strokes are padded with
-strokes parked off the canvas, which draw nothing and receive no gradient.
+so each sketch is optimised as in a run of its own, except that which random augmentations it
+draws depends on the batch: a job is reproducible, but a level run alone draws other (equally
+random) augmentations. Levels with fewer strokes are padded with strokes parked off the canvas,
+which draw nothing and receive no gradient.
 
 Deliberate differences from the official code, each measured in benchmarks/clipasso.py:
 - Eval loss comes from the clean pair inside the training forward (same points, same loss, no
