@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe  # noqa: E402
+from engine.methods.init import random_walk  # noqa: E402
 from engine.render import band_coverage, rasterize  # noqa: E402
 from engine.render.bezier import sample_polyline  # noqa: E402
 
@@ -41,9 +42,8 @@ def naive_rasterize(points: torch.Tensor, half_width: float, size=SIZE, segments
 
 def strokes(batch: int, n: int, step: float, device, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    start = torch.rand(batch, n, 1, 2, generator=g) * 224
-    walk = (torch.rand(batch, n, 3, 2, generator=g) * 2 - 1) * step
-    return torch.cat([start, start + walk.cumsum(2)], dim=2).to(device)
+    start = torch.rand(batch * n, 2, generator=g) * 224
+    return random_walk(start, 4, step, g).view(batch, n, 4, 2).to(device)
 
 
 def measure(render, points, repeats: int) -> tuple[float, int]:
