@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe  # noqa: E402
 from engine.io.image import load_image  # noqa: E402
-from engine.methods.clipasso import ClipassoParams, optimise  # noqa: E402
+from engine.methods.clipasso import optimise  # noqa: E402
+from engine.params import ClipassoParams  # noqa: E402
 from engine.preprocess import prepare_target  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 

@@ -23,7 +23,7 @@ from engine.clip.features import normalize  # noqa: E402
 from engine.clip.models import VIT_B32, find_checkpoint  # noqa: E402
 from engine.errors import WeightsMissing  # noqa: E402
 from engine.jobs import SketchRequest, run_sketch  # noqa: E402
-from engine.methods.clipasso import ClipassoParams  # noqa: E402
+from engine.params import ClipassoParams  # noqa: E402
 from engine.render import rasterize  # noqa: E402
 from engine.runtime import Runtime  # noqa: E402
 

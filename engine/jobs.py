@@ -7,7 +7,6 @@ methods only ever see tensors on the 224 x 224 canvas.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,24 +14,12 @@ from PIL import Image
 
 from engine.io.automask import auto_mask
 from engine.io.image import load_image, load_mask
-from engine.methods.clipasso import ClipassoParams, LevelResult, optimise
+from engine.methods.clipasso import LevelResult, optimise
+from engine.params import MASK_AUTO, MASK_NONE, SketchRequest
 from engine.preprocess import CanvasMap, prepare_target
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
 from engine.strokes import Sketch, StrokeLayer
-
-MASK_NONE, MASK_AUTO = "none", "auto"
-
-
-@dataclass(frozen=True)
-class SketchRequest:
-    """One object-sketch job. `image` and a mask file may be paths or encoded bytes."""
-
-    image: str | os.PathLike | bytes
-    params: ClipassoParams = ClipassoParams()
-    mask: str | os.PathLike | bytes = MASK_NONE  # "none", "auto", or a mask image
-    width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
-    color: str = "#000000"
 
 
 @dataclass

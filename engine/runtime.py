@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.clip.models import MODEL_KINDS, load_clip
+from engine.clip.models import load_clip
 from engine.errors import DeviceError, InputError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from engine.params import DEVICES, MODEL_KINDS, PRECISIONS
 
 
 def resolve_device(name: str) -> torch.device:

@@ -150,7 +150,7 @@ def test_tiny_random_models_warn_that_the_sketch_is_meaningless(out_dir):
 
 def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
     from engine.jobs import SketchRequest, run_sketch
-    from engine.methods.clipasso import ClipassoParams
+    from engine.params import ClipassoParams
 
     buffer = io.BytesIO()
     Image.open(OBJECTS / "camel.png").crop((0, 50, 248, 200)).save(buffer, "PNG")

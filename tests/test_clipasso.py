@@ -14,13 +14,13 @@ from engine.clip.features import ResNetFeatures, attention_saliency, normalize
 from engine.clip.models import VIT_B32
 from engine.errors import InputError
 from engine.methods.clipasso import (
-    ClipassoParams,
     _update_best,
     clipasso_loss,
     initial_strokes,
     optimise,
 )
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
+from engine.params import ClipassoParams
 
 FAST = ClipassoParams(strokes=(8,), seeds=(0,), iterations=10, aug_bank=8, min_delta=0.0)
 

@@ -20,10 +20,10 @@ import platformdirs
 import torch
 
 from engine.errors import InputError, WeightsMissing
+from engine.params import MODEL_KINDS
 
 RN101 = "RN101"
 VIT_B32 = "ViT-B-32"
-MODEL_KINDS = ("openai", "random", "tiny-random")
 # Set to skip download attempts (machines without network; the tests set it).
 OFFLINE_ENV = "SKETCH_ABSTRACTION_OFFLINE"
 

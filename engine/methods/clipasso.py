@@ -27,9 +27,9 @@ import torch.nn.functional as F
 
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features
 from engine.clip.models import RN101, VIT_B32
-from engine.errors import InputError
 from engine.methods.augment import augment, random_homographies
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
+from engine.params import ClipassoParams
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
 from engine.render import rasterize
@@ -37,42 +37,6 @@ from engine.runtime import Runtime
 
 PARKED = -1.0e4  # where padding strokes wait, far off the canvas
 FEATURE_CHUNK = 32  # images per CLIP pass when building the augmentation bank
-
-
-@dataclass(frozen=True)
-class ClipassoParams:
-    """CLIPasso's settings; defaults are the paper's (SPEC 2)."""
-
-    strokes: tuple[int, ...] = (32, 16, 8, 4)  # one abstraction level per count
-    seeds: tuple[int, ...] = (0, 1000, 2000)  # each level keeps its best seed
-    iterations: int = 2000
-    control_points: int = 4  # 4 cubic, 3 quadratic, 2 straight
-    half_width: float = 1.5  # canvas px (diffvg's stroke_width)
-    lr: float = 1.0
-    eval_every: int = 10
-    min_delta: float = 1e-5
-    num_aug: int = 4
-    aug_bank: int = 128  # 0 = recompute target augmentations every iteration, as the official code
-    temperature: float = 0.3
-    walk_step: float = 0.025  # random-walk step, fraction of the canvas
-
-    def validate(self) -> "ClipassoParams":
-        """Raise InputError naming the first bad value; return self when all are usable."""
-        checks = [
-            (len(self.strokes) > 0 and all(1 <= n <= 1024 for n in self.strokes),
-             f"stroke counts must be between 1 and 1024, got {list(self.strokes)}"),
-            (len(set(self.strokes)) == len(self.strokes), f"stroke counts repeat: {list(self.strokes)}"),
-            (1 <= len(self.seeds) <= 16, f"seeds must number 1 to 16, got {len(self.seeds)}"),
-            (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
-            (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
-            (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
-            (self.lr > 0 and self.eval_every >= 1 and self.num_aug >= 0 and self.aug_bank >= 0,
-             "lr, eval interval, augmentations and bank size must be positive"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message, "see `sketch-abstraction sketch --help` for valid values")
-        return self
 
 
 @dataclass

@@ -1,0 +1,82 @@
+"""Command-line options shared by several commands, and their translation into validated requests.
+
+Torch-free, so that the bridge commands (`submit`, `status`, `stop`) start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from engine.errors import InputError
+from engine.params import DEVICES, MASK_NONE, MODEL_KINDS, PRECISIONS, ClipassoParams, SketchRequest
+
+_SKETCH = ClipassoParams()
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Where and with which models the engine computes (shared by `sketch`, `scene` and `serve`)."""
+    group = parser.add_argument_group("engine")
+    group.add_argument("--device", default="auto", choices=DEVICES, help="compute device (default: auto)")
+    group.add_argument("--models", default="openai", choices=MODEL_KINDS,
+                       help="CLIP weights: openai (real), random (real size, for timing), "
+                            "tiny-random (tests; meaningless sketches)")
+    group.add_argument("--weights-dir", help="folder holding RN101.pt and ViT-B-32.pt (offline use)")
+    group.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="CLIP arithmetic (default: fp16 on CUDA, bf16 on CPUs that have it, else fp32)")
+
+
+def add_sketch_options(parser: argparse.ArgumentParser) -> None:
+    """The job options of an object sketch (shared by `sketch` and `submit`)."""
+    group = parser.add_argument_group("sketch")
+    group.add_argument("--strokes", type=int_list, default=_SKETCH.strokes,
+                       help="stroke count of each abstraction level, one SVG layer each (default: 32,16,8,4)")
+    group.add_argument("--seeds", type=int, default=len(_SKETCH.seeds),
+                       help="random starts per level; the best is kept (default: 3)")
+    group.add_argument("--iterations", type=int, default=_SKETCH.iterations,
+                       help="most optimisation steps; stops earlier on convergence (default: 2000)")
+    group.add_argument("--control-points", type=int, default=_SKETCH.control_points, choices=(2, 3, 4),
+                       help="points per stroke: 4 cubic, 3 quadratic, 2 straight (default: 4)")
+    group.add_argument("--width", type=float,
+                       help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)")
+    group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
+    group.add_argument("--mask", default=MASK_NONE,
+                       help="background removal: none (default), auto (U2-Net, needs the 'mask' "
+                            "extra) or a mask image (white = object)")
+    group.add_argument("--aug-bank", type=int, default=_SKETCH.aug_bank,
+                       help="precomputed target augmentations; 0 recomputes them every step as the "
+                            "official code (default: 128)")
+
+
+def seed_values(count: int) -> tuple[int, ...]:
+    """The paper's seeds 0, 1000, 2000, ... for `--seeds N`."""
+    if count < 1:
+        raise InputError(f"--seeds must be at least 1, got {count}", "use --seeds 3 (the paper's)")
+    return tuple(1000 * i for i in range(count))
+
+
+def sketch_request(args: argparse.Namespace, image) -> SketchRequest:
+    """Validated job from parsed options (raises InputError)."""
+    params = ClipassoParams(strokes=args.strokes, seeds=seed_values(args.seeds), iterations=args.iterations,
+                            control_points=args.control_points, aug_bank=args.aug_bank)
+    return SketchRequest(image=image, params=params, mask=args.mask, width=args.width, color=args.color).validate()
+
+
+def writable_file(path: str | Path, option: str) -> Path:
+    """`path` if a file can be written there (checked before any work, so no run is wasted)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder", f"pass {option} with a file name")
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write {path}: folder {folder} does not exist or is not writable",
+                         f"pass {option} with a path in a writable folder")
+    return path

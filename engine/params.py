@@ -1,0 +1,167 @@
+"""Job and engine settings as plain dataclasses: the one source of defaults, validated once at the edge.
+
+Torch-free on purpose: the command line, the bridge protocol and the client import it to check and
+describe options without loading the numeric stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import InputError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MODEL_KINDS = ("openai", "random", "tiny-random")
+MASK_NONE, MASK_AUTO = "none", "auto"
+_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+
+
+@dataclass(frozen=True)
+class ClipassoParams:
+    """CLIPasso's settings; defaults are the paper's (SPEC 2)."""
+
+    strokes: tuple[int, ...] = (32, 16, 8, 4)  # one abstraction level per count
+    seeds: tuple[int, ...] = (0, 1000, 2000)  # each level keeps its best seed
+    iterations: int = 2000
+    control_points: int = 4  # 4 cubic, 3 quadratic, 2 straight
+    half_width: float = 1.5  # canvas px (diffvg's stroke_width)
+    lr: float = 1.0
+    eval_every: int = 10
+    min_delta: float = 1e-5
+    num_aug: int = 4
+    aug_bank: int = 128  # 0 = recompute target augmentations every iteration, as the official code
+    temperature: float = 0.3
+    walk_step: float = 0.025  # random-walk step, fraction of the canvas
+
+    def validate(self) -> "ClipassoParams":
+        """Raise InputError naming the first bad value; return self when all are usable."""
+        checks = [
+            (len(self.strokes) > 0 and all(1 <= n <= 1024 for n in self.strokes),
+             f"stroke counts must be between 1 and 1024, got {list(self.strokes)}"),
+            (len(set(self.strokes)) == len(self.strokes), f"stroke counts repeat: {list(self.strokes)}"),
+            (1 <= len(self.seeds) <= 16, f"seeds must number 1 to 16, got {len(self.seeds)}"),
+            (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
+            (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
+            (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
+            (self.lr > 0 and self.eval_every >= 1 and self.num_aug >= 0 and self.aug_bank >= 0,
+             "lr, eval interval, augmentations and bank size must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message, "see `sketch-abstraction sketch --help` for valid values")
+        return self
+
+
+@dataclass(frozen=True)
+class SketchRequest:
+    """One object-sketch job. `image` and a mask file may be paths or encoded bytes."""
+
+    image: str | os.PathLike | bytes
+    params: ClipassoParams = ClipassoParams()
+    mask: str | os.PathLike | bytes = MASK_NONE  # "none", "auto", or a mask image
+    width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
+    color: str = "#000000"
+
+    def validate(self) -> "SketchRequest":
+        if not isinstance(self.color, str) or not _HEX_COLOUR.fullmatch(self.color):
+            raise InputError(f"colour (--color) must be a hex colour like #000000, got {self.color!r}",
+                             "try --color '#1a1a1a'")
+        if self.width is not None and not (isinstance(self.width, (int, float)) and 0 < self.width < 1000):
+            raise InputError(f"stroke width (--width) must be a positive width in pixels, got {self.width!r}",
+                             "try --width 3")
+        self.params.validate()
+        return self
+
+
+REQUESTS = {"sketch": SketchRequest}
+"""Job kinds the engine runs, by the name the bridge protocol uses."""
+
+
+def request_to_json(request) -> tuple[dict[str, Any], list[bytes]]:
+    """A request as JSON plus binary buffers (image, then mask file if any), for the bridge.
+
+    Paths are read here, so the engine never needs to see the client's files.
+    """
+    kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
+    job: dict[str, Any] = {"kind": kind}
+    buffers = [_read_bytes(request.image)]
+    for f in dataclasses.fields(request):
+        value = getattr(request, f.name)
+        if f.name == "image":
+            continue
+        if dataclasses.is_dataclass(value):
+            job[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
+        elif f.name == "mask" and value not in (MASK_NONE, MASK_AUTO):
+            job[f.name] = {"buffer": len(buffers)}
+            buffers.append(_read_bytes(value))
+        else:
+            job[f.name] = value
+    return job, buffers
+
+
+def request_from_json(job: Any, buffers: list[bytes]):
+    """The validated request a bridge message describes (InputError naming what is wrong)."""
+    if not isinstance(job, dict) or job.get("kind") not in REQUESTS:
+        raise InputError(f"unknown job kind {job.get('kind') if isinstance(job, dict) else job!r}",
+                         f"use one of: {', '.join(REQUESTS)}")
+    cls = REQUESTS[job["kind"]]
+    if not buffers:
+        raise InputError("the job carries no image", "send the image file's bytes as the first buffer")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {"image": buffers[0]}
+    for name, value in job.items():
+        if name == "kind":
+            continue
+        if name not in fields or name == "image":
+            raise InputError(f"unknown job field {name!r}", f"known fields: {', '.join(sorted(fields))}")
+        default = fields[name].default
+        if dataclasses.is_dataclass(default):
+            values[name] = _dataclass_from_json(type(default), value)
+        elif name == "mask" and isinstance(value, dict):
+            index = value.get("buffer")
+            if not isinstance(index, int) or not 0 < index < len(buffers):
+                raise InputError("the mask refers to a missing buffer", "send the mask file as the second buffer")
+            values[name] = buffers[index]
+        else:
+            values[name] = value
+    return cls(**values).validate()
+
+
+def _dataclass_from_json(cls, data: Any):
+    """`cls` from a JSON object: unknown names rejected, lists made tuples, numbers type-checked."""
+    if not isinstance(data, dict):
+        raise InputError(f"{cls.__name__} must be a JSON object", "send the parameters as an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for name, value in data.items():
+        if name not in fields:
+            raise InputError(f"unknown parameter {name!r}", f"known parameters: {', '.join(sorted(fields))}")
+        default = fields[name].default
+        if isinstance(default, tuple):
+            ok = isinstance(value, list) and all(type(v) is type(default[0]) for v in value)
+            value = tuple(value) if ok else value
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        else:
+            ok = type(value) is type(default)
+        if not ok:
+            raise InputError(f"parameter {name!r} has the wrong type: {value!r}",
+                             f"send it like the default, {default!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def _read_bytes(source) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        with open(source, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise InputError(f"cannot read {source}: {err.strerror}", "check the path and its permissions") from None
