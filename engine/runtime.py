@@ -82,6 +82,11 @@ class Runtime:
     def amp_dtype(self) -> torch.dtype | None:
         return autocast_dtype(self.device, self.precision)
 
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        """The architectures loaded so far."""
+        return tuple(self._loaded)
+
     def clip(self, arch: str) -> torch.nn.Module:
         if arch not in self._loaded:
             model = load_clip(arch, self.models, weights_dir=self.weights_dir, device=self.device)

@@ -7,13 +7,17 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` through a temp file in the same folder and an atomic rename."""
+def write_atomic(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+    """Write `data` to `path` through a temp file in the same folder and an atomic rename.
+
+    `mode` defaults to an ordinary user file's (0666 less the umask); secrets pass 0o600, which the
+    file has from its creation on, never wider.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary user files
+        os.fchmod(fd, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

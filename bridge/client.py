@@ -1,0 +1,291 @@
+"""The light client of the engine: pyzmq and the standard library only, never torch.
+
+It finds the engine through the connection file, starts it when it is not running (detached, so it
+outlives the caller and keeps its models loaded for the next request), and speaks bridge.protocol
+over one DEALER socket. Every receive goes through poll with a timeout, so a dead engine is noticed
+instead of waited on forever.
+
+    with EngineClient.connect(start=[python, "-m", "engine", "serve"]) as client:
+        job_id, position = client.submit(job, buffers, name="photo.png")
+        result = client.wait(job_id, on_message=print)
+        Path("photo.svg").write_bytes(result.svg)
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import zmq
+
+from bridge import connection, protocol
+from bridge.protocol import Message, ProtocolError
+
+DEFAULT_TIMEOUT_S = 10.0  # for one request's reply
+READY_TIMEOUT_S = 180.0  # a cold start loads two CLIP models, slow on a CPU with a cold disk
+PATIENCE_S = 10.0  # silence while waiting on a job before checking that the engine still lives
+AUTO_IDLE_TIMEOUT_S = 1800  # an engine a client started frees its memory after half an hour unused
+_START_MARK = "--- starting:"
+
+
+def engine_command(python: str, models: str = "openai", device: str = "auto", weights_dir: str | None = None,
+                   idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S) -> list[str]:
+    """The command line that starts the engine with `python` (the engine's own environment)."""
+    command = [python, "-m", "engine", "serve", "--models", models, "--device", device]
+    if weights_dir:
+        command += ["--weights-dir", weights_dir]
+    if idle_timeout_s is not None:
+        command += ["--idle-timeout", str(idle_timeout_s)]
+    return command
+
+
+class ClientError(Exception):
+    """Something the user can act on: `message` says what, `hint` what to do, `code` is stable."""
+
+    def __init__(self, message: str, hint: str = "", code: str = "client_error"):
+        super().__init__(message)
+        self.message, self.hint, self.code = message, hint, code
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class EngineUnavailable(ClientError):
+    """No engine runs and none could be started, or it stopped answering."""
+
+
+class JobFailed(ClientError):
+    """The engine answered with an error (a job's or a request's)."""
+
+    def __init__(self, content: dict[str, Any]):
+        super().__init__(str(content.get("message", "unknown error")), str(content.get("hint", "")),
+                         str(content.get("code", "engine_error")))
+        self.job_id = content.get("job_id")
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    name: str
+    kind: str
+    svg: bytes
+    notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+
+
+class EngineClient:
+    def __init__(self, info: connection.ConnectionInfo, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.info, self.timeout_s = info, timeout_s
+        self.session = protocol.Session(info.key)
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 200)
+        self.socket.connect(info.url)
+        self._unclaimed: collections.deque[Message] = collections.deque()  # job messages seen early
+
+    @classmethod
+    def connect(cls, start: list[str] | None = None, ready_timeout_s: float = READY_TIMEOUT_S,
+                timeout_s: float = DEFAULT_TIMEOUT_S) -> "EngineClient":
+        """A client of the running engine; with `start` (the engine's command line), start one if
+        none runs and wait until it answers, at most `ready_timeout_s`."""
+        info = connection.read_connection()
+        if info is None and start is None:
+            raise EngineUnavailable("the engine is not running", "start it with `sketch-abstraction serve`",
+                                    "not_running")
+        if info is None:
+            info = _start_engine(start, ready_timeout_s)
+        client = cls(info, timeout_s)
+        try:
+            client.status()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def __enter__(self) -> "EngineClient":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.socket.close()
+        self.context.term()
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self._request("status_request").content
+
+    def submit(self, job: dict[str, Any], buffers: list[bytes], name: str) -> tuple[str, int]:
+        """Queue a job (engine.params.request_to_json's form); returns (job id, queue position)."""
+        reply = self._request("submit_request", {"job": job, "name": name}, buffers)
+        return reply.content["job_id"], reply.content["position"]
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a queued or running job; returns its state ("cancelled", "cancelling", or its end)."""
+        return self._request("cancel_request", {"job_id": job_id}).content["state"]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._request("list_request").content["jobs"]
+
+    def fetch(self, job_id: str) -> JobResult | dict[str, Any]:
+        """The finished result, or the job's info while it is queued or running (JobFailed if it failed)."""
+        reply = self._request("fetch_request", {"job_id": job_id}, expect=("result", "fetch_reply"))
+        return _result(reply) if reply.msg_type == "result" else reply.content
+
+    def shutdown(self) -> list[str]:
+        """Stop the engine; returns the ids of the jobs this interrupted."""
+        return self._request("shutdown_request").content["interrupted"]
+
+    def wait(self, job_id: str, on_message: Callable[[Message], None] | None = None,
+             timeout_s: float | None = None) -> JobResult:
+        """Follow a job to its end, passing each queue_update and progress to `on_message`.
+
+        Raises JobFailed (job error, cancelled), EngineUnavailable (engine died) or TimeoutError
+        (`timeout_s` passed; the job keeps running and can be fetched later).
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        reply = self._request("fetch_request", {"job_id": job_id, "watch": True}, expect=("result", "fetch_reply"))
+        if reply.msg_type == "result":
+            return _result(reply)
+        while True:
+            msg = self._next_job_message(job_id, deadline)
+            if msg.msg_type == "result":
+                return _result(msg)
+            if msg.msg_type == "error":
+                raise JobFailed(msg.content)
+            if on_message is not None:
+                on_message(msg)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _request(self, msg_type: str, content: dict | None = None, buffers: list[bytes] | None = None,
+                 expect: tuple[str, ...] | None = None) -> Message:
+        request = Message(msg_type, content or {}, buffers or [])
+        self._send(request)
+        expect = expect or (msg_type.replace("_request", "_reply"),)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            msg = self._receive(deadline)
+            if msg.parent.get("msg_id") != request.msg_id:
+                self._unclaimed.append(msg)  # progress of a job, to be read by wait()
+            elif msg.msg_type == "error":
+                raise JobFailed(msg.content)
+            elif msg.msg_type in expect:
+                return msg
+            else:
+                raise ClientError(f"unexpected {msg.msg_type} in reply to {msg_type}",
+                                  "update the client and the engine together", protocol.BAD_MESSAGE)
+
+    def _next_job_message(self, job_id: str, deadline: float | None) -> Message:
+        for msg in list(self._unclaimed):
+            if msg.content.get("job_id") == job_id:
+                self._unclaimed.remove(msg)
+                return msg
+        while True:
+            slice_end = time.monotonic() + PATIENCE_S
+            if deadline is not None:
+                slice_end = min(slice_end, deadline)
+            try:
+                msg = self._receive(slice_end)
+            except EngineUnavailable:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"job {job_id} is still running after the time limit") from None
+                if not connection.pid_alive(self.info.pid):
+                    raise EngineUnavailable(
+                        f"the engine (pid {self.info.pid}) stopped while job {job_id} was running",
+                        f"see its log in {connection.runtime_dir() / connection.LOG_FILE}, then submit again",
+                        "engine_died") from None
+                continue  # alive, just busy with a long stage (e.g. loading models)
+            if msg.content.get("job_id") == job_id:
+                return msg
+            if msg.msg_type in ("result", "error"):
+                self._unclaimed.append(msg)  # another job's end, for a later wait()
+
+    def _send(self, msg: Message) -> None:
+        try:
+            self.socket.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            raise EngineUnavailable("the engine is not accepting messages",
+                                    "check `sketch-abstraction status`; restart it if it hangs") from None
+
+    def _receive(self, deadline: float) -> Message:
+        """The next well-formed message before `deadline`; EngineUnavailable when none comes."""
+        while True:
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not self.socket.poll(wait_ms, zmq.POLLIN):
+                raise EngineUnavailable(f"no answer from the engine at {self.info.url} within the time limit",
+                                        "check `sketch-abstraction status`; restart the engine if it hangs",
+                                        "no_answer")
+            frames = self.socket.recv_multipart()
+            try:
+                return self.session.deserialize(frames, protocol.REPLIES)
+            except ProtocolError:
+                continue  # not from our engine (or damaged): never act on it
+
+
+def _result(msg: Message) -> JobResult:
+    c = msg.content
+    if not msg.buffers:
+        raise ClientError("the engine sent a result without its SVG", "fetch the job again", protocol.BAD_MESSAGE)
+    return JobResult(c["job_id"], c.get("name", ""), c.get("kind", ""), msg.buffers[0], c.get("notes") or [],
+                     c.get("seconds"))
+
+
+def _start_engine(command: list[str], ready_timeout_s: float) -> connection.ConnectionInfo:
+    """Start the engine detached, its output in the runtime folder's log; wait until it is ready."""
+    log_path = connection.runtime_dir() / connection.LOG_FILE
+    with open(log_path, "ab") as log:
+        log.write(f"\n{_START_MARK} {' '.join(command)}\n".encode())
+        log.flush()
+        kwargs: dict[str, Any] = {"start_new_session": True} if sys.platform != "win32" else {
+            "creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
+            | subprocess.CREATE_NO_WINDOW}
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
+                                       cwd=os.path.expanduser("~"), **kwargs)
+        except OSError as err:
+            raise EngineUnavailable(f"cannot start the engine ({command[0]}: {err.strerror})",
+                                    "re-run install.py so the extension knows the engine's Python",
+                                    "start_failed") from None
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        info = connection.read_connection()
+        if info is not None:
+            return info  # ours, or one another client started at the same moment
+        if process.poll() is not None:
+            raise EngineUnavailable(f"the engine exited while starting: {_last_error(log_path)}",
+                                    _last_hint(log_path) or f"see {log_path}", "start_failed")
+        time.sleep(0.1)
+    raise EngineUnavailable(f"the engine did not become ready within {ready_timeout_s:.0f} s",
+                            f"see {log_path}; on a slow machine the first start loads the models for a while",
+                            "start_timeout")
+
+
+def _log_tail(path) -> list[str]:
+    """The lines the latest start wrote to the log."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    starts = [i for i, line in enumerate(lines) if line.startswith(_START_MARK)]
+    return lines[starts[-1]:] if starts else lines
+
+
+def _last_error(path) -> str:
+    lines = [line for line in _log_tail(path) if line.startswith("error: ")]
+    return lines[-1][len("error: "):] if lines else "no error message"
+
+
+def _last_hint(path) -> str:
+    lines = [line for line in _log_tail(path) if line.startswith("  fix: ")]
+    return lines[-1][len("  fix: "):] if lines else ""

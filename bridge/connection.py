@@ -1,0 +1,120 @@
+"""Where the engine and its clients meet: the per-user folders and the connection file.
+
+The connection file (JSON: transport, ip, port, key, pid, version) is the only way to find a running
+engine. It lives in the user's runtime folder, mode 0600 (it holds the signing key); the engine
+writes it atomically (bridge.server); a file whose pid is dead is stale and is replaced. Standard library and
+platformdirs only: the client imports this under Inkscape's Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP = "sketch-abstraction"
+# Folder overrides, for tests and for running several engines side by side.
+RUNTIME_ENV = "SKETCH_ABSTRACTION_RUNTIME_DIR"
+DATA_ENV = "SKETCH_ABSTRACTION_DATA_DIR"
+CONNECTION_FILE = "engine.json"
+LOG_FILE = "engine.log"
+LOCK_FILE = "engine.lock"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    port: int
+    key: str
+    pid: int
+    version: str  # protocol version
+    ip: str = "127.0.0.1"
+    transport: str = "tcp"
+
+    @property
+    def url(self) -> str:
+        return f"{self.transport}://{self.ip}:{self.port}"
+
+
+def runtime_dir() -> Path:
+    """The per-user folder (0700) for the connection file, the lock and the engine's log."""
+    override = os.environ.get(RUNTIME_ENV)
+    candidates = [Path(override)] if override else [
+        Path(platformdirs.user_runtime_dir(APP, appauthor=False)),
+        Path(platformdirs.user_cache_dir(APP, appauthor=False)) / "run",  # no XDG_RUNTIME_DIR (e.g. ssh)
+    ]
+    for folder in candidates:
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if sys.platform != "win32":
+                os.chmod(folder, 0o700)
+            return folder
+        except OSError:
+            continue
+    raise OSError(f"cannot create a runtime folder for the engine (tried {', '.join(map(str, candidates))})")
+
+
+def data_dir() -> Path:
+    """The per-user folder where finished results wait to be fetched."""
+    override = os.environ.get(DATA_ENV)
+    folder = Path(override) if override else Path(platformdirs.user_data_dir(APP, appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def connection_path() -> Path:
+    return runtime_dir() / CONNECTION_FILE
+
+
+def read_connection() -> ConnectionInfo | None:
+    """The running engine's connection info; None when there is no file, it is unreadable or stale."""
+    try:
+        data = json.loads(connection_path().read_text(encoding="utf-8"))
+        info = ConnectionInfo(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return info if pid_alive(info.pid) else None
+
+
+def remove_connection(pid: int) -> None:
+    """Remove the connection file if it is still the one engine `pid` wrote."""
+    path = connection_path()
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if sys.platform == "win32":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _not_zombie(pid)
+
+
+def _not_zombie(pid: int) -> bool:
+    """A zombie (exited, not yet reaped: e.g. an engine started by a still-running test) is dead."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -1,0 +1,166 @@
+"""The engine protocol: every message the engine and its clients exchange, defined here and only here.
+
+Shaped like the Jupyter kernel protocol. On the wire one message is the multipart frame list
+
+    [routing ids..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
+
+`signature` is the hex HMAC-SHA256 of the four JSON parts under the key from the connection file,
+checked in constant time. The header carries `version`; a message of another version, an unknown
+type or a malformed part is answered with an `error`. Binary payloads (images, SVG) travel as
+buffers, never inside JSON.
+
+Client -> engine (DEALER -> ROUTER), and the engine's replies:
+
+  status_request  {}                                  -> status_reply
+  submit_request  {job, name} + [image, mask?]        -> submit_reply {job_id, position}
+                  then, to every watcher of the job:     queue_update {job_id, position}
+                                                         progress {job_id, stage, iteration, total,
+                                                                   loss, eta_s, detail}
+                                                         result {job_id, ...} + [svg]
+                                                         or error {job_id, code, message, hint}
+  cancel_request  {job_id}                            -> cancel_reply {job_id, state}
+  list_request    {}                                  -> list_reply {jobs: [job info...]}
+  fetch_request   {job_id, watch}                     -> result + [svg] when finished, error when it
+                                                         failed; fetch_reply {job info} while it is
+                                                         queued or running (with watch=true the
+                                                         client is then sent its progress and result)
+  shutdown_request {}                                 -> shutdown_reply {}
+
+`job` is the JSON form of a request (engine.params.request_to_json): {"kind": "sketch" | "scene",
+"params": {...}, "mask": "none" | "auto" | {"buffer": 1}, "width": ..., "color": ...}.
+Job info: {job_id, name, kind, state, position, created, finished, error?}, where state is one of
+JOB_STATES.
+
+This module needs only the standard library, so it imports under any Python (Inkscape's included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = "1.0"
+DELIMITER = b"<IDS|MSG>"
+
+REQUESTS = frozenset({
+    "status_request", "submit_request", "cancel_request", "list_request", "fetch_request", "shutdown_request",
+})
+REPLIES = frozenset({
+    "status_reply", "submit_reply", "queue_update", "progress", "result", "error", "cancel_reply",
+    "list_reply", "fetch_reply", "shutdown_reply",
+})
+JOB_STATES = ("queued", "running", "done", "error", "cancelled", "interrupted")
+FINISHED = frozenset({"done", "error", "cancelled", "interrupted"})
+
+# Error codes the engine sends besides the job errors of engine.errors (bad_input, weights_missing,
+# device_error, cancelled, engine_error).
+BAD_MESSAGE = "bad_message"  # malformed frames, JSON, signature, version or type
+TOO_LARGE = "too_large"
+UNKNOWN_JOB = "unknown_job"
+INTERNAL = "internal_error"
+
+
+class ProtocolError(Exception):
+    """A message that cannot be accepted; `code` and `hint` go back to the sender in an error reply."""
+
+    def __init__(self, message: str, hint: str = "", code: str = BAD_MESSAGE):
+        super().__init__(message)
+        self.message, self.hint, self.code = message, hint, code
+
+
+@dataclass
+class Message:
+    msg_type: str
+    content: dict[str, Any] = field(default_factory=dict)
+    buffers: list[bytes] = field(default_factory=list)
+    parent: dict[str, Any] = field(default_factory=dict)  # header of the request this answers
+    header: dict[str, Any] = field(default_factory=dict)  # filled in by Session.serialize
+
+    @property
+    def msg_id(self) -> str:
+        return self.header.get("msg_id", "")
+
+
+def new_key() -> str:
+    return secrets.token_hex(32)
+
+
+class Session:
+    """Signs, serialises and checks messages under one key (the connection file's)."""
+
+    def __init__(self, key: str, max_bytes: int = 256 * 2**20):
+        self.key = key.encode("ascii")
+        self.max_bytes = max_bytes  # largest message accepted, all frames together
+
+    def sign(self, parts: list[bytes]) -> bytes:
+        mac = hmac.new(self.key, digestmod=hashlib.sha256)
+        for part in parts:
+            mac.update(part)
+        return mac.hexdigest().encode("ascii")
+
+    def serialize(self, msg: Message) -> list[bytes]:
+        """Frames after the routing ids: delimiter, signature, the four JSON parts, buffers."""
+        msg.header = {"msg_id": uuid.uuid4().hex, "msg_type": msg.msg_type, "version": VERSION,
+                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        parts = [_dumps(msg.header), _dumps(msg.parent), _dumps({}), _dumps(msg.content)]
+        return [DELIMITER, self.sign(parts), *parts, *msg.buffers]
+
+    def split_ids(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """(routing ids, the rest from the delimiter on); no delimiter -> ProtocolError."""
+        try:
+            i = frames.index(DELIMITER)
+        except ValueError:
+            raise ProtocolError("no <IDS|MSG> delimiter in the message",
+                                "send Jupyter-style frames (see bridge/protocol.py)") from None
+        return frames[:i], frames[i:]
+
+    def deserialize(self, frames: list[bytes], expect: frozenset[str]) -> Message:
+        """Check and decode the frames after the routing ids; any defect -> ProtocolError.
+
+        Checks run cheapest and most fundamental first: size, frame count, signature (before any
+        JSON is parsed, so unsigned input is never interpreted), JSON, version, type.
+        """
+        size = sum(len(f) for f in frames)
+        if size > self.max_bytes:
+            raise ProtocolError(f"message of {size / 2**20:.1f} MiB exceeds the engine's limit of "
+                                f"{self.max_bytes / 2**20:.0f} MiB",
+                                "send a smaller image, or restart the engine with a larger --max-message-mb",
+                                TOO_LARGE)
+        if len(frames) < 6 or frames[0] != DELIMITER:
+            raise ProtocolError(f"expected at least 6 frames from the delimiter on, got {len(frames)}",
+                                "send delimiter, signature, header, parent, metadata, content")
+        signature, parts, buffers = frames[1], frames[2:6], frames[6:]
+        if not hmac.compare_digest(signature, self.sign(parts)):
+            raise ProtocolError("bad message signature",
+                                "use the key from the engine's current connection file")
+        try:
+            header, parent, _metadata, content = (json.loads(p) for p in parts)
+        except (UnicodeDecodeError, ValueError):
+            raise ProtocolError("a message part is not valid JSON", "send UTF-8 JSON objects") from None
+        if not all(isinstance(p, dict) for p in (header, parent, content)):
+            raise ProtocolError("header, parent header and content must be JSON objects",
+                                "send JSON objects, e.g. {}")
+        if header.get("version") != VERSION:
+            raise ProtocolError(f"protocol version {header.get('version')!r} is not supported (engine "
+                                f"speaks {VERSION})", "update the client and the engine together")
+        msg_type = header.get("msg_type")
+        if msg_type not in expect:
+            raise ProtocolError(f"unknown message type {msg_type!r}", f"use one of: {', '.join(sorted(expect))}")
+        return Message(msg_type, content, list(buffers), parent, header)
+
+
+def error_content(code: str, message: str, hint: str = "", job_id: str | None = None) -> dict[str, Any]:
+    content = {"code": code, "message": message, "hint": hint}
+    if job_id is not None:
+        content["job_id"] = job_id
+    return content
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -1,0 +1,429 @@
+"""The engine server: one long-lived process that keeps the CLIP models loaded and runs jobs in turn.
+
+Two threads. The main thread owns every ZeroMQ socket and all job state: it answers requests,
+keeps the queue and sends progress and results to each job's watchers. The worker thread only
+computes: it takes one job at a time and reports back through an in-process socket, so no socket
+is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
+set, which is how a running job stops.
+
+Nothing a client sends can stop the engine: every message is checked (bridge.protocol) before it
+is interpreted, every defect gets an error reply, and a job that fails, even by running out of
+GPU memory, becomes an error reply while the engine keeps serving.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from bridge import connection, protocol
+from bridge.protocol import Message, ProtocolError, error_content
+from bridge.store import JobRecord, ResultStore, valid_job_id
+from engine import __version__
+from engine.errors import Cancelled, EngineError
+from engine.io.atomic import write_atomic
+from engine.params import REQUESTS, request_from_json
+from engine.progress import Progress
+
+EVENTS_URL = "inproc://engine-events"
+PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
+POLL_MS = 200
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    idle_timeout_s: float | None = None  # exit after this long with no job and no message
+    max_message_bytes: int = 256 * 2**20
+    keep_fetched_s: float = 86_400.0
+
+
+@dataclass
+class Job:
+    record: JobRecord
+    request: Any  # a request of engine.params.REQUESTS
+    watchers: set[bytes] = field(default_factory=set)  # routing ids that get progress and the result
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class EngineServer:
+    def __init__(self, runtime, options: ServerOptions = ServerOptions()):
+        self.runtime, self.options = runtime, options
+        self.session = protocol.Session(protocol.new_key(), options.max_message_bytes)
+        self.store = ResultStore(connection.data_dir() / "results", keep_fetched_s=options.keep_fetched_s)
+        self.records: dict[str, JobRecord] = self.store.load()
+        self.jobs: dict[str, Job] = {}  # queued and running jobs
+        self.order: list[str] = []  # queued job ids, first to run first
+        self.running: str | None = None
+        self.work: queue.Queue[Job | None] = queue.Queue()
+        self.context = zmq.Context()
+        self.stopping = False
+        self.started = time.time()
+        self.last_activity = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Bind, publish the connection file, serve until shutdown, and clean up."""
+        router = self.context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.LINGER, 1000)
+        # zmq drops a peer whose single frame is far beyond the limit; anything smaller but still
+        # too large is answered with a readable error by Session.deserialize.
+        router.setsockopt(zmq.MAXMSGSIZE, 2 * self.options.max_message_bytes)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        events = self.context.socket(zmq.PULL)
+        events.bind(EVENTS_URL)
+        worker = threading.Thread(target=self._worker, name="engine-worker", daemon=True)
+        worker.start()
+        info = connection.ConnectionInfo(port=port, key=self.session.key.decode(), pid=os.getpid(),
+                                         version=protocol.VERSION)
+        path = connection.connection_path()
+        write_atomic(path, json.dumps(info.__dict__).encode(), mode=0o600)
+        _log(f"engine {__version__} ready on {info.url} ({self.runtime.device}, {self.runtime.models} models); "
+             f"connection file {path}")
+        try:
+            self._loop(router, events)
+        finally:
+            connection.remove_connection(os.getpid())
+            for job in self.jobs.values():
+                job.cancel.set()
+            self.work.put(None)
+            worker.join(timeout=30)
+            for job_id in list(self.jobs):
+                self._finish(router, job_id, "interrupted", error=error_content(
+                    "interrupted", "the engine was stopped before this job finished", "submit the image again",
+                    job_id))
+            router.close(linger=1000)
+            events.close()
+            self.context.term()
+            _log("engine stopped")
+
+    def stop(self, *_signal) -> None:
+        self.stopping = True
+
+    def _loop(self, router: zmq.Socket, events: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(events, zmq.POLLIN)
+        last_prune = time.monotonic()
+        while not self.stopping:
+            ready = dict(poller.poll(POLL_MS))
+            if events in ready:
+                while events.poll(0):
+                    self._on_event(router, events.recv_multipart())
+            if router in ready:
+                while router.poll(0) and not self.stopping:
+                    self._on_frames(router, router.recv_multipart())
+            now = time.monotonic()
+            if now - last_prune > 3600:
+                self.store.prune(self.records)
+                last_prune = now
+            idle = self.options.idle_timeout_s
+            if idle is not None and not self.jobs and now - self.last_activity > idle:
+                _log(f"idle for {idle:.0f} s; exiting")
+                break
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _on_frames(self, router: zmq.Socket, frames: list[bytes]) -> None:
+        self.last_activity = time.monotonic()
+        peer = frames[0]
+        try:
+            ids, rest = self.session.split_ids(frames)
+            msg = self.session.deserialize(rest, protocol.REQUESTS)
+        except ProtocolError as err:
+            self._send(router, [peer], Message("error", error_content(err.code, err.message, err.hint)))
+            return
+        handler = getattr(self, "_on_" + msg.msg_type)
+        try:
+            handler(router, ids, msg)
+        except EngineError as err:
+            self._reply(router, ids, msg, "error", error_content(err.code, err.message, err.hint))
+        except Exception as err:  # a bug in a handler must not take the engine down
+            traceback.print_exc()
+            self._reply(router, ids, msg, "error", error_content(
+                protocol.INTERNAL, f"internal error handling {msg.msg_type}: {err}", "see the engine's log"))
+
+    def _on_status_request(self, router, ids, msg) -> None:
+        self._reply(router, ids, msg, "status_reply", {
+            "version": __version__, "protocol": protocol.VERSION, "pid": os.getpid(),
+            "device": str(self.runtime.device), "models": self.runtime.models,
+            "loaded": sorted(self.runtime.loaded), "running": self.running,
+            "queue": [self.records[j].info(self._position(j)) for j in self._active_ids()],
+            "uptime_s": round(time.time() - self.started, 1)})
+
+    def _on_submit_request(self, router, ids, msg) -> None:
+        name = msg.content.get("name", "image")
+        if not isinstance(name, str) or len(name) > 500:
+            raise EngineError("the job name must be a short string", "send the image's file name")
+        request = request_from_json(msg.content.get("job"), msg.buffers)
+        kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
+        record = JobRecord(job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time())
+        self.store.save(record)
+        self.records[record.job_id] = record
+        job = Job(record, request, watchers={ids[0]})
+        self.jobs[record.job_id] = job
+        self.order.append(record.job_id)
+        self.work.put(job)
+        self._reply(router, ids, msg, "submit_reply", {"job_id": record.job_id,
+                                                       "position": self._position(record.job_id)})
+
+    def _on_cancel_request(self, router, ids, msg) -> None:
+        job_id = self._known(msg.content.get("job_id"))
+        job = self.jobs.get(job_id)
+        if job is None:
+            state = self.records[job_id].state
+        elif job_id == self.running:
+            job.cancel.set()
+            state = "cancelling"
+        else:
+            job.cancel.set()  # the worker skips it when its turn comes
+            self._finish(router, job_id, "cancelled", error=_cancelled(job_id))
+            state = "cancelled"
+        self._reply(router, ids, msg, "cancel_reply", {"job_id": job_id, "state": state})
+
+    def _on_list_request(self, router, ids, msg) -> None:
+        jobs = sorted(self.records.values(), key=lambda r: r.created)
+        self._reply(router, ids, msg, "list_reply", {"jobs": [r.info(self._position(r.job_id)) for r in jobs]})
+
+    def _on_fetch_request(self, router, ids, msg) -> None:
+        job_id = self._known(msg.content.get("job_id"))
+        record = self.records[job_id]
+        if record.state == "done":
+            self._send_result(router, ids, msg.header, record)
+        elif record.state in protocol.FINISHED:
+            self._reply(router, ids, msg, "error", record.error or _cancelled(job_id))
+        else:
+            if msg.content.get("watch"):
+                self.jobs[job_id].watchers.add(ids[0])
+            self._reply(router, ids, msg, "fetch_reply", record.info(self._position(job_id)))
+
+    def _on_shutdown_request(self, router, ids, msg) -> None:
+        self._reply(router, ids, msg, "shutdown_reply", {"interrupted": self._active_ids()})
+        self.stopping = True
+
+    # -- worker events -----------------------------------------------------------------------------
+
+    def _on_event(self, router: zmq.Socket, frames: list[bytes]) -> None:
+        event = json.loads(frames[0])
+        job_id = event["job_id"]
+        if event["type"] == "finished" and self.running == job_id:
+            self.running = None
+        if job_id not in self.jobs:
+            return  # cancelled while the worker was picking it up; already finished and told
+        if event["type"] == "started":
+            self.running = job_id
+            self.order.remove(job_id)
+            self.records[job_id].state = "running"
+            self.store.save(self.records[job_id])
+            for other in self.order:  # everyone behind moved up one place
+                self._notify(router, other, Message("queue_update", {"job_id": other,
+                                                                     "position": self._position(other)}))
+        elif event["type"] == "progress":
+            self._notify(router, job_id, Message("progress", event["content"]))
+        elif event["type"] == "finished":
+            record = self.records[job_id]
+            record.seconds, record.notes = event.get("seconds"), event.get("notes", [])
+            self._finish(router, job_id, event["state"], error=event.get("error"),
+                         svg=frames[1] if len(frames) > 1 else None)
+            gc.collect()
+
+    def _finish(self, router, job_id: str, state: str, error: dict | None = None, svg: bytes | None = None) -> None:
+        """Store the outcome first, then tell the watchers: a lost message never loses a result."""
+        job = self.jobs.pop(job_id)
+        if job_id in self.order:
+            self.order.remove(job_id)
+        record = job.record
+        record.state, record.finished, record.error = state, time.time(), error
+        self.store.save(record, svg)
+        for peer in job.watchers:
+            if state == "done":
+                self._send_result(router, [peer], {}, record, svg)
+            else:
+                self._send(router, [peer], Message("error", error or _cancelled(job_id)))
+
+    def _send_result(self, router, ids, parent: dict, record: JobRecord, svg: bytes | None = None) -> bool:
+        svg = self.store.svg(record.job_id) if svg is None else svg
+        content = {"job_id": record.job_id, "name": record.name, "kind": record.kind,
+                   "notes": record.notes, "seconds": record.seconds}
+        delivered = self._send(router, ids, Message("result", content, [svg], parent))
+        if delivered:
+            record.fetched = time.time()
+            self.store.save(record)
+        return delivered
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def _reply(self, router, ids, request: Message, msg_type: str, content: dict) -> None:
+        self._send(router, ids, Message(msg_type, content, parent=request.header))
+
+    def _notify(self, router, job_id: str, msg: Message) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        for peer in list(job.watchers):
+            if not self._send(router, [peer], msg):
+                job.watchers.discard(peer)  # the client is gone; its job goes on and waits to be fetched
+
+    def _send(self, router, ids: list[bytes], msg: Message) -> bool:
+        """False when the peer has gone (ROUTER_MANDATORY) or is not reading (full queue)."""
+        try:
+            router.send_multipart([*ids, *self.session.serialize(msg)], flags=zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.ZMQError as err:
+            if err.errno in (errno.EHOSTUNREACH, zmq.EAGAIN):
+                return False
+            raise
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _known(self, job_id: Any) -> str:
+        if not valid_job_id(job_id) or job_id not in self.records:
+            raise _UnknownJob(job_id)
+        return job_id
+
+    def _active_ids(self) -> list[str]:
+        return ([self.running] if self.running else []) + list(self.order)
+
+    def _position(self, job_id: str) -> int | None:
+        """0 for the running job, 1 for the next, ...; None for finished jobs."""
+        if job_id == self.running:
+            return 0
+        if job_id in self.order:
+            return self.order.index(job_id) + (1 if self.running else 0)
+        return None
+
+    # -- the worker thread -------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        events = self.context.socket(zmq.PUSH)
+        events.connect(EVENTS_URL)
+        try:
+            while (job := self.work.get()) is not None:
+                if job.cancel.is_set():
+                    continue  # cancelled while queued; the main thread has already finished it
+                events.send(json.dumps({"type": "started", "job_id": job.record.job_id}).encode())
+                self._run(job, events)
+        finally:
+            events.close(linger=1000)
+
+    def _run(self, job: Job, events: zmq.Socket) -> None:
+        from engine import jobs
+        from engine.svg import sketch_to_svg
+
+        job_id = job.record.job_id
+        last_sent = 0.0
+
+        def progress(p: Progress) -> None:
+            nonlocal last_sent
+            if job.cancel.is_set():
+                raise Cancelled("the job was cancelled", "")
+            now = time.monotonic()
+            if now - last_sent >= PROGRESS_INTERVAL_S or p.iteration >= p.total:
+                last_sent = now
+                loss = p.loss if p.loss is not None and abs(p.loss) < float("inf") else None
+                events.send(json.dumps({"type": "progress", "job_id": job_id, "content": {
+                    "job_id": job_id, "stage": p.stage, "iteration": p.iteration, "total": p.total,
+                    "loss": loss, "eta_s": p.eta_s, "detail": p.detail}}).encode())
+
+        finished: dict[str, Any] = {"type": "finished", "job_id": job_id}
+        svg = None
+        try:
+            result = getattr(jobs, f"run_{job.record.kind}")(self.runtime, job.request, progress)
+            svg = sketch_to_svg(result.sketch)
+            finished.update(state="done", seconds=round(result.seconds, 3), notes=result.notes)
+        except Cancelled:
+            finished.update(state="cancelled", error=_cancelled(job_id))
+        except EngineError as err:
+            finished.update(state="error", error=error_content(err.code, err.message, err.hint, job_id))
+        except Exception as err:  # incl. out of memory: the job fails, the engine serves on
+            finished.update(state="error", error=_unexpected(err, job_id))
+        finally:
+            job.request = None  # the image bytes are no longer needed
+            _release_device_memory()
+        events.send_multipart([json.dumps(finished).encode()] + ([svg] if svg is not None else []))
+
+
+class _UnknownJob(EngineError):
+    code = protocol.UNKNOWN_JOB
+
+    def __init__(self, job_id: Any):
+        super().__init__(f"no job {job_id!r} on this engine (finished results are kept a while, then deleted)",
+                         "list the engine's jobs with `sketch-abstraction status`")
+
+
+def _cancelled(job_id: str) -> dict:
+    return error_content(Cancelled.code, "the job was cancelled", "submit the image again to redo it", job_id)
+
+
+def _unexpected(err: Exception, job_id: str) -> dict:
+    text = str(err)
+    if "out of memory" in text.lower() or type(err).__name__ == "OutOfMemoryError":
+        return error_content("device_error", f"out of memory on the device: {text.splitlines()[0]}",
+                             "use fewer levels or seeds, close other GPU programs, or start the engine "
+                             "with --device cpu", job_id)
+    traceback.print_exc()
+    return error_content(protocol.INTERNAL, f"internal error ({type(err).__name__}: {text})",
+                         "this is a bug; please report it with the engine's log", job_id)
+
+
+def _release_device_memory() -> None:
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+class AlreadyRunning(EngineError):
+    code = "already_running"
+
+
+def serve(runtime, options: ServerOptions = ServerOptions()) -> None:
+    """Run an engine until shutdown; refuse (AlreadyRunning) if another engine of this user runs."""
+    lock = _acquire_lock()
+    try:
+        server = EngineServer(runtime, options)
+        signal.signal(signal.SIGTERM, server.stop)
+        signal.signal(signal.SIGINT, server.stop)
+        server.serve()
+    finally:
+        lock.close()
+
+
+def _acquire_lock():
+    """Hold the runtime folder's lock file for the engine's lifetime: one engine per user."""
+    path = connection.runtime_dir() / connection.LOCK_FILE
+    handle = open(path, "a+")
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        running = connection.read_connection()
+        raise AlreadyRunning(
+            f"an engine is already running{f' (pid {running.pid})' if running else ''}",
+            "use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`") from None
+    return handle

@@ -1,0 +1,94 @@
+"""The engine's job records and finished results, on disk so that nothing is lost.
+
+Each job is `<id>.json` (its record) and, once done, `<id>.svg`, in `<data dir>/results`. The SVG is
+written before the record says "done", each atomically, so a crash at any point leaves either no
+result or a whole one. A job the engine was running or queueing when it stopped is "interrupted"
+at the next start. Results stay until fetched and `keep_fetched_s` after; unfetched ones
+`keep_unfetched_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.io.atomic import write_atomic
+
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    name: str  # what the user called it (the image's file name)
+    kind: str  # "sketch" or "scene"
+    state: str  # one of bridge.protocol.JOB_STATES
+    created: float
+    finished: float | None = None
+    fetched: float | None = None
+    seconds: float | None = None  # the engine's computing time
+    notes: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None  # error content (code, message, hint) when state is "error"
+
+    def info(self, position: int | None = None) -> dict[str, Any]:
+        """The job as list_reply and fetch_reply show it."""
+        info = {k: v for k, v in asdict(self).items() if v is not None}
+        if position is not None:
+            info["position"] = position
+        return info
+
+
+class ResultStore:
+    def __init__(self, folder: Path, keep_fetched_s: float = 86_400.0, keep_unfetched_s: float = 30 * 86_400.0):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.keep_fetched_s, self.keep_unfetched_s = keep_fetched_s, keep_unfetched_s
+
+    def load(self) -> dict[str, JobRecord]:
+        """Every stored record; ones left queued or running by a previous engine become interrupted."""
+        records = {}
+        for path in self.folder.glob("*.json"):
+            try:
+                record = JobRecord(**json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                continue  # a damaged record is not worth stopping the engine for
+            if record.state in ("queued", "running"):
+                record.state, record.finished = "interrupted", time.time()
+                record.error = {"code": "interrupted", "message": "the engine stopped before this job finished",
+                                "hint": "submit the image again"}
+                self.save(record)
+            records[record.job_id] = record
+        return records
+
+    def save(self, record: JobRecord, svg: bytes | None = None) -> None:
+        if svg is not None:
+            write_atomic(self.folder / f"{record.job_id}.svg", svg)
+        write_atomic(self.folder / f"{record.job_id}.json", json.dumps(asdict(record)).encode("utf-8"))
+
+    def svg(self, job_id: str) -> bytes:
+        return (self.folder / f"{job_id}.svg").read_bytes()
+
+    def prune(self, records: dict[str, JobRecord], now: float | None = None) -> list[str]:
+        """Delete finished jobs past their keeping time; return their ids."""
+        now = time.time() if now is None else now
+        gone = []
+        for record in list(records.values()):
+            if record.finished is None:
+                continue
+            expired = (record.fetched is not None and now - record.fetched > self.keep_fetched_s) or \
+                      (now - record.finished > self.keep_unfetched_s)
+            if expired:
+                for suffix in (".json", ".svg"):
+                    (self.folder / f"{record.job_id}{suffix}").unlink(missing_ok=True)
+                del records[record.job_id]
+                gone.append(record.job_id)
+        return gone
+
+
+def valid_job_id(job_id: Any) -> bool:
+    return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
+

@@ -1,0 +1,225 @@
+"""The engine as a service: `serve` runs it; `submit`, `fetch`, `cancel`, `status`, `stop` talk to it.
+
+The talking commands use bridge.client only, so they start in a blink and never load torch; the
+engine they talk to keeps its models loaded between jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from engine.cli.options import add_engine_options, add_sketch_options, sketch_request, writable_file
+from engine.cli.progress_bar import ProgressBar
+from engine.errors import EngineError, InputError
+from engine.io.atomic import write_atomic
+from engine.params import request_to_json
+from engine.progress import Progress
+
+
+class ClientFailure(EngineError):
+    """A bridge.client error, shown by main() like any engine error."""
+
+    exit_code = 1
+
+
+def register(commands) -> None:
+    serve = commands.add_parser("serve", help="run the engine: keeps models loaded and serves jobs over ZeroMQ",
+                                description="Run the persistent engine for the Inkscape extension and `submit`.")
+    add_engine_options(serve)
+    group = serve.add_argument_group("server")
+    group.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+                       help="exit after this long with no job and no request (default: never)")
+    group.add_argument("--max-message-mb", type=float, default=256,
+                       help="largest request accepted, image included (default: 256)")
+    group.add_argument("--keep-hours", type=float, default=24,
+                       help="how long a fetched result stays stored (default: 24; unfetched: 30 days)")
+    serve.set_defaults(run=_serve)
+
+    submit = commands.add_parser("submit", help="sketch images on the running engine (starts it if needed)",
+                                 description="Send IMAGE(s) to the engine, show progress, write one SVG each.")
+    submit.add_argument("images", nargs="+", metavar="IMAGE")
+    out = submit.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", help="SVG to write (one image only; default: IMAGE's name + .svg, here)")
+    out.add_argument("--out-dir", help="folder for the SVGs, one per image, named after it")
+    submit.add_argument("--detach", action="store_true",
+                        help="queue the jobs, print their ids and return; get results with `fetch`")
+    submit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_sketch_options(submit)
+    add_engine_options(submit)
+    submit.set_defaults(run=_client_errors(_submit))
+
+    fetch = commands.add_parser("fetch", help="write the SVG of a finished job (waits if it is still running)")
+    fetch.add_argument("job_id")
+    fetch.add_argument("-o", "--output", required=True, help="SVG to write")
+    fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fetch.set_defaults(run=_client_errors(_fetch))
+
+    cancel = commands.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(run=_client_errors(_cancel))
+
+    status = commands.add_parser("status", help="is the engine running; what it has loaded; its jobs")
+    status.set_defaults(run=_client_errors(_status))
+    stop = commands.add_parser("stop", help="stop the engine (interrupts a running job)")
+    stop.set_defaults(run=_client_errors(_stop))
+
+
+def _serve(args) -> int:
+    from bridge.server import ServerOptions, serve
+    from engine.runtime import Runtime
+
+    if args.max_message_mb <= 0 or args.keep_hours < 0 or (args.idle_timeout is not None and args.idle_timeout <= 0):
+        raise InputError("--max-message-mb, --idle-timeout and --keep-hours must be positive",
+                         "e.g. --idle-timeout 1800 --max-message-mb 256 --keep-hours 24")
+    runtime = Runtime.create(args.device, args.models, args.weights_dir, args.precision)
+    print(f"loading models on {runtime.device} ...", file=sys.stderr, flush=True)
+    from engine.clip.models import RN101, VIT_B32
+
+    for arch in (RN101, VIT_B32):  # before the connection file appears: a ready engine is a warm one
+        runtime.clip(arch)
+    serve(runtime, ServerOptions(idle_timeout_s=args.idle_timeout,
+                                 max_message_bytes=int(args.max_message_mb * 2**20),
+                                 keep_fetched_s=args.keep_hours * 3600))
+    return 0
+
+
+def _client_errors(command):
+    """Run `command`, turning the client's errors into engine errors that main() prints."""
+    def run(args) -> int:
+        from bridge.client import ClientError
+
+        try:
+            return command(args)
+        except ClientError as err:
+            raise ClientFailure(err.message, err.hint) from None
+        except TimeoutError as err:
+            raise ClientFailure(str(err), "fetch the job later with `sketch-abstraction fetch`") from None
+    return run
+
+
+def _connect(args=None, start: bool = False):
+    from bridge.client import EngineClient, engine_command
+
+    command = engine_command(sys.executable, args.models, args.device, args.weights_dir) if start else None
+    client = EngineClient.connect(start=command)
+    if start:
+        running = client.status()["models"]
+        if running != args.models:
+            client.close()
+            raise InputError(f"the running engine uses {running} models, not {args.models}",
+                             f"pass --models {running}, or stop it (`sketch-abstraction stop`) to start a new one")
+    return client
+
+
+def _outputs(args) -> list[Path]:
+    images = [Path(p) for p in args.images]
+    if args.output and len(images) > 1:
+        raise InputError("-o names one SVG but several images were given", "use --out-dir DIR instead")
+    if args.out_dir:
+        folder = Path(args.out_dir)
+        if not folder.is_dir():
+            raise InputError(f"--out-dir {folder} is not a folder", "create it first")
+        outs = [folder / (p.stem + ".svg") for p in images]
+    else:
+        outs = [Path(args.output or images[0].stem + ".svg")] if len(images) == 1 else \
+               [Path(p.stem + ".svg") for p in images]
+    if len(set(outs)) != len(outs):
+        raise InputError("two images would write the same SVG (same file name)", "rename one, or submit them apart")
+    return [writable_file(o, "-o" if args.output else "--out-dir") for o in outs]
+
+
+def _submit(args) -> int:
+    outs = _outputs(args)
+    encoded = [request_to_json(sketch_request(args, image)) for image in args.images]  # all checked first
+    with _connect(args, start=True) as client:
+        queued = [client.submit(job, buffers, Path(image).name)[0]
+                  for image, (job, buffers) in zip(args.images, encoded)]
+        if args.detach:
+            for image, job_id in zip(args.images, queued):
+                print(f"{job_id}  {image}")
+            return 0
+        failures = sum(not _follow(client, job_id, out, args.quiet, f"{Path(image).name}: ")
+                       for image, job_id, out in zip(args.images, queued, outs))
+    return 1 if failures else 0
+
+
+def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bool:
+    """Wait for one job with a progress bar; write its SVG. False (and a message) if it failed."""
+    from bridge.client import JobFailed
+
+    bar = ProgressBar(quiet, prefix)
+
+    def show(msg) -> None:
+        if msg.msg_type == "queue_update" and not quiet:
+            print(f"{prefix}queued, position {msg.content['position']}", file=sys.stderr)
+        elif msg.msg_type == "progress":
+            c = msg.content
+            bar(Progress(c["stage"], c["iteration"], c["total"], c.get("loss"), c.get("detail", ""), c.get("eta_s")))
+
+    try:
+        result = client.wait(job_id, on_message=show)
+    except JobFailed as err:
+        bar.close()
+        print(f"{prefix}error: {err.message}\n  fix: {err.hint}", file=sys.stderr)
+        return False
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"{prefix}job {job_id} goes on in the engine; later: sketch-abstraction fetch {job_id} -o {out}",
+              file=sys.stderr)
+        raise
+    bar.close()
+    write_atomic(out, result.svg)
+    if not quiet:
+        for note in result.notes:
+            print(f"{prefix}note: {note}", file=sys.stderr)
+        print(f"{prefix}wrote {out} ({result.seconds:.1f} s in the engine)", file=sys.stderr)
+    return True
+
+
+def _fetch(args) -> int:
+    out = writable_file(args.output, "-o")
+    with _connect() as client:
+        return 0 if _follow(client, args.job_id, out, args.quiet) else 1
+
+
+def _cancel(args) -> int:
+    with _connect() as client:
+        print(f"{args.job_id}: {client.cancel(args.job_id)}")
+    return 0
+
+
+def _status(args) -> int:
+    from bridge.client import EngineUnavailable
+
+    try:
+        client = _connect()
+    except EngineUnavailable:
+        print("engine: not running (it starts on the first `submit` or Inkscape job)")
+        return 3
+    with client:
+        s, jobs = client.status(), client.jobs()
+    print(f"engine: running, pid {s['pid']}, version {s['version']} (protocol {s['protocol']}), "
+          f"up {s['uptime_s']:.0f} s")
+    print(f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'})")
+    print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
+    for job in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))
+        print(f"  {job['job_id']}  {job['state']:<11} {job['kind']:<6} {when}  {job['name']}")
+    return 0
+
+
+def _stop(args) -> int:
+    from bridge.client import EngineUnavailable
+
+    try:
+        client = _connect()
+    except EngineUnavailable:
+        print("engine: not running")
+        return 0
+    with client:
+        interrupted = client.shutdown()
+    print("engine: stopping" + (f"; interrupted {len(interrupted)} job(s)" if interrupted else ""))
+    return 0
