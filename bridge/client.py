@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,13 +33,19 @@ PATIENCE_S = 10.0  # silence while waiting on a job before checking that the eng
 AUTO_IDLE_TIMEOUT_S = 1800  # an engine a client started frees its memory after half an hour unused
 _START_MARK = "--- starting:"
 
+# The engine is started to outlive its starter. Python warns when a Popen object is collected while
+# its process runs; here that is the intent, and under Inkscape any stderr output is an error dialog.
+warnings.filterwarnings("ignore", message=r"subprocess \d+ is still running", category=ResourceWarning)
+
 
 def engine_command(python: str, models: str = "openai", device: str = "auto", weights_dir: str | None = None,
-                   idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S) -> list[str]:
+                   idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S, precision: str = "auto") -> list[str]:
     """The command line that starts the engine with `python` (the engine's own environment)."""
     command = [python, "-m", "engine", "serve", "--models", models, "--device", device]
     if weights_dir:
         command += ["--weights-dir", weights_dir]
+    if precision != "auto":
+        command += ["--precision", precision]
     if idle_timeout_s is not None:
         command += ["--idle-timeout", str(idle_timeout_s)]
     return command
@@ -173,6 +180,10 @@ class EngineClient:
         deadline = time.monotonic() + self.timeout_s
         while True:
             msg = self._receive(deadline)
+            if msg.msg_type == "error" and not msg.parent and "job_id" not in msg.content:
+                # The engine rejected our request before it could read its header (too large,
+                # malformed): requests go one at a time over one ordered socket, so it is this one's.
+                raise JobFailed(msg.content)
             if msg.parent.get("msg_id") != request.msg_id:
                 self._unclaimed.append(msg)  # progress of a job, to be read by wait()
             elif msg.msg_type == "error":

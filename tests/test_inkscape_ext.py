@@ -1,0 +1,295 @@
+"""The Inkscape extension, installed by install.py into a temporary profile and run for real:
+directly under Inkscape's Python (as Inkscape runs it) and inside Inkscape 1.2 itself, headless under
+Xvfb, against the real engine process with tiny models."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lxml import etree
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+INKSCAPE_PYTHON = "/usr/bin/python3"
+SYSTEM_EXTENSIONS = "/usr/share/inkscape/extensions"
+EXAMPLE = ROOT / "examples" / "ballerina.png"
+SVG_NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
+OBJECT = "org.sketch-abstraction.object-sketch"
+
+pytestmark = pytest.mark.skipif(shutil.which("inkscape") is None or not os.path.isdir(SYSTEM_EXTENSIONS),
+                                reason="Inkscape is not installed (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Extension installed in a fresh profile; a tiny-model engine running; the env to reach it."""
+    base = tmp_path_factory.mktemp("ink")
+    env = {**os.environ, "SKETCH_ABSTRACTION_RUNTIME_DIR": str(base / "run"),
+           "SKETCH_ABSTRACTION_DATA_DIR": str(base / "data"), "SKETCH_ABSTRACTION_OFFLINE": "1",
+           "INKSCAPE_PROFILE_DIR": str(base / "profile"), "HOME": str(base / "home")}
+    (base / "home").mkdir()
+    out = subprocess.run([sys.executable, str(ROOT / "install.py"), "--skip-engine", "--profile",
+                          str(base / "profile"), "--models", "tiny-random"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ext = base / "profile" / "extensions" / "sketch-abstraction"
+    assert json.loads((ext / "engine.json").read_text())["models"] == "tiny-random"
+    yield {"env": env, "ext": ext, "base": base}
+    subprocess.run([sys.executable, "-m", "engine", "stop"], env=env, capture_output=True, timeout=60)
+
+
+def embedded_svg(path: Path, images: list[dict], root_attrs: str = 'width="210mm" height="297mm" viewBox="0 0 105 148.5"',
+                 layer_transform: str = "translate(10,5)", extra: str = "") -> Path:
+    data = base64.b64encode(EXAMPLE.read_bytes()).decode()
+    tags = "".join(
+        f'<image id="{im["id"]}" x="{im.get("x", 5)}" y="{im.get("y", 10)}" width="{im.get("w", 80)}" '
+        f'height="{im.get("h", 60)}" {im.get("attrs", "")} xlink:href="{im.get("href", "data:image/png;base64," + data)}"/>'
+        for im in images)
+    path.write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" '
+        f'xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd" {root_attrs}>'
+        f'<g inkscape:groupmode="layer" id="layer1" inkscape:label="Photos" transform="{layer_transform}">{tags}</g>'
+        f'{extra}</svg>')
+    return path
+
+
+FAST = ["--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=10", "--window=false"]
+
+
+def run_script(setup, script: str, doc: Path, *args: str, env_extra: dict | None = None, timeout: int = 180):
+    """Run an effect as Inkscape does: its Python, its PYTHONPATH, cwd = the script's folder."""
+    env = {**setup["env"], "PYTHONPATH": f"{setup['ext'].parent}:{SYSTEM_EXTENSIONS}", "DOCUMENT_PATH": str(doc),
+           **(env_extra or {})}
+    return subprocess.run([INKSCAPE_PYTHON, script, *args, str(doc)], cwd=setup["ext"], env=env,
+                          capture_output=True, timeout=timeout)
+
+
+def sketch_layers(svg_bytes: bytes):
+    root = etree.fromstring(svg_bytes)
+    tops = root.xpath("/svg:svg/svg:g[@inkscape:groupmode='layer'][starts-with(@inkscape:label, 'Sketch of')]",
+                      namespaces=SVG_NS)
+    return root, tops
+
+
+def levels(top):
+    return [(g.get("{%s}label" % SVG_NS["inkscape"]), len(g.xpath("svg:path", namespaces=SVG_NS)),
+             "display:none" in (g.get("style") or ""))
+            for g in top.xpath("svg:g[@inkscape:groupmode='layer']", namespaces=SVG_NS)]
+
+
+def path_points(top) -> np.ndarray:
+    """Every number pair of every stroke's path data (absolute coordinates, as the effect writes)."""
+    pts = []
+    for d in top.xpath(".//svg:path/@d", namespaces=SVG_NS):
+        nums = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", d)]
+        pts += list(zip(nums[::2], nums[1::2]))
+    return np.array(pts)
+
+
+def test_object_sketch_layers_sit_exactly_over_the_photo(setup, tmp_path):
+    """mm document with a scaled viewBox, a translated layer, a non-square image box (meet)."""
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    out = run_script(setup, "sketch_object.py", doc, "--id=img1", *FAST)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    root, tops = sketch_layers(out.stdout)
+    assert len(tops) == 1
+    assert levels(tops[0]) == [("6 strokes", 6, False), ("3 strokes", 3, True)]
+    # 500 x 500 px photo in an 80 x 60 box at (5, 10), xMidYMid meet: 60 x 60 centred -> x 15..75,
+    # then the layer's translate(10, 5): the strokes stay within x 25..85, y 15..75 (+ stroke reach).
+    pts = path_points(tops[0])
+    assert pts[:, 0].min() >= 25 - 1 and pts[:, 0].max() <= 85 + 1
+    assert pts[:, 1].min() >= 15 - 1 and pts[:, 1].max() <= 75 + 1
+    assert all(" C " in d or d.count("C") for d in tops[0].xpath(".//svg:path/@d", namespaces=SVG_NS))
+    image = root.xpath("//svg:image[@id='img1']", namespaces=SVG_NS)[0]
+    assert image.get("width") == "80" and image.getparent().get("id") == "layer1", "the photo is untouched"
+
+
+PLACEMENT = r"""
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+import sketchabs, inkex
+from sketchabs.placement import pixel_to_document
+svg = inkex.load_svg(sys.argv[2]).getroot()
+m = pixel_to_document(svg.getElementById("img1"), (500, 500))
+print(json.dumps([list(m.apply_to_point(p)) for p in [(0, 0), (500, 0), (0, 500), (250, 250)]]))
+"""
+
+
+@pytest.mark.parametrize("attrs, layer, expected", [
+    ('preserveAspectRatio="none"', "", [(5, 10), (85, 10), (5, 70), (45, 40)]),
+    ('preserveAspectRatio="xMinYMin meet"', "", [(5, 10), (65, 10), (5, 70), (35, 40)]),
+    ('preserveAspectRatio="xMaxYMax meet"', "", [(25, 10), (85, 10), (25, 70), (55, 40)]),
+    ('preserveAspectRatio="xMidYMid slice"', "", [(5, -0), (85, 0), (5, 80), (45, 40)]),
+    ('transform="rotate(90)"', "", [(-10, 15), (-10, 75), (-70, 15), (-40, 45)]),
+    ('transform="scale(2)"', "translate(1,2)", [(31, 22), (151, 22), (31, 142), (91, 82)]),
+])
+def test_placement_follows_image_geometry(setup, tmp_path, attrs, layer, expected):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "attrs": attrs}], layer_transform=layer)
+    out = subprocess.run([INKSCAPE_PYTHON, "-c", PLACEMENT, str(setup["ext"]), str(doc)], capture_output=True,
+                         env={**setup["env"], "PYTHONPATH": SYSTEM_EXTENSIONS}, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(json.loads(out.stdout), expected, atol=1e-6)
+
+
+def test_linked_image_batch_and_current_layer_scope(setup, tmp_path):
+    """A relative link (resolved against the document's folder), plus an embedded image: both get sketches."""
+    shutil.copy(EXAMPLE, tmp_path / "photo.png")
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}, {"id": "img2", "x": 100, "href": "photo.png"}])
+    out = run_script(setup, "sketch_object.py", doc, "--scope=layer", *FAST)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    _, tops = sketch_layers(out.stdout)
+    assert sorted(t.get("{%s}label" % SVG_NS["inkscape"]) for t in tops) == ["Sketch of img1", "Sketch of photo"]
+    linked = [t for t in tops if t.get("{%s}label" % SVG_NS["inkscape"]) == "Sketch of photo"][0]
+    assert path_points(linked)[:, 0].min() >= 100 + 10 + 10 - 1  # that image's box starts at x 100 (+ layer 10)
+
+
+MASK = r"""
+import sys
+sys.path[:0] = [sys.argv[1]]
+import sketchabs, inkex
+from sketchabs.mask import mask_png
+from sketchabs.placement import pixel_to_document
+svg = inkex.load_svg(sys.argv[2]).getroot()
+image = svg.getElementById("img1")
+sys.stdout.buffer.write(mask_png([svg.getElementById("m")], pixel_to_document(image, (500, 500)), (500, 500)))
+"""
+
+
+def test_selected_path_becomes_the_mask_in_image_pixels(setup, tmp_path):
+    # Image 100 x 100 user units at (0, 0) showing 500 px: 5 px per unit. A rect at (20, 40) 30 x 20
+    # in a group moved by (10, 0) covers pixels x 150..300, y 200..300.
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "x": 0, "y": 0, "w": 100, "h": 100}], layer_transform="",
+                       extra='<g transform="translate(10,0)"><rect id="m" x="20" y="40" width="30" height="20"/></g>')
+    out = subprocess.run([INKSCAPE_PYTHON, "-c", MASK, str(setup["ext"]), str(doc)], capture_output=True,
+                         env={**setup["env"], "PYTHONPATH": SYSTEM_EXTENSIONS}, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    mask = np.asarray(Image.open(io.BytesIO(out.stdout))) > 127
+    assert mask.shape == (500, 500)
+    ys, xs = np.nonzero(mask)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (150, 299, 200, 299)
+    assert mask.sum() == 150 * 100
+
+
+def test_mask_from_path_runs_end_to_end(setup, tmp_path):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}],
+                       extra='<path id="m" d="M 30 20 L 60 20 L 60 60 Z"/>')
+    out = run_script(setup, "sketch_object.py", doc, "--id=img1", "--id=m", "--mask=path", *FAST)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    assert len(sketch_layers(out.stdout)[1]) == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "Select one or more photos"),
+    (["--id=img1", "--levels=0"], "stroke counts must be between 1 and 1024"),
+    (["--id=img1", "--levels=a,b"], "Levels must be stroke counts"),
+    (["--id=img1", "--mask=path"], "needs a path or shape drawn over"),
+    (["--id=broken"], "damaged embedded picture"),
+    (["--id=missing"], "cannot be read"),
+])
+def test_failures_abort_with_a_message_and_leave_the_document(setup, tmp_path, args, words):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}, {"id": "broken", "href": "data:image/png;base64,@@@"},
+                                             {"id": "missing", "href": "nowhere/gone.png"}])
+    out = run_script(setup, "sketch_object.py", doc, *FAST, *args)
+    assert out.returncode != 0
+    assert words in out.stderr.decode()
+    assert "Traceback" not in out.stderr.decode()
+    assert b"Sketch of" not in out.stdout
+
+
+def test_engine_that_cannot_start_is_reported(setup, tmp_path):
+    ext = tmp_path / "ext"
+    shutil.copytree(setup["ext"], ext)
+    (ext / "engine.json").write_text(json.dumps({"python": "/nonexistent/python", "models": "tiny-random"}))
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    env = {**setup["env"], "SKETCH_ABSTRACTION_RUNTIME_DIR": str(tmp_path / "run-none"),
+           "PYTHONPATH": SYSTEM_EXTENSIONS, "DOCUMENT_PATH": str(doc)}
+    out = subprocess.run([INKSCAPE_PYTHON, "sketch_object.py", "--id=img1", *FAST, str(doc)], cwd=ext, env=env,
+                         capture_output=True, timeout=60)
+    assert out.returncode != 0
+    assert "cannot start the engine" in out.stderr.decode() and "install.py" in out.stderr.decode()
+
+
+def test_submit_and_return_then_insert_finished(setup, tmp_path):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    out = run_script(setup, "sketch_object.py", doc, "--id=img1", *FAST[:-1], "--detach=true")
+    assert "Insert Finished Sketches" in out.stderr.decode() and b"Sketch of" not in out.stdout
+    deadline = time.monotonic() + 120
+    while True:
+        out = run_script(setup, "sketch_insert.py", doc)
+        if out.returncode == 0 or time.monotonic() > deadline:
+            break
+        assert "Not finished yet" in out.stderr.decode(), out.stderr.decode()
+        time.sleep(0.5)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    assert levels(sketch_layers(out.stdout)[1][0]) == [("6 strokes", 6, False), ("3 strokes", 3, True)]
+    again = run_script(setup, "sketch_insert.py", doc)  # inserted once: nothing is owed any more
+    assert again.returncode != 0 and "No sketches are waiting" in again.stderr.decode()
+
+
+def test_engine_status_reports_the_engine(setup, tmp_path):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    run_script(setup, "sketch_object.py", doc, "--id=img1", *FAST)  # make sure it runs
+    out = run_script(setup, "sketch_status.py", doc)
+    assert out.returncode == 0
+    assert "running" in out.stderr.decode() and "tiny-random" in out.stderr.decode()
+
+
+def test_inx_files_are_valid_and_match_the_scripts(setup):
+    rng = etree.RelaxNG(etree.parse(f"{SYSTEM_EXTENSIONS}/inkscape.extension.rng"))
+    for inx in sorted(setup["ext"].glob("*.inx")):
+        tree = etree.parse(str(inx))
+        assert rng.validate(tree), (inx.name, rng.error_log.last_error)
+        ns = {"i": "http://www.inkscape.org/namespace/inkscape/extension"}
+        assert "_" not in tree.findtext("i:id", namespaces=ns)
+        script = tree.findtext(".//i:command", namespaces=ns)
+        params = [p.get("name") for p in tree.iterfind(".//i:param", namespaces=ns)]
+        check = ("import sys, importlib.util\nsys.argv=['x']\n"
+                 f"spec = importlib.util.spec_from_file_location('m', '{setup['ext'] / script}')\n"
+                 "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+                 "import inkex\ncls = [c for c in vars(m).values() if isinstance(c, type) and "
+                 "issubclass(c, inkex.EffectExtension) and c.__module__ == 'm'][0]\n"
+                 "print(' '.join(a.dest for a in cls().arg_parser._actions))")
+        out = subprocess.run([INKSCAPE_PYTHON, "-c", check], cwd=setup["ext"], capture_output=True, text=True,
+                             env={**setup["env"], "PYTHONPATH": f"{setup['ext']}:{SYSTEM_EXTENSIONS}"}, timeout=60)
+        assert out.returncode == 0, out.stderr
+        dests = set(out.stdout.split())
+        assert set(params) <= dests, (inx.name, set(params) - dests)
+
+
+def test_in_real_inkscape_headless(setup, tmp_path):
+    """Inkscape 1.2 itself runs the effect (.noprefs, parameters from the profile's preferences)."""
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
+    profile = setup["base"] / "profile"
+    prefs = {"levels": "6,3", "quality": "custom", "seeds": "1", "iterations": "10"}
+    (profile / "preferences.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
+        '<group id="extensions" ' + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>")
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    result, png = tmp_path / "result.svg", tmp_path / "result.png"
+    actions = (f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{result};export-do;"
+               f"export-filename:{png};export-type:png;export-dpi:96;export-do")
+    started = time.monotonic()
+    out = subprocess.run(["timeout", "-k", "5", "150", "xvfb-run", "-a", "inkscape", "--batch-process",
+                          f"--actions={actions}", str(doc)], env=setup["env"], capture_output=True, timeout=200)
+    seconds = time.monotonic() - started
+    assert out.returncode == 0, out.stderr.decode()
+    assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
+    _, tops = sketch_layers(result.read_bytes())
+    assert len(tops) == 1 and levels(tops[0]) == [("6 strokes", 6, False), ("3 strokes", 3, True)]
+    pts = path_points(tops[0])
+    assert pts[:, 0].min() >= 24 and pts[:, 0].max() <= 86 and pts[:, 1].min() >= 14 and pts[:, 1].max() <= 76
+    assert Image.open(png).size[0] > 100
+    print(f"effect inside Inkscape, warm engine: {seconds:.1f} s including Inkscape's start")
