@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     python = _engine_python(venv)
     if not args.skip_engine:
         _install_engine(venv, args.extras)
+    if args.engine_only:
+        print(f"Engine installed: {venv / 'bin' / 'sketch-abstraction'}")
+        return 0
     profile = _profile(args.profile, inkscape)
     if profile is None:
         print("Inkscape was not found: installed the engine and the command line only "
@@ -62,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                         "tiny-random is for tests only)")
     p.add_argument("--weights-dir", help="folder with RN101.pt and ViT-B-32.pt, for machines without internet")
     p.add_argument("--skip-engine", action="store_true", help="do not (re)install the engine, only the extension")
+    p.add_argument("--engine-only", action="store_true", help="install the engine and CLI, not the extension")
     p.add_argument("--uninstall", action="store_true", help="remove the extension from the profile")
     return p
 
@@ -77,6 +81,7 @@ def _install_engine(venv: Path, extras: str) -> None:
     if not python.exists():
         print(f"Creating the engine's virtual environment in {venv}")
         _run([sys.executable, "-m", "venv", str(venv)])
+        _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "pip"])
     spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
     print(f"Installing the engine into {venv} (torch is large: the first time takes a few minutes)")
     _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Creates ./.venv with the engine installed (editable). Sourced by example.sh and test.sh.
-# EXTRAS: pip extras to add, e.g. EXTRAS=test. Uses constraints.txt: the versions the suite runs with.
+# Creates ./.venv with the engine installed (editable), through install.py. Sourced by example.sh
+# and test.sh. EXTRAS: pip extras to add, e.g. EXTRAS=test. Uses constraints.txt: the versions the
+# suite runs with. With the test extra it also installs, from the system's packages, what the tests
+# drive for real: the cairo library (cairosvg), Inkscape 1.2 with its Python modules, and Xvfb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,19 +12,24 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null
   exit 1
 fi
 
-# cairosvg (tests) needs the cairo C library; install it with the system's package manager if missing.
-if [[ "${EXTRAS:-}" == *test* ]] && ! ldconfig -p 2>/dev/null | grep -q 'libcairo\.so\.2'; then
-  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
-  if command -v apt-get >/dev/null; then
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends libcairo2 >/dev/null
-  else
-    echo "error: the tests need the cairo library (libcairo2); install it and run again" >&2
-    exit 1
+if [[ "${EXTRAS:-}" == *test* ]]; then
+  missing=()
+  ldconfig -p 2>/dev/null | grep -q 'libcairo\.so\.2' || missing+=(libcairo2)
+  command -v inkscape >/dev/null || missing+=(inkscape)
+  command -v xvfb-run >/dev/null || missing+=(xvfb xauth)
+  /usr/bin/python3 -c 'import lxml, numpy, cssselect, zmq' 2>/dev/null ||
+    missing+=(python3-lxml python3-numpy python3-cssselect python3-zmq)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+      SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
+      echo "installing system packages for the tests: ${missing[*]}"
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      echo "error: the tests need: ${missing[*]}; install them and run again" >&2
+      exit 1
+    fi
   fi
 fi
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-spec="."
-[ -n "${EXTRAS:-}" ] && spec=".[${EXTRAS}]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$spec"
+"$PYTHON" install.py --engine-only --extras "${EXTRAS:-}"
