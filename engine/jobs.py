@@ -14,11 +14,14 @@ from PIL import Image
 
 from engine.io.automask import auto_mask
 from engine.io.image import load_image, load_mask
+from engine.methods.clipascene import BACKGROUND, OBJECT, ColumnResult, SceneTarget, optimise_scene
 from engine.methods.clipasso import LevelResult, optimise
-from engine.params import MASK_AUTO, MASK_NONE, SketchRequest
+from engine.params import MASK_AUTO, MASK_NONE, SceneRequest, SketchRequest
 from engine.preprocess import CanvasMap, prepare_target
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
+from engine.scene.combine import matrix_sketch
+from engine.scene.split import split_scene
 from engine.strokes import Sketch, StrokeLayer
 
 
@@ -59,3 +62,39 @@ def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallb
         for i, level in enumerate(run.levels))
     sketch = Sketch(width=image.width, height=image.height, layers=layers)
     return SketchResult(sketch, run.levels, cmap, run.iterations, run.seconds, notes)
+
+
+@dataclass
+class SceneResult:
+    sketch: Sketch  # one layer per matrix cell with "Object" and "Background" sublayers; one visible
+    matrix: dict[tuple[int, int], StrokeLayer]  # the same cells by (fidelity layer, row), photo pixels
+    columns: list[ColumnResult]  # canvas-space details per part x layer: strokes, losses, seeds, ratios
+    canvas_map: CanvasMap
+    iterations: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def run_scene(runtime: Runtime, request: SceneRequest, progress: ProgressCallback = silent) -> SceneResult:
+    """Load, split into object and background, run the matrix for both, combine in the photo's pixels.
+
+    Without a mask (`none`) the whole image is one object; a mask that leaves (nearly) no background
+    gives an object-only matrix; an empty mask is an InputError (raised while reading it).
+    """
+    progress(Progress("load", 0, 1, detail="reading the image"))
+    image = load_image(request.image)
+    mask, notes = resolve_mask(request.mask, image)
+    progress(Progress("split", 0, 1, detail="object and background" if mask is not None else "no mask: object only"))
+    split = split_scene(image, mask)
+    notes += split.notes
+    object_target, cmap = prepare_target(split.object_image, None)
+    targets = [SceneTarget(OBJECT, object_target)]
+    if split.background_image is not None:
+        targets.append(SceneTarget(BACKGROUND, prepare_target(split.background_image, None)[0]))
+    params = request.params
+    if request.width is not None:  # keep the look the user asked for at the photo's scale
+        params = dataclasses.replace(params, half_width=request.width / 2 / cmap.scale).validate()
+    run = optimise_scene(runtime, targets, params, progress)
+    sketch, matrix = matrix_sketch(run, cmap, split.frame, split.mask, request.rows, params.levels,
+                                   2 * params.half_width * cmap.scale, request.color)
+    return SceneResult(sketch, matrix, run.columns, cmap, run.iterations, run.seconds, notes)

@@ -116,6 +116,22 @@ def test_object_sketch_layers_sit_exactly_over_the_photo(setup, tmp_path):
     assert image.get("width") == "80" and image.getparent().get("id") == "layer1", "the photo is untouched"
 
 
+def test_scene_sketch_inserts_one_layer_per_matrix_cell(setup, tmp_path):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    out = run_script(setup, "sketch_scene.py", doc, "--id=img1", "--layers=2,8", "--levels=2", "--strokes=8",
+                     "--seeds=1", "--iterations=2", "--window=false")
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    root = etree.fromstring(out.stdout)
+    top = root.xpath("/svg:svg/svg:g[@inkscape:label='Scene sketch of img1']", namespaces=SVG_NS)
+    assert len(top) == 1
+    cells = levels(top[0])
+    assert len(cells) == 2 * 3 and all(label.startswith("Fidelity ") for label, _, _ in cells)
+    assert sum(not hidden for _, _, hidden in cells) == 1, "one cell visible"
+    # The photo spans x 25..85, y 15..75; scene strokes may reach a little past the canvas edge.
+    pts = path_points(top[0])
+    assert pts[:, 0].min() >= 22 and pts[:, 0].max() <= 88 and pts[:, 1].min() >= 12 and pts[:, 1].max() <= 78
+
+
 PLACEMENT = r"""
 import json, sys
 sys.path[:0] = [sys.argv[1]]

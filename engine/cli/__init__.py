@@ -10,10 +10,10 @@ import sys
 import traceback
 
 from engine import __version__
-from engine.cli import remote, sketch
+from engine.cli import remote, scene, sketch
 from engine.errors import EngineError
 
-COMMANDS = (sketch, remote)  # each module's `register(subparsers)` adds its command
+COMMANDS = (sketch, scene, remote)  # each module's `register(subparsers)` adds its command
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,9 +10,20 @@ import os
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.params import DEVICES, MASK_NONE, MODEL_KINDS, PRECISIONS, ClipassoParams, SketchRequest
+from engine.params import (
+    DEVICES,
+    MASK_NONE,
+    MODEL_KINDS,
+    PAPER_GRID_ROWS,
+    PRECISIONS,
+    ClipassoParams,
+    SceneParams,
+    SceneRequest,
+    SketchRequest,
+)
 
 _SKETCH = ClipassoParams()
+_SCENE = SceneParams()
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -68,6 +79,45 @@ def sketch_request(args: argparse.Namespace, image) -> SketchRequest:
     params = ClipassoParams(strokes=args.strokes, seeds=seed_values(args.seeds), iterations=args.iterations,
                             control_points=args.control_points, aug_bank=args.aug_bank)
     return SketchRequest(image=image, params=params, mask=args.mask, width=args.width, color=args.color).validate()
+
+
+def add_scene_options(parser: argparse.ArgumentParser) -> None:
+    """The job options of a scene sketch (shared by `scene` and `submit --scene`)."""
+    group = parser.add_argument_group("scene")
+    group.add_argument("--mask", default=MASK_NONE,
+                       help="object mask: a mask image (white = object), auto (U2-Net, needs the 'mask' "
+                            "extra) or none (default: the whole image is one object, no background)")
+    group.add_argument("--layers", type=int_list, default=_SCENE.layers,
+                       help="fidelity columns: ViT-B/32 layers 1..12, low = close to the photo's geometry, "
+                            "high = looser (default: 2,8,11)")
+    group.add_argument("--levels", type=int, default=_SCENE.levels,
+                       help="simplified rows below the fidelity sketch; the matrix has LEVELS + 1 rows "
+                            "(default: 8)")
+    group.add_argument("--strokes", type=int, default=_SCENE.strokes,
+                       help="strokes of the fidelity sketch; simpler rows keep fewer (default: 64)")
+    group.add_argument("--seeds", type=int, default=len(_SCENE.seeds),
+                       help="random starts per stage; the best is kept (default: 2)")
+    group.add_argument("--iterations", type=int, default=_SCENE.iterations,
+                       help="cap on every stage's iterations, for quick runs (default: none: 1500 "
+                            "background, 1000 or 600 object, 400 per simplified row)")
+    group.add_argument("--paper-grid", action="store_true",
+                       help=f"write only rows {','.join(map(str, PAPER_GRID_ROWS))} (the paper's 4 x 4 figures)")
+    group.add_argument("--width", type=float,
+                       help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)")
+    group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
+    group.add_argument("--aug-bank", type=int, default=_SCENE.aug_bank,
+                       help="precomputed target augmentations; 0 recomputes them every step as the "
+                            "official code (default: 128)")
+
+
+def scene_request(args: argparse.Namespace, image) -> SceneRequest:
+    """Validated scene job from parsed options (raises InputError)."""
+    if args.iterations < 0:
+        raise InputError(f"--iterations must be 0 (no cap) or more, got {args.iterations}", "try --iterations 100")
+    params = SceneParams(layers=args.layers, levels=args.levels, strokes=args.strokes,
+                         seeds=seed_values(args.seeds), iterations=args.iterations, aug_bank=args.aug_bank)
+    return SceneRequest(image=image, params=params, mask=args.mask, width=args.width, color=args.color,
+                        paper_grid=args.paper_grid).validate()
 
 
 def writable_file(path: str | Path, option: str) -> Path:

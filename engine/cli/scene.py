@@ -1,0 +1,48 @@
+"""`sketch-abstraction scene`: one scene photo to an SVG holding the fidelity x simplicity matrix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.cli.options import add_engine_options, add_scene_options, scene_request, writable_file
+from engine.cli.progress_bar import ProgressBar
+
+
+def register(commands) -> None:
+    scene = commands.add_parser(
+        "scene", help="sketch a scene as a fidelity x simplicity matrix (CLIPascene)",
+        description="Sketch IMAGE with CLIPascene: one SVG layer per matrix cell (fidelity layer x "
+                    "simplicity row), each with Object and Background sublayers; one cell visible.")
+    scene.add_argument("image", help="PNG, JPEG, WebP, TIFF or BMP")
+    scene.add_argument("-o", "--output", help="SVG to write (default: IMAGE's name + .svg, here)")
+    scene.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_scene_options(scene)
+    add_engine_options(scene)
+    scene.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.jobs import run_scene
+    from engine.runtime import Runtime
+    from engine.svg import write_svg
+
+    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o")
+    request = scene_request(args, args.image)
+    runtime = Runtime.create(args.device, args.models, args.weights_dir, args.precision)
+    bar = ProgressBar(args.quiet)
+    try:
+        result = run_scene(runtime, request, bar)
+    finally:
+        bar.close()
+    write_svg(out, result.sketch)
+    if not args.quiet:
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+        for column in result.columns:
+            counts = "/".join(str(int(cell.keep.sum())) for cell in column.cells)
+            print(f"{column.part:>10} layer {column.layer:>2}: strokes per row {counts}", file=sys.stderr)
+        print(f"wrote {out} ({len(result.sketch.layers)} cells, {result.iterations} iterations, "
+              f"{result.seconds:.1f} s on {runtime.device})", file=sys.stderr)
+    return 0

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Extensions > Sketch Abstraction > Scene Sketch: the CLIPascene fidelity x simplicity matrix over
+each photo, one layer per matrix cell (each with "Object" and "Background" sub-layers)."""
+
+import inkex
+
+import sketchabs  # noqa: F401  (makes the vendored client importable)
+from engine.errors import InputError
+from engine.params import SceneParams, SceneRequest
+from sketchabs.effect import SketchEffect
+
+
+class SceneSketch(SketchEffect):
+    def add_arguments(self, pars):
+        super().add_arguments(pars)
+        pars.add_argument("--layers", default="2,8,11")
+        pars.add_argument("--levels", type=int, default=8)
+        pars.add_argument("--strokes", type=int, default=64)
+        pars.add_argument("--seeds", type=int, default=2)
+        pars.add_argument("--iterations", type=int, default=0)
+        pars.add_argument("--papergrid", type=inkex.Boolean, default=False)
+        pars.set_defaults(timeout=240.0)  # minutes: a whole matrix is long work
+
+    def request(self, photo, mask):
+        try:
+            layers = tuple(int(v) for v in self.options.layers.replace(" ", "").split(",") if v)
+        except ValueError:
+            raise InputError(f"Fidelity layers must be numbers 1 to 12 separated by commas, got "
+                             f"'{self.options.layers}'", "e.g. 2,8,11") from None
+        params = SceneParams(layers=layers, levels=self.options.levels, strokes=self.options.strokes,
+                             seeds=tuple(1000 * i for i in range(max(1, self.options.seeds))),
+                             iterations=self.options.iterations)
+        return SceneRequest(image=photo.data, params=params, mask=mask, paper_grid=self.options.papergrid,
+                            **self.stroke_options()).validate()
+
+    def title(self, photo) -> str:
+        return f"Scene sketch of {photo.name}"
+
+
+if __name__ == "__main__":
+    SceneSketch().run()

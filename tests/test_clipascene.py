@@ -1,0 +1,320 @@
+"""CLIPascene (SPEC 3) with tiny random CLIP models: its parameters, the two networks and their
+optimiser, the losses' pieces, and the matrix the optimisation produces. Tiny settings (few strokes,
+narrow MLPs, capped stages) keep every run to seconds on a 2-core CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from engine.errors import InputError
+from engine.methods.clipascene import (
+    OBJECT,
+    BACKGROUND,
+    SceneTarget,
+    _Problems,
+    _fidelity,
+    _simplify,
+    _Clock,
+    on_canvas,
+    optimise_scene,
+    row_ratio,
+    zscore_pick,
+)
+from engine.methods.mlp import (
+    BatchedAdam,
+    balance_weights,
+    expected_keep,
+    gumbel_keep,
+    location_mlp,
+    simplicity_mlp,
+)
+from engine.params import SceneParams, SceneRequest, request_from_json, request_to_json
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")
+
+TINY = SceneParams(layers=(2, 11), levels=2, strokes=8, seeds=(0, 1000), iterations=2, hidden=32, aug_bank=8)
+
+
+@pytest.fixture(scope="module")
+def bull_target():
+    from engine.io.image import load_image
+    from engine.preprocess import prepare_target
+
+    from tests.conftest import SCENES
+
+    return prepare_target(load_image(SCENES / "bull.png"), None)[0]
+
+
+def scene(runtime, target, parts=(OBJECT, BACKGROUND), **changes):
+    params = dataclasses.replace(TINY, **changes)
+    return optimise_scene(runtime, [SceneTarget(p, target) for p in parts], params)
+
+
+# --- parameters -----------------------------------------------------------------------------------
+
+
+def test_default_parameters_are_the_official_ones():
+    p = SceneParams().validate()
+    assert p.layers == (2, 8, 11) and p.levels == 8 and p.strokes == 64 and p.seeds == (0, 1000)
+    assert (p.fidelity_iterations_background, p.fidelity_iterations_object,
+            p.fidelity_iterations_object_shallow, p.simplicity_iterations) == (1500, 1000, 600, 400)
+    assert (p.fidelity_eval_every, p.fidelity_eval_from, p.simplicity_eval_every) == (50, 400, 100)
+    assert p.loc_lr == 1e-4 and p.simplicity_lr == 5e-5 and p.hidden == 1000 and p.offset_scale == 0.1
+    assert p.point_noise == 1e-4 and p.gumbel_tau == 0.2 and p.keep_threshold == 0.7
+    assert p.object_layer == 4 and p.object_layer_weight == 0.5 and p.simplicity_input == 1.5
+    # Ratio steps of layers 2, 8, 11 (index = layer - 1).
+    assert [p.steps_background[i - 1] for i in (2, 8, 11)] == [0.35, 0.5, 0.85]
+    assert [p.steps_object[i - 1] for i in (2, 8, 11)] == [0.4, 0.5, 0.9]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"layers": ()}, "layers"),
+    ({"layers": (0,)}, "layers"),
+    ({"layers": (2, 13)}, "layers"),
+    ({"layers": (8, 8)}, "repeat"),
+    ({"levels": -1}, "levels"),
+    ({"levels": 17}, "levels"),
+    ({"strokes": 0}, "strokes"),
+    ({"seeds": ()}, "seeds"),
+    ({"iterations": -1}, "iterations"),
+    ({"control_points": 5}, "control points"),
+    ({"half_width": math.nan}, "width"),
+    ({"steps_object": (0.5,)}, "steps"),
+])
+def test_validate_rejects_unusable_values(changes, words):
+    with pytest.raises(InputError) as info:
+        dataclasses.replace(SceneParams(), **changes).validate()
+    assert words in info.value.message and info.value.hint
+
+
+def test_the_paper_grid_needs_seven_levels():
+    with pytest.raises(InputError, match="levels"):
+        SceneRequest(b"x", SceneParams(levels=5), paper_grid=True).validate()
+    assert SceneRequest(b"x", paper_grid=True).validate().rows == (1, 3, 5, 7)
+    assert SceneRequest(b"x", SceneParams(levels=3)).rows == (0, 1, 2, 3)
+
+
+def test_a_scene_request_survives_the_bridges_json_form():
+    params = SceneParams(layers=(3, 7), levels=5, iterations=10, seeds=(0,))
+    request = SceneRequest(b"image bytes", params, mask=b"mask bytes", width=2.5, color="#112233", paper_grid=False)
+    job, buffers = request_to_json(request)
+    assert job["kind"] == "scene" and buffers == [b"image bytes", b"mask bytes"]
+    assert request_from_json(job, buffers) == request
+    job["params"]["levels"] = "many"
+    with pytest.raises(InputError, match="levels"):
+        request_from_json(job, buffers)
+
+
+# --- the networks and their optimiser -------------------------------------------------------------
+
+
+def test_batched_mlps_are_the_papers_architecture_one_copy_per_seed():
+    loc = location_mlp([0, 1000, 0], 512)
+    assert [tuple(w.shape[1:]) for w in loc.weights] == [(512, 1000), (1000, 1000), (1000, 512)]
+    assert torch.equal(loc.weights[0][0], loc.weights[0][2]), "same seed, same network"
+    assert not torch.equal(loc.weights[0][0], loc.weights[0][1])
+    # Copy 1 as torch.nn layers: the batched call must compute the same function.
+    layers = []
+    for w, b in zip(loc.weights, loc.biases):
+        linear = torch.nn.Linear(*w.shape[1:])
+        linear.weight.data, linear.bias.data = w[1].detach().T.clone(), b[1].detach().clone()
+        layers += [linear, torch.nn.SELU()]
+    reference = torch.nn.Sequential(*layers[:-1])
+    x = torch.rand(3, 512) * 2 - 1
+    assert torch.allclose(loc(x[1:2], torch.tensor([1])), reference(x[1:2]), atol=1e-5)
+
+    simp = simplicity_mlp([0, 1000], 64)
+    assert [tuple(w.shape[1:]) for w in simp.weights] == [(64, 1000), (1000, 1000), (1000, 64)]
+    assert all(torch.all(b == 0.01) for b in simp.biases)
+    bound = math.sqrt(6 / (64 + 1000))  # Xavier-uniform
+    assert simp.weights[0].abs().max() <= bound and simp.weights[0].abs().max() > 0.9 * bound
+    p = simp(torch.full((2, 64), 1.5))
+    assert p.shape == (2, 64) and bool(((p > 0) & (p < 1)).all())
+
+
+def test_batched_adam_matches_torch_adam_row_by_row_and_leaves_other_rows_alone():
+    torch.manual_seed(0)
+    start = torch.randn(3, 4, 5)
+    ours = start.clone().requires_grad_()
+    adam = BatchedAdam([ours], lr=0.1)
+    reference = start[1].clone().requires_grad_()
+    torch_adam = torch.optim.Adam([reference], lr=0.1)
+    for step in range(4):
+        grad = torch.randn(4, 5)
+        adam.step([grad[None]], torch.tensor([1]))
+        reference.grad = grad
+        torch_adam.step()
+    assert torch.allclose(ours[1], reference, atol=1e-6)
+    assert torch.equal(ours[0], start[0]) and torch.equal(ours[2], start[2])
+    assert adam.steps.tolist() == [0, 4, 0]
+    adam.step([torch.ones(3, 4, 5)], torch.arange(3))  # all rows at once: the in-place path
+    assert adam.steps.tolist() == [1, 5, 1]
+    adam.reset(torch.tensor([1]))
+    assert adam.steps.tolist() == [1, 0, 1] and not adam.exp_avg[0][1].any()
+
+
+def test_gradient_norm_balancing_weighs_terms_inversely_to_their_gradients():
+    weights = balance_weights(torch.tensor([[1.0, 2.0], [3.0, 2.0]]))  # two terms, two problems
+    assert torch.allclose(weights, torch.tensor([[0.75, 0.5], [0.25, 0.5]]))
+    three = balance_weights(torch.tensor([[1.0], [2.0], [5.0]]))  # (sum - g) / ((n - 1) sum)
+    assert torch.allclose(three[:, 0], torch.tensor([7 / 16, 6 / 16, 3 / 16]))
+    assert torch.allclose(three.sum(0), torch.ones(1))
+    assert torch.allclose(balance_weights(torch.zeros(2, 1)), torch.full((2, 1), 0.5))
+    assert torch.equal(balance_weights(torch.tensor([[4.0, 0.0]])), torch.ones(1, 2))
+
+
+def test_presence_is_a_soft_gumbel_sample_and_export_is_deterministic():
+    p = torch.tensor([0.01, 0.3, 0.5, 0.55, 0.9, 0.999], requires_grad=True)
+    a = gumbel_keep(p, 0.2, torch.Generator().manual_seed(3))
+    b = gumbel_keep(p, 0.2, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and bool(((a >= 0) & (a <= 1)).all())
+    a.sum().backward()
+    assert p.grad is not None and bool(torch.isfinite(p.grad).all())
+    # Without noise, presence > 0.7 exactly when p / (1 - p) > (0.7 / 0.3) ** 0.2, i.e. p > 0.5423.
+    kept = expected_keep(p.detach(), 0.2) > 0.7
+    assert kept.tolist() == [False, False, False, True, True, True]
+    # Averaged over many samples, a likely stroke is present more often than an unlikely one.
+    many = gumbel_keep(torch.tensor([0.2, 0.8]).expand(4000, 2), 0.2, torch.Generator().manual_seed(0))
+    assert many[:, 0].mean() < 0.35 < 0.65 < many[:, 1].mean()
+
+
+def test_the_ratio_schedule_halves_every_one_over_step_rows():
+    ratios = [row_ratio(2.0, 0.5, j) for j in range(1, 9)]
+    assert ratios[0] == 2.0
+    assert ratios[2] == pytest.approx(1.0) and ratios[4] == pytest.approx(0.5)
+    assert all(a > b for a, b in zip(ratios, ratios[1:]))
+    per_problem = row_ratio(torch.tensor([1.0, 4.0]), torch.tensor([1.0, 0.5]), 3)
+    assert torch.allclose(per_problem, torch.tensor([0.25, 2.0]))
+
+
+def test_zscore_pick_sums_standardised_terms_per_run():
+    # One problem, three evals: the CLIP loss rises while the sparsity falls; eval 1 balances both.
+    clip = torch.tensor([1.0, 1.1, 3.0])
+    sparse = torch.tensor([0.9, 0.2, 0.1])
+    flat = torch.zeros(3)  # a term a background problem does not have: contributes nothing
+    best, value = zscore_pick(torch.stack([clip, flat, sparse])[:, :, None])
+    z = (clip - clip.mean()) / clip.std(unbiased=False) + (sparse - sparse.mean()) / sparse.std(unbiased=False)
+    assert best.tolist() == [int(z.argmin())] == [1]
+    assert value.item() == pytest.approx(z.min().item())
+
+
+def test_a_stroke_is_on_canvas_when_its_ink_reaches_it():
+    strokes = torch.tensor([
+        [[10, 10], [20, 10], [30, 10], [40, 10]],  # inside
+        [[-50, -50], [-40, -50], [-30, -50], [-20, -50]],  # far off
+        [[-20, 100], [-5, 100], [5, 100], [20, 100]],  # crosses the left edge
+        [[-1.2, 50], [-1.2, 60], [-1.2, 70], [-1.2, 80]],  # just off, but its 1.5 half-width reaches in
+    ], dtype=torch.float32)[None]
+    assert on_canvas(strokes, 1.5).tolist() == [[1.0, 0.0, 1.0, 1.0]]
+
+
+# --- the optimisation -----------------------------------------------------------------------------
+
+
+def test_the_matrix_has_every_part_layer_and_row(runtime, bull_target):
+    run = scene(runtime, bull_target)
+    assert [(c.part, c.layer) for c in run.columns] == [(OBJECT, 2), (OBJECT, 11), (BACKGROUND, 2), (BACKGROUND, 11)]
+    for column in run.columns:
+        assert [cell.row for cell in column.cells] == [0, 1, 2]
+        for cell in column.cells:
+            assert cell.points.shape == (8, 4, 2) and bool(torch.isfinite(cell.points).all())
+            assert cell.seed in (0, 1000)
+        assert bool(column.cells[0].keep.all()), "the fidelity row keeps every stroke"
+        assert column.cells[0].ratio is None and column.cells[1].ratio > column.cells[2].ratio > 0
+        assert torch.equal(column.cells[0].importance, column.cells[1].importance)
+    # Objects carry the extra layer-4 term; backgrounds do not.
+    assert set(run.columns[0].cells[0].losses) == {"layer 2", "layer 4"}
+    assert set(run.columns[2].cells[0].losses) == {"layer 2"}
+    assert set(run.columns[3].cells[1].losses) == {"layer 11", "sparse"}
+
+
+def test_the_first_ratio_is_one_over_the_fidelity_sketchs_clip_loss(runtime, bull_target):
+    run = scene(runtime, bull_target, levels=3)
+    for column in run.columns:
+        fidelity = sum(column.cells[0].losses.values())  # layer L (+ unweighted layer 4 for objects)
+        r1 = column.cells[1].ratio
+        assert r1 == pytest.approx(1 / fidelity, rel=1e-5)
+        params = TINY
+        step = (params.steps_object if column.part == OBJECT else params.steps_background)[column.layer - 1]
+        assert [c.ratio for c in column.cells[1:]] == pytest.approx([row_ratio(r1, step, j) for j in (1, 2, 3)], rel=1e-5)
+
+
+def test_runs_are_deterministic(runtime, bull_target):
+    a = scene(runtime, bull_target, parts=(BACKGROUND,), layers=(8,))
+    b = scene(runtime, bull_target, parts=(BACKGROUND,), layers=(8,))
+    for ca, cb in zip(a.columns[0].cells, b.columns[0].cells):
+        assert torch.equal(ca.points, cb.points) and torch.equal(ca.keep, cb.keep)
+        assert ca.losses == cb.losses and ca.seed == cb.seed
+
+
+def test_stroke_counts_do_not_grow_down_the_rows(runtime, bull_target):
+    # A fast schedule (steps of 1: each row's ratio half the previous one) and a large simplicity
+    # learning rate make a few iterations enough for the sparsity to follow the ratios.
+    steps = (1.0,) * 12
+    run = scene(runtime, bull_target, parts=(OBJECT,), levels=4, seeds=(0,), strokes=16, iterations=6,
+                simplicity_lr=1e-2, simplicity_eval_every=5, steps_object=steps, steps_background=steps)
+    for column in run.columns:
+        counts = [int(cell.keep.sum()) for cell in column.cells]
+        assert all(a >= b for a, b in zip(counts, counts[1:])), counts
+        assert counts[-1] < counts[0]
+
+
+def test_simplicity_rows_warm_start_both_networks_and_their_adam_state(runtime, bull_target):
+    params = dataclasses.replace(TINY, layers=(8,), iterations=3)
+    problems = _Problems(runtime, [SceneTarget(OBJECT, bull_target)], params)
+    clock = _Clock(params, problems, lambda _: None, 1)
+    _fidelity(problems, clock)
+    # After the fidelity stage every seed starts from the best seed's MLP_loc.
+    assert torch.equal(problems.loc.weights[0][0], problems.loc.weights[0][1])
+    problems.start_simplicity()
+    assert not torch.equal(problems.simp.weights[0][0], problems.simp.weights[0][1]), "MLP_simp: one per seed"
+    cell = _simplify(problems, clock, 1)[0]
+    picked = 0 if cell.seed == 0 else 1
+    # Both seeds now continue from the picked one: same weights, same Adam moments and step counts
+    # (3: the pick is the eval at iteration 3, before its step).
+    for tensors in (problems.loc.parameters(), problems.simp.parameters(), problems.loc_adam.state(),
+                    problems.simp_adam.state()):
+        for t in tensors:
+            assert torch.equal(t[0], t[1])
+    assert problems.simp_adam.steps.tolist() == [3, 3] and problems.loc_adam.steps.tolist() == [3, 3]
+    assert picked in (0, 1)
+
+
+def test_progress_names_the_row_and_gives_an_eta(runtime, bull_target):
+    events = []
+    params = dataclasses.replace(TINY, layers=(8,), levels=1, seeds=(0,))
+    optimise_scene(runtime, [SceneTarget(OBJECT, bull_target)], params, events.append)
+    steps = [e for e in events if e.stage == "optimise"]
+    assert len(steps) == 2 * 3  # fidelity + one simplified row, 2 capped iterations + the final eval
+    assert "simplicity 0/1" in steps[0].detail and "simplicity 1/1" in steps[-1].detail
+    assert "fidelity 8" in steps[0].detail
+    assert all(e.eta_s is not None and e.eta_s >= 0 for e in steps) and steps[-1].eta_s == 0
+    assert all(e.loss is not None and math.isfinite(e.loss) for e in steps)
+
+
+def test_summed_term_gradients_equal_the_weighted_totals_gradient(runtime, bull_target):
+    # The official code runs one more backward pass for the weighted total; the weights are
+    # constants, so the sum of the weighted term gradients we use instead must be the same gradient.
+    from engine.methods.clipascene import _combine, _grads
+    from engine.runtime import Runtime
+
+    # fp32: bf16 autocast would round the two computations differently.
+    exact = Runtime(runtime.device, runtime.models, precision="fp32", _loaded=runtime._loaded)
+    params = dataclasses.replace(TINY, layers=(2, 8), seeds=(0,))
+    problems = _Problems(exact, [SceneTarget(OBJECT, bull_target), SceneTarget(BACKGROUND, bull_target)], params)
+    problems.start_simplicity()
+    terms = problems.forward(torch.arange(problems.B), simplify=True)
+    weights = torch.rand(3, problems.B, generator=torch.Generator().manual_seed(0))
+    layer, extra, sparse = terms.layer.mean(1), terms.extra.mean(1), terms.sparse
+    network = problems.loc.parameters() + problems.simp.parameters()
+    summed = _combine([(weights[0], _grads(layer.sum(), network)), (weights[1], _grads(extra.sum(), network)),
+                       (weights[2], _grads(sparse.sum(), network))], None, network)
+    total = (weights[0] * layer + weights[1] * extra + weights[2] * sparse).sum()
+    direct = torch.autograd.grad(total, network)
+    for a, b in zip(summed, direct):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()))
+    assert any(bool(g.abs().sum() > 0) for g in direct[:len(problems.loc.parameters())])
