@@ -11,7 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cli.options import add_engine_options, add_sketch_options, sketch_request, writable_file
+from engine.cli.options import (
+    add_engine_options,
+    add_scene_options,
+    add_sketch_options,
+    scene_request,
+    sketch_request,
+    writable_file,
+)
 from engine.cli.progress_bar import ProgressBar
 from engine.errors import EngineError, InputError
 from engine.io.atomic import write_atomic
@@ -47,7 +54,15 @@ def register(commands) -> None:
     submit.add_argument("--detach", action="store_true",
                         help="queue the jobs, print their ids and return; get results with `fetch`")
     submit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    submit.add_argument("--scene", action="store_true",
+                        help="scene jobs (CLIPascene): the job options are then those of `scene` "
+                             "(--layers, --levels, --strokes N, --paper-grid, ...; see `scene --help`)")
     add_sketch_options(submit)
+    scene_only = submit.add_argument_group("scene (with --scene)")
+    for flag in ("--layers", "--levels"):
+        scene_only.add_argument(flag, default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`")
+    scene_only.add_argument("--paper-grid", action="store_true", default=argparse.SUPPRESS,
+                            help="see `sketch-abstraction scene --help`")
     add_engine_options(submit)
     submit.set_defaults(run=_client_errors(_submit))
 
@@ -103,7 +118,8 @@ def _client_errors(command):
 def _connect(args=None, start: bool = False):
     from bridge.client import EngineClient, engine_command
 
-    command = engine_command(sys.executable, args.models, args.device, args.weights_dir) if start else None
+    command = engine_command(sys.executable, args.models, args.device, args.weights_dir,
+                             precision=args.precision) if start else None
     client = EngineClient.connect(start=command)
     if start:
         running = client.status()["models"]
@@ -133,7 +149,14 @@ def _outputs(args) -> list[Path]:
 
 def _submit(args) -> int:
     outs = _outputs(args)
-    encoded = [request_to_json(sketch_request(args, image)) for image in args.images]  # all checked first
+    if args.scene:
+        scene_options = argparse.ArgumentParser(prog="sketch-abstraction submit --scene")
+        add_scene_options(scene_options)
+        job_args, _ = scene_options.parse_known_args(args.argv)
+        requests = [scene_request(job_args, image) for image in args.images]
+    else:
+        requests = [sketch_request(args, image) for image in args.images]
+    encoded = [request_to_json(r) for r in requests]  # all checked before anything is sent
     with _connect(args, start=True) as client:
         queued = [client.submit(job, buffers, Path(image).name)[0]
                   for image, (job, buffers) in zip(args.images, encoded)]
@@ -153,7 +176,7 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bo
     bar = ProgressBar(quiet, prefix)
 
     def show(msg) -> None:
-        if msg.msg_type == "queue_update" and not quiet:
+        if msg.msg_type == "queue_update" and msg.content["position"] > 0 and not quiet:  # 0: it starts
             print(f"{prefix}queued, position {msg.content['position']}", file=sys.stderr)
         elif msg.msg_type == "progress":
             c = msg.content
