@@ -140,18 +140,18 @@ class Session:
             raise ProtocolError("bad message signature",
                                 "use the key from the engine's current connection file")
         try:
-            header, parent, _metadata, content = (json.loads(p) for p in parts)
-        except (UnicodeDecodeError, ValueError):
+            header, parent, _metadata, content = (json.loads(p, parse_constant=_reject_constant) for p in parts)
+        except (ValueError, RecursionError):  # incl. UnicodeDecodeError, NaN/Infinity, absurd nesting
             raise ProtocolError("a message part is not valid JSON", "send UTF-8 JSON objects") from None
         if not all(isinstance(p, dict) for p in (header, parent, content)):
             raise ProtocolError("header, parent header and content must be JSON objects",
                                 "send JSON objects, e.g. {}")
         if header.get("version") != VERSION:
-            raise ProtocolError(f"protocol version {header.get('version')!r} is not supported (engine "
+            raise ProtocolError(f"protocol version {_show(header.get('version'))} is not supported (engine "
                                 f"speaks {VERSION})", "update the client and the engine together")
         msg_type = header.get("msg_type")
-        if msg_type not in expect:
-            raise ProtocolError(f"unknown message type {msg_type!r}", f"use one of: {', '.join(sorted(expect))}")
+        if not isinstance(msg_type, str) or msg_type not in expect:
+            raise ProtocolError(f"unknown message type {_show(msg_type)}", f"use one of: {', '.join(sorted(expect))}")
         return Message(msg_type, content, list(buffers), parent, header)
 
 
@@ -160,6 +160,19 @@ def error_content(code: str, message: str, hint: str = "", job_id: str | None = 
     if job_id is not None:
         content["job_id"] = job_id
     return content
+
+
+def _show(value: Any) -> str:
+    """A received value for an error message: short, and never a repr of an arbitrarily deep structure."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"(a JSON {'object' if isinstance(value, dict) else 'array'})"
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON: accepting them would make replies that echo them unsendable."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:

@@ -32,7 +32,7 @@ from bridge import connection, protocol
 from bridge.protocol import Message, ProtocolError, error_content
 from bridge.store import JobRecord, ResultStore, valid_job_id
 from engine import __version__
-from engine.errors import Cancelled, EngineError
+from engine.errors import Cancelled, EngineError, InputError
 from engine.io.atomic import write_atomic
 from engine.params import REQUESTS, request_from_json
 from engine.progress import Progress
@@ -122,11 +122,13 @@ class EngineServer:
             ready = dict(poller.poll(POLL_MS))
             if events in ready:
                 while events.poll(0):
-                    self._on_event(router, events.recv_multipart())
+                    self._guarded(self._on_event, router, events.recv_multipart())
             if router in ready:
                 while router.poll(0) and not self.stopping:
-                    self._on_frames(router, router.recv_multipart())
+                    self._guarded(self._on_frames, router, router.recv_multipart())
             now = time.monotonic()
+            if self.jobs:  # the idle period starts when the last job ends, not at the last request
+                self.last_activity = now
             if now - last_prune > 3600:
                 self.store.prune(self.records)
                 last_prune = now
@@ -134,6 +136,15 @@ class EngineServer:
             if idle is not None and not self.jobs and now - self.last_activity > idle:
                 _log(f"idle for {idle:.0f} s; exiting")
                 break
+
+    @staticmethod
+    def _guarded(handle, router: zmq.Socket, frames: list[bytes]) -> None:
+        """The last line of defence: a message that still breaks a handler is logged and dropped."""
+        try:
+            handle(router, frames)
+        except Exception:
+            traceback.print_exc()
+            _log("the message above could not be handled; dropped it")
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -167,7 +178,7 @@ class EngineServer:
     def _on_submit_request(self, router, ids, msg) -> None:
         name = msg.content.get("name", "image")
         if not isinstance(name, str) or len(name) > 500:
-            raise EngineError("the job name must be a short string", "send the image's file name")
+            raise InputError("the job name must be a short string", "send the image's file name")
         request = request_from_json(msg.content.get("job"), msg.buffers)
         kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
         record = JobRecord(job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time())
@@ -228,9 +239,9 @@ class EngineServer:
             self.order.remove(job_id)
             self.records[job_id].state = "running"
             self.store.save(self.records[job_id])
-            for other in self.order:  # everyone behind moved up one place
-                self._notify(router, other, Message("queue_update", {"job_id": other,
-                                                                     "position": self._position(other)}))
+            for moved in [job_id, *self.order]:  # it is at the front now (0); everyone behind moved up one
+                self._notify(router, moved, Message("queue_update", {"job_id": moved,
+                                                                     "position": self._position(moved)}))
         elif event["type"] == "progress":
             self._notify(router, job_id, Message("progress", event["content"]))
         elif event["type"] == "finished":

@@ -1,0 +1,921 @@
+"""The real engine process (`python -m engine serve`, tiny random CLIP models, CPU) over loopback.
+
+No mocks: every test talks to a separate engine process through ZeroMQ, as the Inkscape extension
+and `sketch-abstraction submit` do. Engines run in temp runtime/data folders with HOME isolated,
+and every engine a test starts is shut down (then killed) by a finalizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import zmq
+from lxml import etree
+
+from bridge import connection, protocol
+from bridge.client import EngineClient, EngineUnavailable, JobFailed, JobResult, engine_command
+from bridge.protocol import DELIMITER, VERSION, Message, Session
+from engine.params import ClipassoParams, SketchRequest, request_to_json
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
+
+ROOT = Path(__file__).resolve().parents[1]
+OBJECTS = Path("/work/shared/images/objects")
+HORSE = OBJECTS / "horse.png" if (OBJECTS / "horse.png").exists() else ROOT / "examples" / "ballerina.png"
+CAMEL = OBJECTS / "camel.png" if (OBJECTS / "camel.png").exists() else ROOT / "examples" / "ballerina.png"
+SVG = "{http://www.w3.org/2000/svg}"
+INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
+READY_S = 180  # engine start: import torch, build two tiny models (~3 s here; generous for a loaded CI box)
+JOB_S = 120  # bound on any one short job
+ALWAYS = 100_000  # iterations (and eval interval) of a job that runs until it is cancelled
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def engine_env(base: Path) -> dict[str, str]:
+    """Environment of an engine (and its clients) confined to `base`: own folders, own HOME, offline."""
+    env = dict(os.environ)
+    dirs = {name: base / name for name in ("home", "run", "data", "cache", "xdg-data", "xdg-run")}
+    for folder in dirs.values():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env.update(HOME=str(dirs["home"]), XDG_CACHE_HOME=str(dirs["cache"]), XDG_DATA_HOME=str(dirs["xdg-data"]),
+               XDG_RUNTIME_DIR=str(dirs["xdg-run"]), SKETCH_ABSTRACTION_OFFLINE="1",
+               SKETCH_ABSTRACTION_RUNTIME_DIR=str(dirs["run"]), SKETCH_ABSTRACTION_DATA_DIR=str(dirs["data"]),
+               PYTHONWARNINGS="ignore::UserWarning")
+    return env
+
+
+def use_env(monkeypatch, env: dict[str, str]) -> None:
+    """Point this (test) process at the engine of `env`, as a client started there would be."""
+    for name in ("HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "SKETCH_ABSTRACTION_RUNTIME_DIR",
+                 "SKETCH_ABSTRACTION_DATA_DIR"):
+        monkeypatch.setenv(name, env[name])
+
+
+def wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.05):
+    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def pid_gone(pid: int) -> bool:
+    return not connection.pid_alive(pid)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class Engine:
+    """One engine process in its own folders; `client()` connects to it, `stop()` ends it for sure."""
+
+    def __init__(self, base: Path, env: dict[str, str] | None = None):
+        self.base = base
+        self.env = env or engine_env(base)
+        self.run_dir = Path(self.env["SKETCH_ABSTRACTION_RUNTIME_DIR"])
+        self.data_dir = Path(self.env["SKETCH_ABSTRACTION_DATA_DIR"])
+        self.proc: subprocess.Popen | None = None
+        self.clients: list[EngineClient] = []
+        self.log_path = base / "engine-stderr.log"
+
+    def start(self, *extra: str, models: str = "tiny-random") -> "Engine":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "serve", "--models", models, "--device", "cpu", *extra],
+            env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        wait_for(self._ready, READY_S, "the engine's connection file")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            pytest.fail(f"the engine exited ({self.proc.returncode}) while starting:\n{self.log_text()[-3000:]}")
+        try:
+            return json.loads((self.run_dir / connection.CONNECTION_FILE).read_text())["pid"] == self.proc.pid
+        except (OSError, ValueError, KeyError):
+            return False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def info(self) -> connection.ConnectionInfo:
+        return connection.ConnectionInfo(**json.loads((self.run_dir / connection.CONNECTION_FILE).read_text()))
+
+    def client(self, timeout_s: float = 20.0) -> EngineClient:
+        client = EngineClient(self.info, timeout_s=timeout_s)
+        self.clients.append(client)
+        return client
+
+    def raw(self) -> "Raw":
+        return Raw(self.info)
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        for client in self.clients:
+            try:
+                client.close()
+            except Exception:
+                pass
+        self.clients.clear()
+        if self.alive():
+            try:
+                with EngineClient(self.info, timeout_s=5) as client:
+                    client.shutdown()
+                self.proc.wait(timeout=30)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        if self.proc is not None:
+            self.log.close()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+class Raw:
+    """A bare DEALER for hand-made frames; replies are checked with the real key."""
+
+    def __init__(self, info: connection.ConnectionInfo):
+        self.session = Session(info.key)
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(info.url)
+
+    def signed(self, header: dict | bytes, content: dict | bytes = b"{}", buffers=(), parent: bytes = b"{}"):
+        header = header if isinstance(header, bytes) else json.dumps(header).encode()
+        content = content if isinstance(content, bytes) else json.dumps(content).encode()
+        parts = [header, parent, b"{}", content]
+        return [DELIMITER, self.session.sign(parts), *parts, *buffers]
+
+    def send(self, frames: list[bytes]) -> None:
+        self.socket.send_multipart(frames)
+
+    def recv(self, timeout_s: float = 10.0) -> Message | None:
+        """The next reply (routing frames we sent ahead of the delimiter come back first; skipped)."""
+        if not self.socket.poll(int(timeout_s * 1000)):
+            return None
+        _ids, frames = self.session.split_ids(self.socket.recv_multipart())
+        return self.session.deserialize(frames, protocol.REPLIES)
+
+    def close(self) -> None:
+        self.socket.close()
+        self.context.term()
+
+
+def header(msg_type: str = "status_request", **fields) -> dict:
+    return {"msg_id": os.urandom(8).hex(), "msg_type": msg_type, "version": VERSION, "date": "", **fields}
+
+
+def tiny_params(**fields) -> ClipassoParams:
+    """A job of a second or so: 4 strokes, one seed, a few iterations, a small augmentation bank."""
+    base = dict(strokes=(4,), seeds=(0,), iterations=5, eval_every=5, aug_bank=4)
+    base.update(fields)
+    return ClipassoParams(**base)
+
+
+def long_params() -> ClipassoParams:
+    """A job that never converges and runs until cancelled (eval only at iteration 0)."""
+    return tiny_params(iterations=ALWAYS, eval_every=ALWAYS)
+
+
+def sketch_job(image: Path | bytes = HORSE, params: ClipassoParams | None = None, **request):
+    return request_to_json(SketchRequest(image, params or tiny_params(), **request))
+
+
+def svg_layers(svg: bytes, size: tuple[int, int] | None = None) -> list[tuple[str, int, bool]]:
+    """(label, number of paths, visible) of each Inkscape layer of an SVG (which must parse)."""
+    root = etree.fromstring(svg)
+    assert root.tag == f"{SVG}svg"
+    if size is not None:
+        assert (float(root.get("width")), float(root.get("height"))) == size
+        assert [float(v) for v in root.get("viewBox").split()] == [0, 0, *size]
+    layers = []
+    for group in root.iter(f"{SVG}g"):
+        if group.get(f"{INKSCAPE}groupmode") == "layer":
+            paths = group.findall(f"{SVG}path")
+            for path in paths:
+                assert re.match(r"M [-\d.e]+ [-\d.e]+ C", path.get("d")), path.get("d")
+            layers.append((group.get(f"{INKSCAPE}label"), len(paths), "display:none" not in (group.get("style") or "")))
+    return layers
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return float(im.width), float(im.height)
+
+
+def collect(messages: list):
+    return lambda msg: messages.append((time.monotonic(), msg.msg_type, dict(msg.content)))
+
+
+def wait_idle(client: EngineClient, timeout_s: float = JOB_S) -> dict:
+    return wait_for(lambda: (s := client.status())["running"] is None and not s["queue"] and s, timeout_s,
+                    "the engine to be idle")
+
+
+def wait_running(client: EngineClient, job_id: str) -> None:
+    wait_for(lambda: client.status()["running"] == job_id, JOB_S, f"job {job_id} to start", 0.02)
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A valid, fully decodable 1-bit PNG of ~110 KB claiming width x height pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """One warm engine shared by the module's tests (each leaves it idle)."""
+    eng = Engine(tmp_path_factory.mktemp("engine")).start()
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture(scope="module")
+def small_engine(tmp_path_factory):
+    """An engine that accepts messages of at most 0.5 MiB (zmq drops single frames over 1 MiB)."""
+    eng = Engine(tmp_path_factory.mktemp("small")).start("--max-message-mb", "0.5")
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    """Folders for engines a test starts itself; every engine that ran in them is gone afterwards."""
+    engines: list[Engine] = []
+    env = engine_env(tmp_path)
+
+    def make() -> Engine:
+        eng = Engine(tmp_path, env)
+        engines.append(eng)
+        return eng
+
+    make.env = env
+    yield make
+    for eng in engines:
+        eng.stop()
+    # engines the client started (detached): the connection file names them
+    info_path = Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE
+    try:
+        pid = json.loads(info_path.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return
+    if connection.pid_alive(pid):
+        try:
+            with EngineClient(connection.ConnectionInfo(**json.loads(info_path.read_text())), timeout_s=5) as c:
+                c.shutdown()
+            wait_for(lambda: pid_gone(pid), 30, "the auto-started engine to exit")
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def client(engine):
+    c = engine.client()
+    wait_idle(c)
+    return c
+
+
+# -- the ordinary path -----------------------------------------------------------------------------
+
+def test_status_describes_the_warm_engine(engine, client):
+    s = client.status()
+    assert s["protocol"] == VERSION and s["version"]
+    assert s["pid"] == engine.pid
+    assert s["device"] == "cpu" and s["models"] == "tiny-random"
+    assert s["loaded"] == ["RN101", "ViT-B-32"]  # loaded before the engine announced itself
+    assert s["running"] is None and s["queue"] == []
+
+
+def test_submit_streams_progress_then_the_layered_svg(engine, client):
+    job, buffers = sketch_job(HORSE, tiny_params(strokes=(6, 3), iterations=12, eval_every=12), color="#aa0000")
+    job_id, position = client.submit(job, buffers, name="horse.png")
+    assert re.fullmatch(r"[0-9a-f]{32}", job_id) and position == 0
+    messages: list = []
+    result = client.wait(job_id, on_message=collect(messages), timeout_s=JOB_S)
+
+    progress = [content for _, kind, content in messages if kind == "progress"]
+    assert progress, "no progress before the result"
+    for p in progress:
+        assert p["job_id"] == job_id
+        assert {"stage", "iteration", "total", "loss", "eta_s", "detail"} <= set(p)
+        assert 0 <= p["iteration"] <= p["total"]
+    optimise = [p for p in progress if p["stage"] == "optimise"]
+    assert optimise and all(p["total"] == 12 for p in optimise)
+    assert [p["iteration"] for p in optimise] == sorted(p["iteration"] for p in optimise)
+    assert optimise[-1]["iteration"] == 12  # the last iteration is always reported
+    assert progress[0]["stage"] != "optimise"  # loading and initialisation are reported too
+
+    assert isinstance(result, JobResult) and result.job_id == job_id
+    assert result.name == "horse.png" and result.kind == "sketch" and result.seconds > 0
+    layers = svg_layers(result.svg, image_size(HORSE))
+    assert layers == [("6 strokes", 6, True), ("3 strokes", 3, False)]
+    assert b"stroke:#aa0000" in result.svg
+
+    # the result stays fetchable by id, byte for byte, and the job list shows it done
+    again = engine.client().fetch(job_id)
+    assert isinstance(again, JobResult) and again.svg == result.svg
+    listed = {j["job_id"]: j for j in client.jobs()}[job_id]
+    assert listed["state"] == "done" and listed["name"] == "horse.png" and "position" not in listed
+    assert (engine.data_dir / "results" / f"{job_id}.svg").read_bytes() == result.svg
+
+
+def test_three_clients_queue_and_all_complete(engine, client):
+    """Jobs run one at a time; the others learn their place in the queue and move up."""
+    first, second, third = engine.client(), engine.client(), engine.client()
+    a_id, a_pos = first.submit(*sketch_job(HORSE, tiny_params(iterations=30, eval_every=30)), name="a.png")
+    wait_running(client, a_id)
+    b_id, b_pos = second.submit(*sketch_job(CAMEL, tiny_params(strokes=(3,))), name="b.png")
+    c_id, c_pos = third.submit(*sketch_job(CAMEL, tiny_params(strokes=(2,))), name="c.png")
+    assert (a_pos, b_pos, c_pos) == (0, 1, 2)
+    queue = {j["job_id"]: j["position"] for j in client.status()["queue"]}
+    assert queue == {a_id: 0, b_id: 1, c_id: 2}
+
+    results, messages, errors = {}, {a_id: [], b_id: [], c_id: []}, []
+
+    def follow(c: EngineClient, job_id: str) -> None:
+        try:
+            results[job_id] = (time.monotonic(), c.wait(job_id, on_message=collect(messages[job_id]),
+                                                        timeout_s=JOB_S))
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=follow, args=args)
+               for args in ((first, a_id), (second, b_id), (third, c_id))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOB_S * 3)
+    assert not errors, errors
+    assert set(results) == {a_id, b_id, c_id}
+    assert [layer[1] for layer in svg_layers(results[a_id][1].svg)] == [4]
+    assert [layer[1] for layer in svg_layers(results[b_id][1].svg)] == [3]
+    assert [layer[1] for layer in svg_layers(results[c_id][1].svg)] == [2]
+
+    def updates(job_id):
+        return [c["position"] for _, kind, c in messages[job_id] if kind == "queue_update"]
+
+    assert updates(b_id) == [0]  # moved to the front when the first job ended
+    assert updates(c_id) == [1, 0]
+    # one at a time: each job's progress begins only after the previous job's result arrived
+    def first_progress(job_id):  # optimisation starts well after the job does (saliency, edges first)
+        return min(t for t, kind, c in messages[job_id] if kind == "progress" and c["stage"] == "optimise")
+
+    assert results[a_id][0] < first_progress(b_id) and results[b_id][0] < first_progress(c_id)
+
+
+def test_cancel_a_running_job(engine, client):
+    job_id, _ = client.submit(*sketch_job(params=long_params()), name="long.png")
+    other = engine.client()
+    states = []
+
+    def on_message(msg):
+        if msg.msg_type == "progress" and msg.content["stage"] == "optimise" and not states:
+            states.append(other.cancel(job_id))
+
+    started = time.monotonic()
+    with pytest.raises(JobFailed) as failed:
+        client.wait(job_id, on_message=on_message, timeout_s=JOB_S)
+    assert states == ["cancelling"]
+    assert failed.value.code == "cancelled" and failed.value.job_id == job_id and failed.value.hint
+    assert time.monotonic() - started < 60  # it stopped; it did not run 100000 iterations
+    with pytest.raises(JobFailed) as fetched:
+        other.fetch(job_id)
+    assert fetched.value.code == "cancelled"
+    assert {j["job_id"]: j["state"] for j in client.jobs()}[job_id] == "cancelled"
+    assert not (engine.data_dir / "results" / f"{job_id}.svg").exists()
+    wait_idle(client)
+    # and the engine goes on serving
+    assert svg_layers(client.wait(client.submit(*sketch_job(), name="next.png")[0], timeout_s=JOB_S).svg)[0][1] == 4
+
+
+def test_cancel_a_queued_job(engine, client):
+    long_id, _ = client.submit(*sketch_job(params=long_params()), name="long.png")
+    wait_running(client, long_id)
+    queued_id, position = client.submit(*sketch_job(), name="queued.png")
+    last_id, last_position = client.submit(*sketch_job(CAMEL), name="last.png")
+    assert (position, last_position) == (1, 2)
+
+    assert engine.client().cancel(queued_id) == "cancelled"  # at once: it never ran
+    with pytest.raises(JobFailed) as failed:
+        client.wait(queued_id, timeout_s=10)
+    assert failed.value.code == "cancelled"
+    assert {j["job_id"]: j["position"] for j in client.status()["queue"]} == {long_id: 0, last_id: 1}
+
+    assert client.cancel(long_id) == "cancelling"
+    result = client.wait(last_id, timeout_s=JOB_S)  # the worker skipped the cancelled job
+    assert svg_layers(result.svg, image_size(CAMEL))[0][1] == 4
+    states = {j["job_id"]: j["state"] for j in client.jobs()}
+    assert (states[long_id], states[queued_id], states[last_id]) == ("cancelled", "cancelled", "done")
+    assert client.cancel(last_id) == "done"  # cancelling a finished job changes nothing
+    assert isinstance(client.fetch(last_id), JobResult)
+
+
+def test_a_client_killed_mid_job_does_not_cancel_it(engine, client, tmp_path):
+    """The client process dies (SIGKILL) while its job runs: the job finishes and waits to be fetched."""
+    script = tmp_path / "client.py"
+    script.write_text(f"""
+import json, sys
+from bridge.client import EngineClient
+from bridge.connection import ConnectionInfo
+from engine.params import ClipassoParams, SketchRequest, request_to_json
+client = EngineClient(ConnectionInfo(**json.loads(sys.argv[1])))
+params = ClipassoParams(strokes=(5,), seeds=(0,), iterations=60, eval_every=60, aug_bank=4)
+job_id, _ = client.submit(*request_to_json(SketchRequest({str(HORSE)!r}, params)), name="orphan.png")
+print(job_id, flush=True)
+def on_message(msg):
+    if msg.msg_type == "progress" and msg.content["stage"] == "optimise":
+        print("progress", flush=True)
+client.wait(job_id, on_message=on_message)
+print("finished", flush=True)
+""")
+    proc = subprocess.Popen([sys.executable, str(script), json.dumps(engine.info.__dict__)], cwd=ROOT,
+                            env=engine.env, stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(JOB_S, proc.kill)  # bounds the reads below
+    watchdog.start()
+    try:
+        job_id = proc.stdout.readline().strip()
+        assert re.fullmatch(r"[0-9a-f]{32}", job_id), job_id
+        assert proc.stdout.readline().strip() == "progress"
+        proc.kill()
+        proc.wait(30)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    wait_for(lambda: {j["job_id"]: j["state"] for j in client.jobs()}[job_id] == "done", JOB_S,
+             "the orphaned job to finish")
+    later = engine.client()  # a new client fetches it by id
+    result = later.fetch(job_id)
+    assert isinstance(result, JobResult) and result.name == "orphan.png"
+    assert svg_layers(result.svg, image_size(HORSE)) == [("5 strokes", 5, True)]
+
+
+# -- hostile and broken input ----------------------------------------------------------------------
+
+def _resigned(frames: list[bytes], signature: bytes) -> list[bytes]:
+    return [frames[0], signature, *frames[2:]]
+
+
+def _valid_submit(raw: Raw, **overrides):
+    job, buffers = sketch_job()
+    job.update(overrides)
+    return raw.signed(header("submit_request"), {"job": job, "name": "x.png"}, buffers)
+
+
+BROKEN = {
+    # case: (frames builder, expected code, words in the message)
+    "bad-signature": (lambda r: _resigned(Raw.signed(r, header()), b"0" * 64), "bad_message", "signature"),
+    "no-signature": (lambda r: _resigned(Raw.signed(r, header()), b""), "bad_message", "signature"),
+    "other-key": (lambda r: Session("f" * 64).serialize(Message("status_request")), "bad_message", "signature"),
+    "garbage-frame": (lambda r: [os.urandom(100)], "bad_message", "delimiter"),
+    "garbage-frames": (lambda r: [os.urandom(n) for n in (3, 0, 50, 7)], "bad_message", "delimiter"),
+    "empty-frame": (lambda r: [b""], "bad_message", "delimiter"),
+    "missing-delimiter": (lambda r: Raw.signed(r, header())[1:], "bad_message", "delimiter"),
+    "truncated": (lambda r: Raw.signed(r, header())[:4], "bad_message", "frames"),
+    "delimiter-only": (lambda r: [DELIMITER], "bad_message", "frames"),
+    "wrong-version": (lambda r: Raw.signed(r, header(version="0.1")), "bad_message", "version"),
+    "no-version": (lambda r: Raw.signed(r, {"msg_id": "x", "msg_type": "status_request"}), "bad_message", "version"),
+    "unknown-type": (lambda r: Raw.signed(r, header("frobnicate_request")), "bad_message", "unknown message type"),
+    "reply-as-request": (lambda r: Raw.signed(r, header("status_reply")), "bad_message", "unknown message type"),
+    "list-type": (lambda r: Raw.signed(r, header(msg_type=["status_request"])), "bad_message", "message type"),
+    "nan-in-header": (lambda r: Raw.signed(r, json.dumps(header()).encode()[:-1] + b', "x": NaN}'),
+                      "bad_message", "JSON"),
+    "deep-json": (lambda r: Raw.signed(r, header(), b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"),
+                  "bad_message", "JSON"),
+    "invalid-json": (lambda r: Raw.signed(r, header(), b'{"job": '), "bad_message", "JSON"),
+    "not-utf8": (lambda r: Raw.signed(r, header(), b'{"a": "\xff\xfe"}'), "bad_message", "JSON"),
+    "content-not-object": (lambda r: Raw.signed(r, header(), b"[1, 2]"), "bad_message", "objects"),
+    "unknown-job-field": (lambda r: _valid_submit(r, priority=1), "bad_input", "unknown job field 'priority'"),
+    "unknown-param": (lambda r: _valid_submit(r, params={"strokes": [4], "turbo": True}), "bad_input",
+                      "unknown parameter 'turbo'"),
+    "param-wrong-type": (lambda r: _valid_submit(r, params={"iterations": "5"}), "bad_input", "wrong type"),
+    "param-out-of-range": (lambda r: _valid_submit(r, params={"strokes": [0]}), "bad_input", "stroke counts"),
+    "params-not-object": (lambda r: _valid_submit(r, params=[4]), "bad_input", "JSON object"),
+    "unknown-kind": (lambda r: _valid_submit(r, kind="video"), "bad_input", "unknown job kind"),
+    "job-not-object": (lambda r: Raw.signed(r, header("submit_request"), {"job": "sketch"}, [b"x"]), "bad_input",
+                       "unknown job kind"),
+    "no-image": (lambda r: _valid_submit(r)[:6], "bad_input", "no image"),
+    "mask-buffer-missing": (lambda r: _valid_submit(r, mask={"buffer": 5}), "bad_input", "mask"),
+    "bad-colour": (lambda r: _valid_submit(r, color="red; evil"), "bad_input", "colour"),
+    "bad-name": (lambda r: Raw.signed(r, header("submit_request"), {"job": sketch_job()[0], "name": ["x"]},
+                                      sketch_job()[1]), "bad_input", "name"),
+    "fetch-unknown-job": (lambda r: Raw.signed(r, header("fetch_request"), {"job_id": "0" * 32}), "unknown_job",
+                          "no job"),
+    "fetch-job-id-type": (lambda r: Raw.signed(r, header("fetch_request"), {"job_id": {"$ne": 1}}), "unknown_job",
+                          "no job"),
+    "cancel-unknown-job": (lambda r: Raw.signed(r, header("cancel_request"), {"job_id": "../../etc/passwd"}),
+                           "unknown_job", "no job"),
+    "cancel-no-job-id": (lambda r: Raw.signed(r, header("cancel_request")), "unknown_job", "no job"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_message_gets_an_error_reply_and_the_engine_serves_on(engine, client, case):
+    build, code, words = BROKEN[case]
+    raw = engine.raw()
+    try:
+        frames = build(raw)
+        raw.send(frames)
+        reply = raw.recv(timeout_s=20)
+        assert reply is not None, "no reply"
+        assert reply.msg_type == "error"
+        assert reply.content["code"] == code, reply.content
+        assert words in reply.content["message"], reply.content
+        assert reply.content["hint"]
+        if code not in ("bad_message", "too_large"):  # the request was readable: the reply names it
+            assert reply.parent["msg_id"] == json.loads(frames[2])["msg_id"]
+    finally:
+        raw.close()
+    assert engine.alive()
+    assert client.status()["queue"] == []  # nothing was queued, and the engine still answers
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"this is not an image at all", "image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image"),  # a PNG signature, then nothing sensible
+    (None, "pixels"),  # the 30000 x 30000 bomb
+], ids=["text", "corrupt-png", "image-bomb"])
+def test_bad_image_fails_its_job_with_bad_input_and_the_engine_serves_on(engine, client, payload, words):
+    payload = png_bomb() if payload is None else payload
+    before = rss_kib(engine.pid)
+    job_id, _ = client.submit(*sketch_job(payload), name="bad.png")
+    with pytest.raises(JobFailed) as failed:
+        client.wait(job_id, timeout_s=JOB_S)
+    assert failed.value.code == "bad_input" and failed.value.job_id == job_id
+    assert words in failed.value.message and failed.value.hint
+    assert rss_kib(engine.pid) - before < 200 * 1024  # the bomb was not decoded (900 MP would be ~900 MiB+)
+    job_id, _ = client.submit(*sketch_job(), name="good.png")
+    assert svg_layers(client.wait(job_id, timeout_s=JOB_S).svg)[0][1] == 4
+
+
+def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
+    client = small_engine.client()
+    raw = small_engine.raw()
+    try:
+        # over the limit in all: a readable error reply (and the client reports it, not a timeout)
+        big = [os.urandom(300_000), os.urandom(300_000)]
+        raw.send(raw.signed(header("submit_request"), {"job": sketch_job()[0], "name": "big.png"}, big))
+        reply = raw.recv(timeout_s=20)
+        assert reply.msg_type == "error" and reply.content["code"] == "too_large"
+        assert "limit of" in reply.content["message"] and "--max-message-mb" in reply.content["hint"]
+        started = time.monotonic()
+        with pytest.raises(JobFailed) as failed:
+            client.submit(sketch_job()[0], [b"\0" * 700_000], name="big.png")
+        assert failed.value.code == "too_large"
+        assert time.monotonic() - started < 5  # answered, not timed out
+        # a single frame far beyond it: zmq drops that connection; other clients are served
+        raw.send([DELIMITER, b"sig", os.urandom(3 * 2**20)])
+        assert raw.recv(timeout_s=2) is None
+    finally:
+        raw.close()
+    assert small_engine.alive()
+    assert client.status()["pid"] == small_engine.pid
+    assert small_engine.client().status()["queue"] == []
+    job_id, _ = client.submit(*sketch_job(CAMEL), name="fits.png")  # ~35 KB image: well within
+    assert svg_layers(client.wait(job_id, timeout_s=JOB_S).svg)[0][1] == 4
+
+
+# -- the fuzz run ----------------------------------------------------------------------------------
+
+FUZZ_MESSAGES = 1200
+FUZZ_SEED = 20240607
+FIELD_NAMES = ["job", "name", "job_id", "watch", "kind", "params", "mask", "width", "color", "strokes", "seeds",
+               "iterations", "buffer", "msg_id", "msg_type", "version", "aug_bank", "num_aug"]
+REQUEST_TYPES = sorted(protocol.REQUESTS - {"shutdown_request"})  # a valid shutdown would end the run
+
+
+def _random_json(rng: random.Random, depth: int = 0):
+    choice = rng.randrange(12 if depth < 4 else 8)
+    if choice == 0:
+        return None
+    if choice == 1:
+        return rng.choice([True, False])
+    if choice == 2:
+        return rng.choice([0, -1, 1, 2**31, -2**63, 10**30, 4, 100_000, 1024])
+    if choice == 3:
+        return rng.choice([0.0, -0.5, 1e308, -1e-308, 3.5, 1.5])
+    if choice == 4:
+        return rng.choice(["", "sketch", "scene", "none", "auto", "#000000", "1.0", VERSION, "\u0000", "é" * 10,
+                           "x" * rng.randrange(1, 3000), "../../etc/passwd", "0" * 32, os.urandom(16).hex()])
+    if choice in (5, 6):
+        return rng.choice(REQUEST_TYPES + ["status_reply", "result", "error"])
+    if choice == 7:
+        return os.urandom(rng.randrange(1, 40)).hex()
+    if choice in (8, 9):
+        return {rng.choice(FIELD_NAMES): _random_json(rng, depth + 1) for _ in range(rng.randrange(0, 6))}
+    return [_random_json(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
+
+
+def _random_frames(rng: random.Random) -> list[bytes]:
+    frames = [rng.randbytes(rng.choice([0, 1, 8, 64, 300, 2000])) for _ in range(rng.randrange(1, 9))]
+    if rng.random() < 0.5:
+        frames.insert(rng.randrange(len(frames) + 1), DELIMITER)
+    return frames
+
+
+def _base_messages(raw: Raw, job_ids: list[str]) -> list[list[bytes]]:
+    job, _ = sketch_job()
+    job_id = job_ids[0] if job_ids else "0" * 32
+    return [
+        raw.signed(header()),
+        raw.signed(header("list_request")),
+        raw.signed(header("fetch_request"), {"job_id": job_id, "watch": True}),
+        raw.signed(header("cancel_request"), {"job_id": "1" * 32}),
+        # a submit whose image is not one: if a mutation keeps it valid, its job fails at once
+        raw.signed(header("submit_request"), {"job": job, "name": "fuzz.png"}, [b"not an image"]),
+    ]
+
+
+def _mutated(rng: random.Random, frames: list[bytes]) -> list[bytes]:
+    frames = list(frames)
+    for _ in range(rng.randrange(1, 4)):
+        i = rng.randrange(len(frames))
+        op = rng.randrange(8)
+        if op == 0 and frames[i]:  # flip a byte
+            b = bytearray(frames[i])
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+            frames[i] = bytes(b)
+        elif op == 1:  # truncate a frame
+            frames[i] = frames[i][:rng.randrange(len(frames[i]) + 1)]
+        elif op == 2 and len(frames) > 1:  # drop a frame
+            del frames[i]
+        elif op == 3:  # duplicate a frame
+            frames.insert(i, frames[i])
+        elif op == 4:  # swap two frames
+            j = rng.randrange(len(frames))
+            frames[i], frames[j] = frames[j], frames[i]
+        elif op == 5:  # insert a random frame
+            frames.insert(i, rng.randbytes(rng.randrange(0, 100)))
+        elif op == 6:  # empty a frame
+            frames[i] = b""
+        else:  # append garbage buffers (not signed: a valid message may stay valid)
+            frames += [rng.randbytes(rng.randrange(0, 500)) for _ in range(rng.randrange(1, 3))]
+    return frames
+
+
+def _signed_broken(rng: random.Random, raw: Raw) -> list[bytes]:
+    """Correctly signed, so every check past the signature gets exercised."""
+    def part(kind: str) -> bytes:
+        r = rng.random()
+        if r < 0.1:
+            return rng.randbytes(rng.randrange(0, 50))
+        if r < 0.15:
+            return b'{"a": NaN}' if rng.random() < 0.5 else b"[" * 5000
+        if kind == "header" and r < 0.8:
+            h = header(rng.choice(REQUEST_TYPES))
+            for _ in range(rng.randrange(0, 3)):
+                h[rng.choice(["version", "msg_type", "msg_id", "date", "extra"])] = _random_json(rng)
+            return json.dumps(h).encode()
+        if kind == "content" and r < 0.6:
+            job, _ = sketch_job()
+            content = {"job": job, "name": "fuzz.png", "job_id": rng.choice(["0" * 32, os.urandom(16).hex()])}
+            target = content
+            for _ in range(rng.randrange(1, 4)):  # break a field somewhere inside
+                if isinstance(target.get("job"), dict) and rng.random() < 0.5:
+                    target = target["job"]
+                    if isinstance(target.get("params"), dict) and rng.random() < 0.5:
+                        target = target["params"]
+                target[rng.choice(list(target) + FIELD_NAMES)] = _random_json(rng)
+            return json.dumps(content).encode()
+        return json.dumps(_random_json(rng)).encode()
+
+    parts = [part("header"), part("parent"), part("metadata"), part("content")]
+    buffers = [rng.randbytes(rng.randrange(0, 200)) for _ in range(rng.randrange(0, 3))]
+    return [DELIMITER, raw.session.sign(parts), *parts, *buffers]
+
+
+@pytest.mark.slow
+def test_fuzz_never_crashes_the_engine(small_engine):
+    """1,200 malformed messages (fixed seed): the engine answers each with an error (or drops it),
+    never needs its last-resort handler, keeps answering status, and its memory stays put."""
+    rng = random.Random(FUZZ_SEED)
+    client = small_engine.client()
+    job_id, _ = client.submit(*sketch_job(CAMEL), name="seed.png")
+    client.wait(job_id, timeout_s=JOB_S)
+    rss_before = rss_kib(small_engine.pid)
+    log_before = len(small_engine.log_text())
+    raw = small_engine.raw()
+    codes: dict[str, int] = {}
+    kinds: dict[str, int] = {}
+    unanswered = 0
+    try:
+        bases = _base_messages(raw, [job_id])
+        for i in range(FUZZ_MESSAGES):
+            r = rng.random()
+            if r < 0.3:
+                frames = _random_frames(rng)
+            elif r < 0.6:
+                frames = _mutated(rng, rng.choice(bases))
+            elif r < 0.98:
+                frames = _signed_broken(rng, raw)
+            else:  # over the 0.5 MiB limit, under zmq's hard per-frame limit
+                frames = raw.signed(header("submit_request"), {}, [rng.randbytes(400_000)] * 2)
+            raw.send(frames)
+            reply = raw.recv(timeout_s=10)
+            if reply is None:
+                unanswered += 1
+            else:
+                kinds[reply.msg_type] = kinds.get(reply.msg_type, 0) + 1
+                if reply.msg_type == "error":
+                    codes[reply.content["code"]] = codes.get(reply.content["code"], 0) + 1
+            while raw.socket.poll(0):  # job messages of anything a mutation left valid
+                raw.socket.recv_multipart()
+            if i % 100 == 0:
+                assert small_engine.alive(), f"the engine died at message {i}"
+    finally:
+        raw.close()
+    assert small_engine.alive()
+    status = client.status()
+    assert status["pid"] == small_engine.pid
+    new_log = small_engine.log_text()[log_before:]
+    assert "Traceback" not in new_log, new_log[-4000:]
+    summary = f"replies {kinds}, error codes {codes}, unanswered {unanswered}"
+    assert unanswered <= FUZZ_MESSAGES // 100, summary  # zmq-level drops only
+    assert codes.get("bad_message", 0) > FUZZ_MESSAGES // 2, summary
+    assert set(codes) <= {"bad_message", "too_large", "bad_input", "unknown_job", "cancelled"}, summary
+    for job in client.jobs():  # anything a mutation queued is over (or cancelled now)
+        if job["state"] in ("queued", "running"):
+            client.cancel(job["job_id"])
+    wait_idle(client)
+    rss_growth = rss_kib(small_engine.pid) - rss_before
+    assert rss_growth < 100 * 1024, f"RSS grew by {rss_growth} KiB; {summary}"
+    # and it still does real work
+    job_id, _ = client.submit(*sketch_job(CAMEL), name="after.png")
+    assert svg_layers(client.wait(job_id, timeout_s=JOB_S).svg)[0][1] == 4
+
+
+# -- the connection file and the network -----------------------------------------------------------
+
+def test_connection_file_is_private_and_the_engine_listens_on_loopback_only(engine):
+    path = engine.run_dir / connection.CONNECTION_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert engine.run_dir.stat().st_mode & 0o777 == 0o700
+    info = json.loads(path.read_text())
+    assert set(info) == {"transport", "ip", "port", "key", "pid", "version"}
+    assert info["ip"] == "127.0.0.1" and info["transport"] == "tcp" and info["pid"] == engine.pid
+    assert info["version"] == VERSION and re.fullmatch(r"[0-9a-f]{64}", info["key"])
+    assert sorted(p.name for p in engine.run_dir.iterdir()) == ["engine.json", "engine.lock"]  # no temp files
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp")
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port = local.rsplit(":", 1)
+            if int(port, 16) == info["port"] and state == "0A":  # LISTEN
+                listening.append(address)
+    assert listening == ["0100007F"]  # 127.0.0.1, and nowhere else (not 0.0.0.0, not IPv6)
+
+
+def test_a_wrong_key_gets_no_service(engine, client):
+    info = replace(engine.info, key="0" * 64)
+    with EngineClient(info, timeout_s=3) as stranger:
+        with pytest.raises(EngineUnavailable):  # the engine's error reply is signed with the real key
+            stranger.status()
+    assert client.status()["pid"] == engine.pid
+
+
+# -- lifecycle: restart, stale file, auto-start, start failures, idle timeout --------------------------
+
+@pytest.mark.slow
+def test_results_survive_restarts_and_running_jobs_become_interrupted(fresh, monkeypatch):
+    use_env(monkeypatch, fresh.env)
+    first = fresh().start()
+    client = first.client()
+    done_id, _ = client.submit(*sketch_job(CAMEL), name="kept.png")
+    kept = client.wait(done_id, timeout_s=JOB_S).svg
+    killed_id, _ = client.submit(*sketch_job(params=long_params()), name="killed.png")
+    wait_running(client, killed_id)
+    first.kill()  # SIGKILL: no chance to clean up; the connection file stays behind, stale
+    dead_pid = first.pid
+    assert json.loads((first.run_dir / connection.CONNECTION_FILE).read_text())["pid"] == dead_pid
+
+    with pytest.raises(EngineUnavailable) as unavailable:  # the stale file is not taken for an engine
+        EngineClient.connect()
+    assert unavailable.value.code == "not_running"
+
+    # a client starts a fresh engine (detached), which replaces the stale file
+    started = EngineClient.connect(start=engine_command(sys.executable, "tiny-random", "cpu", idle_timeout_s=300))
+    try:
+        second_pid = started.status()["pid"]
+        assert second_pid != dead_pid and connection.pid_alive(second_pid)
+        assert json.loads((first.run_dir / connection.CONNECTION_FILE).read_text())["pid"] == second_pid
+        assert os.getsid(second_pid) == second_pid  # its own session: it outlives the client
+        assert isinstance(r := started.fetch(done_id), JobResult) and r.svg == kept
+        with pytest.raises(JobFailed) as interrupted:
+            started.fetch(killed_id)
+        assert interrupted.value.code == "interrupted" and "submit" in interrupted.value.hint
+        states = {j["job_id"]: j["state"] for j in started.jobs()}
+        assert states == {done_id: "done", killed_id: "interrupted"}
+
+        # an orderly stop interrupts the running job and says so
+        stopped_id, _ = started.submit(*sketch_job(params=long_params()), name="stopped.png")
+        wait_running(started, stopped_id)
+        assert started.shutdown() == [stopped_id]
+    finally:
+        started.close()
+    wait_for(lambda: pid_gone(second_pid), 60, "the second engine to exit")
+    assert not (first.run_dir / connection.CONNECTION_FILE).exists()  # removed on an orderly stop
+
+    third = fresh().start()
+    client = third.client()
+    assert client.fetch(done_id).svg == kept
+    with pytest.raises(JobFailed) as interrupted:
+        client.fetch(stopped_id)
+    assert interrupted.value.code == "interrupted"
+    assert {j["job_id"]: j["state"] for j in client.jobs()}[stopped_id] == "interrupted"
+
+
+def test_start_failure_nonexistent_python(fresh, monkeypatch):
+    use_env(monkeypatch, fresh.env)
+    with pytest.raises(EngineUnavailable) as failed:
+        EngineClient.connect(start=["/nonexistent/python3", "-m", "engine", "serve"], ready_timeout_s=30)
+    assert failed.value.code == "start_failed"
+    assert "/nonexistent/python3" in failed.value.message and "No such file" in failed.value.message
+    assert "install.py" in failed.value.hint
+
+
+def test_start_failure_reports_the_engines_own_error(fresh, monkeypatch, tmp_path):
+    use_env(monkeypatch, fresh.env)
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable) as failed:
+        EngineClient.connect(start=engine_command(sys.executable, "openai", "cpu",
+                                                  weights_dir=str(tmp_path / "no-such-folder")), ready_timeout_s=120)
+    assert failed.value.code == "start_failed"
+    assert failed.value.message.startswith("the engine exited while starting: weights folder ")
+    assert "no-such-folder" in failed.value.message and "RN101.pt" in failed.value.hint
+    assert time.monotonic() - started < 100  # noticed the exit; did not sit out the ready timeout
+
+
+def test_start_timeout_is_bounded(fresh, monkeypatch):
+    use_env(monkeypatch, fresh.env)
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable) as failed:  # a "python" that never becomes an engine
+        EngineClient.connect(start=[sys.executable, "-c", "import time; time.sleep(4)"], ready_timeout_s=1.5)
+    assert failed.value.code == "start_timeout" and "did not become ready" in failed.value.message
+    assert time.monotonic() - started < 10
+
+
+def test_not_running_without_start(fresh, monkeypatch):
+    use_env(monkeypatch, fresh.env)
+    with pytest.raises(EngineUnavailable) as failed:
+        EngineClient.connect()
+    assert failed.value.code == "not_running" and "sketch-abstraction serve" in failed.value.hint
+
+
+def test_idle_timeout_counts_from_the_last_job_and_then_exits(fresh):
+    eng = fresh().start("--idle-timeout", "2")
+    client = eng.client()
+    job_id, _ = client.submit(*sketch_job(params=tiny_params(iterations=60, eval_every=60)), name="slow.png")
+    result = client.wait(job_id, timeout_s=JOB_S)  # sends nothing while the job runs (> 2 s)
+    assert result.seconds > 2, "the job was too quick to tell"
+    assert client.status()["pid"] == eng.pid  # a job is activity: the engine did not quit as it ended
+    eng.proc.wait(timeout=60)
+    assert eng.proc.returncode == 0
+    assert "idle for" in eng.log_text()
+    assert not (eng.run_dir / connection.CONNECTION_FILE).exists()

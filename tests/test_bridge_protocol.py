@@ -1,0 +1,221 @@
+"""bridge.protocol on its own: signing, the wire form, and every way a message is rejected.
+
+No engine here (see test_bridge_engine.py for the real process): these pin down the one module
+that defines the messages, so that the engine and every client agree on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge import protocol
+from bridge.protocol import DELIMITER, REPLIES, REQUESTS, VERSION, Message, ProtocolError, Session
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "a" * 64
+
+
+def _signed(session: Session, header: bytes, content: bytes = b"{}", parent: bytes = b"{}",
+            buffers: tuple[bytes, ...] = ()) -> list[bytes]:
+    """Frames with a correct signature over arbitrary (possibly broken) JSON parts."""
+    parts = [header, parent, b"{}", content]
+    return [DELIMITER, session.sign(parts), *parts, *buffers]
+
+
+def _header(**fields) -> bytes:
+    header = {"msg_id": "m1", "msg_type": "status_request", "version": VERSION, "date": "2024-01-01T00:00:00Z"}
+    header.update(fields)
+    return json.dumps({k: v for k, v in header.items() if v is not ...}).encode()
+
+
+def _rejected(session: Session, frames: list[bytes], expect=REQUESTS) -> ProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        session.deserialize(frames, expect)
+    assert info.value.hint, "every rejection tells the sender what to do"
+    return info.value
+
+
+# -- keys, signatures, round trip ------------------------------------------------------------------
+
+def test_new_key_is_random_256_bit_hex():
+    keys = {protocol.new_key() for _ in range(20)}
+    assert len(keys) == 20
+    for key in keys:
+        assert len(key) == 64 and int(key, 16) >= 0
+
+
+def test_signature_is_jupyter_hmac_sha256_over_the_four_json_parts():
+    session = Session(KEY)
+    frames = session.serialize(Message("status_request"))
+    assert frames[0] == DELIMITER
+    mac = hmac.new(KEY.encode(), digestmod=hashlib.sha256)
+    for part in frames[2:6]:
+        mac.update(part)
+    assert frames[1] == mac.hexdigest().encode()
+
+
+def test_round_trip_keeps_type_content_buffers_and_parent():
+    session = Session(KEY)
+    parent = {"msg_id": "abc", "msg_type": "submit_request"}
+    msg = Message("result", {"job_id": "f" * 32, "name": "horse.png", "unicode": "é✓"},
+                  [b"<svg/>", bytes(range(256))], parent)
+    frames = session.serialize(msg)
+    assert len(frames) == 6 + 2  # delimiter, signature, header, parent, metadata, content, buffers
+    back = session.deserialize(frames, REPLIES)
+    assert back.msg_type == "result"
+    assert back.content == msg.content
+    assert back.buffers == [b"<svg/>", bytes(range(256))]
+    assert back.parent == parent
+    assert back.header["version"] == VERSION and back.header["msg_type"] == "result"
+    assert back.msg_id == msg.msg_id and len(back.msg_id) == 32
+
+
+def test_every_message_gets_its_own_id():
+    session = Session(KEY)
+    ids = {session.deserialize(session.serialize(Message("status_request")), REQUESTS).msg_id for _ in range(50)}
+    assert len(ids) == 50
+
+
+def test_split_ids_separates_routing_frames():
+    session = Session(KEY)
+    frames = session.serialize(Message("status_request"))
+    ids, rest = session.split_ids([b"peer", b"proxy", *frames])
+    assert ids == [b"peer", b"proxy"]
+    assert rest == frames
+
+
+# -- rejections --------------------------------------------------------------------------------------
+
+def test_missing_delimiter_is_rejected():
+    session = Session(KEY)
+    frames = session.serialize(Message("status_request"))
+    with pytest.raises(ProtocolError) as info:
+        session.split_ids([b"peer", *frames[1:]])
+    assert info.value.code == protocol.BAD_MESSAGE and "delimiter" in info.value.message
+
+
+def test_signature_under_another_key_is_rejected():
+    frames = Session("b" * 64).serialize(Message("status_request"))
+    err = _rejected(Session(KEY), frames)
+    assert err.code == protocol.BAD_MESSAGE and "signature" in err.message
+
+
+@pytest.mark.parametrize("part", [2, 3, 4, 5])
+def test_any_changed_json_part_breaks_the_signature(part):
+    session = Session(KEY)
+    frames = session.serialize(Message("submit_request", {"name": "x.png", "job": {"kind": "sketch"}}, [b"img"]))
+    frames[part] = frames[part].replace(b"}", b' ,"x":1}', 1) if frames[part] != b"{}" else b'{"x":1}'
+    assert "signature" in _rejected(session, frames).message
+
+
+def test_missing_or_garbled_signature_is_rejected():
+    session = Session(KEY)
+    frames = session.serialize(Message("status_request"))
+    for signature in (b"", b"0" * 64, frames[1][:-1], frames[1].upper(), b"\xff" * 64):
+        assert "signature" in _rejected(session, [frames[0], signature, *frames[2:]]).message
+
+
+@pytest.mark.parametrize("keep", [0, 1, 2, 5])
+def test_truncated_multipart_is_rejected(keep):
+    session = Session(KEY)
+    frames = session.serialize(Message("status_request"))[:keep]
+    err = _rejected(session, frames)
+    assert err.code == protocol.BAD_MESSAGE and "frames" in err.message
+
+
+def test_oversized_message_is_rejected_before_its_signature_is_checked():
+    session = Session(KEY, max_bytes=10_000)
+    frames = session.serialize(Message("submit_request", {"name": "big.png"}, [b"\0" * 20_000]))
+    err = _rejected(session, frames)
+    assert err.code == protocol.TOO_LARGE and "limit" in err.message and "--max-message-mb" in err.hint
+    unsigned = [DELIMITER, b"nonsense", b"x" * 20_000]
+    assert _rejected(session, unsigned).code == protocol.TOO_LARGE  # cheapest check first
+    # just under the limit is fine
+    ok = session.serialize(Message("submit_request", {"name": "ok.png"}, [b"\0" * 9_000]))
+    assert session.deserialize(ok, REQUESTS).buffers == [b"\0" * 9_000]
+
+
+@pytest.mark.parametrize("header", [
+    _header(version="0.9"), _header(version=None), _header(version=...), _header(version=1.0),
+    _header(version=["1.0"]), _header(version={"major": 1}),
+], ids=["old", "null", "missing", "number", "list", "object"])
+def test_other_protocol_version_is_rejected(header):
+    session = Session(KEY)
+    err = _rejected(session, _signed(session, header))
+    assert err.code == protocol.BAD_MESSAGE and "version" in err.message and VERSION in err.message
+
+
+@pytest.mark.parametrize("msg_type", ["frobnicate_request", "status_reply", "", None, ..., 7, ["status_request"],
+                                      {"a": 1}], ids=["unknown", "reply-as-request", "empty", "null", "missing",
+                                                      "number", "list", "object"])
+def test_unknown_message_type_is_rejected(msg_type):
+    session = Session(KEY)
+    err = _rejected(session, _signed(session, _header(msg_type=msg_type)))
+    assert err.code == protocol.BAD_MESSAGE and "message type" in err.message
+    assert "status_request" in err.hint
+
+
+def test_request_type_is_not_accepted_where_a_reply_is_expected():
+    session = Session(KEY)
+    err = _rejected(session, session.serialize(Message("status_request")), expect=REPLIES)
+    assert "status_request" in err.message
+
+
+def test_long_unknown_type_gives_a_short_message():
+    session = Session(KEY)
+    err = _rejected(session, _signed(session, _header(msg_type="x" * 100_000)))
+    assert len(err.message) < 200
+
+
+@pytest.mark.parametrize("part, data", [
+    ("header", b"{not json"), ("content", b'{"a": }'), ("parent", b"\xff\xfe\x00garbage"),
+    ("content", b'{"a": NaN}'), ("header", _header(msg_id=...)[:-1] + b', "x": Infinity}'),
+    ("content", b'{"a": -Infinity}'), ("content", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    ("header", b'{"x": ' + b'{"y": ' * 50_000 + b"1" + b"}" * 50_001), ("content", b"\xc3\x28"),
+    ("content", b""), ("content", b'{"a": 1} trailing'),
+], ids=["header-syntax", "content-syntax", "binary", "nan", "infinity", "-infinity", "deep-array",
+        "deep-object", "bad-utf8", "empty", "trailing"])
+def test_invalid_json_is_rejected(part, data):
+    session = Session(KEY)
+    kwargs = {"header": _header(), "content": b"{}", "parent": b"{}"}
+    kwargs[part] = data
+    err = _rejected(session, _signed(session, **kwargs))
+    assert err.code == protocol.BAD_MESSAGE and "JSON" in err.message
+
+
+@pytest.mark.parametrize("part, data", [("content", b"[]"), ("content", b'"text"'), ("parent", b"null"),
+                                        ("header", b"42"), ("content", b"true")])
+def test_json_that_is_not_an_object_is_rejected(part, data):
+    session = Session(KEY)
+    kwargs = {"header": _header(), "content": b"{}", "parent": b"{}"}
+    kwargs[part] = data
+    err = _rejected(session, _signed(session, **kwargs))
+    assert err.code == protocol.BAD_MESSAGE and "JSON objects" in err.message
+
+
+def test_nan_is_never_sent_either():
+    with pytest.raises(ValueError):
+        Session(KEY).serialize(Message("progress", {"loss": float("nan")}))
+
+
+def test_error_content_shape():
+    assert protocol.error_content("bad_input", "no image", "send one") == {
+        "code": "bad_input", "message": "no image", "hint": "send one"}
+    assert protocol.error_content("cancelled", "gone", job_id="f" * 32)["job_id"] == "f" * 32
+
+
+def test_protocol_needs_only_the_standard_library():
+    """Inkscape's Python has no zmq, torch or numpy: the message definitions must import there."""
+    code = ("import sys; import bridge.protocol; "
+            "third = sorted({m.split('.')[0] for m in sys.modules} & {'zmq', 'torch', 'numpy', 'platformdirs', "
+            "'engine', 'PIL', 'lxml'}); print(','.join(third))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
