@@ -309,3 +309,19 @@ def test_in_real_inkscape_headless(setup, tmp_path):
     assert pts[:, 0].min() >= 24 and pts[:, 0].max() <= 86 and pts[:, 1].min() >= 14 and pts[:, 1].max() <= 76
     assert Image.open(png).size[0] > 100
     print(f"effect inside Inkscape, warm engine: {seconds:.1f} s including Inkscape's start")
+
+
+def test_install_is_idempotent_and_uninstalls(tmp_path):
+    profile = tmp_path / "profile"
+    command = [sys.executable, str(ROOT / "install.py"), "--skip-engine", "--profile", str(profile)]
+    for _ in range(2):
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "Installed the Inkscape extension" in out.stdout, out.stderr
+    ext = profile / "extensions" / "sketch-abstraction"
+    assert sorted(p.name for p in ext.glob("*.inx")) == ["sketch_insert.inx", "sketch_object.inx",
+                                                        "sketch_scene.inx", "sketch_status.inx"]
+    assert json.loads((ext / "engine.json").read_text())["models"] == "openai", "real models unless told"
+    assert (ext / "vendor" / "bridge" / "client.py").is_file() and not (ext / "vendor" / "bridge" / "server.py").exists()
+    assert [p.name for p in (profile / "extensions").iterdir()] == ["sketch-abstraction"], "no leftovers"
+    out = subprocess.run([*command, "--uninstall"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and not ext.exists()
