@@ -13,7 +13,7 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
   status_request  {}                                  -> status_reply
   submit_request  {job, name} + [image, mask?]        -> submit_reply {job_id, position}
-                  then, to every watcher of the job:     queue_update {job_id, position}
+                  then, to every watcher of the job:     queue_update {job_id, position} (0: it starts)
                                                          progress {job_id, stage, iteration, total,
                                                                    loss, eta_s, detail}
                                                          result {job_id, ...} + [svg]

@@ -43,13 +43,16 @@ class ClipassoParams:
         checks = [
             (len(self.strokes) > 0 and all(1 <= n <= 1024 for n in self.strokes),
              f"stroke counts must be between 1 and 1024, got {list(self.strokes)}"),
+            (len(self.strokes) <= 16, f"at most 16 levels, got {len(self.strokes)}"),
             (len(set(self.strokes)) == len(self.strokes), f"stroke counts repeat: {list(self.strokes)}"),
             (1 <= len(self.seeds) <= 16, f"seeds must number 1 to 16, got {len(self.seeds)}"),
             (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
             (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
             (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
-            (self.lr > 0 and self.eval_every >= 1 and self.num_aug >= 0 and self.aug_bank >= 0,
-             "lr, eval interval, augmentations and bank size must be positive"),
+            (0 < self.lr <= 100 and 1 <= self.eval_every <= 100_000 and 0 <= self.num_aug <= 32
+             and 0 <= self.aug_bank <= 4096 and 0 < self.walk_step <= 1 and 0 < self.temperature <= 100,
+             "lr (0-100], eval interval 1-100000, augmentations 0-32, bank 0-4096, walk step (0-1] and "
+             "temperature must be in range"),
         ]
         for ok, message in checks:
             if not ok:
@@ -221,7 +224,7 @@ def request_to_json(request) -> tuple[dict[str, Any], list[bytes]]:
 
 def request_from_json(job: Any, buffers: list[bytes]):
     """The validated request a bridge message describes (InputError naming what is wrong)."""
-    if not isinstance(job, dict) or job.get("kind") not in REQUESTS:
+    if not isinstance(job, dict) or not isinstance(job.get("kind"), str) or job["kind"] not in REQUESTS:
         raise InputError(f"unknown job kind {job.get('kind') if isinstance(job, dict) else job!r}",
                          f"use one of: {', '.join(REQUESTS)}")
     cls = REQUESTS[job["kind"]]
@@ -242,6 +245,10 @@ def request_from_json(job: Any, buffers: list[bytes]):
             if not isinstance(index, int) or not 0 < index < len(buffers):
                 raise InputError("the mask refers to a missing buffer", "send the mask file as the second buffer")
             values[name] = buffers[index]
+        elif name == "mask" and value not in (MASK_NONE, MASK_AUTO):
+            # A path would be read from the engine's disk, not the client's: masks travel as buffers.
+            raise InputError(f"mask must be \"none\", \"auto\" or {{\"buffer\": N}}, got {str(value)[:80]!r}",
+                             "send the mask file's bytes as a buffer")
         else:
             values[name] = value
     return cls(**values).validate()

@@ -28,7 +28,7 @@ from lxml import etree
 from bridge import connection, protocol
 from bridge.client import EngineClient, EngineUnavailable, JobFailed, JobResult, engine_command
 from bridge.protocol import DELIMITER, VERSION, Message, Session
-from engine.params import ClipassoParams, SketchRequest, request_to_json
+from engine.params import ClipassoParams, SceneParams, SceneRequest, SketchRequest, request_to_json
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
 
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OBJECTS = Path("/work/shared/images/objects")
 HORSE = OBJECTS / "horse.png" if (OBJECTS / "horse.png").exists() else ROOT / "examples" / "ballerina.png"
 CAMEL = OBJECTS / "camel.png" if (OBJECTS / "camel.png").exists() else ROOT / "examples" / "ballerina.png"
+BULL = Path("/work/shared/images/scenes/bull.png")
 SVG = "{http://www.w3.org/2000/svg}"
 INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
 READY_S = 180  # engine start: import torch, build two tiny models (~3 s here; generous for a loaded CI box)
@@ -361,6 +362,22 @@ def test_submit_streams_progress_then_the_layered_svg(engine, client):
     assert (engine.data_dir / "results" / f"{job_id}.svg").read_bytes() == result.svg
 
 
+@pytest.mark.skipif(not BULL.exists(), reason="no scene image")
+def test_a_scene_job_runs_through_the_engine(engine, client):
+    params = SceneParams(layers=(2,), levels=1, strokes=4, seeds=(0,), iterations=1, aug_bank=4)
+    job, buffers = request_to_json(SceneRequest(BULL, params))
+    job_id, _ = client.submit(job, buffers, name="bull.png")
+    messages: list = []
+    result = client.wait(job_id, on_message=collect(messages), timeout_s=JOB_S)
+    assert result.kind == "scene" and result.name == "bull.png"
+    assert any(kind == "progress" and c["stage"] == "optimise" for _, kind, c in messages)
+    root = etree.fromstring(result.svg)
+    cells = [g for g in root.findall(f"{SVG}g") if g.get(f"{INKSCAPE}groupmode") == "layer"]
+    assert [g.get(f"{INKSCAPE}label") for g in cells] == ["Fidelity 2 - Simplicity 0/1", "Fidelity 2 - Simplicity 1/1"]
+    objects = [len(g.find(f"{SVG}g[@{INKSCAPE}label='Object']").findall(f"{SVG}path")) for g in cells]
+    assert objects[0] == 4 and 1 <= objects[1] <= 4  # the simplified row keeps some of the strokes
+
+
 def test_three_clients_queue_and_all_complete(engine, client):
     """Jobs run one at a time; the others learn their place in the queue and move up."""
     first, second, third = engine.client(), engine.client(), engine.client()
@@ -573,6 +590,42 @@ def test_broken_message_gets_an_error_reply_and_the_engine_serves_on(engine, cli
     assert client.status()["queue"] == []  # nothing was queued, and the engine still answers
 
 
+# engine/params.py (request_from_json / ClipassoParams.validate) vets every job the engine accepts.
+
+def test_unhashable_job_kind_is_bad_input(engine, client):
+    raw = engine.raw()
+    try:
+        raw.send(_valid_submit(raw, kind=["sketch"]))
+        reply = raw.recv(timeout_s=20)
+    finally:
+        raw.close()
+    assert client.status()["pid"] == engine.pid  # (this part holds: the engine serves on)
+    assert reply.content["code"] == "bad_input", reply.content
+
+
+def test_a_mask_path_is_refused_over_the_bridge(engine, client, tmp_path):
+    from PIL import Image
+
+    mask = tmp_path / "mask.png"
+    Image.new("L", (8, 8), 255).save(mask)
+    job, buffers = sketch_job(b"not an image")  # if it is accepted anyway, its job fails at once
+    job["mask"] = str(mask)
+    with pytest.raises(JobFailed) as refused:
+        client.submit(job, buffers, name="x.png")
+    assert refused.value.code == "bad_input"
+
+
+@pytest.mark.parametrize("params", [{"lr": 1e300}, {"aug_bank": 10**9}, {"num_aug": 10**8},
+                                    {"strokes": list(range(1, 1025))}, {"walk_step": -5.0}],
+                         ids=["lr", "aug-bank", "num-aug", "levels", "walk-step"])
+def test_absurd_parameters_are_refused_at_submit(engine, client, params):
+    job, buffers = sketch_job(b"not an image")  # if it is accepted anyway, its job fails at once
+    job["params"].update(params)
+    with pytest.raises(JobFailed) as refused:
+        client.submit(job, buffers, name="x.png")
+    assert refused.value.code == "bad_input"
+
+
 @pytest.mark.parametrize("payload, words", [
     (b"this is not an image at all", "image"),
     (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image"),  # a PNG signature, then nothing sensible
@@ -700,11 +753,13 @@ def _signed_broken(rng: random.Random, raw: Raw) -> list[bytes]:
     """Correctly signed, so every check past the signature gets exercised."""
     def part(kind: str) -> bytes:
         r = rng.random()
+        if kind in ("parent", "metadata") and r < 0.8:
+            return b"{}"
         if r < 0.1:
             return rng.randbytes(rng.randrange(0, 50))
         if r < 0.15:
             return b'{"a": NaN}' if rng.random() < 0.5 else b"[" * 5000
-        if kind == "header" and r < 0.8:
+        if kind == "header" and r < 0.9:
             h = header(rng.choice(REQUEST_TYPES))
             for _ in range(rng.randrange(0, 3)):
                 h[rng.choice(["version", "msg_type", "msg_id", "date", "extra"])] = _random_json(rng)
@@ -727,7 +782,11 @@ def _signed_broken(rng: random.Random, raw: Raw) -> list[bytes]:
     return [DELIMITER, raw.session.sign(parts), *parts, *buffers]
 
 
-@pytest.mark.slow
+def _tracebacks(log: str) -> list[str]:
+    """The tracebacks in an engine log: each one a handler that failed on input it should have refused."""
+    return ["Traceback (most recent call last):" + block for block in log.split("Traceback (most recent call last):")[1:]]
+
+
 def test_fuzz_never_crashes_the_engine(small_engine):
     """1,200 malformed messages (fixed seed): the engine answers each with an error (or drops it),
     never needs its last-resort handler, keeps answering status, and its memory stays put."""
@@ -770,9 +829,11 @@ def test_fuzz_never_crashes_the_engine(small_engine):
     assert small_engine.alive()
     status = client.status()
     assert status["pid"] == small_engine.pid
-    new_log = small_engine.log_text()[log_before:]
-    assert "Traceback" not in new_log, new_log[-4000:]
+    failed = _tracebacks(small_engine.log_text()[log_before:])
+    assert not failed, "a handler failed on input it should have refused:\n" + "\n\n".join(failed[:3])
+    assert "dropped it" not in small_engine.log_text()[log_before:]  # the last-resort handler was never needed
     summary = f"replies {kinds}, error codes {codes}, unanswered {unanswered}"
+    print(summary)  # shown with -s: what the run exercised
     assert unanswered <= FUZZ_MESSAGES // 100, summary  # zmq-level drops only
     assert codes.get("bad_message", 0) > FUZZ_MESSAGES // 2, summary
     assert set(codes) <= {"bad_message", "too_large", "bad_input", "unknown_job", "cancelled"}, summary
@@ -814,7 +875,7 @@ def test_connection_file_is_private_and_the_engine_listens_on_loopback_only(engi
 
 def test_a_wrong_key_gets_no_service(engine, client):
     info = replace(engine.info, key="0" * 64)
-    with EngineClient(info, timeout_s=3) as stranger:
+    with EngineClient(info, timeout_s=1.5) as stranger:
         with pytest.raises(EngineUnavailable):  # the engine's error reply is signed with the real key
             stranger.status()
     assert client.status()["pid"] == engine.pid
@@ -862,9 +923,21 @@ def test_results_survive_restarts_and_running_jobs_become_interrupted(fresh, mon
     wait_for(lambda: pid_gone(second_pid), 60, "the second engine to exit")
     assert not (first.run_dir / connection.CONNECTION_FILE).exists()  # removed on an orderly stop
 
-    third = fresh().start()
+    # results past their keeping time are deleted when an engine starts (not only after an hour up)
+    results = first.data_dir / "results"
+    old = {"job_id": "e" * 32, "name": "old.png", "kind": "sketch", "state": "done", "created": time.time() - 4e6,
+           "finished": time.time() - 4e6, "fetched": time.time() - 2 * 86_400, "seconds": 1.0, "notes": [],
+           "error": None}
+    (results / f"{'e' * 32}.json").write_text(json.dumps(old))
+    (results / f"{'e' * 32}.svg").write_bytes(kept)
+
+    third = fresh().start("--keep-hours", "24")
     client = third.client()
-    assert client.fetch(done_id).svg == kept
+    assert not (results / f"{'e' * 32}.json").exists() and not (results / f"{'e' * 32}.svg").exists()
+    with pytest.raises(JobFailed) as gone:
+        client.fetch("e" * 32)
+    assert gone.value.code == "unknown_job"
+    assert client.fetch(done_id).svg == kept  # fetched an hour ago at most: kept
     with pytest.raises(JobFailed) as interrupted:
         client.fetch(stopped_id)
     assert interrupted.value.code == "interrupted"

@@ -83,12 +83,12 @@ def register(commands) -> None:
 
 
 def _serve(args) -> int:
-    from bridge.server import ServerOptions, serve
-    from engine.runtime import Runtime
-
     if args.max_message_mb <= 0 or args.keep_hours < 0 or (args.idle_timeout is not None and args.idle_timeout <= 0):
         raise InputError("--max-message-mb, --idle-timeout and --keep-hours must be positive",
                          "e.g. --idle-timeout 1800 --max-message-mb 256 --keep-hours 24")
+    from bridge.server import ServerOptions, serve  # torch and the models only for a valid command line
+    from engine.runtime import Runtime
+
     runtime = Runtime.create(args.device, args.models, args.weights_dir, args.precision)
     print(f"loading models on {runtime.device} ...", file=sys.stderr, flush=True)
     from engine.clip.models import RN101, VIT_B32
@@ -158,12 +158,16 @@ def _submit(args) -> int:
         requests = [sketch_request(args, image) for image in args.images]
     encoded = [request_to_json(r) for r in requests]  # all checked before anything is sent
     with _connect(args, start=True) as client:
-        queued = [client.submit(job, buffers, Path(image).name)[0]
-                  for image, (job, buffers) in zip(args.images, encoded)]
+        submitted = [client.submit(job, buffers, Path(image).name)
+                     for image, (job, buffers) in zip(args.images, encoded)]
+        queued = [job_id for job_id, _ in submitted]
         if args.detach:
             for image, job_id in zip(args.images, queued):
                 print(f"{job_id}  {image}")
             return 0
+        for image, (_, position) in zip(args.images, submitted):
+            if position > 0 and not args.quiet:  # later moves come as queue_update messages
+                print(f"{Path(image).name}: queued, position {position}", file=sys.stderr)
         failures = sum(not _follow(client, job_id, out, args.quiet, f"{Path(image).name}: ")
                        for image, job_id, out in zip(args.images, queued, outs))
     return 1 if failures else 0

@@ -1,0 +1,308 @@
+"""The engine's command line: `sketch-abstraction submit | fetch | cancel | status | stop | serve`.
+
+Each command runs as its own process (`python -m engine ...`), as a user would run it; `submit`
+starts the real engine (tiny random models, CPU) detached on first use, and the module stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge import connection
+from bridge.client import EngineClient
+from tests.test_bridge_engine import (
+    BULL,
+    CAMEL,
+    HORSE,
+    JOB_S,
+    READY_S,
+    ROOT,
+    engine_env,
+    image_size,
+    long_params,
+    pid_gone,
+    sketch_job,
+    svg_layers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
+
+ENGINE = ["--models", "tiny-random", "--device", "cpu"]
+TINY = [*ENGINE, "--strokes", "4", "--seeds", "1", "--iterations", "5", "--aug-bank", "4"]
+ID = re.compile(r"[0-9a-f]{32}")
+
+
+def cli(env: dict, *args: str, cwd: Path = ROOT, timeout: float = READY_S + JOB_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def engine_pid(env: dict) -> int | None:
+    try:
+        pid = json.loads((Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return pid if connection.pid_alive(pid) else None
+
+
+def api_client(env: dict) -> EngineClient:
+    info = json.loads((Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).read_text())
+    return EngineClient(connection.ConnectionInfo(**info), timeout_s=20)
+
+
+def stop_engine(env: dict) -> None:
+    pid = engine_pid(env)
+    if pid is None:
+        return
+    cli(env, "stop", timeout=60)
+    try:
+        wait_for(lambda: pid_gone(pid), 60, "the engine to stop")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        raise
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Folders and HOME of this module's user; the engine `submit` starts there is stopped at the end."""
+    environment = engine_env(tmp_path_factory.mktemp("cli"))
+    yield environment
+    stop_engine(environment)
+
+
+@pytest.fixture
+def running(env, tmp_path):
+    """The engine runs (started by a `submit`, as a user starts it); returns its pid."""
+    if engine_pid(env) is None:
+        out = cli(env, "submit", HORSE, *TINY, "-q", "-o", tmp_path / "warmup.svg")
+        assert out.returncode == 0, out.stderr
+    return engine_pid(env)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The "error: ..." line and its "  fix: ..." line (progress bars and notes aside)."""
+    lines = stderr.splitlines()
+    i = next(i for i, line in enumerate(lines) if "error: " in line)
+    return lines[i:i + 2]
+
+
+# -- without an engine -----------------------------------------------------------------------------
+
+def test_status_and_stop_say_when_no_engine_runs(tmp_path):
+    alone = engine_env(tmp_path)
+    status = cli(alone, "status")
+    assert status.returncode == 3
+    assert status.stdout.startswith("engine: not running")
+    stop = cli(alone, "stop")
+    assert stop.returncode == 0 and stop.stdout.strip() == "engine: not running"
+
+
+def test_status_treats_a_stale_connection_file_as_not_running(tmp_path):
+    alone = engine_env(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = Path(alone["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE
+    path.write_text(json.dumps({"port": 9, "key": "0" * 64, "pid": dead.pid, "version": "1.0",
+                                "ip": "127.0.0.1", "transport": "tcp"}))
+    status = cli(alone, "status", timeout=30)
+    assert status.returncode == 3 and status.stdout.startswith("engine: not running")
+
+
+@pytest.mark.parametrize("args, message, fix", [
+    (["submit", HORSE, CAMEL, "-o", "x.svg"], "-o names one SVG but several images were given",
+     "use --out-dir DIR instead"),
+    (["submit", HORSE, "--out-dir", "no/such/folder"], "--out-dir no/such/folder is not a folder", "create it first"),
+    (["submit", HORSE, HORSE, "--out-dir", "."], "two images would write the same SVG (same file name)",
+     "rename one, or submit them apart"),
+    (["submit", "missing.png"], "cannot read missing.png", "check the path"),
+    (["submit", HORSE, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
+    (["submit", HORSE, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
+    (["serve", "--idle-timeout", "0"], "must be positive", "--idle-timeout 1800"),
+], ids=["o-with-two-images", "out-dir-missing", "same-names", "missing-image", "no-strokes", "bad-colour",
+        "bad-idle-timeout"])
+def test_bad_command_lines_fail_before_any_engine_starts(tmp_path, args, message, fix):
+    alone = engine_env(tmp_path)
+    out = cli(alone, *args, *ENGINE, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    error, hint = error_lines(out.stderr)
+    assert error.startswith("error: ") and message in error
+    assert hint.startswith("  fix: ") and fix in hint
+    assert engine_pid(alone) is None and not list(tmp_path.glob("*.svg"))
+
+
+# -- with the engine that `submit` starts --------------------------------------------------------------
+
+def test_submit_two_images_to_a_folder_starts_the_engine(env, tmp_path):
+    out_dir = tmp_path / "svgs"
+    out_dir.mkdir()
+    started = time.monotonic()
+    out = cli(env, "submit", HORSE, CAMEL, "--out-dir", out_dir, *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["camel.svg", "horse.svg"]
+    for image in (HORSE, CAMEL):
+        svg = (out_dir / f"{image.stem}.svg").read_bytes()
+        assert svg_layers(svg, image_size(image)) == [("4 strokes", 4, True)]
+        wrote = rf"^{image.name}: wrote {re.escape(str(out_dir / image.stem))}\.svg \([\d.]+ s in the engine\)$"
+        assert re.search(wrote, out.stderr, re.M), out.stderr
+    assert "optimise" in out.stderr  # progress bars
+    # the engine it started runs on, detached, with the options given, and frees itself when unused
+    pid = engine_pid(env)
+    assert pid is not None and time.monotonic() - started < READY_S + JOB_S
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert [b"--models", b"tiny-random"] == cmdline[cmdline.index(b"--models"):][:2]
+    assert b"--idle-timeout" in cmdline
+    assert os.getsid(pid) == pid
+
+
+def test_submit_one_image_quietly_to_its_default_name(env, running, tmp_path):
+    out = cli(env, "submit", CAMEL, *TINY, "-q", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "" and out.stdout == ""
+    assert svg_layers((tmp_path / "camel.svg").read_bytes(), image_size(CAMEL)) == [("4 strokes", 4, True)]
+    assert engine_pid(env) == running  # the warm engine served it
+
+
+@pytest.mark.skipif(not BULL.exists(), reason="no scene image")
+def test_submit_scene_writes_the_matrix(env, running, tmp_path):
+    out = cli(env, "submit", BULL, "--scene", "--layers", "2", "--levels", "1", "--strokes", "4", "--seeds", "1",
+              "--iterations", "1", "--aug-bank", "4", *ENGINE, "-o", tmp_path / "bull.svg")
+    assert out.returncode == 0, out.stderr
+    assert "bull.png: note: no mask" in out.stderr
+    layers = svg_layers((tmp_path / "bull.svg").read_bytes(), image_size(BULL))
+    assert [label for label, _, _ in layers if label.startswith("Fidelity")] == [
+        "Fidelity 2 - Simplicity 0/1", "Fidelity 2 - Simplicity 1/1"]
+    assert ("Object", 4, True) in layers
+
+
+def test_detach_then_fetch(env, running, tmp_path):
+    out = cli(env, "submit", HORSE, CAMEL, "--detach", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2
+    ids = []
+    for line, image in zip(lines, (HORSE, CAMEL)):
+        job_id, name = line.split("  ", 1)
+        assert ID.fullmatch(job_id) and name == str(image)
+        ids.append(job_id)
+    assert not list(tmp_path.glob("*.svg"))  # detached: nothing written here
+    for job_id, image in zip(ids, (HORSE, CAMEL)):
+        fetched = cli(env, "fetch", job_id, "-o", tmp_path / f"{image.stem}.svg", cwd=tmp_path)
+        assert fetched.returncode == 0, fetched.stderr
+        assert svg_layers((tmp_path / f"{image.stem}.svg").read_bytes(), image_size(image))[0][1] == 4
+    status = cli(env, "status")
+    for job_id, image in zip(ids, (HORSE, CAMEL)):
+        assert re.search(rf"^  {job_id}  done +sketch .*  {image.name}$", status.stdout, re.M), status.stdout
+
+
+def test_status_describes_the_engine(env, running):
+    out = cli(env, "status")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert re.fullmatch(rf"engine: running, pid {running}, version \S+ \(protocol 1\.0\), up \d+ s", lines[0])
+    assert lines[1] == "device: cpu; models: tiny-random (loaded: RN101, ViT-B-32)"
+    assert lines[2] == "running: nothing; queued: 0"
+
+
+def test_a_queued_submit_shows_its_position_then_completes(env, running, tmp_path):
+    with api_client(env) as api:
+        blocker, _ = api.submit(*sketch_job(params=long_params()), name="blocker.png")
+        wait_for(lambda: api.status()["running"] == blocker, JOB_S, "the blocking job to start")
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "submit", str(CAMEL), *TINY, "-o",
+                                 str(tmp_path / "queued.svg")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        chunks: list[str] = []
+        reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: "camel.png: queued, position 1" in "".join(chunks), JOB_S, "the queue position")
+            assert api.cancel(blocker) == "cancelling"
+            assert proc.wait(timeout=JOB_S) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(10)
+    assert svg_layers((tmp_path / "queued.svg").read_bytes())[0][1] == 4
+
+
+def test_cancel_then_fetch_reports_the_cancellation(env, running, tmp_path):
+    with api_client(env) as api:
+        job_id, _ = api.submit(*sketch_job(params=long_params()), name="long.png")
+        wait_for(lambda: api.status()["running"] == job_id, JOB_S, "the job to start")
+    out = cli(env, "cancel", job_id)
+    assert out.returncode == 0 and out.stdout.strip() == f"{job_id}: cancelling"
+    fetched = cli(env, "fetch", job_id, "-o", tmp_path / "never.svg", "-q")
+    assert fetched.returncode == 1
+    assert error_lines(fetched.stderr) == ["error: the job was cancelled", "  fix: submit the image again to redo it"]
+    assert not (tmp_path / "never.svg").exists()
+
+
+@pytest.mark.parametrize("command", ["fetch", "cancel"])
+def test_unknown_job_id_is_an_error_with_a_fix(env, running, tmp_path, command):
+    args = ["fetch", "0" * 32, "-o", tmp_path / "x.svg"] if command == "fetch" else ["cancel", "0" * 32]
+    out = cli(env, *args)
+    assert out.returncode == 1
+    error, fix = error_lines(out.stderr)
+    assert error == f"error: no job '{'0' * 32}' on this engine (finished results are kept a while, then deleted)"
+    assert fix == "  fix: list the engine's jobs with `sketch-abstraction status`"
+
+
+def test_a_failed_image_is_reported_and_the_others_written(env, running, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = cli(env, "submit", bad, CAMEL, "--out-dir", out_dir, *TINY, "-q")
+    assert out.returncode == 1
+    error, fix = error_lines(out.stderr)
+    assert error.startswith("notes.png: error: ") and "image" in error
+    assert fix.startswith("  fix: ")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["camel.svg"]
+
+
+def test_submit_refuses_an_engine_with_other_models(env, running, tmp_path):
+    out = cli(env, "submit", CAMEL, "--models", "random", "--device", "cpu", "-o", tmp_path / "x.svg")
+    assert out.returncode == 2
+    assert error_lines(out.stderr) == [
+        "error: the running engine uses tiny-random models, not random",
+        "  fix: pass --models tiny-random, or stop it (`sketch-abstraction stop`) to start a new one"]
+    assert not (tmp_path / "x.svg").exists()
+
+
+def test_a_second_serve_is_refused_while_one_runs(env, running):
+    out = cli(env, "serve", *ENGINE)
+    assert out.returncode == 1
+    assert error_lines(out.stderr) == [
+        f"error: an engine is already running (pid {running})",
+        "  fix: use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`"]
+    assert engine_pid(env) == running  # the first one keeps its connection file and serves on
+    assert cli(env, "status").returncode == 0
+
+
+def test_stop_interrupts_the_running_job_and_ends_the_engine(env, running):
+    with api_client(env) as api:
+        job_id, _ = api.submit(*sketch_job(params=long_params()), name="long.png")
+        wait_for(lambda: api.status()["running"] == job_id, JOB_S, "the job to start")
+    out = cli(env, "stop")
+    assert out.returncode == 0 and out.stdout.strip() == "engine: stopping; interrupted 1 job(s)"
+    wait_for(lambda: pid_gone(running), 60, "the engine to exit")
+    assert not (Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).exists()
+    status = cli(env, "status")
+    assert status.returncode == 3 and status.stdout.startswith("engine: not running")
+    # the next submit starts a new engine, which knows the interrupted job
+    fetched = cli(env, "submit", CAMEL, *TINY, "-q", "-o", Path(env["HOME"]) / "again.svg")
+    assert fetched.returncode == 0, fetched.stderr
+    again = cli(env, "fetch", job_id, "-o", Path(env["HOME"]) / "x.svg", "-q")
+    assert again.returncode == 1
+    assert error_lines(again.stderr)[0] == "error: the engine was stopped before this job finished"
