@@ -23,10 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 EXTENSION_SOURCE = ROOT / "inkscape_ext"
 FOLDER_NAME = "sketch-abstraction"
-# What the extension imports from the engine's side: the client and the torch-free parameter
-# classes (one source of defaults and validation for the CLI, the engine and the extension).
+# What the extension imports from the engine's side: the client, the torch-free parameter classes
+# (one source of defaults and validation for the CLI, the engine and the extension) and atomic writes.
 VENDORED_FILES = ["bridge/__init__.py", "bridge/protocol.py", "bridge/connection.py", "bridge/client.py",
-                  "engine/__init__.py", "engine/errors.py", "engine/params.py"]
+                  "engine/__init__.py", "engine/errors.py", "engine/params.py", "engine/io/__init__.py",
+                  "engine/io/atomic.py"]
 VENDORED_PACKAGES = ["platformdirs"]  # pure Python, copied from the engine's venv
 MODEL_KINDS = ("openai", "random", "tiny-random")
 

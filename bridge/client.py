@@ -271,8 +271,9 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
         if info is not None:
             return info  # ours, or one another client started at the same moment
         if process.poll() is not None:
-            raise EngineUnavailable(f"the engine exited while starting: {_last_error(log_path)}",
-                                    _last_hint(log_path) or f"see {log_path}", "start_failed")
+            raise EngineUnavailable(
+                f"the engine exited while starting: {_last_line(log_path, 'error: ') or 'no error message'}",
+                _last_line(log_path, "  fix: ") or f"see {log_path}", "start_failed")
         time.sleep(0.1)
     raise EngineUnavailable(f"the engine did not become ready within {ready_timeout_s:.0f} s",
                             f"see {log_path}; on a slow machine the first start loads the models for a while",
@@ -292,11 +293,7 @@ def _log_tail(path) -> list[str]:
     return lines[starts[-1]:] if starts else lines
 
 
-def _last_error(path) -> str:
-    lines = [line for line in _log_tail(path) if line.startswith("error: ")]
-    return lines[-1][len("error: "):] if lines else "no error message"
-
-
-def _last_hint(path) -> str:
-    lines = [line for line in _log_tail(path) if line.startswith("  fix: ")]
-    return lines[-1][len("  fix: "):] if lines else ""
+def _last_line(path, prefix: str) -> str:
+    """The text after `prefix` on the latest start's last line that has it ("" if none)."""
+    lines = [line for line in _log_tail(path) if line.startswith(prefix)]
+    return lines[-1][len(prefix):] if lines else ""

@@ -56,15 +56,20 @@ def add_sketch_options(parser: argparse.ArgumentParser) -> None:
                        help="most optimisation steps; stops earlier on convergence (default: 2000)")
     group.add_argument("--control-points", type=int, default=_SKETCH.control_points, choices=(2, 3, 4),
                        help="points per stroke: 4 cubic, 3 quadratic, 2 straight (default: 4)")
-    group.add_argument("--width", type=float,
-                       help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)")
-    group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
     group.add_argument("--mask", default=MASK_NONE,
                        help="background removal: none (default), auto (U2-Net, needs the 'mask' "
                             "extra) or a mask image (white = object)")
-    group.add_argument("--aug-bank", type=int, default=_SKETCH.aug_bank,
+    _add_look_and_bank_options(group, _SKETCH.aug_bank)
+
+
+def _add_look_and_bank_options(group, aug_bank: int) -> None:
+    """Stroke width and colour in the SVG, and the augmentation bank: the same for both methods."""
+    group.add_argument("--width", type=float,
+                       help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)")
+    group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
+    group.add_argument("--aug-bank", type=int, default=aug_bank,
                        help="precomputed target augmentations; 0 recomputes them every step as the "
-                            "official code (default: 128)")
+                            f"official code (default: {aug_bank})")
 
 
 def seed_values(count: int) -> tuple[int, ...]:
@@ -102,12 +107,7 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
                             "background, 1000 or 600 object, 400 per simplified row)")
     group.add_argument("--paper-grid", action="store_true",
                        help=f"write only rows {','.join(map(str, PAPER_GRID_ROWS))} (the paper's 4 x 4 figures)")
-    group.add_argument("--width", type=float,
-                       help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)")
-    group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
-    group.add_argument("--aug-bank", type=int, default=_SCENE.aug_bank,
-                       help="precomputed target augmentations; 0 recomputes them every step as the "
-                            "official code (default: 128)")
+    _add_look_and_bank_options(group, _SCENE.aug_bank)
 
 
 def scene_request(args: argparse.Namespace, image) -> SceneRequest:

@@ -130,6 +130,16 @@ def _connect(args=None, start: bool = False):
     return client
 
 
+def _running_client():
+    """A client of the running engine, or None when none runs (never starts one)."""
+    from bridge.client import EngineUnavailable
+
+    try:
+        return _connect()
+    except EngineUnavailable:
+        return None
+
+
 def _outputs(args) -> list[Path]:
     images = [Path(p) for p in args.images]
     if args.output and len(images) > 1:
@@ -219,11 +229,8 @@ def _cancel(args) -> int:
 
 
 def _status(args) -> int:
-    from bridge.client import EngineUnavailable
-
-    try:
-        client = _connect()
-    except EngineUnavailable:
+    client = _running_client()
+    if client is None:
         print("engine: not running (it starts on the first `submit` or Inkscape job)")
         return 3
     with client:
@@ -239,11 +246,8 @@ def _status(args) -> int:
 
 
 def _stop(args) -> int:
-    from bridge.client import EngineUnavailable
-
-    try:
-        client = _connect()
-    except EngineUnavailable:
+    client = _running_client()
+    if client is None:
         print("engine: not running")
         return 0
     with client:

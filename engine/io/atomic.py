@@ -17,7 +17,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, mode: int | None = None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600; chmod: Windows too
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

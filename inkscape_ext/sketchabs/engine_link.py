@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge import connection
 from bridge.client import EngineClient, engine_command
+from engine.io.atomic import write_atomic
 
 HERE = Path(__file__).resolve().parent.parent
 CONFIG_FILE = HERE / "engine.json"
@@ -99,11 +99,8 @@ def _read_pending() -> dict[str, PendingJob]:
 
 
 def _write_pending(pending: dict[str, PendingJob]) -> None:
-    path = connection.data_dir() / PENDING_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".pending.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({k: vars(v) for k, v in pending.items()}, f)
-    os.replace(tmp, path)
+    data = json.dumps({k: vars(v) for k, v in pending.items()}).encode("utf-8")
+    write_atomic(connection.data_dir() / PENDING_FILE, data)
 
 
 def document_path() -> str:

@@ -44,14 +44,14 @@ def insert_sketch(svg, svg_bytes: bytes, photo_element: inkex.Image, size: tuple
     matrix = pixel_to_document(photo_element, size)
     width_scale = math.sqrt(abs(matrix.a * matrix.d - matrix.b * matrix.c))
     top = inkex.Layer.new(title, id=svg.get_unique_id("sketch"))
-    for child in _layers(source):
+    for child in filter(_is_layer, source):
         top.append(_copy_layer(svg, child, matrix, width_scale))
     svg.append(top)
     return top
 
 
-def _layers(group):
-    return [el for el in group if el.tag == inkex.addNS("g", "svg") and el.get(inkex.addNS("groupmode", "inkscape")) == "layer"]
+def _is_layer(element) -> bool:
+    return element.tag == inkex.addNS("g", "svg") and element.get(inkex.addNS("groupmode", "inkscape")) == "layer"
 
 
 def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> inkex.Layer:
@@ -65,7 +65,7 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
             path = inkex.PathElement.new(inkex.Path(child.get("d")).transform(matrix), style=str(style),
                                          id=svg.get_unique_id("stroke"))
             layer.append(path)
-        elif child in _layers(source):
+        elif _is_layer(child):
             layer.append(_copy_layer(svg, child, matrix, width_scale))
         elif child.tag == inkex.addNS("title", "svg"):
             layer.append(copy.deepcopy(child))
