@@ -2,7 +2,8 @@
 # Creates ./.venv with the engine installed (editable), through install.py. Sourced by example.sh
 # and test.sh. EXTRAS: pip extras to add, e.g. EXTRAS=test. Uses constraints.txt: the versions the
 # suite runs with. With the test extra it also installs, from the system's packages, what the tests
-# drive for real: the cairo library (cairosvg), Inkscape 1.2 with its Python modules, and Xvfb.
+# drive for real: the cairo library (cairosvg), Inkscape 1.2 with its Python modules, GTK 3 for
+# the extension's progress window, and Xvfb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ if [[ "${EXTRAS:-}" == *test* ]]; then
   command -v xvfb-run >/dev/null || missing+=(xvfb xauth)
   /usr/bin/python3 -c 'import lxml, numpy, cssselect, zmq' 2>/dev/null ||
     missing+=(python3-lxml python3-numpy python3-cssselect python3-zmq)
+  /usr/bin/python3 -c 'import gi; gi.require_version("Gtk", "3.0")' 2>/dev/null ||
+    missing+=(python3-gi gir1.2-gtk-3.0)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
       SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
@@ -33,3 +36,16 @@ if [[ "${EXTRAS:-}" == *test* ]]; then
 fi
 
 "$PYTHON" install.py --engine-only --extras "${EXTRAS:-}"
+
+if [[ "${EXTRAS:-}" == *test* ]]; then
+  # The extension must work with the inkex of Inkscape 1.3 and 1.4 too; the tests run its scripts
+  # against each of these, next to Inkscape 1.2's own (pure Python, for Inkscape's Python).
+  for version in 1.3.1 1.4.1; do
+    target=.venv/inkex/$version
+    if [ ! -f "$target/inkex/__init__.py" ]; then
+      rm -rf "$target"
+      .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --target "$target" \
+        "inkex==$version" tinycss2==1.5.1 webencodings==0.6.1
+    fi
+  done
+fi

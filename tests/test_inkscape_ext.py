@@ -23,6 +23,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 INKSCAPE_PYTHON = "/usr/bin/python3"
 SYSTEM_EXTENSIONS = "/usr/share/inkscape/extensions"
+# The inkex each direct script run imports: Inkscape 1.2's own, and 1.3 / 1.4 as Inkscape 1.3 / 1.4
+# ship them (installed from PyPI into .venv/inkex/ by scripts/setup.sh with the test extra).
+INKEX = {"1.2.0": SYSTEM_EXTENSIONS, **{v: str(ROOT / ".venv" / "inkex" / v) for v in ("1.3.1", "1.4.1")}}
 EXAMPLE = ROOT / "examples" / "ballerina.png"
 SVG_NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
 OBJECT = "org.sketch-abstraction.object-sketch"
@@ -49,6 +52,17 @@ def setup(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "engine", "stop"], env=env, capture_output=True, timeout=60)
 
 
+@pytest.fixture(params=list(INKEX), ids=[f"inkex-{v}" for v in INKEX])
+def ink(request, setup):
+    """`setup` plus the folder of one inkex version, checked to be the version the scripts import."""
+    version, folder = request.param, INKEX[request.param]
+    found = subprocess.run([INKSCAPE_PYTHON, "-c", "import inkex; print(inkex.__version__)"], capture_output=True,
+                           text=True, env={**setup["env"], "PYTHONPATH": folder}, timeout=60)
+    assert found.stdout.strip() == version, (f"inkex {version} is missing from {folder}; bash scripts/test.sh "
+                                             f"installs it. {found.stderr}")
+    return {**setup, "inkex": folder}
+
+
 def embedded_svg(path: Path, images: list[dict], root_attrs: str = 'width="210mm" height="297mm" viewBox="0 0 105 148.5"',
                  layer_transform: str = "translate(10,5)", extra: str = "") -> Path:
     data = base64.b64encode(EXAMPLE.read_bytes()).decode()
@@ -68,11 +82,11 @@ def embedded_svg(path: Path, images: list[dict], root_attrs: str = 'width="210mm
 FAST = ["--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=10", "--window=false"]
 
 
-def run_script(setup, script: str, doc: Path, *args: str, env_extra: dict | None = None, timeout: int = 180):
+def run_script(ink, script: str, doc: Path, *args: str, env_extra: dict | None = None, timeout: int = 180):
     """Run an effect as Inkscape does: its Python, its PYTHONPATH, cwd = the script's folder."""
-    env = {**setup["env"], "PYTHONPATH": f"{setup['ext'].parent}:{SYSTEM_EXTENSIONS}", "DOCUMENT_PATH": str(doc),
+    env = {**ink["env"], "PYTHONPATH": f"{ink['ext'].parent}:{ink['inkex']}", "DOCUMENT_PATH": str(doc),
            **(env_extra or {})}
-    return subprocess.run([INKSCAPE_PYTHON, script, *args, str(doc)], cwd=setup["ext"], env=env,
+    return subprocess.run([INKSCAPE_PYTHON, script, *args, str(doc)], cwd=ink["ext"], env=env,
                           capture_output=True, timeout=timeout)
 
 
@@ -98,10 +112,10 @@ def path_points(top) -> np.ndarray:
     return np.array(pts)
 
 
-def test_object_sketch_layers_sit_exactly_over_the_photo(setup, tmp_path):
+def test_object_sketch_layers_sit_exactly_over_the_photo(ink, tmp_path):
     """mm document with a scaled viewBox, a translated layer, a non-square image box (meet)."""
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    out = run_script(setup, "sketch_object.py", doc, "--id=img1", *FAST)
+    out = run_script(ink, "sketch_object.py", doc, "--id=img1", *FAST)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     root, tops = sketch_layers(out.stdout)
     assert len(tops) == 1
@@ -116,9 +130,9 @@ def test_object_sketch_layers_sit_exactly_over_the_photo(setup, tmp_path):
     assert image.get("width") == "80" and image.getparent().get("id") == "layer1", "the photo is untouched"
 
 
-def test_scene_sketch_inserts_one_layer_per_matrix_cell(setup, tmp_path):
+def test_scene_sketch_inserts_one_layer_per_matrix_cell(ink, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    out = run_script(setup, "sketch_scene.py", doc, "--id=img1", "--layers=2,8", "--levels=2", "--strokes=8",
+    out = run_script(ink, "sketch_scene.py", doc, "--id=img1", "--layers=2,8", "--levels=2", "--strokes=8",
                      "--seeds=1", "--iterations=2", "--window=false")
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     root = etree.fromstring(out.stdout)
@@ -151,24 +165,53 @@ print(json.dumps([list(m.apply_to_point(p)) for p in [(0, 0), (500, 0), (0, 500)
     ('transform="rotate(90)"', "", [(-10, 15), (-10, 75), (-70, 15), (-40, 45)]),
     ('transform="scale(2)"', "translate(1,2)", [(31, 22), (151, 22), (31, 142), (91, 82)]),
 ])
-def test_placement_follows_image_geometry(setup, tmp_path, attrs, layer, expected):
+def test_placement_follows_image_geometry(ink, tmp_path, attrs, layer, expected):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "attrs": attrs}], layer_transform=layer)
-    out = subprocess.run([INKSCAPE_PYTHON, "-c", PLACEMENT, str(setup["ext"]), str(doc)], capture_output=True,
-                         env={**setup["env"], "PYTHONPATH": SYSTEM_EXTENSIONS}, text=True, timeout=60)
+    out = subprocess.run([INKSCAPE_PYTHON, "-c", PLACEMENT, str(ink["ext"]), str(doc)], capture_output=True,
+                         env={**ink["env"], "PYTHONPATH": ink["inkex"]}, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     np.testing.assert_allclose(json.loads(out.stdout), expected, atol=1e-6)
 
 
-def test_linked_image_batch_and_current_layer_scope(setup, tmp_path):
-    """A relative link (resolved against the document's folder), plus an embedded image: both get sketches."""
-    shutil.copy(EXAMPLE, tmp_path / "photo.png")
-    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}, {"id": "img2", "x": 100, "href": "photo.png"}])
-    out = run_script(setup, "sketch_object.py", doc, "--scope=layer", *FAST)
+def test_linked_image_batch_and_current_layer_scope(ink, tmp_path):
+    """A relative link to a TIFF (resolved against the document's folder), plus an embedded PNG: both
+    get sketches."""
+    Image.open(EXAMPLE).save(tmp_path / "photo.tif")
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}, {"id": "img2", "x": 100, "href": "photo.tif"}])
+    out = run_script(ink, "sketch_object.py", doc, "--scope=layer", *FAST)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     _, tops = sketch_layers(out.stdout)
     assert sorted(t.get("{%s}label" % SVG_NS["inkscape"]) for t in tops) == ["Sketch of img1", "Sketch of photo"]
     linked = [t for t in tops if t.get("{%s}label" % SVG_NS["inkscape"]) == "Sketch of photo"][0]
     assert path_points(linked)[:, 0].min() >= 100 + 10 + 10 - 1  # that image's box starts at x 100 (+ layer 10)
+
+
+SIZES = r"""
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+from sketchabs.images import pixel_size
+print(json.dumps({name: pixel_size(open(path, "rb").read()) for name, path in json.loads(sys.argv[2]).items()}))
+"""
+
+
+def test_pixel_size_is_read_from_every_format_the_engine_takes(ink, tmp_path):
+    """The extension reads sizes from headers (no Pillow in Inkscape's Python); check against Pillow."""
+    photo, files = Image.open(EXAMPLE).convert("RGB").resize((37, 23)), {}
+    for name, kwargs in {"png": {}, "jpg": {}, "gif": {}, "bmp": {}, "webp": {}, "lossless.webp": {"lossless": True},
+                         "tif": {"compression": "tiff_lzw"}}.items():
+        files[name] = tmp_path / f"photo.{name}"
+        photo.save(files[name], **kwargs)
+    files["be.tif"] = tmp_path / "photo.be.tif"  # 16-bit big-endian: a Motorola-order TIFF
+    Image.frombytes("I;16B", (37, 23), bytes(37 * 23 * 2)).save(files["be.tif"])
+    files["not an image"] = tmp_path / "notes.txt"
+    files["not an image"].write_text("hello")
+    out = subprocess.run([INKSCAPE_PYTHON, "-c", SIZES, str(ink["ext"]), json.dumps({k: str(v) for k, v in files.items()})],
+                         env={**ink["env"], "PYTHONPATH": ink["inkex"]}, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    sizes = json.loads(out.stdout)
+    assert sizes.pop("not an image") is None
+    assert sizes == {name: [37, 23] for name in sizes}
 
 
 MASK = r"""
@@ -183,13 +226,13 @@ sys.stdout.buffer.write(mask_png([svg.getElementById("m")], pixel_to_document(im
 """
 
 
-def test_selected_path_becomes_the_mask_in_image_pixels(setup, tmp_path):
+def test_selected_path_becomes_the_mask_in_image_pixels(ink, tmp_path):
     # Image 100 x 100 user units at (0, 0) showing 500 px: 5 px per unit. A rect at (20, 40) 30 x 20
     # in a group moved by (10, 0) covers pixels x 150..300, y 200..300.
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "x": 0, "y": 0, "w": 100, "h": 100}], layer_transform="",
                        extra='<g transform="translate(10,0)"><rect id="m" x="20" y="40" width="30" height="20"/></g>')
-    out = subprocess.run([INKSCAPE_PYTHON, "-c", MASK, str(setup["ext"]), str(doc)], capture_output=True,
-                         env={**setup["env"], "PYTHONPATH": SYSTEM_EXTENSIONS}, timeout=60)
+    out = subprocess.run([INKSCAPE_PYTHON, "-c", MASK, str(ink["ext"]), str(doc)], capture_output=True,
+                         env={**ink["env"], "PYTHONPATH": ink["inkex"]}, timeout=60)
     assert out.returncode == 0, out.stderr.decode()
     mask = np.asarray(Image.open(io.BytesIO(out.stdout))) > 127
     assert mask.shape == (500, 500)
@@ -198,10 +241,10 @@ def test_selected_path_becomes_the_mask_in_image_pixels(setup, tmp_path):
     assert mask.sum() == 150 * 100
 
 
-def test_mask_from_path_runs_end_to_end(setup, tmp_path):
+def test_mask_from_path_runs_end_to_end(ink, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}],
                        extra='<path id="m" d="M 30 20 L 60 20 L 60 60 Z"/>')
-    out = run_script(setup, "sketch_object.py", doc, "--id=img1", "--id=m", "--mask=path", *FAST)
+    out = run_script(ink, "sketch_object.py", doc, "--id=img1", "--id=m", "--mask=path", *FAST)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     assert len(sketch_layers(out.stdout)[1]) == 1
 
@@ -214,57 +257,121 @@ def test_mask_from_path_runs_end_to_end(setup, tmp_path):
     (["--id=broken"], "damaged embedded picture"),
     (["--id=missing"], "cannot be read"),
 ])
-def test_failures_abort_with_a_message_and_leave_the_document(setup, tmp_path, args, words):
+def test_failures_abort_with_a_message_and_leave_the_document(ink, tmp_path, args, words):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}, {"id": "broken", "href": "data:image/png;base64,@@@"},
                                              {"id": "missing", "href": "nowhere/gone.png"}])
-    out = run_script(setup, "sketch_object.py", doc, *FAST, *args)
+    out = run_script(ink, "sketch_object.py", doc, *FAST, *args)
     assert out.returncode != 0
     assert words in out.stderr.decode()
     assert "Traceback" not in out.stderr.decode()
     assert b"Sketch of" not in out.stdout
 
 
-def test_engine_that_cannot_start_is_reported(setup, tmp_path):
+def test_engine_that_cannot_start_is_reported(ink, tmp_path):
     ext = tmp_path / "ext"
-    shutil.copytree(setup["ext"], ext)
+    shutil.copytree(ink["ext"], ext)
     (ext / "engine.json").write_text(json.dumps({"python": "/nonexistent/python", "models": "tiny-random"}))
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    env = {**setup["env"], "SKETCH_ABSTRACTION_RUNTIME_DIR": str(tmp_path / "run-none"),
-           "PYTHONPATH": SYSTEM_EXTENSIONS, "DOCUMENT_PATH": str(doc)}
+    env = {**ink["env"], "SKETCH_ABSTRACTION_RUNTIME_DIR": str(tmp_path / "run-none"),
+           "PYTHONPATH": ink["inkex"], "DOCUMENT_PATH": str(doc)}
     out = subprocess.run([INKSCAPE_PYTHON, "sketch_object.py", "--id=img1", *FAST, str(doc)], cwd=ext, env=env,
                          capture_output=True, timeout=60)
     assert out.returncode != 0
     assert "cannot start the engine" in out.stderr.decode() and "install.py" in out.stderr.decode()
 
 
-def test_submit_and_return_then_insert_finished(setup, tmp_path):
+def test_submit_and_return_then_insert_finished(ink, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    out = run_script(setup, "sketch_object.py", doc, "--id=img1", *FAST[:-1], "--detach=true")
+    out = run_script(ink, "sketch_object.py", doc, "--id=img1", *FAST[:-1], "--detach=true")
     assert "Insert Finished Sketches" in out.stderr.decode() and b"Sketch of" not in out.stdout
     deadline = time.monotonic() + 120
     while True:
-        out = run_script(setup, "sketch_insert.py", doc)
+        out = run_script(ink, "sketch_insert.py", doc)
         if out.returncode == 0 or time.monotonic() > deadline:
             break
         assert "Not finished yet" in out.stderr.decode(), out.stderr.decode()
         time.sleep(0.5)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     assert levels(sketch_layers(out.stdout)[1][0]) == [("6 strokes", 6, False), ("3 strokes", 3, True)]
-    again = run_script(setup, "sketch_insert.py", doc)  # inserted once: nothing is owed any more
+    again = run_script(ink, "sketch_insert.py", doc)  # inserted once: nothing is owed any more
     assert again.returncode != 0 and "No sketches are waiting" in again.stderr.decode()
 
 
-def test_engine_status_reports_the_engine(setup, tmp_path):
+WINDOW_DRIVER = r"""
+import json, sys
+import gi
+gi.require_version("Gtk", "3.0")
+from gi.repository import GLib, Gtk
+import sketch_object
+
+how, record = sys.argv[1], sys.argv[2]
+
+def widgets(widget, kind):
+    found = [widget] if isinstance(widget, kind) else []
+    for child in (widget.get_children() if isinstance(widget, Gtk.Container) else []):
+        found += widgets(child, kind)
+    return found
+
+def poke():
+    windows = [w for w in Gtk.Window.list_toplevels() if w.get_title() == "Sketch Abstraction"]
+    if not windows:
+        return True
+    bar, labels = widgets(windows[0], Gtk.ProgressBar)[0], widgets(windows[0], Gtk.Label)
+    if not any("loss" in l.get_text() for l in labels):
+        return True  # wait until the optimisation reports
+    with open(record, "w") as f:
+        json.dump({"bar": bar.get_text(), "fraction": bar.get_fraction(),
+                   "labels": [l.get_text() for l in labels]}, f)
+    if how == "cancel":
+        [b for b in widgets(windows[0], Gtk.Button) if b.get_label() == "Cancel"][0].clicked()
+    else:
+        windows[0].close()  # as the window manager's close button does
+    return False
+
+GLib.timeout_add(20, poke)
+sketch_object.ObjectSketch().run(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("how", ["cancel", "close"])
+def test_progress_window_shows_progress_and_cancel_keeps_the_job(ink, tmp_path, how):
+    """The real GTK window under Xvfb, driven by a click on Cancel (or closing it) mid-job."""
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
+    gtk = subprocess.run([INKSCAPE_PYTHON, "-c", "import gi; gi.require_version('Gtk', '3.0')"], capture_output=True)
+    if gtk.returncode != 0:
+        pytest.skip("PyGObject with GTK 3 is not installed (.ci/run installs python3-gi, gir1.2-gtk-3.0)")
+    doc, record = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}]), tmp_path / "window.json"
+    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=400", "--window=true"]
+    env = {**ink["env"], "PYTHONPATH": f"{ink['ext']}:{ink['ext'].parent}:{ink['inkex']}",
+           "DOCUMENT_PATH": str(doc)}
+    out = subprocess.run(["timeout", "-k", "5", "150", "xvfb-run", "-a", INKSCAPE_PYTHON, "-c", WINDOW_DRIVER,
+                          how, str(record), *args, str(doc)], cwd=ink["ext"], env=env, capture_output=True,
+                         timeout=200)
+    shown = json.loads(record.read_text())
+    assert re.fullmatch(r"\w+: \d+ / \d+", shown["bar"]) and 0 <= shown["fraction"] <= 1, shown
+    assert "Sketch of img1 (1 of 1)" in shown["labels"], shown
+    assert any("loss" in text for text in shown["labels"]), shown
+    assert out.returncode != 0 and b"Sketch of" not in out.stdout, "the document is left unchanged"
+    assert "Stopped waiting" in out.stderr.decode() and "Insert Finished Sketches" in out.stderr.decode()
+    deadline = time.monotonic() + 120
+    while (inserted := run_script(ink, "sketch_insert.py", doc)).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)  # the engine finishes the job the user stopped waiting for
+    assert inserted.returncode == 0, inserted.stderr.decode()
+    assert levels(sketch_layers(inserted.stdout)[1][0]) == [("6 strokes", 6, False)]
+
+
+def test_engine_status_reports_the_engine(ink, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    run_script(setup, "sketch_object.py", doc, "--id=img1", *FAST)  # make sure it runs
-    out = run_script(setup, "sketch_status.py", doc)
+    run_script(ink, "sketch_object.py", doc, "--id=img1", *FAST)  # make sure it runs
+    out = run_script(ink, "sketch_status.py", doc)
     assert out.returncode == 0
     assert "running" in out.stderr.decode() and "tiny-random" in out.stderr.decode()
 
 
-def test_inx_files_are_valid_and_match_the_scripts(setup):
+def test_inx_files_are_valid_and_match_the_scripts(ink):
     rng = etree.RelaxNG(etree.parse(f"{SYSTEM_EXTENSIONS}/inkscape.extension.rng"))
-    for inx in sorted(setup["ext"].glob("*.inx")):
+    for inx in sorted(ink["ext"].glob("*.inx")):
         tree = etree.parse(str(inx))
         assert rng.validate(tree), (inx.name, rng.error_log.last_error)
         ns = {"i": "http://www.inkscape.org/namespace/inkscape/extension"}
@@ -272,13 +379,13 @@ def test_inx_files_are_valid_and_match_the_scripts(setup):
         script = tree.findtext(".//i:command", namespaces=ns)
         params = [p.get("name") for p in tree.iterfind(".//i:param", namespaces=ns)]
         check = ("import sys, importlib.util\nsys.argv=['x']\n"
-                 f"spec = importlib.util.spec_from_file_location('m', '{setup['ext'] / script}')\n"
+                 f"spec = importlib.util.spec_from_file_location('m', '{ink['ext'] / script}')\n"
                  "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
                  "import inkex\ncls = [c for c in vars(m).values() if isinstance(c, type) and "
                  "issubclass(c, inkex.EffectExtension) and c.__module__ == 'm'][0]\n"
                  "print(' '.join(a.dest for a in cls().arg_parser._actions))")
-        out = subprocess.run([INKSCAPE_PYTHON, "-c", check], cwd=setup["ext"], capture_output=True, text=True,
-                             env={**setup["env"], "PYTHONPATH": f"{setup['ext']}:{SYSTEM_EXTENSIONS}"}, timeout=60)
+        out = subprocess.run([INKSCAPE_PYTHON, "-c", check], cwd=ink["ext"], capture_output=True, text=True,
+                             env={**ink["env"], "PYTHONPATH": f"{ink['ext']}:{ink['inkex']}"}, timeout=60)
         assert out.returncode == 0, out.stderr
         dests = set(out.stdout.split())
         assert set(params) <= dests, (inx.name, set(params) - dests)

@@ -68,7 +68,9 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
         name = os.path.basename(path)
     size = pixel_size(data)
     if size is None:
-        raise SelectionError(f"Image '{label}' is not a PNG, JPEG, GIF, BMP or WebP picture the engine can read.")
+        raise SelectionError(f"Image '{label}' is not a PNG, JPEG, WebP, TIFF, BMP or GIF picture the engine "
+                             "can read. Convert it to PNG (e.g. Extensions > Images > Embed Images after "
+                             "exporting it as PNG) and run the effect again.")
     return Photo(element, data, os.path.splitext(name)[0] if "." in name else name, size)
 
 
@@ -92,7 +94,7 @@ def _linked_path(element: inkex.Image, href: str, document_file: str | None) -> 
 
 
 def pixel_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the file header of PNG, JPEG, GIF, BMP or WebP; None otherwise."""
+    """(width, height) from the file header of PNG, JPEG, WebP, TIFF, BMP or GIF; None otherwise."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
@@ -104,6 +106,8 @@ def pixel_size(data: bytes) -> tuple[int, int] | None:
         return _webp_size(data)
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(data)
     return None
 
 
@@ -135,3 +139,20 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
     if chunk == b"VP8X" and len(data) >= 30:
         return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
     return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height tags (256, 257) of the first image file directory; classic TIFF only."""
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(order + "I", data[4:8])
+        (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
+        size = {}
+        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
+            if tag in (256, 257):  # SHORT or LONG, stored in the entry itself
+                value = data[entry + 8:entry + 10] if kind == 3 else data[entry + 8:entry + 12]
+                (size[tag],) = struct.unpack(order + ("H" if kind == 3 else "I"), value)
+    except struct.error:
+        return None
+    return (size[256], size[257]) if len(size) == 2 else None

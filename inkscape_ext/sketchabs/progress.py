@@ -140,7 +140,7 @@ class _Window:
             self.bar.set_text(f"{content.get('stage')}: {content.get('iteration')} / {total}")
             loss, eta = content.get("loss"), content.get("eta_s")
             parts = [content.get("detail") or "", f"loss {loss:.4g}" if loss is not None else "",
-                     f"about {eta / 60:.0f} min left" if eta else ""]
+                     f"about {_duration(eta)} left" if eta else ""]
             self.detail.set_text(" · ".join(p for p in parts if p))
         return False
 
@@ -152,6 +152,10 @@ class _Window:
         self.window.destroy()
         self.Gtk.main_quit()
         return False
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 @contextmanager
