@@ -1,4 +1,5 @@
-"""Rasteriser speed and memory: ours vs a naive dense renderer (every pixel against every segment).
+"""Rasteriser speed and memory: ours vs a naive dense renderer (every pixel against every segment),
+and vs diffvg (the official code's renderer) when pydiffvg is installed.
 
 Forward + backward at 224 x 224, half-width 1.5, strokes shaped like CLIPasso's initialisation
 (a random walk of 3 steps of up to 5.6 px) and like optimised strokes (steps of up to 30 px).
@@ -18,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe  # noqa: E402
 from engine.methods.init import random_walk  # noqa: E402
-from engine.render import band_coverage, rasterize  # noqa: E402
+from engine.render import band_coverage, diffvg, rasterize  # noqa: E402
 from engine.render.bezier import sample_polyline  # noqa: E402
 
 SIZE = (224, 224)
@@ -96,7 +97,12 @@ def main() -> None:
             row += f"{naive * 1e3:>10.1f}{naive / ours:>9.0f}x{ours_mem / 2**20:>10.1f}{naive_mem / 2**20:>11.0f}"
         else:
             row += f"{'-':>10}{'-':>10}{ours_mem / 2**20:>10.1f}{'-':>11}"
+        if diffvg.available():
+            official, _ = measure(diffvg.rasterize, pts, 3)
+            row += f"   diffvg {official * 1e3:.1f} ms ({official / ours:.1f}x ours)"
         print(row)
+    if not diffvg.available():
+        print("diffvg: not installed here (pydiffvg), so no diffvg column")
 
 if __name__ == "__main__":
     main()

@@ -39,13 +39,16 @@ warnings.filterwarnings("ignore", message=r"subprocess \d+ is still running", ca
 
 
 def engine_command(python: str, models: str = "openai", device: str = "auto", weights_dir: str | None = None,
-                   idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S, precision: str = "auto") -> list[str]:
+                   idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S, precision: str = "auto",
+                   renderer: str = "ours") -> list[str]:
     """The command line that starts the engine with `python` (the engine's own environment)."""
     command = [python, "-m", "engine", "serve", "--models", models, "--device", device]
     if weights_dir:
         command += ["--weights-dir", weights_dir]
     if precision != "auto":
         command += ["--precision", precision]
+    if renderer != "ours":
+        command += ["--renderer", renderer]
     if idle_timeout_s is not None:
         command += ["--idle-timeout", str(idle_timeout_s)]
     return command

@@ -11,7 +11,9 @@ buffers, never inside JSON.
 
 Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
-  status_request  {}                                  -> status_reply
+  status_request  {}                                  -> status_reply {version, protocol, pid, device,
+                                                         models, renderer, loaded, running, queue,
+                                                         uptime_s}
   submit_request  {job, name} + [image, mask?]        -> submit_reply {job_id, position}
                   then, to every watcher of the job:     queue_update {job_id, position} (0: it starts)
                                                          progress {job_id, stage, iteration, total,

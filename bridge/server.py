@@ -175,7 +175,7 @@ class EngineServer:
     def _on_status_request(self, router, ids, msg) -> None:
         self._reply(router, ids, msg, "status_reply", {
             "version": __version__, "protocol": protocol.VERSION, "pid": os.getpid(),
-            "device": str(self.runtime.device), "models": self.runtime.models,
+            "device": str(self.runtime.device), "models": self.runtime.models, "renderer": self.runtime.renderer,
             "loaded": sorted(self.runtime.loaded), "running": self.running,
             "queue": [self.records[j].info(self._position(j)) for j in self._active_ids()],
             "uptime_s": round(time.time() - self.started, 1)})

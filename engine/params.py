@@ -17,6 +17,7 @@ from engine.errors import InputError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODEL_KINDS = ("openai", "random", "tiny-random")
+RENDERERS = ("ours", "diffvg")  # diffvg: the official code's rasteriser, when pydiffvg is installed
 MASK_NONE, MASK_AUTO = "none", "auto"
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
 

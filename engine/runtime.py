@@ -9,7 +9,8 @@ import torch
 
 from engine.clip.models import load_clip
 from engine.errors import DeviceError, InputError
-from engine.params import DEVICES, MODEL_KINDS, PRECISIONS
+from engine.params import DEVICES, MODEL_KINDS, PRECISIONS, RENDERERS
+from engine.render import diffvg, rasterizer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,25 +63,37 @@ class Runtime:
     models: str = "openai"
     weights_dir: str | None = None
     precision: str = "auto"
+    renderer: str = "ours"
     channels_last: bool = True  # faster RN101 convolutions; False only to time the official layout
     _loaded: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, device: str = "auto", models: str = "openai", weights_dir: str | None = None,
-               precision: str = "auto") -> "Runtime":
+               precision: str = "auto", renderer: str = "ours") -> "Runtime":
         """Validate the options (InputError/DeviceError) and build a runtime; loads nothing yet."""
         if models not in MODEL_KINDS:
             raise InputError(f"unknown models {models!r}", f"use one of: {', '.join(MODEL_KINDS)}")
         if weights_dir is not None and not os.path.isdir(os.path.expanduser(weights_dir)):
             raise InputError(f"weights folder {weights_dir} does not exist",
                              "pass the folder that holds RN101.pt and ViT-B-32.pt")
-        rt = cls(resolve_device(device), models, weights_dir, precision)
+        if renderer not in RENDERERS:
+            raise InputError(f"unknown renderer {renderer!r}", f"use one of: {', '.join(RENDERERS)}")
+        if renderer == "diffvg" and not diffvg.available():
+            raise InputError("the diffvg renderer was asked for, but pydiffvg is not installed in this Python",
+                             "build diffvg (github.com/BachiLi/diffvg) into this environment, or use "
+                             "--renderer ours (the default; nothing else needs diffvg)")
+        rt = cls(resolve_device(device), models, weights_dir, precision, renderer)
         rt.amp_dtype  # validates the precision now, at the edge
         return rt
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
         return autocast_dtype(self.device, self.precision)
+
+    @property
+    def rasterize(self):
+        """The differentiable rasteriser the methods draw with (engine.render.rasterize's interface)."""
+        return rasterizer(self.renderer)
 
     @property
     def loaded(self) -> tuple[str, ...]:

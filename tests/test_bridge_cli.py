@@ -210,7 +210,7 @@ def test_status_describes_the_engine(env, running):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert re.fullmatch(rf"engine: running, pid {running}, version \S+ \(protocol 1\.0\), up \d+ s", lines[0])
-    assert lines[1] == "device: cpu; models: tiny-random (loaded: RN101, ViT-B-32)"
+    assert lines[1] == "device: cpu; models: tiny-random (loaded: RN101, ViT-B-32); renderer: ours"
     assert lines[2] == "running: nothing; queued: 0"
 
 
@@ -277,6 +277,13 @@ def test_submit_refuses_an_engine_with_other_models(env, running, tmp_path):
     assert error_lines(out.stderr) == [
         "error: the running engine uses tiny-random models, not random",
         "  fix: pass --models tiny-random, or stop it (`sketch-abstraction stop`) to start a new one"]
+    assert not (tmp_path / "x.svg").exists()
+
+
+def test_submit_refuses_an_engine_with_another_renderer(env, running, tmp_path):
+    out = cli(env, "submit", CAMEL, *TINY, "--renderer", "diffvg", "-o", tmp_path / "x.svg")
+    assert out.returncode == 2
+    assert error_lines(out.stderr)[0] == "error: the running engine uses ours renderer, not diffvg"
     assert not (tmp_path / "x.svg").exists()
 
 

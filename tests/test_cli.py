@@ -20,6 +20,7 @@ from PIL import Image
 from engine.cli import main
 from engine.clip.models import OFFLINE_ENV
 from engine.svg import svg_to_sketch
+from engine.render import diffvg
 REPO = Path(__file__).resolve().parents[1]
 OBJECTS = Path("/work/shared/images/objects")
 SCENES = Path("/work/shared/images/scenes")
@@ -267,6 +268,13 @@ def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
 def test_bad_values_are_refused(out_dir, capsys, option, value, words):
     code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", option, value)
     assert_refused(code, capsys, out_dir, words)
+
+
+@pytest.mark.skipif(diffvg.available(), reason="pydiffvg is installed here")
+def test_the_diffvg_renderer_without_pydiffvg_is_refused(out_dir, capsys):
+    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", "--renderer", "diffvg")
+    lines = assert_refused(code, capsys, out_dir, "diffvg", "pydiffvg is not installed")
+    assert "--renderer ours" in lines[1]
 
 
 def test_a_mask_without_object_pixels_is_refused(tmp_path, out_dir, capsys):

@@ -16,6 +16,7 @@ from engine.params import (
     MODEL_KINDS,
     PAPER_GRID_ROWS,
     PRECISIONS,
+    RENDERERS,
     ClipassoParams,
     SceneParams,
     SceneRequest,
@@ -43,6 +44,15 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weights-dir", help="folder holding RN101.pt and ViT-B-32.pt (offline use)")
     group.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="CLIP arithmetic (default: fp16 on CUDA, bf16 on CPUs that have it, else fp32)")
+    group.add_argument("--renderer", default="ours", choices=RENDERERS,
+                       help="differentiable rasteriser: ours (pure PyTorch, default) or diffvg (the official "
+                            "code's, for parity runs; needs pydiffvg installed)")
+
+
+def engine_settings(args: argparse.Namespace) -> dict:
+    """The engine options as `Runtime.create` and `bridge.client.engine_command` take them."""
+    return {"device": args.device, "models": args.models, "weights_dir": args.weights_dir,
+            "precision": args.precision, "renderer": args.renderer}
 
 
 def add_sketch_options(parser: argparse.ArgumentParser) -> None:

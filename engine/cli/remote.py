@@ -15,6 +15,7 @@ from engine.cli.options import (
     add_engine_options,
     add_scene_options,
     add_sketch_options,
+    engine_settings,
     scene_request,
     sketch_request,
     writable_file,
@@ -89,7 +90,7 @@ def _serve(args) -> int:
     from bridge.server import ServerOptions, serve  # torch and the models only for a valid command line
     from engine.runtime import Runtime
 
-    runtime = Runtime.create(args.device, args.models, args.weights_dir, args.precision)
+    runtime = Runtime.create(**engine_settings(args))
     print(f"loading models on {runtime.device} ...", file=sys.stderr, flush=True)
     from engine.clip.models import RN101, VIT_B32
 
@@ -118,15 +119,16 @@ def _client_errors(command):
 def _connect(args=None, start: bool = False):
     from bridge.client import EngineClient, engine_command
 
-    command = engine_command(sys.executable, args.models, args.device, args.weights_dir,
-                             precision=args.precision) if start else None
+    command = engine_command(sys.executable, **engine_settings(args)) if start else None
     client = EngineClient.connect(start=command)
     if start:
-        running = client.status()["models"]
-        if running != args.models:
-            client.close()
-            raise InputError(f"the running engine uses {running} models, not {args.models}",
-                             f"pass --models {running}, or stop it (`sketch-abstraction stop`) to start a new one")
+        status = client.status()
+        for option in ("models", "renderer"):
+            if status[option] != getattr(args, option):
+                client.close()
+                raise InputError(f"the running engine uses {status[option]} {option}, not {getattr(args, option)}",
+                                 f"pass --{option} {status[option]}, or stop it (`sketch-abstraction stop`) "
+                                 "to start a new one")
     return client
 
 
@@ -237,7 +239,8 @@ def _status(args) -> int:
         s, jobs = client.status(), client.jobs()
     print(f"engine: running, pid {s['pid']}, version {s['version']} (protocol {s['protocol']}), "
           f"up {s['uptime_s']:.0f} s")
-    print(f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'})")
+    print(f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'}); "
+          f"renderer: {s['renderer']}")
     print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
     for job in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))

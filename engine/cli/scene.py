@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_engine_options, add_scene_options, scene_request, writable_file
+from engine.cli.options import add_engine_options, add_scene_options, engine_settings, scene_request, writable_file
 from engine.cli.progress_bar import ProgressBar
 
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = writable_file(args.output or Path(args.image).stem + ".svg", "-o")
     request = scene_request(args, args.image)
-    runtime = Runtime.create(args.device, args.models, args.weights_dir, args.precision)
+    runtime = Runtime.create(**engine_settings(args))
     bar = ProgressBar(args.quiet)
     try:
         result = run_scene(runtime, request, bar)

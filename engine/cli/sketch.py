@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_engine_options, add_sketch_options, sketch_request, writable_file
+from engine.cli.options import add_engine_options, add_sketch_options, engine_settings, sketch_request, writable_file
 from engine.cli.progress_bar import ProgressBar
 
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.preview:
         writable_file(args.preview, "--preview")
     request = sketch_request(args, args.image)
-    runtime = Runtime.create(args.device, args.models, args.weights_dir, args.precision)
+    runtime = Runtime.create(**engine_settings(args))
     bar = ProgressBar(args.quiet)
     try:
         result = run_sketch(runtime, request, bar)

@@ -57,7 +57,6 @@ from engine.params import SceneParams
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
 from engine.render.bezier import sample_polyline
-from engine.render import rasterize
 from engine.runtime import Runtime
 
 OBJECT, BACKGROUND = "object", "background"
@@ -191,7 +190,7 @@ class _Problems:
             presence = gumbel_keep(keep_p, p.gumbel_tau, self.generator) * on
             half_width = p.half_width * presence
             sparse = presence.sum(1) / on.sum(1).clamp(min=1)
-        sketches = rasterize(points, half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
+        sketches = self.runtime.rasterize(points, half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
         a = len(active)
         if self.bank is not None:
             pick = torch.randint(len(self.bank), (a, p.num_aug), generator=self.generator)

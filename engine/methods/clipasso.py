@@ -32,7 +32,6 @@ from engine.methods.init import sample_strokes, start_distribution, xdog_ink
 from engine.params import ClipassoParams
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
-from engine.render import rasterize
 from engine.runtime import Runtime
 
 PARKED = -1.0e4  # where padding strokes wait, far off the canvas
@@ -140,7 +139,7 @@ def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
         ran = iteration + 1
         a = len(active)
         optimizer.zero_grad(set_to_none=True)
-        sketches = rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
+        sketches = runtime.rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
         if bank is not None:
             pick = torch.randint(len(bank), (a, params.num_aug), generator=augment_rng)
             homographies = bank[pick.flatten()]

@@ -1,5 +1,16 @@
 """Differentiable rendering of Bézier strokes."""
 
+from typing import Callable
+
 from .raster import band_coverage, default_segments, rasterize
 
-__all__ = ["rasterize", "band_coverage", "default_segments"]
+__all__ = ["rasterize", "rasterizer", "band_coverage", "default_segments"]
+
+
+def rasterizer(name: str) -> Callable:
+    """The rasteriser called `name` (engine.params.RENDERERS): "ours", or "diffvg" for parity runs."""
+    if name == "diffvg":
+        from . import diffvg
+
+        return diffvg.rasterize
+    return rasterize
