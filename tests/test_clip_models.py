@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.clip.features import attention_saliency, normalize, resnet_features, vit_block_outputs
+from engine.clip.features import attention_saliency, normalize, resnet_features, self_attention, vit_block_outputs
 from engine.clip.models import (
     OFFLINE_ENV,
     RN101,
@@ -115,6 +115,24 @@ def test_vit_block_outputs_equal_open_clips_forward(vit, images):
         r = vit.visual.forward_intermediates(images, indices=12, output_fmt="NLC", output_extra_tokens=True)
         for i, (patches, prefix) in enumerate(zip(r["image_intermediates"], r["image_intermediates_prefix"])):
             assert torch.allclose(out[i + 1], torch.cat([prefix, patches], 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_self_attention_is_the_modules_own_arithmetic(vit, dtype):
+    """Contiguous (L, B, D) tokens into the attention give what the batch-first module gives, with
+    the same gradients, in fp32 and under bf16 autocast."""
+    attn = vit.visual.transformer.resblocks[0].attn
+    tokens = torch.randn(3, 50, attn.embed_dim, generator=torch.Generator().manual_seed(0))
+    results = []
+    module_call = lambda y: attn(y, y, y, need_weights=True, average_attn_weights=True)  # noqa: E731
+    for call in (module_call, lambda y: self_attention(attn, y, True)):
+        y = tokens.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out, weights = call(y)
+        out.float().square().sum().backward()
+        results.append((out, weights, y.grad))
+    for ours, module in zip(results[1], results[0]):
+        assert ours.shape == module.shape and torch.allclose(ours.float(), module.float(), atol=1e-5, rtol=1e-3)
 
 
 def reference_saliency(visual, x):

@@ -38,17 +38,27 @@ def resnet_features(visual: torch.nn.Module, x: torch.Tensor) -> ResNetFeatures:
     return ResNetFeatures(layer2, layer3, embedding)
 
 
+def self_attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor, need_weights: bool):
+    """`attn(x, x, x)` for tokens x (B, L, D): (out (B, L, D), head-averaged weights (B, L, L) or None).
+
+    The same arithmetic as calling the module, but the tokens enter as a contiguous (L, B, D) copy.
+    A batch-first module transposes them internally into a strided view, and on CPU in bf16 every
+    matmul on that view is slow: a ViT-B/32 forward + backward runs 3.3x faster this way, bit for bit
+    the same (benchmarks/README.md, "ViT attention layout").
+    """
+    tokens = x.transpose(0, 1).contiguous()  # (L, B, D)
+    out, weights = F.multi_head_attention_forward(
+        tokens, tokens, tokens, attn.embed_dim, attn.num_heads, attn.in_proj_weight, attn.in_proj_bias,
+        None, None, False, attn.dropout, attn.out_proj.weight, attn.out_proj.bias, training=attn.training,
+        need_weights=need_weights, average_attn_weights=True)
+    return out.transpose(0, 1), weights
+
+
 def _blocks(visual: torch.nn.Module, x: torch.Tensor, need_attention: bool):
     """Yield (tokens (B, L, D), head-averaged attention (B, L, L) or None) after each ViT block."""
     x = visual._embeds(x.to(visual.conv1.weight.dtype))  # (B, L, D), L = 1 + patches
-    batch_first = getattr(visual.transformer, "batch_first", True)
     for block in visual.transformer.resblocks:
-        y = block.ln_1(x)
-        if not batch_first:
-            y = y.transpose(0, 1)
-        out, attention = block.attn(y, y, y, need_weights=need_attention, average_attn_weights=True)
-        if not batch_first:
-            out = out.transpose(0, 1)
+        out, attention = self_attention(block.attn, block.ln_1(x), need_attention)
         x = x + block.ls_1(out)
         x = x + block.ls_2(block.mlp(block.ln_2(x)))
         yield x, attention
