@@ -13,6 +13,7 @@ says so. Standard library only, so any Python 3.10+ runs it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -80,6 +81,9 @@ def _engine_python(venv: Path) -> Path:
 def _install_engine(venv: Path, extras: str) -> None:
     python = _engine_python(venv)
     if not python.exists():
+        if importlib.util.find_spec("ensurepip") is None:  # Debian and Ubuntu ship venv's pip apart
+            sys.exit(f"install.py: {sys.executable} cannot create virtual environments (no ensurepip). "
+                     "On Debian/Ubuntu: sudo apt install python3-venv, then run install.py again.")
         print(f"Creating the engine's virtual environment in {venv}")
         _run([sys.executable, "-m", "venv", str(venv)])
         _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "pip"])

@@ -83,6 +83,8 @@ class Runtime:
                              "build diffvg (github.com/BachiLi/diffvg) into this environment, or use "
                              "--renderer ours (the default; nothing else needs diffvg)")
         rt = cls(resolve_device(device), models, weights_dir, precision, renderer)
+        if renderer == "diffvg" and rt.device.type == "mps":  # diffvg renders on the CPU or with CUDA only
+            raise InputError("the diffvg renderer cannot draw on Apple's MPS device", "use --device cpu with it")
         rt.amp_dtype  # validates the precision now, at the edge
         return rt
 

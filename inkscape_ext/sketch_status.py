@@ -25,7 +25,8 @@ class EngineStatus(inkex.EffectExtension):
             return
         with client:
             s, jobs = client.status(), client.jobs()
-        lines = [f"Engine {s['version']} running (pid {s['pid']}) on {s['device']}, models: {s['models']}",
+        lines = [f"Engine {s['version']} running (pid {s['pid']}) on {s['device']}, models: {s['models']}, "
+                 f"renderer: {s.get('renderer', 'ours')}",
                  f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}",
                  f"Running: {s['running'] or 'nothing'}; waiting: {max(0, len(s['queue']) - bool(s['running']))}",
                  "", "Jobs:"]

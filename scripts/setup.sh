@@ -22,6 +22,7 @@ if [[ "${EXTRAS:-}" == *test* ]]; then
     missing+=(python3-lxml python3-numpy python3-cssselect python3-zmq)
   /usr/bin/python3 -c 'import gi; gi.require_version("Gtk", "3.0")' 2>/dev/null ||
     missing+=(python3-gi gir1.2-gtk-3.0)
+  [ -x .venv/bin/python ] || "$PYTHON" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
       SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")

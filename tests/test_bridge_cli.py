@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from bridge import connection
-from bridge.client import EngineClient
+from bridge.client import EngineClient, engine_command
+from engine.cli import build_parser
 from tests.test_bridge_engine import (
     BULL,
     CAMEL,
@@ -285,6 +286,16 @@ def test_submit_refuses_an_engine_with_another_renderer(env, running, tmp_path):
     assert out.returncode == 2
     assert error_lines(out.stderr)[0] == "error: the running engine uses ours renderer, not diffvg"
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_the_auto_start_command_carries_every_engine_setting():
+    command = engine_command("python3", "random", "cuda", "/weights", idle_timeout_s=60, precision="bf16",
+                             renderer="diffvg")
+    assert command[:4] == ["python3", "-m", "engine", "serve"]
+    args = build_parser().parse_args(command[3:])  # the engine's own parser reads it back
+    assert (args.models, args.device, args.weights_dir, args.precision, args.renderer, args.idle_timeout) == (
+        "random", "cuda", "/weights", "bf16", "diffvg", 60)
+    assert build_parser().parse_args(engine_command("python3")[3:]).renderer == "ours"
 
 
 def test_a_second_serve_is_refused_while_one_runs(env, running):

@@ -123,12 +123,12 @@ def _connect(args=None, start: bool = False):
     client = EngineClient.connect(start=command)
     if start:
         status = client.status()
-        for option in ("models", "renderer"):
-            if status[option] != getattr(args, option):
+        running = {"models": status["models"], "renderer": status.get("renderer", "ours")}  # older engines: ours
+        for option, value in running.items():
+            if value != getattr(args, option):
                 client.close()
-                raise InputError(f"the running engine uses {status[option]} {option}, not {getattr(args, option)}",
-                                 f"pass --{option} {status[option]}, or stop it (`sketch-abstraction stop`) "
-                                 "to start a new one")
+                raise InputError(f"the running engine uses {value} {option}, not {getattr(args, option)}",
+                                 f"pass --{option} {value}, or stop it (`sketch-abstraction stop`) to start a new one")
     return client
 
 
@@ -240,7 +240,7 @@ def _status(args) -> int:
     print(f"engine: running, pid {s['pid']}, version {s['version']} (protocol {s['protocol']}), "
           f"up {s['uptime_s']:.0f} s")
     print(f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'}); "
-          f"renderer: {s['renderer']}")
+          f"renderer: {s.get('renderer', 'ours')}")
     print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
     for job in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))

@@ -13,4 +13,6 @@ def rasterizer(name: str) -> Callable:
         from . import diffvg
 
         return diffvg.rasterize
+    if name != "ours":
+        raise ValueError(f"unknown renderer {name!r}")
     return rasterize

@@ -9,8 +9,6 @@ diffvg renders one scene per call, so a batch is a loop.
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 SAMPLES = 2  # per pixel side: 2 x 2 jittered samples, as the official code renders
@@ -18,8 +16,13 @@ SEED = 0
 
 
 def available() -> bool:
-    """Whether pydiffvg can be imported here."""
-    return importlib.util.find_spec("pydiffvg") is not None
+    """Whether pydiffvg and its compiled core import here."""
+    try:
+        import diffvg  # noqa: F401
+        import pydiffvg  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def rasterize(

@@ -69,8 +69,8 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
     size = pixel_size(data)
     if size is None:
         raise SelectionError(f"Image '{label}' is not a PNG, JPEG, WebP, TIFF, BMP or GIF picture the engine "
-                             "can read. Convert it to PNG (e.g. Extensions > Images > Embed Images after "
-                             "exporting it as PNG) and run the effect again.")
+                             "can read. Save it as PNG or JPEG in an image editor, re-import it (File > Import) and "
+                             "run the effect again.")
     return Photo(element, data, os.path.splitext(name)[0] if "." in name else name, size)
 
 
@@ -153,6 +153,8 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
             if tag in (256, 257):  # SHORT or LONG, stored in the entry itself
                 value = data[entry + 8:entry + 10] if kind == 3 else data[entry + 8:entry + 12]
                 (size[tag],) = struct.unpack(order + ("H" if kind == 3 else "I"), value)
+                if len(size) == 2:
+                    break
     except struct.error:
         return None
     return (size[256], size[257]) if len(size) == 2 else None
