@@ -411,10 +411,18 @@ class AlreadyRunning(EngineError):
     code = "already_running"
 
 
-def serve(runtime, options: ServerOptions = ServerOptions()) -> None:
-    """Run an engine until shutdown; refuse (AlreadyRunning) if another engine of this user runs."""
+def serve(runtime, options: ServerOptions = ServerOptions(), preload: tuple[str, ...] = ()) -> None:
+    """Run an engine until shutdown; refuse (AlreadyRunning) if another engine of this user runs.
+
+    The `preload` models load after the lock is taken (a refused engine loads nothing) and before
+    the connection file appears (a ready engine is a warm one).
+    """
     lock = _acquire_lock()
     try:
+        if preload:
+            _log(f"loading models on {runtime.device} ...")
+        for arch in preload:
+            runtime.clip(arch)
         server = EngineServer(runtime, options)
         signal.signal(signal.SIGTERM, server.stop)
         signal.signal(signal.SIGINT, server.stop)

@@ -304,6 +304,7 @@ def test_a_second_serve_is_refused_while_one_runs(env, running):
     assert error_lines(out.stderr) == [
         f"error: an engine is already running (pid {running})",
         "  fix: use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`"]
+    assert "loading models" not in out.stderr, "refused before loading any model"
     assert engine_pid(env) == running  # the first one keeps its connection file and serves on
     assert cli(env, "status").returncode == 0
 

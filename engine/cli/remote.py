@@ -88,17 +88,13 @@ def _serve(args) -> int:
         raise InputError("--max-message-mb, --idle-timeout and --keep-hours must be positive",
                          "e.g. --idle-timeout 1800 --max-message-mb 256 --keep-hours 24")
     from bridge.server import ServerOptions, serve  # torch and the models only for a valid command line
+    from engine.clip.models import RN101, VIT_B32
     from engine.runtime import Runtime
 
     runtime = Runtime.create(**engine_settings(args))
-    print(f"loading models on {runtime.device} ...", file=sys.stderr, flush=True)
-    from engine.clip.models import RN101, VIT_B32
-
-    for arch in (RN101, VIT_B32):  # before the connection file appears: a ready engine is a warm one
-        runtime.clip(arch)
     serve(runtime, ServerOptions(idle_timeout_s=args.idle_timeout,
                                  max_message_bytes=int(args.max_message_mb * 2**20),
-                                 keep_fetched_s=args.keep_hours * 3600))
+                                 keep_fetched_s=args.keep_hours * 3600), preload=(RN101, VIT_B32))
     return 0
 
 
