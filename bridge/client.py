@@ -224,7 +224,11 @@ class EngineClient:
 
     def _send(self, msg: Message) -> None:
         try:
-            self.socket.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK)
+            frames = self.session.serialize(msg)
+            protocol.check_size(frames, self.info.max_message_bytes)
+            self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        except ProtocolError as err:
+            raise ClientError(err.message, err.hint, err.code) from None
         except zmq.Again:
             raise EngineUnavailable("the engine is not accepting messages",
                                     "check `sketch-abstraction status`; restart it if it hangs") from None

@@ -1,7 +1,7 @@
 """Where the engine and its clients meet: the per-user folders and the connection file.
 
-The connection file (JSON: transport, ip, port, key, pid, version) is the only way to find a running
-engine. It lives in the user's runtime folder, mode 0600 (it holds the signing key); the engine
+The connection file (JSON: transport, ip, port, key, pid, version, max_message_bytes) is the only way
+to find a running engine. It lives in the user's runtime folder, mode 0600 (it holds the signing key); the engine
 writes it atomically (bridge.server); a file whose pid is dead is stale and is replaced. Standard library and
 platformdirs only: the client imports this under Inkscape's Python.
 """
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from bridge.protocol import MAX_MESSAGE_BYTES
 
 APP = "sketch-abstraction"
 # Folder overrides, for tests and for running several engines side by side.
@@ -33,6 +35,7 @@ class ConnectionInfo:
     version: str  # protocol version
     ip: str = "127.0.0.1"
     transport: str = "tcp"
+    max_message_bytes: int = MAX_MESSAGE_BYTES  # the engine's limit, so that clients check before sending
 
     @property
     def url(self) -> str:

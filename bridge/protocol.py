@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VERSION = "1.0"
+MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 DELIMITER = b"<IDS|MSG>"
 
 REQUESTS = frozenset({
@@ -93,10 +94,22 @@ def new_key() -> str:
     return secrets.token_hex(32)
 
 
+def check_size(frames: list[bytes], limit: int) -> None:
+    """ProtocolError (TOO_LARGE) when the frames together exceed the engine's `limit` in bytes.
+
+    The engine checks what it receives; clients check before sending, since the engine's socket
+    drops a frame far over the limit without a word (ConnectionInfo.max_message_bytes).
+    """
+    size = sum(len(f) for f in frames)
+    if size > limit:
+        raise ProtocolError(f"message of {size / 2**20:.3g} MiB exceeds the engine's limit of {limit / 2**20:.3g} MiB",
+                            "send a smaller image, or restart the engine with a larger --max-message-mb", TOO_LARGE)
+
+
 class Session:
     """Signs, serialises and checks messages under one key (the connection file's)."""
 
-    def __init__(self, key: str, max_bytes: int = 256 * 2**20):
+    def __init__(self, key: str, max_bytes: int = MAX_MESSAGE_BYTES):
         self.key = key.encode("ascii")
         self.max_bytes = max_bytes  # largest message accepted, all frames together
 
@@ -128,12 +141,7 @@ class Session:
         Checks run cheapest and most fundamental first: size, frame count, signature (before any
         JSON is parsed, so unsigned input is never interpreted), JSON, version, type.
         """
-        size = sum(len(f) for f in frames)
-        if size > self.max_bytes:
-            raise ProtocolError(f"message of {size / 2**20:.1f} MiB exceeds the engine's limit of "
-                                f"{self.max_bytes / 2**20:.0f} MiB",
-                                "send a smaller image, or restart the engine with a larger --max-message-mb",
-                                TOO_LARGE)
+        check_size(frames, self.max_bytes)
         if len(frames) < 6 or frames[0] != DELIMITER:
             raise ProtocolError(f"expected at least 6 frames from the delimiter on, got {len(frames)}",
                                 "send delimiter, signature, header, parent, metadata, content")

@@ -45,7 +45,7 @@ POLL_MS = 200
 @dataclass(frozen=True)
 class ServerOptions:
     idle_timeout_s: float | None = None  # exit after this long with no job and no message
-    max_message_bytes: int = 256 * 2**20
+    max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
     keep_fetched_s: float = 86_400.0
 
 
@@ -89,7 +89,7 @@ class EngineServer:
         worker = threading.Thread(target=self._worker, name="engine-worker", daemon=True)
         worker.start()
         info = connection.ConnectionInfo(port=port, key=self.session.key.decode(), pid=os.getpid(),
-                                         version=protocol.VERSION)
+                                         version=protocol.VERSION, max_message_bytes=self.session.max_bytes)
         path = connection.connection_path()
         write_atomic(path, json.dumps(info.__dict__).encode(), mode=0o600)
         _log(f"engine {__version__} ready on {info.url} ({self.runtime.device}, {self.runtime.models} models); "
