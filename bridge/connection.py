@@ -2,7 +2,8 @@
 
 The connection file (JSON: transport, ip, port, key, pid, version, max_message_bytes) is the only way
 to find a running engine. It lives in the user's runtime folder, mode 0600 (it holds the signing key); the engine
-writes it atomically (bridge.server); a file whose pid is dead is stale and is replaced. Standard library and
+writes it atomically (bridge.server); a file whose pid is dead, or whose port no longer listens, is
+stale and is replaced. Standard library and
 platformdirs only: the client imports this under Inkscape's Python.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +81,17 @@ def read_connection() -> ConnectionInfo | None:
         info = ConnectionInfo(**data)
     except (OSError, ValueError, TypeError):
         return None
-    return info if pid_alive(info.pid) else None
+    return info if pid_alive(info.pid) and _listening(info) else None
+
+
+def _listening(info: ConnectionInfo) -> bool:
+    """Whether something accepts connections at the engine's address. A file whose pid was reused
+    by another process after the engine died would otherwise pass for a running engine."""
+    try:
+        socket.create_connection((info.ip, info.port), timeout=2.0).close()
+    except OSError:
+        return False
+    return True
 
 
 def remove_connection(pid: int) -> None:

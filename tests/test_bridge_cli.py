@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -109,15 +110,21 @@ def test_status_and_stop_say_when_no_engine_runs(tmp_path):
     assert stop.returncode == 0 and stop.stdout.strip() == "engine: not running"
 
 
-def test_status_treats_a_stale_connection_file_as_not_running(tmp_path):
+@pytest.mark.parametrize("owner", ["dead pid", "pid reused by another process"])
+def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
     alone = engine_env(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    with socket.socket() as closed:  # a port nobody listens on any more
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
     path = Path(alone["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE
-    path.write_text(json.dumps({"port": 9, "key": "0" * 64, "pid": dead.pid, "version": "1.0",
-                                "ip": "127.0.0.1", "transport": "tcp"}))
+    path.write_text(json.dumps({"port": port, "key": "0" * 64, "version": "1.0", "ip": "127.0.0.1",
+                                "transport": "tcp", "pid": dead.pid if owner == "dead pid" else os.getpid()}))
+    started = time.monotonic()
     status = cli(alone, "status", timeout=30)
     assert status.returncode == 3 and status.stdout.startswith("engine: not running")
+    assert time.monotonic() - started < 5, "told at once, not after a request timed out"
 
 
 @pytest.mark.parametrize("args, message, fix", [
