@@ -4,8 +4,10 @@ Shaped like the Jupyter kernel protocol. On the wire one message is the multipar
 
     [routing ids..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
 
-`signature` is the hex HMAC-SHA256 of the four JSON parts under the key from the connection file,
-checked in constant time. The header carries `version`; a message of another version, an unknown
+`signature` is the hex HMAC-SHA256, under the key from the connection file, of every frame after it
+(the four JSON parts and the buffers), each preceded by its length as 8 big-endian bytes; checked in
+constant time. (Jupyter signs the JSON parts only and without lengths; we also cover the images and
+SVGs, and frame boundaries.) The header carries `version`; a message of another version, an unknown
 type or a malformed part is answered with an `error`. Binary payloads (images, SVG) travel as
 buffers, never inside JSON.
 
@@ -113,10 +115,13 @@ class Session:
         self.key = key.encode("ascii")
         self.max_bytes = max_bytes  # largest message accepted, all frames together
 
-    def sign(self, parts: list[bytes]) -> bytes:
+    def sign(self, frames: list[bytes]) -> bytes:
+        """Hex HMAC-SHA256 of the frames after the signature, each preceded by its length (8 bytes,
+        big-endian), so that no byte can move from one frame to the next unnoticed."""
         mac = hmac.new(self.key, digestmod=hashlib.sha256)
-        for part in parts:
-            mac.update(part)
+        for frame in frames:
+            mac.update(len(frame).to_bytes(8, "big"))
+            mac.update(frame)
         return mac.hexdigest().encode("ascii")
 
     def serialize(self, msg: Message) -> list[bytes]:
@@ -124,7 +129,7 @@ class Session:
         msg.header = {"msg_id": uuid.uuid4().hex, "msg_type": msg.msg_type, "version": VERSION,
                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         parts = [_dumps(msg.header), _dumps(msg.parent), _dumps({}), _dumps(msg.content)]
-        return [DELIMITER, self.sign(parts), *parts, *msg.buffers]
+        return [DELIMITER, self.sign([*parts, *msg.buffers]), *parts, *msg.buffers]
 
     def split_ids(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
         """(routing ids, the rest from the delimiter on); no delimiter -> ProtocolError."""
@@ -146,7 +151,7 @@ class Session:
             raise ProtocolError(f"expected at least 6 frames from the delimiter on, got {len(frames)}",
                                 "send delimiter, signature, header, parent, metadata, content")
         signature, parts, buffers = frames[1], frames[2:6], frames[6:]
-        if not hmac.compare_digest(signature, self.sign(parts)):
+        if not hmac.compare_digest(signature, self.sign([*parts, *buffers])):
             raise ProtocolError("bad message signature",
                                 "use the key from the engine's current connection file")
         try:

@@ -177,7 +177,7 @@ class Raw:
         header = header if isinstance(header, bytes) else json.dumps(header).encode()
         content = content if isinstance(content, bytes) else json.dumps(content).encode()
         parts = [header, parent, b"{}", content]
-        return [DELIMITER, self.session.sign(parts), *parts, *buffers]
+        return [DELIMITER, self.session.sign([*parts, *buffers]), *parts, *buffers]
 
     def send(self, frames: list[bytes]) -> None:
         self.socket.send_multipart(frames)
@@ -554,7 +554,9 @@ BROKEN = {
     "unknown-kind": (lambda r: _valid_submit(r, kind="video"), "bad_input", "unknown job kind"),
     "job-not-object": (lambda r: Raw.signed(r, header("submit_request"), {"job": "sketch"}, [b"x"]), "bad_input",
                        "unknown job kind"),
-    "no-image": (lambda r: _valid_submit(r)[:6], "bad_input", "no image"),
+    "no-image": (lambda r: Raw.signed(r, header("submit_request"), {"job": sketch_job()[0], "name": "x.png"}),
+                 "bad_input", "no image"),
+    "image-dropped": (lambda r: _valid_submit(r)[:6], "bad_message", "signature"),  # buffers are signed too
     "mask-buffer-missing": (lambda r: _valid_submit(r, mask={"buffer": 5}), "bad_input", "mask"),
     "bad-colour": (lambda r: _valid_submit(r, color="red; evil"), "bad_input", "colour"),
     "bad-name": (lambda r: Raw.signed(r, header("submit_request"), {"job": sketch_job()[0], "name": ["x"]},
@@ -782,7 +784,7 @@ def _signed_broken(rng: random.Random, raw: Raw) -> list[bytes]:
 
     parts = [part("header"), part("parent"), part("metadata"), part("content")]
     buffers = [rng.randbytes(rng.randrange(0, 200)) for _ in range(rng.randrange(0, 3))]
-    return [DELIMITER, raw.session.sign(parts), *parts, *buffers]
+    return [DELIMITER, raw.session.sign([*parts, *buffers]), *parts, *buffers]
 
 
 def _tracebacks(log: str) -> list[str]:

@@ -26,7 +26,7 @@ def _signed(session: Session, header: bytes, content: bytes = b"{}", parent: byt
             buffers: tuple[bytes, ...] = ()) -> list[bytes]:
     """Frames with a correct signature over arbitrary (possibly broken) JSON parts."""
     parts = [header, parent, b"{}", content]
-    return [DELIMITER, session.sign(parts), *parts, *buffers]
+    return [DELIMITER, session.sign([*parts, *buffers]), *parts, *buffers]
 
 
 def _header(**fields) -> bytes:
@@ -51,14 +51,21 @@ def test_new_key_is_random_256_bit_hex():
         assert len(key) == 64 and int(key, 16) >= 0
 
 
-def test_signature_is_jupyter_hmac_sha256_over_the_four_json_parts():
+def test_signature_is_hmac_sha256_over_every_frame_with_its_length():
     session = Session(KEY)
-    frames = session.serialize(Message("status_request"))
+    frames = session.serialize(Message("submit_request", {"name": "x.png"}, [b"image", b"mask"]))
     assert frames[0] == DELIMITER
     mac = hmac.new(KEY.encode(), digestmod=hashlib.sha256)
-    for part in frames[2:6]:
-        mac.update(part)
+    for frame in frames[2:]:
+        mac.update(len(frame).to_bytes(8, "big") + frame)
     assert frames[1] == mac.hexdigest().encode()
+
+
+def test_changed_or_reshaped_buffers_break_the_signature():
+    session = Session(KEY)
+    frames = session.serialize(Message("submit_request", {"name": "x.png", "job": {}}, [b"image", b"mask"]))
+    for buffers in ([b"imagE", b"mask"], [b"imag", b"emask"], [b"image"], [b"image", b"mask", b""]):
+        assert "signature" in _rejected(session, [*frames[:6], *buffers]).message
 
 
 def test_round_trip_keeps_type_content_buffers_and_parent():
