@@ -109,6 +109,11 @@ class EngineClient:
                                     "not_running")
         if info is None:
             info = _start_engine(start, ready_timeout_s)
+        if info.version != protocol.VERSION:
+            raise ClientError(f"the running engine speaks protocol {info.version}, this client {protocol.VERSION}",
+                              "stop the engine (`sketch-abstraction stop`) and re-run `python install.py`, so "
+                              "that the engine and the Inkscape extension come from the same version",
+                              "version_mismatch")
         client = cls(info, timeout_s)
         try:
             client.status()

@@ -49,7 +49,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: signatures cover the buffers, length-prefixed
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 DELIMITER = b"<IDS|MSG>"
 

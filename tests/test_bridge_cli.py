@@ -21,6 +21,7 @@ import pytest
 
 from bridge import connection
 from bridge.client import EngineClient, engine_command
+from bridge.protocol import VERSION
 from engine.cli import build_parser
 from tests.test_bridge_engine import (
     BULL,
@@ -119,7 +120,7 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     path = Path(alone["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE
-    path.write_text(json.dumps({"port": port, "key": "0" * 64, "version": "1.0", "ip": "127.0.0.1",
+    path.write_text(json.dumps({"port": port, "key": "0" * 64, "version": VERSION, "ip": "127.0.0.1",
                                 "transport": "tcp", "pid": dead.pid if owner == "dead pid" else os.getpid()}))
     started = time.monotonic()
     status = cli(alone, "status", timeout=30)
@@ -217,7 +218,8 @@ def test_status_describes_the_engine(env, running):
     out = cli(env, "status")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert re.fullmatch(rf"engine: running, pid {running}, version \S+ \(protocol 1\.0\), up \d+ s", lines[0])
+    assert re.fullmatch(rf"engine: running, pid {running}, version \S+ \(protocol {re.escape(VERSION)}\), up \d+ s",
+                        lines[0])
     assert lines[1] == "device: cpu; models: tiny-random (loaded: RN101, ViT-B-32); renderer: ours"
     assert lines[2] == "running: nothing; queued: 0"
 
@@ -293,6 +295,20 @@ def test_submit_refuses_an_engine_with_another_renderer(env, running, tmp_path):
     assert out.returncode == 2
     assert error_lines(out.stderr)[0] == "error: the running engine uses ours renderer, not diffvg"
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_an_engine_of_another_protocol_version_is_named_not_misread(env, running, tmp_path):
+    """An engine left running from an older install: the client says so before any signature fails."""
+    info = json.loads((Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).read_text())
+    other = engine_env(tmp_path)
+    (Path(other["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).write_text(
+        json.dumps({**info, "version": "0.9"}))
+    out = cli(other, "status")
+    assert out.returncode == 1
+    assert error_lines(out.stderr) == [
+        f"error: the running engine speaks protocol 0.9, this client {VERSION}",
+        "  fix: stop the engine (`sketch-abstraction stop`) and re-run `python install.py`, so that the engine "
+        "and the Inkscape extension come from the same version"]
 
 
 def test_the_auto_start_command_carries_every_engine_setting():
