@@ -54,6 +54,9 @@ def engine_command(python: str, models: str = "openai", device: str = "auto", we
     return command
 
 
+VERSION_MISMATCH = "version_mismatch"
+
+
 class ClientError(Exception):
     """Something the user can act on: `message` says what, `hint` what to do, `code` is stable."""
 
@@ -111,9 +114,9 @@ class EngineClient:
             info = _start_engine(start, ready_timeout_s)
         if info.version != protocol.VERSION:
             raise ClientError(f"the running engine speaks protocol {info.version}, this client {protocol.VERSION}",
-                              "stop the engine (`sketch-abstraction stop`) and re-run `python install.py`, so "
-                              "that the engine and the Inkscape extension come from the same version",
-                              "version_mismatch")
+                              "stop that engine (`sketch-abstraction stop`); the next job starts one of this "
+                              "version. After an update, also re-run `python3 install.py` for Inkscape",
+                              VERSION_MISMATCH)
         client = cls(info, timeout_s)
         try:
             client.status()
@@ -282,7 +285,7 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
         info = connection.read_connection()
         if info is not None:
             return info  # ours, or one another client started at the same moment
-        if process.poll() is not None:
+        if process.poll() not in (None, connection.ALREADY_RUNNING_EXIT):  # that one: another is loading
             raise EngineUnavailable(
                 f"the engine exited while starting: {_last_line(log_path, 'error: ') or 'no error message'}",
                 _last_line(log_path, "  fix: ") or f"see {log_path}", "start_failed")

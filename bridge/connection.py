@@ -1,10 +1,10 @@
 """Where the engine and its clients meet: the per-user folders and the connection file.
 
 The connection file (JSON: transport, ip, port, key, pid, version, max_message_bytes) is the only way
-to find a running engine. It lives in the user's runtime folder, mode 0600 (it holds the signing key); the engine
-writes it atomically (bridge.server); a file whose pid is dead, or whose port no longer listens, is
-stale and is replaced. Standard library and
-platformdirs only: the client imports this under Inkscape's Python.
+to find a running engine. It lives in the user's runtime folder, mode 0600 (it holds the signing
+key); the engine writes it atomically (bridge.server); a file whose pid is dead, or whose port no
+longer listens, is stale and is replaced. Standard library, platformdirs and bridge.protocol only:
+the client imports this under Inkscape's Python.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from pathlib import Path
 import platformdirs
 
 from bridge.protocol import MAX_MESSAGE_BYTES
+
+# Exit status of an engine refused because another one runs or is starting (EX_TEMPFAIL): a client
+# that started it waits for the other one instead of reporting a failure.
+ALREADY_RUNNING_EXIT = 75
 
 APP = "sketch-abstraction"
 # Folder overrides, for tests and for running several engines side by side.
@@ -78,8 +82,9 @@ def read_connection() -> ConnectionInfo | None:
     """The running engine's connection info; None when there is no file, it is unreadable or stale."""
     try:
         data = json.loads(connection_path().read_text(encoding="utf-8"))
-        info = ConnectionInfo(**data)
-    except (OSError, ValueError, TypeError):
+        # Keys a later version may add are ignored, so that its version can be compared and named.
+        info = ConnectionInfo(**{k: v for k, v in data.items() if k in ConnectionInfo.__dataclass_fields__})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
     return info if pid_alive(info.pid) and _listening(info) else None
 
@@ -87,6 +92,8 @@ def read_connection() -> ConnectionInfo | None:
 def _listening(info: ConnectionInfo) -> bool:
     """Whether something accepts connections at the engine's address. A file whose pid was reused
     by another process after the engine died would otherwise pass for a running engine."""
+    if info.transport != "tcp":
+        return True
     try:
         socket.create_connection((info.ip, info.port), timeout=2.0).close()
     except OSError:

@@ -104,8 +104,12 @@ def check_size(frames: list[bytes], limit: int) -> None:
     """
     size = sum(len(f) for f in frames)
     if size > limit:
-        raise ProtocolError(f"message of {size / 2**20:.3g} MiB exceeds the engine's limit of {limit / 2**20:.3g} MiB",
+        raise ProtocolError(f"message of {_mib(size)} exceeds the engine's limit of {_mib(limit)}",
                             "send a smaller image, or restart the engine with a larger --max-message-mb", TOO_LARGE)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f}".rstrip("0").rstrip(".") + " MiB"
 
 
 class Session:

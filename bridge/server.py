@@ -409,6 +409,7 @@ def _log(text: str) -> None:
 
 class AlreadyRunning(EngineError):
     code = "already_running"
+    exit_code = connection.ALREADY_RUNNING_EXIT
 
 
 def serve(runtime, options: ServerOptions = ServerOptions(), preload: tuple[str, ...] = ()) -> None:

@@ -297,18 +297,38 @@ def test_submit_refuses_an_engine_with_another_renderer(env, running, tmp_path):
     assert not (tmp_path / "x.svg").exists()
 
 
-def test_an_engine_of_another_protocol_version_is_named_not_misread(env, running, tmp_path):
-    """An engine left running from an older install: the client says so before any signature fails."""
-    info = json.loads((Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).read_text())
-    other = engine_env(tmp_path)
-    (Path(other["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).write_text(
-        json.dumps({**info, "version": "0.9"}))
-    out = cli(other, "status")
-    assert out.returncode == 1
-    assert error_lines(out.stderr) == [
-        f"error: the running engine speaks protocol 0.9, this client {VERSION}",
-        "  fix: stop the engine (`sketch-abstraction stop`) and re-run `python install.py`, so that the engine "
-        "and the Inkscape extension come from the same version"]
+OLD_ENGINE = """
+import socket, time
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+print(server.getsockname()[1], flush=True)
+time.sleep(120)
+"""
+
+
+def test_an_engine_of_another_protocol_version_is_named_and_can_be_stopped(tmp_path):
+    """An engine left running from another version (here a stand-in that listens and says nothing):
+    the client names the mismatch before any signature fails, and `stop` still stops it."""
+    alone = engine_env(tmp_path)
+    old = subprocess.Popen([sys.executable, "-c", OLD_ENGINE], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(old.stdout.readline())
+        (Path(alone["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).write_text(json.dumps(
+            {"port": port, "key": "0" * 64, "pid": old.pid, "version": "0.9", "ip": "127.0.0.1",
+             "transport": "tcp", "added_by_0.9": True}))
+        out = cli(alone, "status")
+        assert out.returncode == 1
+        assert error_lines(out.stderr) == [
+            f"error: the running engine speaks protocol 0.9, this client {VERSION}",
+            "  fix: stop that engine (`sketch-abstraction stop`); the next job starts one of this version. "
+            "After an update, also re-run `python3 install.py` for Inkscape"]
+        stop = cli(alone, "stop")
+        assert stop.returncode == 0 and stop.stdout.strip() == "engine: stopping (protocol 0.9, stopped with a signal)"
+        assert old.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        old.kill()
+        old.wait()
 
 
 def test_the_auto_start_command_carries_every_engine_setting():
@@ -323,7 +343,7 @@ def test_the_auto_start_command_carries_every_engine_setting():
 
 def test_a_second_serve_is_refused_while_one_runs(env, running):
     out = cli(env, "serve", *ENGINE)
-    assert out.returncode == 1
+    assert out.returncode == 75  # EX_TEMPFAIL: a client that started it waits for the running one
     assert error_lines(out.stderr) == [
         f"error: an engine is already running (pid {running})",
         "  fix: use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`"]

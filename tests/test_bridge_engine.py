@@ -7,6 +7,7 @@ and every engine a test starts is shut down (then killed) by a finalizer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -650,7 +651,7 @@ def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
     client = small_engine.client()
     raw = small_engine.raw()
     try:
-        # over the limit in all: a readable error reply (and the client reports it, not a timeout)
+        # over the limit in all: a readable error reply
         big = [os.urandom(300_000), os.urandom(300_000)]
         raw.send(raw.signed(header("submit_request"), {"job": sketch_job()[0], "name": "big.png"}, big))
         reply = raw.recv(timeout_s=20)
@@ -664,6 +665,12 @@ def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
                 client.submit(sketch_job()[0], [b"\0" * size], name="big.png")
             assert refused.value.code == "too_large" and "limit of 0.5 MiB" in refused.value.message
             assert "--max-message-mb" in refused.value.hint and time.monotonic() - started < 1
+        # a client that trusts a larger limit (an engine restarted with a smaller one) gets the
+        # engine's refusal as an answer, not a timeout
+        lenient = EngineClient(dataclasses.replace(small_engine.info, max_message_bytes=2**30))
+        with lenient, pytest.raises(JobFailed) as failed:
+            lenient.submit(sketch_job()[0], [b"\0" * 700_000], name="big.png")
+        assert failed.value.code == "too_large" and "limit of 0.5 MiB" in failed.value.message
         # what a client that does not check gets for such a frame: zmq drops that connection; others are served
         raw.send([DELIMITER, b"sig", os.urandom(3 * 2**20)])
         assert raw.recv(timeout_s=2) is None
@@ -968,6 +975,37 @@ def test_start_failure_reports_the_engines_own_error(fresh, monkeypatch, tmp_pat
     assert failed.value.message.startswith("the engine exited while starting: weights folder ")
     assert "no-such-folder" in failed.value.message and "RN101.pt" in failed.value.hint
     assert time.monotonic() - started < 100  # noticed the exit; did not sit out the ready timeout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="holds the engine's lock with fcntl")
+def test_a_client_waits_for_the_engine_another_start_is_loading(fresh, monkeypatch):
+    """Two starts at once: the second engine is refused at its lock (before loading any model) while
+    the first still loads. The client that started the refused one waits for the first instead of failing."""
+    import fcntl
+
+    use_env(monkeypatch, fresh.env)
+    loading = open(fresh.env["SKETCH_ABSTRACTION_RUNTIME_DIR"] + "/" + connection.LOCK_FILE, "a+")
+    fcntl.flock(loading.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held as a loading engine holds it
+    outcome: dict = {}
+
+    def start() -> None:
+        try:
+            with EngineClient.connect(start=engine_command(sys.executable, "tiny-random", "cpu", idle_timeout_s=120),
+                                      ready_timeout_s=120) as client:
+                outcome["pid"] = client.status()["pid"]
+        except Exception as err:  # asserted below
+            outcome["error"] = err
+
+    waiting = threading.Thread(target=start)
+    waiting.start()
+    log = Path(fresh.env["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.LOG_FILE
+    wait_for(lambda: log.exists() and "an engine is already running" in log.read_text(), 60, "the refusal")
+    time.sleep(0.5)
+    assert waiting.is_alive(), outcome  # its engine was refused; it waits on
+    loading.close()
+    first = fresh().start()  # the engine that was loading becomes ready
+    waiting.join(120)
+    assert outcome == {"pid": first.pid}
 
 
 def test_start_timeout_is_bounded(fresh, monkeypatch):

@@ -7,10 +7,13 @@ engine they talk to keeps its models loaded between jobs.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
+from bridge.protocol import MAX_MESSAGE_BYTES
 from engine.cli.options import (
     add_engine_options,
     add_scene_options,
@@ -40,8 +43,8 @@ def register(commands) -> None:
     group = serve.add_argument_group("server")
     group.add_argument("--idle-timeout", type=float, metavar="SECONDS",
                        help="exit after this long with no job and no request (default: never)")
-    group.add_argument("--max-message-mb", type=float, default=256,
-                       help="largest request accepted, image included (default: 256)")
+    group.add_argument("--max-message-mb", type=float, default=MAX_MESSAGE_BYTES / 2**20,
+                       help=f"largest request accepted, image included (default: {MAX_MESSAGE_BYTES // 2**20})")
     group.add_argument("--keep-hours", type=float, default=24,
                        help="how long a fetched result stays stored (default: 24; unfetched: 30 days)")
     serve.set_defaults(run=_serve)
@@ -86,7 +89,7 @@ def register(commands) -> None:
 def _serve(args) -> int:
     if args.max_message_mb <= 0 or args.keep_hours < 0 or (args.idle_timeout is not None and args.idle_timeout <= 0):
         raise InputError("--max-message-mb, --idle-timeout and --keep-hours must be positive",
-                         "e.g. --idle-timeout 1800 --max-message-mb 256 --keep-hours 24")
+                         f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24")
     from bridge.server import ServerOptions, serve  # torch and the models only for a valid command line
     from engine.clip.models import RN101, VIT_B32
     from engine.runtime import Runtime
@@ -245,7 +248,18 @@ def _status(args) -> int:
 
 
 def _stop(args) -> int:
-    client = _running_client()
+    from bridge import connection
+    from bridge.client import VERSION_MISMATCH, ClientError
+
+    try:
+        client = _running_client()
+    except ClientError as err:
+        info = connection.read_connection()
+        if err.code != VERSION_MISMATCH or info is None:
+            raise
+        os.kill(info.pid, signal.SIGTERM)  # it cannot read our messages; SIGTERM is its orderly stop too
+        print(f"engine: stopping (protocol {info.version}, stopped with a signal)")
+        return 0
     if client is None:
         print("engine: not running")
         return 0
