@@ -9,9 +9,14 @@ import pytest
 
 from engine.clip.models import OFFLINE_ENV
 
-IMAGES = Path("/work/shared/images")
-OBJECTS = IMAGES / "objects"
-SCENES = IMAGES / "scenes"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"  # drawn by tests/data/draw.py; see tests/data/SOURCE.md
+ANIMAL = DATA / "animal.png"  # 248 x 248 RGB object photo
+VASE = DATA / "vase.png"  # 240 x 240 RGB, a second object photo
+BIRD = DATA / "bird.png"  # 300 x 300 RGBA object on transparency
+FIELD, FIELD_MASK = DATA / "field.png", DATA / "field_mask.png"  # 320 x 240 scene and its object mask
+BALLERINA = ROOT / "examples" / "ballerina.png"  # 500 x 500 scene (MIT, examples/SOURCE.md)
+BALLERINA_MASK = ROOT / "examples" / "ballerina_mask.png"
 
 
 @pytest.fixture(autouse=True)
@@ -54,11 +59,11 @@ def _target(path: Path):
 
 
 @pytest.fixture(scope="session")
-def horse_target():
-    """(1, 3, 224, 224) in [0, 1]: the horse photo on the canvas."""
-    return _target(OBJECTS / "horse.png")
+def animal_target():
+    """(1, 3, 224, 224) in [0, 1]: the animal photo on the canvas."""
+    return _target(ANIMAL)
 
 
 @pytest.fixture(scope="session")
-def camel_target():
-    return _target(OBJECTS / "camel.png")
+def vase_target():
+    return _target(VASE)

@@ -23,10 +23,8 @@ from bridge import connection
 from bridge.client import EngineClient, engine_command
 from bridge.protocol import VERSION
 from engine.cli import build_parser
+from tests.conftest import ANIMAL, FIELD, VASE
 from tests.test_bridge_engine import (
-    BULL,
-    CAMEL,
-    HORSE,
     JOB_S,
     READY_S,
     ROOT,
@@ -88,7 +86,7 @@ def env(tmp_path_factory):
 def running(env, tmp_path):
     """The engine runs (started by a `submit`, as a user starts it); returns its pid."""
     if engine_pid(env) is None:
-        out = cli(env, "submit", HORSE, *TINY, "-q", "-o", tmp_path / "warmup.svg")
+        out = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", tmp_path / "warmup.svg")
         assert out.returncode == 0, out.stderr
     return engine_pid(env)
 
@@ -129,14 +127,14 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
 
 
 @pytest.mark.parametrize("args, message, fix", [
-    (["submit", HORSE, CAMEL, "-o", "x.svg"], "-o names one SVG but several images were given",
+    (["submit", ANIMAL, VASE, "-o", "x.svg"], "-o names one SVG but several images were given",
      "use --out-dir DIR instead"),
-    (["submit", HORSE, "--out-dir", "no/such/folder"], "--out-dir no/such/folder is not a folder", "create it first"),
-    (["submit", HORSE, HORSE, "--out-dir", "."], "two images would write the same SVG (same file name)",
+    (["submit", ANIMAL, "--out-dir", "no/such/folder"], "--out-dir no/such/folder is not a folder", "create it first"),
+    (["submit", ANIMAL, ANIMAL, "--out-dir", "."], "two images would write the same SVG (same file name)",
      "rename one, or submit them apart"),
     (["submit", "missing.png"], "cannot read missing.png", "check the path"),
-    (["submit", HORSE, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
-    (["submit", HORSE, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
+    (["submit", ANIMAL, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
+    (["submit", ANIMAL, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
     (["serve", "--idle-timeout", "0"], "must be positive", "--idle-timeout 1800"),
 ], ids=["o-with-two-images", "out-dir-missing", "same-names", "missing-image", "no-strokes", "bad-colour",
         "bad-idle-timeout"])
@@ -156,10 +154,10 @@ def test_submit_two_images_to_a_folder_starts_the_engine(env, tmp_path):
     out_dir = tmp_path / "svgs"
     out_dir.mkdir()
     started = time.monotonic()
-    out = cli(env, "submit", HORSE, CAMEL, "--out-dir", out_dir, *TINY, cwd=tmp_path)
+    out = cli(env, "submit", ANIMAL, VASE, "--out-dir", out_dir, *TINY, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert sorted(p.name for p in out_dir.iterdir()) == ["camel.svg", "horse.svg"]
-    for image in (HORSE, CAMEL):
+    assert sorted(p.name for p in out_dir.iterdir()) == ["animal.svg", "vase.svg"]
+    for image in (ANIMAL, VASE):
         svg = (out_dir / f"{image.stem}.svg").read_bytes()
         assert svg_layers(svg, image_size(image)) == [("4 strokes", 4, True)]
         wrote = rf"^{image.name}: wrote {re.escape(str(out_dir / image.stem))}\.svg \([\d.]+ s in the engine\)$"
@@ -175,42 +173,41 @@ def test_submit_two_images_to_a_folder_starts_the_engine(env, tmp_path):
 
 
 def test_submit_one_image_quietly_to_its_default_name(env, running, tmp_path):
-    out = cli(env, "submit", CAMEL, *TINY, "-q", cwd=tmp_path)
+    out = cli(env, "submit", VASE, *TINY, "-q", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stderr == "" and out.stdout == ""
-    assert svg_layers((tmp_path / "camel.svg").read_bytes(), image_size(CAMEL)) == [("4 strokes", 4, True)]
+    assert svg_layers((tmp_path / "vase.svg").read_bytes(), image_size(VASE)) == [("4 strokes", 4, True)]
     assert engine_pid(env) == running  # the warm engine served it
 
 
-@pytest.mark.skipif(not BULL.exists(), reason="no scene image")
 def test_submit_scene_writes_the_matrix(env, running, tmp_path):
-    out = cli(env, "submit", BULL, "--scene", "--layers", "2", "--levels", "1", "--strokes", "4", "--seeds", "1",
-              "--iterations", "1", "--aug-bank", "4", *ENGINE, "-o", tmp_path / "bull.svg")
+    out = cli(env, "submit", FIELD, "--scene", "--layers", "2", "--levels", "1", "--strokes", "4", "--seeds", "1",
+              "--iterations", "1", "--aug-bank", "4", *ENGINE, "-o", tmp_path / "field.svg")
     assert out.returncode == 0, out.stderr
-    assert "bull.png: note: no mask" in out.stderr
-    layers = svg_layers((tmp_path / "bull.svg").read_bytes(), image_size(BULL))
+    assert "field.png: note: no mask" in out.stderr
+    layers = svg_layers((tmp_path / "field.svg").read_bytes(), image_size(FIELD))
     assert [label for label, _, _ in layers if label.startswith("Fidelity")] == [
         "Fidelity 2 - Simplicity 0/1", "Fidelity 2 - Simplicity 1/1"]
     assert ("Object", 4, True) in layers
 
 
 def test_detach_then_fetch(env, running, tmp_path):
-    out = cli(env, "submit", HORSE, CAMEL, "--detach", *TINY, cwd=tmp_path)
+    out = cli(env, "submit", ANIMAL, VASE, "--detach", *TINY, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 2
     ids = []
-    for line, image in zip(lines, (HORSE, CAMEL)):
+    for line, image in zip(lines, (ANIMAL, VASE)):
         job_id, name = line.split("  ", 1)
         assert ID.fullmatch(job_id) and name == str(image)
         ids.append(job_id)
     assert not list(tmp_path.glob("*.svg"))  # detached: nothing written here
-    for job_id, image in zip(ids, (HORSE, CAMEL)):
+    for job_id, image in zip(ids, (ANIMAL, VASE)):
         fetched = cli(env, "fetch", job_id, "-o", tmp_path / f"{image.stem}.svg", cwd=tmp_path)
         assert fetched.returncode == 0, fetched.stderr
         assert svg_layers((tmp_path / f"{image.stem}.svg").read_bytes(), image_size(image))[0][1] == 4
     status = cli(env, "status")
-    for job_id, image in zip(ids, (HORSE, CAMEL)):
+    for job_id, image in zip(ids, (ANIMAL, VASE)):
         assert re.search(rf"^  {job_id}  done +sketch .*  {image.name}$", status.stdout, re.M), status.stdout
 
 
@@ -228,14 +225,14 @@ def test_a_queued_submit_shows_its_position_then_completes(env, running, tmp_pat
     with api_client(env) as api:
         blocker, _ = api.submit(*sketch_job(params=long_params()), name="blocker.png")
         wait_for(lambda: api.status()["running"] == blocker, JOB_S, "the blocking job to start")
-        proc = subprocess.Popen([sys.executable, "-m", "engine", "submit", str(CAMEL), *TINY, "-o",
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "submit", str(VASE), *TINY, "-o",
                                  str(tmp_path / "queued.svg")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         chunks: list[str] = []
         reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
         reader.start()
         try:
-            wait_for(lambda: "camel.png: queued, position 1" in "".join(chunks), JOB_S, "the queue position")
+            wait_for(lambda: "vase.png: queued, position 1" in "".join(chunks), JOB_S, "the queue position")
             assert api.cancel(blocker) == "cancelling"
             assert proc.wait(timeout=JOB_S) == 0
         finally:
@@ -273,16 +270,16 @@ def test_a_failed_image_is_reported_and_the_others_written(env, running, tmp_pat
     bad.write_text("not an image")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    out = cli(env, "submit", bad, CAMEL, "--out-dir", out_dir, *TINY, "-q")
+    out = cli(env, "submit", bad, VASE, "--out-dir", out_dir, *TINY, "-q")
     assert out.returncode == 1
     error, fix = error_lines(out.stderr)
     assert error.startswith("notes.png: error: ") and "image" in error
     assert fix.startswith("  fix: ")
-    assert sorted(p.name for p in out_dir.iterdir()) == ["camel.svg"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["vase.svg"]
 
 
 def test_submit_refuses_an_engine_with_other_models(env, running, tmp_path):
-    out = cli(env, "submit", CAMEL, "--models", "random", "--device", "cpu", "-o", tmp_path / "x.svg")
+    out = cli(env, "submit", VASE, "--models", "random", "--device", "cpu", "-o", tmp_path / "x.svg")
     assert out.returncode == 2
     assert error_lines(out.stderr) == [
         "error: the running engine uses tiny-random models, not random",
@@ -291,7 +288,7 @@ def test_submit_refuses_an_engine_with_other_models(env, running, tmp_path):
 
 
 def test_submit_refuses_an_engine_with_another_renderer(env, running, tmp_path):
-    out = cli(env, "submit", CAMEL, *TINY, "--renderer", "diffvg", "-o", tmp_path / "x.svg")
+    out = cli(env, "submit", VASE, *TINY, "--renderer", "diffvg", "-o", tmp_path / "x.svg")
     assert out.returncode == 2
     assert error_lines(out.stderr)[0] == "error: the running engine uses ours renderer, not diffvg"
     assert not (tmp_path / "x.svg").exists()
@@ -332,12 +329,12 @@ def test_an_engine_of_another_protocol_version_is_named_and_can_be_stopped(tmp_p
 
 
 def test_the_auto_start_command_carries_every_engine_setting():
-    command = engine_command("python3", "random", "cuda", "/weights", idle_timeout_s=60, precision="bf16",
+    command = engine_command("python3", "random", "cuda", "/nonexistent/weights", idle_timeout_s=60, precision="bf16",
                              renderer="diffvg")
     assert command[:4] == ["python3", "-m", "engine", "serve"]
     args = build_parser().parse_args(command[3:])  # the engine's own parser reads it back
     assert (args.models, args.device, args.weights_dir, args.precision, args.renderer, args.idle_timeout) == (
-        "random", "cuda", "/weights", "bf16", "diffvg", 60)
+        "random", "cuda", "/nonexistent/weights", "bf16", "diffvg", 60)
     assert build_parser().parse_args(engine_command("python3")[3:]).renderer == "ours"
 
 
@@ -363,7 +360,7 @@ def test_stop_interrupts_the_running_job_and_ends_the_engine(env, running):
     status = cli(env, "status")
     assert status.returncode == 3 and status.stdout.startswith("engine: not running")
     # the next submit starts a new engine, which knows the interrupted job
-    fetched = cli(env, "submit", CAMEL, *TINY, "-q", "-o", Path(env["HOME"]) / "again.svg")
+    fetched = cli(env, "submit", VASE, *TINY, "-q", "-o", Path(env["HOME"]) / "again.svg")
     assert fetched.returncode == 0, fetched.stderr
     again = cli(env, "fetch", job_id, "-o", Path(env["HOME"]) / "x.svg", "-q")
     assert again.returncode == 1

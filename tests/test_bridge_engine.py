@@ -30,14 +30,11 @@ from bridge import connection, protocol
 from bridge.client import ClientError, EngineClient, EngineUnavailable, JobFailed, JobResult, engine_command
 from bridge.protocol import DELIMITER, VERSION, Message, Session
 from engine.params import ClipassoParams, SceneParams, SceneRequest, SketchRequest, request_to_json
+from tests.conftest import ANIMAL, FIELD, VASE
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
 
 ROOT = Path(__file__).resolve().parents[1]
-OBJECTS = Path("/work/shared/images/objects")
-HORSE = OBJECTS / "horse.png" if (OBJECTS / "horse.png").exists() else ROOT / "examples" / "ballerina.png"
-CAMEL = OBJECTS / "camel.png" if (OBJECTS / "camel.png").exists() else ROOT / "examples" / "ballerina.png"
-BULL = Path("/work/shared/images/scenes/bull.png")
 SVG = "{http://www.w3.org/2000/svg}"
 INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
 READY_S = 180  # engine start: import torch, build two tiny models (~3 s here; generous for a loaded CI box)
@@ -211,7 +208,7 @@ def long_params() -> ClipassoParams:
     return tiny_params(iterations=ALWAYS, eval_every=ALWAYS)
 
 
-def sketch_job(image: Path | bytes = HORSE, params: ClipassoParams | None = None, **request):
+def sketch_job(image: Path | bytes = ANIMAL, params: ClipassoParams | None = None, **request):
     return request_to_json(SketchRequest(image, params or tiny_params(), **request))
 
 
@@ -331,7 +328,7 @@ def test_status_describes_the_warm_engine(engine, client):
 
 
 def test_submit_streams_progress_then_the_layered_svg(engine, client):
-    job, buffers = sketch_job(HORSE, tiny_params(strokes=(6, 3), iterations=12, eval_every=12), color="#aa0000")
+    job, buffers = sketch_job(ANIMAL, tiny_params(strokes=(6, 3), iterations=12, eval_every=12), color="#aa0000")
     job_id, position = client.submit(job, buffers, name="horse.png")
     assert re.fullmatch(r"[0-9a-f]{32}", job_id) and position == 0
     messages: list = []
@@ -351,7 +348,7 @@ def test_submit_streams_progress_then_the_layered_svg(engine, client):
 
     assert isinstance(result, JobResult) and result.job_id == job_id
     assert result.name == "horse.png" and result.kind == "sketch" and result.seconds > 0
-    layers = svg_layers(result.svg, image_size(HORSE))
+    layers = svg_layers(result.svg, image_size(ANIMAL))
     assert layers == [("6 strokes", 6, True), ("3 strokes", 3, False)]
     assert b"stroke:#aa0000" in result.svg
 
@@ -363,10 +360,9 @@ def test_submit_streams_progress_then_the_layered_svg(engine, client):
     assert (engine.data_dir / "results" / f"{job_id}.svg").read_bytes() == result.svg
 
 
-@pytest.mark.skipif(not BULL.exists(), reason="no scene image")
 def test_a_scene_job_runs_through_the_engine(engine, client):
     params = SceneParams(layers=(2,), levels=1, strokes=4, seeds=(0,), iterations=1, aug_bank=4)
-    job, buffers = request_to_json(SceneRequest(BULL, params))
+    job, buffers = request_to_json(SceneRequest(FIELD, params))
     job_id, _ = client.submit(job, buffers, name="bull.png")
     messages: list = []
     result = client.wait(job_id, on_message=collect(messages), timeout_s=JOB_S)
@@ -382,10 +378,10 @@ def test_a_scene_job_runs_through_the_engine(engine, client):
 def test_three_clients_queue_and_all_complete(engine, client):
     """Jobs run one at a time; the others learn their place in the queue and move up."""
     first, second, third = engine.client(), engine.client(), engine.client()
-    a_id, a_pos = first.submit(*sketch_job(HORSE, tiny_params(iterations=30, eval_every=30)), name="a.png")
+    a_id, a_pos = first.submit(*sketch_job(ANIMAL, tiny_params(iterations=30, eval_every=30)), name="a.png")
     wait_running(client, a_id)
-    b_id, b_pos = second.submit(*sketch_job(CAMEL, tiny_params(strokes=(3,))), name="b.png")
-    c_id, c_pos = third.submit(*sketch_job(CAMEL, tiny_params(strokes=(2,))), name="c.png")
+    b_id, b_pos = second.submit(*sketch_job(VASE, tiny_params(strokes=(3,))), name="b.png")
+    c_id, c_pos = third.submit(*sketch_job(VASE, tiny_params(strokes=(2,))), name="c.png")
     assert (a_pos, b_pos, c_pos) == (0, 1, 2)
     queue = {j["job_id"]: j["position"] for j in client.status()["queue"]}
     assert queue == {a_id: 0, b_id: 1, c_id: 2}
@@ -452,7 +448,7 @@ def test_cancel_a_queued_job(engine, client):
     long_id, _ = client.submit(*sketch_job(params=long_params()), name="long.png")
     wait_running(client, long_id)
     queued_id, position = client.submit(*sketch_job(), name="queued.png")
-    last_id, last_position = client.submit(*sketch_job(CAMEL), name="last.png")
+    last_id, last_position = client.submit(*sketch_job(VASE), name="last.png")
     assert (position, last_position) == (1, 2)
 
     assert engine.client().cancel(queued_id) == "cancelled"  # at once: it never ran
@@ -463,7 +459,7 @@ def test_cancel_a_queued_job(engine, client):
 
     assert client.cancel(long_id) == "cancelling"
     result = client.wait(last_id, timeout_s=JOB_S)  # the worker skipped the cancelled job
-    assert svg_layers(result.svg, image_size(CAMEL))[0][1] == 4
+    assert svg_layers(result.svg, image_size(VASE))[0][1] == 4
     states = {j["job_id"]: j["state"] for j in client.jobs()}
     assert (states[long_id], states[queued_id], states[last_id]) == ("cancelled", "cancelled", "done")
     assert client.cancel(last_id) == "done"  # cancelling a finished job changes nothing
@@ -480,7 +476,7 @@ from bridge.connection import ConnectionInfo
 from engine.params import ClipassoParams, SketchRequest, request_to_json
 client = EngineClient(ConnectionInfo(**json.loads(sys.argv[1])))
 params = ClipassoParams(strokes=(5,), seeds=(0,), iterations=60, eval_every=60, aug_bank=4)
-job_id, _ = client.submit(*request_to_json(SketchRequest({str(HORSE)!r}, params)), name="orphan.png")
+job_id, _ = client.submit(*request_to_json(SketchRequest({str(ANIMAL)!r}, params)), name="orphan.png")
 print(job_id, flush=True)
 def on_message(msg):
     if msg.msg_type == "progress" and msg.content["stage"] == "optimise":
@@ -508,7 +504,7 @@ print("finished", flush=True)
     later = engine.client()  # a new client fetches it by id
     result = later.fetch(job_id)
     assert isinstance(result, JobResult) and result.name == "orphan.png"
-    assert svg_layers(result.svg, image_size(HORSE)) == [("5 strokes", 5, True)]
+    assert svg_layers(result.svg, image_size(ANIMAL)) == [("5 strokes", 5, True)]
 
 
 # -- hostile and broken input ----------------------------------------------------------------------
@@ -679,7 +675,7 @@ def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
     assert small_engine.alive()
     assert client.status()["pid"] == small_engine.pid
     assert small_engine.client().status()["queue"] == []
-    job_id, _ = client.submit(*sketch_job(CAMEL), name="fits.png")  # ~35 KB image: well within
+    job_id, _ = client.submit(*sketch_job(VASE), name="fits.png")  # ~35 KB image: well within
     assert svg_layers(client.wait(job_id, timeout_s=JOB_S).svg)[0][1] == 4
 
 
@@ -804,7 +800,7 @@ def test_fuzz_never_crashes_the_engine(small_engine):
     never needs its last-resort handler, keeps answering status, and its memory stays put."""
     rng = random.Random(FUZZ_SEED)
     client = small_engine.client()
-    job_id, _ = client.submit(*sketch_job(CAMEL), name="seed.png")
+    job_id, _ = client.submit(*sketch_job(VASE), name="seed.png")
     client.wait(job_id, timeout_s=JOB_S)
     rss_before = rss_kib(small_engine.pid)
     log_before = len(small_engine.log_text())
@@ -856,7 +852,7 @@ def test_fuzz_never_crashes_the_engine(small_engine):
     rss_growth = rss_kib(small_engine.pid) - rss_before
     assert rss_growth < 100 * 1024, f"RSS grew by {rss_growth} KiB; {summary}"
     # and it still does real work
-    job_id, _ = client.submit(*sketch_job(CAMEL), name="after.png")
+    job_id, _ = client.submit(*sketch_job(VASE), name="after.png")
     assert svg_layers(client.wait(job_id, timeout_s=JOB_S).svg)[0][1] == 4
 
 
@@ -900,7 +896,7 @@ def test_results_survive_restarts_and_running_jobs_become_interrupted(fresh, mon
     use_env(monkeypatch, fresh.env)
     first = fresh().start()
     client = first.client()
-    done_id, _ = client.submit(*sketch_job(CAMEL), name="kept.png")
+    done_id, _ = client.submit(*sketch_job(VASE), name="kept.png")
     kept = client.wait(done_id, timeout_s=JOB_S).svg
     killed_id, _ = client.submit(*sketch_job(params=long_params()), name="killed.png")
     wait_running(client, killed_id)

@@ -21,9 +21,9 @@ from engine.cli import main
 from engine.clip.models import OFFLINE_ENV
 from engine.svg import svg_to_sketch
 from engine.render import diffvg
+from tests.conftest import ANIMAL, BALLERINA, BALLERINA_MASK, BIRD, FIELD, FIELD_MASK, VASE
+
 REPO = Path(__file__).resolve().parents[1]
-OBJECTS = Path("/work/shared/images/objects")
-SCENES = Path("/work/shared/images/scenes")
 FAST = ["--models", "tiny-random", "--device", "cpu", "--strokes", "4,2", "--seeds", "1",
         "--iterations", "2", "--aug-bank", "4"]
 
@@ -52,26 +52,26 @@ def out_dir(tmp_path):
 
 
 def test_one_layer_per_level_in_the_photos_pixel_space(out_dir):
-    svg = out_dir / "flamingo.svg"
-    assert sketch(OBJECTS / "flamingo.png", svg, "--strokes", "8,4,2") == 0
+    svg = out_dir / "bird.svg"
+    assert sketch(BIRD, svg, "--strokes", "8,4,2") == 0
     result, root = read(svg)
-    assert root.get("viewBox") == "0 0 500 500"
-    assert (result.width, result.height) == (500, 500)
+    assert root.get("viewBox") == "0 0 300 300"
+    assert (result.width, result.height) == (300, 300)
     assert [layer.label for layer in result.layers] == ["8 strokes", "4 strokes", "2 strokes"]
     assert [len(layer.points) for layer in result.layers] == [8, 4, 2]
     assert [layer.visible for layer in result.layers] == [True, False, False]
     # Default width: 3 px on the 224 canvas, scaled to the photo.
-    assert result.layers[0].width == pytest.approx(3 * 500 / 224, abs=1e-3)
-    assert sorted(os.listdir(out_dir)) == ["flamingo.svg"], "no temp file left behind"
+    assert result.layers[0].width == pytest.approx(3 * 300 / 224, abs=1e-3)
+    assert sorted(os.listdir(out_dir)) == ["bird.svg"], "no temp file left behind"
 
 
 def test_start_points_land_on_the_subjects_edges_in_the_photo(out_dir):
     # One iteration keeps the initial strokes, which start on edges of the subject: mapped back to
-    # the photo they must sit on (or right next to) the flamingo, not on its white background.
+    # the photo they must sit on (or right next to) the bird, not on its white background.
     svg = out_dir / "f.svg"
-    assert sketch(OBJECTS / "flamingo.png", svg, "--strokes", "24", "--iterations", "1") == 0
+    assert sketch(BIRD, svg, "--strokes", "24", "--iterations", "1") == 0
     result, _ = read(svg)
-    photo = Image.open(OBJECTS / "flamingo.png").convert("RGBA")
+    photo = Image.open(BIRD).convert("RGBA")
     white = Image.new("RGBA", photo.size, "white")
     gray = np.asarray(Image.alpha_composite(white, photo).convert("L"))
     subject = gray < 230
@@ -81,21 +81,21 @@ def test_start_points_land_on_the_subjects_edges_in_the_photo(out_dir):
 
 
 def test_a_non_square_photo_keeps_its_size_and_strokes_start_inside(tmp_path, out_dir):
-    image = tmp_path / "camel_crop.png"
-    Image.open(OBJECTS / "camel.png").crop((0, 50, 248, 200)).save(image)  # cuts through the camel
-    svg = out_dir / "camel.svg"
+    image = tmp_path / "vase_crop.png"
+    Image.open(VASE).crop((0, 50, 240, 200)).save(image)  # cuts through the vase
+    svg = out_dir / "vase.svg"
     assert sketch(image, svg, "--strokes", "32,16", "--iterations", "1") == 0
     result, root = read(svg)
-    assert root.get("viewBox") == "0 0 248 150"
-    assert (result.width, result.height) == (248, 150)
+    assert root.get("viewBox") == "0 0 240 150"
+    assert (result.width, result.height) == (240, 150)
     for layer in result.layers:
         start = layer.points[:, 0]
-        assert ((start >= 0) & (start <= [248, 150])).all(), "no stroke starts in the white padding"
+        assert ((start >= 0) & (start <= [240, 150])).all(), "no stroke starts in the white padding"
 
 
 def test_control_points_2_gives_straight_segments(out_dir):
     svg = out_dir / "s.svg"
-    assert sketch(OBJECTS / "horse.png", svg, "--control-points", "2") == 0
+    assert sketch(ANIMAL, svg, "--control-points", "2") == 0
     result, root = read(svg)
     paths = root.findall(".//{http://www.w3.org/2000/svg}path")
     assert len(paths) == 6
@@ -105,7 +105,7 @@ def test_control_points_2_gives_straight_segments(out_dir):
 
 def test_width_sets_the_svg_stroke_width_in_photo_pixels(out_dir):
     svg = out_dir / "w.svg"
-    assert sketch(OBJECTS / "flamingo.png", svg, "--width", "6") == 0
+    assert sketch(BIRD, svg, "--width", "6") == 0
     result, root = read(svg)
     assert all(layer.width == 6 for layer in result.layers)
     assert all("stroke-width:6;" in p.get("style") for p in root.iter("{http://www.w3.org/2000/svg}path"))
@@ -113,8 +113,8 @@ def test_width_sets_the_svg_stroke_width_in_photo_pixels(out_dir):
 
 def test_a_mask_file_keeps_strokes_on_the_object(out_dir):
     svg = out_dir / "b.svg"
-    mask_file = SCENES / "ballerina_mask.png"
-    assert sketch(SCENES / "ballerina.png", svg, "--mask", mask_file, "--strokes", "16", "--iterations", "1") == 0
+    mask_file = BALLERINA_MASK
+    assert sketch(BALLERINA, svg, "--mask", mask_file, "--strokes", "16", "--iterations", "1") == 0
     result, _ = read(svg)
     mask = np.asarray(Image.open(mask_file).convert("L")) > 127
     for x, y in result.layers[0].points[:, 0]:
@@ -124,18 +124,18 @@ def test_a_mask_file_keeps_strokes_on_the_object(out_dir):
 
 def test_a_mask_of_another_size_is_resized_with_a_note(tmp_path, out_dir, capsys):
     small = tmp_path / "mask_small.png"
-    Image.open(SCENES / "bull_mask.png").resize((250, 200), Image.NEAREST).save(small)
-    svg = out_dir / "bull.svg"
-    assert sketch(SCENES / "bull.png", svg, "--mask", small, quiet=False) == 0
+    Image.open(FIELD_MASK).resize((160, 100), Image.NEAREST).save(small)
+    svg = out_dir / "field.svg"
+    assert sketch(FIELD, svg, "--mask", small, quiet=False) == 0
     err = capsys.readouterr().err
-    assert "note: mask 250x200 resized to 500x500" in err
+    assert "note: mask 160x100 resized to 320x240" in err
     assert f"wrote {svg}" in err
-    assert read(svg)[0].width == 500
+    assert read(svg)[0].width == 320
 
 
 def test_preview_writes_a_png_of_every_level(out_dir):
     svg, png = out_dir / "h.svg", out_dir / "h.png"
-    assert sketch(OBJECTS / "flamingo.png", svg, "--preview", png, "--strokes", "4,2,1") == 0
+    assert sketch(BIRD, svg, "--preview", png, "--strokes", "4,2,1") == 0
     with Image.open(png) as im:
         assert im.format == "PNG"
         assert im.size == (3 * 384, 384 + 20)  # three 384 px panels and a label strip
@@ -146,7 +146,7 @@ def test_preview_writes_a_png_of_every_level(out_dir):
 
 def test_tiny_random_models_warn_that_the_sketch_is_meaningless(out_dir):
     with pytest.warns(UserWarning, match="meaningless"):
-        assert sketch(OBJECTS / "horse.png", out_dir / "h.svg") == 0
+        assert sketch(ANIMAL, out_dir / "h.svg") == 0
 
 
 def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
@@ -154,18 +154,18 @@ def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
     from engine.params import ClipassoParams
 
     buffer = io.BytesIO()
-    Image.open(OBJECTS / "camel.png").crop((0, 50, 248, 200)).save(buffer, "PNG")
+    Image.open(VASE).crop((0, 50, 240, 200)).save(buffer, "PNG")
     params = ClipassoParams(strokes=(6, 3), seeds=(0,), iterations=2, aug_bank=4)
     events = []
     result = run_sketch(runtime, SketchRequest(image=buffer.getvalue(), params=params, color="#ff0000"),
                         events.append)
     assert events[0].stage == "load" and any(e.stage == "optimise" for e in events)
-    assert (result.sketch.width, result.sketch.height) == (248, 150)
-    assert result.canvas_map.scale == pytest.approx(248 / 224)
+    assert (result.sketch.width, result.sketch.height) == (240, 150)
+    assert result.canvas_map.scale == pytest.approx(240 / 224)
     for layer, level in zip(result.sketch.layers, result.levels):
-        expected = level.points.double().numpy() * (248 / 224) - [0, 49]  # padded 49 px on top
+        expected = level.points.double().numpy() * (240 / 224) - [0, 45]  # padded 45 px on top
         np.testing.assert_allclose(layer.points, expected, atol=1e-9)
-        assert layer.width == pytest.approx(3 * 248 / 224) and layer.color == "#ff0000"
+        assert layer.width == pytest.approx(3 * 240 / 224) and layer.color == "#ff0000"
     assert result.notes == []
 
 
@@ -182,15 +182,15 @@ def cli_process(*args, cwd, home):
 def test_the_command_runs_as_a_process_and_writes_next_to_the_cwd(tmp_path, isolated_home):
     work = tmp_path / "work"
     work.mkdir()
-    done = cli_process(OBJECTS / "flamingo.png", *FAST, "--strokes", "6,3", cwd=work, home=isolated_home)
+    done = cli_process(BIRD, *FAST, "--strokes", "6,3", cwd=work, home=isolated_home)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "", "everything goes to stderr, stdout stays clean"
     assert "meaningless" in done.stderr
-    assert "wrote flamingo.svg" in done.stderr
-    result = svg_to_sketch((work / "flamingo.svg").read_bytes())
-    assert (result.width, result.height) == (500, 500)
+    assert "wrote bird.svg" in done.stderr
+    result = svg_to_sketch((work / "bird.svg").read_bytes())
+    assert (result.width, result.height) == (300, 300)
     assert [len(layer.points) for layer in result.layers] == [6, 3]
-    assert os.listdir(work) == ["flamingo.svg"]
+    assert os.listdir(work) == ["bird.svg"]
 
 
 def test_the_process_exit_code_reports_bad_input(tmp_path, isolated_home):
@@ -217,7 +217,7 @@ def png_claiming(width: int, height: int) -> bytes:
 
 def truncated_png() -> bytes:
     buffer = io.BytesIO()
-    Image.open(OBJECTS / "camel.png").save(buffer, "PNG")
+    Image.open(VASE).save(buffer, "PNG")
     return buffer.getvalue()[: len(buffer.getvalue()) // 2]
 
 
@@ -266,33 +266,33 @@ def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
     ("--aug-bank", "-1", "bank"),
 ])
 def test_bad_values_are_refused(out_dir, capsys, option, value, words):
-    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", option, value)
+    code = sketch(ANIMAL, out_dir / "x.svg", option, value)
     assert_refused(code, capsys, out_dir, words)
 
 
 @pytest.mark.skipif(diffvg.available(), reason="pydiffvg is installed here")
 def test_the_diffvg_renderer_without_pydiffvg_is_refused(out_dir, capsys):
-    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", "--renderer", "diffvg")
+    code = sketch(ANIMAL, out_dir / "x.svg", "--renderer", "diffvg")
     lines = assert_refused(code, capsys, out_dir, "diffvg", "pydiffvg is not installed")
     assert "--renderer ours" in lines[1]
 
 
 def test_a_mask_without_object_pixels_is_refused(tmp_path, out_dir, capsys):
     black = tmp_path / "black.png"
-    Image.new("L", (500, 500), 0).save(black)
-    code = sketch(SCENES / "bull.png", out_dir / "x.svg", "--mask", black)
+    Image.new("L", (320, 240), 0).save(black)
+    code = sketch(FIELD, out_dir / "x.svg", "--mask", black)
     assert_refused(code, capsys, out_dir, "no object pixels")
 
 
 def test_an_output_folder_that_does_not_exist_is_refused(tmp_path, capsys):
     missing = tmp_path / "no" / "such"
-    code = sketch(OBJECTS / "horse.png", missing / "x.svg")
+    code = sketch(ANIMAL, missing / "x.svg")
     assert_refused(code, capsys, None, "does not exist", str(missing))
     assert not (tmp_path / "no").exists(), "no folder is created"
 
 
 def test_an_output_path_that_is_a_folder_is_refused_up_front(out_dir, capsys):
-    code = sketch(OBJECTS / "horse.png", out_dir)
+    code = sketch(ANIMAL, out_dir)
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
     assert os.listdir(out_dir) == []
@@ -301,7 +301,7 @@ def test_an_output_path_that_is_a_folder_is_refused_up_front(out_dir, capsys):
 def test_a_preview_path_in_an_unusable_folder_is_refused_up_front(tmp_path, out_dir, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
-    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", "--preview", blocker / "p.png")
+    code = sketch(ANIMAL, out_dir / "x.svg", "--preview", blocker / "p.png")
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
     assert os.listdir(out_dir) == []
@@ -309,7 +309,7 @@ def test_a_preview_path_in_an_unusable_folder_is_refused_up_front(tmp_path, out_
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 def test_cuda_without_a_gpu_is_a_device_error(out_dir, capsys):
-    code = sketch(OBJECTS / "horse.png", out_dir / "x.svg", "--device", "cuda")
+    code = sketch(ANIMAL, out_dir / "x.svg", "--device", "cuda")
     assert_refused(code, capsys, out_dir, "CUDA", exit_code=4)
 
 
@@ -321,7 +321,7 @@ def test_cuda_without_a_gpu_is_a_device_error(out_dir, capsys):
 ])
 def test_options_outside_their_choices_are_usage_errors(out_dir, capsys, argv):
     with pytest.raises(SystemExit) as info:
-        sketch(OBJECTS / "horse.png", out_dir / "x.svg", *argv)
+        sketch(ANIMAL, out_dir / "x.svg", *argv)
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
     assert os.listdir(out_dir) == []
@@ -330,7 +330,7 @@ def test_options_outside_their_choices_are_usage_errors(out_dir, capsys, argv):
 def test_missing_weights_name_the_file_and_the_way_out(tmp_path, out_dir, capsys, isolated_home):
     empty = tmp_path / "weights"
     empty.mkdir()
-    code = main(["sketch", str(OBJECTS / "horse.png"), "-o", str(out_dir / "x.svg"), "--models", "openai",
+    code = main(["sketch", str(ANIMAL), "-o", str(out_dir / "x.svg"), "--models", "openai",
                  "--weights-dir", str(empty), "--device", "cpu", "--strokes", "2", "--seeds", "1",
                  "--iterations", "1", "-q"])
     error, fix = assert_refused(code, capsys, out_dir, exit_code=3)

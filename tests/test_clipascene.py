@@ -40,13 +40,13 @@ TINY = SceneParams(layers=(2, 11), levels=2, strokes=8, seeds=(0, 1000), iterati
 
 
 @pytest.fixture(scope="module")
-def bull_target():
+def field_target():
     from engine.io.image import load_image
     from engine.preprocess import prepare_target
 
-    from tests.conftest import SCENES
+    from tests.conftest import FIELD
 
-    return prepare_target(load_image(SCENES / "bull.png"), None)[0]
+    return prepare_target(load_image(FIELD), None)[0]
 
 
 def scene(runtime, target, parts=(OBJECT, BACKGROUND), **changes):
@@ -215,8 +215,8 @@ def test_a_stroke_is_on_canvas_when_its_ink_reaches_it():
 # --- the optimisation -----------------------------------------------------------------------------
 
 
-def test_the_matrix_has_every_part_layer_and_row(runtime, bull_target):
-    run = scene(runtime, bull_target)
+def test_the_matrix_has_every_part_layer_and_row(runtime, field_target):
+    run = scene(runtime, field_target)
     assert [(c.part, c.layer) for c in run.columns] == [(OBJECT, 2), (OBJECT, 11), (BACKGROUND, 2), (BACKGROUND, 11)]
     for column in run.columns:
         assert [cell.row for cell in column.cells] == [0, 1, 2]
@@ -232,8 +232,8 @@ def test_the_matrix_has_every_part_layer_and_row(runtime, bull_target):
     assert set(run.columns[3].cells[1].losses) == {"layer 11", "sparse"}
 
 
-def test_the_first_ratio_is_one_over_the_fidelity_sketchs_clip_loss(runtime, bull_target):
-    run = scene(runtime, bull_target, levels=3)
+def test_the_first_ratio_is_one_over_the_fidelity_sketchs_clip_loss(runtime, field_target):
+    run = scene(runtime, field_target, levels=3)
     for column in run.columns:
         fidelity = sum(column.cells[0].losses.values())  # layer L (+ unweighted layer 4 for objects)
         r1 = column.cells[1].ratio
@@ -243,19 +243,19 @@ def test_the_first_ratio_is_one_over_the_fidelity_sketchs_clip_loss(runtime, bul
         assert [c.ratio for c in column.cells[1:]] == pytest.approx([row_ratio(r1, step, j) for j in (1, 2, 3)], rel=1e-5)
 
 
-def test_runs_are_deterministic(runtime, bull_target):
-    a = scene(runtime, bull_target, parts=(BACKGROUND,), layers=(8,))
-    b = scene(runtime, bull_target, parts=(BACKGROUND,), layers=(8,))
+def test_runs_are_deterministic(runtime, field_target):
+    a = scene(runtime, field_target, parts=(BACKGROUND,), layers=(8,))
+    b = scene(runtime, field_target, parts=(BACKGROUND,), layers=(8,))
     for ca, cb in zip(a.columns[0].cells, b.columns[0].cells):
         assert torch.equal(ca.points, cb.points) and torch.equal(ca.keep, cb.keep)
         assert ca.losses == cb.losses and ca.seed == cb.seed
 
 
-def test_stroke_counts_do_not_grow_down_the_rows(runtime, bull_target):
+def test_stroke_counts_do_not_grow_down_the_rows(runtime, field_target):
     # A fast schedule (steps of 1: each row's ratio half the previous one) and a large simplicity
     # learning rate make a few iterations enough for the sparsity to follow the ratios.
     steps = (1.0,) * 12
-    run = scene(runtime, bull_target, parts=(OBJECT,), levels=4, seeds=(0,), strokes=16, iterations=6,
+    run = scene(runtime, field_target, parts=(OBJECT,), levels=4, seeds=(0,), strokes=16, iterations=6,
                 simplicity_lr=1e-2, simplicity_eval_every=5, steps_object=steps, steps_background=steps)
     for column in run.columns:
         counts = [int(cell.keep.sum()) for cell in column.cells]
@@ -263,9 +263,9 @@ def test_stroke_counts_do_not_grow_down_the_rows(runtime, bull_target):
         assert counts[-1] < counts[0]
 
 
-def test_simplicity_rows_warm_start_both_networks_and_their_adam_state(runtime, bull_target):
+def test_simplicity_rows_warm_start_both_networks_and_their_adam_state(runtime, field_target):
     params = dataclasses.replace(TINY, layers=(8,), iterations=3)
-    problems = _Problems(runtime, [SceneTarget(OBJECT, bull_target)], params)
+    problems = _Problems(runtime, [SceneTarget(OBJECT, field_target)], params)
     clock = _Clock(params, problems, lambda _: None, 1)
     _fidelity(problems, clock)
     # After the fidelity stage every seed starts from the best seed's MLP_loc.
@@ -284,10 +284,10 @@ def test_simplicity_rows_warm_start_both_networks_and_their_adam_state(runtime, 
     assert picked in (0, 1)
 
 
-def test_progress_names_the_row_and_gives_an_eta(runtime, bull_target):
+def test_progress_names_the_row_and_gives_an_eta(runtime, field_target):
     events = []
     params = dataclasses.replace(TINY, layers=(8,), levels=1, seeds=(0,))
-    optimise_scene(runtime, [SceneTarget(OBJECT, bull_target)], params, events.append)
+    optimise_scene(runtime, [SceneTarget(OBJECT, field_target)], params, events.append)
     steps = [e for e in events if e.stage == "optimise"]
     assert len(steps) == 2 * 3  # fidelity + one simplified row, 2 capped iterations + the final eval
     assert "simplicity 0/1" in steps[0].detail and "simplicity 1/1" in steps[-1].detail
@@ -296,7 +296,7 @@ def test_progress_names_the_row_and_gives_an_eta(runtime, bull_target):
     assert all(e.loss is not None and math.isfinite(e.loss) for e in steps)
 
 
-def test_summed_term_gradients_equal_the_weighted_totals_gradient(runtime, bull_target):
+def test_summed_term_gradients_equal_the_weighted_totals_gradient(runtime, field_target):
     # The official code runs one more backward pass for the weighted total; the weights are
     # constants, so the sum of the weighted term gradients we use instead must be the same gradient.
     from engine.methods.clipascene import _combine, _grads
@@ -305,7 +305,7 @@ def test_summed_term_gradients_equal_the_weighted_totals_gradient(runtime, bull_
     # fp32: bf16 autocast would round the two computations differently.
     exact = Runtime(runtime.device, runtime.models, precision="fp32", _loaded=runtime._loaded)
     params = dataclasses.replace(TINY, layers=(2, 8), seeds=(0,))
-    problems = _Problems(exact, [SceneTarget(OBJECT, bull_target), SceneTarget(BACKGROUND, bull_target)], params)
+    problems = _Problems(exact, [SceneTarget(OBJECT, field_target), SceneTarget(BACKGROUND, field_target)], params)
     problems.start_simplicity()
     terms = problems.forward(torch.arange(problems.B), simplify=True)
     weights = torch.rand(3, problems.B, generator=torch.Generator().manual_seed(0))

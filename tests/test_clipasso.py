@@ -85,11 +85,11 @@ def test_loss_is_layer2_plus_layer3_l2_plus_a_tenth_of_the_cosine_distance():
 # --- initialisation -------------------------------------------------------------------------------
 
 
-def test_initial_strokes_start_on_salient_edges_and_padding_is_parked(runtime, horse_target):
+def test_initial_strokes_start_on_salient_edges_and_padding_is_parked(runtime, animal_target):
     params = dataclasses.replace(FAST, strokes=(12, 3), seeds=(0, 1000))
-    points = initial_strokes(runtime, horse_target, params)
+    points = initial_strokes(runtime, animal_target, params)
     assert points.shape == (4, 12, 4, 2)  # levels x seeds rows, padded to the largest count
-    x = normalize(horse_target)
+    x = normalize(animal_target)
     ink = xdog_ink(x[0])
     for row, n in enumerate([12, 12, 3, 3]):
         start = points[row, :n, 0]
@@ -103,8 +103,8 @@ def test_initial_strokes_start_on_salient_edges_and_padding_is_parked(runtime, h
 
 
 @pytest.mark.parametrize("k", [4, 3, 2])
-def test_one_result_per_level_in_the_order_asked(runtime, horse_target, k):
-    result = run(runtime, horse_target, strokes=(5, 12, 2), control_points=k)
+def test_one_result_per_level_in_the_order_asked(runtime, animal_target, k):
+    result = run(runtime, animal_target, strokes=(5, 12, 2), control_points=k)
     assert [level.strokes for level in result.levels] == [5, 12, 2]
     for level in result.levels:
         assert level.points.shape == (level.strokes, k, 2)
@@ -114,26 +114,26 @@ def test_one_result_per_level_in_the_order_asked(runtime, horse_target, k):
         assert level.seed == 0 and len(level.seed_losses) == 1
 
 
-def test_parked_padding_never_appears_in_the_results(runtime, horse_target):
-    result = run(runtime, horse_target, strokes=(3, 16), seeds=(0, 1000), iterations=12)
+def test_parked_padding_never_appears_in_the_results(runtime, animal_target):
+    result = run(runtime, animal_target, strokes=(3, 16), seeds=(0, 1000), iterations=12)
     for level in result.levels:
         assert len(level.points) == level.strokes
         # Every control point is on or near the canvas: none is a parked (-1e4) padding stroke.
         assert (level.points > -60).all() and (level.points < 224 + 60).all()
 
 
-def test_runs_are_deterministic(runtime, horse_target):
+def test_runs_are_deterministic(runtime, animal_target):
     params = dict(strokes=(6, 3), seeds=(0, 1000), iterations=11)
-    a, b = run(runtime, horse_target, **params), run(runtime, horse_target, **params)
+    a, b = run(runtime, animal_target, **params), run(runtime, animal_target, **params)
     for la, lb in zip(a.levels, b.levels):
         assert torch.equal(la.points, lb.points)
         assert la.eval_loss == lb.eval_loss and la.seed == lb.seed
         assert la.best_iteration == lb.best_iteration
 
 
-def test_the_eval_loss_goes_down(runtime, horse_target):
-    start = run(runtime, horse_target, strokes=(8, 4), iterations=1)
-    later = run(runtime, horse_target, strokes=(8, 4), iterations=31)
+def test_the_eval_loss_goes_down(runtime, animal_target):
+    start = run(runtime, animal_target, strokes=(8, 4), iterations=1)
+    later = run(runtime, animal_target, strokes=(8, 4), iterations=31)
     assert later.iterations == 31
     for first, best in zip(start.levels, later.levels):
         assert first.best_iteration == 0
@@ -141,9 +141,9 @@ def test_the_eval_loss_goes_down(runtime, horse_target):
         assert best.best_iteration > 0 and best.best_iteration % 10 == 0
 
 
-def test_best_seed_is_the_argmin_of_the_seed_losses(runtime, horse_target):
+def test_best_seed_is_the_argmin_of_the_seed_losses(runtime, animal_target):
     seeds = (0, 1000, 2000)
-    result = run(runtime, horse_target, strokes=(6, 3), seeds=seeds, iterations=11)
+    result = run(runtime, animal_target, strokes=(6, 3), seeds=seeds, iterations=11)
     for level in result.levels:
         assert len(level.seed_losses) == 3
         best = min(range(3), key=lambda i: level.seed_losses[i])
@@ -153,14 +153,14 @@ def test_best_seed_is_the_argmin_of_the_seed_losses(runtime, horse_target):
     assert len(set(result.levels[0].seed_losses)) == 3
 
 
-def test_kept_strokes_are_the_evaluated_ones_not_the_stepped_ones(runtime, horse_target):
+def test_kept_strokes_are_the_evaluated_ones_not_the_stepped_ones(runtime, animal_target):
     # After one iteration only the initial strokes were evaluated (then Adam moved them): the result
     # must be exactly the initial strokes of the picked seed, with their loss (the official code
     # saves the post-step points instead).
     seeds = (0, 1000, 2000)
-    result = run(runtime, horse_target, strokes=(7,), seeds=seeds, iterations=1)
+    result = run(runtime, animal_target, strokes=(7,), seeds=seeds, iterations=1)
     level = result.levels[0]
-    x = normalize(horse_target)
+    x = normalize(animal_target)
     with runtime.autocast():
         saliency = attention_saliency(runtime.clip(VIT_B32).visual, x)[0].float()
     distribution = start_distribution(saliency, xdog_ink(x[0]))
@@ -169,27 +169,27 @@ def test_kept_strokes_are_the_evaluated_ones_not_the_stepped_ones(runtime, horse
     assert level.best_iteration == 0
 
 
-def test_a_run_stops_when_every_sketch_has_converged(runtime, horse_target):
+def test_a_run_stops_when_every_sketch_has_converged(runtime, animal_target):
     # Tiny models: every eval is within the default min_delta (1e-5) of the first, so the first
     # eval (iteration 0) is the best, iteration 10 arms, iteration 20 stops: 21 iterations.
     events = []
-    result = optimise(runtime, horse_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100,
+    result = optimise(runtime, animal_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100,
                                                                    min_delta=1e-5), events.append)
     steps = [e.iteration for e in events if e.stage == "optimise"]
     assert steps[-1] == 21 < 100
     assert all(level.best_iteration == 0 for level in result.levels)
 
 
-def test_the_reported_iteration_count_is_the_number_run(runtime, horse_target):
+def test_the_reported_iteration_count_is_the_number_run(runtime, animal_target):
     events = []
-    result = optimise(runtime, horse_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100,
+    result = optimise(runtime, animal_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100,
                                                                    min_delta=1e-5), events.append)
     assert result.iterations == len([e for e in events if e.stage == "optimise"])
 
 
-def test_progress_reports_iterations_and_an_eta(runtime, horse_target):
+def test_progress_reports_iterations_and_an_eta(runtime, animal_target):
     events = []
-    optimise(runtime, horse_target, dataclasses.replace(FAST, strokes=(4,), iterations=12), events.append)
+    optimise(runtime, animal_target, dataclasses.replace(FAST, strokes=(4,), iterations=12), events.append)
     assert events[0].stage == "init"
     steps = [e for e in events if e.stage == "optimise"]
     assert [e.iteration for e in steps] == list(range(1, 13))

@@ -19,8 +19,8 @@ from engine.errors import InputError, WeightsMissing
 from engine.io import automask
 from engine.io.automask import auto_mask
 from engine.io.image import MAX_PIXELS, load_image, load_mask
+from tests.conftest import BALLERINA_MASK
 
-SCENES = Path("/work/shared/images/scenes")
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
@@ -314,7 +314,7 @@ def test_mask_is_resized_with_a_note(tmp_path):
 
 
 def test_shared_mask_note_text():
-    mask, note = load_mask(SCENES / "ballerina_mask.png", (250, 250))
+    mask, note = load_mask(BALLERINA_MASK, (250, 250))
     assert note == "mask 500x500 resized to 250x250 to fit the image" and mask.any()
 
 

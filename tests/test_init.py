@@ -148,9 +148,9 @@ def test_start_distribution_is_a_softmax_over_salient_ink_only():
 
 
 @pytest.fixture(scope="module")
-def horse_init(runtime, horse_target):
+def horse_init(runtime, animal_target):
     """The real pipeline's inputs on the horse: ink mask and start distribution (tiny ViT)."""
-    x = normalize(horse_target)
+    x = normalize(animal_target)
     saliency = attention_saliency(runtime.clip(VIT_B32).visual, x)[0].float()
     ink = xdog_ink(x[0])
     return ink, start_distribution(saliency, ink)

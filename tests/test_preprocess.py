@@ -12,8 +12,8 @@ from PIL import Image
 
 from engine.io.image import load_image, load_mask
 from engine.preprocess import CanvasMap, prepare_mask, prepare_target
+from tests.conftest import BALLERINA, BALLERINA_MASK
 
-SCENES = Path("/work/shared/images/scenes")
 
 
 # --- CanvasMap -----------------------------------------------------------------------------------
@@ -57,8 +57,8 @@ def test_odd_padding_is_whole_pixels():
 
 
 def test_masked_scene_background_is_white():
-    image = load_image(SCENES / "ballerina.png")
-    mask, _ = load_mask(SCENES / "ballerina_mask.png", image.size)
+    image = load_image(BALLERINA)
+    mask, _ = load_mask(BALLERINA_MASK, image.size)
     target, cmap = prepare_target(image, mask)
     assert target.shape == (1, 3, 224, 224) and target.dtype == torch.float32
     assert 0 <= target.min() and target.max() <= 1

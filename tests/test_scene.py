@@ -15,7 +15,7 @@ from engine.io.image import load_mask
 from engine.scene.combine import bezier_points, clip_outside, split_bezier, sub_curve
 from engine.scene.split import ObjectFrame, dilate, inpaint, keep_large_components, normalise_object, split_scene
 from engine.svg import svg_to_sketch
-from tests.conftest import SCENES
+from tests.conftest import BALLERINA, BALLERINA_MASK, FIELD, FIELD_MASK
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")
 
@@ -145,7 +145,7 @@ def cells(svg):
 
 def test_one_layer_per_cell_with_object_and_background_over_the_photo(tmp_path):
     svg = tmp_path / "ballerina.svg"
-    assert scene(SCENES / "ballerina.png", svg, "--mask", SCENES / "ballerina_mask.png", "--layers", "2,11") == 0
+    assert scene(BALLERINA, svg, "--mask", BALLERINA_MASK, "--layers", "2,11") == 0
     layers = cells(svg)
     root = etree.fromstring(svg.read_bytes())
     assert root.get("viewBox") == "0 0 500 500"
@@ -155,7 +155,7 @@ def test_one_layer_per_cell_with_object_and_background_over_the_photo(tmp_path):
     assert [layer.visible for layer in layers] == [True] + [False] * 5
     hidden = root.xpath("//*[@style='display:none']")
     assert len(hidden) == 5
-    mask, _ = load_mask(SCENES / "ballerina_mask.png", (500, 500))
+    mask, _ = load_mask(BALLERINA_MASK, (500, 500))
     near_object = dilate(mask, 61)
     for layer in layers:
         assert [s.label for s in layer.sublayers] == ["Object", "Background"] and len(layer.points) == 0
@@ -176,13 +176,13 @@ def test_one_layer_per_cell_with_object_and_background_over_the_photo(tmp_path):
 
 def test_the_paper_grid_writes_rows_1_3_5_7(tmp_path):
     svg = tmp_path / "grid.svg"
-    assert scene(SCENES / "bull.png", svg, "--levels", "7", "--paper-grid") == 0
+    assert scene(FIELD, svg, "--levels", "7", "--paper-grid") == 0
     assert [layer.label for layer in cells(svg)] == [f"Fidelity 2 - Simplicity {r}/7" for r in (1, 3, 5, 7)]
 
 
 def test_without_a_mask_the_whole_image_is_one_object(tmp_path, capsys):
-    svg = tmp_path / "bull.svg"
-    assert main(["scene", str(SCENES / "bull.png"), "-o", str(svg), *FAST]) == 0
+    svg = tmp_path / "field.svg"
+    assert main(["scene", str(FIELD), "-o", str(svg), *FAST]) == 0
     for layer in cells(svg):
         obj, background = layer.sublayers
         assert len(obj.points) > 0 and len(background.points) == 0
@@ -192,10 +192,10 @@ def test_without_a_mask_the_whole_image_is_one_object(tmp_path, capsys):
 
 def test_a_mask_of_another_size_is_resized_and_said_so(tmp_path, capsys):
     small = tmp_path / "mask.png"
-    Image.open(SCENES / "bull_mask.png").resize((125, 125), Image.Resampling.NEAREST).save(small)
-    svg = tmp_path / "bull.svg"
-    assert main(["scene", str(SCENES / "bull.png"), "-o", str(svg), *FAST, "--mask", str(small)]) == 0
-    assert "resized to 500x500" in capsys.readouterr().err
+    Image.open(FIELD_MASK).resize((160, 120), Image.Resampling.NEAREST).save(small)
+    svg = tmp_path / "field.svg"
+    assert main(["scene", str(FIELD), "-o", str(svg), *FAST, "--mask", str(small)]) == 0
+    assert "resized to 320x240" in capsys.readouterr().err
     assert all(len(layer.sublayers[1].points) > 0 for layer in cells(svg))
 
 
@@ -211,7 +211,7 @@ def test_a_mask_of_another_size_is_resized_and_said_so(tmp_path, capsys):
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, extra, words):
     svg = tmp_path / "x.svg"
-    assert scene(SCENES / "bull.png", svg, *extra) == 2
+    assert scene(FIELD, svg, *extra) == 2
     err = capsys.readouterr().err
     assert words in err and "fix:" in err
     assert not svg.exists()
@@ -219,17 +219,17 @@ def test_bad_options_are_refused_before_any_work(tmp_path, capsys, extra, words)
 
 def test_an_empty_mask_is_an_error_and_writes_nothing(tmp_path, capsys):
     empty = tmp_path / "empty.png"
-    Image.new("L", (500, 500), 0).save(empty)
+    Image.new("L", (320, 240), 0).save(empty)
     svg = tmp_path / "x.svg"
-    assert scene(SCENES / "bull.png", svg, "--mask", empty) == 2
+    assert scene(FIELD, svg, "--mask", empty) == 2
     assert "marks no object pixels" in capsys.readouterr().err
     assert not svg.exists()
 
 
 def test_a_full_mask_sketches_the_object_only(tmp_path, capsys):
     full = tmp_path / "full.png"
-    Image.new("L", (500, 500), 255).save(full)
+    Image.new("L", (320, 240), 255).save(full)
     svg = tmp_path / "x.svg"
-    assert main(["scene", str(SCENES / "bull.png"), "-o", str(svg), *FAST, "--mask", str(full)]) == 0
+    assert main(["scene", str(FIELD), "-o", str(svg), *FAST, "--mask", str(full)]) == 0
     assert "object only" in capsys.readouterr().err
     assert all(len(layer.sublayers[1].points) == 0 for layer in cells(svg))

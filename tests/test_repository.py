@@ -1,0 +1,62 @@
+"""The repository stands on its own: its tests and scripts read nothing outside it."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import DATA, ROOT
+from tests.data import draw
+
+# Folders and files whose code runs on a user's clone: the product, its tests, scripts and benchmarks.
+CHECKED = ["engine", "bridge", "inkscape_ext", "tests", "scripts", "benchmarks", ".ci", "install.py"]
+SUFFIXES = {".py", ".sh", ".inx", ".toml", ".cfg", ".yaml", ".yml", ""}
+# Absolute paths the code may name: the system's own (interpreters, /proc, Inkscape's install
+# folders) and one that exists nowhere on purpose (tests of a missing file).
+SYSTEM_ROOTS = {"usr", "proc", "dev", "sys", "tmp", "etc", "bin", "Applications", "Library", "nonexistent"}
+ABSOLUTE = re.compile(r"""["'](/[A-Za-z0-9_.-]+)(?:/[^"'\s]*)?["']""")
+UPWARD = re.compile(r"""\.\./+shared|parents\[[2-9]\]|(?:\.parent){3,}""")
+
+
+def _code_files():
+    for name in CHECKED:
+        path = ROOT / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            # This file names such paths on purpose, to show that the check catches them.
+            if "__pycache__" not in file.parts and file.suffix in SUFFIXES and file.name != "test_repository.py":
+                yield file
+
+
+def test_no_code_names_a_path_outside_the_repository():
+    offending = []
+    for file in _code_files():
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # a binary file (an image) names no path
+        for number, line in enumerate(text.splitlines(), 1):
+            roots = [m.group(1)[1:] for m in ABSOLUTE.finditer(line)]
+            if any(root not in SYSTEM_ROOTS for root in roots) or UPWARD.search(line):
+                offending.append(f"{file.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offending, "paths outside the repository (a user's clone has none of them):\n" + "\n".join(offending)
+
+
+def test_the_check_catches_what_it_is_for():
+    """The patterns above really match the paths that broke the suite on other machines."""
+    for line in ['IMAGES = Path("/work/shared/images")', 'x = "/home/me/photo.png"', 'p = ROOT / "../shared/x"',
+                 "here = Path(__file__).parents[2]"]:
+        roots = [m.group(1)[1:] for m in ABSOLUTE.finditer(line)]
+        assert any(root not in SYSTEM_ROOTS for root in roots) or UPWARD.search(line), line
+    assert not UPWARD.search("ROOT = Path(__file__).resolve().parents[1]")
+
+
+@pytest.mark.parametrize("name", sorted(draw.images()))
+def test_the_test_images_are_what_draw_py_draws(name):
+    committed = Image.open(DATA / name)
+    drawn = draw.images()[name]
+    assert (committed.mode, committed.size) == (drawn.mode, drawn.size)
+    np.testing.assert_array_equal(np.asarray(committed), np.asarray(drawn))
