@@ -26,9 +26,17 @@ EXTENSION_SOURCE = ROOT / "inkscape_ext"
 FOLDER_NAME = "sketch-abstraction"
 # What the extension imports from the engine's side: the client, the torch-free parameter classes
 # (one source of defaults and validation for the CLI, the engine and the extension) and atomic writes.
-VENDORED_FILES = ["bridge/__init__.py", "bridge/protocol.py", "bridge/connection.py", "bridge/client.py",
-                  "engine/__init__.py", "engine/errors.py", "engine/params.py", "engine/io/__init__.py",
-                  "engine/io/atomic.py"]
+VENDORED_FILES = [
+    "bridge/__init__.py",
+    "bridge/protocol.py",
+    "bridge/connection.py",
+    "bridge/client.py",
+    "engine/__init__.py",
+    "engine/errors.py",
+    "engine/params.py",
+    "engine/io/__init__.py",
+    "engine/io/atomic.py",
+]
 VENDORED_PACKAGES = ["platformdirs"]  # pure Python, copied from the engine's venv
 MODEL_KINDS = ("openai", "random", "tiny-random")
 
@@ -47,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     profile = _profile(args.profile, inkscape)
     if profile is None:
-        print("Inkscape was not found: installed the engine and the command line only "
-              f"({python} -m engine, or {venv / 'bin' / 'sketch-abstraction'}). Install Inkscape 1.2+ and run "
-              "this again, or pass --profile DIR.")
+        print(
+            "Inkscape was not found: installed the engine and the command line only "
+            f"({python} -m engine, or {venv / 'bin' / 'sketch-abstraction'}). Install Inkscape 1.2+ and run "
+            "this again, or pass --profile DIR."
+        )
         return 0
     target = _install_extension(profile, python, args.models, args.weights_dir, _inkscape_python(inkscape))
     print(f"Installed the Inkscape extension in {target}")
@@ -62,9 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="Inkscape profile folder (default: Inkscape's own, asked from inkscape)")
     p.add_argument("--venv", default=str(ROOT / ".venv"), help="the engine's virtual environment (default: .venv)")
     p.add_argument("--extras", default="", help="engine extras to install, e.g. mask or test (comma-separated)")
-    p.add_argument("--models", default="openai", choices=MODEL_KINDS,
-                   help="CLIP weights the engine loads for the extension (default: openai, the real ones; "
-                        "tiny-random is for tests only)")
+    p.add_argument(
+        "--models",
+        default="openai",
+        choices=MODEL_KINDS,
+        help="CLIP weights the engine loads for the extension (default: openai, the real ones; "
+        "tiny-random is for tests only)",
+    )
     p.add_argument("--weights-dir", help="folder with RN101.pt and ViT-B-32.pt, for machines without internet")
     p.add_argument("--skip-engine", action="store_true", help="do not (re)install the engine, only the extension")
     p.add_argument("--engine-only", action="store_true", help="install the engine and CLI, not the extension")
@@ -74,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # -- the engine ------------------------------------------------------------------------------------
 
+
 def _engine_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -82,18 +97,33 @@ def _install_engine(venv: Path, extras: str) -> None:
     python = _engine_python(venv)
     if not python.exists():
         if importlib.util.find_spec("ensurepip") is None:  # Debian and Ubuntu ship venv's pip apart
-            sys.exit(f"install.py: {sys.executable} cannot create virtual environments (no ensurepip). "
-                     "On Debian/Ubuntu: sudo apt install python3-venv, then run install.py again.")
+            sys.exit(
+                f"install.py: {sys.executable} cannot create virtual environments (no ensurepip). "
+                "On Debian/Ubuntu: sudo apt install python3-venv, then run install.py again."
+            )
         print(f"Creating the engine's virtual environment in {venv}")
         _run([sys.executable, "-m", "venv", str(venv)])
         _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "pip"])
     spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
     print(f"Installing the engine into {venv} (torch is large: the first time takes a few minutes)")
-    _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-          "-c", str(ROOT / "constraints.txt"), "-e", spec])
+    _run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            "-e",
+            spec,
+        ]
+    )
 
 
 # -- Inkscape --------------------------------------------------------------------------------------
+
 
 def _find_inkscape() -> str | None:
     found = shutil.which("inkscape")
@@ -101,7 +131,7 @@ def _find_inkscape() -> str | None:
     if sys.platform == "darwin":
         candidates.append("/Applications/Inkscape.app/Contents/MacOS/inkscape")
     elif os.name == "nt":
-        for base in (os.environ.get("ProgramFiles", r"C:\Program Files"), os.environ.get("ProgramFiles(x86)", "")):
+        for base in (os.environ.get("PROGRAMFILES", r"C:\Program Files"), os.environ.get("PROGRAMFILES(X86)", "")):
             candidates.append(os.path.join(base, "Inkscape", "bin", "inkscape.exe"))
     return next((c for c in candidates if c and os.path.isfile(c)), None)
 
@@ -133,7 +163,9 @@ def _inkscape_python(inkscape: str | None) -> str | None:
         bundled = Path(inkscape).parent / "python.exe"
         return str(bundled) if bundled.exists() else None
     if inkscape and sys.platform == "darwin":
-        bundled = sorted(Path(inkscape).resolve().parent.parent.glob("Frameworks/Python.framework/Versions/*/bin/python3"))
+        bundled = sorted(
+            Path(inkscape).resolve().parent.parent.glob("Frameworks/Python.framework/Versions/*/bin/python3")
+        )
         return str(bundled[-1]) if bundled else None
     for candidate in ("/usr/bin/python3", shutil.which("python3")):
         if candidate and os.path.exists(candidate):
@@ -141,8 +173,9 @@ def _inkscape_python(inkscape: str | None) -> str | None:
     return None
 
 
-def _install_extension(profile: Path, engine_python: Path, models: str, weights_dir: str | None,
-                       inkscape_python: str | None) -> Path:
+def _install_extension(
+    profile: Path, engine_python: Path, models: str, weights_dir: str | None, inkscape_python: str | None
+) -> Path:
     target = profile / "extensions" / FOLDER_NAME
     staging = target.with_name(f".{FOLDER_NAME}.new")
     shutil.rmtree(staging, ignore_errors=True)
@@ -155,8 +188,11 @@ def _install_extension(profile: Path, engine_python: Path, models: str, weights_
     for package in VENDORED_PACKAGES:
         shutil.copytree(site / package, vendor / package, ignore=shutil.ignore_patterns("__pycache__"))
     _vendor_pyzmq(vendor, inkscape_python)
-    config = {"python": str(engine_python), "models": models,
-              "weights_dir": str(Path(weights_dir).expanduser().resolve()) if weights_dir else None}
+    config = {
+        "python": str(engine_python),
+        "models": models,
+        "weights_dir": str(Path(weights_dir).expanduser().resolve()) if weights_dir else None,
+    }
     (staging / "engine.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     if models != "openai":
         print(f"note: the extension will use {models} models: sketches are meaningless (tests and timing only)")
@@ -174,8 +210,12 @@ def _install_extension(profile: Path, engine_python: Path, models: str, weights_
 
 
 def _site_packages(python: Path) -> Path:
-    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip())
 
 
@@ -183,18 +223,25 @@ def _vendor_pyzmq(vendor: Path, inkscape_python: str | None) -> None:
     """pyzmq has compiled parts, so it must match Inkscape's Python: use the one it already has, or
     install a matching wheel with that Python's pip."""
     if inkscape_python is None:
-        print("warning: Inkscape's Python was not found; if the extension says 'No module named zmq', "
-              "install pyzmq for it (Debian/Ubuntu: apt install python3-zmq)")
+        print(
+            "warning: Inkscape's Python was not found; if the extension says 'No module named zmq', "
+            "install pyzmq for it (Debian/Ubuntu: apt install python3-zmq)"
+        )
         return
     if subprocess.run([inkscape_python, "-c", "import zmq"], capture_output=True).returncode == 0:
         print(f"Inkscape's Python ({inkscape_python}) already has pyzmq")
         return
     print(f"Installing pyzmq for Inkscape's Python ({inkscape_python})")
-    done = subprocess.run([inkscape_python, "-m", "pip", "install", "--quiet", "--target", str(vendor),
-                           "--only-binary=:all:", "pyzmq"], capture_output=True, text=True)
+    done = subprocess.run(
+        [inkscape_python, "-m", "pip", "install", "--quiet", "--target", str(vendor), "--only-binary=:all:", "pyzmq"],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
-        print("warning: could not install pyzmq for Inkscape's Python; install it yourself "
-              "(Debian/Ubuntu: sudo apt install python3-zmq), then run install.py again")
+        print(
+            "warning: could not install pyzmq for Inkscape's Python; install it yourself "
+            "(Debian/Ubuntu: sudo apt install python3-zmq), then run install.py again"
+        )
 
 
 def _uninstall(profile: Path | None) -> int:

@@ -14,8 +14,10 @@ def describe(device: torch.device | str = "cpu") -> str:
         name = torch.cuda.get_device_name(device)
     else:
         name = _cpu_name()
-    return (f"{name}; {os.cpu_count()} CPU cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    return (
+        f"{name}; {os.cpu_count()} CPU cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    )
 
 
 def _cpu_name() -> str:

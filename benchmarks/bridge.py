@@ -45,12 +45,21 @@ def rss_mib(pid: int) -> float:
 
 
 def start_engine(models: str, device: str, folder: Path) -> tuple[subprocess.Popen, float]:
-    env = dict(os.environ, SKETCH_ABSTRACTION_RUNTIME_DIR=str(folder / "run"),
-               SKETCH_ABSTRACTION_DATA_DIR=str(folder / "data"), PYTHONWARNINGS="ignore::UserWarning")
+    env = dict(
+        os.environ,
+        SKETCH_ABSTRACTION_RUNTIME_DIR=str(folder / "run"),
+        SKETCH_ABSTRACTION_DATA_DIR=str(folder / "data"),
+        PYTHONWARNINGS="ignore::UserWarning",
+    )
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--models", models, "--device", device],
-                            env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(folder / "engine.log", "wb"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--models", models, "--device", device],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "engine.log", "wb"),  # noqa: SIM115 (the engine writes it for its whole life)
+    )
     path = folder / "run" / connection.CONNECTION_FILE
     while True:
         if proc.poll() is not None:
@@ -119,7 +128,10 @@ def measure(models: str, device: str, status_n: int, first_n: int, jobs_n: int) 
             "first_progress_max_s": max(f[0] for f in firsts),
             "first_optimise_s": statistics.median(f[1] for f in firsts),
             "job_s": statistics.median(job_s) if job_s else float("nan"),
-            "rss_before": rss_before, "rss_after": rss_after, "trend": trend, "jobs": jobs_n,
+            "rss_before": rss_before,
+            "rss_after": rss_after,
+            "trend": trend,
+            "jobs": jobs_n,
         }
 
 
@@ -130,15 +142,18 @@ def main() -> int:
     parser.add_argument("--status", type=int, default=200, help="status round trips")
     parser.add_argument("--first", type=int, default=10, help="jobs timed to their first progress")
     parser.add_argument("--jobs", type=int, default=100, help="small jobs between the two RSS readings")
-    parser.add_argument("--random-jobs", type=int, default=None,
-                        help="small jobs for the real-size engine (default: --jobs)")
+    parser.add_argument(
+        "--random-jobs", type=int, default=None, help="small jobs for the real-size engine (default: --jobs)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("SKETCH_ABSTRACTION_OFFLINE", "1")
 
     kinds = [m.strip() for m in args.models.split(",") if m.strip()]
     print(f"machine: {describe(args.device)}")
-    print(f"small job: {SMALL.strokes[0]} strokes, {len(SMALL.seeds)} seed, {SMALL.iterations} iterations, "
-          f"aug bank {SMALL.aug_bank}, {IMAGE.name}; engine on {args.device}\n")
+    print(
+        f"small job: {SMALL.strokes[0]} strokes, {len(SMALL.seeds)} seed, {SMALL.iterations} iterations, "
+        f"aug bank {SMALL.aug_bank}, {IMAGE.name}; engine on {args.device}\n"
+    )
     results = {}
     for kind in kinds:
         jobs = args.random_jobs if kind != "tiny-random" and args.random_jobs is not None else args.jobs
@@ -149,10 +164,10 @@ def main() -> int:
     rows = [
         ("engine start to ready (s)", "ready_s", "{:.1f}"),
         (f"status round trip, median of {args.status} (ms)", "status_median_ms", "{:.2f}"),
-        (f"status round trip, p95 (ms)", "status_p95_ms", "{:.2f}"),
+        ("status round trip, p95 (ms)", "status_p95_ms", "{:.2f}"),
         (f"submit -> first progress, median of {args.first} (s)", "first_progress_s", "{:.3f}"),
-        (f"submit -> first progress, worst (s)", "first_progress_max_s", "{:.3f}"),
-        (f"submit -> first optimisation step (s)", "first_optimise_s", "{:.3f}"),
+        ("submit -> first progress, worst (s)", "first_progress_max_s", "{:.3f}"),
+        ("submit -> first optimisation step (s)", "first_optimise_s", "{:.3f}"),
         ("small job, submit -> result, median (s)", "job_s", "{:.2f}"),
         ("jobs between the RSS readings", "jobs", "{}"),
         ("engine RSS before (MiB)", "rss_before", "{:.0f}"),
@@ -160,8 +175,10 @@ def main() -> int:
     ]
     for label, key, fmt in rows:
         print(f"{label:44}" + "".join(f"{fmt.format(results[k][key]):>{width}}" for k in kinds))
-    print(f"{'RSS growth (MiB)':44}" + "".join(f"{results[k]['rss_after'] - results[k]['rss_before']:>+{width}.1f}"
-                                               for k in kinds))
+    print(
+        f"{'RSS growth (MiB)':44}"
+        + "".join(f"{results[k]['rss_after'] - results[k]['rss_before']:>+{width}.1f}" for k in kinds)
+    )
     for k in kinds:
         print(f"RSS trend, {k}: " + " -> ".join(f"{v:.0f}" for v in results[k]["trend"]) + " MiB")
     ok = all(r["first_progress_s"] < 1.0 for r in results.values())

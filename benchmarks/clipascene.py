@@ -26,13 +26,13 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe  # noqa: E402
-from engine.io.image import load_image, load_mask  # noqa: E402
-from engine.methods.clipascene import BACKGROUND, OBJECT, SceneTarget, optimise_scene  # noqa: E402
-from engine.params import SceneParams  # noqa: E402
-from engine.preprocess import prepare_target  # noqa: E402
-from engine.runtime import Runtime  # noqa: E402
-from engine.scene.split import split_scene  # noqa: E402
+from benchmarks._machine import describe
+from engine.io.image import load_image, load_mask
+from engine.methods.clipascene import BACKGROUND, OBJECT, SceneTarget, optimise_scene
+from engine.params import SceneParams
+from engine.preprocess import prepare_target
+from engine.runtime import Runtime
+from engine.scene.split import split_scene
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -47,8 +47,10 @@ def stage_times(runtime: Runtime, targets: list[SceneTarget], params: SceneParam
 
     run = optimise_scene(runtime, targets, params, record)
     # The first iterations of each stage include oneDNN's kernel set-up for new shapes: skip two.
-    fidelity, simplicity = (statistics.median(b - a for a, b in zip(s[2:], s[3:])) if len(s) > 3 else float("nan")
-                            for s in (stamps[False], stamps[True]))
+    fidelity, simplicity = (
+        statistics.median(b - a for a, b in zip(s[2:], s[3:])) if len(s) > 3 else float("nan")
+        for s in (stamps[False], stamps[True])
+    )
     return fidelity, simplicity, run.seconds
 
 
@@ -69,21 +71,29 @@ def main() -> None:
     image = load_image(EXAMPLES / "ballerina.png")
     mask, _ = load_mask(EXAMPLES / "ballerina_mask.png", image.size)
     split = split_scene(image, mask)
-    parts = {OBJECT: prepare_target(split.object_image, None)[0], BACKGROUND: prepare_target(split.background_image, None)[0]}
+    parts = {
+        OBJECT: prepare_target(split.object_image, None)[0],
+        BACKGROUND: prepare_target(split.background_image, None)[0],
+    }
     full = SceneParams()
     n = max(4, args.iterations)
     timed = dataclasses.replace(full, iterations=n, levels=1)
     print(f"machine: {describe(ours.device)}")
-    print(f"ours: autocast {ours.amp_dtype or 'off (fp32)'}, aug bank {full.aug_bank}, 12 problems in one batch; "
-          f"reference: fp32, augmentations recomputed, one problem at a time; {n - 2} timed iterations per stage\n")
+    print(
+        f"ours: autocast {ours.amp_dtype or 'off (fp32)'}, aug bank {full.aug_bank}, 12 problems in one batch; "
+        f"reference: fp32, augmentations recomputed, one problem at a time; {n - 2} timed iterations per stage\n"
+    )
 
     # Reference: every part x layer alone (one seed; seeds run one after another, so x 2 in the total).
     ref_total, ref_iterations = 0.0, 0
     print("reference, one problem at a time (s/iteration: fidelity, simplified row)")
     for part, target in parts.items():
         for layer in full.layers:
-            fid, simp, _ = stage_times(reference, [SceneTarget(part, target)],
-                                       dataclasses.replace(timed, layers=(layer,), seeds=(0,), aug_bank=0))
+            fid, simp, _ = stage_times(
+                reference,
+                [SceneTarget(part, target)],
+                dataclasses.replace(timed, layers=(layer,), seeds=(0,), aug_bank=0),
+            )
             its_fid = fidelity_iterations(full, part, layer) + 1
             its_simp = full.levels * (full.simplicity_iterations + 1)
             ref_total += len(full.seeds) * (its_fid * fid + its_simp * simp)
@@ -96,16 +106,24 @@ def main() -> None:
     fid6, _, _ = stage_times(ours, [targets[1]], dataclasses.replace(timed, levels=0))  # background only
     fid10 = fid6 + (fid12 - fid6) * 4 / 6  # 10 problems: interpolated between 6 and 12
     setup = seconds - (n + 1) * (fid12 + simp12)
-    ours_total = (601 * fid12 + 400 * fid10 + 500 * fid6 + full.levels * (full.simplicity_iterations + 1) * simp12
-                  + setup)
-    ours_iterations = sum(len(full.seeds) * (fidelity_iterations(full, p, layer) + 1 + full.levels * 401)
-                          for p in parts for layer in full.layers)
-    print(f"\nours, one batch of 12 problems: fidelity {fid12:.3f} s/iteration (6 background problems "
-          f"{fid6:.3f}), simplified row {simp12:.3f} s/iteration, setup {setup:.1f} s")
+    ours_total = (
+        601 * fid12 + 400 * fid10 + 500 * fid6 + full.levels * (full.simplicity_iterations + 1) * simp12 + setup
+    )
+    ours_iterations = sum(
+        len(full.seeds) * (fidelity_iterations(full, p, layer) + 1 + full.levels * 401)
+        for p in parts
+        for layer in full.layers
+    )
+    print(
+        f"\nours, one batch of 12 problems: fidelity {fid12:.3f} s/iteration (6 background problems "
+        f"{fid6:.3f}), simplified row {simp12:.3f} s/iteration, setup {setup:.1f} s"
+    )
     print("\nfull default matrix (2 parts x 3 layers x 9 rows, 2 seeds), projected:")
     print(f"  reference  {ref_total:9.0f} s  ({ref_iterations / ref_total:.2f} problem-iterations/s)")
-    print(f"  ours       {ours_total:9.0f} s  ({ours_iterations / ours_total:.2f} problem-iterations/s)"
-          f"  -> {ref_total / ours_total:.1f}x")
+    print(
+        f"  ours       {ours_total:9.0f} s  ({ours_iterations / ours_total:.2f} problem-iterations/s)"
+        f"  -> {ref_total / ours_total:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -33,21 +33,44 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        env = {**os.environ, "SKETCH_ABSTRACTION_RUNTIME_DIR": str(tmp / "run"),
-               "SKETCH_ABSTRACTION_DATA_DIR": str(tmp / "data"), "INKSCAPE_PROFILE_DIR": str(tmp / "profile"),
-               "SKETCH_ABSTRACTION_OFFLINE": "1"}
-        subprocess.run([sys.executable, str(ROOT / "install.py"), "--skip-engine", "--profile", str(tmp / "profile"),
-                        "--models", "tiny-random"], env=env, check=True, capture_output=True)
+        env = {
+            **os.environ,
+            "SKETCH_ABSTRACTION_RUNTIME_DIR": str(tmp / "run"),
+            "SKETCH_ABSTRACTION_DATA_DIR": str(tmp / "data"),
+            "INKSCAPE_PROFILE_DIR": str(tmp / "profile"),
+            "SKETCH_ABSTRACTION_OFFLINE": "1",
+        }
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "install.py"),
+                "--skip-engine",
+                "--profile",
+                str(tmp / "profile"),
+                "--models",
+                "tiny-random",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         (tmp / "profile" / "preferences.xml").write_text(
             '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2"><group id="extensions" '
-            + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in PREFS.items()) + " /></inkscape>")
+            + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in PREFS.items())
+            + " /></inkscape>"
+        )
         doc = tmp / "doc.svg"
         data = base64.b64encode((ROOT / "examples" / "ballerina.png").read_bytes()).decode()
-        doc.write_text('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
-                       'width="210mm" height="297mm" viewBox="0 0 210 297"><image id="img1" x="10" y="10" '
-                       f'width="100" height="100" xlink:href="data:image/png;base64,{data}"/></svg>')
-        engine = subprocess.Popen([sys.executable, "-m", "engine", "serve", "--models", "tiny-random",
-                                   "--device", "cpu"], env=env, stderr=subprocess.DEVNULL)
+        doc.write_text(
+            '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+            'width="210mm" height="297mm" viewBox="0 0 210 297"><image id="img1" x="10" y="10" '
+            f'width="100" height="100" xlink:href="data:image/png;base64,{data}"/></svg>'
+        )
+        engine = subprocess.Popen(
+            [sys.executable, "-m", "engine", "serve", "--models", "tiny-random", "--device", "cpu"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             _wait_ready(env)
             engine_s = _engine_seconds(env, tmp)
@@ -72,8 +95,23 @@ def main() -> int:
 def _inkscape(env, doc: Path, out: Path, effect: bool) -> float:
     actions = (f"select-by-id:img1;{OBJECT}.noprefs;" if effect else "") + f"export-filename:{out};export-do"
     started = time.perf_counter()
-    subprocess.run(["timeout", "-k", "5", "120", "xvfb-run", "-a", "inkscape", "--batch-process",
-                    f"--actions={actions}", str(doc)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "timeout",
+            "-k",
+            "5",
+            "120",
+            "xvfb-run",
+            "-a",
+            "inkscape",
+            "--batch-process",
+            f"--actions={actions}",
+            str(doc),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     seconds = time.perf_counter() - started
     if effect and b"Sketch of" not in out.read_bytes():
         raise SystemExit("the effect inserted no sketch; run the tests (tests/test_inkscape_ext.py)")
@@ -81,9 +119,29 @@ def _inkscape(env, doc: Path, out: Path, effect: bool) -> float:
 
 
 def _engine_seconds(env, tmp: Path) -> float:
-    out = subprocess.run([sys.executable, "-m", "engine", "submit", str(ROOT / "examples" / "ballerina.png"),
-                          "--models", "tiny-random", "--strokes", "8,4", "--seeds", "1", "--iterations", "20",
-                          "-o", str(tmp / "cli.svg")], env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "submit",
+            str(ROOT / "examples" / "ballerina.png"),
+            "--models",
+            "tiny-random",
+            "--strokes",
+            "8,4",
+            "--seeds",
+            "1",
+            "--iterations",
+            "20",
+            "-o",
+            str(tmp / "cli.svg"),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return float(out.stderr.rsplit("(", 1)[1].split(" s in the engine")[0])
 
 

@@ -17,22 +17,23 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe  # noqa: E402
-from engine.methods.init import random_walk  # noqa: E402
-from engine.render import band_coverage, diffvg, rasterize  # noqa: E402
-from engine.render.bezier import sample_polyline  # noqa: E402
+from benchmarks._machine import describe
+from engine.methods.init import random_walk
+from engine.render import band_coverage, diffvg, rasterize
+from engine.render.bezier import sample_polyline
 
 SIZE = (224, 224)
 
 
 def naive_rasterize(points: torch.Tensor, half_width: float, size=SIZE, segments: int = 16) -> torch.Tensor:
     """The same image model as ours, computed densely: (B, n, S, H*W) distances under autograd."""
-    B, n, _, _ = points.shape
+    B = points.shape[0]
     H, W = size
     poly = sample_polyline(points, segments)  # (B, n, S + 1, 2)
     a, ab = poly[:, :, :-1], poly[:, :, 1:] - poly[:, :, :-1]  # (B, n, S, 2)
-    ys, xs = torch.meshgrid(torch.arange(H, device=points.device) + 0.5,
-                            torch.arange(W, device=points.device) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(H, device=points.device) + 0.5, torch.arange(W, device=points.device) + 0.5, indexing="ij"
+    )
     p = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # (HW, 2)
     ap = p[None, None, None] - a[..., None, :]  # (B, n, S, HW, 2)
     t = ((ap * ab[..., None, :]).sum(-1) / (ab * ab).sum(-1, keepdim=True).clamp(min=1e-12)).clamp(0, 1)
@@ -83,8 +84,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"machine: {describe(device)}")
-    print(f"{'case':<36}{'ours ms':>9}{'per sketch':>11}{'naive ms':>10}{'speed-up':>10}"
-          f"{'ours MiB':>10}{'naive MiB':>11}")
+    print(
+        f"{'case':<36}{'ours ms':>9}{'per sketch':>11}{'naive ms':>10}{'speed-up':>10}{'ours MiB':>10}{'naive MiB':>11}"
+    )
     # The naive renderer saves ~2 GB per 64-stroke sketch for backward: run it on single sketches only.
     cases = [(1, 16, 5.6), (1, 64, 5.6), (1, 64, 30.0), (12, 16, 5.6), (12, 64, 5.6)]
     for batch, n, step in cases:
@@ -103,6 +105,7 @@ def main() -> None:
         print(row)
     if not diffvg.available():
         print("diffvg: not installed here (pydiffvg), so no diffvg column")
+
 
 if __name__ == "__main__":
     main()

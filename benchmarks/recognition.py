@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe  # noqa: E402
-from engine.clip.features import normalize  # noqa: E402
-from engine.clip.models import VIT_B32, find_checkpoint  # noqa: E402
-from engine.errors import WeightsMissing  # noqa: E402
-from engine.jobs import SketchRequest, run_sketch  # noqa: E402
-from engine.params import ClipassoParams  # noqa: E402
-from engine.render import rasterize  # noqa: E402
-from engine.runtime import Runtime  # noqa: E402
+from benchmarks._machine import describe
+from engine.clip.features import normalize
+from engine.clip.models import VIT_B32, find_checkpoint
+from engine.errors import WeightsMissing
+from engine.jobs import SketchRequest, run_sketch
+from engine.params import ClipassoParams
+from engine.render import rasterize
+from engine.runtime import Runtime
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -52,7 +52,9 @@ def main() -> int:
     import open_clip
 
     classes = sorted(p.name for p in args.folder.iterdir() if p.is_dir())
-    samples = [(c, f) for c in classes for f in sorted((args.folder / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    samples = [
+        (c, f) for c in classes for f in sorted((args.folder / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     runtime = Runtime.create(args.device, "openai", args.weights_dir)
     vit = runtime.clip(VIT_B32)
     tokenizer = open_clip.get_tokenizer(VIT_B32)

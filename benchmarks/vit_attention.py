@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe  # noqa: E402
-from engine.clip import features  # noqa: E402
-from engine.clip.models import VIT_B32  # noqa: E402
-from engine.runtime import Runtime  # noqa: E402
+from benchmarks._machine import describe
+from engine.clip import features
+from engine.clip.models import VIT_B32
+from engine.runtime import Runtime
 
 LAYER = 11
 

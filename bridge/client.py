@@ -19,8 +19,9 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 
@@ -38,9 +39,15 @@ _START_MARK = "--- starting:"
 warnings.filterwarnings("ignore", message=r"subprocess \d+ is still running", category=ResourceWarning)
 
 
-def engine_command(python: str, models: str = "openai", device: str = "auto", weights_dir: str | None = None,
-                   idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S, precision: str = "auto",
-                   renderer: str = "ours") -> list[str]:
+def engine_command(
+    python: str,
+    models: str = "openai",
+    device: str = "auto",
+    weights_dir: str | None = None,
+    idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S,
+    precision: str = "auto",
+    renderer: str = "ours",
+) -> list[str]:
     """The command line that starts the engine with `python` (the engine's own environment)."""
     command = [python, "-m", "engine", "serve", "--models", models, "--device", device]
     if weights_dir:
@@ -76,8 +83,11 @@ class JobFailed(ClientError):
     """The engine answered with an error (a job's or a request's)."""
 
     def __init__(self, content: dict[str, Any]):
-        super().__init__(str(content.get("message", "unknown error")), str(content.get("hint", "")),
-                         str(content.get("code", "engine_error")))
+        super().__init__(
+            str(content.get("message", "unknown error")),
+            str(content.get("hint", "")),
+            str(content.get("code", "engine_error")),
+        )
         self.job_id = content.get("job_id")
 
 
@@ -102,21 +112,28 @@ class EngineClient:
         self._unclaimed: collections.deque[Message] = collections.deque()  # job messages seen early
 
     @classmethod
-    def connect(cls, start: list[str] | None = None, ready_timeout_s: float = READY_TIMEOUT_S,
-                timeout_s: float = DEFAULT_TIMEOUT_S) -> "EngineClient":
+    def connect(
+        cls,
+        start: list[str] | None = None,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> EngineClient:
         """A client of the running engine; with `start` (the engine's command line), start one if
         none runs and wait until it answers, at most `ready_timeout_s`."""
         info = connection.read_connection()
         if info is None and start is None:
-            raise EngineUnavailable("the engine is not running", "start it with `sketch-abstraction serve`",
-                                    "not_running")
+            raise EngineUnavailable(
+                "the engine is not running", "start it with `sketch-abstraction serve`", "not_running"
+            )
         if info is None:
             info = _start_engine(start, ready_timeout_s)
         if info.version != protocol.VERSION:
-            raise ClientError(f"the running engine speaks protocol {info.version}, this client {protocol.VERSION}",
-                              "stop that engine (`sketch-abstraction stop`); the next job starts one of this "
-                              "version. After an update, also re-run `python3 install.py` for Inkscape",
-                              VERSION_MISMATCH)
+            raise ClientError(
+                f"the running engine speaks protocol {info.version}, this client {protocol.VERSION}",
+                "stop that engine (`sketch-abstraction stop`); the next job starts one of this "
+                "version. After an update, also re-run `python3 install.py` for Inkscape",
+                VERSION_MISMATCH,
+            )
         client = cls(info, timeout_s)
         try:
             client.status()
@@ -125,7 +142,7 @@ class EngineClient:
             raise
         return client
 
-    def __enter__(self) -> "EngineClient":
+    def __enter__(self) -> EngineClient:
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -161,8 +178,9 @@ class EngineClient:
         """Stop the engine; returns the ids of the jobs this interrupted."""
         return self._request("shutdown_request").content["interrupted"]
 
-    def wait(self, job_id: str, on_message: Callable[[Message], None] | None = None,
-             timeout_s: float | None = None) -> JobResult:
+    def wait(
+        self, job_id: str, on_message: Callable[[Message], None] | None = None, timeout_s: float | None = None
+    ) -> JobResult:
         """Follow a job to its end, passing each queue_update and progress to `on_message`.
 
         Raises JobFailed (job error, cancelled), EngineUnavailable (engine died) or TimeoutError
@@ -183,8 +201,13 @@ class EngineClient:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _request(self, msg_type: str, content: dict | None = None, buffers: list[bytes] | None = None,
-                 expect: tuple[str, ...] | None = None) -> Message:
+    def _request(
+        self,
+        msg_type: str,
+        content: dict | None = None,
+        buffers: list[bytes] | None = None,
+        expect: tuple[str, ...] | None = None,
+    ) -> Message:
         request = Message(msg_type, content or {}, buffers or [])
         self._send(request)
         expect = expect or (msg_type.replace("_request", "_reply"),)
@@ -202,8 +225,11 @@ class EngineClient:
             elif msg.msg_type in expect:
                 return msg
             else:
-                raise ClientError(f"unexpected {msg.msg_type} in reply to {msg_type}",
-                                  "update the client and the engine together", protocol.BAD_MESSAGE)
+                raise ClientError(
+                    f"unexpected {msg.msg_type} in reply to {msg_type}",
+                    "update the client and the engine together",
+                    protocol.BAD_MESSAGE,
+                )
 
     def _next_job_message(self, job_id: str, deadline: float | None) -> Message:
         for msg in list(self._unclaimed):
@@ -223,7 +249,8 @@ class EngineClient:
                     raise EngineUnavailable(
                         f"the engine (pid {self.info.pid}) stopped while job {job_id} was running",
                         f"see its log in {connection.runtime_dir() / connection.LOG_FILE}, then submit again",
-                        "engine_died") from None
+                        "engine_died",
+                    ) from None
                 continue  # alive, just busy with a long stage (e.g. loading models)
             if msg.content.get("job_id") == job_id:
                 return msg
@@ -238,17 +265,20 @@ class EngineClient:
         except ProtocolError as err:
             raise ClientError(err.message, err.hint, err.code) from None
         except zmq.Again:
-            raise EngineUnavailable("the engine is not accepting messages",
-                                    "check `sketch-abstraction status`; restart it if it hangs") from None
+            raise EngineUnavailable(
+                "the engine is not accepting messages", "check `sketch-abstraction status`; restart it if it hangs"
+            ) from None
 
     def _receive(self, deadline: float) -> Message:
         """The next well-formed message before `deadline`; EngineUnavailable when none comes."""
         while True:
             wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if not self.socket.poll(wait_ms, zmq.POLLIN):
-                raise EngineUnavailable(f"no answer from the engine at {self.info.url} within the time limit",
-                                        "check `sketch-abstraction status`; restart the engine if it hangs",
-                                        "no_answer")
+                raise EngineUnavailable(
+                    f"no answer from the engine at {self.info.url} within the time limit",
+                    "check `sketch-abstraction status`; restart the engine if it hangs",
+                    "no_answer",
+                )
             frames = self.socket.recv_multipart()
             try:
                 return self.session.deserialize(frames, protocol.REPLIES)
@@ -260,8 +290,9 @@ def _result(msg: Message) -> JobResult:
     c = msg.content
     if not msg.buffers:
         raise ClientError("the engine sent a result without its SVG", "fetch the job again", protocol.BAD_MESSAGE)
-    return JobResult(c["job_id"], c.get("name", ""), c.get("kind", ""), msg.buffers[0], c.get("notes") or [],
-                     c.get("seconds"))
+    return JobResult(
+        c["job_id"], c.get("name", ""), c.get("kind", ""), msg.buffers[0], c.get("notes") or [], c.get("seconds")
+    )
 
 
 def _start_engine(command: list[str], ready_timeout_s: float) -> connection.ConnectionInfo:
@@ -270,16 +301,31 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
     with open(log_path, "ab") as log:
         log.write(f"\n{_START_MARK} {' '.join(command)}\n".encode())
         log.flush()
-        kwargs: dict[str, Any] = {"start_new_session": True} if sys.platform != "win32" else {
-            "creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
-            | subprocess.CREATE_NO_WINDOW}
+        kwargs: dict[str, Any] = (
+            {"start_new_session": True}
+            if sys.platform != "win32"
+            else {
+                "creationflags": subprocess.DETACHED_PROCESS
+                | subprocess.CREATE_NEW_PROCESS_GROUP
+                | subprocess.CREATE_NO_WINDOW
+            }
+        )
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True,
-                                       cwd=os.path.expanduser("~"), **kwargs)
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                close_fds=True,
+                cwd=os.path.expanduser("~"),
+                **kwargs,
+            )
         except OSError as err:
-            raise EngineUnavailable(f"cannot start the engine ({command[0]}: {err.strerror})",
-                                    "re-run install.py so the extension knows the engine's Python",
-                                    "start_failed") from None
+            raise EngineUnavailable(
+                f"cannot start the engine ({command[0]}: {err.strerror})",
+                "re-run install.py so the extension knows the engine's Python",
+                "start_failed",
+            ) from None
     deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         info = connection.read_connection()
@@ -288,11 +334,15 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
         if process.poll() not in (None, connection.ALREADY_RUNNING_EXIT):  # that one: another is loading
             raise EngineUnavailable(
                 f"the engine exited while starting: {_last_line(log_path, 'error: ') or 'no error message'}",
-                _last_line(log_path, "  fix: ") or f"see {log_path}", "start_failed")
+                _last_line(log_path, "  fix: ") or f"see {log_path}",
+                "start_failed",
+            )
         time.sleep(0.1)
-    raise EngineUnavailable(f"the engine did not become ready within {ready_timeout_s:.0f} s",
-                            f"see {log_path}; on a slow machine the first start loads the models for a while",
-                            "start_timeout")
+    raise EngineUnavailable(
+        f"the engine did not become ready within {ready_timeout_s:.0f} s",
+        f"see {log_path}; on a slow machine the first start loads the models for a while",
+        "start_timeout",
+    )
 
 
 def _log_tail(path) -> list[str]:
@@ -305,10 +355,10 @@ def _log_tail(path) -> list[str]:
     except OSError:
         return []
     starts = [i for i, line in enumerate(lines) if line.startswith(_START_MARK)]
-    return lines[starts[-1]:] if starts else lines
+    return lines[starts[-1] :] if starts else lines
 
 
 def _last_line(path, prefix: str) -> str:
     """The text after `prefix` on the latest start's last line that has it ("" if none)."""
     lines = [line for line in _log_tail(path) if line.startswith(prefix)]
-    return lines[-1][len(prefix):] if lines else ""
+    return lines[-1][len(prefix) :] if lines else ""

@@ -51,10 +51,14 @@ class ConnectionInfo:
 def runtime_dir() -> Path:
     """The per-user folder (0700) for the connection file, the lock and the engine's log."""
     override = os.environ.get(RUNTIME_ENV)
-    candidates = [Path(override)] if override else [
-        Path(platformdirs.user_runtime_dir(APP, appauthor=False)),
-        Path(platformdirs.user_cache_dir(APP, appauthor=False)) / "run",  # no XDG_RUNTIME_DIR (e.g. ssh)
-    ]
+    candidates = (
+        [Path(override)]
+        if override
+        else [
+            Path(platformdirs.user_runtime_dir(APP, appauthor=False)),
+            Path(platformdirs.user_cache_dir(APP, appauthor=False)) / "run",  # no XDG_RUNTIME_DIR (e.g. ssh)
+        ]
+    )
     for folder in candidates:
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)

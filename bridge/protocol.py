@@ -53,13 +53,30 @@ VERSION = "1.1"  # 1.1: signatures cover the buffers, length-prefixed
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 DELIMITER = b"<IDS|MSG>"
 
-REQUESTS = frozenset({
-    "status_request", "submit_request", "cancel_request", "list_request", "fetch_request", "shutdown_request",
-})
-REPLIES = frozenset({
-    "status_reply", "submit_reply", "queue_update", "progress", "result", "error", "cancel_reply",
-    "list_reply", "fetch_reply", "shutdown_reply",
-})
+REQUESTS = frozenset(
+    {
+        "status_request",
+        "submit_request",
+        "cancel_request",
+        "list_request",
+        "fetch_request",
+        "shutdown_request",
+    }
+)
+REPLIES = frozenset(
+    {
+        "status_reply",
+        "submit_reply",
+        "queue_update",
+        "progress",
+        "result",
+        "error",
+        "cancel_reply",
+        "list_reply",
+        "fetch_reply",
+        "shutdown_reply",
+    }
+)
 JOB_STATES = ("queued", "running", "done", "error", "cancelled", "interrupted")
 FINISHED = frozenset({"done", "error", "cancelled", "interrupted"})
 
@@ -104,8 +121,11 @@ def check_size(frames: list[bytes], limit: int) -> None:
     """
     size = sum(len(f) for f in frames)
     if size > limit:
-        raise ProtocolError(f"message of {_mib(size)} exceeds the engine's limit of {_mib(limit)}",
-                            "send a smaller image, or restart the engine with a larger --max-message-mb", TOO_LARGE)
+        raise ProtocolError(
+            f"message of {_mib(size)} exceeds the engine's limit of {_mib(limit)}",
+            "send a smaller image, or restart the engine with a larger --max-message-mb",
+            TOO_LARGE,
+        )
 
 
 def _mib(size: int) -> str:
@@ -130,8 +150,12 @@ class Session:
 
     def serialize(self, msg: Message) -> list[bytes]:
         """Frames after the routing ids: delimiter, signature, the four JSON parts, buffers."""
-        msg.header = {"msg_id": uuid.uuid4().hex, "msg_type": msg.msg_type, "version": VERSION,
-                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        msg.header = {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg.msg_type,
+            "version": VERSION,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         parts = [_dumps(msg.header), _dumps(msg.parent), _dumps({}), _dumps(msg.content)]
         return [DELIMITER, self.sign([*parts, *msg.buffers]), *parts, *msg.buffers]
 
@@ -140,8 +164,9 @@ class Session:
         try:
             i = frames.index(DELIMITER)
         except ValueError:
-            raise ProtocolError("no <IDS|MSG> delimiter in the message",
-                                "send Jupyter-style frames (see bridge/protocol.py)") from None
+            raise ProtocolError(
+                "no <IDS|MSG> delimiter in the message", "send Jupyter-style frames (see bridge/protocol.py)"
+            ) from None
         return frames[:i], frames[i:]
 
     def deserialize(self, frames: list[bytes], expect: frozenset[str]) -> Message:
@@ -152,22 +177,24 @@ class Session:
         """
         check_size(frames, self.max_bytes)
         if len(frames) < 6 or frames[0] != DELIMITER:
-            raise ProtocolError(f"expected at least 6 frames from the delimiter on, got {len(frames)}",
-                                "send delimiter, signature, header, parent, metadata, content")
+            raise ProtocolError(
+                f"expected at least 6 frames from the delimiter on, got {len(frames)}",
+                "send delimiter, signature, header, parent, metadata, content",
+            )
         signature, parts, buffers = frames[1], frames[2:6], frames[6:]
         if not hmac.compare_digest(signature, self.sign([*parts, *buffers])):
-            raise ProtocolError("bad message signature",
-                                "use the key from the engine's current connection file")
+            raise ProtocolError("bad message signature", "use the key from the engine's current connection file")
         try:
             header, parent, _metadata, content = (json.loads(p, parse_constant=_reject_constant) for p in parts)
         except (ValueError, RecursionError):  # incl. UnicodeDecodeError, NaN/Infinity, absurd nesting
             raise ProtocolError("a message part is not valid JSON", "send UTF-8 JSON objects") from None
         if not all(isinstance(p, dict) for p in (header, parent, content)):
-            raise ProtocolError("header, parent header and content must be JSON objects",
-                                "send JSON objects, e.g. {}")
+            raise ProtocolError("header, parent header and content must be JSON objects", "send JSON objects, e.g. {}")
         if header.get("version") != VERSION:
-            raise ProtocolError(f"protocol version {_show(header.get('version'))} is not supported (engine "
-                                f"speaks {VERSION})", "update the client and the engine together")
+            raise ProtocolError(
+                f"protocol version {_show(header.get('version'))} is not supported (engine speaks {VERSION})",
+                "update the client and the engine together",
+            )
         msg_type = header.get("msg_type")
         if not isinstance(msg_type, str) or msg_type not in expect:
             raise ProtocolError(f"unknown message type {_show(msg_type)}", f"use one of: {', '.join(sorted(expect))}")

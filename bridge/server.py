@@ -88,12 +88,19 @@ class EngineServer:
         events.bind(EVENTS_URL)
         worker = threading.Thread(target=self._worker, name="engine-worker", daemon=True)
         worker.start()
-        info = connection.ConnectionInfo(port=port, key=self.session.key.decode(), pid=os.getpid(),
-                                         version=protocol.VERSION, max_message_bytes=self.session.max_bytes)
+        info = connection.ConnectionInfo(
+            port=port,
+            key=self.session.key.decode(),
+            pid=os.getpid(),
+            version=protocol.VERSION,
+            max_message_bytes=self.session.max_bytes,
+        )
         path = connection.connection_path()
         write_atomic(path, json.dumps(info.__dict__).encode(), mode=0o600)
-        _log(f"engine {__version__} ready on {info.url} ({self.runtime.device}, {self.runtime.models} models); "
-             f"connection file {path}")
+        _log(
+            f"engine {__version__} ready on {info.url} ({self.runtime.device}, {self.runtime.models} models); "
+            f"connection file {path}"
+        )
         # Modules and models loaded so far live as long as the engine: freezing them keeps the full
         # collection after every job from rescanning ~400k objects (~0.2 s with the GIL held, twice).
         gc.collect()
@@ -107,9 +114,17 @@ class EngineServer:
             self.work.put(None)
             worker.join(timeout=30)
             for job_id in list(self.jobs):
-                self._finish(router, job_id, "interrupted", error=error_content(
-                    "interrupted", "the engine was stopped before this job finished", "submit the image again",
-                    job_id))
+                self._finish(
+                    router,
+                    job_id,
+                    "interrupted",
+                    error=error_content(
+                        "interrupted",
+                        "the engine was stopped before this job finished",
+                        "submit the image again",
+                        job_id,
+                    ),
+                )
             router.close(linger=1000)
             events.close()
             self.context.term()
@@ -169,16 +184,35 @@ class EngineServer:
             self._reply(router, ids, msg, "error", error_content(err.code, err.message, err.hint))
         except Exception as err:  # a bug in a handler must not take the engine down
             traceback.print_exc()
-            self._reply(router, ids, msg, "error", error_content(
-                protocol.INTERNAL, f"internal error handling {msg.msg_type}: {err}", "see the engine's log"))
+            self._reply(
+                router,
+                ids,
+                msg,
+                "error",
+                error_content(
+                    protocol.INTERNAL, f"internal error handling {msg.msg_type}: {err}", "see the engine's log"
+                ),
+            )
 
     def _on_status_request(self, router, ids, msg) -> None:
-        self._reply(router, ids, msg, "status_reply", {
-            "version": __version__, "protocol": protocol.VERSION, "pid": os.getpid(),
-            "device": str(self.runtime.device), "models": self.runtime.models, "renderer": self.runtime.renderer,
-            "loaded": sorted(self.runtime.loaded), "running": self.running,
-            "queue": [self.records[j].info(self._position(j)) for j in self._active_ids()],
-            "uptime_s": round(time.time() - self.started, 1)})
+        self._reply(
+            router,
+            ids,
+            msg,
+            "status_reply",
+            {
+                "version": __version__,
+                "protocol": protocol.VERSION,
+                "pid": os.getpid(),
+                "device": str(self.runtime.device),
+                "models": self.runtime.models,
+                "renderer": self.runtime.renderer,
+                "loaded": sorted(self.runtime.loaded),
+                "running": self.running,
+                "queue": [self.records[j].info(self._position(j)) for j in self._active_ids()],
+                "uptime_s": round(time.time() - self.started, 1),
+            },
+        )
 
     def _on_submit_request(self, router, ids, msg) -> None:
         name = msg.content.get("name", "image")
@@ -193,8 +227,9 @@ class EngineServer:
         self.jobs[record.job_id] = job
         self.order.append(record.job_id)
         self.work.put(job)
-        self._reply(router, ids, msg, "submit_reply", {"job_id": record.job_id,
-                                                       "position": self._position(record.job_id)})
+        self._reply(
+            router, ids, msg, "submit_reply", {"job_id": record.job_id, "position": self._position(record.job_id)}
+        )
 
     def _on_cancel_request(self, router, ids, msg) -> None:
         job_id = self._known(msg.content.get("job_id"))
@@ -245,15 +280,17 @@ class EngineServer:
             self.records[job_id].state = "running"
             self.store.save(self.records[job_id])
             for moved in [job_id, *self.order]:  # it is at the front now (0); everyone behind moved up one
-                self._notify(router, moved, Message("queue_update", {"job_id": moved,
-                                                                     "position": self._position(moved)}))
+                self._notify(
+                    router, moved, Message("queue_update", {"job_id": moved, "position": self._position(moved)})
+                )
         elif event["type"] == "progress":
             self._notify(router, job_id, Message("progress", event["content"]))
         elif event["type"] == "finished":
             record = self.records[job_id]
             record.seconds, record.notes = event.get("seconds"), event.get("notes", [])
-            self._finish(router, job_id, event["state"], error=event.get("error"),
-                         svg=frames[1] if len(frames) > 1 else None)
+            self._finish(
+                router, job_id, event["state"], error=event.get("error"), svg=frames[1] if len(frames) > 1 else None
+            )
             gc.collect()
 
     def _finish(self, router, job_id: str, state: str, error: dict | None = None, svg: bytes | None = None) -> None:
@@ -272,8 +309,13 @@ class EngineServer:
 
     def _send_result(self, router, ids, parent: dict, record: JobRecord, svg: bytes | None = None) -> bool:
         svg = self.store.svg(record.job_id) if svg is None else svg
-        content = {"job_id": record.job_id, "name": record.name, "kind": record.kind,
-                   "notes": record.notes, "seconds": record.seconds}
+        content = {
+            "job_id": record.job_id,
+            "name": record.name,
+            "kind": record.kind,
+            "notes": record.notes,
+            "seconds": record.seconds,
+        }
         delivered = self._send(router, ids, Message("result", content, [svg], parent))
         if delivered:
             record.fetched = time.time()
@@ -350,9 +392,23 @@ class EngineServer:
             if now - last_sent >= PROGRESS_INTERVAL_S or p.iteration >= p.total:
                 last_sent = now
                 loss = p.loss if p.loss is not None and abs(p.loss) < float("inf") else None
-                events.send(json.dumps({"type": "progress", "job_id": job_id, "content": {
-                    "job_id": job_id, "stage": p.stage, "iteration": p.iteration, "total": p.total,
-                    "loss": loss, "eta_s": p.eta_s, "detail": p.detail}}).encode())
+                events.send(
+                    json.dumps(
+                        {
+                            "type": "progress",
+                            "job_id": job_id,
+                            "content": {
+                                "job_id": job_id,
+                                "stage": p.stage,
+                                "iteration": p.iteration,
+                                "total": p.total,
+                                "loss": loss,
+                                "eta_s": p.eta_s,
+                                "detail": p.detail,
+                            },
+                        }
+                    ).encode()
+                )
 
         finished: dict[str, Any] = {"type": "finished", "job_id": job_id}
         svg = None
@@ -376,8 +432,10 @@ class _UnknownJob(EngineError):
     code = protocol.UNKNOWN_JOB
 
     def __init__(self, job_id: Any):
-        super().__init__(f"no job {job_id!r} on this engine (finished results are kept a while, then deleted)",
-                         "list the engine's jobs with `sketch-abstraction status`")
+        super().__init__(
+            f"no job {job_id!r} on this engine (finished results are kept a while, then deleted)",
+            "list the engine's jobs with `sketch-abstraction status`",
+        )
 
 
 def _cancelled(job_id: str) -> dict:
@@ -387,12 +445,19 @@ def _cancelled(job_id: str) -> dict:
 def _unexpected(err: Exception, job_id: str) -> dict:
     text = str(err)
     if "out of memory" in text.lower() or type(err).__name__ == "OutOfMemoryError":
-        return error_content("device_error", f"out of memory on the device: {text.splitlines()[0]}",
-                             "use fewer levels or seeds, close other GPU programs, or start the engine "
-                             "with --device cpu", job_id)
+        return error_content(
+            "device_error",
+            f"out of memory on the device: {text.splitlines()[0]}",
+            "use fewer levels or seeds, close other GPU programs, or start the engine with --device cpu",
+            job_id,
+        )
     traceback.print_exc()
-    return error_content(protocol.INTERNAL, f"internal error ({type(err).__name__}: {text})",
-                         "this is a bug; please report it with the engine's log", job_id)
+    return error_content(
+        protocol.INTERNAL,
+        f"internal error ({type(err).__name__}: {text})",
+        "this is a bug; please report it with the engine's log",
+        job_id,
+    )
 
 
 def _release_device_memory() -> None:
@@ -435,7 +500,7 @@ def serve(runtime, options: ServerOptions = ServerOptions(), preload: tuple[str,
 def _acquire_lock():
     """Hold the runtime folder's lock file for the engine's lifetime: one engine per user."""
     path = connection.runtime_dir() / connection.LOCK_FILE
-    handle = open(path, "a+")
+    handle = open(path, "a+")  # noqa: SIM115 (held, locked, for the engine's lifetime)
     try:
         if sys.platform == "win32":
             import msvcrt
@@ -450,5 +515,6 @@ def _acquire_lock():
         running = connection.read_connection()
         raise AlreadyRunning(
             f"an engine is already running{f' (pid {running.pid})' if running else ''}",
-            "use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`") from None
+            "use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`",
+        ) from None
     return handle

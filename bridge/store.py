@@ -58,8 +58,11 @@ class ResultStore:
                 continue  # a damaged record is not worth stopping the engine for
             if record.state in ("queued", "running"):
                 record.state, record.finished = "interrupted", time.time()
-                record.error = {"code": "interrupted", "message": "the engine stopped before this job finished",
-                                "hint": "submit the image again"}
+                record.error = {
+                    "code": "interrupted",
+                    "message": "the engine stopped before this job finished",
+                    "hint": "submit the image again",
+                }
                 self.save(record)
             records[record.job_id] = record
         return records
@@ -79,8 +82,9 @@ class ResultStore:
         for record in list(records.values()):
             if record.finished is None:
                 continue
-            expired = (record.fetched is not None and now - record.fetched > self.keep_fetched_s) or \
-                      (now - record.finished > self.keep_unfetched_s)
+            expired = (record.fetched is not None and now - record.fetched > self.keep_fetched_s) or (
+                now - record.finished > self.keep_unfetched_s
+            )
             if expired:
                 for suffix in (".json", ".svg"):
                     (self.folder / f"{record.job_id}{suffix}").unlink(missing_ok=True)
@@ -91,4 +95,3 @@ class ResultStore:
 
 def valid_job_id(job_id: Any) -> bool:
     return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
-

@@ -57,9 +57,15 @@ def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallb
     run = optimise(runtime, target, params, progress)
     width = 2 * params.half_width * cmap.scale
     layers = tuple(
-        StrokeLayer(label=f"{level.strokes} strokes", points=cmap.to_source(level.points.numpy().astype(np.float64)),
-                    width=width, color=request.color, visible=i == 0)
-        for i, level in enumerate(run.levels))
+        StrokeLayer(
+            label=f"{level.strokes} strokes",
+            points=cmap.to_source(level.points.numpy().astype(np.float64)),
+            width=width,
+            color=request.color,
+            visible=i == 0,
+        )
+        for i, level in enumerate(run.levels)
+    )
     sketch = Sketch(width=image.width, height=image.height, layers=layers)
     return SketchResult(sketch, run.levels, cmap, run.iterations, run.seconds, notes)
 
@@ -95,6 +101,14 @@ def run_scene(runtime: Runtime, request: SceneRequest, progress: ProgressCallbac
     if request.width is not None:  # keep the look the user asked for at the photo's scale
         params = dataclasses.replace(params, half_width=request.width / 2 / cmap.scale).validate()
     run = optimise_scene(runtime, targets, params, progress)
-    sketch, matrix = matrix_sketch(run, cmap, split.frame, split.mask, request.rows, params.levels,
-                                   2 * params.half_width * cmap.scale, request.color)
+    sketch, matrix = matrix_sketch(
+        run,
+        cmap,
+        split.frame,
+        split.mask,
+        request.rows,
+        params.levels,
+        2 * params.half_width * cmap.scale,
+        request.color,
+    )
     return SceneResult(sketch, matrix, run.columns, cmap, run.iterations, run.seconds, notes)

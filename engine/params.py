@@ -39,21 +39,29 @@ class ClipassoParams:
     temperature: float = 0.3
     walk_step: float = 0.025  # random-walk step, fraction of the canvas
 
-    def validate(self) -> "ClipassoParams":
+    def validate(self) -> ClipassoParams:
         """Raise InputError naming the first bad value; return self when all are usable."""
         checks = [
-            (len(self.strokes) > 0 and all(1 <= n <= 1024 for n in self.strokes),
-             f"stroke counts must be between 1 and 1024, got {list(self.strokes)}"),
+            (
+                len(self.strokes) > 0 and all(1 <= n <= 1024 for n in self.strokes),
+                f"stroke counts must be between 1 and 1024, got {list(self.strokes)}",
+            ),
             (len(self.strokes) <= 16, f"at most 16 levels, got {len(self.strokes)}"),
             (len(set(self.strokes)) == len(self.strokes), f"stroke counts repeat: {list(self.strokes)}"),
             (1 <= len(self.seeds) <= 16, f"seeds must number 1 to 16, got {len(self.seeds)}"),
             (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
             (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
             (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
-            (0 < self.lr <= 100 and 1 <= self.eval_every <= 100_000 and 0 <= self.num_aug <= 32
-             and 0 <= self.aug_bank <= 4096 and 0 < self.walk_step <= 1 and 0 < self.temperature <= 100,
-             "lr (0-100], eval interval 1-100000, augmentations 0-32, bank 0-4096, walk step (0-1] and "
-             "temperature must be in range"),
+            (
+                0 < self.lr <= 100
+                and 1 <= self.eval_every <= 100_000
+                and 0 <= self.num_aug <= 32
+                and 0 <= self.aug_bank <= 4096
+                and 0 < self.walk_step <= 1
+                and 0 < self.temperature <= 100,
+                "lr (0-100], eval interval 1-100000, augmentations 0-32, bank 0-4096, walk step (0-1] and "
+                "temperature must be in range",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -71,7 +79,7 @@ class SketchRequest:
     width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
     color: str = "#000000"
 
-    def validate(self) -> "SketchRequest":
+    def validate(self) -> SketchRequest:
         _check_look(self.color, self.width)
         self.params.validate()
         return self
@@ -121,13 +129,20 @@ class SceneParams:
     temperature: float = 0.3
     walk_step: float = 0.025
 
-    def validate(self) -> "SceneParams":
+    def validate(self) -> SceneParams:
         """Raise InputError naming the first bad value; return self when all are usable."""
-        counts = (self.iterations, self.fidelity_iterations_background, self.fidelity_iterations_object,
-                  self.fidelity_iterations_object_shallow, self.simplicity_iterations)
+        counts = (
+            self.iterations,
+            self.fidelity_iterations_background,
+            self.fidelity_iterations_object,
+            self.fidelity_iterations_object_shallow,
+            self.simplicity_iterations,
+        )
         checks = [
-            (len(self.layers) > 0 and all(1 <= v <= VIT_LAYERS for v in self.layers),
-             f"layers must be ViT blocks 1 to {VIT_LAYERS}, got {list(self.layers)}"),
+            (
+                len(self.layers) > 0 and all(1 <= v <= VIT_LAYERS for v in self.layers),
+                f"layers must be ViT blocks 1 to {VIT_LAYERS}, got {list(self.layers)}",
+            ),
             (len(set(self.layers)) == len(self.layers), f"layers repeat: {list(self.layers)}"),
             (0 <= self.levels <= 16, f"levels must be 0 to 16, got {self.levels}"),
             (1 <= self.strokes <= 256, f"strokes must be 1 to 256, got {self.strokes}"),
@@ -137,13 +152,17 @@ class SceneParams:
             (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
             (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
             (1 <= self.object_layer <= VIT_LAYERS, f"object layer must be 1 to {VIT_LAYERS}"),
-            (len(self.steps_background) == len(self.steps_object) == VIT_LAYERS
-             and all(s > 0 for s in self.steps_background + self.steps_object),
-             f"ratio steps must be {VIT_LAYERS} positive numbers, one per layer"),
-            (min(self.fidelity_eval_every, self.simplicity_eval_every, self.hidden) >= 1
-             and min(self.fidelity_eval_from, self.simplicity_eval_from, self.num_aug, self.aug_bank) >= 0
-             and min(self.loc_lr, self.simplicity_lr, self.gumbel_tau, self.temperature) > 0,
-             "eval intervals, hidden width, learning rates and temperatures must be positive"),
+            (
+                len(self.steps_background) == len(self.steps_object) == VIT_LAYERS
+                and all(s > 0 for s in self.steps_background + self.steps_object),
+                f"ratio steps must be {VIT_LAYERS} positive numbers, one per layer",
+            ),
+            (
+                min(self.fidelity_eval_every, self.simplicity_eval_every, self.hidden) >= 1
+                and min(self.fidelity_eval_from, self.simplicity_eval_from, self.num_aug, self.aug_bank) >= 0
+                and min(self.loc_lr, self.simplicity_lr, self.gumbel_tau, self.temperature) > 0,
+                "eval intervals, hidden width, learning rates and temperatures must be positive",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -170,14 +189,16 @@ class SceneRequest:
     color: str = "#000000"
     paper_grid: bool = False  # write only rows 1, 3, 5, 7 (the paper's 4 x 4 figures)
 
-    def validate(self) -> "SceneRequest":
+    def validate(self) -> SceneRequest:
         _check_look(self.color, self.width)
         self.params.validate()
         if not isinstance(self.paper_grid, bool):
             raise InputError(f"paper_grid must be true or false, got {self.paper_grid!r}", "send a boolean")
         if self.paper_grid and self.params.levels < max(PAPER_GRID_ROWS):
-            raise InputError(f"the paper's grid shows rows {list(PAPER_GRID_ROWS)}, but --levels is "
-                             f"{self.params.levels}", f"use --levels {max(PAPER_GRID_ROWS)} or more")
+            raise InputError(
+                f"the paper's grid shows rows {list(PAPER_GRID_ROWS)}, but --levels is {self.params.levels}",
+                f"use --levels {max(PAPER_GRID_ROWS)} or more",
+            )
         return self
 
     @property
@@ -189,12 +210,9 @@ class SceneRequest:
 def _check_look(color, width) -> None:
     """The stroke colour and width a user gave (both requests share them)."""
     if not isinstance(color, str) or not _HEX_COLOUR.fullmatch(color):
-        raise InputError(f"colour (--color) must be a hex colour like #000000, got {color!r}",
-                         "try --color '#1a1a1a'")
-    if width is not None and not (isinstance(width, (int, float)) and not isinstance(width, bool)
-                                  and 0 < width < 1000):
-        raise InputError(f"stroke width (--width) must be a positive width in pixels, got {width!r}",
-                         "try --width 3")
+        raise InputError(f"colour (--color) must be a hex colour like #000000, got {color!r}", "try --color '#1a1a1a'")
+    if width is not None and not (isinstance(width, (int, float)) and not isinstance(width, bool) and 0 < width < 1000):
+        raise InputError(f"stroke width (--width) must be a positive width in pixels, got {width!r}", "try --width 3")
 
 
 REQUESTS = {"sketch": SketchRequest, "scene": SceneRequest}
@@ -226,8 +244,10 @@ def request_to_json(request) -> tuple[dict[str, Any], list[bytes]]:
 def request_from_json(job: Any, buffers: list[bytes]):
     """The validated request a bridge message describes (InputError naming what is wrong)."""
     if not isinstance(job, dict) or not isinstance(job.get("kind"), str) or job["kind"] not in REQUESTS:
-        raise InputError(f"unknown job kind {job.get('kind') if isinstance(job, dict) else job!r}",
-                         f"use one of: {', '.join(REQUESTS)}")
+        raise InputError(
+            f"unknown job kind {job.get('kind') if isinstance(job, dict) else job!r}",
+            f"use one of: {', '.join(REQUESTS)}",
+        )
     cls = REQUESTS[job["kind"]]
     if not buffers:
         raise InputError("the job carries no image", "send the image file's bytes as the first buffer")
@@ -248,8 +268,10 @@ def request_from_json(job: Any, buffers: list[bytes]):
             values[name] = buffers[index]
         elif name == "mask" and value not in (MASK_NONE, MASK_AUTO):
             # A path would be read from the engine's disk, not the client's: masks travel as buffers.
-            raise InputError(f"mask must be \"none\", \"auto\" or {{\"buffer\": N}}, got {str(value)[:80]!r}",
-                             "send the mask file's bytes as a buffer")
+            raise InputError(
+                f'mask must be "none", "auto" or {{"buffer": N}}, got {str(value)[:80]!r}',
+                "send the mask file's bytes as a buffer",
+            )
         else:
             values[name] = value
     return cls(**values).validate()
@@ -274,8 +296,9 @@ def _dataclass_from_json(cls, data: Any):
         else:
             ok = type(value) is type(default)
         if not ok:
-            raise InputError(f"parameter {name!r} has the wrong type: {value!r}",
-                             f"send it like the default, {default!r}")
+            raise InputError(
+                f"parameter {name!r} has the wrong type: {value!r}", f"send it like the default, {default!r}"
+            )
         values[name] = value
     return cls(**values)
 

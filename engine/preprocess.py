@@ -58,9 +58,7 @@ class CanvasMap:
         return (np.asarray(points, dtype=np.float64) + np.asarray(self.offset)) / self.scale
 
 
-def prepare_target(
-    image: Image.Image, mask: np.ndarray | None, canvas: int = CANVAS
-) -> tuple[torch.Tensor, CanvasMap]:
+def prepare_target(image: Image.Image, mask: np.ndarray | None, canvas: int = CANVAS) -> tuple[torch.Tensor, CanvasMap]:
     """The target the sketch is optimised towards: float (1, 3, canvas, canvas) in [0, 1].
 
     With a mask (bool (H, W), True on the object) background pixels become white first, as in the

@@ -24,8 +24,10 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("CUDA was asked for but no CUDA GPU is usable here",
-                          "use --device cpu (or auto), or install a CUDA build of torch and a driver")
+        raise DeviceError(
+            "CUDA was asked for but no CUDA GPU is usable here",
+            "use --device cpu (or auto), or install a CUDA build of torch and a driver",
+        )
     if name == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("MPS was asked for but is not available", "use --device cpu (or auto)")
     return torch.device(name)
@@ -68,24 +70,33 @@ class Runtime:
     _loaded: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def create(cls, device: str = "auto", models: str = "openai", weights_dir: str | None = None,
-               precision: str = "auto", renderer: str = "ours") -> "Runtime":
+    def create(
+        cls,
+        device: str = "auto",
+        models: str = "openai",
+        weights_dir: str | None = None,
+        precision: str = "auto",
+        renderer: str = "ours",
+    ) -> Runtime:
         """Validate the options (InputError/DeviceError) and build a runtime; loads nothing yet."""
         if models not in MODEL_KINDS:
             raise InputError(f"unknown models {models!r}", f"use one of: {', '.join(MODEL_KINDS)}")
         if weights_dir is not None and not os.path.isdir(os.path.expanduser(weights_dir)):
-            raise InputError(f"weights folder {weights_dir} does not exist",
-                             "pass the folder that holds RN101.pt and ViT-B-32.pt")
+            raise InputError(
+                f"weights folder {weights_dir} does not exist", "pass the folder that holds RN101.pt and ViT-B-32.pt"
+            )
         if renderer not in RENDERERS:
             raise InputError(f"unknown renderer {renderer!r}", f"use one of: {', '.join(RENDERERS)}")
         if renderer == "diffvg" and not diffvg.available():
-            raise InputError("the diffvg renderer was asked for, but pydiffvg is not installed in this Python",
-                             "build diffvg (github.com/BachiLi/diffvg) into this environment, or use "
-                             "--renderer ours (the default; nothing else needs diffvg)")
+            raise InputError(
+                "the diffvg renderer was asked for, but pydiffvg is not installed in this Python",
+                "build diffvg (github.com/BachiLi/diffvg) into this environment, or use "
+                "--renderer ours (the default; nothing else needs diffvg)",
+            )
         rt = cls(resolve_device(device), models, weights_dir, precision, renderer)
         if renderer == "diffvg" and rt.device.type == "mps":  # diffvg renders on the CPU or with CUDA only
             raise InputError("the diffvg renderer cannot draw on Apple's MPS device", "use --device cpu with it")
-        rt.amp_dtype  # validates the precision now, at the edge
+        autocast_dtype(rt.device, precision)  # validates the precision now, at the edge
         return rt
 
     @property

@@ -26,7 +26,7 @@ class StrokeLayer:
     width: float = 3.0
     color: str = "#000000"
     visible: bool = True
-    sublayers: tuple["StrokeLayer", ...] = ()
+    sublayers: tuple[StrokeLayer, ...] = ()
 
     @property
     def stroke_count(self) -> int:

@@ -43,17 +43,23 @@ def sketch_to_svg(sketch: Sketch, *, image_href: str | None = None) -> bytes:
     Raises ValueError for strokes that are not (n, k, 2) with k in 2, 3, 4, or not finite.
     """
     w, h = str(sketch.width), str(sketch.height)
-    root = etree.Element(
-        _SVG, {"version": "1.1", "width": w, "height": h, "viewBox": f"0 0 {w} {h}"}, nsmap=_NSMAP
-    )
+    root = etree.Element(_SVG, {"version": "1.1", "width": w, "height": h, "viewBox": f"0 0 {w} {h}"}, nsmap=_NSMAP)
     ids: set[str] = set()
     if image_href is not None:
         group = _layer_group(root, SOURCE_IMAGE_LABEL, True, ids)
         group.set(f"{{{SODIPODI_NS}}}insensitive", "true")  # locked: clicks select strokes, not it
-        etree.SubElement(group, _IMAGE, {
-            f"{{{XLINK_NS}}}href": image_href, "x": "0", "y": "0", "width": w, "height": h,
-            "preserveAspectRatio": "none",
-        })
+        etree.SubElement(
+            group,
+            _IMAGE,
+            {
+                f"{{{XLINK_NS}}}href": image_href,
+                "x": "0",
+                "y": "0",
+                "width": w,
+                "height": h,
+                "preserveAspectRatio": "none",
+            },
+        )
     for layer in sketch.layers:
         _write_layer(root, layer, ids)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
@@ -90,9 +96,7 @@ def _fmt(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def _layer_group(
-    parent: etree._Element, label: str, visible: bool, ids: set[str]
-) -> etree._Element:
+def _layer_group(parent: etree._Element, label: str, visible: bool, ids: set[str]) -> etree._Element:
     """Append an Inkscape layer with a unique, XML-safe id derived from `label`."""
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
     base = f"layer-{slug}" if slug else "layer"
@@ -101,18 +105,14 @@ def _layer_group(
         layer_id, suffix = f"{base}-{suffix}", suffix + 1
     ids.add(layer_id)
     style = "display:inline" if visible else "display:none"
-    return etree.SubElement(
-        parent, _G, {"id": layer_id, _GROUPMODE: "layer", _LABEL: label, "style": style}
-    )
+    return etree.SubElement(parent, _G, {"id": layer_id, _GROUPMODE: "layer", _LABEL: label, "style": style})
 
 
 def _write_layer(parent: etree._Element, layer: StrokeLayer, ids: set[str]) -> None:
     """Append `layer` as a layer group: its strokes as paths, then its sublayers."""
     points = np.asarray(layer.points, dtype=float)
     if points.ndim != 3 or points.shape[1] not in _SEGMENT or points.shape[2] != 2:
-        raise ValueError(
-            f"layer {layer.label!r}: points must be (n, k, 2) with k in 2, 3, 4, got {points.shape}"
-        )
+        raise ValueError(f"layer {layer.label!r}: points must be (n, k, 2) with k in 2, 3, 4, got {points.shape}")
     if not (np.isfinite(points).all() and np.isfinite(layer.width)):
         raise ValueError(f"layer {layer.label!r}: control points and width must be finite")
     group = _layer_group(parent, layer.label, layer.visible, ids)

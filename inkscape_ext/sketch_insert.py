@@ -18,9 +18,11 @@ class InsertFinished(inkex.EffectExtension):
         image_ids = {el.get_id() for el in self.svg.descendants().filter(inkex.Image)}
         owed = engine_link.owed_to(engine_link.document_path(), image_ids)
         if not owed:
-            raise inkex.AbortExtension("No sketches are waiting for this document's images. (Jobs are "
-                                       "remembered per document and image; sketches already inserted are not "
-                                       "kept.)")
+            raise inkex.AbortExtension(
+                "No sketches are waiting for this document's images. (Jobs are "
+                "remembered per document and image; sketches already inserted are not "
+                "kept.)"
+            )
         with engine_link.connect("auto", 60.0) as client:
             results, failures, running = {}, {}, []
             for job in owed:

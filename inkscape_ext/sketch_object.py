@@ -24,11 +24,16 @@ class ObjectSketch(SketchEffect):
         try:
             strokes = tuple(int(v) for v in self.options.levels.replace(" ", "").split(",") if v)
         except ValueError:
-            raise InputError(f"Levels must be stroke counts separated by commas, got '{self.options.levels}'",
-                             "e.g. 32,16,8,4") from None
+            raise InputError(
+                f"Levels must be stroke counts separated by commas, got '{self.options.levels}'", "e.g. 32,16,8,4"
+            ) from None
         seeds, iterations = QUALITY.get(self.options.quality, (self.options.seeds, self.options.iterations))
-        params = ClipassoParams(strokes=strokes, seeds=tuple(1000 * i for i in range(max(1, seeds))),
-                                iterations=iterations, control_points=self.options.points)
+        params = ClipassoParams(
+            strokes=strokes,
+            seeds=tuple(1000 * i for i in range(max(1, seeds))),
+            iterations=iterations,
+            control_points=self.options.points,
+        )
         return SketchRequest(image=photo.data, params=params, mask=mask, **self.stroke_options()).validate()
 
 

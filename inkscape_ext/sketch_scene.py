@@ -25,13 +25,20 @@ class SceneSketch(SketchEffect):
         try:
             layers = tuple(int(v) for v in self.options.layers.replace(" ", "").split(",") if v)
         except ValueError:
-            raise InputError(f"Fidelity layers must be numbers 1 to 12 separated by commas, got "
-                             f"'{self.options.layers}'", "e.g. 2,8,11") from None
-        params = SceneParams(layers=layers, levels=self.options.levels, strokes=self.options.strokes,
-                             seeds=tuple(1000 * i for i in range(max(1, self.options.seeds))),
-                             iterations=self.options.iterations)
-        return SceneRequest(image=photo.data, params=params, mask=mask, paper_grid=self.options.papergrid,
-                            **self.stroke_options()).validate()
+            raise InputError(
+                f"Fidelity layers must be numbers 1 to 12 separated by commas, got '{self.options.layers}'",
+                "e.g. 2,8,11",
+            ) from None
+        params = SceneParams(
+            layers=layers,
+            levels=self.options.levels,
+            strokes=self.options.strokes,
+            seeds=tuple(1000 * i for i in range(max(1, self.options.seeds))),
+            iterations=self.options.iterations,
+        )
+        return SceneRequest(
+            image=photo.data, params=params, mask=mask, paper_grid=self.options.papergrid, **self.stroke_options()
+        ).validate()
 
     def title(self, photo) -> str:
         return f"Scene sketch of {photo.name}"

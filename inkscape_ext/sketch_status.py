@@ -20,16 +20,21 @@ class EngineStatus(inkex.EffectExtension):
         try:
             client = EngineClient.connect()
         except EngineUnavailable:
-            inkex.errormsg(f"The engine is not running. It starts with the next sketch.\n"
-                           f"Engine Python: {config.python}\nModels: {config.models}")
+            inkex.errormsg(
+                f"The engine is not running. It starts with the next sketch.\n"
+                f"Engine Python: {config.python}\nModels: {config.models}"
+            )
             return
         with client:
             s, jobs = client.status(), client.jobs()
-        lines = [f"Engine {s['version']} running (pid {s['pid']}) on {s['device']}, models: {s['models']}, "
-                 f"renderer: {s.get('renderer', 'ours')}",
-                 f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}",
-                 f"Running: {s['running'] or 'nothing'}; waiting: {max(0, len(s['queue']) - bool(s['running']))}",
-                 "", "Jobs:"]
+        lines = [
+            f"Engine {s['version']} running (pid {s['pid']}) on {s['device']}, models: {s['models']}, "
+            f"renderer: {s.get('renderer', 'ours')}",
+            f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}",
+            f"Running: {s['running'] or 'nothing'}; waiting: {max(0, len(s['queue']) - bool(s['running']))}",
+            "",
+            "Jobs:",
+        ]
         for job in jobs[-15:]:
             when = time.strftime("%H:%M", time.localtime(job["created"]))
             lines.append(f"  {when}  {job['state']:<11} {job['name']}")

@@ -31,7 +31,7 @@ def supersampled(points: torch.Tensor, half_width: float, size: tuple[int, int],
             ab = b - a
             t = (((px - a[0]) * ab[0] + (py - a[1]) * ab[1]) / ab.dot(ab).clamp(min=1e-12)).clamp(0, 1)
             d2 = torch.minimum(d2, (px - a[0] - t * ab[0]) ** 2 + (py - a[1] - t * ab[1]) ** 2)
-        ink[lo[1]:hi[1], lo[0]:hi[0]] |= d2 < half_width**2
+        ink[lo[1] : hi[1], lo[0] : hi[0]] |= d2 < half_width**2
     return 1.0 - ink.view(H, ss, W, ss).float().mean(dim=(1, 3))
 
 

@@ -45,8 +45,14 @@ ID = re.compile(r"[0-9a-f]{32}")
 
 
 def cli(env: dict, *args: str, cwd: Path = ROOT, timeout: float = READY_S + JOB_S) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def engine_pid(env: dict) -> int | None:
@@ -95,10 +101,11 @@ def error_lines(stderr: str) -> list[str]:
     """The "error: ..." line and its "  fix: ..." line (progress bars and notes aside)."""
     lines = stderr.splitlines()
     i = next(i for i, line in enumerate(lines) if "error: " in line)
-    return lines[i:i + 2]
+    return lines[i : i + 2]
 
 
 # -- without an engine -----------------------------------------------------------------------------
+
 
 def test_status_and_stop_say_when_no_engine_runs(tmp_path):
     alone = engine_env(tmp_path)
@@ -118,26 +125,57 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     path = Path(alone["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE
-    path.write_text(json.dumps({"port": port, "key": "0" * 64, "version": VERSION, "ip": "127.0.0.1",
-                                "transport": "tcp", "pid": dead.pid if owner == "dead pid" else os.getpid()}))
+    path.write_text(
+        json.dumps(
+            {
+                "port": port,
+                "key": "0" * 64,
+                "version": VERSION,
+                "ip": "127.0.0.1",
+                "transport": "tcp",
+                "pid": dead.pid if owner == "dead pid" else os.getpid(),
+            }
+        )
+    )
     started = time.monotonic()
     status = cli(alone, "status", timeout=30)
     assert status.returncode == 3 and status.stdout.startswith("engine: not running")
     assert time.monotonic() - started < 5, "told at once, not after a request timed out"
 
 
-@pytest.mark.parametrize("args, message, fix", [
-    (["submit", ANIMAL, VASE, "-o", "x.svg"], "-o names one SVG but several images were given",
-     "use --out-dir DIR instead"),
-    (["submit", ANIMAL, "--out-dir", "no/such/folder"], "--out-dir no/such/folder is not a folder", "create it first"),
-    (["submit", ANIMAL, ANIMAL, "--out-dir", "."], "two images would write the same SVG (same file name)",
-     "rename one, or submit them apart"),
-    (["submit", "missing.png"], "cannot read missing.png", "check the path"),
-    (["submit", ANIMAL, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
-    (["submit", ANIMAL, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
-    (["serve", "--idle-timeout", "0"], "must be positive", "--idle-timeout 1800"),
-], ids=["o-with-two-images", "out-dir-missing", "same-names", "missing-image", "no-strokes", "bad-colour",
-        "bad-idle-timeout"])
+@pytest.mark.parametrize(
+    "args, message, fix",
+    [
+        (
+            ["submit", ANIMAL, VASE, "-o", "x.svg"],
+            "-o names one SVG but several images were given",
+            "use --out-dir DIR instead",
+        ),
+        (
+            ["submit", ANIMAL, "--out-dir", "no/such/folder"],
+            "--out-dir no/such/folder is not a folder",
+            "create it first",
+        ),
+        (
+            ["submit", ANIMAL, ANIMAL, "--out-dir", "."],
+            "two images would write the same SVG (same file name)",
+            "rename one, or submit them apart",
+        ),
+        (["submit", "missing.png"], "cannot read missing.png", "check the path"),
+        (["submit", ANIMAL, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
+        (["submit", ANIMAL, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
+        (["serve", "--idle-timeout", "0"], "must be positive", "--idle-timeout 1800"),
+    ],
+    ids=[
+        "o-with-two-images",
+        "out-dir-missing",
+        "same-names",
+        "missing-image",
+        "no-strokes",
+        "bad-colour",
+        "bad-idle-timeout",
+    ],
+)
 def test_bad_command_lines_fail_before_any_engine_starts(tmp_path, args, message, fix):
     alone = engine_env(tmp_path)
     out = cli(alone, *args, *ENGINE, cwd=tmp_path, timeout=120)
@@ -149,6 +187,7 @@ def test_bad_command_lines_fail_before_any_engine_starts(tmp_path, args, message
 
 
 # -- with the engine that `submit` starts --------------------------------------------------------------
+
 
 def test_submit_two_images_to_a_folder_starts_the_engine(env, tmp_path):
     out_dir = tmp_path / "svgs"
@@ -167,7 +206,7 @@ def test_submit_two_images_to_a_folder_starts_the_engine(env, tmp_path):
     pid = engine_pid(env)
     assert pid is not None and time.monotonic() - started < READY_S + JOB_S
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert [b"--models", b"tiny-random"] == cmdline[cmdline.index(b"--models"):][:2]
+    assert cmdline[cmdline.index(b"--models") :][:2] == [b"--models", b"tiny-random"]
     assert b"--idle-timeout" in cmdline
     assert os.getsid(pid) == pid
 
@@ -181,13 +220,34 @@ def test_submit_one_image_quietly_to_its_default_name(env, running, tmp_path):
 
 
 def test_submit_scene_writes_the_matrix(env, running, tmp_path):
-    out = cli(env, "submit", FIELD, "--scene", "--layers", "2", "--levels", "1", "--strokes", "4", "--seeds", "1",
-              "--iterations", "1", "--aug-bank", "4", *ENGINE, "-o", tmp_path / "field.svg")
+    out = cli(
+        env,
+        "submit",
+        FIELD,
+        "--scene",
+        "--layers",
+        "2",
+        "--levels",
+        "1",
+        "--strokes",
+        "4",
+        "--seeds",
+        "1",
+        "--iterations",
+        "1",
+        "--aug-bank",
+        "4",
+        *ENGINE,
+        "-o",
+        tmp_path / "field.svg",
+    )
     assert out.returncode == 0, out.stderr
     assert "field.png: note: no mask" in out.stderr
     layers = svg_layers((tmp_path / "field.svg").read_bytes(), image_size(FIELD))
     assert [label for label, _, _ in layers if label.startswith("Fidelity")] == [
-        "Fidelity 2 - Simplicity 0/1", "Fidelity 2 - Simplicity 1/1"]
+        "Fidelity 2 - Simplicity 0/1",
+        "Fidelity 2 - Simplicity 1/1",
+    ]
     assert ("Object", 4, True) in layers
 
 
@@ -215,8 +275,9 @@ def test_status_describes_the_engine(env, running):
     out = cli(env, "status")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert re.fullmatch(rf"engine: running, pid {running}, version \S+ \(protocol {re.escape(VERSION)}\), up \d+ s",
-                        lines[0])
+    assert re.fullmatch(
+        rf"engine: running, pid {running}, version \S+ \(protocol {re.escape(VERSION)}\), up \d+ s", lines[0]
+    )
     assert lines[1] == "device: cpu; models: tiny-random (loaded: RN101, ViT-B-32); renderer: ours"
     assert lines[2] == "running: nothing; queued: 0"
 
@@ -225,9 +286,14 @@ def test_a_queued_submit_shows_its_position_then_completes(env, running, tmp_pat
     with api_client(env) as api:
         blocker, _ = api.submit(*sketch_job(params=long_params()), name="blocker.png")
         wait_for(lambda: api.status()["running"] == blocker, JOB_S, "the blocking job to start")
-        proc = subprocess.Popen([sys.executable, "-m", "engine", "submit", str(VASE), *TINY, "-o",
-                                 str(tmp_path / "queued.svg")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "submit", str(VASE), *TINY, "-o", str(tmp_path / "queued.svg")],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         chunks: list[str] = []
         reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
         reader.start()
@@ -283,7 +349,8 @@ def test_submit_refuses_an_engine_with_other_models(env, running, tmp_path):
     assert out.returncode == 2
     assert error_lines(out.stderr) == [
         "error: the running engine uses tiny-random models, not random",
-        "  fix: pass --models tiny-random, or stop it (`sketch-abstraction stop`) to start a new one"]
+        "  fix: pass --models tiny-random, or stop it (`sketch-abstraction stop`) to start a new one",
+    ]
     assert not (tmp_path / "x.svg").exists()
 
 
@@ -311,15 +378,26 @@ def test_an_engine_of_another_protocol_version_is_named_and_can_be_stopped(tmp_p
     old = subprocess.Popen([sys.executable, "-c", OLD_ENGINE], stdout=subprocess.PIPE, text=True)
     try:
         port = int(old.stdout.readline())
-        (Path(alone["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).write_text(json.dumps(
-            {"port": port, "key": "0" * 64, "pid": old.pid, "version": "0.9", "ip": "127.0.0.1",
-             "transport": "tcp", "added_by_0.9": True}))
+        (Path(alone["SKETCH_ABSTRACTION_RUNTIME_DIR"]) / connection.CONNECTION_FILE).write_text(
+            json.dumps(
+                {
+                    "port": port,
+                    "key": "0" * 64,
+                    "pid": old.pid,
+                    "version": "0.9",
+                    "ip": "127.0.0.1",
+                    "transport": "tcp",
+                    "added_by_0.9": True,
+                }
+            )
+        )
         out = cli(alone, "status")
         assert out.returncode == 1
         assert error_lines(out.stderr) == [
             f"error: the running engine speaks protocol 0.9, this client {VERSION}",
             "  fix: stop that engine (`sketch-abstraction stop`); the next job starts one of this version. "
-            "After an update, also re-run `python3 install.py` for Inkscape"]
+            "After an update, also re-run `python3 install.py` for Inkscape",
+        ]
         stop = cli(alone, "stop")
         assert stop.returncode == 0 and stop.stdout.strip() == "engine: stopping (protocol 0.9, stopped with a signal)"
         assert old.wait(timeout=10) == -signal.SIGTERM
@@ -329,12 +407,19 @@ def test_an_engine_of_another_protocol_version_is_named_and_can_be_stopped(tmp_p
 
 
 def test_the_auto_start_command_carries_every_engine_setting():
-    command = engine_command("python3", "random", "cuda", "/nonexistent/weights", idle_timeout_s=60, precision="bf16",
-                             renderer="diffvg")
+    command = engine_command(
+        "python3", "random", "cuda", "/nonexistent/weights", idle_timeout_s=60, precision="bf16", renderer="diffvg"
+    )
     assert command[:4] == ["python3", "-m", "engine", "serve"]
     args = build_parser().parse_args(command[3:])  # the engine's own parser reads it back
     assert (args.models, args.device, args.weights_dir, args.precision, args.renderer, args.idle_timeout) == (
-        "random", "cuda", "/nonexistent/weights", "bf16", "diffvg", 60)
+        "random",
+        "cuda",
+        "/nonexistent/weights",
+        "bf16",
+        "diffvg",
+        60,
+    )
     assert build_parser().parse_args(engine_command("python3")[3:]).renderer == "ours"
 
 
@@ -343,7 +428,8 @@ def test_a_second_serve_is_refused_while_one_runs(env, running):
     assert out.returncode == 75  # EX_TEMPFAIL: a client that started it waits for the running one
     assert error_lines(out.stderr) == [
         f"error: an engine is already running (pid {running})",
-        "  fix: use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`"]
+        "  fix: use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`",
+    ]
     assert "loading models" not in out.stderr, "refused before loading any model"
     assert engine_pid(env) == running  # the first one keeps its connection file and serves on
     assert cli(env, "status").returncode == 0

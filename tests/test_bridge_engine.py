@@ -7,6 +7,7 @@ and every engine a test starts is shut down (then killed) by a finalizer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -44,23 +45,36 @@ ALWAYS = 100_000  # iterations (and eval interval) of a job that runs until it i
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 def engine_env(base: Path) -> dict[str, str]:
     """Environment of an engine (and its clients) confined to `base`: own folders, own HOME, offline."""
     env = dict(os.environ)
     dirs = {name: base / name for name in ("home", "run", "data", "cache", "xdg-data", "xdg-run")}
     for folder in dirs.values():
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    env.update(HOME=str(dirs["home"]), XDG_CACHE_HOME=str(dirs["cache"]), XDG_DATA_HOME=str(dirs["xdg-data"]),
-               XDG_RUNTIME_DIR=str(dirs["xdg-run"]), SKETCH_ABSTRACTION_OFFLINE="1",
-               SKETCH_ABSTRACTION_RUNTIME_DIR=str(dirs["run"]), SKETCH_ABSTRACTION_DATA_DIR=str(dirs["data"]),
-               PYTHONWARNINGS="ignore::UserWarning")
+    env.update(
+        HOME=str(dirs["home"]),
+        XDG_CACHE_HOME=str(dirs["cache"]),
+        XDG_DATA_HOME=str(dirs["xdg-data"]),
+        XDG_RUNTIME_DIR=str(dirs["xdg-run"]),
+        SKETCH_ABSTRACTION_OFFLINE="1",
+        SKETCH_ABSTRACTION_RUNTIME_DIR=str(dirs["run"]),
+        SKETCH_ABSTRACTION_DATA_DIR=str(dirs["data"]),
+        PYTHONWARNINGS="ignore::UserWarning",
+    )
     return env
 
 
 def use_env(monkeypatch, env: dict[str, str]) -> None:
     """Point this (test) process at the engine of `env`, as a client started there would be."""
-    for name in ("HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "SKETCH_ABSTRACTION_RUNTIME_DIR",
-                 "SKETCH_ABSTRACTION_DATA_DIR"):
+    for name in (
+        "HOME",
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+        "XDG_RUNTIME_DIR",
+        "SKETCH_ABSTRACTION_RUNTIME_DIR",
+        "SKETCH_ABSTRACTION_DATA_DIR",
+    ):
         monkeypatch.setenv(name, env[name])
 
 
@@ -99,11 +113,16 @@ class Engine:
         self.clients: list[EngineClient] = []
         self.log_path = base / "engine-stderr.log"
 
-    def start(self, *extra: str, models: str = "tiny-random") -> "Engine":
-        self.log = open(self.log_path, "ab")
+    def start(self, *extra: str, models: str = "tiny-random") -> Engine:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 (the engine writes it until stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine", "serve", "--models", models, "--device", "cpu", *extra],
-            env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+            env=self.env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+        )
         wait_for(self._ready, READY_S, "the engine's connection file")
         return self
 
@@ -128,7 +147,7 @@ class Engine:
         self.clients.append(client)
         return client
 
-    def raw(self) -> "Raw":
+    def raw(self) -> Raw:
         return Raw(self.info)
 
     def log_text(self) -> str:
@@ -140,10 +159,8 @@ class Engine:
 
     def stop(self) -> None:
         for client in self.clients:
-            try:
+            with contextlib.suppress(Exception):
                 client.close()
-            except Exception:
-                pass
         self.clients.clear()
         if self.alive():
             try:
@@ -241,8 +258,9 @@ def collect(messages: list):
 
 
 def wait_idle(client: EngineClient, timeout_s: float = JOB_S) -> dict:
-    return wait_for(lambda: (s := client.status())["running"] is None and not s["queue"] and s, timeout_s,
-                    "the engine to be idle")
+    return wait_for(
+        lambda: (s := client.status())["running"] is None and not s["queue"] and s, timeout_s, "the engine to be idle"
+    )
 
 
 def wait_running(client: EngineClient, job_id: str) -> None:
@@ -251,17 +269,23 @@ def wait_running(client: EngineClient, job_id: str) -> None:
 
 def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
     """A valid, fully decodable 1-bit PNG of ~110 KB claiming width x height pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     row = b"\0" * (1 + (width + 7) // 8)
     packer = zlib.compressobj(9)
     data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", data)
+        + chunk(b"IEND", b"")
+    )
 
 
 # -- fixtures --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
@@ -317,6 +341,7 @@ def client(engine):
 
 
 # -- the ordinary path -----------------------------------------------------------------------------
+
 
 def test_status_describes_the_warm_engine(engine, client):
     s = client.status()
@@ -390,13 +415,11 @@ def test_three_clients_queue_and_all_complete(engine, client):
 
     def follow(c: EngineClient, job_id: str) -> None:
         try:
-            results[job_id] = (time.monotonic(), c.wait(job_id, on_message=collect(messages[job_id]),
-                                                        timeout_s=JOB_S))
+            results[job_id] = (time.monotonic(), c.wait(job_id, on_message=collect(messages[job_id]), timeout_s=JOB_S))
         except BaseException as err:  # reported below, in the test's thread
             errors.append(err)
 
-    threads = [threading.Thread(target=follow, args=args)
-               for args in ((first, a_id), (second, b_id), (third, c_id))]
+    threads = [threading.Thread(target=follow, args=args) for args in ((first, a_id), (second, b_id), (third, c_id))]
     for t in threads:
         t.start()
     for t in threads:
@@ -412,6 +435,7 @@ def test_three_clients_queue_and_all_complete(engine, client):
 
     assert updates(b_id) == [0]  # moved to the front when the first job ended
     assert updates(c_id) == [1, 0]
+
     # one at a time: each job's progress begins only after the previous job's result arrived
     def first_progress(job_id):  # optimisation starts well after the job does (saliency, edges first)
         return min(t for t, kind, c in messages[job_id] if kind == "progress" and c["stage"] == "optimise")
@@ -484,8 +508,13 @@ def on_message(msg):
 client.wait(job_id, on_message=on_message)
 print("finished", flush=True)
 """)
-    proc = subprocess.Popen([sys.executable, str(script), json.dumps(engine.info.__dict__)], cwd=ROOT,
-                            env=engine.env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), json.dumps(engine.info.__dict__)],
+        cwd=ROOT,
+        env=engine.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     watchdog = threading.Timer(JOB_S, proc.kill)  # bounds the reads below
     watchdog.start()
     try:
@@ -499,8 +528,9 @@ print("finished", flush=True)
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
-    wait_for(lambda: {j["job_id"]: j["state"] for j in client.jobs()}[job_id] == "done", JOB_S,
-             "the orphaned job to finish")
+    wait_for(
+        lambda: {j["job_id"]: j["state"] for j in client.jobs()}[job_id] == "done", JOB_S, "the orphaned job to finish"
+    )
     later = engine.client()  # a new client fetches it by id
     result = later.fetch(job_id)
     assert isinstance(result, JobResult) and result.name == "orphan.png"
@@ -508,6 +538,7 @@ print("finished", flush=True)
 
 
 # -- hostile and broken input ----------------------------------------------------------------------
+
 
 def _resigned(frames: list[bytes], signature: bytes) -> list[bytes]:
     return [frames[0], signature, *frames[2:]]
@@ -535,35 +566,62 @@ BROKEN = {
     "unknown-type": (lambda r: Raw.signed(r, header("frobnicate_request")), "bad_message", "unknown message type"),
     "reply-as-request": (lambda r: Raw.signed(r, header("status_reply")), "bad_message", "unknown message type"),
     "list-type": (lambda r: Raw.signed(r, header(msg_type=["status_request"])), "bad_message", "message type"),
-    "nan-in-header": (lambda r: Raw.signed(r, json.dumps(header()).encode()[:-1] + b', "x": NaN}'),
-                      "bad_message", "JSON"),
-    "deep-json": (lambda r: Raw.signed(r, header(), b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"),
-                  "bad_message", "JSON"),
+    "nan-in-header": (
+        lambda r: Raw.signed(r, json.dumps(header()).encode()[:-1] + b', "x": NaN}'),
+        "bad_message",
+        "JSON",
+    ),
+    "deep-json": (
+        lambda r: Raw.signed(r, header(), b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"),
+        "bad_message",
+        "JSON",
+    ),
     "invalid-json": (lambda r: Raw.signed(r, header(), b'{"job": '), "bad_message", "JSON"),
     "not-utf8": (lambda r: Raw.signed(r, header(), b'{"a": "\xff\xfe"}'), "bad_message", "JSON"),
     "content-not-object": (lambda r: Raw.signed(r, header(), b"[1, 2]"), "bad_message", "objects"),
     "unknown-job-field": (lambda r: _valid_submit(r, priority=1), "bad_input", "unknown job field 'priority'"),
-    "unknown-param": (lambda r: _valid_submit(r, params={"strokes": [4], "turbo": True}), "bad_input",
-                      "unknown parameter 'turbo'"),
+    "unknown-param": (
+        lambda r: _valid_submit(r, params={"strokes": [4], "turbo": True}),
+        "bad_input",
+        "unknown parameter 'turbo'",
+    ),
     "param-wrong-type": (lambda r: _valid_submit(r, params={"iterations": "5"}), "bad_input", "wrong type"),
     "param-out-of-range": (lambda r: _valid_submit(r, params={"strokes": [0]}), "bad_input", "stroke counts"),
     "params-not-object": (lambda r: _valid_submit(r, params=[4]), "bad_input", "JSON object"),
     "unknown-kind": (lambda r: _valid_submit(r, kind="video"), "bad_input", "unknown job kind"),
-    "job-not-object": (lambda r: Raw.signed(r, header("submit_request"), {"job": "sketch"}, [b"x"]), "bad_input",
-                       "unknown job kind"),
-    "no-image": (lambda r: Raw.signed(r, header("submit_request"), {"job": sketch_job()[0], "name": "x.png"}),
-                 "bad_input", "no image"),
+    "job-not-object": (
+        lambda r: Raw.signed(r, header("submit_request"), {"job": "sketch"}, [b"x"]),
+        "bad_input",
+        "unknown job kind",
+    ),
+    "no-image": (
+        lambda r: Raw.signed(r, header("submit_request"), {"job": sketch_job()[0], "name": "x.png"}),
+        "bad_input",
+        "no image",
+    ),
     "image-dropped": (lambda r: _valid_submit(r)[:6], "bad_message", "signature"),  # buffers are signed too
     "mask-buffer-missing": (lambda r: _valid_submit(r, mask={"buffer": 5}), "bad_input", "mask"),
     "bad-colour": (lambda r: _valid_submit(r, color="red; evil"), "bad_input", "colour"),
-    "bad-name": (lambda r: Raw.signed(r, header("submit_request"), {"job": sketch_job()[0], "name": ["x"]},
-                                      sketch_job()[1]), "bad_input", "name"),
-    "fetch-unknown-job": (lambda r: Raw.signed(r, header("fetch_request"), {"job_id": "0" * 32}), "unknown_job",
-                          "no job"),
-    "fetch-job-id-type": (lambda r: Raw.signed(r, header("fetch_request"), {"job_id": {"$ne": 1}}), "unknown_job",
-                          "no job"),
-    "cancel-unknown-job": (lambda r: Raw.signed(r, header("cancel_request"), {"job_id": "../../etc/passwd"}),
-                           "unknown_job", "no job"),
+    "bad-name": (
+        lambda r: Raw.signed(r, header("submit_request"), {"job": sketch_job()[0], "name": ["x"]}, sketch_job()[1]),
+        "bad_input",
+        "name",
+    ),
+    "fetch-unknown-job": (
+        lambda r: Raw.signed(r, header("fetch_request"), {"job_id": "0" * 32}),
+        "unknown_job",
+        "no job",
+    ),
+    "fetch-job-id-type": (
+        lambda r: Raw.signed(r, header("fetch_request"), {"job_id": {"$ne": 1}}),
+        "unknown_job",
+        "no job",
+    ),
+    "cancel-unknown-job": (
+        lambda r: Raw.signed(r, header("cancel_request"), {"job_id": "../../etc/passwd"}),
+        "unknown_job",
+        "no job",
+    ),
     "cancel-no-job-id": (lambda r: Raw.signed(r, header("cancel_request")), "unknown_job", "no job"),
 }
 
@@ -591,6 +649,7 @@ def test_broken_message_gets_an_error_reply_and_the_engine_serves_on(engine, cli
 
 # engine/params.py (request_from_json / ClipassoParams.validate) vets every job the engine accepts.
 
+
 def test_unhashable_job_kind_is_bad_input(engine, client):
     raw = engine.raw()
     try:
@@ -614,9 +673,11 @@ def test_a_mask_path_is_refused_over_the_bridge(engine, client, tmp_path):
     assert refused.value.code == "bad_input"
 
 
-@pytest.mark.parametrize("params", [{"lr": 1e300}, {"aug_bank": 10**9}, {"num_aug": 10**8},
-                                    {"strokes": list(range(1, 1025))}, {"walk_step": -5.0}],
-                         ids=["lr", "aug-bank", "num-aug", "levels", "walk-step"])
+@pytest.mark.parametrize(
+    "params",
+    [{"lr": 1e300}, {"aug_bank": 10**9}, {"num_aug": 10**8}, {"strokes": list(range(1, 1025))}, {"walk_step": -5.0}],
+    ids=["lr", "aug-bank", "num-aug", "levels", "walk-step"],
+)
 def test_absurd_parameters_are_refused_at_submit(engine, client, params):
     job, buffers = sketch_job(b"not an image")  # if it is accepted anyway, its job fails at once
     job["params"].update(params)
@@ -625,11 +686,15 @@ def test_absurd_parameters_are_refused_at_submit(engine, client, params):
     assert refused.value.code == "bad_input"
 
 
-@pytest.mark.parametrize("payload, words", [
-    (b"this is not an image at all", "image"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image"),  # a PNG signature, then nothing sensible
-    (None, "pixels"),  # the 30000 x 30000 bomb
-], ids=["text", "corrupt-png", "image-bomb"])
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        (b"this is not an image at all", "image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image"),  # a PNG signature, then nothing sensible
+        (None, "pixels"),  # the 30000 x 30000 bomb
+    ],
+    ids=["text", "corrupt-png", "image-bomb"],
+)
 def test_bad_image_fails_its_job_with_bad_input_and_the_engine_serves_on(engine, client, payload, words):
     payload = png_bomb() if payload is None else payload
     before = rss_kib(engine.pid)
@@ -683,8 +748,26 @@ def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
 
 FUZZ_MESSAGES = 1200
 FUZZ_SEED = 20240607
-FIELD_NAMES = ["job", "name", "job_id", "watch", "kind", "params", "mask", "width", "color", "strokes", "seeds",
-               "iterations", "buffer", "msg_id", "msg_type", "version", "aug_bank", "num_aug"]
+FIELD_NAMES = [
+    "job",
+    "name",
+    "job_id",
+    "watch",
+    "kind",
+    "params",
+    "mask",
+    "width",
+    "color",
+    "strokes",
+    "seeds",
+    "iterations",
+    "buffer",
+    "msg_id",
+    "msg_type",
+    "version",
+    "aug_bank",
+    "num_aug",
+]
 REQUEST_TYPES = sorted(protocol.REQUESTS - {"shutdown_request"})  # a valid shutdown would end the run
 
 
@@ -695,14 +778,30 @@ def _random_json(rng: random.Random, depth: int = 0):
     if choice == 1:
         return rng.choice([True, False])
     if choice == 2:
-        return rng.choice([0, -1, 1, 2**31, -2**63, 10**30, 4, 100_000, 1024])
+        return rng.choice([0, -1, 1, 2**31, -(2**63), 10**30, 4, 100_000, 1024])
     if choice == 3:
         return rng.choice([0.0, -0.5, 1e308, -1e-308, 3.5, 1.5])
     if choice == 4:
-        return rng.choice(["", "sketch", "scene", "none", "auto", "#000000", "1.0", VERSION, "\u0000", "é" * 10,
-                           "x" * rng.randrange(1, 3000), "../../etc/passwd", "0" * 32, os.urandom(16).hex()])
+        return rng.choice(
+            [
+                "",
+                "sketch",
+                "scene",
+                "none",
+                "auto",
+                "#000000",
+                "1.0",
+                VERSION,
+                "\u0000",
+                "é" * 10,
+                "x" * rng.randrange(1, 3000),
+                "../../etc/passwd",
+                "0" * 32,
+                os.urandom(16).hex(),
+            ]
+        )
     if choice in (5, 6):
-        return rng.choice(REQUEST_TYPES + ["status_reply", "result", "error"])
+        return rng.choice([*REQUEST_TYPES, "status_reply", "result", "error"])
     if choice == 7:
         return os.urandom(rng.randrange(1, 40)).hex()
     if choice in (8, 9):
@@ -740,7 +839,7 @@ def _mutated(rng: random.Random, frames: list[bytes]) -> list[bytes]:
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
             frames[i] = bytes(b)
         elif op == 1:  # truncate a frame
-            frames[i] = frames[i][:rng.randrange(len(frames[i]) + 1)]
+            frames[i] = frames[i][: rng.randrange(len(frames[i]) + 1)]
         elif op == 2 and len(frames) > 1:  # drop a frame
             del frames[i]
         elif op == 3:  # duplicate a frame
@@ -759,6 +858,7 @@ def _mutated(rng: random.Random, frames: list[bytes]) -> list[bytes]:
 
 def _signed_broken(rng: random.Random, raw: Raw) -> list[bytes]:
     """Correctly signed, so every check past the signature gets exercised."""
+
     def part(kind: str) -> bytes:
         r = rng.random()
         if kind in ("parent", "metadata") and r < 0.8:
@@ -792,7 +892,9 @@ def _signed_broken(rng: random.Random, raw: Raw) -> list[bytes]:
 
 def _tracebacks(log: str) -> list[str]:
     """The tracebacks in an engine log: each one a handler that failed on input it should have refused."""
-    return ["Traceback (most recent call last):" + block for block in log.split("Traceback (most recent call last):")[1:]]
+    return [
+        "Traceback (most recent call last):" + block for block in log.split("Traceback (most recent call last):")[1:]
+    ]
 
 
 def test_fuzz_never_crashes_the_engine(small_engine):
@@ -858,6 +960,7 @@ def test_fuzz_never_crashes_the_engine(small_engine):
 
 # -- the connection file and the network -----------------------------------------------------------
 
+
 def test_connection_file_is_private_and_the_engine_listens_on_loopback_only(engine):
     path = engine.run_dir / connection.CONNECTION_FILE
     assert path.stat().st_mode & 0o777 == 0o600
@@ -883,13 +986,13 @@ def test_connection_file_is_private_and_the_engine_listens_on_loopback_only(engi
 
 def test_a_wrong_key_gets_no_service(engine, client):
     info = replace(engine.info, key="0" * 64)
-    with EngineClient(info, timeout_s=1.5) as stranger:
-        with pytest.raises(EngineUnavailable):  # the engine's error reply is signed with the real key
-            stranger.status()
+    with EngineClient(info, timeout_s=1.5) as stranger, pytest.raises(EngineUnavailable):
+        stranger.status()  # the engine's error reply is signed with the real key, so it is not read
     assert client.status()["pid"] == engine.pid
 
 
 # -- lifecycle: restart, stale file, auto-start, start failures, idle timeout --------------------------
+
 
 @pytest.mark.slow
 def test_results_survive_restarts_and_running_jobs_become_interrupted(fresh, monkeypatch):
@@ -933,9 +1036,18 @@ def test_results_survive_restarts_and_running_jobs_become_interrupted(fresh, mon
 
     # results past their keeping time are deleted when an engine starts (not only after an hour up)
     results = first.data_dir / "results"
-    old = {"job_id": "e" * 32, "name": "old.png", "kind": "sketch", "state": "done", "created": time.time() - 4e6,
-           "finished": time.time() - 4e6, "fetched": time.time() - 2 * 86_400, "seconds": 1.0, "notes": [],
-           "error": None}
+    old = {
+        "job_id": "e" * 32,
+        "name": "old.png",
+        "kind": "sketch",
+        "state": "done",
+        "created": time.time() - 4e6,
+        "finished": time.time() - 4e6,
+        "fetched": time.time() - 2 * 86_400,
+        "seconds": 1.0,
+        "notes": [],
+        "error": None,
+    }
     (results / f"{'e' * 32}.json").write_text(json.dumps(old))
     (results / f"{'e' * 32}.svg").write_bytes(kept)
 
@@ -965,8 +1077,10 @@ def test_start_failure_reports_the_engines_own_error(fresh, monkeypatch, tmp_pat
     use_env(monkeypatch, fresh.env)
     started = time.monotonic()
     with pytest.raises(EngineUnavailable) as failed:
-        EngineClient.connect(start=engine_command(sys.executable, "openai", "cpu",
-                                                  weights_dir=str(tmp_path / "no-such-folder")), ready_timeout_s=120)
+        EngineClient.connect(
+            start=engine_command(sys.executable, "openai", "cpu", weights_dir=str(tmp_path / "no-such-folder")),
+            ready_timeout_s=120,
+        )
     assert failed.value.code == "start_failed"
     assert failed.value.message.startswith("the engine exited while starting: weights folder ")
     assert "no-such-folder" in failed.value.message and "RN101.pt" in failed.value.hint
@@ -980,14 +1094,15 @@ def test_a_client_waits_for_the_engine_another_start_is_loading(fresh, monkeypat
     import fcntl
 
     use_env(monkeypatch, fresh.env)
-    loading = open(fresh.env["SKETCH_ABSTRACTION_RUNTIME_DIR"] + "/" + connection.LOCK_FILE, "a+")
+    loading = open(fresh.env["SKETCH_ABSTRACTION_RUNTIME_DIR"] + "/" + connection.LOCK_FILE, "a+")  # noqa: SIM115
     fcntl.flock(loading.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held as a loading engine holds it
     outcome: dict = {}
 
     def start() -> None:
         try:
-            with EngineClient.connect(start=engine_command(sys.executable, "tiny-random", "cpu", idle_timeout_s=120),
-                                      ready_timeout_s=120) as client:
+            with EngineClient.connect(
+                start=engine_command(sys.executable, "tiny-random", "cpu", idle_timeout_s=120), ready_timeout_s=120
+            ) as client:
                 outcome["pid"] = client.status()["pid"]
         except Exception as err:  # asserted below
             outcome["error"] = err

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "a" * 64
 
 
-def _signed(session: Session, header: bytes, content: bytes = b"{}", parent: bytes = b"{}",
-            buffers: tuple[bytes, ...] = ()) -> list[bytes]:
+def _signed(
+    session: Session, header: bytes, content: bytes = b"{}", parent: bytes = b"{}", buffers: tuple[bytes, ...] = ()
+) -> list[bytes]:
     """Frames with a correct signature over arbitrary (possibly broken) JSON parts."""
     parts = [header, parent, b"{}", content]
     return [DELIMITER, session.sign([*parts, *buffers]), *parts, *buffers]
@@ -43,6 +44,7 @@ def _rejected(session: Session, frames: list[bytes], expect=REQUESTS) -> Protoco
 
 
 # -- keys, signatures, round trip ------------------------------------------------------------------
+
 
 def test_new_key_is_random_256_bit_hex():
     keys = {protocol.new_key() for _ in range(20)}
@@ -71,8 +73,9 @@ def test_changed_or_reshaped_buffers_break_the_signature():
 def test_round_trip_keeps_type_content_buffers_and_parent():
     session = Session(KEY)
     parent = {"msg_id": "abc", "msg_type": "submit_request"}
-    msg = Message("result", {"job_id": "f" * 32, "name": "horse.png", "unicode": "é✓"},
-                  [b"<svg/>", bytes(range(256))], parent)
+    msg = Message(
+        "result", {"job_id": "f" * 32, "name": "horse.png", "unicode": "é✓"}, [b"<svg/>", bytes(range(256))], parent
+    )
     frames = session.serialize(msg)
     assert len(frames) == 6 + 2  # delimiter, signature, header, parent, metadata, content, buffers
     back = session.deserialize(frames, REPLIES)
@@ -99,6 +102,7 @@ def test_split_ids_separates_routing_frames():
 
 
 # -- rejections --------------------------------------------------------------------------------------
+
 
 def test_missing_delimiter_is_rejected():
     session = Session(KEY)
@@ -149,19 +153,29 @@ def test_oversized_message_is_rejected_before_its_signature_is_checked():
     assert session.deserialize(ok, REQUESTS).buffers == [b"\0" * 9_000]
 
 
-@pytest.mark.parametrize("header", [
-    _header(version="0.9"), _header(version=None), _header(version=...), _header(version=1.0),
-    _header(version=["1.0"]), _header(version={"major": 1}),
-], ids=["old", "null", "missing", "number", "list", "object"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        _header(version="0.9"),
+        _header(version=None),
+        _header(version=...),
+        _header(version=1.0),
+        _header(version=["1.0"]),
+        _header(version={"major": 1}),
+    ],
+    ids=["old", "null", "missing", "number", "list", "object"],
+)
 def test_other_protocol_version_is_rejected(header):
     session = Session(KEY)
     err = _rejected(session, _signed(session, header))
     assert err.code == protocol.BAD_MESSAGE and "version" in err.message and VERSION in err.message
 
 
-@pytest.mark.parametrize("msg_type", ["frobnicate_request", "status_reply", "", None, ..., 7, ["status_request"],
-                                      {"a": 1}], ids=["unknown", "reply-as-request", "empty", "null", "missing",
-                                                      "number", "list", "object"])
+@pytest.mark.parametrize(
+    "msg_type",
+    ["frobnicate_request", "status_reply", "", None, ..., 7, ["status_request"], {"a": 1}],
+    ids=["unknown", "reply-as-request", "empty", "null", "missing", "number", "list", "object"],
+)
 def test_unknown_message_type_is_rejected(msg_type):
     session = Session(KEY)
     err = _rejected(session, _signed(session, _header(msg_type=msg_type)))
@@ -181,14 +195,35 @@ def test_long_unknown_type_gives_a_short_message():
     assert len(err.message) < 200
 
 
-@pytest.mark.parametrize("part, data", [
-    ("header", b"{not json"), ("content", b'{"a": }'), ("parent", b"\xff\xfe\x00garbage"),
-    ("content", b'{"a": NaN}'), ("header", _header(msg_id=...)[:-1] + b', "x": Infinity}'),
-    ("content", b'{"a": -Infinity}'), ("content", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
-    ("header", b'{"x": ' + b'{"y": ' * 50_000 + b"1" + b"}" * 50_001), ("content", b"\xc3\x28"),
-    ("content", b""), ("content", b'{"a": 1} trailing'),
-], ids=["header-syntax", "content-syntax", "binary", "nan", "infinity", "-infinity", "deep-array",
-        "deep-object", "bad-utf8", "empty", "trailing"])
+@pytest.mark.parametrize(
+    "part, data",
+    [
+        ("header", b"{not json"),
+        ("content", b'{"a": }'),
+        ("parent", b"\xff\xfe\x00garbage"),
+        ("content", b'{"a": NaN}'),
+        ("header", _header(msg_id=...)[:-1] + b', "x": Infinity}'),
+        ("content", b'{"a": -Infinity}'),
+        ("content", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        ("header", b'{"x": ' + b'{"y": ' * 50_000 + b"1" + b"}" * 50_001),
+        ("content", b"\xc3\x28"),
+        ("content", b""),
+        ("content", b'{"a": 1} trailing'),
+    ],
+    ids=[
+        "header-syntax",
+        "content-syntax",
+        "binary",
+        "nan",
+        "infinity",
+        "-infinity",
+        "deep-array",
+        "deep-object",
+        "bad-utf8",
+        "empty",
+        "trailing",
+    ],
+)
 def test_invalid_json_is_rejected(part, data):
     session = Session(KEY)
     kwargs = {"header": _header(), "content": b"{}", "parent": b"{}"}
@@ -197,8 +232,10 @@ def test_invalid_json_is_rejected(part, data):
     assert err.code == protocol.BAD_MESSAGE and "JSON" in err.message
 
 
-@pytest.mark.parametrize("part, data", [("content", b"[]"), ("content", b'"text"'), ("parent", b"null"),
-                                        ("header", b"42"), ("content", b"true")])
+@pytest.mark.parametrize(
+    "part, data",
+    [("content", b"[]"), ("content", b'"text"'), ("parent", b"null"), ("header", b"42"), ("content", b"true")],
+)
 def test_json_that_is_not_an_object_is_rejected(part, data):
     session = Session(KEY)
     kwargs = {"header": _header(), "content": b"{}", "parent": b"{}"}
@@ -214,15 +251,20 @@ def test_nan_is_never_sent_either():
 
 def test_error_content_shape():
     assert protocol.error_content("bad_input", "no image", "send one") == {
-        "code": "bad_input", "message": "no image", "hint": "send one"}
+        "code": "bad_input",
+        "message": "no image",
+        "hint": "send one",
+    }
     assert protocol.error_content("cancelled", "gone", job_id="f" * 32)["job_id"] == "f" * 32
 
 
 def test_protocol_needs_only_the_standard_library():
     """Inkscape's Python has no zmq, torch or numpy: the message definitions must import there."""
-    code = ("import sys; import bridge.protocol; "
-            "third = sorted({m.split('.')[0] for m in sys.modules} & {'zmq', 'torch', 'numpy', 'platformdirs', "
-            "'engine', 'PIL', 'lxml'}); print(','.join(third))")
+    code = (
+        "import sys; import bridge.protocol; "
+        "third = sorted({m.split('.')[0] for m in sys.modules} & {'zmq', 'torch', 'numpy', 'platformdirs', "
+        "'engine', 'PIL', 'lxml'}); print(','.join(third))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""

@@ -19,13 +19,25 @@ from PIL import Image
 
 from engine.cli import main
 from engine.clip.models import OFFLINE_ENV
-from engine.svg import svg_to_sketch
 from engine.render import diffvg
+from engine.svg import svg_to_sketch
 from tests.conftest import ANIMAL, BALLERINA, BALLERINA_MASK, BIRD, FIELD, FIELD_MASK, VASE
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--models", "tiny-random", "--device", "cpu", "--strokes", "4,2", "--seeds", "1",
-        "--iterations", "2", "--aug-bank", "4"]
+FAST = [
+    "--models",
+    "tiny-random",
+    "--device",
+    "cpu",
+    "--strokes",
+    "4,2",
+    "--seeds",
+    "1",
+    "--iterations",
+    "2",
+    "--aug-bank",
+    "4",
+]
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")
 
@@ -77,7 +89,7 @@ def test_start_points_land_on_the_subjects_edges_in_the_photo(out_dir):
     subject = gray < 230
     for x, y in result.layers[0].points[:, 0]:
         c, r = int(x), int(y)
-        assert subject[max(r - 5, 0):r + 6, max(c - 5, 0):c + 6].any(), (x, y)
+        assert subject[max(r - 5, 0) : r + 6, max(c - 5, 0) : c + 6].any(), (x, y)
 
 
 def test_a_non_square_photo_keeps_its_size_and_strokes_start_inside(tmp_path, out_dir):
@@ -119,7 +131,7 @@ def test_a_mask_file_keeps_strokes_on_the_object(out_dir):
     mask = np.asarray(Image.open(mask_file).convert("L")) > 127
     for x, y in result.layers[0].points[:, 0]:
         c, r = int(x), int(y)
-        assert mask[max(r - 6, 0):r + 7, max(c - 6, 0):c + 7].any(), "a start point in the background"
+        assert mask[max(r - 6, 0) : r + 7, max(c - 6, 0) : c + 7].any(), "a start point in the background"
 
 
 def test_a_mask_of_another_size_is_resized_with_a_note(tmp_path, out_dir, capsys):
@@ -157,8 +169,7 @@ def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
     Image.open(VASE).crop((0, 50, 240, 200)).save(buffer, "PNG")
     params = ClipassoParams(strokes=(6, 3), seeds=(0,), iterations=2, aug_bank=4)
     events = []
-    result = run_sketch(runtime, SketchRequest(image=buffer.getvalue(), params=params, color="#ff0000"),
-                        events.append)
+    result = run_sketch(runtime, SketchRequest(image=buffer.getvalue(), params=params, color="#ff0000"), events.append)
     assert events[0].stage == "load" and any(e.stage == "optimise" for e in events)
     assert (result.sketch.width, result.sketch.height) == (240, 150)
     assert result.canvas_map.scale == pytest.approx(240 / 224)
@@ -175,8 +186,14 @@ def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
 def cli_process(*args, cwd, home):
     env = dict(os.environ, **{OFFLINE_ENV: "1", "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "engine", "sketch", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "sketch", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_command_runs_as_a_process_and_writes_next_to_the_cwd(tmp_path, isolated_home):
@@ -194,11 +211,11 @@ def test_the_command_runs_as_a_process_and_writes_next_to_the_cwd(tmp_path, isol
 
 
 def test_the_process_exit_code_reports_bad_input(tmp_path, isolated_home):
-    done = cli_process(tmp_path / "missing.png", "-o", tmp_path / "x.svg", *FAST, cwd=tmp_path,
-                       home=isolated_home)
+    done = cli_process(tmp_path / "missing.png", "-o", tmp_path / "x.svg", *FAST, cwd=tmp_path, home=isolated_home)
     assert done.returncode == 2
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
-        f"error: image file not found: {tmp_path / 'missing.png'}"]
+        f"error: image file not found: {tmp_path / 'missing.png'}"
+    ]
     assert not (tmp_path / "x.svg").exists()
 
 
@@ -255,16 +272,19 @@ def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
     assert_refused(sketch(tmp_path / "nope.png", out_dir / "x.svg"), capsys, out_dir, "not found")
 
 
-@pytest.mark.parametrize("option, value, words", [
-    ("--strokes", "0", "stroke counts"),
-    ("--strokes", "4,4", "repeat"),
-    ("--strokes", "5000", "stroke counts"),
-    ("--iterations", "0", "iterations"),
-    ("--seeds", "0", "--seeds"),
-    ("--width", "-1", "--width"),
-    ("--width", "0", "--width"),
-    ("--aug-bank", "-1", "bank"),
-])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--strokes", "0", "stroke counts"),
+        ("--strokes", "4,4", "repeat"),
+        ("--strokes", "5000", "stroke counts"),
+        ("--iterations", "0", "iterations"),
+        ("--seeds", "0", "--seeds"),
+        ("--width", "-1", "--width"),
+        ("--width", "0", "--width"),
+        ("--aug-bank", "-1", "bank"),
+    ],
+)
 def test_bad_values_are_refused(out_dir, capsys, option, value, words):
     code = sketch(ANIMAL, out_dir / "x.svg", option, value)
     assert_refused(code, capsys, out_dir, words)
@@ -313,12 +333,15 @@ def test_cuda_without_a_gpu_is_a_device_error(out_dir, capsys):
     assert_refused(code, capsys, out_dir, "CUDA", exit_code=4)
 
 
-@pytest.mark.parametrize("argv", [
-    ["--device", "tpu"],
-    ["--control-points", "5"],
-    ["--strokes", "four"],
-    ["--models", "huge"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--device", "tpu"],
+        ["--control-points", "5"],
+        ["--strokes", "four"],
+        ["--models", "huge"],
+    ],
+)
 def test_options_outside_their_choices_are_usage_errors(out_dir, capsys, argv):
     with pytest.raises(SystemExit) as info:
         sketch(ANIMAL, out_dir / "x.svg", *argv)
@@ -330,9 +353,27 @@ def test_options_outside_their_choices_are_usage_errors(out_dir, capsys, argv):
 def test_missing_weights_name_the_file_and_the_way_out(tmp_path, out_dir, capsys, isolated_home):
     empty = tmp_path / "weights"
     empty.mkdir()
-    code = main(["sketch", str(ANIMAL), "-o", str(out_dir / "x.svg"), "--models", "openai",
-                 "--weights-dir", str(empty), "--device", "cpu", "--strokes", "2", "--seeds", "1",
-                 "--iterations", "1", "-q"])
+    code = main(
+        [
+            "sketch",
+            str(ANIMAL),
+            "-o",
+            str(out_dir / "x.svg"),
+            "--models",
+            "openai",
+            "--weights-dir",
+            str(empty),
+            "--device",
+            "cpu",
+            "--strokes",
+            "2",
+            "--seeds",
+            "1",
+            "--iterations",
+            "1",
+            "-q",
+        ]
+    )
     error, fix = assert_refused(code, capsys, out_dir, exit_code=3)
     assert "ViT-B-32.pt" in error or "RN101.pt" in error
     assert str(empty) in error and "--weights-dir" in fix

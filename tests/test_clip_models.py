@@ -180,8 +180,9 @@ def save_torchscript(state, path):
     """A TorchScript archive holding `state` as OpenAI publishes CLIP (state dict keys, plus the
     input_resolution / context_length / vocab_size entries the `clip` package strips)."""
     root = torch.nn.Module()
-    state = dict(state, input_resolution=torch.tensor(224), context_length=torch.tensor(77),
-                 vocab_size=torch.tensor(49408))
+    state = dict(
+        state, input_resolution=torch.tensor(224), context_length=torch.tensor(77), vocab_size=torch.tensor(49408)
+    )
     for key, value in state.items():
         *parents, leaf = key.split(".")
         module = root

@@ -12,13 +12,13 @@ import torch
 
 from engine.errors import InputError
 from engine.methods.clipascene import (
-    OBJECT,
     BACKGROUND,
+    OBJECT,
     SceneTarget,
-    _Problems,
-    _fidelity,
-    _simplify,
     _Clock,
+    _fidelity,
+    _Problems,
+    _simplify,
     on_canvas,
     optimise_scene,
     row_ratio,
@@ -43,7 +43,6 @@ TINY = SceneParams(layers=(2, 11), levels=2, strokes=8, seeds=(0, 1000), iterati
 def field_target():
     from engine.io.image import load_image
     from engine.preprocess import prepare_target
-
     from tests.conftest import FIELD
 
     return prepare_target(load_image(FIELD), None)[0]
@@ -60,8 +59,12 @@ def scene(runtime, target, parts=(OBJECT, BACKGROUND), **changes):
 def test_default_parameters_are_the_official_ones():
     p = SceneParams().validate()
     assert p.layers == (2, 8, 11) and p.levels == 8 and p.strokes == 64 and p.seeds == (0, 1000)
-    assert (p.fidelity_iterations_background, p.fidelity_iterations_object,
-            p.fidelity_iterations_object_shallow, p.simplicity_iterations) == (1500, 1000, 600, 400)
+    assert (
+        p.fidelity_iterations_background,
+        p.fidelity_iterations_object,
+        p.fidelity_iterations_object_shallow,
+        p.simplicity_iterations,
+    ) == (1500, 1000, 600, 400)
     assert (p.fidelity_eval_every, p.fidelity_eval_from, p.simplicity_eval_every) == (50, 400, 100)
     assert p.loc_lr == 1e-4 and p.simplicity_lr == 5e-5 and p.hidden == 1000 and p.offset_scale == 0.1
     assert p.point_noise == 1e-4 and p.gumbel_tau == 0.2 and p.keep_threshold == 0.7
@@ -71,20 +74,23 @@ def test_default_parameters_are_the_official_ones():
     assert [p.steps_object[i - 1] for i in (2, 8, 11)] == [0.4, 0.5, 0.9]
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"layers": ()}, "layers"),
-    ({"layers": (0,)}, "layers"),
-    ({"layers": (2, 13)}, "layers"),
-    ({"layers": (8, 8)}, "repeat"),
-    ({"levels": -1}, "levels"),
-    ({"levels": 17}, "levels"),
-    ({"strokes": 0}, "strokes"),
-    ({"seeds": ()}, "seeds"),
-    ({"iterations": -1}, "iterations"),
-    ({"control_points": 5}, "control points"),
-    ({"half_width": math.nan}, "width"),
-    ({"steps_object": (0.5,)}, "steps"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"layers": ()}, "layers"),
+        ({"layers": (0,)}, "layers"),
+        ({"layers": (2, 13)}, "layers"),
+        ({"layers": (8, 8)}, "repeat"),
+        ({"levels": -1}, "levels"),
+        ({"levels": 17}, "levels"),
+        ({"strokes": 0}, "strokes"),
+        ({"seeds": ()}, "seeds"),
+        ({"iterations": -1}, "iterations"),
+        ({"control_points": 5}, "control points"),
+        ({"half_width": math.nan}, "width"),
+        ({"steps_object": (0.5,)}, "steps"),
+    ],
+)
 def test_validate_rejects_unusable_values(changes, words):
     with pytest.raises(InputError) as info:
         dataclasses.replace(SceneParams(), **changes).validate()
@@ -143,7 +149,7 @@ def test_batched_adam_matches_torch_adam_row_by_row_and_leaves_other_rows_alone(
     adam = BatchedAdam([ours], lr=0.1)
     reference = start[1].clone().requires_grad_()
     torch_adam = torch.optim.Adam([reference], lr=0.1)
-    for step in range(4):
+    for _ in range(4):
         grad = torch.randn(4, 5)
         adam.step([grad[None]], torch.tensor([1]))
         reference.grad = grad
@@ -203,12 +209,15 @@ def test_zscore_pick_sums_standardised_terms_per_run():
 
 
 def test_a_stroke_is_on_canvas_when_its_ink_reaches_it():
-    strokes = torch.tensor([
-        [[10, 10], [20, 10], [30, 10], [40, 10]],  # inside
-        [[-50, -50], [-40, -50], [-30, -50], [-20, -50]],  # far off
-        [[-20, 100], [-5, 100], [5, 100], [20, 100]],  # crosses the left edge
-        [[-1.2, 50], [-1.2, 60], [-1.2, 70], [-1.2, 80]],  # just off, but its 1.5 half-width reaches in
-    ], dtype=torch.float32)[None]
+    strokes = torch.tensor(
+        [
+            [[10, 10], [20, 10], [30, 10], [40, 10]],  # inside
+            [[-50, -50], [-40, -50], [-30, -50], [-20, -50]],  # far off
+            [[-20, 100], [-5, 100], [5, 100], [20, 100]],  # crosses the left edge
+            [[-1.2, 50], [-1.2, 60], [-1.2, 70], [-1.2, 80]],  # just off, but its 1.5 half-width reaches in
+        ],
+        dtype=torch.float32,
+    )[None]
     assert on_canvas(strokes, 1.5).tolist() == [[1.0, 0.0, 1.0, 1.0]]
 
 
@@ -240,7 +249,9 @@ def test_the_first_ratio_is_one_over_the_fidelity_sketchs_clip_loss(runtime, fie
         assert r1 == pytest.approx(1 / fidelity, rel=1e-5)
         params = TINY
         step = (params.steps_object if column.part == OBJECT else params.steps_background)[column.layer - 1]
-        assert [c.ratio for c in column.cells[1:]] == pytest.approx([row_ratio(r1, step, j) for j in (1, 2, 3)], rel=1e-5)
+        assert [c.ratio for c in column.cells[1:]] == pytest.approx(
+            [row_ratio(r1, step, j) for j in (1, 2, 3)], rel=1e-5
+        )
 
 
 def test_runs_are_deterministic(runtime, field_target):
@@ -255,8 +266,19 @@ def test_stroke_counts_do_not_grow_down_the_rows(runtime, field_target):
     # A fast schedule (steps of 1: each row's ratio half the previous one) and a large simplicity
     # learning rate make a few iterations enough for the sparsity to follow the ratios.
     steps = (1.0,) * 12
-    run = scene(runtime, field_target, parts=(OBJECT,), levels=4, seeds=(0,), strokes=16, iterations=6,
-                simplicity_lr=1e-2, simplicity_eval_every=5, steps_object=steps, steps_background=steps)
+    run = scene(
+        runtime,
+        field_target,
+        parts=(OBJECT,),
+        levels=4,
+        seeds=(0,),
+        strokes=16,
+        iterations=6,
+        simplicity_lr=1e-2,
+        simplicity_eval_every=5,
+        steps_object=steps,
+        steps_background=steps,
+    )
     for column in run.columns:
         counts = [int(cell.keep.sum()) for cell in column.cells]
         assert all(a >= b for a, b in zip(counts, counts[1:])), counts
@@ -276,8 +298,12 @@ def test_simplicity_rows_warm_start_both_networks_and_their_adam_state(runtime, 
     picked = 0 if cell.seed == 0 else 1
     # Both seeds now continue from the picked one: same weights, same Adam moments and step counts
     # (3: the pick is the eval at iteration 3, before its step).
-    for tensors in (problems.loc.parameters(), problems.simp.parameters(), problems.loc_adam.state(),
-                    problems.simp_adam.state()):
+    for tensors in (
+        problems.loc.parameters(),
+        problems.simp.parameters(),
+        problems.loc_adam.state(),
+        problems.simp_adam.state(),
+    ):
         for t in tensors:
             assert torch.equal(t[0], t[1])
     assert problems.simp_adam.steps.tolist() == [3, 3] and problems.loc_adam.steps.tolist() == [3, 3]
@@ -311,10 +337,17 @@ def test_summed_term_gradients_equal_the_weighted_totals_gradient(runtime, field
     weights = torch.rand(3, problems.B, generator=torch.Generator().manual_seed(0))
     layer, extra, sparse = terms.layer.mean(1), terms.extra.mean(1), terms.sparse
     network = problems.loc.parameters() + problems.simp.parameters()
-    summed = _combine([(weights[0], _grads(layer.sum(), network)), (weights[1], _grads(extra.sum(), network)),
-                       (weights[2], _grads(sparse.sum(), network))], None, network)
+    summed = _combine(
+        [
+            (weights[0], _grads(layer.sum(), network)),
+            (weights[1], _grads(extra.sum(), network)),
+            (weights[2], _grads(sparse.sum(), network)),
+        ],
+        None,
+        network,
+    )
     total = (weights[0] * layer + weights[1] * extra + weights[2] * sparse).sum()
     direct = torch.autograd.grad(total, network)
     for a, b in zip(summed, direct):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()))
-    assert any(bool(g.abs().sum() > 0) for g in direct[:len(problems.loc.parameters())])
+    assert any(bool(g.abs().sum() > 0) for g in direct[: len(problems.loc.parameters())])

@@ -39,25 +39,28 @@ def test_default_parameters_are_the_papers():
     assert p.lr == 1.0 and p.eval_every == 10 and p.min_delta == 1e-5 and p.num_aug == 4
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"strokes": ()}, "stroke counts"),
-    ({"strokes": (0,)}, "stroke counts"),
-    ({"strokes": (16, 0)}, "stroke counts"),
-    ({"strokes": (2000,)}, "stroke counts"),
-    ({"strokes": (4, 4)}, "repeat"),
-    ({"seeds": ()}, "seeds"),
-    ({"seeds": tuple(range(17))}, "seeds"),
-    ({"iterations": 0}, "iterations"),
-    ({"iterations": -3}, "iterations"),
-    ({"control_points": 5}, "control points"),
-    ({"control_points": 1}, "control points"),
-    ({"half_width": 0.0}, "width"),
-    ({"half_width": -1.0}, "width"),
-    ({"half_width": math.nan}, "width"),
-    ({"lr": 0.0}, "lr"),
-    ({"eval_every": 0}, "eval"),
-    ({"aug_bank": -1}, "bank"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"strokes": ()}, "stroke counts"),
+        ({"strokes": (0,)}, "stroke counts"),
+        ({"strokes": (16, 0)}, "stroke counts"),
+        ({"strokes": (2000,)}, "stroke counts"),
+        ({"strokes": (4, 4)}, "repeat"),
+        ({"seeds": ()}, "seeds"),
+        ({"seeds": tuple(range(17))}, "seeds"),
+        ({"iterations": 0}, "iterations"),
+        ({"iterations": -3}, "iterations"),
+        ({"control_points": 5}, "control points"),
+        ({"control_points": 1}, "control points"),
+        ({"half_width": 0.0}, "width"),
+        ({"half_width": -1.0}, "width"),
+        ({"half_width": math.nan}, "width"),
+        ({"lr": 0.0}, "lr"),
+        ({"eval_every": 0}, "eval"),
+        ({"aug_bank": -1}, "bank"),
+    ],
+)
 def test_validate_rejects_unusable_values_with_a_message_naming_them(changes, words):
     with pytest.raises(InputError) as info:
         dataclasses.replace(ClipassoParams(), **changes).validate()
@@ -173,8 +176,9 @@ def test_a_run_stops_when_every_sketch_has_converged(runtime, animal_target):
     # Tiny models: every eval is within the default min_delta (1e-5) of the first, so the first
     # eval (iteration 0) is the best, iteration 10 arms, iteration 20 stops: 21 iterations.
     events = []
-    result = optimise(runtime, animal_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100,
-                                                                   min_delta=1e-5), events.append)
+    result = optimise(
+        runtime, animal_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100, min_delta=1e-5), events.append
+    )
     steps = [e.iteration for e in events if e.stage == "optimise"]
     assert steps[-1] == 21 < 100
     assert all(level.best_iteration == 0 for level in result.levels)
@@ -182,8 +186,9 @@ def test_a_run_stops_when_every_sketch_has_converged(runtime, animal_target):
 
 def test_the_reported_iteration_count_is_the_number_run(runtime, animal_target):
     events = []
-    result = optimise(runtime, animal_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100,
-                                                                   min_delta=1e-5), events.append)
+    result = optimise(
+        runtime, animal_target, dataclasses.replace(FAST, strokes=(4, 2), iterations=100, min_delta=1e-5), events.append
+    )
     assert result.iterations == len([e for e in events if e.stage == "optimise"])
 
 
@@ -217,8 +222,18 @@ class Tracker:
 
     def eval(self, iteration, loss):
         points = torch.full((1, 2, 4, 2), float(iteration))
-        _update_best(iteration, torch.tensor([0]), torch.tensor([loss]), points, self.min_delta,
-                     self.best_loss, self.best_points, self.best_iteration, self.armed, self.done)
+        _update_best(
+            iteration,
+            torch.tensor([0]),
+            torch.tensor([loss]),
+            points,
+            self.min_delta,
+            self.best_loss,
+            self.best_points,
+            self.best_iteration,
+            self.armed,
+            self.done,
+        )
         return bool(self.armed), bool(self.done)
 
 

@@ -383,9 +383,7 @@ def test_auto_mask_without_rembg_names_the_extra(monkeypatch):
     assert "sketch-abstraction[mask]" in info.value.hint and "--mask" in info.value.hint
 
 
-def test_auto_mask_thresholds_the_normalised_map_and_caches_the_session(
-    monkeypatch, no_cached_sessions
-):
+def test_auto_mask_thresholds_the_normalised_map_and_caches_the_session(monkeypatch, no_cached_sessions):
     saliency = np.array([[40, 100, 139, 140, 240]], dtype=np.uint8)  # min 40, max 240: 0.5 at 140
     sessions = []
     monkeypatch.setitem(sys.modules, "rembg", fake_rembg(saliency, sessions))

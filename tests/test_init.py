@@ -26,7 +26,7 @@ def white_with(fill_box=None, outline_box=None, thickness=3) -> torch.Tensor:
     if outline_box:
         lo, hi = outline_box
         img[..., lo:hi, lo:hi] = 0
-        img[..., lo + thickness:hi - thickness, lo + thickness:hi - thickness] = 1
+        img[..., lo + thickness : hi - thickness, lo + thickness : hi - thickness] = 1
     return normalize(img)[0]
 
 
@@ -35,8 +35,7 @@ def distance_to_box_outline(lo, hi, thickness):
     y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
     outer = torch.maximum(torch.maximum(lo - x, x - (hi - 1)), torch.maximum(lo - y, y - (hi - 1)))
     inner_lo, inner_hi = lo + thickness, hi - thickness
-    inner = torch.minimum(torch.minimum(x - inner_lo, inner_hi - 1 - x),
-                          torch.minimum(y - inner_lo, inner_hi - 1 - y))
+    inner = torch.minimum(torch.minimum(x - inner_lo, inner_hi - 1 - x), torch.minimum(y - inner_lo, inner_hi - 1 - y))
     return torch.maximum(outer, inner + 1).clamp(min=0)
 
 
@@ -115,8 +114,9 @@ def test_gaussian_blur_matches_scipy_away_from_the_border(sigma):
 def test_gaussian_blur_matches_scipy_reflect_everywhere(sigma):
     gaussian_filter = _scipy_gaussian()
     img = torch.rand(70, 60, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    np.testing.assert_allclose(gaussian_blur(img, sigma).numpy(),
-                               gaussian_filter(img.numpy(), sigma, mode="reflect", truncate=4.0), atol=1e-9)
+    np.testing.assert_allclose(
+        gaussian_blur(img, sigma).numpy(), gaussian_filter(img.numpy(), sigma, mode="reflect", truncate=4.0), atol=1e-9
+    )
 
 
 def test_gaussian_blur_preserves_the_mean():
@@ -260,8 +260,7 @@ def test_augment_blackens_exactly_the_area_outside_the_warped_image():
 
 def _centroid(weight: torch.Tensor) -> torch.Tensor:
     """(x, y) centroid of a (H, W) weight map, in pixel-index coordinates."""
-    ys, xs = torch.meshgrid(torch.arange(weight.shape[0]).float(), torch.arange(weight.shape[1]).float(),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(weight.shape[0]).float(), torch.arange(weight.shape[1]).float(), indexing="ij")
     return torch.stack([(weight * xs).sum(), (weight * ys).sum()]) / weight.sum()
 
 

@@ -31,21 +31,40 @@ EXAMPLE = ROOT / "examples" / "ballerina.png"
 SVG_NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
 OBJECT = "org.sketch-abstraction.object-sketch"
 
-pytestmark = pytest.mark.skipif(shutil.which("inkscape") is None or not os.path.isdir(SYSTEM_EXTENSIONS),
-                                reason="Inkscape is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("inkscape") is None or not os.path.isdir(SYSTEM_EXTENSIONS),
+    reason="Inkscape is not installed (.ci/run installs it)",
+)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Extension installed in a fresh profile; a tiny-model engine running; the env to reach it."""
     base = tmp_path_factory.mktemp("ink")
-    env = {**os.environ, "SKETCH_ABSTRACTION_RUNTIME_DIR": str(base / "run"),
-           "SKETCH_ABSTRACTION_DATA_DIR": str(base / "data"), "SKETCH_ABSTRACTION_OFFLINE": "1",
-           "INKSCAPE_PROFILE_DIR": str(base / "profile"), "HOME": str(base / "home")}
+    env = {
+        **os.environ,
+        "SKETCH_ABSTRACTION_RUNTIME_DIR": str(base / "run"),
+        "SKETCH_ABSTRACTION_DATA_DIR": str(base / "data"),
+        "SKETCH_ABSTRACTION_OFFLINE": "1",
+        "INKSCAPE_PROFILE_DIR": str(base / "profile"),
+        "HOME": str(base / "home"),
+    }
     (base / "home").mkdir()
-    out = subprocess.run([sys.executable, str(ROOT / "install.py"), "--skip-engine", "--profile",
-                          str(base / "profile"), "--models", "tiny-random"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "install.py"),
+            "--skip-engine",
+            "--profile",
+            str(base / "profile"),
+            "--models",
+            "tiny-random",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     ext = base / "profile" / "extensions" / "sketch-abstraction"
     assert json.loads((ext / "engine.json").read_text())["models"] == "tiny-random"
@@ -57,10 +76,16 @@ def setup(tmp_path_factory):
 def ink(request, setup):
     """`setup` plus the folder of one inkex version, checked to be the version the scripts import."""
     version, folder = request.param, INKEX[request.param]
-    found = subprocess.run([INKSCAPE_PYTHON, "-c", "import inkex; print(inkex.__version__)"], capture_output=True,
-                           text=True, env={**setup["env"], "PYTHONPATH": folder}, timeout=60)
-    assert found.stdout.strip() == version, (f"inkex {version} is missing from {folder}; bash scripts/test.sh "
-                                             f"installs it. {found.stderr}")
+    found = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", "import inkex; print(inkex.__version__)"],
+        capture_output=True,
+        text=True,
+        env={**setup["env"], "PYTHONPATH": folder},
+        timeout=60,
+    )
+    assert found.stdout.strip() == version, (
+        f"inkex {version} is missing from {folder}; bash scripts/test.sh installs it. {found.stderr}"
+    )
     return {**setup, "inkex": folder}
 
 
@@ -70,19 +95,27 @@ def ink_1_2(setup):
     return {**setup, "inkex": SYSTEM_EXTENSIONS}
 
 
-def embedded_svg(path: Path, images: list[dict], root_attrs: str = 'width="210mm" height="297mm" viewBox="0 0 105 148.5"',
-                 layer_transform: str = "translate(10,5)", extra: str = "") -> Path:
+def embedded_svg(
+    path: Path,
+    images: list[dict],
+    root_attrs: str = 'width="210mm" height="297mm" viewBox="0 0 105 148.5"',
+    layer_transform: str = "translate(10,5)",
+    extra: str = "",
+) -> Path:
     data = base64.b64encode(EXAMPLE.read_bytes()).decode()
     tags = "".join(
         f'<image id="{im["id"]}" x="{im.get("x", 5)}" y="{im.get("y", 10)}" width="{im.get("w", 80)}" '
-        f'height="{im.get("h", 60)}" {im.get("attrs", "")} xlink:href="{im.get("href", "data:image/png;base64," + data)}"/>'
-        for im in images)
+        f'height="{im.get("h", 60)}" {im.get("attrs", "")} '
+        f'xlink:href="{im.get("href", "data:image/png;base64," + data)}"/>'
+        for im in images
+    )
     path.write_text(
         f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
         f'xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" '
         f'xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd" {root_attrs}>'
         f'<g inkscape:groupmode="layer" id="layer1" inkscape:label="Photos" transform="{layer_transform}">{tags}</g>'
-        f'{extra}</svg>')
+        f"{extra}</svg>"
+    )
     return path
 
 
@@ -91,23 +124,34 @@ FAST = ["--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=10", "--w
 
 def run_script(ink, script: str, doc: Path, *args: str, env_extra: dict | None = None, timeout: int = 180):
     """Run an effect as Inkscape does: its Python, its PYTHONPATH, cwd = the script's folder."""
-    env = {**ink["env"], "PYTHONPATH": f"{ink['ext'].parent}:{ink['inkex']}", "DOCUMENT_PATH": str(doc),
-           **(env_extra or {})}
-    return subprocess.run([INKSCAPE_PYTHON, script, *args, str(doc)], cwd=ink["ext"], env=env,
-                          capture_output=True, timeout=timeout)
+    env = {
+        **ink["env"],
+        "PYTHONPATH": f"{ink['ext'].parent}:{ink['inkex']}",
+        "DOCUMENT_PATH": str(doc),
+        **(env_extra or {}),
+    }
+    return subprocess.run(
+        [INKSCAPE_PYTHON, script, *args, str(doc)], cwd=ink["ext"], env=env, capture_output=True, timeout=timeout
+    )
 
 
 def sketch_layers(svg_bytes: bytes):
     root = etree.fromstring(svg_bytes)
-    tops = root.xpath("/svg:svg/svg:g[@inkscape:groupmode='layer'][starts-with(@inkscape:label, 'Sketch of')]",
-                      namespaces=SVG_NS)
+    tops = root.xpath(
+        "/svg:svg/svg:g[@inkscape:groupmode='layer'][starts-with(@inkscape:label, 'Sketch of')]", namespaces=SVG_NS
+    )
     return root, tops
 
 
 def levels(top):
-    return [(g.get("{%s}label" % SVG_NS["inkscape"]), len(g.xpath("svg:path", namespaces=SVG_NS)),
-             "display:none" in (g.get("style") or ""))
-            for g in top.xpath("svg:g[@inkscape:groupmode='layer']", namespaces=SVG_NS)]
+    return [
+        (
+            g.get(f"{{{SVG_NS['inkscape']}}}label"),
+            len(g.xpath("svg:path", namespaces=SVG_NS)),
+            "display:none" in (g.get("style") or ""),
+        )
+        for g in top.xpath("svg:g[@inkscape:groupmode='layer']", namespaces=SVG_NS)
+    ]
 
 
 def path_points(top) -> np.ndarray:
@@ -139,8 +183,18 @@ def test_object_sketch_layers_sit_exactly_over_the_photo(ink, tmp_path):
 
 def test_scene_sketch_inserts_one_layer_per_matrix_cell(ink_1_2, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    out = run_script(ink_1_2, "sketch_scene.py", doc, "--id=img1", "--layers=2,8", "--levels=2", "--strokes=8",
-                     "--seeds=1", "--iterations=2", "--window=false")
+    out = run_script(
+        ink_1_2,
+        "sketch_scene.py",
+        doc,
+        "--id=img1",
+        "--layers=2,8",
+        "--levels=2",
+        "--strokes=8",
+        "--seeds=1",
+        "--iterations=2",
+        "--window=false",
+    )
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     root = etree.fromstring(out.stdout)
     top = root.xpath("/svg:svg/svg:g[@inkscape:label='Scene sketch of img1']", namespaces=SVG_NS)
@@ -164,18 +218,26 @@ print(json.dumps([list(m.apply_to_point(p)) for p in [(0, 0), (500, 0), (0, 500)
 """
 
 
-@pytest.mark.parametrize("attrs, layer, expected", [
-    ('preserveAspectRatio="none"', "", [(5, 10), (85, 10), (5, 70), (45, 40)]),
-    ('preserveAspectRatio="xMinYMin meet"', "", [(5, 10), (65, 10), (5, 70), (35, 40)]),
-    ('preserveAspectRatio="xMaxYMax meet"', "", [(25, 10), (85, 10), (25, 70), (55, 40)]),
-    ('preserveAspectRatio="xMidYMid slice"', "", [(5, -0), (85, 0), (5, 80), (45, 40)]),
-    ('transform="rotate(90)"', "", [(-10, 15), (-10, 75), (-70, 15), (-40, 45)]),
-    ('transform="scale(2)"', "translate(1,2)", [(31, 22), (151, 22), (31, 142), (91, 82)]),
-])
+@pytest.mark.parametrize(
+    "attrs, layer, expected",
+    [
+        ('preserveAspectRatio="none"', "", [(5, 10), (85, 10), (5, 70), (45, 40)]),
+        ('preserveAspectRatio="xMinYMin meet"', "", [(5, 10), (65, 10), (5, 70), (35, 40)]),
+        ('preserveAspectRatio="xMaxYMax meet"', "", [(25, 10), (85, 10), (25, 70), (55, 40)]),
+        ('preserveAspectRatio="xMidYMid slice"', "", [(5, -0), (85, 0), (5, 80), (45, 40)]),
+        ('transform="rotate(90)"', "", [(-10, 15), (-10, 75), (-70, 15), (-40, 45)]),
+        ('transform="scale(2)"', "translate(1,2)", [(31, 22), (151, 22), (31, 142), (91, 82)]),
+    ],
+)
 def test_placement_follows_image_geometry(ink, tmp_path, attrs, layer, expected):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "attrs": attrs}], layer_transform=layer)
-    out = subprocess.run([INKSCAPE_PYTHON, "-c", PLACEMENT, str(ink["ext"]), str(doc)], capture_output=True,
-                         env={**ink["env"], "PYTHONPATH": ink["inkex"]}, text=True, timeout=60)
+    out = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", PLACEMENT, str(ink["ext"]), str(doc)],
+        capture_output=True,
+        env={**ink["env"], "PYTHONPATH": ink["inkex"]},
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     np.testing.assert_allclose(json.loads(out.stdout), expected, atol=1e-6)
 
@@ -188,8 +250,8 @@ def test_linked_image_batch_and_current_layer_scope(ink, tmp_path):
     out = run_script(ink, "sketch_object.py", doc, "--scope=layer", *FAST)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     _, tops = sketch_layers(out.stdout)
-    assert sorted(t.get("{%s}label" % SVG_NS["inkscape"]) for t in tops) == ["Sketch of img1", "Sketch of photo"]
-    linked = [t for t in tops if t.get("{%s}label" % SVG_NS["inkscape"]) == "Sketch of photo"][0]
+    assert sorted(t.get(f"{{{SVG_NS['inkscape']}}}label") for t in tops) == ["Sketch of img1", "Sketch of photo"]
+    linked = next(t for t in tops if t.get(f"{{{SVG_NS['inkscape']}}}label") == "Sketch of photo")
     assert path_points(linked)[:, 0].min() >= 100 + 10 + 10 - 1  # that image's box starts at x 100 (+ layer 10)
 
 
@@ -204,17 +266,26 @@ print(json.dumps({name: pixel_size(open(path, "rb").read()) for name, path in js
 def tiff_header(order: str, kind: int, size: tuple[int, int]) -> bytes:
     """A TIFF header whose first directory holds width and height as SHORT (3) or LONG (4) values."""
     magic = b"MM\x00*" if order == ">" else b"II*\x00"
-    entries = b"".join(struct.pack(order + "HHI", tag, kind, 1) +
-                       (struct.pack(order + "HH", value, 0) if kind == 3 else struct.pack(order + "I", value))
-                       for tag, value in zip((256, 257), size))
+    entries = b"".join(
+        struct.pack(order + "HHI", tag, kind, 1)
+        + (struct.pack(order + "HH", value, 0) if kind == 3 else struct.pack(order + "I", value))
+        for tag, value in zip((256, 257), size)
+    )
     return magic + struct.pack(order + "IH", 8, 2) + entries + struct.pack(order + "I", 0)
 
 
 def test_pixel_size_is_read_from_every_format_the_engine_takes(ink, tmp_path):
     """The extension reads sizes from headers (no Pillow in Inkscape's Python); check against Pillow."""
     photo, files = Image.open(EXAMPLE).convert("RGB").resize((37, 23)), {}
-    for name, kwargs in {"png": {}, "jpg": {}, "gif": {}, "bmp": {}, "webp": {}, "lossless.webp": {"lossless": True},
-                         "tif": {"compression": "tiff_lzw"}}.items():
+    for name, kwargs in {
+        "png": {},
+        "jpg": {},
+        "gif": {},
+        "bmp": {},
+        "webp": {},
+        "lossless.webp": {"lossless": True},
+        "tif": {"compression": "tiff_lzw"},
+    }.items():
         files[name] = tmp_path / f"photo.{name}"
         photo.save(files[name], **kwargs)
     files["be.tif"] = tmp_path / "photo.be.tif"  # 16-bit big-endian: a Motorola-order TIFF
@@ -224,9 +295,13 @@ def test_pixel_size_is_read_from_every_format_the_engine_takes(ink, tmp_path):
         files[f"{order}{kind}.tif"].write_bytes(tiff_header(order, kind, (37, 23)))
     files["not an image"] = tmp_path / "notes.txt"
     files["not an image"].write_text("hello")
-    out = subprocess.run([INKSCAPE_PYTHON, "-c", SIZES, str(ink["ext"]), json.dumps({k: str(v) for k, v in files.items()})],
-                         env={**ink["env"], "PYTHONPATH": ink["inkex"]}, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", SIZES, str(ink["ext"]), json.dumps({k: str(v) for k, v in files.items()})],
+        env={**ink["env"], "PYTHONPATH": ink["inkex"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     sizes = json.loads(out.stdout)
     assert sizes.pop("not an image") is None
@@ -248,10 +323,18 @@ sys.stdout.buffer.write(mask_png([svg.getElementById("m")], pixel_to_document(im
 def test_selected_path_becomes_the_mask_in_image_pixels(ink, tmp_path):
     # Image 100 x 100 user units at (0, 0) showing 500 px: 5 px per unit. A rect at (20, 40) 30 x 20
     # in a group moved by (10, 0) covers pixels x 150..300, y 200..300.
-    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "x": 0, "y": 0, "w": 100, "h": 100}], layer_transform="",
-                       extra='<g transform="translate(10,0)"><rect id="m" x="20" y="40" width="30" height="20"/></g>')
-    out = subprocess.run([INKSCAPE_PYTHON, "-c", MASK, str(ink["ext"]), str(doc)], capture_output=True,
-                         env={**ink["env"], "PYTHONPATH": ink["inkex"]}, timeout=60)
+    doc = embedded_svg(
+        tmp_path / "doc.svg",
+        [{"id": "img1", "x": 0, "y": 0, "w": 100, "h": 100}],
+        layer_transform="",
+        extra='<g transform="translate(10,0)"><rect id="m" x="20" y="40" width="30" height="20"/></g>',
+    )
+    out = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", MASK, str(ink["ext"]), str(doc)],
+        capture_output=True,
+        env={**ink["env"], "PYTHONPATH": ink["inkex"]},
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr.decode()
     mask = np.asarray(Image.open(io.BytesIO(out.stdout))) > 127
     assert mask.shape == (500, 500)
@@ -261,24 +344,32 @@ def test_selected_path_becomes_the_mask_in_image_pixels(ink, tmp_path):
 
 
 def test_mask_from_path_runs_end_to_end(ink, tmp_path):
-    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}],
-                       extra='<path id="m" d="M 30 20 L 60 20 L 60 60 Z"/>')
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}], extra='<path id="m" d="M 30 20 L 60 20 L 60 60 Z"/>')
     out = run_script(ink, "sketch_object.py", doc, "--id=img1", "--id=m", "--mask=path", *FAST)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     assert len(sketch_layers(out.stdout)[1]) == 1
 
 
-@pytest.mark.parametrize("args, words", [
-    ([], "Select one or more photos"),
-    (["--id=img1", "--levels=0"], "stroke counts must be between 1 and 1024"),
-    (["--id=img1", "--levels=a,b"], "Levels must be stroke counts"),
-    (["--id=img1", "--mask=path"], "needs a path or shape drawn over"),
-    (["--id=broken"], "damaged embedded picture"),
-    (["--id=missing"], "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ([], "Select one or more photos"),
+        (["--id=img1", "--levels=0"], "stroke counts must be between 1 and 1024"),
+        (["--id=img1", "--levels=a,b"], "Levels must be stroke counts"),
+        (["--id=img1", "--mask=path"], "needs a path or shape drawn over"),
+        (["--id=broken"], "damaged embedded picture"),
+        (["--id=missing"], "cannot be read"),
+    ],
+)
 def test_failures_abort_with_a_message_and_leave_the_document(ink, tmp_path, args, words):
-    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}, {"id": "broken", "href": "data:image/png;base64,@@@"},
-                                             {"id": "missing", "href": "nowhere/gone.png"}])
+    doc = embedded_svg(
+        tmp_path / "doc.svg",
+        [
+            {"id": "img1"},
+            {"id": "broken", "href": "data:image/png;base64,@@@"},
+            {"id": "missing", "href": "nowhere/gone.png"},
+        ],
+    )
     out = run_script(ink, "sketch_object.py", doc, *FAST, *args)
     assert out.returncode != 0
     assert words in out.stderr.decode()
@@ -291,10 +382,19 @@ def test_engine_that_cannot_start_is_reported(ink_1_2, tmp_path):
     shutil.copytree(ink_1_2["ext"], ext)
     (ext / "engine.json").write_text(json.dumps({"python": "/nonexistent/python", "models": "tiny-random"}))
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    env = {**ink_1_2["env"], "SKETCH_ABSTRACTION_RUNTIME_DIR": str(tmp_path / "run-none"),
-           "PYTHONPATH": ink_1_2["inkex"], "DOCUMENT_PATH": str(doc)}
-    out = subprocess.run([INKSCAPE_PYTHON, "sketch_object.py", "--id=img1", *FAST, str(doc)], cwd=ext, env=env,
-                         capture_output=True, timeout=60)
+    env = {
+        **ink_1_2["env"],
+        "SKETCH_ABSTRACTION_RUNTIME_DIR": str(tmp_path / "run-none"),
+        "PYTHONPATH": ink_1_2["inkex"],
+        "DOCUMENT_PATH": str(doc),
+    }
+    out = subprocess.run(
+        [INKSCAPE_PYTHON, "sketch_object.py", "--id=img1", *FAST, str(doc)],
+        cwd=ext,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "cannot start the engine" in out.stderr.decode() and "install.py" in out.stderr.decode()
 
@@ -362,11 +462,32 @@ def test_progress_window_shows_progress_and_cancel_keeps_the_job(ink_1_2, tmp_pa
         pytest.skip("PyGObject with GTK 3 is not installed (.ci/run installs python3-gi, gir1.2-gtk-3.0)")
     doc, record = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}]), tmp_path / "window.json"
     args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=400", "--window=true"]
-    env = {**ink_1_2["env"], "PYTHONPATH": f"{ink_1_2['ext']}:{ink_1_2['ext'].parent}:{ink_1_2['inkex']}",
-           "DOCUMENT_PATH": str(doc)}
-    out = subprocess.run(["timeout", "-k", "5", "150", "xvfb-run", "-a", INKSCAPE_PYTHON, "-c", WINDOW_DRIVER,
-                          how, str(record), *args, str(doc)], cwd=ink_1_2["ext"], env=env, capture_output=True,
-                         timeout=200)
+    env = {
+        **ink_1_2["env"],
+        "PYTHONPATH": f"{ink_1_2['ext']}:{ink_1_2['ext'].parent}:{ink_1_2['inkex']}",
+        "DOCUMENT_PATH": str(doc),
+    }
+    out = subprocess.run(
+        [
+            "timeout",
+            "-k",
+            "5",
+            "150",
+            "xvfb-run",
+            "-a",
+            INKSCAPE_PYTHON,
+            "-c",
+            WINDOW_DRIVER,
+            how,
+            str(record),
+            *args,
+            str(doc),
+        ],
+        cwd=ink_1_2["ext"],
+        env=env,
+        capture_output=True,
+        timeout=200,
+    )
     assert record.exists(), f"the window never showed optimisation progress: {out.stderr.decode()}"
     shown = json.loads(record.read_text())
     assert re.fullmatch(r"optimise: \d+ / 400", shown["bar"]) and 0 < shown["fraction"] <= 1, shown
@@ -398,14 +519,22 @@ def test_inx_files_are_valid_and_match_the_scripts(ink):
         assert "_" not in tree.findtext("i:id", namespaces=ns)
         script = tree.findtext(".//i:command", namespaces=ns)
         params = [p.get("name") for p in tree.iterfind(".//i:param", namespaces=ns)]
-        check = ("import sys, importlib.util\nsys.argv=['x']\n"
-                 f"spec = importlib.util.spec_from_file_location('m', '{ink['ext'] / script}')\n"
-                 "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-                 "import inkex\ncls = [c for c in vars(m).values() if isinstance(c, type) and "
-                 "issubclass(c, inkex.EffectExtension) and c.__module__ == 'm'][0]\n"
-                 "print(' '.join(a.dest for a in cls().arg_parser._actions))")
-        out = subprocess.run([INKSCAPE_PYTHON, "-c", check], cwd=ink["ext"], capture_output=True, text=True,
-                             env={**ink["env"], "PYTHONPATH": f"{ink['ext']}:{ink['inkex']}"}, timeout=60)
+        check = (
+            "import sys, importlib.util\nsys.argv=['x']\n"
+            f"spec = importlib.util.spec_from_file_location('m', '{ink['ext'] / script}')\n"
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "import inkex\ncls = [c for c in vars(m).values() if isinstance(c, type) and "
+            "issubclass(c, inkex.EffectExtension) and c.__module__ == 'm'][0]\n"
+            "print(' '.join(a.dest for a in cls().arg_parser._actions))"
+        )
+        out = subprocess.run(
+            [INKSCAPE_PYTHON, "-c", check],
+            cwd=ink["ext"],
+            capture_output=True,
+            text=True,
+            env={**ink["env"], "PYTHONPATH": f"{ink['ext']}:{ink['inkex']}"},
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         dests = set(out.stdout.split())
         assert set(params) <= dests, (inx.name, set(params) - dests)
@@ -419,14 +548,32 @@ def test_in_real_inkscape_headless(setup, tmp_path):
     prefs = {"levels": "6,3", "quality": "custom", "seeds": "1", "iterations": "10"}
     (profile / "preferences.xml").write_text(
         '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
-        '<group id="extensions" ' + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>")
+        '<group id="extensions" ' + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
+    )
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
     result, png = tmp_path / "result.svg", tmp_path / "result.png"
-    actions = (f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{result};export-do;"
-               f"export-filename:{png};export-type:png;export-dpi:96;export-do")
+    actions = (
+        f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{result};export-do;"
+        f"export-filename:{png};export-type:png;export-dpi:96;export-do"
+    )
     started = time.monotonic()
-    out = subprocess.run(["timeout", "-k", "5", "150", "xvfb-run", "-a", "inkscape", "--batch-process",
-                          f"--actions={actions}", str(doc)], env=setup["env"], capture_output=True, timeout=200)
+    out = subprocess.run(
+        [
+            "timeout",
+            "-k",
+            "5",
+            "150",
+            "xvfb-run",
+            "-a",
+            "inkscape",
+            "--batch-process",
+            f"--actions={actions}",
+            str(doc),
+        ],
+        env=setup["env"],
+        capture_output=True,
+        timeout=200,
+    )
     seconds = time.monotonic() - started
     assert out.returncode == 0, out.stderr.decode()
     assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
@@ -445,10 +592,16 @@ def test_install_is_idempotent_and_uninstalls(tmp_path):
         out = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0 and "Installed the Inkscape extension" in out.stdout, out.stderr
     ext = profile / "extensions" / "sketch-abstraction"
-    assert sorted(p.name for p in ext.glob("*.inx")) == ["sketch_insert.inx", "sketch_object.inx",
-                                                        "sketch_scene.inx", "sketch_status.inx"]
+    assert sorted(p.name for p in ext.glob("*.inx")) == [
+        "sketch_insert.inx",
+        "sketch_object.inx",
+        "sketch_scene.inx",
+        "sketch_status.inx",
+    ]
     assert json.loads((ext / "engine.json").read_text())["models"] == "openai", "real models unless told"
-    assert (ext / "vendor" / "bridge" / "client.py").is_file() and not (ext / "vendor" / "bridge" / "server.py").exists()
+    assert (ext / "vendor" / "bridge" / "client.py").is_file() and not (
+        ext / "vendor" / "bridge" / "server.py"
+    ).exists()
     assert [p.name for p in (profile / "extensions").iterdir()] == ["sketch-abstraction"], "no leftovers"
     out = subprocess.run([*command, "--uninstall"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and not ext.exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,6 @@ from PIL import Image
 from engine.io.image import load_image, load_mask
 from engine.preprocess import CanvasMap, prepare_mask, prepare_target
 from tests.conftest import BALLERINA, BALLERINA_MASK
-
-
 
 # --- CanvasMap -----------------------------------------------------------------------------------
 
@@ -61,7 +57,7 @@ def test_masked_scene_background_is_white():
     mask, _ = load_mask(BALLERINA_MASK, image.size)
     target, cmap = prepare_target(image, mask)
     assert target.shape == (1, 3, 224, 224) and target.dtype == torch.float32
-    assert 0 <= target.min() and target.max() <= 1
+    assert target.min() >= 0 and target.max() <= 1
     assert cmap == CanvasMap(500, 500)
     # Background well away from the object (bicubic blends a few pixels at its edge) is pure white.
     near_object = F.max_pool2d(prepare_mask(mask), 9, stride=1, padding=4)[0, 0] > 0  # (224, 224)

@@ -88,7 +88,7 @@ def test_batch_equals_separate_renders():
     hw = torch.rand(5, 12, generator=g) * 2 + 0.5
     batch = rasterize(pts, hw, SIZE)
     for i in range(5):
-        assert torch.allclose(batch[i], rasterize(pts[i:i + 1], hw[i:i + 1], SIZE)[0], atol=1e-6)
+        assert torch.allclose(batch[i], rasterize(pts[i : i + 1], hw[i : i + 1], SIZE)[0], atol=1e-6)
 
 
 def test_strokes_composite_over():
@@ -176,7 +176,7 @@ def test_diffvg_backend_matches_ours(k):
     pts = torch.stack([random_strokes(g, 16, k=k) for _ in range(2)])  # (2, 16, k, 2)
     theirs, ours = diffvg.rasterize(pts, 1.5, SIZE), rasterize(pts, 1.5, SIZE)
     assert theirs.shape == ours.shape == (2, 3, *SIZE)
-    assert 0 <= theirs.min() and theirs.max() <= 1
+    assert theirs.min() >= 0 and theirs.max() <= 1
     assert (theirs - ours).abs().mean() <= 0.03
     assert ink(theirs[0, 0]) == pytest.approx(ink(ours[0, 0]), rel=0.1)
 

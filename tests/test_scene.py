@@ -19,8 +19,24 @@ from tests.conftest import BALLERINA, BALLERINA_MASK, FIELD, FIELD_MASK
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")
 
-FAST = ["--models", "tiny-random", "--device", "cpu", "--strokes", "8", "--seeds", "1", "--iterations", "1",
-        "--levels", "2", "--layers", "2", "--aug-bank", "4"]
+FAST = [
+    "--models",
+    "tiny-random",
+    "--device",
+    "cpu",
+    "--strokes",
+    "8",
+    "--seeds",
+    "1",
+    "--iterations",
+    "1",
+    "--levels",
+    "2",
+    "--layers",
+    "2",
+    "--aug-bank",
+    "4",
+]
 
 
 # --- splitting ------------------------------------------------------------------------------------
@@ -79,7 +95,9 @@ def test_a_large_or_split_object_stays_where_it_is():
     two[40:50, 150:170] = True  # a second component of the same size
     normalised, frame = normalise_object(image, two)
     assert frame == ObjectFrame()
-    assert np.asarray(normalised)[45, 160].tolist() == [0, 0, 255] and np.asarray(normalised)[5, 5].tolist() == [255] * 3
+    assert (
+        np.asarray(normalised)[45, 160].tolist() == [0, 0, 255] and np.asarray(normalised)[5, 5].tolist() == [255] * 3
+    )
 
 
 def test_inpainting_fills_the_object_and_leaves_the_rest():
@@ -118,11 +136,14 @@ def test_bezier_pieces_are_exact():
 def test_background_strokes_are_clipped_at_the_object_mask():
     mask = np.zeros((100, 100), bool)
     mask[30:70, 30:70] = True
-    strokes = np.array([
-        [[10, 50], [36, 50], [63, 50], [90, 50]],  # crosses the object: two pieces
-        [[40, 40], [45, 45], [50, 50], [60, 60]],  # inside: dropped
-        [[5, 5], [10, 5], [15, 5], [20, 5]],  # outside: unchanged
-    ], float)
+    strokes = np.array(
+        [
+            [[10, 50], [36, 50], [63, 50], [90, 50]],  # crosses the object: two pieces
+            [[40, 40], [45, 45], [50, 50], [60, 60]],  # inside: dropped
+            [[5, 5], [10, 5], [15, 5], [20, 5]],  # outside: unchanged
+        ],
+        float,
+    )
     pieces, index = clip_outside(strokes, mask)
     assert index.tolist() == [0, 0, 2]
     assert np.array_equal(pieces[2], strokes[2])
@@ -150,8 +171,13 @@ def test_one_layer_per_cell_with_object_and_background_over_the_photo(tmp_path):
     root = etree.fromstring(svg.read_bytes())
     assert root.get("viewBox") == "0 0 500 500"
     assert [layer.label for layer in layers] == [
-        "Fidelity 2 - Simplicity 0/2", "Fidelity 2 - Simplicity 1/2", "Fidelity 2 - Simplicity 2/2",
-        "Fidelity 11 - Simplicity 0/2", "Fidelity 11 - Simplicity 1/2", "Fidelity 11 - Simplicity 2/2"]
+        "Fidelity 2 - Simplicity 0/2",
+        "Fidelity 2 - Simplicity 1/2",
+        "Fidelity 2 - Simplicity 2/2",
+        "Fidelity 11 - Simplicity 0/2",
+        "Fidelity 11 - Simplicity 1/2",
+        "Fidelity 11 - Simplicity 2/2",
+    ]
     assert [layer.visible for layer in layers] == [True] + [False] * 5
     hidden = root.xpath("//*[@style='display:none']")
     assert len(hidden) == 5
@@ -199,16 +225,19 @@ def test_a_mask_of_another_size_is_resized_and_said_so(tmp_path, capsys):
     assert all(len(layer.sublayers[1].points) > 0 for layer in cells(svg))
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--layers", "0"], "layers"),
-    (["--layers", "2,2"], "repeat"),
-    (["--levels", "-2"], "levels"),
-    (["--levels", "3", "--paper-grid"], "paper"),
-    (["--strokes", "0"], "strokes"),
-    (["--seeds", "0"], "seeds"),
-    (["--iterations", "-1"], "iterations"),
-    (["--color", "black"], "colour"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--layers", "0"], "layers"),
+        (["--layers", "2,2"], "repeat"),
+        (["--levels", "-2"], "levels"),
+        (["--levels", "3", "--paper-grid"], "paper"),
+        (["--strokes", "0"], "strokes"),
+        (["--seeds", "0"], "seeds"),
+        (["--iterations", "-1"], "iterations"),
+        (["--color", "black"], "colour"),
+    ],
+)
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, extra, words):
     svg = tmp_path / "x.svg"
     assert scene(FIELD, svg, *extra) == 2

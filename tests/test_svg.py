@@ -27,16 +27,25 @@ def random_sketch(seed: int = 0) -> Sketch:
         # Some control points fall outside the 320 x 240 canvas, as optimised strokes do.
         return StrokeLayer(label, rng.uniform(-30, 350, (n, k, 2)), **kw)
 
-    return Sketch(320, 240, (
-        layer("16 strokes", 16, 4),
-        layer("Quadratic", 5, 3, width=1.25, color="#ff8800", visible=False),
-        # A layer without paths keeps no style of its own: it reads back as width 3, black.
-        layer("Cell 0/1", 0, 4, sublayers=(
-            layer("Object", 4, 4, width=4.5, color="#0000ff"),
-            layer("Background", 3, 2, visible=False, sublayers=(layer("Detail", 2, 3),)),
-        )),
-        layer("16 strokes", 2, 2),
-    ))
+    return Sketch(
+        320,
+        240,
+        (
+            layer("16 strokes", 16, 4),
+            layer("Quadratic", 5, 3, width=1.25, color="#ff8800", visible=False),
+            # A layer without paths keeps no style of its own: it reads back as width 3, black.
+            layer(
+                "Cell 0/1",
+                0,
+                4,
+                sublayers=(
+                    layer("Object", 4, 4, width=4.5, color="#0000ff"),
+                    layer("Background", 3, 2, visible=False, sublayers=(layer("Detail", 2, 3),)),
+                ),
+            ),
+            layer("16 strokes", 2, 2),
+        ),
+    )
 
 
 def parse(sketch: Sketch, **kw) -> etree._Element:
@@ -121,8 +130,12 @@ def test_one_path_per_stroke_with_the_layer_style():
     assert len(paths) == 5
     for path in paths:
         assert style_of(path) == {
-            "fill": "none", "stroke": "#ff8800", "stroke-width": "1.25", "stroke-linecap": "round",
-            "stroke-linejoin": "round", "stroke-opacity": "1",
+            "fill": "none",
+            "stroke": "#ff8800",
+            "stroke-width": "1.25",
+            "stroke-linecap": "round",
+            "stroke-linejoin": "round",
+            "stroke-opacity": "1",
         }
     strokes = sum(layer.stroke_count for layer in sketch.layers)
     assert len(root.findall(".//svg:path", NS)) == strokes
@@ -143,10 +156,16 @@ def test_path_data_per_stroke_kind_and_number_format():
     assert "stroke-width:2.5;" in root.findall(".//svg:path", NS)[2].get("style")
 
 
-@pytest.mark.parametrize("points", [
-    np.zeros((2, 5, 2)), np.zeros((2, 1, 2)), np.zeros((2, 4, 3)), np.zeros((4, 2)),
-    np.array([[[0.0, 0.0], [np.nan, 1.0]]]),
-])
+@pytest.mark.parametrize(
+    "points",
+    [
+        np.zeros((2, 5, 2)),
+        np.zeros((2, 1, 2)),
+        np.zeros((2, 4, 3)),
+        np.zeros((4, 2)),
+        np.array([[[0.0, 0.0], [np.nan, 1.0]]]),
+    ],
+)
 def test_strokes_that_svg_cannot_hold_are_refused(points):
     with pytest.raises(ValueError):
         sketch_to_svg(Sketch(10, 10, (StrokeLayer("bad", points),)))
@@ -201,41 +220,50 @@ def test_size_falls_back_to_width_and_height():
 # --- bad input ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [
-    b"",
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
-    b"<!DOCTYPE html><html><head><meta charset='utf-8'><title>x</title></head><body></body></html>",
-    b'<html xmlns="http://www.w3.org/1999/xhtml"><body><p>not a sketch</p></body></html>',
-    b"<svg><path d='M 0 0 L 1 1'/></svg>",  # no SVG namespace: browsers do not draw it either
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        b"<!DOCTYPE html><html><head><meta charset='utf-8'><title>x</title></head><body></body></html>",
+        b'<html xmlns="http://www.w3.org/1999/xhtml"><body><p>not a sketch</p></body></html>',
+        b"<svg><path d='M 0 0 L 1 1'/></svg>",  # no SVG namespace: browsers do not draw it either
+    ],
+)
 def test_non_svg_input_is_an_input_error(data):
     with pytest.raises(InputError) as info:
         svg_to_sketch(data)
     assert "not an SVG" in info.value.message and info.value.hint
 
 
-@pytest.mark.parametrize("body", [
-    '<path d="M 0 0 C 1 1 2 2 3 3 C 4 4 5 5 6 6"/>',  # two segments
-    '<path d="M 0 0 A 5 5 0 0 1 10 10"/>',  # an arc
-    '<path d="M 0 0 C 1 1 2 2"/>',  # too few numbers
-    '<path d="M 0 0 L 1 1 Z"/>',  # closed
-    '<path d="M 0 0 L 1 1 ; drop"/>',
-    '<path d="M 0 0 L 1 1" transform="translate(5 5)"/>',
-    '<path d="M 0 0 L 1 1" style="stroke-width:1mm"/>',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<path d="M 0 0 C 1 1 2 2 3 3 C 4 4 5 5 6 6"/>',  # two segments
+        '<path d="M 0 0 A 5 5 0 0 1 10 10"/>',  # an arc
+        '<path d="M 0 0 C 1 1 2 2"/>',  # too few numbers
+        '<path d="M 0 0 L 1 1 Z"/>',  # closed
+        '<path d="M 0 0 L 1 1 ; drop"/>',
+        '<path d="M 0 0 L 1 1" transform="translate(5 5)"/>',
+        '<path d="M 0 0 L 1 1" style="stroke-width:1mm"/>',
+    ],
+)
 def test_strokes_the_engine_cannot_represent_are_input_errors(body):
     with pytest.raises(InputError) as info:
         svg_to_sketch((HEADER + body + "</g></svg>").encode())
     assert info.value.hint
 
 
-@pytest.mark.parametrize("root", [
-    '<svg xmlns="{ns}" viewBox="0 0 0 10"/>',
-    '<svg xmlns="{ns}" viewBox="10 10 50 50"/>',
-    '<svg xmlns="{ns}" width="100%" height="100%"/>',
-    '<svg xmlns="{ns}"/>',
-    '<svg xmlns="{ns}" viewBox="0 0 50 50"><path d="M 0 0 L 1 1"/></svg>',  # outside any layer
-])
+@pytest.mark.parametrize(
+    "root",
+    [
+        '<svg xmlns="{ns}" viewBox="0 0 0 10"/>',
+        '<svg xmlns="{ns}" viewBox="10 10 50 50"/>',
+        '<svg xmlns="{ns}" width="100%" height="100%"/>',
+        '<svg xmlns="{ns}"/>',
+        '<svg xmlns="{ns}" viewBox="0 0 50 50"><path d="M 0 0 L 1 1"/></svg>',  # outside any layer
+    ],
+)
 def test_files_without_a_usable_canvas_or_layers_are_input_errors(root):
     with pytest.raises(InputError):
         svg_to_sketch(root.format(ns=SVG_NS).encode())
@@ -304,11 +332,18 @@ def test_a_real_svg_renderer_draws_what_our_rasteriser_draws(width):
 
     size = (80, 120)  # (H, W), not square, so a transposed axis shows
     layers = (
-        StrokeLayer("cubic", np.array([
-            [[10, 10], [40, 5], [60, 30], [100, 20]],
-            [[15, 70], [30, 40], [50, 75], [70, 50]],
-            [[90, 60], [95, 65], [110, 40], [125, 75]],  # ends outside the canvas
-        ], float), width=width),
+        StrokeLayer(
+            "cubic",
+            np.array(
+                [
+                    [[10, 10], [40, 5], [60, 30], [100, 20]],
+                    [[15, 70], [30, 40], [50, 75], [70, 50]],
+                    [[90, 60], [95, 65], [110, 40], [125, 75]],  # ends outside the canvas
+                ],
+                float,
+            ),
+            width=width,
+        ),
         StrokeLayer("quadratic", np.array([[[20.5, 30.25], [60, 60], [80.75, 30]]]), width=width),
         StrokeLayer("line", np.array([[[5.0, 45.0], [35.5, 60.5]]]), width=width),
     )
@@ -318,10 +353,10 @@ def test_a_real_svg_renderer_draws_what_our_rasteriser_draws(width):
     alpha = rgba[..., 3]
     theirs = rgba[..., :3].mean(-1) * alpha + (1 - alpha)  # composited on white
     # Opaque black ink on white: layers drawn over each other multiply.
-    ours = np.prod([
-        rasterize(torch.tensor(layer.points[None]).float(), width / 2, size)[0].mean(0).numpy()
-        for layer in layers
-    ], axis=0)
+    ours = np.prod(
+        [rasterize(torch.tensor(layer.points[None]).float(), width / 2, size)[0].mean(0).numpy() for layer in layers],
+        axis=0,
+    )
 
     assert np.abs(ours - theirs).mean() < 0.03
     ink_ours, ink_theirs = (1 - ours).sum(), (1 - theirs).sum()

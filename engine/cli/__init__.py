@@ -19,8 +19,8 @@ COMMANDS = (sketch, scene, remote)  # each module's `register(subparsers)` adds 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sketch-abstraction",
-        description="Line sketches of photos at several levels of abstraction (CLIPasso, CLIPascene), "
-                    "as SVG layers.")
+        description="Line sketches of photos at several levels of abstraction (CLIPasso, CLIPascene), as SVG layers.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:

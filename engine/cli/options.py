@@ -38,48 +38,86 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """Where and with which models the engine computes (shared by `sketch`, `scene` and `serve`)."""
     group = parser.add_argument_group("engine")
     group.add_argument("--device", default="auto", choices=DEVICES, help="compute device (default: auto)")
-    group.add_argument("--models", default="openai", choices=MODEL_KINDS,
-                       help="CLIP weights: openai (real), random (real size, for timing), "
-                            "tiny-random (tests; meaningless sketches)")
+    group.add_argument(
+        "--models",
+        default="openai",
+        choices=MODEL_KINDS,
+        help="CLIP weights: openai (real), random (real size, for timing), tiny-random (tests; meaningless sketches)",
+    )
     group.add_argument("--weights-dir", help="folder holding RN101.pt and ViT-B-32.pt (offline use)")
-    group.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="CLIP arithmetic (default: fp16 on CUDA, bf16 on CPUs that have it, else fp32)")
-    group.add_argument("--renderer", default="ours", choices=RENDERERS,
-                       help="differentiable rasteriser: ours (pure PyTorch, default) or diffvg (the official "
-                            "code's, for parity runs; needs pydiffvg installed)")
+    group.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="CLIP arithmetic (default: fp16 on CUDA, bf16 on CPUs that have it, else fp32)",
+    )
+    group.add_argument(
+        "--renderer",
+        default="ours",
+        choices=RENDERERS,
+        help="differentiable rasteriser: ours (pure PyTorch, default) or diffvg (the official "
+        "code's, for parity runs; needs pydiffvg installed)",
+    )
 
 
 def engine_settings(args: argparse.Namespace) -> dict:
     """The engine options as `Runtime.create` and `bridge.client.engine_command` take them."""
-    return {"device": args.device, "models": args.models, "weights_dir": args.weights_dir,
-            "precision": args.precision, "renderer": args.renderer}
+    return {
+        "device": args.device,
+        "models": args.models,
+        "weights_dir": args.weights_dir,
+        "precision": args.precision,
+        "renderer": args.renderer,
+    }
 
 
 def add_sketch_options(parser: argparse.ArgumentParser) -> None:
     """The job options of an object sketch (shared by `sketch` and `submit`)."""
     group = parser.add_argument_group("sketch")
-    group.add_argument("--strokes", type=int_list, default=_SKETCH.strokes,
-                       help="stroke count of each abstraction level, one SVG layer each (default: 32,16,8,4)")
-    group.add_argument("--seeds", type=int, default=len(_SKETCH.seeds),
-                       help="random starts per level; the best is kept (default: 3)")
-    group.add_argument("--iterations", type=int, default=_SKETCH.iterations,
-                       help="most optimisation steps; stops earlier on convergence (default: 2000)")
-    group.add_argument("--control-points", type=int, default=_SKETCH.control_points, choices=(2, 3, 4),
-                       help="points per stroke: 4 cubic, 3 quadratic, 2 straight (default: 4)")
-    group.add_argument("--mask", default=MASK_NONE,
-                       help="background removal: none (default), auto (U2-Net, needs the 'mask' "
-                            "extra) or a mask image (white = object)")
+    group.add_argument(
+        "--strokes",
+        type=int_list,
+        default=_SKETCH.strokes,
+        help="stroke count of each abstraction level, one SVG layer each (default: 32,16,8,4)",
+    )
+    group.add_argument(
+        "--seeds", type=int, default=len(_SKETCH.seeds), help="random starts per level; the best is kept (default: 3)"
+    )
+    group.add_argument(
+        "--iterations",
+        type=int,
+        default=_SKETCH.iterations,
+        help="most optimisation steps; stops earlier on convergence (default: 2000)",
+    )
+    group.add_argument(
+        "--control-points",
+        type=int,
+        default=_SKETCH.control_points,
+        choices=(2, 3, 4),
+        help="points per stroke: 4 cubic, 3 quadratic, 2 straight (default: 4)",
+    )
+    group.add_argument(
+        "--mask",
+        default=MASK_NONE,
+        help="background removal: none (default), auto (U2-Net, needs the 'mask' "
+        "extra) or a mask image (white = object)",
+    )
     _add_look_and_bank_options(group, _SKETCH.aug_bank)
 
 
 def _add_look_and_bank_options(group, aug_bank: int) -> None:
     """Stroke width and colour in the SVG, and the augmentation bank: the same for both methods."""
-    group.add_argument("--width", type=float,
-                       help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)")
+    group.add_argument(
+        "--width", type=float, help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)"
+    )
     group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
-    group.add_argument("--aug-bank", type=int, default=aug_bank,
-                       help="precomputed target augmentations; 0 recomputes them every step as the "
-                            f"official code (default: {aug_bank})")
+    group.add_argument(
+        "--aug-bank",
+        type=int,
+        default=aug_bank,
+        help="precomputed target augmentations; 0 recomputes them every step as the "
+        f"official code (default: {aug_bank})",
+    )
 
 
 def seed_values(count: int) -> tuple[int, ...]:
@@ -91,32 +129,59 @@ def seed_values(count: int) -> tuple[int, ...]:
 
 def sketch_request(args: argparse.Namespace, image) -> SketchRequest:
     """Validated job from parsed options (raises InputError)."""
-    params = ClipassoParams(strokes=args.strokes, seeds=seed_values(args.seeds), iterations=args.iterations,
-                            control_points=args.control_points, aug_bank=args.aug_bank)
+    params = ClipassoParams(
+        strokes=args.strokes,
+        seeds=seed_values(args.seeds),
+        iterations=args.iterations,
+        control_points=args.control_points,
+        aug_bank=args.aug_bank,
+    )
     return SketchRequest(image=image, params=params, mask=args.mask, width=args.width, color=args.color).validate()
 
 
 def add_scene_options(parser: argparse.ArgumentParser) -> None:
     """The job options of a scene sketch (shared by `scene` and `submit --scene`)."""
     group = parser.add_argument_group("scene")
-    group.add_argument("--mask", default=MASK_NONE,
-                       help="object mask: a mask image (white = object), auto (U2-Net, needs the 'mask' "
-                            "extra) or none (default: the whole image is one object, no background)")
-    group.add_argument("--layers", type=int_list, default=_SCENE.layers,
-                       help="fidelity columns: ViT-B/32 layers 1..12, low = close to the photo's geometry, "
-                            "high = looser (default: 2,8,11)")
-    group.add_argument("--levels", type=int, default=_SCENE.levels,
-                       help="simplified rows below the fidelity sketch; the matrix has LEVELS + 1 rows "
-                            "(default: 8)")
-    group.add_argument("--strokes", type=int, default=_SCENE.strokes,
-                       help="strokes of the fidelity sketch; simpler rows keep fewer (default: 64)")
-    group.add_argument("--seeds", type=int, default=len(_SCENE.seeds),
-                       help="random starts per stage; the best is kept (default: 2)")
-    group.add_argument("--iterations", type=int, default=_SCENE.iterations,
-                       help="cap on every stage's iterations, for quick runs (default: none: 1500 "
-                            "background, 1000 or 600 object, 400 per simplified row)")
-    group.add_argument("--paper-grid", action="store_true",
-                       help=f"write only rows {','.join(map(str, PAPER_GRID_ROWS))} (the paper's 4 x 4 figures)")
+    group.add_argument(
+        "--mask",
+        default=MASK_NONE,
+        help="object mask: a mask image (white = object), auto (U2-Net, needs the 'mask' "
+        "extra) or none (default: the whole image is one object, no background)",
+    )
+    group.add_argument(
+        "--layers",
+        type=int_list,
+        default=_SCENE.layers,
+        help="fidelity columns: ViT-B/32 layers 1..12, low = close to the photo's geometry, "
+        "high = looser (default: 2,8,11)",
+    )
+    group.add_argument(
+        "--levels",
+        type=int,
+        default=_SCENE.levels,
+        help="simplified rows below the fidelity sketch; the matrix has LEVELS + 1 rows (default: 8)",
+    )
+    group.add_argument(
+        "--strokes",
+        type=int,
+        default=_SCENE.strokes,
+        help="strokes of the fidelity sketch; simpler rows keep fewer (default: 64)",
+    )
+    group.add_argument(
+        "--seeds", type=int, default=len(_SCENE.seeds), help="random starts per stage; the best is kept (default: 2)"
+    )
+    group.add_argument(
+        "--iterations",
+        type=int,
+        default=_SCENE.iterations,
+        help="cap on every stage's iterations, for quick runs (default: none: 1500 "
+        "background, 1000 or 600 object, 400 per simplified row)",
+    )
+    group.add_argument(
+        "--paper-grid",
+        action="store_true",
+        help=f"write only rows {','.join(map(str, PAPER_GRID_ROWS))} (the paper's 4 x 4 figures)",
+    )
     _add_look_and_bank_options(group, _SCENE.aug_bank)
 
 
@@ -124,10 +189,17 @@ def scene_request(args: argparse.Namespace, image) -> SceneRequest:
     """Validated scene job from parsed options (raises InputError)."""
     if args.iterations < 0:
         raise InputError(f"--iterations must be 0 (no cap) or more, got {args.iterations}", "try --iterations 100")
-    params = SceneParams(layers=args.layers, levels=args.levels, strokes=args.strokes,
-                         seeds=seed_values(args.seeds), iterations=args.iterations, aug_bank=args.aug_bank)
-    return SceneRequest(image=image, params=params, mask=args.mask, width=args.width, color=args.color,
-                        paper_grid=args.paper_grid).validate()
+    params = SceneParams(
+        layers=args.layers,
+        levels=args.levels,
+        strokes=args.strokes,
+        seeds=seed_values(args.seeds),
+        iterations=args.iterations,
+        aug_bank=args.aug_bank,
+    )
+    return SceneRequest(
+        image=image, params=params, mask=args.mask, width=args.width, color=args.color, paper_grid=args.paper_grid
+    ).validate()
 
 
 def writable_file(path: str | Path, option: str) -> Path:
@@ -137,6 +209,8 @@ def writable_file(path: str | Path, option: str) -> Path:
         raise InputError(f"cannot write {path}: it is a folder", f"pass {option} with a file name")
     folder = path.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise InputError(f"cannot write {path}: folder {folder} does not exist or is not writable",
-                         f"pass {option} with a path in a writable folder")
+        raise InputError(
+            f"cannot write {path}: folder {folder} does not exist or is not writable",
+            f"pass {option} with a path in a writable folder",
+        )
     return path

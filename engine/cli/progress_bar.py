@@ -25,8 +25,9 @@ class ProgressBar:
             from tqdm import tqdm
 
             self.close()
-            self.bar = tqdm(total=p.total, desc=f"{self.prefix}optimise", unit="it", file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=p.total, desc=f"{self.prefix}optimise", unit="it", file=sys.stderr, dynamic_ncols=True
+            )
         self.bar.update(p.iteration - self.bar.n)
         self.bar.set_postfix_str(f"loss {p.loss:.4g}, {p.detail}" if p.loss is not None else p.detail)
 

@@ -37,36 +37,59 @@ class ClientFailure(EngineError):
 
 
 def register(commands) -> None:
-    serve = commands.add_parser("serve", help="run the engine: keeps models loaded and serves jobs over ZeroMQ",
-                                description="Run the persistent engine for the Inkscape extension and `submit`.")
+    serve = commands.add_parser(
+        "serve",
+        help="run the engine: keeps models loaded and serves jobs over ZeroMQ",
+        description="Run the persistent engine for the Inkscape extension and `submit`.",
+    )
     add_engine_options(serve)
     group = serve.add_argument_group("server")
-    group.add_argument("--idle-timeout", type=float, metavar="SECONDS",
-                       help="exit after this long with no job and no request (default: never)")
-    group.add_argument("--max-message-mb", type=float, default=MAX_MESSAGE_BYTES / 2**20,
-                       help=f"largest request accepted, image included (default: {MAX_MESSAGE_BYTES // 2**20})")
-    group.add_argument("--keep-hours", type=float, default=24,
-                       help="how long a fetched result stays stored (default: 24; unfetched: 30 days)")
+    group.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="exit after this long with no job and no request (default: never)",
+    )
+    group.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=MAX_MESSAGE_BYTES / 2**20,
+        help=f"largest request accepted, image included (default: {MAX_MESSAGE_BYTES // 2**20})",
+    )
+    group.add_argument(
+        "--keep-hours",
+        type=float,
+        default=24,
+        help="how long a fetched result stays stored (default: 24; unfetched: 30 days)",
+    )
     serve.set_defaults(run=_serve)
 
-    submit = commands.add_parser("submit", help="sketch images on the running engine (starts it if needed)",
-                                 description="Send IMAGE(s) to the engine, show progress, write one SVG each.")
+    submit = commands.add_parser(
+        "submit",
+        help="sketch images on the running engine (starts it if needed)",
+        description="Send IMAGE(s) to the engine, show progress, write one SVG each.",
+    )
     submit.add_argument("images", nargs="+", metavar="IMAGE")
     out = submit.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", help="SVG to write (one image only; default: IMAGE's name + .svg, here)")
     out.add_argument("--out-dir", help="folder for the SVGs, one per image, named after it")
-    submit.add_argument("--detach", action="store_true",
-                        help="queue the jobs, print their ids and return; get results with `fetch`")
+    submit.add_argument(
+        "--detach", action="store_true", help="queue the jobs, print their ids and return; get results with `fetch`"
+    )
     submit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    submit.add_argument("--scene", action="store_true",
-                        help="scene jobs (CLIPascene): the job options are then those of `scene` "
-                             "(--layers, --levels, --strokes N, --paper-grid, ...; see `scene --help`)")
+    submit.add_argument(
+        "--scene",
+        action="store_true",
+        help="scene jobs (CLIPascene): the job options are then those of `scene` "
+        "(--layers, --levels, --strokes N, --paper-grid, ...; see `scene --help`)",
+    )
     add_sketch_options(submit)
     scene_only = submit.add_argument_group("scene (with --scene)")
     for flag in ("--layers", "--levels"):
         scene_only.add_argument(flag, default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`")
-    scene_only.add_argument("--paper-grid", action="store_true", default=argparse.SUPPRESS,
-                            help="see `sketch-abstraction scene --help`")
+    scene_only.add_argument(
+        "--paper-grid", action="store_true", default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`"
+    )
     add_engine_options(submit)
     submit.set_defaults(run=_client_errors(_submit))
 
@@ -88,21 +111,30 @@ def register(commands) -> None:
 
 def _serve(args) -> int:
     if args.max_message_mb <= 0 or args.keep_hours < 0 or (args.idle_timeout is not None and args.idle_timeout <= 0):
-        raise InputError("--max-message-mb, --idle-timeout and --keep-hours must be positive",
-                         f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24")
+        raise InputError(
+            "--max-message-mb, --idle-timeout and --keep-hours must be positive",
+            f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24",
+        )
     from bridge.server import ServerOptions, serve  # torch and the models only for a valid command line
     from engine.clip.models import RN101, VIT_B32
     from engine.runtime import Runtime
 
     runtime = Runtime.create(**engine_settings(args))
-    serve(runtime, ServerOptions(idle_timeout_s=args.idle_timeout,
-                                 max_message_bytes=int(args.max_message_mb * 2**20),
-                                 keep_fetched_s=args.keep_hours * 3600), preload=(RN101, VIT_B32))
+    serve(
+        runtime,
+        ServerOptions(
+            idle_timeout_s=args.idle_timeout,
+            max_message_bytes=int(args.max_message_mb * 2**20),
+            keep_fetched_s=args.keep_hours * 3600,
+        ),
+        preload=(RN101, VIT_B32),
+    )
     return 0
 
 
 def _client_errors(command):
     """Run `command`, turning the client's errors into engine errors that main() prints."""
+
     def run(args) -> int:
         from bridge.client import ClientError
 
@@ -112,6 +144,7 @@ def _client_errors(command):
             raise ClientFailure(err.message, err.hint) from None
         except TimeoutError as err:
             raise ClientFailure(str(err), "fetch the job later with `sketch-abstraction fetch`") from None
+
     return run
 
 
@@ -126,8 +159,10 @@ def _connect(args=None, start: bool = False):
         for option, value in running.items():
             if value != getattr(args, option):
                 client.close()
-                raise InputError(f"the running engine uses {value} {option}, not {getattr(args, option)}",
-                                 f"pass --{option} {value}, or stop it (`sketch-abstraction stop`) to start a new one")
+                raise InputError(
+                    f"the running engine uses {value} {option}, not {getattr(args, option)}",
+                    f"pass --{option} {value}, or stop it (`sketch-abstraction stop`) to start a new one",
+                )
     return client
 
 
@@ -151,8 +186,11 @@ def _outputs(args) -> list[Path]:
             raise InputError(f"--out-dir {folder} is not a folder", "create it first")
         outs = [folder / (p.stem + ".svg") for p in images]
     else:
-        outs = [Path(args.output or images[0].stem + ".svg")] if len(images) == 1 else \
-               [Path(p.stem + ".svg") for p in images]
+        outs = (
+            [Path(args.output or images[0].stem + ".svg")]
+            if len(images) == 1
+            else [Path(p.stem + ".svg") for p in images]
+        )
     if len(set(outs)) != len(outs):
         raise InputError("two images would write the same SVG (same file name)", "rename one, or submit them apart")
     return [writable_file(o, "-o" if args.output else "--out-dir") for o in outs]
@@ -169,8 +207,9 @@ def _submit(args) -> int:
         requests = [sketch_request(args, image) for image in args.images]
     encoded = [request_to_json(r) for r in requests]  # all checked before anything is sent
     with _connect(args, start=True) as client:
-        submitted = [client.submit(job, buffers, Path(image).name)
-                     for image, (job, buffers) in zip(args.images, encoded)]
+        submitted = [
+            client.submit(job, buffers, Path(image).name) for image, (job, buffers) in zip(args.images, encoded)
+        ]
         queued = [job_id for job_id, _ in submitted]
         if args.detach:
             for image, job_id in zip(args.images, queued):
@@ -179,8 +218,10 @@ def _submit(args) -> int:
         for image, (_, position) in zip(args.images, submitted):
             if position > 0 and not args.quiet:  # later moves come as queue_update messages
                 print(f"{Path(image).name}: queued, position {position}", file=sys.stderr)
-        failures = sum(not _follow(client, job_id, out, args.quiet, f"{Path(image).name}: ")
-                       for image, job_id, out in zip(args.images, queued, outs))
+        failures = sum(
+            not _follow(client, job_id, out, args.quiet, f"{Path(image).name}: ")
+            for image, job_id, out in zip(args.images, queued, outs)
+        )
     return 1 if failures else 0
 
 
@@ -205,8 +246,10 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bo
         return False
     except KeyboardInterrupt:
         bar.close()
-        print(f"{prefix}job {job_id} goes on in the engine; later: sketch-abstraction fetch {job_id} -o {out}",
-              file=sys.stderr)
+        print(
+            f"{prefix}job {job_id} goes on in the engine; later: sketch-abstraction fetch {job_id} -o {out}",
+            file=sys.stderr,
+        )
         raise
     bar.close()
     write_atomic(out, result.svg)
@@ -236,10 +279,13 @@ def _status(args) -> int:
         return 3
     with client:
         s, jobs = client.status(), client.jobs()
-    print(f"engine: running, pid {s['pid']}, version {s['version']} (protocol {s['protocol']}), "
-          f"up {s['uptime_s']:.0f} s")
-    print(f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'}); "
-          f"renderer: {s.get('renderer', 'ours')}")
+    print(
+        f"engine: running, pid {s['pid']}, version {s['version']} (protocol {s['protocol']}), up {s['uptime_s']:.0f} s"
+    )
+    print(
+        f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'}); "
+        f"renderer: {s.get('renderer', 'ours')}"
+    )
     print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
     for job in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))

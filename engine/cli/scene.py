@@ -12,9 +12,11 @@ from engine.cli.progress_bar import ProgressBar
 
 def register(commands) -> None:
     scene = commands.add_parser(
-        "scene", help="sketch a scene as a fidelity x simplicity matrix (CLIPascene)",
+        "scene",
+        help="sketch a scene as a fidelity x simplicity matrix (CLIPascene)",
         description="Sketch IMAGE with CLIPascene: one SVG layer per matrix cell (fidelity layer x "
-                    "simplicity row), each with Object and Background sublayers; one cell visible.")
+        "simplicity row), each with Object and Background sublayers; one cell visible.",
+    )
     scene.add_argument("image", help="PNG, JPEG, WebP, TIFF or BMP")
     scene.add_argument("-o", "--output", help="SVG to write (default: IMAGE's name + .svg, here)")
     scene.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -43,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         for column in result.columns:
             counts = "/".join(str(int(cell.keep.sum())) for cell in column.cells)
             print(f"{column.part:>10} layer {column.layer:>2}: strokes per row {counts}", file=sys.stderr)
-        print(f"wrote {out} ({len(result.sketch.layers)} cells, {result.iterations} iterations, "
-              f"{result.seconds:.1f} s on {runtime.device})", file=sys.stderr)
+        print(
+            f"wrote {out} ({len(result.sketch.layers)} cells, {result.iterations} iterations, "
+            f"{result.seconds:.1f} s on {runtime.device})",
+            file=sys.stderr,
+        )
     return 0

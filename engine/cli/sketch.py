@@ -11,8 +11,11 @@ from engine.cli.progress_bar import ProgressBar
 
 
 def register(commands) -> None:
-    sketch = commands.add_parser("sketch", help="sketch an object photo at several abstraction levels",
-                                 description="Sketch IMAGE with CLIPasso; one SVG layer per stroke count.")
+    sketch = commands.add_parser(
+        "sketch",
+        help="sketch an object photo at several abstraction levels",
+        description="Sketch IMAGE with CLIPasso; one SVG layer per stroke count.",
+    )
     sketch.add_argument("image", help="PNG, JPEG, WebP, TIFF or BMP")
     sketch.add_argument("-o", "--output", help="SVG to write (default: IMAGE's name + .svg, here)")
     sketch.add_argument("--preview", help="also write a PNG preview of every level over the image")
@@ -46,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
         for level in result.levels:
-            print(f"{level.strokes:>4} strokes: loss {level.eval_loss:.4g} (seed {level.seed}, "
-                  f"best at iteration {level.best_iteration})", file=sys.stderr)
-        print(f"wrote {out} ({result.iterations} iterations, {result.seconds:.1f} s on {runtime.device})",
-              file=sys.stderr)
+            print(
+                f"{level.strokes:>4} strokes: loss {level.eval_loss:.4g} (seed {level.seed}, "
+                f"best at iteration {level.best_iteration})",
+                file=sys.stderr,
+            )
+        print(
+            f"wrote {out} ({result.iterations} iterations, {result.seconds:.1f} s on {runtime.device})", file=sys.stderr
+        )
     return 0

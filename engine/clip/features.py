@@ -48,9 +48,23 @@ def self_attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor, need_weig
     """
     tokens = x.transpose(0, 1).contiguous()  # (L, B, D)
     out, weights = F.multi_head_attention_forward(
-        tokens, tokens, tokens, attn.embed_dim, attn.num_heads, attn.in_proj_weight, attn.in_proj_bias,
-        None, None, False, attn.dropout, attn.out_proj.weight, attn.out_proj.bias, training=attn.training,
-        need_weights=need_weights, average_attn_weights=True)
+        tokens,
+        tokens,
+        tokens,
+        attn.embed_dim,
+        attn.num_heads,
+        attn.in_proj_weight,
+        attn.in_proj_bias,
+        None,
+        None,
+        False,
+        attn.dropout,
+        attn.out_proj.weight,
+        attn.out_proj.bias,
+        training=attn.training,
+        need_weights=need_weights,
+        average_attn_weights=True,
+    )
     return out.transpose(0, 1), weights
 
 

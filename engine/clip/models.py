@@ -40,10 +40,16 @@ _TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2
 # Same architectures, a fraction of the width: layer names, token counts and feature-map sizes stay,
 # so shapes downstream are those of the real models (ViT keeps its 12 blocks for CLIPascene's layers).
 _TINY = {
-    RN101: {"embed_dim": 64, "text_cfg": _TINY_TEXT,
-            "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16}},
-    VIT_B32: {"embed_dim": 64, "text_cfg": _TINY_TEXT,
-              "vision_cfg": {"image_size": 224, "layers": 12, "width": 64, "head_width": 32, "patch_size": 32}},
+    RN101: {
+        "embed_dim": 64,
+        "text_cfg": _TINY_TEXT,
+        "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
+    },
+    VIT_B32: {
+        "embed_dim": 64,
+        "text_cfg": _TINY_TEXT,
+        "vision_cfg": {"image_size": 224, "layers": 12, "width": 64, "head_width": 32, "patch_size": 32},
+    },
 }
 
 
@@ -52,8 +58,9 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("sketch-abstraction")) / "clip"
 
 
-def load_clip(arch: str, kind: str = "openai", *, weights_dir: str | os.PathLike | None = None,
-              device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_clip(
+    arch: str, kind: str = "openai", *, weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu"
+) -> torch.nn.Module:
     """A frozen CLIP model in eval mode on `device`.
 
     kind: "openai" (pretrained; raises WeightsMissing when unavailable), "random" (real size,
@@ -66,8 +73,7 @@ def load_clip(arch: str, kind: str = "openai", *, weights_dir: str | os.PathLike
             model = open_clip.create_model(arch, pretrained=None, quick_gelu=True)
         _load_weights(model, find_checkpoint(arch, weights_dir), arch)
     else:
-        warnings.warn(f"{arch}: {kind} weights, sketches will be meaningless (tests and timing only)",
-                      stacklevel=2)
+        warnings.warn(f"{arch}: {kind} weights, sketches will be meaningless (tests and timing only)", stacklevel=2)
         torch.manual_seed(0)  # the same random model every time, so runs are reproducible
         overrides = _TINY[arch] if kind == "tiny-random" else {}
         with _quiet_open_clip():
@@ -135,9 +141,12 @@ def _load_weights(model: torch.nn.Module, path: Path, arch: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise InputError(f"{path} does not hold {arch} weights", f"put OpenAI's {CHECKPOINTS[arch].filename} there") from err
+        raise InputError(
+            f"{path} does not hold {arch} weights", f"put OpenAI's {CHECKPOINTS[arch].filename} there"
+        ) from err
 
 
 def _unreadable(path: Path, arch: str, reason: str) -> InputError:
-    return InputError(f"{path} is not a readable CLIP checkpoint: {reason}",
-                      f"download {CHECKPOINTS[arch].filename} again")
+    return InputError(
+        f"{path} is not a readable CLIP checkpoint: {reason}", f"download {CHECKPOINTS[arch].filename} again"
+    )

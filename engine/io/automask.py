@@ -39,8 +39,7 @@ def auto_mask(image: Image.Image) -> np.ndarray:
     if hi <= lo:  # a flat map cannot be normalised: U2-Net saw no object
         raise InputError(
             "automatic masking found no salient object in the image",
-            hint="pass --mask FILE with the object in white, "
-            "or --mask none to sketch the whole image",
+            hint="pass --mask FILE with the object in white, or --mask none to sketch the whole image",
         )
     return (saliency - lo) / (hi - lo) >= 0.5
 
@@ -54,7 +53,6 @@ def _session(rembg) -> object:
             except OSError as e:  # download failed (network errors are OSErrors) or unreadable file
                 raise WeightsMissing(
                     f"the U2-Net mask model is not cached and could not be downloaded ({e})",
-                    hint="connect to the internet once (176 MB, stored in ~/.u2net), "
-                    "or pass --mask FILE / --mask none",
+                    hint="connect to the internet once (176 MB, stored in ~/.u2net), or pass --mask FILE / --mask none",
                 ) from e
         return _SESSIONS[MODEL]

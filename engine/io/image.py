@@ -54,9 +54,7 @@ def load_mask(source: Source, size: tuple[int, int]) -> tuple[np.ndarray, str | 
         mask = _object_pixels(im)  # (h, w) bool, at the mask file's own size
     note = None
     if mask.shape != (size[1], size[0]):
-        note = (
-            f"mask {mask.shape[1]}x{mask.shape[0]} resized to {size[0]}x{size[1]} to fit the image"
-        )
+        note = f"mask {mask.shape[1]}x{mask.shape[0]} resized to {size[0]}x{size[1]} to fit the image"
         mask = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
     if not mask.any():
         raise InputError(
@@ -100,15 +98,11 @@ def _binary_stream(source: Source, what: str) -> Iterator[BinaryIO]:
     if not path.exists():
         raise InputError(f"{what} file not found: {path}", hint="check the path and its spelling")
     if path.is_dir():
-        raise InputError(
-            f"{what} path is a folder, not a file: {path}", hint="pass an image file inside it"
-        )
+        raise InputError(f"{what} path is a folder, not a file: {path}", hint="pass an image file inside it")
     try:
         fp = path.open("rb")
     except OSError as e:
-        raise InputError(
-            f"cannot read {what} file {path}: {e.strerror}", hint="check its permissions"
-        ) from e
+        raise InputError(f"cannot read {what} file {path}: {e.strerror}", hint="check its permissions") from e
     with fp:
         if os.fstat(fp.fileno()).st_size == 0:
             raise InputError(f"{what} file is empty (0 bytes): {path}", hint=_REEXPORT_HINT)

@@ -29,12 +29,15 @@ def random_homographies(n: int, size: int, generator: torch.Generator) -> torch.
     dx, dy = int(DISTORTION * (w // 2)), int(DISTORTION * (h // 2))
     r = lambda lo, hi: _randint(lo, hi, n, generator).float()  # noqa: E731
     corners = torch.tensor([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=torch.float32)
-    moved = torch.stack([
-        torch.stack([r(0, dx + 1), r(0, dy + 1)], -1),
-        torch.stack([r(w - dx - 1, w), r(0, dy + 1)], -1),
-        torch.stack([r(w - dx - 1, w), r(h - dy - 1, h)], -1),
-        torch.stack([r(0, dx + 1), r(h - dy - 1, h)], -1),
-    ], dim=1)  # (n, 4, 2)
+    moved = torch.stack(
+        [
+            torch.stack([r(0, dx + 1), r(0, dy + 1)], -1),
+            torch.stack([r(w - dx - 1, w), r(0, dy + 1)], -1),
+            torch.stack([r(w - dx - 1, w), r(h - dy - 1, h)], -1),
+            torch.stack([r(0, dx + 1), r(h - dy - 1, h)], -1),
+        ],
+        dim=1,
+    )  # (n, 4, 2)
     perspective = get_perspective_transform(corners.expand(n, 4, 2), moved)
 
     crop = round((CROP_SCALE * w * h) ** 0.5)  # ratio 1: a square of 80% of the area
@@ -50,5 +53,6 @@ def random_homographies(n: int, size: int, generator: torch.Generator) -> torch.
 
 def augment(images: torch.Tensor, homographies: torch.Tensor) -> torch.Tensor:
     """Warp images (B, C, H, W) by homographies (B, 3, 3); outside the source is black (0)."""
-    return warp_perspective(images, homographies.to(images), images.shape[-2:], mode="bilinear",
-                            padding_mode="zeros", align_corners=True)
+    return warp_perspective(
+        images, homographies.to(images), images.shape[-2:], mode="bilinear", padding_mode="zeros", align_corners=True
+    )

@@ -130,10 +130,18 @@ class _Problems:
         self.views = 1 + params.num_aug
 
         distributions = [self._distribution(t.image) for t in targets]
-        self.init_points = torch.stack([
-            sample_strokes(distributions[p], params.strokes, params.control_points,
-                           torch.Generator().manual_seed(seed), params.walk_step)
-            for p, _, seed in rows])  # (B, n, k, 2) canvas px: the same part and seed start alike
+        self.init_points = torch.stack(
+            [
+                sample_strokes(
+                    distributions[p],
+                    params.strokes,
+                    params.control_points,
+                    torch.Generator().manual_seed(seed),
+                    params.walk_step,
+                )
+                for p, _, seed in rows
+            ]
+        )  # (B, n, k, 2) canvas px: the same part and seed start alike
         self.inputs = (self.init_points.flatten(1) / CANVAS * 2 - 1).to(device)  # (B, n*k*2) in [-1, 1]
         self.loc = location_mlp(self.seed, self.inputs.shape[1], params.hidden, device)
         self.loc_adam = BatchedAdam(self.loc.parameters(), params.loc_lr)
@@ -145,7 +153,7 @@ class _Problems:
 
         layers = sorted(set(params.layers) | ({params.object_layer} if bool(self.is_object.any()) else set()))
         self.feature_layers = layers
-        self.bank = (random_homographies(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None)
+        self.bank = random_homographies(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None
         tables = [_target_table(runtime, t.image.to(device), layers, self.bank) for t in targets]
         # (parts, 1 + bank, 50, D) per layer: row 0 the clean target, then its augmentations.
         self.tables = {name: torch.stack([t[name] for t in tables]) for name in layers}
@@ -221,9 +229,12 @@ class _Problems:
             x = normalize(images[local].flatten(0, 1))
             with self.runtime.autocast():
                 outputs = vit_block_outputs(visual, x, wanted)
-            targets = self._target_features(active[local], None if pick is None else pick[local],
-                                            None if pick is not None else homographies.view(a, -1, 3, 3)[local],
-                                            wanted)
+            targets = self._target_features(
+                active[local],
+                None if pick is None else pick[local],
+                None if pick is not None else homographies.view(a, -1, 3, 3)[local],
+                wanted,
+            )
             for name in wanted:
                 per_image = (outputs[name].float() - targets[name]).square().flatten(1).mean(1).view(len(local), V)
                 uses = layer[local] == name
@@ -251,14 +262,15 @@ class _Problems:
 
 
 @torch.no_grad()
-def _target_table(runtime: Runtime, target: torch.Tensor, layers: list[int],
-                  homographies: torch.Tensor | None) -> dict[int, torch.Tensor]:
+def _target_table(
+    runtime: Runtime, target: torch.Tensor, layers: list[int], homographies: torch.Tensor | None
+) -> dict[int, torch.Tensor]:
     """Block outputs (1 + augmentations, 50, D) fp32 of the clean target and of its augmentations."""
     visual = runtime.clip(VIT_B32).visual
     images = [target]
     if homographies is not None:
         for lo in range(0, len(homographies), FEATURE_CHUNK):
-            h = homographies[lo:lo + FEATURE_CHUNK]
+            h = homographies[lo : lo + FEATURE_CHUNK]
             images.append(augment(target.expand(len(h), -1, -1, -1), h.to(target.device)))
     parts = []
     for chunk in torch.cat(images).split(FEATURE_CHUNK):
@@ -304,8 +316,9 @@ def _eval_points(iterations: int, every: int, first: int) -> set[int]:
     return {i for i in range(first, iterations + 1) if i % every == 0} | {iterations}
 
 
-def optimise_scene(runtime: Runtime, targets: list[SceneTarget], params: SceneParams,
-                   progress: ProgressCallback = silent) -> SceneRun:
+def optimise_scene(
+    runtime: Runtime, targets: list[SceneTarget], params: SceneParams, progress: ProgressCallback = silent
+) -> SceneRun:
     """The whole matrix for every part: fidelity row, then `levels` simplified rows."""
     started = time.perf_counter()
     progress(Progress("init", 0, 1, detail="saliency, edges and target features"))
@@ -331,8 +344,12 @@ class _Clock:
 
     def __init__(self, params: SceneParams, problems: _Problems, progress: ProgressCallback, parts: int):
         self.params, self.progress, self.ran = params, progress, 0
-        self.fidelity_total = 1 + int(max(_fidelity_iterations(params, bool(o), int(l))
-                                          for o, l in zip(problems.is_object, problems.layer)))
+        self.fidelity_total = 1 + int(
+            max(
+                _fidelity_iterations(params, bool(o), int(layer))
+                for o, layer in zip(problems.is_object, problems.layer)
+            )
+        )
         self.simplicity_total = 1 + params.cap(params.simplicity_iterations)
         self.total = self.fidelity_total + params.levels * self.simplicity_total
         self.columns = ",".join(map(str, params.layers))
@@ -343,11 +360,16 @@ class _Clock:
     def tick(self, iteration: int, total: int, row: int, loss: float) -> None:
         self.ran += 1
         per_iteration = (time.perf_counter() - self.start) / self.ran
-        self.progress(Progress(
-            "optimise", iteration, total, loss=loss,
-            detail=f"fidelity {self.columns}, simplicity {row}/{self.params.levels} ({self.what}, "
-                   f"{self.seeds})",
-            eta_s=per_iteration * (self.total - self.ran)))
+        self.progress(
+            Progress(
+                "optimise",
+                iteration,
+                total,
+                loss=loss,
+                detail=f"fidelity {self.columns}, simplicity {row}/{self.params.levels} ({self.what}, {self.seeds})",
+                eta_s=per_iteration * (self.total - self.ran),
+            )
+        )
 
 
 def _fidelity_iterations(params: SceneParams, is_object: bool, layer: int) -> int:
@@ -359,7 +381,9 @@ def _fidelity_iterations(params: SceneParams, is_object: bool, layer: int) -> in
 
 def _mean_abs(grads: list[torch.Tensor | None], rows: torch.Tensor, size: int) -> torch.Tensor:
     """(a,) mean |gradient| over one network's parameters, per problem (the balancing norm)."""
-    return sum(g[rows].abs().flatten(1).sum(1) for g in grads if g is not None) / size + torch.zeros(len(rows), device=rows.device)
+    return sum(g[rows].abs().flatten(1).sum(1) for g in grads if g is not None) / size + torch.zeros(
+        len(rows), device=rows.device
+    )
 
 
 def _grads(term: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
@@ -367,8 +391,9 @@ def _grads(term: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor 
     return list(torch.autograd.grad(term, params, retain_graph=True, allow_unused=True))
 
 
-def _combine(terms: list[tuple[torch.Tensor, list[torch.Tensor | None]]], rows: torch.Tensor | None,
-             params: list[torch.Tensor]) -> list[torch.Tensor]:
+def _combine(
+    terms: list[tuple[torch.Tensor, list[torch.Tensor | None]]], rows: torch.Tensor | None, params: list[torch.Tensor]
+) -> list[torch.Tensor]:
     """Per parameter, sum over terms of scale (a,) x gradient rows: the weighted total's gradient."""
     out = []
     for k, param in enumerate(params):
@@ -387,8 +412,9 @@ def _combine(terms: list[tuple[torch.Tensor, list[torch.Tensor | None]]], rows: 
 def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
     """Row 0 of every column: MLP_loc alone, best weighted eval of each seed, best seed kept."""
     p = problems.params
-    iterations = torch.tensor([_fidelity_iterations(p, bool(o), int(l))
-                               for o, l in zip(problems.is_object, problems.layer)])
+    iterations = torch.tensor(
+        [_fidelity_iterations(p, bool(o), int(layer)) for o, layer in zip(problems.is_object, problems.layer)]
+    )
     evals = [_eval_points(int(n), p.fidelity_eval_every, p.fidelity_eval_from) for n in iterations]
     B = problems.B
     best_loss = torch.full((B,), math.inf)
@@ -409,7 +435,9 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
         grad_terms = [(coeff_layer, g_layer)]
         if bool(extra.any()):  # objects: balance layer L and the object layer by gradient norms
             g_extra = _grads(terms.extra.mean(1).sum(), loc_params)
-            norms = torch.stack([_mean_abs(g_layer, rows, problems.loc.size), _mean_abs(g_extra, rows, problems.loc.size)])
+            norms = torch.stack(
+                [_mean_abs(g_layer, rows, problems.loc.size), _mean_abs(g_extra, rows, problems.loc.size)]
+            )
             weights = balance_weights(norms)
             coeff_layer = torch.where(extra, weights[0], coeff_layer)
             coeff_extra = torch.where(extra, p.object_layer_weight * weights[1], coeff_extra)
@@ -440,8 +468,17 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
         losses = {f"layer {layer}": float(best_terms[b, 0])}
         if problems.has_extra[b]:
             losses[f"layer {p.object_layer}"] = float(best_terms[b, 1])
-        cells.append(CellResult(0, best_points[b], torch.ones(p.strokes, dtype=torch.bool),
-                                torch.ones(p.strokes), problems.seed[b], int(best_iteration[b]), losses))
+        cells.append(
+            CellResult(
+                0,
+                best_points[b],
+                torch.ones(p.strokes, dtype=torch.bool),
+                torch.ones(p.strokes),
+                problems.seed[b],
+                int(best_iteration[b]),
+                losses,
+            )
+        )
     return cells
 
 
@@ -454,8 +491,13 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
     rows_dev = every.to(dev)
     if row == 1:  # MLP_loc from the fidelity pick, with a fresh optimiser; MLP_simp fresh per seed
         problems.loc_adam.reset(rows_dev)
-    step = torch.tensor([(p.steps_object if o else p.steps_background)[int(l) - 1]
-                         for o, l in zip(problems.is_object, problems.layer)], device=dev)
+    step = torch.tensor(
+        [
+            (p.steps_object if o else p.steps_background)[int(layer) - 1]
+            for o, layer in zip(problems.is_object, problems.layer)
+        ],
+        device=dev,
+    )
     ratio = row_ratio(problems.ratio, step, row)
     problems.on_canvas = on_canvas(problems.clean_points(), p.half_width)
     iterations = p.cap(p.simplicity_iterations)
@@ -471,7 +513,9 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
         g_sparse = _grads(terms.sparse.sum(), all_params)
         g_extra = _grads(extra_train.sum(), all_params) if bool(extra.any()) else [None] * len(all_params)
         simp_slice = slice(len(loc_params), None)
-        norms = torch.stack([_mean_abs(g[simp_slice], rows_dev, problems.simp.size) for g in (g_layer, g_extra, g_sparse)])
+        norms = torch.stack(
+            [_mean_abs(g[simp_slice], rows_dev, problems.simp.size) for g in (g_layer, g_extra, g_sparse)]
+        )
         with_extra = balance_weights(norms)
         without = balance_weights(norms[[0, 2]])
         w_layer = torch.where(extra, with_extra[0], without[0])
@@ -486,11 +530,16 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
         grads = _combine([(c_layer, g_layer), (c_extra, g_extra), (c_sparse, g_sparse)], None, all_params)
         total = w_layer * layer_train + w_extra * extra_train + w_sparse * terms.sparse + gap.square()
         if i in evals:
-            series.append(torch.stack([terms.layer[:, 0], torch.where(extra, terms.extra[:, 0], torch.zeros_like(gap)),
-                                       terms.sparse]).detach().cpu())
+            series.append(
+                torch.stack(
+                    [terms.layer[:, 0], torch.where(extra, terms.extra[:, 0], torch.zeros_like(gap)), terms.sparse]
+                )
+                .detach()
+                .cpu()
+            )
             snapshots.append(_snapshot(problems, terms))
-        problems.loc_adam.step(grads[:len(loc_params)], rows_dev)
-        problems.simp_adam.step(grads[len(loc_params):], rows_dev)
+        problems.loc_adam.step(grads[: len(loc_params)], rows_dev)
+        problems.simp_adam.step(grads[len(loc_params) :], rows_dev)
         clock.tick(i + 1, clock.simplicity_total, row, float(total.detach().mean()))
 
     best_eval, zsum = zscore_pick(torch.stack(series, 1))  # series: (terms, evals, B)
@@ -506,22 +555,39 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
         losses = {f"layer {layer}": float(series[e][0, b]), "sparse": float(series[e][2, b])}
         if problems.has_extra[b]:
             losses[f"layer {p.object_layer}"] = float(series[e][1, b])
-        cells.append(CellResult(row, snap["points"][b].cpu(), (presence > p.keep_threshold).cpu(),
-                                snap["keep_p"][b].cpu(), problems.seed[b], evals[e], losses,
-                                float(ratio[b])))
+        cells.append(
+            CellResult(
+                row,
+                snap["points"][b].cpu(),
+                (presence > p.keep_threshold).cpu(),
+                snap["keep_p"][b].cpu(),
+                problems.seed[b],
+                evals[e],
+                losses,
+                float(ratio[b]),
+            )
+        )
     return cells
 
 
 def _snapshot(problems: _Problems, terms: _Terms) -> dict:
     """Everything a pick needs: the sketch as evaluated, and the full training state to warm-start from."""
-    state = problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
-    return {"state": [t.detach().clone() for t in state], "points": terms.points.detach().clone(),
-            "keep_p": terms.keep_p.detach().clone(), "on_canvas": problems.on_canvas.clone()}
+    state = (
+        problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
+    )
+    return {
+        "state": [t.detach().clone() for t in state],
+        "points": terms.points.detach().clone(),
+        "keep_p": terms.keep_p.detach().clone(),
+        "on_canvas": problems.on_canvas.clone(),
+    }
 
 
 @torch.no_grad()
 def _warm_start(problems: _Problems, snap: dict, source: int, rows: torch.Tensor) -> None:
     """Every seed of a column continues from problem `source`'s picked state (SPEC 3.4)."""
-    state = problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
+    state = (
+        problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
+    )
     for live, saved in zip(state, snap["state"]):
         live[rows] = saved[source]

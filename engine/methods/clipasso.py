@@ -61,6 +61,7 @@ def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) ->
     L2 of layer2 and layer3 activations (mean over C, H, W) + 0.1 x (1 - cos) of the embeddings.
     Averaging a row gives the loss of one sketch over its clean + augmented views.
     """
+
     def l2(a, b):
         return (a.float() - b.float()).square().flatten(1).mean(1)
 
@@ -88,7 +89,7 @@ def _target_table(runtime: Runtime, target: torch.Tensor, homographies: torch.Te
     """Features of the clean target (row 0) and of its augmentations (rows 1..)."""
     parts = [_features(runtime, target)]
     for lo in range(0, len(homographies), FEATURE_CHUNK):
-        h = homographies[lo:lo + FEATURE_CHUNK]
+        h = homographies[lo : lo + FEATURE_CHUNK]
         parts.append(_features(runtime, augment(target.expand(len(h), -1, -1, -1), h)))
     return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
 
@@ -111,8 +112,9 @@ def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoPara
     return points
 
 
-def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
-             progress: ProgressCallback = silent) -> ClipassoRun:
+def optimise(
+    runtime: Runtime, target: torch.Tensor, params: ClipassoParams, progress: ProgressCallback = silent
+) -> ClipassoRun:
     """Run CLIPasso on a (1, 3, 224, 224) target in [0, 1] (background already whitened)."""
     started = time.perf_counter()
     device = runtime.device
@@ -148,8 +150,9 @@ def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
         else:
             homographies = random_homographies(a * params.num_aug, CANVAS, augment_rng)
             fresh = _target_table(runtime, target, homographies)
-            rows = torch.cat([torch.zeros(a, 1, dtype=torch.long),
-                              1 + torch.arange(a * params.num_aug).view(a, -1)], dim=1)
+            rows = torch.cat(
+                [torch.zeros(a, 1, dtype=torch.long), 1 + torch.arange(a * params.num_aug).view(a, -1)], dim=1
+            )
             target_features = _gather(fresh, rows.flatten().to(device))
         augmented = augment(sketches.repeat_interleave(params.num_aug, 0), homographies.to(device))
         images = torch.cat([sketches[:, None], augmented.view(a, params.num_aug, 3, CANVAS, CANVAS)], 1)
@@ -157,17 +160,32 @@ def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
         loss.mean(1).sum().backward()  # sketches are independent: each gets its own gradient
 
         if iteration % params.eval_every == 0:
-            _update_best(iteration, active, loss[:, 0].detach().cpu(), points.detach(), params.min_delta,
-                         best_loss, best_points, best_iteration, armed, done)
+            _update_best(
+                iteration,
+                active,
+                loss[:, 0].detach().cpu(),
+                points.detach(),
+                params.min_delta,
+                best_loss,
+                best_points,
+                best_iteration,
+                armed,
+                done,
+            )
         optimizer.step()
 
         per_iteration = (time.perf_counter() - loop_start) / (iteration + 1)
         running = best_loss[~done]
-        progress(Progress(
-            "optimise", iteration + 1, params.iterations,
-            loss=float(running.mean()) if len(running) and running.isfinite().all() else None,
-            detail=f"{label}, {int((~done).sum())} still optimising",
-            eta_s=per_iteration * (params.iterations - iteration - 1)))
+        progress(
+            Progress(
+                "optimise",
+                iteration + 1,
+                params.iterations,
+                loss=float(running.mean()) if len(running) and running.isfinite().all() else None,
+                detail=f"{label}, {int((~done).sum())} still optimising",
+                eta_s=per_iteration * (params.iterations - iteration - 1),
+            )
+        )
 
     levels = []
     S = len(params.seeds)
@@ -175,15 +193,22 @@ def optimise(runtime: Runtime, target: torch.Tensor, params: ClipassoParams,
         rows = slice(level * S, (level + 1) * S)
         seed_losses = best_loss[rows]
         pick = level * S + int(seed_losses.argmin())
-        levels.append(LevelResult(
-            strokes=n, points=best_points[pick, :n].cpu(), eval_loss=float(best_loss[pick]),
-            seed=params.seeds[pick - level * S], seed_losses=tuple(float(v) for v in seed_losses),
-            best_iteration=int(best_iteration[pick])))
+        levels.append(
+            LevelResult(
+                strokes=n,
+                points=best_points[pick, :n].cpu(),
+                eval_loss=float(best_loss[pick]),
+                seed=params.seeds[pick - level * S],
+                seed_losses=tuple(float(v) for v in seed_losses),
+                best_iteration=int(best_iteration[pick]),
+            )
+        )
     return ClipassoRun(levels, ran, time.perf_counter() - started)
 
 
-def _update_best(iteration, active, eval_loss, points, min_delta, best_loss, best_points,
-                 best_iteration, armed, done) -> None:
+def _update_best(
+    iteration, active, eval_loss, points, min_delta, best_loss, best_points, best_iteration, armed, done
+) -> None:
     """The official convergence rule, per sketch: an eval within min_delta of the best arms a flag,
     a second one stops that sketch; a new best (by more than min_delta) disarms it."""
     for j, i in enumerate(active.tolist()):

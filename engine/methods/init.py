@@ -73,8 +73,9 @@ def start_distribution(saliency: torch.Tensor, ink: torch.Tensor, temperature: f
     return torch.softmax(logits.flatten(), 0).view_as(weight)
 
 
-def sample_strokes(distribution: torch.Tensor, n: int, k: int, generator: torch.Generator,
-                   step: float = 0.025) -> torch.Tensor:
+def sample_strokes(
+    distribution: torch.Tensor, n: int, k: int, generator: torch.Generator, step: float = 0.025
+) -> torch.Tensor:
     """n strokes of k control points (n, k, 2) in canvas px.
 
     p0: pixel centres drawn without replacement from `distribution` (H, W); when it has fewer than n

@@ -59,12 +59,14 @@ def _mlp(sizes: list[int], seeds: list[int], weight_init, bias_init, sigmoid: bo
         for w, b in zip(weights, biases):
             weight_init(w[row], generator)
             bias_init(b[row], w.shape[1], generator)
-    return BatchedMLP([w.to(device).requires_grad_() for w in weights],
-                      [b.to(device).requires_grad_() for b in biases], sigmoid)
+    return BatchedMLP(
+        [w.to(device).requires_grad_() for w in weights], [b.to(device).requires_grad_() for b in biases], sigmoid
+    )
 
 
 def location_mlp(seeds: list[int], size: int, hidden: int = 1000, device="cpu") -> BatchedMLP:
     """MLP_loc: size -> hidden -> hidden -> size with SELUs, torch.nn.Linear's default init."""
+
     def uniform_fan_in(w, generator):  # kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in))
         bound = 1 / math.sqrt(w.shape[0])
         w.uniform_(-bound, bound, generator=generator)
@@ -78,6 +80,7 @@ def location_mlp(seeds: list[int], size: int, hidden: int = 1000, device="cpu") 
 
 def simplicity_mlp(seeds: list[int], strokes: int, hidden: int = 1000, device="cpu") -> BatchedMLP:
     """MLP_simp: strokes -> hidden -> hidden -> strokes, sigmoid; Xavier-uniform weights, bias 0.01."""
+
     def xavier(w, generator):
         bound = math.sqrt(6 / (w.shape[0] + w.shape[1]))
         w.uniform_(-bound, bound, generator=generator)
@@ -107,8 +110,8 @@ class BatchedAdam:
         everyone = len(rows) == len(self.steps)  # the common case: update in place, no row copies
         self.steps[rows] += 1
         t = self.steps[rows].double()
-        correction1 = (1 - beta1 ** t).float()
-        correction2 = (1 - beta2 ** t).float()
+        correction1 = (1 - beta1**t).float()
+        correction2 = (1 - beta2**t).float()
         for p, m, v, g in zip(self.params, self.exp_avg, self.exp_avg_sq, grads):
             shape = (-1,) + (1,) * (p.dim() - 1)
             m_rows = m if everyone else m[rows]
@@ -143,7 +146,7 @@ def gumbel_keep(p: torch.Tensor, tau: float, generator: torch.Generator) -> torc
 
     As torch.nn.functional.gumbel_softmax(hard=False), with noise from `generator` (reproducible).
     """
-    u = torch.rand(p.shape + (2,), generator=generator).to(p.device)
+    u = torch.rand((*p.shape, 2), generator=generator).to(p.device)
     gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
     return torch.softmax((keep_logits(p) + gumbel) / tau, dim=-1)[..., 0]
 

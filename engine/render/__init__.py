@@ -1,10 +1,10 @@
 """Differentiable rendering of Bézier strokes."""
 
-from typing import Callable
+from collections.abc import Callable
 
 from .raster import band_coverage, default_segments, rasterize
 
-__all__ = ["rasterize", "rasterizer", "band_coverage", "default_segments"]
+__all__ = ["band_coverage", "default_segments", "rasterize", "rasterizer"]
 
 
 def rasterizer(name: str) -> Callable:

@@ -50,10 +50,15 @@ def rasterize(
         if n == 0:
             images.append(torch.ones(3, H, W, device=points.device))
             continue
-        shapes = [pydiffvg.Path(num_control_points=controls, points=points[b, i].contiguous(), is_closed=False,
-                                stroke_width=hw[b, i]) for i in range(n)]
-        groups = [pydiffvg.ShapeGroup(shape_ids=torch.tensor([i]), fill_color=None, stroke_color=black)
-                  for i in range(n)]
+        shapes = [
+            pydiffvg.Path(
+                num_control_points=controls, points=points[b, i].contiguous(), is_closed=False, stroke_width=hw[b, i]
+            )
+            for i in range(n)
+        ]
+        groups = [
+            pydiffvg.ShapeGroup(shape_ids=torch.tensor([i]), fill_color=None, stroke_color=black) for i in range(n)
+        ]
         scene = pydiffvg.RenderFunction.serialize_scene(W, H, shapes, groups)
         rgba = pydiffvg.RenderFunction.apply(W, H, SAMPLES, SAMPLES, SEED, None, *scene)  # (H, W, 4)
         alpha = rgba[..., 3:].to(points.device)

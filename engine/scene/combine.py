@@ -24,7 +24,7 @@ CLIP_SAMPLES = 128  # points per stroke tested against the mask
 def bezier_points(control: np.ndarray, t: np.ndarray) -> np.ndarray:
     """(k, 2) control points evaluated at parameters t (s,) -> (s, 2)."""
     k = len(control)
-    basis = np.stack([math.comb(k - 1, i) * t ** i * (1 - t) ** (k - 1 - i) for i in range(k)], axis=1)
+    basis = np.stack([math.comb(k - 1, i) * t**i * (1 - t) ** (k - 1 - i) for i in range(k)], axis=1)
     return basis @ control
 
 
@@ -85,9 +85,16 @@ def cell_label(layer: int, row: int, levels: int) -> str:
     return f"Fidelity {layer} - Simplicity {row}/{levels}"
 
 
-def matrix_sketch(run: SceneRun, canvas_map: CanvasMap, frame: ObjectFrame, mask: np.ndarray | None,
-                  rows: tuple[int, ...], levels: int, width: float, color: str
-                  ) -> tuple[Sketch, dict[tuple[int, int], StrokeLayer]]:
+def matrix_sketch(
+    run: SceneRun,
+    canvas_map: CanvasMap,
+    frame: ObjectFrame,
+    mask: np.ndarray | None,
+    rows: tuple[int, ...],
+    levels: int,
+    width: float,
+    color: str,
+) -> tuple[Sketch, dict[tuple[int, int], StrokeLayer]]:
     """One layer per matrix cell (layer x row), each with "Object" and "Background" sublayers, in
     the scene's pixels; only the first cell visible. Also returns the cells by (layer, row)."""
     by_part = {(c.part, c.layer): c for c in run.columns}
@@ -102,13 +109,20 @@ def matrix_sketch(run: SceneRun, canvas_map: CanvasMap, frame: ObjectFrame, mask
                 column = by_part.get((part, layer))
                 points = empty if column is None else _scene_strokes(column.cells[row], part, canvas_map, frame, mask)
                 parts.append(StrokeLayer(label=part.capitalize(), points=points, width=width, color=color))
-            cells[(layer, row)] = StrokeLayer(label=cell_label(layer, row, levels), points=empty, width=width,
-                                              color=color, visible=not cells, sublayers=tuple(parts))
+            cells[(layer, row)] = StrokeLayer(
+                label=cell_label(layer, row, levels),
+                points=empty,
+                width=width,
+                color=color,
+                visible=not cells,
+                sublayers=tuple(parts),
+            )
     return Sketch(canvas_map.width, canvas_map.height, tuple(cells.values())), cells
 
 
-def _scene_strokes(cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame,
-                   mask: np.ndarray | None) -> np.ndarray:
+def _scene_strokes(
+    cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame, mask: np.ndarray | None
+) -> np.ndarray:
     """The cell's exported strokes (m, k, 2) in scene pixels, most important first."""
     points = canvas_map.to_source(cell.points.numpy().astype(np.float64)[ordered(cell)])
     if part == OBJECT:

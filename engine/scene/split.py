@@ -55,13 +55,23 @@ class SceneSplit:
 def split_scene(image: Image.Image, mask: np.ndarray | None) -> SceneSplit:
     """Object and background of an RGB `image` given its object mask (H, W) bool, or None."""
     if mask is None:
-        return SceneSplit(image, ObjectFrame(), None, None,
-                          ["no mask: the whole image is sketched as one object (no background layer)"])
+        return SceneSplit(
+            image,
+            ObjectFrame(),
+            None,
+            None,
+            ["no mask: the whole image is sketched as one object (no background layer)"],
+        )
     object_image, frame = normalise_object(image, mask)
     region = dilate(mask, DILATION)
     if (~region).mean() < MIN_BACKGROUND:
-        return SceneSplit(object_image, frame, None, None,
-                          ["the mask covers (nearly) the whole image: object only, no background layer"])
+        return SceneSplit(
+            object_image,
+            frame,
+            None,
+            None,
+            ["the mask covers (nearly) the whole image: object only, no background layer"],
+        )
     background, note = inpaint(image, region)
     return SceneSplit(object_image, frame, background, mask, [note])
 
@@ -101,12 +111,14 @@ def normalise_object(image: Image.Image, mask: np.ndarray) -> tuple[Image.Image,
     factor = target / long_side
     new_w, new_h = max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))
     box = (int(x0), int(y0), int(x1), int(y1))
-    crop = Image.composite(image, white, Image.fromarray(large)).resize((new_w, new_h), Image.Resampling.BICUBIC,
-                                                                       box=box)
+    crop = Image.composite(image, white, Image.fromarray(large)).resize(
+        (new_w, new_h), Image.Resampling.BICUBIC, box=box
+    )
     px, py = (image.width - new_w) // 2, (image.height - new_h) // 2
     white.paste(crop, (px, py))
-    frame = ObjectFrame(scale=(new_w / (x1 - x0), new_h / (y1 - y0)), origin=(float(x0), float(y0)),
-                        placed=(float(px), float(py)))
+    frame = ObjectFrame(
+        scale=(new_w / (x1 - x0), new_h / (y1 - y0)), origin=(float(x0), float(y0)), placed=(float(px), float(py))
+    )
     return white, frame
 
 

@@ -62,13 +62,22 @@ class SketchEffect(inkex.EffectExtension):
             owed = []
             for photo, (job, buffers) in zip(photos, jobs):
                 job_id, _position = client.submit(job, buffers, photo.name)
-                owed.append(engine_link.PendingJob(job_id, photo.element.get_id(), engine_link.document_path(),
-                                                   self.title(photo), photo.size, time.time()))
+                owed.append(
+                    engine_link.PendingJob(
+                        job_id,
+                        photo.element.get_id(),
+                        engine_link.document_path(),
+                        self.title(photo),
+                        photo.size,
+                        time.time(),
+                    )
+                )
             engine_link.remember(owed)  # from here on, nothing submitted can be lost
             if self.options.detach:
                 raise inkex.AbortExtension(
                     f"Submitted {len(owed)} job(s) to the engine. When they are done, choose "
-                    "Extensions > Sketch Abstraction > Insert Finished Sketches.")
+                    "Extensions > Sketch Abstraction > Insert Finished Sketches."
+                )
             results, failures = progress.follow(client, owed, self.options.timeout * 60, self.options.window)
         insert_results(self.svg, owed, results, failures)
 
@@ -78,12 +87,18 @@ class SketchEffect(inkex.EffectExtension):
     def _mask(self, photo: Photo):
         if self.options.mask != MASK_PATH:
             return self.options.mask
-        shapes = [el for el in self.svg.selection.values()
-                  if isinstance(el, inkex.ShapeElement) and not isinstance(el, (inkex.Image, inkex.Group))
-                  and _overlaps(el, photo.element)]
+        shapes = [
+            el
+            for el in self.svg.selection.values()
+            if isinstance(el, inkex.ShapeElement)
+            and not isinstance(el, (inkex.Image, inkex.Group))
+            and _overlaps(el, photo.element)
+        ]
         if not shapes:
-            raise SelectionError(f"'Use a selected path as the mask' needs a path or shape drawn over "
-                                 f"'{photo.name}' and selected together with it.")
+            raise SelectionError(
+                f"'Use a selected path as the mask' needs a path or shape drawn over "
+                f"'{photo.name}' and selected together with it."
+            )
         return mask_png(shapes, pixel_to_document(photo.element, photo.size), photo.size)
 
     def stroke_options(self) -> dict:
@@ -98,8 +113,11 @@ def insert_results(svg, owed, results, failures) -> None:
         if job.job_id in results:
             insert_sketch(svg, results[job.job_id].svg, svg.getElementById(job.image_id), job.size, job.title)
     engine_link.forget([*results, *failures])
-    messages = [f"{job.title}: {failures[job.job_id].message}. {failures[job.job_id].hint}"
-                for job in owed if job.job_id in failures]
+    messages = [
+        f"{job.title}: {failures[job.job_id].message}. {failures[job.job_id].hint}"
+        for job in owed
+        if job.job_id in failures
+    ]
     if messages and not results:
         raise inkex.AbortExtension("\n\n".join(messages))
     if messages:  # some sketches were inserted; say which were not (a dialog after the effect)
@@ -108,6 +126,11 @@ def insert_results(svg, owed, results, failures) -> None:
 
 def _overlaps(shape, image) -> bool:
     a, b = shape.bounding_box(transform=True), image.bounding_box(transform=True)
-    return a is not None and b is not None and a.x.minimum < b.x.maximum and b.x.minimum < a.x.maximum \
-        and a.y.minimum < b.y.maximum and b.y.minimum < a.y.maximum
-
+    return (
+        a is not None
+        and b is not None
+        and a.x.minimum < b.x.maximum
+        and b.x.minimum < a.x.maximum
+        and a.y.minimum < b.y.maximum
+        and b.y.minimum < a.y.maximum
+    )

@@ -38,8 +38,10 @@ def load_config() -> EngineConfig:
         data = json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
         return EngineConfig(data["python"], data.get("models", "openai"), data.get("weights_dir"))
     except (OSError, ValueError, KeyError, TypeError):
-        raise SetupError(f"The extension does not know where the engine is ({CONFIG_FILE} is missing or "
-                         "damaged). Run `python install.py` from the Sketch Abstraction folder again.") from None
+        raise SetupError(
+            f"The extension does not know where the engine is ({CONFIG_FILE} is missing or "
+            "damaged). Run `python install.py` from the Sketch Abstraction folder again."
+        ) from None
 
 
 def connect(device: str, ready_timeout_s: float) -> EngineClient:
@@ -54,9 +56,11 @@ def connect(device: str, ready_timeout_s: float) -> EngineClient:
     running = client.status()["models"]
     if running != config.models:
         client.close()
-        raise SetupError(f"The running engine uses '{running}' models, but this extension is set up for "
-                         f"'{config.models}'. Stop that engine (`sketch-abstraction stop`) and run the "
-                         "effect again.")
+        raise SetupError(
+            f"The running engine uses '{running}' models, but this extension is set up for "
+            f"'{config.models}'. Stop that engine (`sketch-abstraction stop`) and run the "
+            "effect again."
+        )
     return client
 
 
@@ -85,9 +89,14 @@ def forget(job_ids) -> None:
 
 def owed_to(document: str, image_ids: set[str]) -> list[PendingJob]:
     """Remembered jobs for this document: same file, or (unsaved documents) an image id it has."""
-    return sorted((job for job in _read_pending().values()
-                   if job.image_id in image_ids and (job.document == document or not job.document)),
-                  key=lambda job: job.submitted)
+    return sorted(
+        (
+            job
+            for job in _read_pending().values()
+            if job.image_id in image_ids and (job.document == document or not job.document)
+        ),
+        key=lambda job: job.submitted,
+    )
 
 
 def _read_pending() -> dict[str, PendingJob]:

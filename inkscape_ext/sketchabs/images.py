@@ -32,15 +32,23 @@ def target_images(svg, scope: str) -> list[inkex.Image]:
     if scope == "layer":
         images = list(svg.get_current_layer().descendants().filter(inkex.Image))
         if not images:
-            raise SelectionError("The current layer holds no images. Switch to the layer that holds your "
-                                 "photos, or select them and choose 'Selected images'.")
+            raise SelectionError(
+                "The current layer holds no images. Switch to the layer that holds your "
+                "photos, or select them and choose 'Selected images'."
+            )
         return images
     images = [el for el in svg.selection.values() if isinstance(el, inkex.Image)]
-    images += [el for group in svg.selection.values() if not isinstance(group, inkex.Image)
-               for el in group.descendants().filter(inkex.Image) if el is not group]
+    images += [
+        el
+        for group in svg.selection.values()
+        if not isinstance(group, inkex.Image)
+        for el in group.descendants().filter(inkex.Image)
+        if el is not group
+    ]
     if not images:
-        raise SelectionError("Select one or more photos (images) first, or choose 'All images in the "
-                             "current layer' on the Run tab.")
+        raise SelectionError(
+            "Select one or more photos (images) first, or choose 'All images in the current layer' on the Run tab."
+        )
     unique = {el.get_id(): el for el in images}
     return list(unique.values())
 
@@ -52,8 +60,11 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
     if href.startswith("data:"):
         header, _, payload = href.partition(",")
         try:
-            data = (base64.b64decode("".join(payload.split()), validate=True) if ";base64" in header
-                    else urllib.parse.unquote_to_bytes(payload))
+            data = (
+                base64.b64decode("".join(payload.split()), validate=True)
+                if ";base64" in header
+                else urllib.parse.unquote_to_bytes(payload)
+            )
         except ValueError:
             raise SelectionError(f"Image '{label}' has a damaged embedded picture; re-import it.") from None
         name = label
@@ -63,14 +74,18 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
-            raise SelectionError(f"Image '{label}' links to {href}, which cannot be read. Relink it "
-                                 "(Object Properties) or embed it (Extensions > Images > Embed Images).") from None
+            raise SelectionError(
+                f"Image '{label}' links to {href}, which cannot be read. Relink it "
+                "(Object Properties) or embed it (Extensions > Images > Embed Images)."
+            ) from None
         name = os.path.basename(path)
     size = pixel_size(data)
     if size is None:
-        raise SelectionError(f"Image '{label}' is not a PNG, JPEG, WebP, TIFF, BMP or GIF picture the engine "
-                             "can read. Save it as PNG or JPEG in an image editor, re-import it (File > Import) and "
-                             "run the effect again.")
+        raise SelectionError(
+            f"Image '{label}' is not a PNG, JPEG, WebP, TIFF, BMP or GIF picture the engine "
+            "can read. Save it as PNG or JPEG in an image editor, re-import it (File > Import) and "
+            "run the effect again."
+        )
     return Photo(element, data, os.path.splitext(name)[0] if "." in name else name, size)
 
 
@@ -120,9 +135,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
             return w, h
         i += 2 + length
     return None
@@ -146,12 +161,12 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     order = "<" if data[:2] == b"II" else ">"
     try:
         (ifd,) = struct.unpack(order + "I", data[4:8])
-        (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
+        (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
         size = {}
         for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
-            tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
+            tag, kind = struct.unpack(order + "HH", data[entry : entry + 4])
             if tag in (256, 257):  # SHORT or LONG, stored in the entry itself
-                value = data[entry + 8:entry + 10] if kind == 3 else data[entry + 8:entry + 12]
+                value = data[entry + 8 : entry + 10] if kind == 3 else data[entry + 8 : entry + 12]
                 (size[tag],) = struct.unpack(order + ("H" if kind == 3 else "I"), value)
                 if len(size) == 2:
                     break

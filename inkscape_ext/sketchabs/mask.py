@@ -35,8 +35,9 @@ def _fill_even_odd(polygons, size: tuple[int, int]) -> list[bytearray]:
     rows = []
     for row in range(height):
         y = row + 0.5
-        crossings = sorted(x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-                           for (x0, y0), (x1, y1) in edges if (y0 <= y < y1) or (y1 <= y < y0))
+        crossings = sorted(
+            x0 + (y - y0) * (x1 - x0) / (y1 - y0) for (x0, y0), (x1, y1) in edges if (y0 <= y < y1) or (y1 <= y < y0)
+        )
         line = bytearray(width)
         for start, end in zip(crossings[::2], crossings[1::2]):
             lo, hi = max(0, int(start + 0.5)), min(width, int(end + 0.5))  # pixel centres inside

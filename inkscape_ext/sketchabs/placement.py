@@ -62,8 +62,9 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
         if child.tag == inkex.addNS("path", "svg"):
             style = inkex.Style(child.get("style", ""))  # the engine writes every stroke's style whole
             style["stroke-width"] = f"{float(style.get('stroke-width', 1)) * width_scale:.4g}"
-            path = inkex.PathElement.new(inkex.Path(child.get("d")).transform(matrix), style=str(style),
-                                         id=svg.get_unique_id("stroke"))
+            path = inkex.PathElement.new(
+                inkex.Path(child.get("d")).transform(matrix), style=str(style), id=svg.get_unique_id("stroke")
+            )
             layer.append(path)
         elif _is_layer(child):
             layer.append(_copy_layer(svg, child, matrix, width_scale))

@@ -60,6 +60,7 @@ def follow(client, owed, timeout_s: float, window: bool):
 
 def _wait_all(client, owed, deadline: float, state, ui) -> None:
     for index, job in enumerate(owed):
+
         def show(msg, job=job, index=index) -> None:
             if ui is not None:
                 ui.update(index, job.title, msg.msg_type, msg.content)
@@ -71,8 +72,9 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
             if remaining <= 0:
                 raise TimeoutError
             try:
-                state["results"][job.job_id] = client.wait(job.job_id, on_message=show,
-                                                           timeout_s=min(POLL_S if ui else remaining, remaining))
+                state["results"][job.job_id] = client.wait(
+                    job.job_id, on_message=show, timeout_s=min(POLL_S if ui else remaining, remaining)
+                )
                 break
             except TimeoutError:
                 continue
@@ -110,8 +112,9 @@ class _Window:
         self.heading.set_text(f"Waiting for the engine ({self.total} photo(s))")
         self.bar.set_show_text(True)
         cancel = Gtk.Button(label="Cancel")
-        cancel.set_tooltip_text("Stop waiting. The engine finishes the sketches; insert them later with "
-                                "Insert Finished Sketches.")
+        cancel.set_tooltip_text(
+            "Stop waiting. The engine finishes the sketches; insert them later with Insert Finished Sketches."
+        )
         cancel.connect("clicked", lambda *_: self._cancel())
         self.window.connect("delete-event", lambda *_: self._cancel() or False)
         for widget in (self.heading, self.bar, self.detail, cancel):
@@ -139,8 +142,11 @@ class _Window:
             self.bar.set_fraction(min(1.0, content.get("iteration", 0) / total))
             self.bar.set_text(f"{content.get('stage')}: {content.get('iteration')} / {total}")
             loss, eta = content.get("loss"), content.get("eta_s")
-            parts = [content.get("detail") or "", f"loss {loss:.4g}" if loss is not None else "",
-                     f"about {_duration(eta)} left" if eta else ""]
+            parts = [
+                content.get("detail") or "",
+                f"loss {loss:.4g}" if loss is not None else "",
+                f"about {_duration(eta)} left" if eta else "",
+            ]
             self.detail.set_text(" · ".join(p for p in parts if p))
         return False
 

@@ -94,8 +94,13 @@ def field() -> tuple[Image.Image, Image.Image]:
 
 def images() -> dict[str, Image.Image]:
     scene, scene_mask = field()
-    return {"animal.png": animal(), "vase.png": vase(), "bird.png": bird(), "field.png": scene,
-            "field_mask.png": scene_mask}
+    return {
+        "animal.png": animal(),
+        "vase.png": vase(),
+        "bird.png": bird(),
+        "field.png": scene,
+        "field_mask.png": scene_mask,
+    }
 
 
 def main() -> None:
