@@ -24,19 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 EXTENSION_SOURCE = ROOT / "inkscape_ext"
 FOLDER_NAME = "sketch-abstraction"
-# What the extension imports from the engine's side: the client, the torch-free parameter classes
-# (one source of defaults and validation for the CLI, the engine and the extension) and atomic writes.
-VENDORED_FILES = [
-    "bridge/__init__.py",
-    "bridge/protocol.py",
-    "bridge/connection.py",
-    "bridge/client.py",
-    "engine/__init__.py",
-    "engine/errors.py",
-    "engine/params.py",
-    "engine/io/__init__.py",
-    "engine/io/atomic.py",
-]
+# What the extension imports from the engine's side: the light package (protocol, connection files,
+# client, request classes, errors, atomic writes), which needs only the standard library, pyzmq and
+# platformdirs.
+LIGHT_PACKAGE = "bridge"
 VENDORED_PACKAGES = ["platformdirs"]  # pure Python, copied from the engine's venv
 MODEL_KINDS = ("openai", "random", "tiny-random")
 
@@ -181,9 +172,7 @@ def _install_extension(
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(EXTENSION_SOURCE, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     vendor = staging / "vendor"
-    for name in VENDORED_FILES:
-        (vendor / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, vendor / name)
+    shutil.copytree(ROOT / LIGHT_PACKAGE, vendor / LIGHT_PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
     site = _site_packages(engine_python)
     for package in VENDORED_PACKAGES:
         shutil.copytree(site / package, vendor / package, ignore=shutil.ignore_patterns("__pycache__"))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._machine import describe  # noqa: E402
 from bridge import connection  # noqa: E402
 from bridge.client import EngineClient  # noqa: E402
-from engine.params import ClipassoParams, SketchRequest, request_to_json  # noqa: E402
+from bridge.params import ClipassoParams, SketchRequest, request_to_json  # noqa: E402
 
 IMAGE = ROOT / "examples" / "ballerina.png"
 SMALL = ClipassoParams(strokes=(4,), seeds=(0,), iterations=5, eval_every=5, aug_bank=4)

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe
+from bridge.params import SceneParams
 from engine.io.image import load_image, load_mask
 from engine.methods.clipascene import BACKGROUND, OBJECT, SceneTarget, optimise_scene
-from engine.params import SceneParams
 from engine.preprocess import prepare_target
 from engine.runtime import Runtime
 from engine.scene.split import split_scene

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe
+from bridge.params import ClipassoParams
 from engine.io.image import load_image
 from engine.methods.clipasso import optimise
-from engine.params import ClipassoParams
 from engine.preprocess import prepare_target
 from engine.runtime import Runtime
 

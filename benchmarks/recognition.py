@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe
+from bridge.errors import WeightsMissing
+from bridge.params import ClipassoParams
 from engine.clip.features import normalize
 from engine.clip.models import VIT_B32, find_checkpoint
-from engine.errors import WeightsMissing
 from engine.jobs import SketchRequest, run_sketch
-from engine.params import ClipassoParams
 from engine.render import rasterize
 from engine.runtime import Runtime
 

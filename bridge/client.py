@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -121,11 +122,11 @@ class EngineClient:
         """A client of the running engine; with `start` (the engine's command line), start one if
         none runs and wait until it answers, at most `ready_timeout_s`."""
         info = connection.read_connection()
-        if info is None and start is None:
-            raise EngineUnavailable(
-                "the engine is not running", "start it with `sketch-abstraction serve`", "not_running"
-            )
         if info is None:
+            if start is None:
+                raise EngineUnavailable(
+                    "the engine is not running", "start it with `sketch-abstraction serve`", "not_running"
+                )
             info = _start_engine(start, ready_timeout_s)
         if info.version != protocol.VERSION:
             raise ClientError(
@@ -145,7 +146,7 @@ class EngineClient:
     def __enter__(self) -> EngineClient:
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -158,16 +159,17 @@ class EngineClient:
         return self._request("status_request").content
 
     def submit(self, job: dict[str, Any], buffers: list[bytes], name: str) -> tuple[str, int]:
-        """Queue a job (engine.params.request_to_json's form); returns (job id, queue position)."""
+        """Queue a job (bridge.params.request_to_json's form); returns (job id, queue position)."""
         reply = self._request("submit_request", {"job": job, "name": name}, buffers)
         return reply.content["job_id"], reply.content["position"]
 
     def cancel(self, job_id: str) -> str:
         """Cancel a queued or running job; returns its state ("cancelled", "cancelling", or its end)."""
-        return self._request("cancel_request", {"job_id": job_id}).content["state"]
+        return str(self._request("cancel_request", {"job_id": job_id}).content["state"])
 
     def jobs(self) -> list[dict[str, Any]]:
-        return self._request("list_request").content["jobs"]
+        jobs: list[dict[str, Any]] = self._request("list_request").content["jobs"]
+        return jobs
 
     def fetch(self, job_id: str) -> JobResult | dict[str, Any]:
         """The finished result, or the job's info while it is queued or running (JobFailed if it failed)."""
@@ -176,7 +178,8 @@ class EngineClient:
 
     def shutdown(self) -> list[str]:
         """Stop the engine; returns the ids of the jobs this interrupted."""
-        return self._request("shutdown_request").content["interrupted"]
+        interrupted: list[str] = self._request("shutdown_request").content["interrupted"]
+        return interrupted
 
     def wait(
         self, job_id: str, on_message: Callable[[Message], None] | None = None, timeout_s: float | None = None
@@ -204,7 +207,7 @@ class EngineClient:
     def _request(
         self,
         msg_type: str,
-        content: dict | None = None,
+        content: dict[str, Any] | None = None,
         buffers: list[bytes] | None = None,
         expect: tuple[str, ...] | None = None,
     ) -> Message:
@@ -301,15 +304,10 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
     with open(log_path, "ab") as log:
         log.write(f"\n{_START_MARK} {' '.join(command)}\n".encode())
         log.flush()
-        kwargs: dict[str, Any] = (
-            {"start_new_session": True}
-            if sys.platform != "win32"
-            else {
-                "creationflags": subprocess.DETACHED_PROCESS
-                | subprocess.CREATE_NEW_PROCESS_GROUP
-                | subprocess.CREATE_NO_WINDOW
-            }
-        )
+        kwargs: dict[str, Any] = {"start_new_session": True}
+        if sys.platform == "win32":
+            flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+            kwargs = {"creationflags": flags}
         try:
             process = subprocess.Popen(
                 command,
@@ -345,7 +343,7 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
     )
 
 
-def _log_tail(path) -> list[str]:
+def _log_tail(path: Path) -> list[str]:
     """The lines the latest start wrote to the log."""
     try:
         with open(path, "rb") as f:
@@ -358,7 +356,7 @@ def _log_tail(path) -> list[str]:
     return lines[starts[-1] :] if starts else lines
 
 
-def _last_line(path, prefix: str) -> str:
+def _last_line(path: Path, prefix: str) -> str:
     """The text after `prefix` on the latest start's last line that has it ("" if none)."""
     lines = [line for line in _log_tail(path) if line.startswith(prefix)]
     return lines[-1][len(prefix) :] if lines else ""

@@ -2,7 +2,7 @@
 
 The connection file (JSON: transport, ip, port, key, pid, version, max_message_bytes) is the only way
 to find a running engine. It lives in the user's runtime folder, mode 0600 (it holds the signing
-key); the engine writes it atomically (bridge.server); a file whose pid is dead, or whose port no
+key); the engine writes it atomically (engine.service.server); a file whose pid is dead, or whose port no
 longer listens, is stale and is replaced. Standard library, platformdirs and bridge.protocol only:
 the client imports this under Inkscape's Python.
 """

@@ -30,7 +30,7 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
                                                          client is then sent its progress and result)
   shutdown_request {}                                 -> shutdown_reply {}
 
-`job` is the JSON form of a request (engine.params.request_to_json): {"kind": "sketch" | "scene",
+`job` is the JSON form of a request (bridge.params.request_to_json): {"kind": "sketch" | "scene",
 "params": {...}, "mask": "none" | "auto" | {"buffer": 1}, "width": ..., "color": ...}.
 Job info: {job_id, name, kind, state, position, created, finished, error?}, where state is one of
 JOB_STATES.
@@ -80,7 +80,7 @@ REPLIES = frozenset(
 JOB_STATES = ("queued", "running", "done", "error", "cancelled", "interrupted")
 FINISHED = frozenset({"done", "error", "cancelled", "interrupted"})
 
-# Error codes the engine sends besides the job errors of engine.errors (bad_input, weights_missing,
+# Error codes the engine sends besides the job errors of bridge.errors (bad_input, weights_missing,
 # device_error, cancelled, engine_error).
 BAD_MESSAGE = "bad_message"  # malformed frames, JSON, signature, version or type
 TOO_LARGE = "too_large"
@@ -106,7 +106,7 @@ class Message:
 
     @property
     def msg_id(self) -> str:
-        return self.header.get("msg_id", "")
+        return str(self.header.get("msg_id", ""))
 
 
 def new_key() -> str:

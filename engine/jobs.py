@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from bridge.params import MASK_AUTO, MASK_NONE, SceneRequest, SketchRequest
 from engine.io.automask import auto_mask
 from engine.io.image import load_image, load_mask
 from engine.methods.clipascene import BACKGROUND, OBJECT, ColumnResult, SceneTarget, optimise_scene
 from engine.methods.clipasso import LevelResult, optimise
-from engine.params import MASK_AUTO, MASK_NONE, SceneRequest, SketchRequest
 from engine.preprocess import CanvasMap, prepare_target
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
 from engine.scene.combine import matrix_sketch
 from engine.scene.split import split_scene
 from engine.strokes import Sketch, StrokeLayer
+from engine.svg import sketch_to_svg
 
 
 @dataclass
@@ -112,3 +113,25 @@ def run_scene(runtime: Runtime, request: SceneRequest, progress: ProgressCallbac
         request.color,
     )
     return SceneResult(sketch, matrix, run.columns, cmap, run.iterations, run.seconds, notes)
+
+
+@dataclass
+class JobOutput:
+    """A finished job as the engine service stores and sends it."""
+
+    svg: bytes
+    seconds: float
+    notes: list[str]
+
+
+JOBS = {"sketch": run_sketch, "scene": run_scene}
+"""The job functions by the kind names of bridge.params.REQUESTS."""
+
+
+def run_job(runtime: Runtime, kind: str, request, progress: ProgressCallback = silent) -> JobOutput:
+    """One job of the engine service (engine.service.server's `run_job`, with the runtime bound)."""
+    try:
+        result = JOBS[kind](runtime, request, progress)
+        return JobOutput(sketch_to_svg(result.sketch), result.seconds, result.notes)
+    finally:
+        runtime.release_memory()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from engine.io.atomic import write_atomic
+from bridge.atomic import write_atomic
 from engine.io.image import load_image
 from engine.render import rasterize
 from engine.strokes import Sketch, StrokeLayer

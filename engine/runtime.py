@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from bridge.errors import DeviceError, InputError
+from bridge.params import DEVICES, MODEL_KINDS, PRECISIONS, RENDERERS
 from engine.clip.models import load_clip
-from engine.errors import DeviceError, InputError
-from engine.params import DEVICES, MODEL_KINDS, PRECISIONS, RENDERERS
 from engine.render import diffvg, rasterizer
 
 
@@ -120,6 +122,26 @@ class Runtime:
                 model = model.to(memory_format=torch.channels_last)
             self._loaded[arch] = model
         return self._loaded[arch]
+
+    def describe(self) -> dict[str, Any]:
+        """What this runtime computes with, as the engine's status reply says it."""
+        return {
+            "device": str(self.device),
+            "models": self.models,
+            "renderer": self.renderer,
+            "loaded": sorted(self.loaded),
+        }
+
+    def load(self, *archs: str) -> None:
+        """Load these models now (the engine does so before it says it is ready)."""
+        for arch in archs:
+            self.clip(arch)
+
+    def release_memory(self) -> None:
+        """Give cached device memory back after a job, so that other programs can use the GPU."""
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def autocast(self):
         dtype = self.amp_dtype

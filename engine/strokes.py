@@ -1,7 +1,6 @@
 """The sketch as data: layers of Bézier strokes in the source image's pixel space.
 
-This is what every method produces and what the SVG writer, the bridge and the Inkscape extension
-consume. Plain numpy, no torch, so the light client side can import it.
+This is what every method produces and what the SVG writer consumes. Plain numpy, no torch.
 """
 
 from __future__ import annotations

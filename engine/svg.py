@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from lxml import etree
 
-from engine.errors import InputError
-from engine.io.atomic import write_atomic
+from bridge.atomic import write_atomic
+from bridge.errors import InputError
 from engine.strokes import Sketch, StrokeLayer
 
 SVG_NS = "http://www.w3.org/2000/svg"

@@ -2,8 +2,8 @@
 """Extensions > Sketch Abstraction > Object Sketch: CLIPasso at several stroke counts over each photo."""
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from engine.errors import InputError
-from engine.params import ClipassoParams, SketchRequest
+from bridge.errors import InputError
+from bridge.params import ClipassoParams, SketchRequest
 from sketchabs.effect import SketchEffect
 
 # Quality presets: (seeds, iterations). "paper" is the paper's setting; the others trade the

@@ -5,8 +5,8 @@ each photo, one layer per matrix cell (each with "Object" and "Background" sub-l
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from engine.errors import InputError
-from engine.params import SceneParams, SceneRequest
+from bridge.errors import InputError
+from bridge.params import SceneParams, SceneRequest
 from sketchabs.effect import SketchEffect
 
 

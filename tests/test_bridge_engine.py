@@ -29,8 +29,8 @@ from lxml import etree
 
 from bridge import connection, protocol
 from bridge.client import ClientError, EngineClient, EngineUnavailable, JobFailed, JobResult, engine_command
+from bridge.params import ClipassoParams, SceneParams, SceneRequest, SketchRequest, request_to_json
 from bridge.protocol import DELIMITER, VERSION, Message, Session
-from engine.params import ClipassoParams, SceneParams, SceneRequest, SketchRequest, request_to_json
 from tests.conftest import ANIMAL, FIELD, VASE
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
@@ -497,7 +497,7 @@ def test_a_client_killed_mid_job_does_not_cancel_it(engine, client, tmp_path):
 import json, sys
 from bridge.client import EngineClient
 from bridge.connection import ConnectionInfo
-from engine.params import ClipassoParams, SketchRequest, request_to_json
+from bridge.params import ClipassoParams, SketchRequest, request_to_json
 client = EngineClient(ConnectionInfo(**json.loads(sys.argv[1])))
 params = ClipassoParams(strokes=(5,), seeds=(0,), iterations=60, eval_every=60, aug_bank=4)
 job_id, _ = client.submit(*request_to_json(SketchRequest({str(ANIMAL)!r}, params)), name="orphan.png")

@@ -162,8 +162,8 @@ def test_tiny_random_models_warn_that_the_sketch_is_meaningless(out_dir):
 
 
 def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
+    from bridge.params import ClipassoParams
     from engine.jobs import SketchRequest, run_sketch
-    from engine.params import ClipassoParams
 
     buffer = io.BytesIO()
     Image.open(VASE).crop((0, 50, 240, 200)).save(buffer, "PNG")

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bridge.errors import DeviceError, InputError, WeightsMissing
 from engine.clip.features import attention_saliency, normalize, resnet_features, self_attention, vit_block_outputs
 from engine.clip.models import (
     OFFLINE_ENV,
@@ -22,7 +23,6 @@ from engine.clip.models import (
     find_checkpoint,
     load_clip,
 )
-from engine.errors import DeviceError, InputError, WeightsMissing
 from engine.runtime import Runtime
 
 # torch 2.10+ deprecates torch.jit (the loader still needs it for OpenAI's TorchScript archives).

@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from engine.errors import InputError
+from bridge.errors import InputError
+from bridge.params import SceneParams, SceneRequest, request_from_json, request_to_json
 from engine.methods.clipascene import (
     BACKGROUND,
     OBJECT,
@@ -32,7 +33,6 @@ from engine.methods.mlp import (
     location_mlp,
     simplicity_mlp,
 )
-from engine.params import SceneParams, SceneRequest, request_from_json, request_to_json
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")
 

@@ -10,9 +10,10 @@ import math
 import pytest
 import torch
 
+from bridge.errors import InputError
+from bridge.params import ClipassoParams
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize
 from engine.clip.models import VIT_B32
-from engine.errors import InputError
 from engine.methods.clipasso import (
     _update_best,
     clipasso_loss,
@@ -20,7 +21,6 @@ from engine.methods.clipasso import (
     optimise,
 )
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
-from engine.params import ClipassoParams
 
 FAST = ClipassoParams(strokes=(8,), seeds=(0,), iterations=10, aug_bank=8, min_delta=0.0)
 

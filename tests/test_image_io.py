@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.errors import InputError, WeightsMissing
+from bridge.errors import InputError, WeightsMissing
 from engine.io import automask
 from engine.io.automask import auto_mask
 from engine.io.image import MAX_PIXELS, load_image, load_mask

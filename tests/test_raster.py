@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from engine.errors import InputError
+from bridge.errors import InputError
 from engine.render import band_coverage, diffvg, rasterize
 from engine.runtime import Runtime
 from tests.reference_render import random_strokes, supersampled

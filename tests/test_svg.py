@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from lxml import etree
 
-from engine.errors import InputError
+from bridge.errors import InputError
 from engine.strokes import Sketch, StrokeLayer
 from engine.svg import INKSCAPE_NS, SVG_NS, XLINK_NS, sketch_to_svg, svg_to_sketch, write_svg
 

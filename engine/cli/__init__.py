@@ -9,9 +9,9 @@ import argparse
 import sys
 import traceback
 
+from bridge.errors import EngineError
 from engine import __version__
 from engine.cli import remote, scene, sketch
-from engine.errors import EngineError
 
 COMMANDS = (sketch, scene, remote)  # each module's `register(subparsers)` adds its command
 

@@ -9,8 +9,8 @@ import argparse
 import os
 from pathlib import Path
 
-from engine.errors import InputError
-from engine.params import (
+from bridge.errors import InputError
+from bridge.params import (
     DEVICES,
     MASK_NONE,
     MODEL_KINDS,

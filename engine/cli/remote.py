@@ -7,12 +7,16 @@ engine they talk to keeps its models loaded between jobs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
+from bridge.atomic import write_atomic
+from bridge.errors import EngineError, InputError
+from bridge.params import request_to_json
 from bridge.protocol import MAX_MESSAGE_BYTES
 from engine.cli.options import (
     add_engine_options,
@@ -24,9 +28,6 @@ from engine.cli.options import (
     writable_file,
 )
 from engine.cli.progress_bar import ProgressBar
-from engine.errors import EngineError, InputError
-from engine.io.atomic import write_atomic
-from engine.params import request_to_json
 from engine.progress import Progress
 
 
@@ -115,19 +116,22 @@ def _serve(args) -> int:
             "--max-message-mb, --idle-timeout and --keep-hours must be positive",
             f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24",
         )
-    from bridge.server import ServerOptions, serve  # torch and the models only for a valid command line
+    # torch and the models only for a valid command line
     from engine.clip.models import RN101, VIT_B32
+    from engine.jobs import run_job
     from engine.runtime import Runtime
+    from engine.service.server import ServerOptions, serve
 
     runtime = Runtime.create(**engine_settings(args))
     serve(
-        runtime,
+        functools.partial(run_job, runtime),
+        runtime.describe,
         ServerOptions(
             idle_timeout_s=args.idle_timeout,
             max_message_bytes=int(args.max_message_mb * 2**20),
             keep_fetched_s=args.keep_hours * 3600,
         ),
-        preload=(RN101, VIT_B32),
+        warm_up=functools.partial(runtime.load, RN101, VIT_B32),
     )
     return 0
 

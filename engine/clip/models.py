@@ -19,8 +19,8 @@ import open_clip
 import platformdirs
 import torch
 
-from engine.errors import InputError, WeightsMissing
-from engine.params import MODEL_KINDS
+from bridge.errors import InputError, WeightsMissing
+from bridge.params import MODEL_KINDS
 
 RN101 = "RN101"
 VIT_B32 = "ViT-B-32"

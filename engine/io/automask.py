@@ -13,7 +13,7 @@ import threading
 import numpy as np
 from PIL import Image
 
-from engine.errors import InputError, WeightsMissing
+from bridge.errors import InputError, WeightsMissing
 
 MODEL = "u2net"
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from engine.errors import InputError
+from bridge.errors import InputError
 
 MAX_PIXELS = 64_000_000
 """Largest image accepted, width x height (8000 x 8000). A 64 MP RGB image is ~190 MB decoded; the

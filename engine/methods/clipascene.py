@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bridge.params import SceneParams
 from engine.clip.features import attention_saliency, normalize, vit_block_outputs
 from engine.clip.models import VIT_B32
 from engine.methods.augment import augment, random_homographies
@@ -53,7 +54,6 @@ from engine.methods.mlp import (
     location_mlp,
     simplicity_mlp,
 )
-from engine.params import SceneParams
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
 from engine.render.bezier import sample_polyline

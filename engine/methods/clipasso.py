@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bridge.params import ClipassoParams
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features
 from engine.clip.models import RN101, VIT_B32
 from engine.methods.augment import augment, random_homographies
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
-from engine.params import ClipassoParams
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime

@@ -8,7 +8,7 @@ __all__ = ["band_coverage", "default_segments", "rasterize", "rasterizer"]
 
 
 def rasterizer(name: str) -> Callable:
-    """The rasteriser called `name` (engine.params.RENDERERS): "ours", or "diffvg" for parity runs."""
+    """The rasteriser called `name` (bridge.params.RENDERERS): "ours", or "diffvg" for parity runs."""
     if name == "diffvg":
         from . import diffvg
 

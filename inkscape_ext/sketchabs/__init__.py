@@ -1,7 +1,8 @@
 """The Sketch Abstraction extension's own code, importable under Inkscape's Python.
 
-install.py puts the engine's light client (bridge, the torch-free engine.params) and the pure-Python
-libraries it needs in `vendor/` next to this package; importing the package makes them importable.
+install.py puts the light package (bridge/: client, protocol, request classes, errors) and the
+libraries it needs (platformdirs, pyzmq where Inkscape's Python lacks it) in `vendor/` next to this
+package; importing the package makes them importable.
 """
 
 import os

@@ -1,7 +1,7 @@
 """What every Sketch Abstraction effect does: photos in, engine jobs out, layers back in.
 
 The effects are thin: the engine does the work, validated by the engine's own torch-free request
-classes (engine.params, vendored next to the extension). Every failure ends in
+classes (bridge.params, vendored next to the extension). Every failure ends in
 `inkex.AbortExtension` with what to do, leaving the document unchanged; success writes nothing to
 stderr (Inkscape would show it in a dialog, and a headless run would hang on it).
 """
@@ -13,8 +13,8 @@ import time
 import inkex
 
 from bridge.client import ClientError
-from engine.errors import EngineError
-from engine.params import MASK_AUTO, MASK_NONE, request_to_json
+from bridge.errors import EngineError
+from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
 from sketchabs import engine_link, progress
 from sketchabs.images import Photo, SelectionError, read_photo, target_images
 from sketchabs.mask import mask_png
@@ -49,7 +49,7 @@ class SketchEffect(inkex.EffectExtension):
         pars.add_argument("--window", type=inkex.Boolean, default=True)
 
     def request(self, photo: Photo, mask):
-        """The validated engine request for one photo (engine.params); InputError if not valid."""
+        """The validated engine request for one photo (bridge.params); InputError if not valid."""
         raise NotImplementedError
 
     def effect(self):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge import connection
+from bridge.atomic import write_atomic
 from bridge.client import EngineClient, engine_command
-from engine.io.atomic import write_atomic
 
 HERE = Path(__file__).resolve().parent.parent
 CONFIG_FILE = HERE / "engine.json"

@@ -1,5 +1,9 @@
 """The engine server: one long-lived process that keeps the CLIP models loaded and runs jobs in turn.
 
+It knows the protocol (bridge.protocol), the queue and the result store, not the methods: it is
+handed `run_job(kind, request, progress)`, which computes a job, and `describe()`, which says what
+the engine runs on (engine.jobs.run_job and Runtime.describe in the real engine).
+
 Two threads. The main thread owns every ZeroMQ socket and all job state: it answers requests,
 keeps the queue and sends progress and results to each job's watchers. The worker thread only
 computes: it takes one job at a time and reports back through an in-process socket, so no socket
@@ -23,23 +27,37 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
 from bridge import connection, protocol
+from bridge.atomic import write_atomic
+from bridge.errors import Cancelled, EngineError, InputError
+from bridge.params import REQUESTS, request_from_json
 from bridge.protocol import Message, ProtocolError, error_content
-from bridge.store import JobRecord, ResultStore, valid_job_id
 from engine import __version__
-from engine.errors import Cancelled, EngineError, InputError
-from engine.io.atomic import write_atomic
-from engine.params import REQUESTS, request_from_json
-from engine.progress import Progress
+from engine.progress import Progress, ProgressCallback
+from engine.service.store import JobRecord, ResultStore, valid_job_id
 
 EVENTS_URL = "inproc://engine-events"
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
 POLL_MS = 200
+
+
+class JobOutput(Protocol):
+    svg: bytes  # the result
+    seconds: float  # computing time
+    notes: list[str]  # what the user should know (a mask resized, ...)
+
+
+RunJob = Callable[[str, Any, ProgressCallback], JobOutput]
+"""(kind, request of bridge.params.REQUESTS, progress) -> the result; raises EngineError for what the
+user can fix, and bridge.errors.Cancelled when `progress` raises it."""
+Describe = Callable[[], dict[str, Any]]
+"""What the engine computes with, for status replies: {device, models, renderer, loaded}."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +70,14 @@ class ServerOptions:
 @dataclass
 class Job:
     record: JobRecord
-    request: Any  # a request of engine.params.REQUESTS
+    request: Any  # a request of bridge.params.REQUESTS
     watchers: set[bytes] = field(default_factory=set)  # routing ids that get progress and the result
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
 class EngineServer:
-    def __init__(self, runtime, options: ServerOptions = ServerOptions()):
-        self.runtime, self.options = runtime, options
+    def __init__(self, run_job: RunJob, describe: Describe, options: ServerOptions = ServerOptions()):
+        self.run_job, self.describe, self.options = run_job, describe, options
         self.session = protocol.Session(protocol.new_key(), options.max_message_bytes)
         self.store = ResultStore(connection.data_dir() / "results", keep_fetched_s=options.keep_fetched_s)
         self.records: dict[str, JobRecord] = self.store.load()
@@ -97,8 +115,9 @@ class EngineServer:
         )
         path = connection.connection_path()
         write_atomic(path, json.dumps(info.__dict__).encode(), mode=0o600)
+        engine = self.describe()
         _log(
-            f"engine {__version__} ready on {info.url} ({self.runtime.device}, {self.runtime.models} models); "
+            f"engine {__version__} ready on {info.url} ({engine['device']}, {engine['models']} models); "
             f"connection file {path}"
         )
         # Modules and models loaded so far live as long as the engine: freezing them keeps the full
@@ -204,10 +223,7 @@ class EngineServer:
                 "version": __version__,
                 "protocol": protocol.VERSION,
                 "pid": os.getpid(),
-                "device": str(self.runtime.device),
-                "models": self.runtime.models,
-                "renderer": self.runtime.renderer,
-                "loaded": sorted(self.runtime.loaded),
+                **self.describe(),
                 "running": self.running,
                 "queue": [self.records[j].info(self._position(j)) for j in self._active_ids()],
                 "uptime_s": round(time.time() - self.started, 1),
@@ -378,9 +394,6 @@ class EngineServer:
             events.close(linger=1000)
 
     def _run(self, job: Job, events: zmq.Socket) -> None:
-        from engine import jobs
-        from engine.svg import sketch_to_svg
-
         job_id = job.record.job_id
         last_sent = 0.0
 
@@ -413,9 +426,9 @@ class EngineServer:
         finished: dict[str, Any] = {"type": "finished", "job_id": job_id}
         svg = None
         try:
-            result = getattr(jobs, f"run_{job.record.kind}")(self.runtime, job.request, progress)
-            svg = sketch_to_svg(result.sketch)
-            finished.update(state="done", seconds=round(result.seconds, 3), notes=result.notes)
+            output = self.run_job(job.record.kind, job.request, progress)
+            svg = output.svg
+            finished.update(state="done", seconds=round(output.seconds, 3), notes=output.notes)
         except Cancelled:
             finished.update(state="cancelled", error=_cancelled(job_id))
         except EngineError as err:
@@ -424,7 +437,6 @@ class EngineServer:
             finished.update(state="error", error=_unexpected(err, job_id))
         finally:
             job.request = None  # the image bytes are no longer needed
-            _release_device_memory()
         events.send_multipart([json.dumps(finished).encode()] + ([svg] if svg is not None else []))
 
 
@@ -460,14 +472,6 @@ def _unexpected(err: Exception, job_id: str) -> dict:
     )
 
 
-def _release_device_memory() -> None:
-    gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
@@ -477,19 +481,23 @@ class AlreadyRunning(EngineError):
     exit_code = connection.ALREADY_RUNNING_EXIT
 
 
-def serve(runtime, options: ServerOptions = ServerOptions(), preload: tuple[str, ...] = ()) -> None:
+def serve(
+    run_job: RunJob,
+    describe: Describe,
+    options: ServerOptions = ServerOptions(),
+    warm_up: Callable[[], None] | None = None,
+) -> None:
     """Run an engine until shutdown; refuse (AlreadyRunning) if another engine of this user runs.
 
-    The `preload` models load after the lock is taken (a refused engine loads nothing) and before
-    the connection file appears (a ready engine is a warm one).
+    `warm_up` (loading the models) runs after the lock is taken (a refused engine loads nothing) and
+    before the connection file appears (a ready engine is a warm one).
     """
     lock = _acquire_lock()
     try:
-        if preload:
-            _log(f"loading models on {runtime.device} ...")
-        for arch in preload:
-            runtime.clip(arch)
-        server = EngineServer(runtime, options)
+        if warm_up is not None:
+            _log(f"loading models on {describe()['device']} ...")
+            warm_up()
+        server = EngineServer(run_job, describe, options)
         signal.signal(signal.SIGTERM, server.stop)
         signal.signal(signal.SIGINT, server.stop)
         server.serve()

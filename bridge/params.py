@@ -1,7 +1,7 @@
 """Job and engine settings as plain dataclasses: the one source of defaults, validated once at the edge.
 
-Torch-free on purpose: the command line, the bridge protocol and the client import it to check and
-describe options without loading the numeric stack.
+Part of the light package: the command line, the engine, the client and the Inkscape extension all
+check and describe options with these classes, without loading the numeric stack.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import InputError
+from bridge.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -20,6 +20,7 @@ MODEL_KINDS = ("openai", "random", "tiny-random")
 RENDERERS = ("ours", "diffvg")  # diffvg: the official code's rasteriser, when pydiffvg is installed
 MASK_NONE, MASK_AUTO = "none", "auto"
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
+Source = str | os.PathLike[str] | bytes  # a file's path, or its bytes
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,9 @@ class ClipassoParams:
 class SketchRequest:
     """One object-sketch job. `image` and a mask file may be paths or encoded bytes."""
 
-    image: str | os.PathLike | bytes
+    image: Source
     params: ClipassoParams = ClipassoParams()
-    mask: str | os.PathLike | bytes = MASK_NONE  # "none", "auto", or a mask image
+    mask: Source = MASK_NONE  # "none", "auto", or a mask image
     width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
     color: str = "#000000"
 
@@ -182,9 +183,9 @@ class SceneRequest:
     """One scene-sketch job: the fidelity x simplicity matrix. `image` and a mask file may be paths or
     encoded bytes. Without a mask (`none`) the whole image is sketched as one object."""
 
-    image: str | os.PathLike | bytes
+    image: Source
     params: SceneParams = SceneParams()
-    mask: str | os.PathLike | bytes = MASK_NONE  # "none", "auto", or a mask image (white = object)
+    mask: Source = MASK_NONE  # "none", "auto", or a mask image (white = object)
     width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
     color: str = "#000000"
     paper_grid: bool = False  # write only rows 1, 3, 5, 7 (the paper's 4 x 4 figures)
@@ -207,7 +208,7 @@ class SceneRequest:
         return PAPER_GRID_ROWS if self.paper_grid else tuple(range(self.params.levels + 1))
 
 
-def _check_look(color, width) -> None:
+def _check_look(color: Any, width: Any) -> None:
     """The stroke colour and width a user gave (both requests share them)."""
     if not isinstance(color, str) or not _HEX_COLOUR.fullmatch(color):
         raise InputError(f"colour (--color) must be a hex colour like #000000, got {color!r}", "try --color '#1a1a1a'")
@@ -215,11 +216,12 @@ def _check_look(color, width) -> None:
         raise InputError(f"stroke width (--width) must be a positive width in pixels, got {width!r}", "try --width 3")
 
 
-REQUESTS = {"sketch": SketchRequest, "scene": SceneRequest}
+Request = SketchRequest | SceneRequest
+REQUESTS: dict[str, type[SketchRequest] | type[SceneRequest]] = {"sketch": SketchRequest, "scene": SceneRequest}
 """Job kinds the engine runs, by the name the bridge protocol uses."""
 
 
-def request_to_json(request) -> tuple[dict[str, Any], list[bytes]]:
+def request_to_json(request: Request) -> tuple[dict[str, Any], list[bytes]]:
     """A request as JSON plus binary buffers (image, then mask file if any), for the bridge.
 
     Paths are read here, so the engine never needs to see the client's files.
@@ -231,7 +233,7 @@ def request_to_json(request) -> tuple[dict[str, Any], list[bytes]]:
         value = getattr(request, f.name)
         if f.name == "image":
             continue
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             job[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
         elif f.name == "mask" and value not in (MASK_NONE, MASK_AUTO):
             job[f.name] = {"buffer": len(buffers)}
@@ -241,7 +243,7 @@ def request_to_json(request) -> tuple[dict[str, Any], list[bytes]]:
     return job, buffers
 
 
-def request_from_json(job: Any, buffers: list[bytes]):
+def request_from_json(job: Any, buffers: list[bytes]) -> Request:
     """The validated request a bridge message describes (InputError naming what is wrong)."""
     if not isinstance(job, dict) or not isinstance(job.get("kind"), str) or job["kind"] not in REQUESTS:
         raise InputError(
@@ -277,7 +279,7 @@ def request_from_json(job: Any, buffers: list[bytes]):
     return cls(**values).validate()
 
 
-def _dataclass_from_json(cls, data: Any):
+def _dataclass_from_json(cls: type[Any], data: Any) -> Any:
     """`cls` from a JSON object: unknown names rejected, lists made tuples, numbers type-checked."""
     if not isinstance(data, dict):
         raise InputError(f"{cls.__name__} must be a JSON object", "send the parameters as an object")
@@ -303,7 +305,7 @@ def _dataclass_from_json(cls, data: Any):
     return cls(**values)
 
 
-def _read_bytes(source) -> bytes:
+def _read_bytes(source: Source) -> bytes:
     if isinstance(source, bytes):
         return source
     try:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.io.atomic import write_atomic
+from bridge.atomic import write_atomic
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 

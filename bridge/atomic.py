@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> Path:
     """Write `data` to `path` through a temp file in the same folder and an atomic rename.
 
     `mode` defaults to an ordinary user file's (0666 less the umask); secrets pass 0o600, which the
