@@ -79,17 +79,6 @@ def prepare_target(image: Image.Image, mask: np.ndarray | None, canvas: int = CA
     return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).contiguous(), cmap
 
 
-def prepare_mask(mask: np.ndarray, canvas: int = CANVAS) -> torch.Tensor:
-    """Object mask bool (H, W) on the same padded square as `prepare_target`: float (1, 1, canvas,
-    canvas) in {0, 1}; the padding is background. Nearest resize, so it stays binary."""
-    height, width = mask.shape
-    cmap = CanvasMap(width, height, canvas)
-    square = _pad_square(Image.fromarray(np.asarray(mask, dtype=bool)), cmap, 0)
-    small = square.resize((canvas, canvas), Image.Resampling.NEAREST)
-    pixels = np.asarray(small, dtype=np.float32)  # (canvas, canvas), bool -> {0., 1.}
-    return torch.from_numpy(pixels)[None, None].contiguous()
-
-
 def _pad_square(image: Image.Image, cmap: CanvasMap, fill) -> Image.Image:
     """`image` pasted at `cmap.offset` on a `cmap.side` square filled with `fill`."""
     square = Image.new(image.mode, (cmap.side, cmap.side), fill)

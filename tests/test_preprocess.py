@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.io.image import load_image, load_mask
-from engine.preprocess import CanvasMap, prepare_mask, prepare_target
+from engine.preprocess import CanvasMap, prepare_target
 from tests.conftest import BALLERINA, BALLERINA_MASK
 
 # --- CanvasMap -----------------------------------------------------------------------------------
@@ -52,6 +52,13 @@ def test_odd_padding_is_whole_pixels():
 # --- prepare_target ------------------------------------------------------------------------------
 
 
+def _canvas_mask(mask: np.ndarray) -> torch.Tensor:
+    """(224, 224) bool: the object mask (H, W) through the photo's own padding and resize (drawn black
+    on white, so that the white padding is background)."""
+    ink = Image.fromarray(np.where(mask, 0, 255).astype(np.uint8)).convert("RGB")
+    return prepare_target(ink, None)[0][0, 0] < 0.5
+
+
 def test_masked_scene_background_is_white():
     image = load_image(BALLERINA)
     mask, _ = load_mask(BALLERINA_MASK, image.size)
@@ -60,14 +67,14 @@ def test_masked_scene_background_is_white():
     assert target.min() >= 0 and target.max() <= 1
     assert cmap == CanvasMap(500, 500)
     # Background well away from the object (bicubic blends a few pixels at its edge) is pure white.
-    near_object = F.max_pool2d(prepare_mask(mask), 9, stride=1, padding=4)[0, 0] > 0  # (224, 224)
+    near_object = F.max_pool2d(_canvas_mask(mask)[None, None].float(), 9, stride=1, padding=4)[0, 0] > 0
     background = target[0][:, ~near_object]  # (3, n)
     assert background.shape[1] > 10_000 and torch.all(background == 1)
     # The unmasked photo is not white there: the mask did the work.
     plain, _ = prepare_target(image, None)
     assert plain[0][:, ~near_object].mean() < 0.9
     # And the object is still there.
-    assert target[0][:, prepare_mask(mask)[0, 0] > 0].mean() < 0.9
+    assert target[0][:, _canvas_mask(mask)].mean() < 0.9
 
 
 def test_landscape_is_padded_not_cropped():
@@ -92,28 +99,14 @@ def test_target_rejects_a_mask_of_the_wrong_size():
         prepare_target(Image.new("RGB", (20, 10)), np.ones((20, 10), dtype=bool))
 
 
-# --- prepare_mask --------------------------------------------------------------------------------
-
-
-def test_mask_on_the_padded_square():
-    mask = np.ones((100, 300), dtype=bool)
-    canvas_mask = prepare_mask(mask)
-    assert canvas_mask.shape == (1, 1, 224, 224) and canvas_mask.dtype == torch.float32
-    assert set(canvas_mask.unique().tolist()) == {0.0, 1.0}
-    rows = canvas_mask[0, 0, :, 112]
-    assert torch.all(rows[:74] == 0) and torch.all(rows[76:149] == 1) and torch.all(rows[150:] == 0)
-
-
-def test_mask_and_target_line_up_with_the_photo():
-    """An object drawn at a known place in the photo lands at the same canvas place in the target
-    and the mask, and maps back to where it is in the photo."""
+def test_an_object_lands_where_it_is_in_the_photo():
+    """An object drawn at a known place in the photo lands at the matching canvas place, and maps back
+    to where it is in the photo."""
     photo = Image.new("RGB", (400, 200), (255, 255, 255))
     photo.paste((0, 0, 0), (260, 40, 340, 120))  # black square, centre (300, 80)
     mask = np.asarray(photo.convert("L")) < 128  # (200, 400): True on the square
     target, cmap = prepare_target(photo, mask)
-    canvas_mask = prepare_mask(mask)[0, 0]
-
-    ys, xs = torch.nonzero(canvas_mask > 0, as_tuple=True)
+    ys, xs = torch.nonzero(target[0, 0] < 0.5, as_tuple=True)
     centre = np.array([xs.float().mean() + 0.5, ys.float().mean() + 0.5])  # pixel centres
     np.testing.assert_allclose(cmap.to_source(centre), [300, 80], atol=1.0)
-    assert torch.equal(target[0, 0] < 0.5, canvas_mask > 0)
+    assert torch.equal(target[0, 0] < 0.5, _canvas_mask(mask))
