@@ -1,3 +1,8 @@
 """Sketch Abstraction engine: CLIPasso and CLIPascene on a diffvg-free differentiable rasteriser."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("sketch-abstraction")  # the one place it is written is pyproject.toml
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
-# Sets up .venv with the test extras and runs the whole test suite. Arguments go to pytest.
+# Sets up .venv with the test extras, checks lint, format and types, and runs the whole test suite.
+#   bash scripts/test.sh            everything (what CI runs)
+#   bash scripts/test.sh --quick    skip the tests marked slow (end-to-end runs): the inner loop
+# Other arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 EXTRAS=test bash "$root/scripts/setup.sh"
 cd "$root"
+
+marker=()
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  marker=(-m "not slow")
+fi
+
+echo "ruff: lint and format"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "mypy: the light package (bridge/), strict"
+.venv/bin/mypy
+
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${marker[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
