@@ -68,9 +68,19 @@ def self_attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor, need_weig
     return out.transpose(0, 1), weights
 
 
+def patch_tokens(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The ViT's input tokens (B, 1 + patches, D) for images x (B, 3, H, W): the class token, then the
+    patches in row-major order, position-embedded and normalised (ln_pre), as CLIP's forward makes them.
+    Written out from the modules every open_clip version has (its own helper is private and recent)."""
+    patches = visual.conv1(x.to(visual.conv1.weight.dtype)).flatten(2).transpose(1, 2)  # (B, patches, D)
+    cls = visual.class_embedding.to(patches.dtype).expand(len(patches), 1, -1)  # (B, 1, D)
+    tokens = torch.cat([cls, patches], dim=1) + visual.positional_embedding.to(patches.dtype)
+    return visual.ln_pre(tokens)
+
+
 def _blocks(visual: torch.nn.Module, x: torch.Tensor, need_attention: bool):
     """Yield (tokens (B, L, D), head-averaged attention (B, L, L) or None) after each ViT block."""
-    x = visual._embeds(x.to(visual.conv1.weight.dtype))  # (B, L, D), L = 1 + patches
+    x = patch_tokens(visual, x)  # (B, L, D), L = 1 + patches
     for block in visual.transformer.resblocks:
         out, attention = self_attention(block.attn, block.ln_1(x), need_attention)
         x = x + block.ls_1(out)
