@@ -269,7 +269,7 @@ def test_install_puts_a_pyzmq_that_inkscapes_python_imports_in_vendor(tmp_path, 
     really imports; the extension's folder ends up with it and nothing else changes."""
     bare = tmp_path / "bare python"
     venv.create(bare, with_pip=False)
-    python = str(bare / "bin" / "python")
+    python = engine.venv_python(str(bare), sys.platform)
     assert subprocess.run([python, "-c", "import zmq"], capture_output=True).returncode != 0
     profile = tmp_path / "profile"
     out = run_install("--profile", str(profile), "--inkscape-python", python)
@@ -284,6 +284,9 @@ def test_install_puts_a_pyzmq_that_inkscapes_python_imports_in_vendor(tmp_path, 
     assert imported.returncode == 0 and imported.stdout.startswith(str(vendor)), imported.stderr
 
 
+shell_scripts = pytest.mark.skipif(sys.platform == "win32", reason="the fake interpreter is a shell script")
+
+
 def fake_python(tmp_path: Path, answer: dict) -> str:
     """A program that answers install.py's probe as another interpreter would."""
     script = tmp_path / "fake python"
@@ -292,6 +295,7 @@ def fake_python(tmp_path: Path, answer: dict) -> str:
     return str(script)
 
 
+@shell_scripts
 def test_install_with_inkscapes_msys2_python_says_what_to_do_and_keeps_the_rest(tmp_path):
     msys2 = fake_python(
         tmp_path,
@@ -308,6 +312,7 @@ def test_install_with_inkscapes_msys2_python_says_what_to_do_and_keeps_the_rest(
 
 
 @pytest.mark.slow
+@shell_scripts
 def test_a_wheel_that_would_not_load_is_not_kept(tmp_path, network):
     """The interpreter says it loads only modules of another suffix: the fetched wheel is refused
     before anything reaches vendor/, with a warning instead of a broken import later."""
@@ -325,6 +330,7 @@ def test_a_wheel_that_would_not_load_is_not_kept(tmp_path, network):
     ]
 
 
+@shell_scripts
 def test_install_reads_the_interpreter_from_inkscapes_preferences(tmp_path):
     """A user who pointed Inkscape at another Python (preferences.xml) gets pyzmq for that one."""
     answer = {"version": [3, 12], "implementation": "cpython", "platform": "linux-x86_64", "machine": "x86_64",
