@@ -5,9 +5,11 @@ Inkscape extension in the user's Inkscape profile.
     python3 install.py                  # engine + extension (the usual)
     python3 install.py --profile DIR    # the extension into another Inkscape profile
     python3 install.py --uninstall      # remove the extension (the engine's venv stays)
+    py install.py --torch-index https://download.pytorch.org/whl/cu126   # Windows + NVIDIA GPU
 
 Idempotent: running it again updates both. Without Inkscape it installs the engine and the CLI and
-says so. Standard library only, so any Python 3.10+ runs it.
+says so. Standard library only, so any Python 3.10+ runs it; the platform decisions (Linux, macOS,
+Windows) are functions in installer/.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import argparse
 import importlib.util
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from installer import engine, locate
+from installer.pyzmq import Unsupported, vendor_pyzmq
 
 ROOT = Path(__file__).resolve().parent
 EXTENSION_SOURCE = ROOT / "inkscape_ext"
@@ -38,21 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     inkscape = _find_inkscape()
     if args.uninstall:
         return _uninstall(_profile(args.profile, inkscape))
-    python = _engine_python(venv)
+    python = Path(engine.venv_python(str(venv), sys.platform))
+    command_line = engine.venv_program(str(venv), "sketch-abstraction", sys.platform)
     if not args.skip_engine:
-        _install_engine(venv, args.extras)
+        _install_engine(venv, args.extras, args.torch_index)
     if args.engine_only:
-        print(f"Engine installed: {venv / 'bin' / 'sketch-abstraction'}")
+        print(f"Engine installed: {command_line}")
         return 0
     profile = _profile(args.profile, inkscape)
     if profile is None:
         print(
             "Inkscape was not found: installed the engine and the command line only "
-            f"({python} -m engine, or {venv / 'bin' / 'sketch-abstraction'}). Install Inkscape 1.2+ and run "
+            f"({python} -m engine, or {command_line}). Install Inkscape 1.2+ and run "
             "this again, or pass --profile DIR."
         )
         return 0
-    target = _install_extension(profile, python, args.models, args.weights_dir, _inkscape_python(inkscape))
+    inkscape_python = args.inkscape_python or _inkscape_python(inkscape, profile)
+    target = _install_extension(profile, python, args.models, args.weights_dir, inkscape_python)
     print(f"Installed the Inkscape extension in {target}")
     print("Restart Inkscape, then: select a photo, Extensions > Sketch Abstraction > Object Sketch...")
     return 0
@@ -71,6 +79,16 @@ def _parser() -> argparse.ArgumentParser:
         "tiny-random is for tests only)",
     )
     p.add_argument("--weights-dir", help="folder with RN101.pt and ViT-B-32.pt, for machines without internet")
+    p.add_argument(
+        "--inkscape-python",
+        help="the Python Inkscape runs extensions with (default: its python-interpreter preference, else the "
+        "one it ships, else /usr/bin/python3); pyzmq is made importable for it",
+    )
+    p.add_argument(
+        "--torch-index",
+        help="a pip index to take torch and torchvision from, e.g. a CUDA build on Windows: "
+        f"{engine.CUDA_INDEX_EXAMPLE}",
+    )
     p.add_argument("--skip-engine", action="store_true", help="do not (re)install the engine, only the extension")
     p.add_argument("--engine-only", action="store_true", help="install the engine and CLI, not the extension")
     p.add_argument("--uninstall", action="store_true", help="remove the extension from the profile")
@@ -80,12 +98,8 @@ def _parser() -> argparse.ArgumentParser:
 # -- the engine ------------------------------------------------------------------------------------
 
 
-def _engine_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _install_engine(venv: Path, extras: str) -> None:
-    python = _engine_python(venv)
+def _install_engine(venv: Path, extras: str, torch_index: str | None) -> None:
+    python = Path(engine.venv_python(str(venv), sys.platform))
     if not python.exists():
         if importlib.util.find_spec("ensurepip") is None:  # Debian and Ubuntu ship venv's pip apart
             sys.exit(
@@ -97,6 +111,8 @@ def _install_engine(venv: Path, extras: str) -> None:
         _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "pip"])
     spec = f"{ROOT}[{extras}]" if extras else str(ROOT)
     print(f"Installing the engine into {venv} (torch is large: the first time takes a few minutes)")
+    for command in engine.torch_commands(str(python), str(ROOT / "constraints.txt"), torch_index):
+        _run(command)
     _run(
         [
             str(python),
@@ -111,57 +127,61 @@ def _install_engine(venv: Path, extras: str) -> None:
             spec,
         ]
     )
+    advice = engine.torch_advice(sys.platform, platform.machine(), shutil.which("nvidia-smi") is not None, torch_index)
+    if advice:
+        print(advice)
 
 
 # -- Inkscape --------------------------------------------------------------------------------------
 
 
 def _find_inkscape() -> str | None:
-    found = shutil.which("inkscape")
-    candidates = [found] if found else []
-    if sys.platform == "darwin":
-        candidates.append("/Applications/Inkscape.app/Contents/MacOS/inkscape")
-    elif os.name == "nt":
-        for base in (os.environ.get("PROGRAMFILES", r"C:\Program Files"), os.environ.get("PROGRAMFILES(X86)", "")):
-            candidates.append(os.path.join(base, "Inkscape", "bin", "inkscape.exe"))
-    return next((c for c in candidates if c and os.path.isfile(c)), None)
+    registry = _registry_app_paths() if sys.platform == "win32" else []
+    candidates = locate.inkscape_candidates(
+        sys.platform, os.environ, str(Path.home()), shutil.which("inkscape"), registry
+    )
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def _registry_app_paths() -> list[str]:
+    """Where Inkscape's Windows installer says inkscape.exe is (per user, then machine-wide)."""
+    import winreg
+
+    found = []
+    for hive in (winreg.HKEY_CURRENT_USER, winreg.HKEY_LOCAL_MACHINE):
+        try:
+            with winreg.OpenKey(hive, locate.WINDOWS_APP_PATHS_KEY) as key:
+                found.append(str(winreg.QueryValue(key, None)).strip('"'))
+        except OSError:
+            continue
+    return found
 
 
 def _profile(option: str | None, inkscape: str | None) -> Path | None:
     """The profile folder whose extensions/ Inkscape reads."""
-    if option:
-        return Path(option).expanduser().resolve()
-    if os.environ.get("INKSCAPE_PROFILE_DIR"):
-        return Path(os.environ["INKSCAPE_PROFILE_DIR"]).resolve()
-    if inkscape is None:
-        return None
+    says = None
+    if not option and not os.environ.get("INKSCAPE_PROFILE_DIR") and inkscape is not None:
+        try:
+            command = [locate.console_inkscape(inkscape, sys.platform), "--user-data-directory"]
+            out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            says = out.stdout if out.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    folder = locate.profile_dir(option, sys.platform, os.environ, str(Path.home()), inkscape is not None, says)
+    return Path(folder).expanduser().resolve() if folder else None
+
+
+def _inkscape_python(inkscape: str | None, profile: Path) -> str | None:
+    """The interpreter Inkscape runs extensions with: its preference, or the one it ships, or python3."""
     try:
-        out = subprocess.run([inkscape, "--user-data-directory"], capture_output=True, text=True, timeout=60)
-        if out.returncode == 0 and out.stdout.strip():
-            return Path(out.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    if sys.platform == "darwin":
-        return Path.home() / "Library/Application Support/org.inkscape.Inkscape/config/inkscape"
-    if os.name == "nt":
-        return Path(os.environ.get("APPDATA", Path.home() / "AppData/Roaming")) / "inkscape"
-    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "inkscape"
-
-
-def _inkscape_python(inkscape: str | None) -> str | None:
-    """The interpreter Inkscape runs extensions with (python3 on PATH on Linux; bundled elsewhere)."""
-    if inkscape and os.name == "nt":
-        bundled = Path(inkscape).parent / "python.exe"
-        return str(bundled) if bundled.exists() else None
-    if inkscape and sys.platform == "darwin":
-        bundled = sorted(
-            Path(inkscape).resolve().parent.parent.glob("Frameworks/Python.framework/Versions/*/bin/python3")
-        )
-        return str(bundled[-1]) if bundled else None
-    for candidate in ("/usr/bin/python3", shutil.which("python3")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
+        preference = locate.interpreter_preference((profile / "preferences.xml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        preference = None
+    if preference and not os.path.isabs(preference):
+        preference = shutil.which(preference) or preference
+    real = os.path.realpath(inkscape) if inkscape else None  # a link on PATH into Inkscape.app
+    candidates = locate.python_candidates(sys.platform, real, preference, shutil.which("python3"))
+    return next((c for c in candidates if os.path.isfile(c)), None)
 
 
 def _install_extension(
@@ -176,7 +196,7 @@ def _install_extension(
     site = _site_packages(engine_python)
     for package in VENDORED_PACKAGES:
         shutil.copytree(site / package, vendor / package, ignore=shutil.ignore_patterns("__pycache__"))
-    _vendor_pyzmq(vendor, inkscape_python)
+    _vendor_pyzmq(vendor, inkscape_python, engine_python)
     config = {
         "python": str(engine_python),
         "models": models,
@@ -208,29 +228,19 @@ def _site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-def _vendor_pyzmq(vendor: Path, inkscape_python: str | None) -> None:
-    """pyzmq has compiled parts, so it must match Inkscape's Python: use the one it already has, or
-    install a matching wheel with that Python's pip."""
+def _vendor_pyzmq(vendor: Path, inkscape_python: str | None, engine_python: Path) -> None:
+    """pyzmq has compiled parts, so it must match Inkscape's Python: use the one it has, or put the
+    wheel built for it (fetched with the engine's pip) in vendor/."""
     if inkscape_python is None:
         print(
-            "warning: Inkscape's Python was not found; if the extension says 'No module named zmq', "
-            "install pyzmq for it (Debian/Ubuntu: apt install python3-zmq)"
+            "warning: Inkscape's Python was not found; pass it with --inkscape-python PATH, or, if the "
+            "extension says 'No module named zmq', install pyzmq for it (Debian/Ubuntu: apt install python3-zmq)"
         )
         return
-    if subprocess.run([inkscape_python, "-c", "import zmq"], capture_output=True).returncode == 0:
-        print(f"Inkscape's Python ({inkscape_python}) already has pyzmq")
-        return
-    print(f"Installing pyzmq for Inkscape's Python ({inkscape_python})")
-    done = subprocess.run(
-        [inkscape_python, "-m", "pip", "install", "--quiet", "--target", str(vendor), "--only-binary=:all:", "pyzmq"],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        print(
-            "warning: could not install pyzmq for Inkscape's Python; install it yourself "
-            "(Debian/Ubuntu: sudo apt install python3-zmq), then run install.py again"
-        )
+    try:
+        print(vendor_pyzmq(vendor, inkscape_python, str(engine_python)))
+    except Unsupported as err:
+        print(f"warning: no pyzmq for Inkscape's Python ({inkscape_python}): {err.message}.\n  fix: {err.hint}")
 
 
 def _uninstall(profile: Path | None) -> int:

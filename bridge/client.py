@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,10 +304,6 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
     with open(log_path, "ab") as log:
         log.write(f"\n{_START_MARK} {' '.join(command)}\n".encode())
         log.flush()
-        kwargs: dict[str, Any] = {"start_new_session": True}
-        if sys.platform == "win32":
-            flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
-            kwargs = {"creationflags": flags}
         try:
             process = subprocess.Popen(
                 command,
@@ -316,7 +312,8 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
                 stderr=log,
                 close_fds=True,
                 cwd=os.path.expanduser("~"),
-                **kwargs,
+                env=engine_environment(os.environ),
+                **detach_options(sys.platform),
             )
         except OSError as err:
             raise EngineUnavailable(
@@ -341,6 +338,30 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
         f"see {log_path}; on a slow machine the first start loads the models for a while",
         "start_timeout",
     )
+
+
+# Windows process creation flags (subprocess has them on Windows only).
+_CREATE_NEW_PROCESS_GROUP = 0x00000200
+_CREATE_NO_WINDOW = 0x08000000
+
+
+def detach_options(platform: str) -> dict[str, Any]:
+    """Popen options that let the engine outlive the program that started it. POSIX: a session of
+    its own. Windows: a process group of its own, and a console without a window. Not
+    DETACHED_PROCESS: a venv's python.exe is a launcher that starts the real interpreter, and a
+    launcher without a console would give that one a new, visible console window."""
+    if platform == "win32":
+        return {"creationflags": _CREATE_NEW_PROCESS_GROUP | _CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def engine_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The engine's environment: its starter's, without PYTHONHOME (an embedding program's, such as
+    Inkscape's, would point the engine's venv at another Python's library), and with UTF-8 output:
+    the log is read back as UTF-8, and a Windows code page would mangle non-ASCII paths and names."""
+    env = {name: value for name, value in environ.items() if name.upper() != "PYTHONHOME"}
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
 
 
 def _log_tail(path: Path) -> list[str]:

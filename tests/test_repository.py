@@ -12,7 +12,18 @@ from tests.conftest import DATA, ROOT
 from tests.data import draw
 
 # Folders and files whose code runs on a user's clone: the product, its tests, scripts and benchmarks.
-CHECKED = ["engine", "bridge", "inkscape_ext", "tests", "scripts", "benchmarks", ".ci", "install.py"]
+CHECKED = [
+    "engine",
+    "bridge",
+    "inkscape_ext",
+    "tests",
+    "scripts",
+    "benchmarks",
+    ".ci",
+    ".github",
+    "installer",
+    "install.py",
+]
 SUFFIXES = {".py", ".sh", ".inx", ".toml", ".cfg", ".yaml", ".yml", ""}
 # Absolute paths the code may name: the system's own (interpreters, /proc, Inkscape's install
 # folders) and one that exists nowhere on purpose (tests of a missing file).
