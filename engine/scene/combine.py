@@ -1,15 +1,25 @@
 """The scene matrix as one layered sketch, combined in vector form (SPEC 3.5).
 
-Object strokes are mapped back to the scene's pixels (canvas -> object image -> scene); background
-strokes are clipped where they cross the object mask: each stroke is cut into its sub-curves outside
-the mask (exact Bézier pieces of the same degree, so every piece is still one editable `<path>`),
-and strokes wholly inside it are dropped. The official code does this on rasters instead (erasing
-background ink under the mask at 448 px), which leaves no editable strokes.
+Object strokes are mapped back to the scene's pixels (canvas -> object image -> scene). Every stroke
+is then clipped to the region its part may draw in: each is cut into its sub-curves inside the
+region (exact Bézier pieces of the same degree, so every piece is still one editable `<path>`), and
+strokes wholly outside are dropped.
+- Both parts stay inside the photo's rectangle, inset by half the stroke width, so no ink (round caps
+  included) lies outside the image a designer placed. The optimisation draws on a padded square
+  canvas, and strokes can wander off it, so without this they would run past the photo's edges.
+- Background strokes also stay off the object mask (the centre line stops at the mask's edge); the
+  Object sublayer is drawn on top. The official code erases background ink under the mask on a
+  448 px raster instead, which leaves no editable strokes.
+
+The SVG: one layer per fidelity column, holding one layer per simplicity row (a cell), each with
+"Background" then "Object" sublayers (the last is drawn on top and listed first in Inkscape's Layers
+panel). One cell is visible; the column layers all are, so showing another cell takes one click.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,14 +28,22 @@ from engine.preprocess import CanvasMap
 from engine.scene.split import ObjectFrame
 from engine.strokes import Sketch, StrokeLayer
 
-CLIP_SAMPLES = 128  # points per stroke tested against the mask
+CLIP_SAMPLES = 128  # fewest points per stroke tested against the region ...
+SAMPLES_PER_PX = 2  # ... and at least this many per pixel of its control polygon (the curve is no longer)
+BISECTIONS = 30  # each cut is placed at the region's edge to 2^-30 of a sample step
+MIN_PIECE = 1.0  # px: a cut-off piece shorter than this is a dot a designer would only delete
+
+Region = Callable[[np.ndarray], np.ndarray]  # points (s, 2) px -> (s,) bool: inside the kept region
+
+
+def bernstein(t: np.ndarray, k: int) -> np.ndarray:
+    """(s, k) weights of k control points at parameters t (s,)."""
+    return np.stack([math.comb(k - 1, i) * t**i * (1 - t) ** (k - 1 - i) for i in range(k)], axis=1)
 
 
 def bezier_points(control: np.ndarray, t: np.ndarray) -> np.ndarray:
     """(k, 2) control points evaluated at parameters t (s,) -> (s, 2)."""
-    k = len(control)
-    basis = np.stack([math.comb(k - 1, i) * t**i * (1 - t) ** (k - 1 - i) for i in range(k)], axis=1)
-    return basis @ control
+    return bernstein(t, len(control)) @ control
 
 
 def split_bezier(control: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -45,33 +63,87 @@ def sub_curve(control: np.ndarray, t0: float, t1: float) -> np.ndarray:
     return piece
 
 
-def clip_outside(strokes: np.ndarray, mask: np.ndarray, samples: int = CLIP_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
-    """The parts of strokes (n, k, 2) in mask pixels that lie outside `mask` (H, W) bool.
+def inside_rectangle(width: float, height: float, margin: float = 0.0) -> Region:
+    """The rectangle [margin, width - margin] x [margin, height - margin], edges included."""
 
-    Returns (pieces (m, k, 2), index (m,) of the stroke each piece comes from), in stroke order.
-    A stroke wholly outside is returned unchanged; points off the image count as outside.
-    """
-    t = np.linspace(0.0, 1.0, samples + 1)
+    def inside(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        return (x >= margin) & (x <= width - margin) & (y >= margin) & (y <= height - margin)
+
+    return inside
+
+
+def off_mask(mask: np.ndarray) -> Region:
+    """Points not on a pixel of `mask` (H, W) bool; points off the image are off the mask."""
     height, width = mask.shape
-    pieces, index = [], []
-    for i, control in enumerate(strokes):
-        xy = bezier_points(control, t)
-        col, row = np.floor(xy[:, 0]).astype(int), np.floor(xy[:, 1]).astype(int)
+
+    def inside(xy: np.ndarray) -> np.ndarray:
+        col, row = np.floor(xy[:, 0]), np.floor(xy[:, 1])
         on_image = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-        inside = np.zeros(len(t), dtype=bool)
-        inside[on_image] = mask[row[on_image], col[on_image]]
-        if not inside.any():
-            pieces.append(control)
-            index.append(i)
-            continue
-        # Runs of consecutive outside samples; a run of one sample has no length and is dropped.
-        edges = np.diff(np.concatenate([[0], (~inside).astype(np.int8), [0]]))
+        on_mask = np.zeros(len(xy), dtype=bool)
+        on_mask[on_image] = mask[row[on_image].astype(int), col[on_image].astype(int)]
+        return ~on_mask
+
+    return inside
+
+
+def both(first: Region, second: Region) -> Region:
+    return lambda xy: first(xy) & second(xy)
+
+
+def clip_strokes(strokes: np.ndarray, inside: Region, samples: int = CLIP_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of strokes (n, k, 2) px that lie inside a region.
+
+    Returns (pieces (m, k, 2), index (m,) of the stroke each piece comes from), in stroke order. A
+    stroke wholly inside is returned unchanged. Each stroke is sampled densely (SAMPLES_PER_PX); a
+    piece runs between the parameters where the samples enter and leave the region, each refined by
+    bisection to the region's edge from the inside, so its ends are inside and exact.
+    """
+    k = strokes.shape[1]
+    spans, index, cuts = [], [], []  # (t0, t1) per piece, its stroke; cuts: (piece, end, t inside, t outside)
+    for i, control in enumerate(strokes):
+        polygon = np.linalg.norm(np.diff(control, axis=0), axis=1).sum()
+        t = np.linspace(0.0, 1.0, max(samples, math.ceil(SAMPLES_PER_PX * polygon)) + 1)
+        kept = inside(bezier_points(control, t))
+        edges = np.diff(np.concatenate([[0], kept.astype(np.int8), [0]]))
         for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1):
-            if stop > start:
-                pieces.append(sub_curve(control, t[start], t[stop]))
-                index.append(i)
-    k = strokes.shape[1] if strokes.ndim == 3 else 4
-    return np.array(pieces, dtype=np.float64).reshape(-1, k, 2), np.array(index, dtype=int)
+            if start > 0:
+                cuts.append((len(spans), 0, t[start], t[start - 1]))
+            if stop < len(t) - 1:
+                cuts.append((len(spans), 1, t[stop], t[stop + 1]))
+            spans.append([t[start], t[stop]])
+            index.append(i)
+    spans, index = np.array(spans, dtype=np.float64).reshape(-1, 2), np.array(index, dtype=int)
+    if cuts:
+        piece, end, t_in, t_out = (np.array(column) for column in zip(*cuts))
+        piece, end = piece.astype(int), end.astype(int)
+        spans[piece, end] = _edge(strokes[index[piece]], inside, t_in, t_out)
+    pieces, kept_index = [], []
+    for (t0, t1), i in zip(spans, index):
+        if t0 == 0.0 and t1 == 1.0:  # wholly inside: unchanged, however short
+            pieces.append(strokes[i])
+        elif t1 > t0 and _length(piece := sub_curve(strokes[i], t0, t1)) >= MIN_PIECE:
+            pieces.append(piece)
+        else:
+            continue
+        kept_index.append(i)
+    return np.array(pieces, dtype=np.float64).reshape(-1, k, 2), np.array(kept_index, dtype=int)
+
+
+def _edge(control: np.ndarray, inside: Region, t_in: np.ndarray, t_out: np.ndarray) -> np.ndarray:
+    """(m,) parameters on curves (m, k, 2) within 2^-BISECTIONS of where the region ends, inside it;
+    t_in (m,) is inside, t_out (m,) outside."""
+    for _ in range(BISECTIONS):
+        mid = (t_in + t_out) / 2
+        ok = inside(np.einsum("mk,mkd->md", bernstein(mid, control.shape[1]), control))
+        t_in, t_out = np.where(ok, mid, t_in), np.where(ok, t_out, mid)
+    return t_in
+
+
+def _length(control: np.ndarray) -> float:
+    """Arc length of a curve (k, 2), from 33 samples."""
+    xy = bezier_points(control, np.linspace(0.0, 1.0, 33))
+    return float(np.linalg.norm(np.diff(xy, axis=0), axis=1).sum())
 
 
 def ordered(cell: CellResult) -> np.ndarray:
@@ -81,8 +153,12 @@ def ordered(cell: CellResult) -> np.ndarray:
     return kept[np.argsort(-importance, kind="stable")]
 
 
-def cell_label(layer: int, row: int, levels: int) -> str:
-    return f"Fidelity {layer} - Simplicity {row}/{levels}"
+def column_label(layer: int) -> str:
+    return f"Fidelity {layer} (ViT layer {layer})"
+
+
+def cell_label(row: int, levels: int, strokes: int) -> str:
+    return f"Simplicity {row}/{levels} - {strokes} stroke{'' if strokes == 1 else 's'}"
 
 
 def matrix_sketch(
@@ -95,39 +171,52 @@ def matrix_sketch(
     width: float,
     color: str,
 ) -> tuple[Sketch, dict[tuple[int, int], StrokeLayer]]:
-    """One layer per matrix cell (layer x row), each with "Object" and "Background" sublayers, in
-    the scene's pixels; only the first cell visible. Also returns the cells by (layer, row)."""
+    """The matrix in the scene's pixels: one layer per fidelity column, holding one layer per row
+    (cell) with "Background" and "Object" sublayers; only the first cell visible. Also returns the
+    cells by (layer, row).
+
+    A cell's label counts the method's strokes that show in it: a stroke cut in two by the mask
+    counts once, one wholly off the photo (or, for the background, under the object) not at all.
+    """
     by_part = {(c.part, c.layer): c for c in run.columns}
     layers = list(dict.fromkeys(c.layer for c in run.columns))
     k = run.columns[0].cells[0].points.shape[1]
-    empty = np.zeros((0, k, 2))
+    photo = inside_rectangle(canvas_map.width, canvas_map.height, width / 2)
+    regions = {OBJECT: photo, BACKGROUND: photo if mask is None else both(photo, off_mask(mask))}
     cells: dict[tuple[int, int], StrokeLayer] = {}
+    columns = []
     for layer in layers:
+        column_cells = []
         for row in rows:
-            parts = []
-            for part in (OBJECT, BACKGROUND):
+            key, parts, shown = f"fidelity-{layer}-simplicity-{row}", [], 0
+            for part in (BACKGROUND, OBJECT):  # the object on top
                 column = by_part.get((part, layer))
-                points = empty if column is None else _scene_strokes(column.cells[row], part, canvas_map, frame, mask)
-                parts.append(StrokeLayer(label=part.capitalize(), points=points, width=width, color=color))
-            cells[(layer, row)] = StrokeLayer(
-                label=cell_label(layer, row, levels),
-                points=empty,
+                points, index = np.zeros((0, k, 2)), np.zeros(0, dtype=int)
+                if column is not None:
+                    points, index = clip_strokes(
+                        _scene_strokes(column.cells[row], part, canvas_map, frame), regions[part]
+                    )
+                shown += len(np.unique(index))
+                parts.append(StrokeLayer(part.capitalize(), points, width=width, color=color, key=f"{key}-{part}"))
+            cell = StrokeLayer(
+                cell_label(row, levels, shown),
                 width=width,
                 color=color,
                 visible=not cells,
                 sublayers=tuple(parts),
+                key=key,
             )
-    return Sketch(canvas_map.width, canvas_map.height, tuple(cells.values())), cells
+            cells[(layer, row)] = cell
+            column_cells.append(cell)
+        columns.append(
+            StrokeLayer(
+                column_label(layer), width=width, color=color, sublayers=tuple(column_cells), key=f"fidelity-{layer}"
+            )
+        )
+    return Sketch(canvas_map.width, canvas_map.height, tuple(columns)), cells
 
 
-def _scene_strokes(
-    cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame, mask: np.ndarray | None
-) -> np.ndarray:
-    """The cell's exported strokes (m, k, 2) in scene pixels, most important first."""
+def _scene_strokes(cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame) -> np.ndarray:
+    """The cell's exported strokes (n, k, 2) in scene pixels, unclipped, most important first."""
     points = canvas_map.to_source(cell.points.numpy().astype(np.float64)[ordered(cell)])
-    if part == OBJECT:
-        return frame.to_scene(points)
-    if mask is None:
-        return points
-    pieces, _ = clip_outside(points, mask)
-    return pieces
+    return frame.to_scene(points) if part == OBJECT else points
