@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from lxml import etree
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from engine.cli import main
 from engine.io.image import load_mask
@@ -357,6 +358,86 @@ def test_no_stroke_of_any_cell_leaves_the_photo(tmp_path, mask):
     photo[pad : pad + 240, pad : pad + 320] = True
     assert alpha[photo].max() == 255, "the strokes are drawn"
     assert alpha[~photo].max() == 0, "no ink outside the photo"
+
+
+def only_cell_shown(data: bytes, label_of_cell: str, label_of_column: str) -> bytes:
+    """The SVG with one cell displayed and every other hidden."""
+    root = etree.fromstring(data)
+    for column in root.findall(f"{{{SVG_NS}}}g"):
+        for cell in column.findall(f"{{{SVG_NS}}}g"):
+            mine = (column.get(f"{{{INKSCAPE_NS}}}label"), cell.get(f"{{{INKSCAPE_NS}}}label"))
+            cell.set("style", "display:inline" if mine == (label_of_column, label_of_cell) else "display:none")
+    return etree.tostring(root)
+
+
+def test_the_preview_is_a_contact_sheet_of_the_matrix(tmp_path):
+    """Columns = fidelity layers, rows = simplicity levels; each panel shows its cell's strokes (as
+    cairosvg draws them from the SVG) over the faded photo, under its column, row and stroke count."""
+    import cairosvg
+
+    from engine.preview import LINE, MARGIN, MATRIX_PANEL, PHOTO_OPACITY
+
+    svg, png = tmp_path / "ballerina.svg", tmp_path / "ballerina.png"
+    assert scene(BALLERINA, svg, "--mask", BALLERINA_MASK, "--layers", "2,11", "--preview", png) == 0
+    assert sorted(os.listdir(tmp_path)) == ["ballerina.png", "ballerina.svg"], "no temp file left behind"
+    side, strip = MATRIX_PANEL, MARGIN + 2 * LINE
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (2 * side, 3 * (side + strip))
+        sheet = np.asarray(im.convert("RGB"), dtype=np.float64) / 255
+    photo = np.asarray(Image.open(BALLERINA).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)) / 255
+    faded = 1 - PHOTO_OPACITY * (1 - photo)
+    data = svg.read_bytes()
+    grid = [[(column.label, cell.label) for cell in column.sublayers] for column in columns(svg)]
+    panels, expected = {}, {}
+    for c, column in enumerate(grid):
+        for r, (column_label, cell_label) in enumerate(column):
+            top = r * (side + strip)
+            # The label strip reads "<column>" over "<row> - <n> strokes", as the SVG names them.
+            text = Image.new("RGB", (side, strip), "white")
+            draw = ImageDraw.Draw(text)
+            for i, line in enumerate((column_label, cell_label)):
+                draw.text((MARGIN, MARGIN // 2 + i * LINE), line, fill="black")
+            assert np.array_equal(sheet[top : top + strip, c * side : (c + 1) * side], np.asarray(text) / 255)
+            panels[(r, c)] = sheet[top + strip : top + strip + side, c * side : (c + 1) * side]
+            drawn = cairosvg.svg2png(
+                bytestring=only_cell_shown(data, cell_label, column_label), output_width=side, output_height=side
+            )
+            expected[(r, c)] = np.asarray(Image.open(io.BytesIO(drawn)).convert("RGBA"))[..., 3] > 64
+    for key, panel in panels.items():
+        ink = (faded - panel).mean(axis=-1) > 0.25
+        near = dilate(expected[key], 5)
+        assert np.abs(panel - faded)[~near].max() < 0.02, "elsewhere: the faded photo"
+
+        def overlap(a, b):
+            return (a & b).sum() / (a | b).sum()
+
+        scores = {other: overlap(ink, expected[other]) for other in expected}
+        assert scores[key] > 0.5 and scores[key] == max(scores.values()), (key, scores)
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("preview is the svg", "--preview out.svg is the same file as -o"),
+        ("preview is the image", "is the same file as the input image"),
+        ("svg is the image", "is the same file as the input image"),
+        ("preview folder is missing", "does not exist"),
+    ],
+)
+def test_a_preview_or_svg_that_would_overwrite_a_file_is_refused_up_front(tmp_path, capsys, monkeypatch, case, words):
+    monkeypatch.chdir(tmp_path)
+    Image.open(FIELD).save("photo.png")
+    before = Path("photo.png").read_bytes()
+    svg, preview = {
+        "preview is the svg": ("out.svg", "out.svg"),
+        "preview is the image": ("out.svg", "./photo.png"),
+        "svg is the image": ("photo.png", "p.png"),
+        "preview folder is missing": ("out.svg", "missing/p.png"),
+    }[case]
+    assert scene("photo.png", svg, "--preview", preview) == 2
+    err = capsys.readouterr().err
+    assert words in err and "fix:" in err and "Traceback" not in err, err
+    assert os.listdir(".") == ["photo.png"] and Path("photo.png").read_bytes() == before
 
 
 def test_the_paper_grid_writes_rows_1_3_5_7(tmp_path):
