@@ -46,20 +46,22 @@ def bezier_points(control: np.ndarray, t: np.ndarray) -> np.ndarray:
     return bernstein(t, len(control)) @ control
 
 
-def split_bezier(control: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """de Casteljau: the curve's pieces on [0, t] and [t, 1], each (k, 2) of the same degree."""
-    left, right, level = [control[0]], [control[-1]], control
-    while len(level) > 1:
-        level = (1 - t) * level[:-1] + t * level[1:]
-        left.append(level[0])
-        right.append(level[-1])
-    return np.array(left), np.array(right[::-1])
+def split_bezier(control: np.ndarray, t) -> tuple[np.ndarray, np.ndarray]:
+    """de Casteljau: the pieces of curves (..., k, 2) on [0, t] and [t, 1], each (..., k, 2) of the
+    same degree; t a number or one per curve (...,)."""
+    t = np.asarray(t, dtype=np.float64)[..., None, None]
+    left, right, level = [control[..., 0, :]], [control[..., -1, :]], control
+    while level.shape[-2] > 1:
+        level = (1 - t) * level[..., :-1, :] + t * level[..., 1:, :]
+        left.append(level[..., 0, :])
+        right.append(level[..., -1, :])
+    return np.stack(left, axis=-2), np.stack(right[::-1], axis=-2)
 
 
-def sub_curve(control: np.ndarray, t0: float, t1: float) -> np.ndarray:
-    """(k, 2) control points of the piece of the curve between parameters t0 < t1."""
+def sub_curve(control: np.ndarray, t0, t1) -> np.ndarray:
+    """Control points (..., k, 2) of the pieces of curves (..., k, 2) between parameters 0 <= t0 < t1."""
     head, _ = split_bezier(control, t1)
-    _, piece = split_bezier(head, t0 / t1)
+    _, piece = split_bezier(head, np.asarray(t0) / t1)
     return piece
 
 
@@ -99,35 +101,37 @@ def clip_strokes(strokes: np.ndarray, inside: Region, samples: int = CLIP_SAMPLE
     piece runs between the parameters where the samples enter and leave the region, each refined by
     bisection to the region's edge from the inside, so its ends are inside and exact.
     """
+    strokes = np.asarray(strokes, dtype=np.float64)
     k = strokes.shape[1]
-    spans, index, cuts = [], [], []  # (t0, t1) per piece, its stroke; cuts: (piece, end, t inside, t outside)
-    for i, control in enumerate(strokes):
-        polygon = np.linalg.norm(np.diff(control, axis=0), axis=1).sum()
-        t = np.linspace(0.0, 1.0, max(samples, math.ceil(SAMPLES_PER_PX * polygon)) + 1)
-        kept = inside(bezier_points(control, t))
-        edges = np.diff(np.concatenate([[0], kept.astype(np.int8), [0]]))
-        for start, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1):
-            if start > 0:
-                cuts.append((len(spans), 0, t[start], t[start - 1]))
-            if stop < len(t) - 1:
-                cuts.append((len(spans), 1, t[stop], t[stop + 1]))
-            spans.append([t[start], t[stop]])
-            index.append(i)
-    spans, index = np.array(spans, dtype=np.float64).reshape(-1, 2), np.array(index, dtype=int)
-    if cuts:
-        piece, end, t_in, t_out = (np.array(column) for column in zip(*cuts))
-        piece, end = piece.astype(int), end.astype(int)
-        spans[piece, end] = _edge(strokes[index[piece]], inside, t_in, t_out)
-    pieces, kept_index = [], []
-    for (t0, t1), i in zip(spans, index):
-        if t0 == 0.0 and t1 == 1.0:  # wholly inside: unchanged, however short
-            pieces.append(strokes[i])
-        elif t1 > t0 and _length(piece := sub_curve(strokes[i], t0, t1)) >= MIN_PIECE:
-            pieces.append(piece)
-        else:
-            continue
-        kept_index.append(i)
-    return np.array(pieces, dtype=np.float64).reshape(-1, k, 2), np.array(kept_index, dtype=int)
+    polygon = np.linalg.norm(np.diff(strokes, axis=1), axis=-1).sum(axis=1)  # (n,) px, no shorter than the curve
+    # Strokes share a sample count per power of two, so each group is sampled in one array.
+    counts = 2 ** np.ceil(np.log2(np.maximum(samples, SAMPLES_PER_PX * polygon))).astype(int)
+    spans, index = [np.zeros((0, 2))], [np.zeros(0, dtype=int)]  # (t0, t1) per piece, and its stroke
+    for count in np.unique(counts):
+        members = np.flatnonzero(counts == count)
+        t = np.linspace(0.0, 1.0, count + 1)
+        xy = bernstein(t, k) @ strokes[members]  # (g, count + 1, 2)
+        kept = inside(xy.reshape(-1, 2)).reshape(len(members), count + 1)
+        edges = np.diff(np.pad(kept.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+        rows, start = np.nonzero(edges == 1)  # row-major: runs in order, starts and stops paired
+        stop = np.nonzero(edges == -1)[1] - 1
+        stroke = members[rows]
+        t0, t1 = t[start], t[stop]
+        cut = start > 0  # the run begins where the curve enters: between samples start - 1 and start
+        t0[cut] = _edge(strokes[stroke[cut]], inside, t[start[cut]], t[start[cut] - 1])
+        cut = stop < count
+        t1[cut] = _edge(strokes[stroke[cut]], inside, t[stop[cut]], t[stop[cut] + 1])
+        spans.append(np.stack([t0, t1], axis=1))
+        index.append(stroke)
+    spans, index = np.concatenate(spans), np.concatenate(index)
+    order = np.lexsort((spans[:, 0], index))  # stroke order, then along each stroke
+    (t0, t1), index = spans[order].T, index[order]
+    pieces = strokes[index]
+    whole = (t0 == 0.0) & (t1 == 1.0)  # wholly inside: unchanged, however short
+    cut = ~whole & (t1 > t0)
+    pieces[cut] = sub_curve(pieces[cut], t0[cut], t1[cut])
+    keep = whole | (cut & (_length(pieces) >= MIN_PIECE))
+    return pieces[keep], index[keep]
 
 
 def _edge(control: np.ndarray, inside: Region, t_in: np.ndarray, t_out: np.ndarray) -> np.ndarray:
@@ -135,15 +139,15 @@ def _edge(control: np.ndarray, inside: Region, t_in: np.ndarray, t_out: np.ndarr
     t_in (m,) is inside, t_out (m,) outside."""
     for _ in range(BISECTIONS):
         mid = (t_in + t_out) / 2
-        ok = inside(np.einsum("mk,mkd->md", bernstein(mid, control.shape[1]), control))
+        ok = inside((bernstein(mid, control.shape[1])[..., None] * control).sum(axis=1))
         t_in, t_out = np.where(ok, mid, t_in), np.where(ok, t_out, mid)
     return t_in
 
 
-def _length(control: np.ndarray) -> float:
-    """Arc length of a curve (k, 2), from 33 samples."""
-    xy = bezier_points(control, np.linspace(0.0, 1.0, 33))
-    return float(np.linalg.norm(np.diff(xy, axis=0), axis=1).sum())
+def _length(control: np.ndarray) -> np.ndarray:
+    """(m,) arc lengths of curves (m, k, 2), from 33 samples each."""
+    xy = bernstein(np.linspace(0.0, 1.0, 33), control.shape[1]) @ control  # (m, 33, 2)
+    return np.linalg.norm(np.diff(xy, axis=1), axis=-1).sum(axis=1)
 
 
 def ordered(cell: CellResult) -> np.ndarray:
@@ -190,11 +194,11 @@ def matrix_sketch(
         for row in rows:
             key, parts, shown = f"fidelity-{layer}-simplicity-{row}", [], 0
             for part in (BACKGROUND, OBJECT):  # the object on top
-                column = by_part.get((part, layer))
+                result = by_part.get((part, layer))  # None: a part the scene has not (no background)
                 points, index = np.zeros((0, k, 2)), np.zeros(0, dtype=int)
-                if column is not None:
+                if result is not None:
                     points, index = clip_strokes(
-                        _scene_strokes(column.cells[row], part, canvas_map, frame), regions[part]
+                        _scene_strokes(result.cells[row], part, canvas_map, frame), regions[part]
                     )
                 shown += len(np.unique(index))
                 parts.append(StrokeLayer(part.capitalize(), points, width=width, color=color, key=f"{key}-{part}"))
