@@ -19,7 +19,7 @@ from engine.render import rasterize
 from engine.strokes import Sketch, StrokeLayer
 
 PANEL = 384  # longest side of one panel of an object sketch's preview, px
-MATRIX_PANEL = 192  # the same in a scene matrix's preview (3 x 9 panels by default)
+MATRIX_PANEL = 160  # the same in a scene matrix's preview (3 x 9 panels by default, 480 x 1746 px)
 PHOTO_OPACITY = 0.25
 LINE = 14  # px per label line, above each panel
 MARGIN = 6  # px of label strip besides its lines
