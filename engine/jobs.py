@@ -73,7 +73,7 @@ def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallb
 
 @dataclass
 class SceneResult:
-    sketch: Sketch  # one layer per matrix cell with "Object" and "Background" sublayers; one visible
+    sketch: Sketch  # a layer per fidelity column > a layer per cell > "Background", "Object"; one cell visible
     matrix: dict[tuple[int, int], StrokeLayer]  # the same cells by (fidelity layer, row), photo pixels
     columns: list[ColumnResult]  # canvas-space details per part x layer: strokes, losses, seeds, ratios
     canvas_map: CanvasMap

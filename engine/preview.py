@@ -1,4 +1,8 @@
-"""PNG previews: every level of a sketch drawn over a faded copy of the photo, side by side."""
+"""PNG previews: sketches drawn over a faded copy of the photo, in a grid of labelled panels.
+
+An object sketch is one row, a panel per level; a scene matrix is laid out as the paper shows it:
+a column per fidelity layer, a row per simplicity level.
+"""
 
 from __future__ import annotations
 
@@ -14,35 +18,63 @@ from engine.io.image import load_image
 from engine.render import rasterize
 from engine.strokes import Sketch, StrokeLayer
 
-PANEL = 384  # longest side of one panel, px
+PANEL = 384  # longest side of one panel of an object sketch's preview, px
+MATRIX_PANEL = 160  # the same in a scene matrix's preview (3 x 9 panels by default, 480 x 1746 px)
 PHOTO_OPACITY = 0.25
+LINE = 14  # px per label line, above each panel
+MARGIN = 6  # px of label strip besides its lines
 
 
 def render_layer(layer: StrokeLayer, size: tuple[int, int], scale: float) -> np.ndarray:
-    """(H, W) ink image in [0, 1] (1 = white) of a layer's strokes, drawn at `scale` x photo px."""
-    if len(layer.points) == 0:
-        return np.ones(size[::-1])
-    points = torch.as_tensor(layer.points, dtype=torch.float32)[None] * scale
-    with torch.no_grad():
-        return rasterize(points, layer.width * scale / 2, (size[1], size[0]))[0, 0].numpy()
+    """(H, W) ink image in [0, 1] (1 = white) of a layer's strokes and all its sublayers', drawn at
+    `scale` x photo px into `size` (W, H)."""
+    ink = np.ones(size[::-1])
+    if len(layer.points):
+        points = torch.as_tensor(layer.points, dtype=torch.float32)[None] * scale
+        with torch.no_grad():
+            ink = rasterize(points, layer.width * scale / 2, (size[1], size[0]))[0, 0].numpy().astype(np.float64)
+    for sublayer in layer.sublayers:
+        ink = ink * render_layer(sublayer, size, scale)  # black over black: coverages combine as "over"
+    return ink
+
+
+def contact_sheet(
+    image_source, width: int, height: int, grid: list[list[tuple[str, StrokeLayer]]], panel: int
+) -> bytes:
+    """PNG of grid[row][column] = (label, layer): each layer over the faded `width` x `height` photo
+    in a panel whose longest side is `panel` px, under its label (lines split at "\\n")."""
+    scale = panel / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    photo = np.asarray(load_image(image_source).resize(size, Image.Resampling.BICUBIC), dtype=np.float64) / 255
+    faded = 1 - PHOTO_OPACITY * (1 - photo)  # (h, w, 3)
+    label_h = MARGIN + LINE * max(label.count("\n") + 1 for row in grid for label, _ in row)
+    columns = max(len(row) for row in grid)
+    sheet = Image.new("RGB", (size[0] * columns, (size[1] + label_h) * len(grid)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, row in enumerate(grid):
+        top = r * (size[1] + label_h)
+        for c, (label, layer) in enumerate(row):
+            ink = render_layer(layer, size, scale)[..., None]
+            sheet.paste(Image.fromarray((faded * ink * 255).round().astype(np.uint8)), (c * size[0], top + label_h))
+            for i, line in enumerate(label.split("\n")):
+                draw.text((c * size[0] + MARGIN, top + MARGIN // 2 + i * LINE), line, fill="black")
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def preview_png(image_source, sketch: Sketch) -> bytes:
-    scale = PANEL / max(sketch.width, sketch.height)
-    size = (max(1, round(sketch.width * scale)), max(1, round(sketch.height * scale)))
-    photo = np.asarray(load_image(image_source).resize(size, Image.BICUBIC), dtype=np.float64) / 255
-    faded = 1 - PHOTO_OPACITY * (1 - photo)
-    label_h = 20
-    sheet = Image.new("RGB", (size[0] * len(sketch.layers), size[1] + label_h), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, layer in enumerate(sketch.layers):
-        ink = render_layer(layer, size, scale)[..., None]
-        panel = (faded * ink * 255).round().astype(np.uint8)
-        sheet.paste(Image.fromarray(panel), (i * size[0], label_h))
-        draw.text((i * size[0] + 6, 4), layer.label, fill="black")
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    return buffer.getvalue()
+    """An object sketch's levels side by side."""
+    row = [(layer.label, layer) for layer in sketch.layers]
+    return contact_sheet(image_source, sketch.width, sketch.height, [row], PANEL)
+
+
+def matrix_preview_png(image_source, sketch: Sketch) -> bytes:
+    """A scene matrix (engine.scene.combine.matrix_sketch's layers: fidelity columns holding their
+    cells): a column per fidelity layer, a row per simplicity level, each cell labelled with both."""
+    columns = [[(f"{column.label}\n{cell.label}", cell) for cell in column.sublayers] for column in sketch.layers]
+    rows = [list(row) for row in zip(*columns)]
+    return contact_sheet(image_source, sketch.width, sketch.height, rows, MATRIX_PANEL)
 
 
 def write_preview(path: str | os.PathLike, image_source, sketch: Sketch) -> None:

@@ -17,7 +17,9 @@ class StrokeLayer:
     points: (n, k, 2) float, Bézier control points (x, y) in source-image pixels; k = 4 cubic,
         3 quadratic, 2 straight line. Stroke order is drawing order (first = most important).
     width: full stroke width (SVG stroke-width) in source-image pixels.
-    sublayers: nested layers (e.g. "Object" and "Background" of a scene cell), drawn after `points`.
+    sublayers: nested layers (e.g. the cells of a scene's fidelity column, and each cell's
+        "Background" and "Object"), drawn after `points`, in order: the last is on top.
+    key: a short stable name for the SVG layer's id (made unique there); "" derives it from the label.
     """
 
     label: str
@@ -26,6 +28,7 @@ class StrokeLayer:
     color: str = "#000000"
     visible: bool = True
     sublayers: tuple[StrokeLayer, ...] = ()
+    key: str = ""
 
     @property
     def stroke_count(self) -> int:

@@ -96,10 +96,10 @@ def _fmt(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def _layer_group(parent: etree._Element, label: str, visible: bool, ids: set[str]) -> etree._Element:
-    """Append an Inkscape layer with a unique, XML-safe id derived from `label`."""
-    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-    base = f"layer-{slug}" if slug else "layer"
+def _layer_group(parent: etree._Element, label: str, visible: bool, ids: set[str], key: str = "") -> etree._Element:
+    """Append an Inkscape layer with a unique, XML-safe id: `key`'s, else one derived from `label`."""
+    slug = re.sub(r"[^a-z0-9]+", "-", (key or label).lower()).strip("-")
+    base = slug if key and slug[:1].isalpha() else f"layer-{slug}" if slug else "layer"
     layer_id, suffix = base, 2
     while layer_id in ids:
         layer_id, suffix = f"{base}-{suffix}", suffix + 1
@@ -115,7 +115,7 @@ def _write_layer(parent: etree._Element, layer: StrokeLayer, ids: set[str]) -> N
         raise ValueError(f"layer {layer.label!r}: points must be (n, k, 2) with k in 2, 3, 4, got {points.shape}")
     if not (np.isfinite(points).all() and np.isfinite(layer.width)):
         raise ValueError(f"layer {layer.label!r}: control points and width must be finite")
-    group = _layer_group(parent, layer.label, layer.visible, ids)
+    group = _layer_group(parent, layer.label, layer.visible, ids, layer.key)
     style = (
         f"fill:none;stroke:{layer.color};stroke-width:{_fmt(layer.width)};"
         "stroke-linecap:round;stroke-linejoin:round;stroke-opacity:1"
@@ -188,6 +188,7 @@ def _read_layer(group: etree._Element) -> StrokeLayer:
         color=style.get("stroke", "#000000"),
         visible=_style(group).get("display") != "none",
         sublayers=tuple(sublayers),
+        key=group.get("id", ""),
     )
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Extensions > Sketch Abstraction > Scene Sketch: the CLIPascene fidelity x simplicity matrix over
-each photo, one layer per matrix cell (each with "Object" and "Background" sub-layers)."""
+each photo: a layer per fidelity column holding a layer per cell, each with "Background" and "Object"."""
 
 import inkex
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ INKEX = {"1.2.0": SYSTEM_EXTENSIONS, **{v: str(ROOT / ".venv" / "inkex" / v) for
 EXAMPLE = ROOT / "examples" / "ballerina.png"
 SVG_NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
 OBJECT = "org.sketch-abstraction.object-sketch"
+SCENE = "org.sketch-abstraction.scene-sketch"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("inkscape") is None or not os.path.isdir(SYSTEM_EXTENSIONS),
@@ -181,7 +183,55 @@ def test_object_sketch_layers_sit_exactly_over_the_photo(ink, tmp_path):
     assert image.get("width") == "80" and image.getparent().get("id") == "layer1", "the photo is untouched"
 
 
-def test_scene_sketch_inserts_one_layer_per_matrix_cell(ink_1_2, tmp_path):
+CELL = re.compile(r"Simplicity (\d+)/(\d+) - (\d+) strokes?")
+INKSCAPE_LABEL = f"{{{SVG_NS['inkscape']}}}label"
+
+
+def sublayers(g) -> list:
+    return g.xpath("svg:g[@inkscape:groupmode='layer']", namespaces=SVG_NS)
+
+
+def shown(element) -> bool:
+    """Whether Inkscape draws `element`: neither it nor any group around it is hidden."""
+    return all("display:none" not in (e.get("style") or "") for e in [element, *element.iterancestors()])
+
+
+def assert_scene_layers(top, layers: list[int], levels: int, background: bool) -> None:
+    """The matrix as the engine writes it, inserted under `top`: a layer per fidelity column, in it a
+    layer per simplicity row (a cell), in each cell Background then Object (Object on top); only
+    native layers, one cell drawn."""
+    assert all(g.get(f"{{{SVG_NS['inkscape']}}}groupmode") == "layer" for g in top.iter(f"{{{SVG_NS['svg']}}}g"))
+    columns = sublayers(top)
+    assert [c.get(INKSCAPE_LABEL) for c in columns] == [f"Fidelity {n} (ViT layer {n})" for n in layers]
+    cells, backgrounds = [], []
+    for column in columns:
+        assert not column.xpath("svg:path", namespaces=SVG_NS) and shown(column)
+        rows = [CELL.fullmatch(c.get(INKSCAPE_LABEL)) for c in sublayers(column)]
+        assert [(int(m[1]), int(m[2])) for m in rows] == [(r, levels) for r in range(levels + 1)]
+        for match, cell in zip(rows, sublayers(column)):
+            parts = sublayers(cell)
+            assert [p.get(INKSCAPE_LABEL) for p in parts] == ["Background", "Object"]
+            counts = [len(p.xpath("svg:path", namespaces=SVG_NS)) for p in parts]
+            assert counts[1] > 0 and 0 < int(match[3]) <= sum(counts), counts
+            backgrounds.append(counts[0])
+            cells.append(cell)
+    assert (sum(backgrounds) > 0) == background, backgrounds  # a simple cell's few may all lie under the object
+    assert [shown(c) for c in cells] == [True] + [False] * (len(cells) - 1), "the first cell is the one drawn"
+
+
+def curve_points(top, samples: int = 50) -> np.ndarray:
+    """Points along every stroke under `top` (one absolute M x y then C/Q/L segment, as the effect writes)."""
+    t = np.linspace(0, 1, samples)[:, None]
+    pts = []
+    for d in top.xpath(".//svg:path/@d", namespaces=SVG_NS):
+        assert re.fullmatch(r"M [^A-Za-z]+ [CQL] [^A-Za-z]+", d.strip()), d
+        control = np.array([float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", d)]).reshape(-1, 2)
+        k = len(control) - 1
+        pts.append(sum(math.comb(k, i) * t**i * (1 - t) ** (k - i) * control[i] for i in range(k + 1)))
+    return np.concatenate(pts)
+
+
+def test_scene_sketch_inserts_a_layer_per_fidelity_column_holding_its_cells(ink_1_2, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
     out = run_script(
         ink_1_2,
@@ -199,12 +249,11 @@ def test_scene_sketch_inserts_one_layer_per_matrix_cell(ink_1_2, tmp_path):
     root = etree.fromstring(out.stdout)
     top = root.xpath("/svg:svg/svg:g[@inkscape:label='Scene sketch of img1']", namespaces=SVG_NS)
     assert len(top) == 1
-    cells = levels(top[0])
-    assert len(cells) == 2 * 3 and all(label.startswith("Fidelity ") for label, _, _ in cells)
-    assert sum(not hidden for _, _, hidden in cells) == 1, "one cell visible"
-    # The photo spans x 25..85, y 15..75; scene strokes may reach a little past the canvas edge.
-    pts = path_points(top[0])
-    assert pts[:, 0].min() >= 22 and pts[:, 0].max() <= 88 and pts[:, 1].min() >= 12 and pts[:, 1].max() <= 78
+    assert_scene_layers(top[0], [2, 8], 2, background=False)
+    # The photo spans x 25..85, y 15..75: every stroke ends at its edges.
+    pts = curve_points(top[0])
+    assert pts[:, 0].min() >= 25 - 1e-3 and pts[:, 0].max() <= 85 + 1e-3
+    assert pts[:, 1].min() >= 15 - 1e-3 and pts[:, 1].max() <= 75 + 1e-3
 
 
 PLACEMENT = r"""
@@ -583,6 +632,54 @@ def test_in_real_inkscape_headless(setup, tmp_path):
     assert pts[:, 0].min() >= 24 and pts[:, 0].max() <= 86 and pts[:, 1].min() >= 14 and pts[:, 1].max() <= 76
     assert Image.open(png).size[0] > 100
     print(f"effect inside Inkscape, warm engine: {seconds:.1f} s including Inkscape's start")
+
+
+def test_scene_sketch_in_real_inkscape_lands_as_nested_layers(setup, tmp_path):
+    """Inkscape 1.2 itself runs Scene Sketch on a photo whose object is a path drawn over it: the
+    matrix's nested layers arrive whole, one cell drawn, and no stroke leaves the photo."""
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
+    profile = tmp_path / "profile"  # a copy, so these preferences stay in this test
+    shutil.copytree(setup["base"] / "profile", profile)
+    prefs = {"layers": "2,8", "levels": "2", "strokes": "8", "seeds": "1", "iterations": "2", "mask": "path"}
+    (profile / "preferences.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
+        '<group id="extensions" '
+        + " ".join(f'{SCENE}.{k}="{v}"' for k, v in {**prefs, "window": "false"}.items())
+        + " /></inkscape>"
+    )
+    # The photo shows at x 25..85, y 15..75; the object is a triangle drawn over it.
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}], extra='<path id="m" d="M 40 25 L 70 25 L 55 65 Z"/>')
+    result = tmp_path / "result.svg"
+    actions = f"select-by-id:img1,m;{SCENE}.noprefs;export-filename:{result};export-do"
+    out = subprocess.run(
+        [
+            "timeout",
+            "-k",
+            "5",
+            "200",
+            "xvfb-run",
+            "-a",
+            "inkscape",
+            "--batch-process",
+            f"--actions={actions}",
+            str(doc),
+        ],
+        env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
+        capture_output=True,
+        timeout=250,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
+    root = etree.fromstring(result.read_bytes())
+    top = root.xpath("/svg:svg/svg:g[@inkscape:label='Scene sketch of img1']", namespaces=SVG_NS)
+    assert len(top) == 1, "the effect ran inside Inkscape"
+    assert_scene_layers(top[0], [2, 8], 2, background=True)
+    ids = [e.get("id") for e in root.iter() if e.get("id")]
+    assert len(ids) == len(set(ids))
+    pts = curve_points(top[0])
+    assert pts[:, 0].min() >= 25 - 1e-3 and pts[:, 0].max() <= 85 + 1e-3
+    assert pts[:, 1].min() >= 15 - 1e-3 and pts[:, 1].max() <= 75 + 1e-3
 
 
 def test_install_is_idempotent_and_uninstalls(tmp_path):

@@ -122,6 +122,16 @@ def test_every_layer_is_an_inkscape_layer_with_a_unique_xml_safe_id():
     assert ids[0] == "layer-16-strokes" and ids[-1] == "layer-16-strokes-2"
 
 
+def test_a_layer_key_names_its_id_and_reads_back():
+    """Scene cells are named by key (fidelity-8-simplicity-3), not by their changing labels."""
+    cell = StrokeLayer("Simplicity 3/8 - 21 strokes", key="fidelity-8-simplicity-3")
+    sketch = Sketch(10, 10, (cell, cell, StrokeLayer("9 strokes", key="9")))
+    root = parse(sketch)
+    ids = [g.get("id") for g in layer_groups(root)]
+    assert ids == ["fidelity-8-simplicity-3", "fidelity-8-simplicity-3-2", "layer-9"], "unique and XML-safe"
+    assert [layer.key for layer in svg_to_sketch(sketch_to_svg(sketch)).layers] == ids
+
+
 def test_one_path_per_stroke_with_the_layer_style():
     sketch = random_sketch()
     root = parse(sketch)

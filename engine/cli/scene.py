@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from engine.cli.options import add_engine_options, add_scene_options, engine_settings, scene_request, writable_file
 from engine.cli.progress_bar import ProgressBar
+from engine.errors import InputError
 
 
 def register(commands) -> None:
     scene = commands.add_parser(
         "scene",
         help="sketch a scene as a fidelity x simplicity matrix (CLIPascene)",
-        description="Sketch IMAGE with CLIPascene: one SVG layer per matrix cell (fidelity layer x "
-        "simplicity row), each with Object and Background sublayers; one cell visible.",
+        description="Sketch IMAGE with CLIPascene: one SVG layer per fidelity column, holding one layer "
+        "per simplicity row (a cell) with Background and Object sublayers; one cell visible.",
     )
     scene.add_argument("image", help="PNG, JPEG, WebP, TIFF or BMP")
     scene.add_argument("-o", "--output", help="SVG to write (default: IMAGE's name + .svg, here)")
+    scene.add_argument(
+        "--preview",
+        help="also write a PNG contact sheet of the matrix over the image (columns: fidelity, rows: simplicity)",
+    )
     scene.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_scene_options(scene)
     add_engine_options(scene)
@@ -26,11 +32,17 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.io.atomic import write_atomic
     from engine.jobs import run_scene
+    from engine.preview import matrix_preview_png
     from engine.runtime import Runtime
     from engine.svg import write_svg
 
     out = writable_file(args.output or Path(args.image).stem + ".svg", "-o")
+    files = {"the input image": Path(args.image), f"-o {out}": out}
+    if args.preview:
+        files[f"--preview {args.preview}"] = writable_file(args.preview, "--preview")
+    distinct_files(files)
     request = scene_request(args, args.image)
     runtime = Runtime.create(**engine_settings(args))
     bar = ProgressBar(args.quiet)
@@ -39,15 +51,32 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     write_svg(out, result.sketch)
+    if args.preview:
+        write_atomic(args.preview, matrix_preview_png(request.image, result.sketch))
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
         for column in result.columns:
             counts = "/".join(str(int(cell.keep.sum())) for cell in column.cells)
             print(f"{column.part:>10} layer {column.layer:>2}: strokes per row {counts}", file=sys.stderr)
+        written = f"{out} and {args.preview}" if args.preview else out
         print(
-            f"wrote {out} ({len(result.sketch.layers)} cells, {result.iterations} iterations, "
+            f"wrote {written} ({len(result.matrix)} cells, {result.iterations} iterations, "
             f"{result.seconds:.1f} s on {runtime.device})",
             file=sys.stderr,
         )
     return 0
+
+
+def distinct_files(files: dict[str, Path]) -> None:
+    """Refuse a run whose outputs would overwrite the input image or each other (names -> paths)."""
+    seen: dict[object, str] = {}
+    for name, path in files.items():
+        try:
+            stat = os.stat(path)
+            identity: object = (stat.st_dev, stat.st_ino)  # hard links and symlinks are one file
+        except OSError:
+            identity = path.resolve()
+        if identity in seen:
+            raise InputError(f"{name} is the same file as {seen[identity]}", "give each output its own file name")
+        seen[identity] = name
