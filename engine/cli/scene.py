@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from bridge.errors import InputError
 from engine.cli.options import add_engine_options, add_scene_options, engine_settings, scene_request, writable_file
 from engine.cli.progress_bar import ProgressBar
-from engine.errors import InputError
 
 
 def register(commands) -> None:
@@ -32,7 +32,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.io.atomic import write_atomic
+    from bridge.atomic import write_atomic
     from engine.jobs import run_scene
     from engine.preview import matrix_preview_png
     from engine.runtime import Runtime
