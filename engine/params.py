@@ -24,7 +24,7 @@ _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
 
 @dataclass(frozen=True)
 class ClipassoParams:
-    """CLIPasso's settings; defaults are the paper's (SPEC 2)."""
+    """CLIPasso's settings; defaults are the paper's (docs/method.md#clipasso)."""
 
     strokes: tuple[int, ...] = (32, 16, 8, 4)  # one abstraction level per count
     seeds: tuple[int, ...] = (0, 1000, 2000)  # each level keeps its best seed
@@ -85,8 +85,9 @@ class SketchRequest:
         return self
 
 
-# Ratio step of the simplicity schedule per ViT layer 1..12 (SPEC 3.4). The paper gives 2, 8, 11 and
-# about 0.45 for 3, 4, 7; layer 1 takes layer 2's step, 12 takes 11's, the others are interpolated
+# Ratio step of the simplicity schedule per ViT layer 1..12 (docs/method.md#simplicity-axis). The
+# paper gives 2, 8, 11 and about 0.45 for 3, 4, 7; layer 1 takes layer 2's step, 12 takes 11's, the
+# others are interpolated
 # linearly (our choice: the official code has no value for them).
 _STEPS_BACKGROUND = (0.35, 0.35, 0.45, 0.45, 0.45, 0.45, 0.45, 0.5, 0.62, 0.73, 0.85, 0.85)
 _STEPS_OBJECT = (0.4, 0.4, 0.45, 0.45, 0.43, 0.42, 0.4, 0.5, 0.63, 0.77, 0.9, 0.9)
@@ -95,7 +96,7 @@ VIT_LAYERS = 12
 
 @dataclass(frozen=True)
 class SceneParams:
-    """CLIPascene's settings; defaults are the official code's (SPEC 3)."""
+    """CLIPascene's settings; defaults are the official code's (docs/method.md#clipascene)."""
 
     layers: tuple[int, ...] = (2, 8, 11)  # fidelity columns: ViT-B/32 blocks, 1-based
     levels: int = 8  # simplified rows below the fidelity row

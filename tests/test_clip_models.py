@@ -136,7 +136,8 @@ def test_self_attention_is_the_modules_own_arithmetic(vit, dtype):
 
 
 def reference_saliency(visual, x):
-    """SPEC 1.5 by hand: per block, softmax(q k^T / sqrt(d)) from the attention's own projection
+    """docs/method.md#stroke-initialisation by hand: per block, softmax(q k^T / sqrt(d)) from the
+    attention's own projection
     weights, averaged over heads; the CLS row against the 49 patches, averaged over the 12 blocks;
     7 x 7 row-major, bicubic to 224, min-max per image."""
     tokens = visual._embeds(x)

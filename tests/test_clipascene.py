@@ -1,4 +1,4 @@
-"""CLIPascene (SPEC 3) with tiny random CLIP models: its parameters, the two networks and their
+"""CLIPascene (docs/method.md#clipascene) with tiny random CLIP models: its parameters, the two networks and their
 optimiser, the losses' pieces, and the matrix the optimisation produces. Tiny settings (few strokes,
 narrow MLPs, capped stages) keep every run to seconds on a 2-core CPU."""
 

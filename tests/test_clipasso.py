@@ -1,4 +1,4 @@
-"""CLIPasso's optimisation (SPEC 2) with tiny random CLIP models: parameters, levels, seeds,
+"""CLIPasso's optimisation (docs/method.md#clipasso) with tiny random CLIP models: parameters, levels, seeds,
 convergence, progress. Tiny models give losses around 1e-5, below the default min_delta, so tests
 that need the optimisation to go on pass min_delta=0."""
 

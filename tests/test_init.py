@@ -1,4 +1,5 @@
-"""Stroke initialisation (SPEC 1.5: saliency x XDoG edges) and the augmentations (SPEC 1.4)."""
+"""Stroke initialisation (saliency x XDoG edges, docs/method.md#stroke-initialisation) and the augmentations
+(docs/method.md#augmentations)."""
 
 from __future__ import annotations
 

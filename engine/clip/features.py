@@ -80,7 +80,7 @@ def _blocks(visual: torch.nn.Module, x: torch.Tensor, need_attention: bool):
 
 @torch.no_grad()
 def attention_saliency(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ViT-B/32 saliency as CLIPasso initialises strokes with it (SPEC 1.5).
+    """ViT-B/32 saliency as CLIPasso initialises strokes with it (docs/method.md#stroke-initialisation).
 
     CLS-to-patch attention, averaged over heads and all blocks, as a (B, H, W) map: the patch grid
     upsampled bicubically to the input size and min-max normalised per image.

@@ -1,4 +1,4 @@
-"""CLIP's augmentations (SPEC 1.4) as homographies, so a sketch and its target get identical ones.
+"""CLIP's augmentations (docs/method.md#augmentations) as homographies, so a sketch and its target get identical ones.
 
 The reference applies RandomPerspective(0.5, fill black) then RandomResizedCrop(scale 0.8, ratio 1)
 to [sketch, target] together. Both are projective maps, so we draw their parameters as torchvision

@@ -1,4 +1,4 @@
-"""CLIPascene (SPEC 3): a fidelity x simplicity matrix of sketches for each part of a scene.
+"""CLIPascene (docs/method.md#clipascene): a fidelity x simplicity matrix of sketches for each part of a scene.
 
 A "problem" is one part (object or background) x one fidelity layer x one seed. Every problem of a
 job is independent until a stage ends, so all of them form ONE batch, as CLIPasso batches levels x
@@ -7,11 +7,12 @@ step per iteration. Between stages each part x layer keeps its best seed, and th
 every seed from it.
 
 Stages:
-- Fidelity (row 0, SPEC 3.3): MLP_loc moves 64 strokes; loss = L2 of ViT block outputs at the
+- Fidelity (row 0, docs/method.md#fidelity-axis): MLP_loc moves 64 strokes; loss = L2 of ViT block outputs at the
   column's layer (objects add layer 4 at weight 0.5, the two terms balanced by gradient norms);
   the lowest eval keeps.
-- Simplicity (rows 1..levels, SPEC 3.4): MLP_simp adds a presence per stroke (Gumbel-softmax, used as
-  width); loss = balanced CLIP and sparsity terms + the ratio term for r_j = r_1 x 2^(-step x (j-1));
+- Simplicity (rows 1..levels, docs/method.md#simplicity-axis): MLP_simp adds a presence per stroke
+  (Gumbel-softmax, used as width); loss = balanced CLIP and sparsity terms + the ratio term for
+  r_j = r_1 x 2^(-step x (j-1));
   the eval with the lowest summed z-scores keeps; row j + 1 warm-starts both networks and their Adam
   state from row j's pick.
 
@@ -159,7 +160,7 @@ class _Problems:
         self.tables = {name: torch.stack([t[name] for t in tables]) for name in layers}
 
     def _distribution(self, target: torch.Tensor) -> torch.Tensor:
-        """(224, 224) start-point probabilities: saliency x XDoG (SPEC 1.5), as CLIPasso."""
+        """(224, 224) start-point probabilities: saliency x XDoG (docs/method.md#stroke-initialisation), as CLIPasso."""
         x = normalize(target.to(self.runtime.device))
         with self.runtime.autocast():
             saliency = attention_saliency(self.runtime.clip(VIT_B32).visual, x)[0].float().cpu()
@@ -184,7 +185,8 @@ class _Problems:
         return ((norm + 1) * (CANVAS / 2)).view(len(x), self.params.strokes, self.params.control_points, 2)
 
     def forward(self, active: torch.Tensor, simplify: bool) -> _Terms:
-        """Render the active problems' sketches and measure every loss term (SPEC 3.3, 3.4)."""
+        """Render the active problems' sketches and measure every loss term
+        (docs/method.md#fidelity-axis and #simplicity-axis)."""
         p = self.params
         rows = None if len(active) == self.B else active.to(self.inputs.device)
         points = self._to_canvas(self.loc(self.inputs if rows is None else self.inputs[rows], rows), rows)
@@ -291,13 +293,13 @@ def on_canvas(points: torch.Tensor, half_width: float, size: int = CANVAS) -> to
 
 
 def row_ratio(r1, step, row: int):
-    """The exponential schedule (SPEC 3.4): row j >= 1 trains to r_1 x 2^(-step x (j - 1)).
+    """The exponential schedule (docs/method.md#simplicity-axis): row j >= 1 trains to r_1 x 2^(-step x (j - 1)).
     Works on floats and on per-problem tensors alike."""
     return r1 * 2.0 ** (-step * (row - 1))
 
 
 def zscore_pick(series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official best pick of a simplicity run (SPEC 3.4).
+    """The official best pick of a simplicity run (docs/method.md#simplicity-axis).
 
     series: (terms, evals, B) eval losses. Each term's series is z-scored over the run's evals
     (population std; a flat series contributes 0), summed over terms; returns (argmin eval (B,),
@@ -483,7 +485,7 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
 
 
 def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
-    """Simplified row `row` of every column (SPEC 3.4)."""
+    """Simplified row `row` of every column (docs/method.md#simplicity-axis)."""
     p = problems.params
     B, S = problems.B, problems.S
     dev = problems.inputs.device
@@ -585,7 +587,7 @@ def _snapshot(problems: _Problems, terms: _Terms) -> dict:
 
 @torch.no_grad()
 def _warm_start(problems: _Problems, snap: dict, source: int, rows: torch.Tensor) -> None:
-    """Every seed of a column continues from problem `source`'s picked state (SPEC 3.4)."""
+    """Every seed of a column continues from problem `source`'s picked state (docs/method.md#simplicity-axis)."""
     state = (
         problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
     )

@@ -1,4 +1,4 @@
-"""CLIPasso (SPEC 2): Bézier strokes optimised so that CLIP RN101 sees the sketch like the image.
+"""CLIPasso (docs/method.md#clipasso): Bézier strokes optimised so that CLIP RN101 sees the sketch like the image.
 
 All abstraction levels x seeds form ONE batch: every iteration renders all still-running sketches,
 runs CLIP once on all their images and takes one Adam step for all of them. Adam is element-wise,
@@ -56,7 +56,7 @@ class ClipassoRun:
 
 
 def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) -> torch.Tensor:
-    """Per-image CLIPasso loss (SPEC 2.2), reshaped (sketches, views).
+    """Per-image CLIPasso loss (docs/method.md#clipasso-loss), reshaped (sketches, views).
 
     L2 of layer2 and layer3 activations (mean over C, H, W) + 0.1 x (1 - cos) of the embeddings.
     Averaging a row gives the loss of one sketch over its clean + augmented views.
@@ -95,7 +95,8 @@ def _target_table(runtime: Runtime, target: torch.Tensor, homographies: torch.Te
 
 
 def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoParams) -> torch.Tensor:
-    """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed (SPEC 1.5).
+    """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed
+    (docs/method.md#stroke-initialisation).
 
     Sketch i is level i // len(seeds) with seed seeds[i % len(seeds)]; unused rows are parked.
     """

@@ -1,4 +1,4 @@
-"""The scene matrix as one layered sketch, combined in vector form (SPEC 3.5).
+"""The scene matrix as one layered sketch, combined in vector form (docs/method.md#matrix-and-combination).
 
 Object strokes are mapped back to the scene's pixels (canvas -> object image -> scene); background
 strokes are clipped where they cross the object mask: each stroke is cut into its sub-curves outside
