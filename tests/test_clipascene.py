@@ -69,17 +69,18 @@ def test_default_parameters_are_the_official_ones():
     assert p.loc_lr == 1e-4 and p.simplicity_lr == 5e-5 and p.hidden == 1000 and p.offset_scale == 0.1
     assert p.point_noise == 1e-4 and p.gumbel_tau == 0.2 and p.keep_threshold == 0.7
     assert p.object_layer == 4 and p.object_layer_weight == 0.5 and p.simplicity_input == 1.5
-    # Ratio steps of layers 2, 8, 11 (index = layer - 1).
-    assert [p.steps_background[i - 1] for i in (2, 8, 11)] == [0.35, 0.5, 0.85]
-    assert [p.steps_object[i - 1] for i in (2, 8, 11)] == [0.4, 0.5, 0.9]
+    # Ratio steps of the layers the official scripts give (index = layer, counted from 0).
+    assert [p.steps_background[i] for i in (2, 3, 4, 7, 8, 11)] == [0.35, 0.45, 0.45, 0.45, 0.5, 0.85]
+    assert [p.steps_object[i] for i in (2, 3, 4, 7, 8, 11)] == [0.4, 0.45, 0.45, 0.4, 0.5, 0.9]
 
 
 @pytest.mark.parametrize(
     "changes, words",
     [
         ({"layers": ()}, "layers"),
-        ({"layers": (0,)}, "layers"),
-        ({"layers": (2, 13)}, "layers"),
+        ({"layers": (-1,)}, "layers"),
+        ({"layers": (2, 12)}, "layers"),
+        ({"object_layer": 12}, "object layer"),
         ({"layers": (8, 8)}, "repeat"),
         ({"levels": -1}, "levels"),
         ({"levels": 17}, "levels"),
@@ -95,6 +96,12 @@ def test_validate_rejects_unusable_values(changes, words):
     with pytest.raises(InputError) as info:
         dataclasses.replace(SceneParams(), **changes).validate()
     assert words in info.value.message and info.value.hint
+
+
+def test_layers_are_numbered_0_to_11_as_the_official_code_numbers_them():
+    SceneParams(layers=(0, 11), object_layer=0).validate()  # the first and the last block
+    with pytest.raises(InputError, match="0 to 11"):
+        SceneParams(layers=(12,)).validate()
 
 
 def test_the_paper_grid_needs_seven_levels():
@@ -248,7 +255,7 @@ def test_the_first_ratio_is_one_over_the_fidelity_sketchs_clip_loss(runtime, fie
         r1 = column.cells[1].ratio
         assert r1 == pytest.approx(1 / fidelity, rel=1e-5)
         params = TINY
-        step = (params.steps_object if column.part == OBJECT else params.steps_background)[column.layer - 1]
+        step = (params.steps_object if column.part == OBJECT else params.steps_background)[column.layer]
         assert [c.ratio for c in column.cells[1:]] == pytest.approx(
             [row_ratio(r1, step, j) for j in (1, 2, 3)], rel=1e-5
         )

@@ -152,8 +152,9 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
         "--layers",
         type=int_list,
         default=_SCENE.layers,
-        help="fidelity columns: ViT-B/32 layers 1..12, low = close to the photo's geometry, "
-        "high = looser (default: 2,8,11)",
+        help="fidelity columns, one per CLIP layer: ViT-B/32 layer 0 (closest to the photo) to 11 (most "
+        "abstract); low layers follow the photo's shapes, high layers keep its meaning with looser lines "
+        "(default: 2,8,11)",
     )
     group.add_argument(
         "--levels",

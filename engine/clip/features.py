@@ -96,9 +96,11 @@ def attention_saliency(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor
 
 
 def vit_block_outputs(visual: torch.nn.Module, x: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
-    """Outputs (B, 50, width) of the given residual blocks (1-based, CLS token included)."""
+    """Tokens (B, 50, width), CLS included, after the given layers: layer l is the output of
+    `visual.transformer.resblocks[l]`, counted from 0 as the official code does, so 11 is the last
+    block of ViT-B/32 (docs/method.md#clip-models)."""
     wanted, out = set(layers), {}
-    for index, (tokens, _) in enumerate(_blocks(visual, x, need_attention=False), start=1):
+    for index, (tokens, _) in enumerate(_blocks(visual, x, need_attention=False)):
         if index in wanted:
             out[index] = tokens
             if len(out) == len(wanted):

@@ -495,7 +495,7 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
         problems.loc_adam.reset(rows_dev)
     step = torch.tensor(
         [
-            (p.steps_object if o else p.steps_background)[int(layer) - 1]
+            (p.steps_object if o else p.steps_background)[int(layer)]
             for o, layer in zip(problems.is_object, problems.layer)
         ],
         device=dev,
