@@ -4,32 +4,20 @@ A "problem" is one part (object or background) x one fidelity layer x one seed. 
 job is independent until a stage ends, so all of them form ONE batch, as CLIPasso batches levels x
 seeds: one rasteriser call, ViT-B/32 calls grouped by how deep they must go, and one batched Adam
 step per iteration. Between stages each part x layer keeps its best seed, and the next stage starts
-every seed from it.
+every seed from it: its networks, their Adam states and MLP_loc's input.
 
 Stages:
-- Fidelity (row 0, docs/method.md#fidelity-axis): MLP_loc moves 64 strokes; loss = L2 of ViT block outputs at the
-  column's layer (objects add layer 4 at weight 0.5, the two terms balanced by gradient norms);
-  the lowest eval keeps.
+- Fidelity (row 0, docs/method.md#fidelity-axis): MLP_loc moves 64 strokes; loss = L2 of ViT layer
+  outputs at the column's layer (objects add layer 4 at weight 0.5, the two terms balanced by
+  gradient norms); the lowest eval keeps.
 - Simplicity (rows 1..levels, docs/method.md#simplicity-axis): MLP_simp adds a presence per stroke
   (Gumbel-softmax, used as width); loss = balanced CLIP and sparsity terms + the ratio term for
-  r_j = r_1 x 2^(-step x (j-1));
-  the eval with the lowest summed z-scores keeps; row j + 1 warm-starts both networks and their Adam
-  state from row j's pick.
+  r_j = r_1 x 2^(-step x (j-1)); the eval with the lowest summed z-scores keeps; row j + 1
+  warm-starts from row j's pick.
 
-Deliberate differences from the official code (README "CLIPascene"; timed in benchmarks/clipascene.py):
-- Batched problems instead of one process per part x column x seed x row.
-- Term gradients: the official code runs one backward pass per loss term to measure its gradient
-  norm, then one more for the weighted total. The total's gradient is the same weighted sum of the
-  term gradients (the weights are constants), so we add them up instead of a last backward pass;
-  the sparsity and ratio terms need no pass through CLIP at all.
-- Eval losses come from the clean view inside the training batch (the official code evaluates the
-  same sketch again without augmentation: the same values, one CLIP pass fewer).
-- With `aug_bank` > 0 the targets' augmented features come from a bank computed once (as CLIPasso).
-- Export is deterministic: a stroke is kept when its noise-free presence exceeds 0.7 (the official
-  export draws a fresh Gumbel sample).
-- The warm start copies the z-score pick of the previous row (the official code saves the networks at
-  the lowest weighted eval for the warm start but exports the z-score pick; we use one snapshot for
-  both, so the next row starts from the sketch shown in the previous one).
+Where and why this differs from the official code (batching, summed term gradients, evals from the
+clean view, the augmentation bank, checkpoints as evaluated, deterministic export):
+docs/method.md#deliberate-differences-from-the-official-code.
 """
 
 from __future__ import annotations
@@ -150,7 +138,7 @@ class _Problems:
         self.simp_adam: BatchedAdam | None = None
         self.simp_input = torch.full((self.B, params.strokes), params.simplicity_input, device=device)
         self.on_canvas = torch.ones(self.B, params.strokes, device=device)
-        self.ratio = torch.zeros(self.B, device=device)
+        self.r1 = torch.zeros(self.B, dtype=torch.float64)  # r_1 per problem, set by the fidelity stage
 
         layers = sorted(set(params.layers) | ({params.object_layer} if bool(self.is_object.any()) else set()))
         self.feature_layers = layers
@@ -165,6 +153,15 @@ class _Problems:
         with self.runtime.autocast():
             saliency = attention_saliency(self.runtime.clip(VIT_B32).visual, x)[0].float().cpu()
         return start_distribution(saliency, xdog_ink(x[0].float().cpu()), self.params.temperature)
+
+    def training_state(self) -> list[torch.Tensor]:
+        """Per-problem tensors (dim 0) that decide where a problem's strokes go: MLP_loc's input, both
+        networks and their Adam states. A warm start copies all of them: a network is only meaningful
+        on the input it was trained on (the official code feeds every seed the winner's input too)."""
+        state = [self.inputs, *self.loc.parameters(), *self.loc_adam.state()]
+        if self.simp is not None:
+            state += [*self.simp.parameters(), *self.simp_adam.state()]
+        return state
 
     def start_simplicity(self) -> None:
         self.simp = simplicity_mlp(self.seed, self.params.strokes, self.params.hidden, self.runtime.device)
@@ -293,9 +290,11 @@ def on_canvas(points: torch.Tensor, half_width: float, size: int = CANVAS) -> to
 
 
 def row_ratio(r1, step, row: int):
-    """The exponential schedule (docs/method.md#simplicity-axis): row j >= 1 trains to r_1 x 2^(-step x (j - 1)).
-    Works on floats and on per-problem tensors alike."""
-    return r1 * 2.0 ** (-step * (row - 1))
+    """The exponential schedule (docs/method.md#simplicity-axis): row j >= 1 trains to r_1 x 2^(-step x (j - 1)),
+    rounded to 3 decimals as the official scripts pass it on. Works on floats and on per-problem (float64)
+    tensors alike."""
+    ratio = r1 * 2.0 ** (-step * (row - 1))
+    return torch.round(ratio * 1000) / 1000 if isinstance(ratio, torch.Tensor) else round(ratio, 3)
 
 
 def zscore_pick(series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -461,11 +460,15 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
     for group in range(B // problems.S):
         rows = problems.group_rows(group)
         b = int(rows[best_loss[rows].argmin()])
-        clip_loss = float(best_terms[b, 0] + (best_terms[b, 1] if problems.has_extra[b] else 0))
-        problems.ratio[rows] = 1.0 / max(clip_loss, 1e-12)  # r_1: the best fidelity sketch's CLIP loss
-        for saved, live in zip(best_loc, loc_params):
-            with torch.no_grad():
+        # r_1 = 1 / the best fidelity sketch's CLIP loss. Objects add the unweighted object-layer loss,
+        # which a column at that layer counts twice (the official code adds the layer's loss to itself).
+        object_loss = best_terms[b, 1] if problems.has_extra[b] else best_terms[b, 0]
+        clip_loss = float(best_terms[b, 0] + (object_loss if problems.is_object[b] else 0))
+        problems.r1[rows] = 1.0 / max(clip_loss, 1e-12)
+        with torch.no_grad():  # every seed continues from the winner: its network, on its input
+            for saved, live in zip(best_loc, loc_params):
                 live[rows] = saved[b]
+            problems.inputs[rows.to(problems.inputs.device)] = problems.inputs[b].clone()
         layer = int(problems.layer[b])
         losses = {f"layer {layer}": float(best_terms[b, 0])}
         if problems.has_extra[b]:
@@ -498,9 +501,9 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
             (p.steps_object if o else p.steps_background)[int(layer)]
             for o, layer in zip(problems.is_object, problems.layer)
         ],
-        device=dev,
+        dtype=torch.float64,
     )
-    ratio = row_ratio(problems.ratio, step, row)
+    ratio = row_ratio(problems.r1, step, row).to(dev, torch.float32)
     problems.on_canvas = on_canvas(problems.clean_points(), p.half_width)
     iterations = p.cap(p.simplicity_iterations)
     evals = sorted(_eval_points(iterations, p.simplicity_eval_every, p.simplicity_eval_from))
@@ -574,11 +577,8 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
 
 def _snapshot(problems: _Problems, terms: _Terms) -> dict:
     """Everything a pick needs: the sketch as evaluated, and the full training state to warm-start from."""
-    state = (
-        problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
-    )
     return {
-        "state": [t.detach().clone() for t in state],
+        "state": [t.detach().clone() for t in problems.training_state()],
         "points": terms.points.detach().clone(),
         "keep_p": terms.keep_p.detach().clone(),
         "on_canvas": problems.on_canvas.clone(),
@@ -588,8 +588,5 @@ def _snapshot(problems: _Problems, terms: _Terms) -> dict:
 @torch.no_grad()
 def _warm_start(problems: _Problems, snap: dict, source: int, rows: torch.Tensor) -> None:
     """Every seed of a column continues from problem `source`'s picked state (docs/method.md#simplicity-axis)."""
-    state = (
-        problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
-    )
-    for live, saved in zip(state, snap["state"]):
+    for live, saved in zip(problems.training_state(), snap["state"]):
         live[rows] = saved[source]

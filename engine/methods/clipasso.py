@@ -7,13 +7,8 @@ draws depends on the batch: a job is reproducible, but a level run alone draws o
 random) augmentations. Levels with fewer strokes are padded with strokes parked off the canvas,
 which draw nothing and receive no gradient.
 
-Deliberate differences from the official code, each measured in benchmarks/clipasso.py:
-- Eval loss comes from the clean pair inside the training forward (same points, same loss, no
-  augmentation) instead of a second forward: identical value, one CLIP pass fewer every 10 steps.
-- With `aug_bank` > 0 the target's augmented features come from a bank computed once, and every
-  sketch draws its own 4 augmentations from it each iteration (the official code recomputes them).
-- CLIP runs under autocast: fp16 on CUDA (as the official code), bf16 on CPUs that support it.
-- Best strokes are those that were evaluated, not the post-step ones (an official off-by-one).
+Where and why this differs from the official code (batching, evals from the clean pair, the
+augmentation bank, the evaluated strokes kept): docs/method.md#deliberate-differences-from-the-official-code.
 """
 
 from __future__ import annotations
