@@ -347,6 +347,35 @@ def test_every_seed_of_a_simplified_row_starts_from_the_previous_rows_sketch(run
         previous = cells
 
 
+@pytest.mark.parametrize("bank", [8, 0], ids=["bank", "fresh"])
+def test_every_view_is_compared_with_the_target_under_the_same_augmentation(runtime, field_target, bank):
+    # A "sketch" that is the target itself, augmented exactly as the loss pairs it, scores 0 at every
+    # layer and view, from the bank or with augmentations drawn fresh (--aug-bank 0, as the official).
+    from engine.methods.augment import augment, random_augmentations
+    from engine.runtime import Runtime
+
+    exact = Runtime(runtime.device, runtime.models, precision="fp32", _loaded=runtime._loaded)
+    params = dataclasses.replace(TINY, layers=(2, 8), aug_bank=bank)
+    parts = [SceneTarget(OBJECT, field_target), SceneTarget(BACKGROUND, 1 - field_target)]
+    problems = _Problems(exact, parts, params)
+    active = torch.arange(problems.B)
+    n = params.num_aug
+    if bank:
+        pick = (torch.arange(len(active))[:, None] + torch.arange(n)) % bank  # distinct within a row
+        augmentations = problems.bank[pick.flatten()]
+    else:
+        pick, augmentations = None, random_augmentations(len(active) * n, 224, torch.Generator().manual_seed(0))
+    targets = torch.cat([parts[int(q)].image for q in problems.part])  # (B, 3, H, W)
+    views = augment(targets.repeat_interleave(n, 0), augmentations).view(len(active), n, 3, 224, 224)
+    images = torch.cat([targets[:, None], views], 1)
+    layer, extra = problems._clip_losses(active, images, pick, augmentations)
+    assert layer.shape == extra.shape == (problems.B, 1 + n)
+    assert float(layer.abs().max()) < 1e-9 and float(extra.abs().max()) < 1e-9
+    swapped = torch.cat([targets[:, None], views.roll(1, dims=1)], 1)  # views paired with other augmentations
+    layer, _ = problems._clip_losses(active, swapped, pick, augmentations)
+    assert bool((layer[:, 1:] > 1e-6).all())
+
+
 def test_progress_names_the_row_and_gives_an_eta(runtime, field_target):
     events = []
     params = dataclasses.replace(TINY, layers=(8,), levels=1, seeds=(0,))

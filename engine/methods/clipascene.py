@@ -30,7 +30,7 @@ import torch
 
 from engine.clip.features import attention_saliency, normalize, vit_block_outputs
 from engine.clip.models import VIT_B32
-from engine.methods.augment import augment, random_homographies
+from engine.methods.augment import Augmentations, augment, random_augmentations
 from engine.methods.clipasso import FEATURE_CHUNK
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
 from engine.methods.mlp import (
@@ -142,7 +142,7 @@ class _Problems:
 
         layers = sorted(set(params.layers) | ({params.object_layer} if bool(self.is_object.any()) else set()))
         self.feature_layers = layers
-        self.bank = random_homographies(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None
+        self.bank = random_augmentations(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None
         tables = [_target_table(runtime, t.image.to(device), layers, self.bank) for t in targets]
         # (parts, 1 + bank, 50, D) per layer: row 0 the clean target, then its augmentations.
         self.tables = {name: torch.stack([t[name] for t in tables]) for name in layers}
@@ -201,15 +201,15 @@ class _Problems:
         a = len(active)
         if self.bank is not None:
             pick = torch.randint(len(self.bank), (a, p.num_aug), generator=self.generator)
-            homographies = self.bank[pick.flatten()]
+            augmentations = self.bank[pick.flatten()]
         else:
-            pick, homographies = None, random_homographies(a * p.num_aug, CANVAS, self.generator)
-        augmented = augment(sketches.repeat_interleave(p.num_aug, 0), homographies.to(sketches.device))
+            pick, augmentations = None, random_augmentations(a * p.num_aug, CANVAS, self.generator)
+        augmented = augment(sketches.repeat_interleave(p.num_aug, 0), augmentations)
         images = torch.cat([sketches[:, None], augmented.view(a, p.num_aug, 3, CANVAS, CANVAS)], 1)
-        layer, extra = self._clip_losses(active, images, pick, homographies)
+        layer, extra = self._clip_losses(active, images, pick, augmentations)
         return _Terms(points, layer, extra, sparse, keep_p)
 
-    def _clip_losses(self, active, images, pick, homographies) -> tuple[torch.Tensor, torch.Tensor]:
+    def _clip_losses(self, active, images, pick, augmentations) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, views) L2 of ViT block outputs at each problem's layer, and at the object layer.
 
         Problems are grouped by the deepest block they need, so no image runs deeper than its loss.
@@ -228,10 +228,11 @@ class _Problems:
             x = normalize(images[local].flatten(0, 1))
             with self.runtime.autocast():
                 outputs = vit_block_outputs(visual, x, wanted)
+            mine = (local[:, None].cpu() * p.num_aug + torch.arange(p.num_aug)).flatten()  # their augmentations
             targets = self._target_features(
                 active[local],
                 None if pick is None else pick[local],
-                None if pick is not None else homographies.view(a, -1, 3, 3)[local],
+                None if pick is not None else augmentations[mine],
                 wanted,
             )
             for name in wanted:
@@ -244,7 +245,7 @@ class _Problems:
 
     def _target_features(self, rows, pick, fresh, layers) -> dict[int, torch.Tensor]:
         """Target features (len(rows) * views, 50, D) matching each sketch view: from the bank (`pick`)
-        or computed now for `fresh` homographies (len(rows), num_aug, 3, 3) as the official code."""
+        or computed now for `fresh` augmentations (num_aug per row, row by row) as the official code."""
         V = self.views
         out = {}
         parts = self.part[rows]
@@ -255,22 +256,23 @@ class _Problems:
             return out
         per_row = []
         for i, q in enumerate(parts.tolist()):
-            table = _target_table(self.runtime, self.targets[q].image.to(self.inputs.device), layers, fresh[i])
+            own = fresh[i * self.params.num_aug : (i + 1) * self.params.num_aug]
+            table = _target_table(self.runtime, self.targets[q].image.to(self.inputs.device), layers, own)
             per_row.append(table)
         return {name: torch.cat([t[name] for t in per_row]) for name in layers}
 
 
 @torch.no_grad()
 def _target_table(
-    runtime: Runtime, target: torch.Tensor, layers: list[int], homographies: torch.Tensor | None
+    runtime: Runtime, target: torch.Tensor, layers: list[int], augmentations: Augmentations | None
 ) -> dict[int, torch.Tensor]:
     """Block outputs (1 + augmentations, 50, D) fp32 of the clean target and of its augmentations."""
     visual = runtime.clip(VIT_B32).visual
     images = [target]
-    if homographies is not None:
-        for lo in range(0, len(homographies), FEATURE_CHUNK):
-            h = homographies[lo : lo + FEATURE_CHUNK]
-            images.append(augment(target.expand(len(h), -1, -1, -1), h.to(target.device)))
+    if augmentations is not None:
+        for lo in range(0, len(augmentations), FEATURE_CHUNK):
+            chunk = augmentations[lo : lo + FEATURE_CHUNK]
+            images.append(augment(target.expand(len(chunk), -1, -1, -1), chunk))
     parts = []
     for chunk in torch.cat(images).split(FEATURE_CHUNK):
         with runtime.autocast():

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features
 from engine.clip.models import RN101, VIT_B32
-from engine.methods.augment import augment, random_homographies
+from engine.methods.augment import Augmentations, augment, random_augmentations
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
 from engine.params import ClipassoParams
 from engine.preprocess import CANVAS
@@ -80,12 +80,12 @@ def _gather(table: ResNetFeatures, index: torch.Tensor) -> ResNetFeatures:
 
 
 @torch.no_grad()
-def _target_table(runtime: Runtime, target: torch.Tensor, homographies: torch.Tensor) -> ResNetFeatures:
+def _target_table(runtime: Runtime, target: torch.Tensor, augmentations: Augmentations) -> ResNetFeatures:
     """Features of the clean target (row 0) and of its augmentations (rows 1..)."""
     parts = [_features(runtime, target)]
-    for lo in range(0, len(homographies), FEATURE_CHUNK):
-        h = homographies[lo : lo + FEATURE_CHUNK]
-        parts.append(_features(runtime, augment(target.expand(len(h), -1, -1, -1), h)))
+    for lo in range(0, len(augmentations), FEATURE_CHUNK):
+        chunk = augmentations[lo : lo + FEATURE_CHUNK]
+        parts.append(_features(runtime, augment(target.expand(len(chunk), -1, -1, -1), chunk)))
     return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
 
 
@@ -119,7 +119,7 @@ def optimise(
     points = initial_strokes(runtime, target, params).to(device).requires_grad_()
     K, views = len(points), 1 + params.num_aug
     augment_rng = torch.Generator().manual_seed(params.seeds[0] + 7)
-    bank = random_homographies(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
+    bank = random_augmentations(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
     table = _target_table(runtime, target, bank) if bank is not None else None
 
     optimizer = torch.optim.Adam([points], lr=params.lr)
@@ -140,17 +140,17 @@ def optimise(
         sketches = runtime.rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
         if bank is not None:
             pick = torch.randint(len(bank), (a, params.num_aug), generator=augment_rng)
-            homographies = bank[pick.flatten()]
+            augmentations = bank[pick.flatten()]
             rows = torch.cat([torch.zeros(a, 1, dtype=torch.long), 1 + pick], dim=1)
             target_features = _gather(table, rows.flatten().to(device))
         else:
-            homographies = random_homographies(a * params.num_aug, CANVAS, augment_rng)
-            fresh = _target_table(runtime, target, homographies)
+            augmentations = random_augmentations(a * params.num_aug, CANVAS, augment_rng)
+            fresh = _target_table(runtime, target, augmentations)
             rows = torch.cat(
                 [torch.zeros(a, 1, dtype=torch.long), 1 + torch.arange(a * params.num_aug).view(a, -1)], dim=1
             )
             target_features = _gather(fresh, rows.flatten().to(device))
-        augmented = augment(sketches.repeat_interleave(params.num_aug, 0), homographies.to(device))
+        augmented = augment(sketches.repeat_interleave(params.num_aug, 0), augmentations)
         images = torch.cat([sketches[:, None], augmented.view(a, params.num_aug, 3, CANVAS, CANVAS)], 1)
         loss = clipasso_loss(_features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
         loss.mean(1).sum().backward()  # sketches are independent: each gets its own gradient
