@@ -12,6 +12,12 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def widen(features: torch.Tensor) -> torch.Tensor:
+    """Features as fp32 at least (autocast leaves them in fp16 or bf16): losses take small differences
+    of them. fp64 stays fp64, so a double-precision reference run keeps its precision."""
+    return features if features.dtype == torch.float64 else features.float()
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) in [0, 1] -> CLIP's input space."""
     mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features
+from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features, widen
 from engine.clip.models import RN101, VIT_B32
 from engine.methods.augment import Augmentations, augment, random_augmentations
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
@@ -58,14 +58,14 @@ def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) ->
     """
 
     def l2(a, b):
-        return (a.float() - b.float()).square().flatten(1).mean(1)
+        return (widen(a) - widen(b)).square().flatten(1).mean(1)
 
-    semantic = 1 - F.cosine_similarity(sketch.embedding.float(), target.embedding.float(), dim=1)
+    semantic = 1 - F.cosine_similarity(widen(sketch.embedding), widen(target.embedding), dim=1)
     per_image = l2(sketch.layer2, target.layer2) + l2(sketch.layer3, target.layer3) + 0.1 * semantic
     return per_image.view(-1, views)
 
 
-def _features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
+def features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
     """RN101 features of (B, 3, 224, 224) images in [0, 1]."""
     visual = runtime.clip(RN101).visual
     x = normalize(images)
@@ -82,10 +82,10 @@ def _gather(table: ResNetFeatures, index: torch.Tensor) -> ResNetFeatures:
 @torch.no_grad()
 def _target_table(runtime: Runtime, target: torch.Tensor, augmentations: Augmentations) -> ResNetFeatures:
     """Features of the clean target (row 0) and of its augmentations (rows 1..)."""
-    parts = [_features(runtime, target)]
+    parts = [features(runtime, target)]
     for lo in range(0, len(augmentations), FEATURE_CHUNK):
         chunk = augmentations[lo : lo + FEATURE_CHUNK]
-        parts.append(_features(runtime, augment(target.expand(len(chunk), -1, -1, -1), chunk)))
+        parts.append(features(runtime, augment(target.expand(len(chunk), -1, -1, -1), chunk)))
     return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
 
 
@@ -152,7 +152,7 @@ def optimise(
             target_features = _gather(fresh, rows.flatten().to(device))
         augmented = augment(sketches.repeat_interleave(params.num_aug, 0), augmentations)
         images = torch.cat([sketches[:, None], augmented.view(a, params.num_aug, 3, CANVAS, CANVAS)], 1)
-        loss = clipasso_loss(_features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
+        loss = clipasso_loss(features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
         loss.mean(1).sum().backward()  # sketches are independent: each gets its own gradient
 
         if iteration % params.eval_every == 0:
