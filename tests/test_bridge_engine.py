@@ -651,7 +651,7 @@ def test_broken_message_gets_an_error_reply_and_the_engine_serves_on(engine, cli
     assert client.status()["queue"] == []  # nothing was queued, and the engine still answers
 
 
-# engine/params.py (request_from_json / ClipassoParams.validate) vets every job the engine accepts.
+# bridge/params.py (request_from_json / ClipassoParams.validate) vets every job the engine accepts.
 
 
 def test_unhashable_job_kind_is_bad_input(engine, client):

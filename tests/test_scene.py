@@ -469,7 +469,7 @@ def test_a_mask_of_another_size_is_resized_and_said_so(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--layers", "0"], "layers"),
+        (["--layers", "12"], "layers"),
         (["--layers", "2,2"], "repeat"),
         (["--levels", "-2"], "levels"),
         (["--levels", "3", "--paper-grid"], "paper"),
