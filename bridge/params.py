@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import InputError
+from bridge.files import read_bounded
+from bridge.limits import MAX_FILE_BYTES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -228,7 +230,7 @@ def request_to_json(request: Request) -> tuple[dict[str, Any], list[bytes]]:
     """
     kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
     job: dict[str, Any] = {"kind": kind}
-    buffers = [_read_bytes(request.image)]
+    buffers = [_read_bytes(request.image, "image file")]
     for f in dataclasses.fields(request):
         value = getattr(request, f.name)
         if f.name == "image":
@@ -237,7 +239,7 @@ def request_to_json(request: Request) -> tuple[dict[str, Any], list[bytes]]:
             job[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
         elif f.name == "mask" and value not in (MASK_NONE, MASK_AUTO):
             job[f.name] = {"buffer": len(buffers)}
-            buffers.append(_read_bytes(value))
+            buffers.append(_read_bytes(value, "mask file"))
         else:
             job[f.name] = value
     return job, buffers
@@ -305,11 +307,5 @@ def _dataclass_from_json(cls: type[Any], data: Any) -> Any:
     return cls(**values)
 
 
-def _read_bytes(source: Source) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    try:
-        with open(source, "rb") as f:
-            return f.read()
-    except OSError as err:
-        raise InputError(f"cannot read {source}: {err.strerror}", "check the path and its permissions") from None
+def _read_bytes(source: Source, what: str) -> bytes:
+    return source if isinstance(source, bytes) else read_bounded(source, what, MAX_FILE_BYTES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -44,7 +45,14 @@ TINY = [*ENGINE, "--strokes", "4", "--seeds", "1", "--iterations", "5", "--aug-b
 ID = re.compile(r"[0-9a-f]{32}")
 
 
-def cli(env: dict, *args: str, cwd: Path = ROOT, timeout: float = READY_S + JOB_S) -> subprocess.CompletedProcess:
+def cli(
+    env: dict, *args: str, cwd: Path = ROOT, timeout: float = READY_S + JOB_S, memory_limit: int | None = None
+) -> subprocess.CompletedProcess:
+    """`sketch-abstraction ARGS` as a process; `memory_limit` (bytes) caps its address space."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     return subprocess.run(
         [sys.executable, "-m", "engine", *map(str, args)],
         env=env,
@@ -52,6 +60,7 @@ def cli(env: dict, *args: str, cwd: Path = ROOT, timeout: float = READY_S + JOB_
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=cap if memory_limit else None,
     )
 
 
@@ -161,7 +170,10 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
             "two images would write the same SVG (same file name)",
             "rename one, or submit them apart",
         ),
-        (["submit", "missing.png"], "cannot read missing.png", "check the path"),
+        (["submit", "missing.png"], "image file not found: missing.png", "check the path"),
+        (["submit", "/dev/zero"], "image file /dev/zero is not a regular file", "save the data to a file"),
+        (["submit", ANIMAL, "-o", ANIMAL], "is the input image", "another file name"),
+        (["submit", ANIMAL, "--mask", VASE, "-o", VASE], "is the input mask", "another file name"),
         (["submit", ANIMAL, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
         (["submit", ANIMAL, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
         (["serve", "--idle-timeout", "0"], "must be positive", "--idle-timeout 1800"),
@@ -171,6 +183,9 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
         "out-dir-missing",
         "same-names",
         "missing-image",
+        "dev-zero",
+        "o-is-the-image",
+        "o-is-the-mask",
         "no-strokes",
         "bad-colour",
         "bad-idle-timeout",
@@ -178,7 +193,7 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
 )
 def test_bad_command_lines_fail_before_any_engine_starts(tmp_path, args, message, fix):
     alone = engine_env(tmp_path)
-    out = cli(alone, *args, *ENGINE, cwd=tmp_path, timeout=120)
+    out = cli(alone, *args, *ENGINE, cwd=tmp_path, timeout=120, memory_limit=2 * 2**30)  # /dev/zero never ends
     assert out.returncode == 2, out.stderr
     error, hint = error_lines(out.stderr)
     assert error.startswith("error: ") and message in error

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bridge.atomic import write_atomic
-from bridge.errors import EngineError, InputError
+from bridge.errors import EngineError, InputError, exit_code_for
 from bridge.params import request_to_json
 from bridge.protocol import MAX_MESSAGE_BYTES
 from engine.cli.options import (
@@ -23,9 +23,11 @@ from engine.cli.options import (
     add_scene_options,
     add_sketch_options,
     engine_settings,
+    mask_input,
     scene_request,
     sketch_request,
     writable_file,
+    writing,
 )
 from engine.cli.progress_bar import ProgressBar
 from engine.progress import Progress
@@ -197,10 +199,14 @@ def _outputs(args) -> list[Path]:
         )
     if len(set(outs)) != len(outs):
         raise InputError("two images would write the same SVG (same file name)", "rename one, or submit them apart")
-    return [writable_file(o, "-o" if args.output else "--out-dir") for o in outs]
+    inputs = {"image": args.images[0]} if len(images) == 1 else {f"image {p}": p for p in args.images}
+    inputs.update(mask_input(args.mask))
+    return [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
 
 
 def _submit(args) -> int:
+    from bridge.client import JobFailed
+
     outs = _outputs(args)
     if args.scene:
         scene_options = argparse.ArgumentParser(prog="sketch-abstraction submit --scene")
@@ -210,27 +216,38 @@ def _submit(args) -> int:
     else:
         requests = [sketch_request(args, image) for image in args.images]
     encoded = [request_to_json(r) for r in requests]  # all checked before anything is sent
+    codes = []  # exit codes of the images that failed, in order
+    queued = []  # (image, job id, output)
     with _connect(args, start=True) as client:
-        submitted = [
-            client.submit(job, buffers, Path(image).name) for image, (job, buffers) in zip(args.images, encoded)
-        ]
-        queued = [job_id for job_id, _ in submitted]
-        if args.detach:
-            for image, job_id in zip(args.images, queued):
+        for image, (job, buffers), out in zip(args.images, encoded, outs):
+            prefix = f"{Path(image).name}: "
+            try:
+                job_id, position = client.submit(job, buffers, Path(image).name)
+            except JobFailed as err:  # refused (e.g. the queue is full): the images sent go on
+                codes.append(_failed(prefix, err))
+                continue
+            queued.append((image, job_id, out))
+            if args.detach:
                 print(f"{job_id}  {image}")
-            return 0
-        for image, (_, position) in zip(args.images, submitted):
-            if position > 0 and not args.quiet:  # later moves come as queue_update messages
-                print(f"{Path(image).name}: queued, position {position}", file=sys.stderr)
-        failures = sum(
-            not _follow(client, job_id, out, args.quiet, f"{Path(image).name}: ")
-            for image, job_id, out in zip(args.images, queued, outs)
-        )
-    return 1 if failures else 0
+            elif position > 0 and not args.quiet:  # later moves come as queue_update messages
+                print(f"{prefix}queued, position {position}", file=sys.stderr)
+        if not args.detach:
+            codes += [
+                code
+                for image, job_id, out in queued
+                if (code := _follow(client, job_id, out, args.quiet, f"{Path(image).name}: "))
+            ]
+    return codes[0] if codes else 0  # one exit code per cause, as `sketch` would exit
 
 
-def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bool:
-    """Wait for one job with a progress bar; write its SVG. False (and a message) if it failed."""
+def _failed(prefix: str, err) -> int:
+    """Report a job the engine refused or failed; its exit code (the one `sketch` gives that cause)."""
+    print(f"{prefix}error: {err.message}\n  fix: {err.hint}", file=sys.stderr)
+    return exit_code_for(err.code)
+
+
+def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> int:
+    """Wait for one job with a progress bar and write its SVG; 0, or the exit code of its failure."""
     from bridge.client import JobFailed
 
     bar = ProgressBar(quiet, prefix)
@@ -246,8 +263,7 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bo
         result = client.wait(job_id, on_message=show)
     except JobFailed as err:
         bar.close()
-        print(f"{prefix}error: {err.message}\n  fix: {err.hint}", file=sys.stderr)
-        return False
+        return _failed(prefix, err)
     except KeyboardInterrupt:
         bar.close()
         print(
@@ -256,18 +272,27 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bo
         )
         raise
     bar.close()
-    write_atomic(out, result.svg)
+    try:
+        with writing(out, "-o"):
+            write_atomic(out, result.svg)
+    except EngineError as err:  # the engine keeps the result: say how to get it once there is room
+        print(
+            f"{prefix}error: {err.message}\n  fix: {err.hint}; then `sketch-abstraction fetch {job_id} -o {out}` "
+            "(the engine keeps the result for a day)",
+            file=sys.stderr,
+        )
+        return err.exit_code
     if not quiet:
         for note in result.notes:
             print(f"{prefix}note: {note}", file=sys.stderr)
         print(f"{prefix}wrote {out} ({result.seconds:.1f} s in the engine)", file=sys.stderr)
-    return True
+    return 0
 
 
 def _fetch(args) -> int:
     out = writable_file(args.output, "-o")
     with _connect() as client:
-        return 0 if _follow(client, args.job_id, out, args.quiet) else 1
+        return _follow(client, args.job_id, out, args.quiet)
 
 
 def _cancel(args) -> int:

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_engine_options, add_scene_options, engine_settings, scene_request, writable_file
+from engine.cli.options import (
+    add_engine_options,
+    add_scene_options,
+    engine_settings,
+    mask_input,
+    scene_request,
+    writable_file,
+    writing,
+)
 from engine.cli.progress_bar import ProgressBar
 
 
@@ -30,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from engine.runtime import Runtime
     from engine.svg import write_svg
 
-    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o")
+    out = writable_file(
+        args.output or Path(args.image).stem + ".svg", "-o", {"image": args.image, **mask_input(args.mask)}
+    )
     request = scene_request(args, args.image)
     runtime = Runtime.create(**engine_settings(args))
     bar = ProgressBar(args.quiet)
@@ -38,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_scene(runtime, request, bar)
     finally:
         bar.close()
-    write_svg(out, result.sketch)
+    with writing(out, "-o"):
+        write_svg(out, result.sketch)
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
