@@ -301,7 +301,7 @@ def _result(msg: Message) -> JobResult:
 def _start_engine(command: list[str], ready_timeout_s: float) -> connection.ConnectionInfo:
     """Start the engine detached, its output in the runtime folder's log; wait until it is ready."""
     log_path = connection.runtime_dir() / connection.LOG_FILE
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab", opener=_private) as log:
         log.write(f"\n{_START_MARK} {' '.join(command)}\n".encode())
         log.flush()
         kwargs: dict[str, Any] = {"start_new_session": True}
@@ -341,6 +341,14 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
         f"see {log_path}; on a slow machine the first start loads the models for a while",
         "start_timeout",
     )
+
+
+def _private(path: str, flags: int) -> int:
+    """Open the log 0600 (it names the user's photos), also one an older version made 0644."""
+    fd = os.open(path, flags, 0o600)
+    if sys.platform != "win32":
+        os.fchmod(fd, 0o600)
+    return fd
 
 
 def _log_tail(path: Path) -> list[str]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 import uuid
@@ -52,6 +53,7 @@ from typing import Any
 VERSION = "1.1"  # 1.1: signatures cover the buffers, length-prefixed
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 DELIMITER = b"<IDS|MSG>"
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 REQUESTS = frozenset(
     {
@@ -199,6 +201,11 @@ class Session:
         if not isinstance(msg_type, str) or msg_type not in expect:
             raise ProtocolError(f"unknown message type {_show(msg_type)}", f"use one of: {', '.join(sorted(expect))}")
         return Message(msg_type, content, list(buffers), parent, header)
+
+
+def valid_job_id(job_id: Any) -> bool:
+    """Whether `job_id` has the form of the engine's job ids (32 hex digits): safe in a file name."""
+    return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
 
 
 def error_content(code: str, message: str, hint: str = "", job_id: str | None = None) -> dict[str, Any]:

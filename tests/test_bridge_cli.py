@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,15 +47,21 @@ ID = re.compile(r"[0-9a-f]{32}")
 
 
 def cli(
-    env: dict, *args: str, cwd: Path = ROOT, timeout: float = READY_S + JOB_S, memory_limit: int | None = None
+    env: dict,
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: float = READY_S + JOB_S,
+    memory_limit: int | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """`sketch-abstraction ARGS` as a process; `memory_limit` (bytes) caps its address space."""
+    """`sketch-abstraction ARGS` as a process; `memory_limit` (bytes) caps its address space;
+    `prefix` is a command that runs it (e.g. in a namespace)."""
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
     return subprocess.run(
-        [sys.executable, "-m", "engine", *map(str, args)],
+        [*prefix, sys.executable, "-m", "engine", *map(str, args)],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -123,6 +130,52 @@ def test_status_and_stop_say_when_no_engine_runs(tmp_path):
     assert status.stdout.startswith("engine: not running")
     stop = cli(alone, "stop")
     assert stop.returncode == 0 and stop.stdout.strip() == "engine: not running"
+
+
+def empty_run_user() -> tuple[str, ...]:
+    """A command prefix that runs a command with an empty /run/user (a fresh mount namespace), so
+    that a test of the runtime-folder fallback neither sees nor touches this machine's."""
+    shell = ("sh", "-c", 'mount -t tmpfs tmpfs /run/user && exec "$@"', "sh")
+    for prefix in (("unshare", "--mount"), ("unshare", "--user", "--map-root-user", "--mount")):
+        if shutil.which("unshare") and subprocess.run([*prefix, *shell, "true"], capture_output=True).returncode == 0:
+            return (*prefix, *shell)
+    pytest.skip("cannot make a mount namespace here (needs root or user namespaces)")
+
+
+@pytest.mark.parametrize("squat", ["symlink", "another user's folder"])
+def test_without_xdg_runtime_dir_a_squatted_temp_folder_changes_nothing(tmp_path, squat):
+    """XDG_RUNTIME_DIR unset (ssh, cron) and another user created /tmp/runtime-<uid> first: every
+    command works, quietly, with a private folder in the user's cache."""
+    env = engine_env(tmp_path)
+    del env["XDG_RUNTIME_DIR"], env["SKETCH_ABSTRACTION_RUNTIME_DIR"]
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    taken = tmp_path / "tmp" / f"runtime-{os.getuid()}"
+    taken.parent.mkdir()
+    if squat == "symlink":
+        (tmp_path / "theirs").mkdir()
+        taken.symlink_to(tmp_path / "theirs")
+    else:
+        if os.getuid() != 0:
+            pytest.skip("making a folder of another user needs root")
+        taken.mkdir()
+        os.chown(taken, 65534, 65534)
+    isolated = empty_run_user()
+    run = Path(env["XDG_CACHE_HOME"]) / "sketch-abstraction" / "run"
+    try:
+        status = cli(env, "status", prefix=isolated)
+        assert status.returncode == 3 and status.stdout.startswith("engine: not running"), status.stderr
+        out = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", tmp_path / "a.svg", prefix=isolated)
+        assert out.returncode == 0, out.stderr
+        status = cli(env, "status", prefix=isolated)
+        assert status.returncode == 0 and status.stdout.startswith("engine: running"), status.stderr
+        for done in (status, out):
+            assert "Traceback" not in done.stderr and "Warning" not in done.stderr, done.stderr
+        assert (run / connection.CONNECTION_FILE).exists()
+        assert run.stat().st_mode & 0o777 == 0o700 and (run / connection.LOG_FILE).stat().st_mode & 0o777 == 0o600
+        assert list((tmp_path / "theirs").iterdir() if squat == "symlink" else taken.iterdir()) == []
+    finally:
+        stop = cli(env, "stop", prefix=isolated)
+        assert stop.returncode == 0 and stop.stdout.startswith("engine: "), stop.stderr
 
 
 @pytest.mark.parametrize("owner", ["dead pid", "pid reused by another process"])

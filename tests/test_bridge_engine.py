@@ -13,10 +13,12 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -982,6 +984,70 @@ def test_connection_file_is_private_and_the_engine_listens_on_loopback_only(engi
             if int(port, 16) == info["port"] and state == "0A":  # LISTEN
                 listening.append(address)
     assert listening == ["0100007F"]  # 127.0.0.1, and nowhere else (not 0.0.0.0, not IPv6)
+
+
+NOBODY = 65534  # a user id that owns nothing here
+
+
+def as_another_user(*command: str) -> subprocess.CompletedProcess:
+    """Run `command` as user NOBODY (the test must run as root to switch)."""
+    return subprocess.run(
+        command,
+        preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_results_and_records_are_readable_by_their_owner_only(tmp_path):
+    """The data folder sits where other users may look (a 0755 home, or one an older version made
+    0755): the engine makes it and its results 0700, every record and SVG 0600."""
+    base = Path(tempfile.mkdtemp(prefix="sketchabs-privacy-"))  # outside pytest's private tmp folder
+    try:
+        base.chmod(0o755)
+        env = engine_env(tmp_path)
+        data = base / "data"
+        (data / "results").mkdir(parents=True)
+        for folder in (data, data / "results"):
+            folder.chmod(0o755)
+        env["SKETCH_ABSTRACTION_DATA_DIR"] = str(data)
+        eng = Engine(tmp_path, env).start()
+        try:
+            client = eng.client()
+            job_id, _ = client.submit(*sketch_job(), name="holiday-with-anna.png")
+            client.wait(job_id, timeout_s=JOB_S)
+        finally:
+            eng.stop()
+        results = data / "results"
+        assert {p.name for p in results.iterdir()} == {f"{job_id}.json", f"{job_id}.svg"}
+        assert [oct(f.stat().st_mode & 0o777) for f in (data, results)] == ["0o700", "0o700"]
+        assert {oct(f.stat().st_mode & 0o777) for f in results.iterdir()} == {"0o600"}
+        if os.getuid() == 0:  # and another user, really trying, reads neither the sketch nor the photo's name
+            assert as_another_user("ls", str(base)).returncode == 0  # (the test's premise: others look here)
+            for path in results.iterdir():
+                tried = as_another_user("cat", str(path))
+                assert tried.returncode != 0 and "Permission denied" in tried.stderr, tried
+            listing = as_another_user("ls", str(results))
+            assert listing.returncode != 0 and "Permission denied" in listing.stderr
+    finally:
+        shutil.rmtree(base)
+
+
+def test_temp_files_of_killed_writes_are_pruned(fresh):
+    """A SIGKILL during a result write leaves write_atomic's temp file; the next start removes it."""
+    first = fresh().start()
+    client = first.client()
+    job_id, _ = client.submit(*sketch_job(), name="kept.png")
+    client.wait(job_id, timeout_s=JOB_S)
+    first.kill()
+    results = first.data_dir / "results"
+    left = [results / f".{job_id}.svg.k1ll3d.tmp", results / f".{'f' * 32}.json.x2y3z4.tmp"]
+    for path in left:
+        path.write_bytes(b"<svg half-written")
+    second = fresh().start()
+    assert not [p for p in left if p.exists()]
+    assert isinstance(second.client().fetch(job_id), JobResult)  # the finished result stays
 
 
 def test_a_wrong_key_gets_no_service(engine, client):

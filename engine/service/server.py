@@ -37,10 +37,10 @@ from bridge import connection, protocol
 from bridge.atomic import write_atomic
 from bridge.errors import Cancelled, EngineError, InputError
 from bridge.params import REQUESTS, request_from_json
-from bridge.protocol import Message, ProtocolError, error_content
+from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
 from engine.progress import Progress, ProgressCallback
-from engine.service.store import JobRecord, ResultStore, valid_job_id
+from engine.service.store import JobRecord, ResultStore
 
 EVENTS_URL = "inproc://engine-events"
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
