@@ -10,7 +10,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +36,7 @@ from tests.test_bridge_engine import (
     sketch_job,
     svg_layers,
     wait_for,
+    with_private_mounts,
 )
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
@@ -135,11 +135,7 @@ def test_status_and_stop_say_when_no_engine_runs(tmp_path):
 def empty_run_user() -> tuple[str, ...]:
     """A command prefix that runs a command with an empty /run/user (a fresh mount namespace), so
     that a test of the runtime-folder fallback neither sees nor touches this machine's."""
-    shell = ("sh", "-c", 'mount -t tmpfs tmpfs /run/user && exec "$@"', "sh")
-    for prefix in (("unshare", "--mount"), ("unshare", "--user", "--map-root-user", "--mount")):
-        if shutil.which("unshare") and subprocess.run([*prefix, *shell, "true"], capture_output=True).returncode == 0:
-            return (*prefix, *shell)
-    pytest.skip("cannot make a mount namespace here (needs root or user namespaces)")
+    return with_private_mounts("mount -t tmpfs tmpfs /run/user")
 
 
 @pytest.mark.parametrize("squat", ["symlink", "another user's folder"])

@@ -115,10 +115,11 @@ class Engine:
         self.clients: list[EngineClient] = []
         self.log_path = base / "engine-stderr.log"
 
-    def start(self, *extra: str, models: str = "tiny-random") -> Engine:
+    def start(self, *extra: str, models: str = "tiny-random", prefix: tuple[str, ...] = ()) -> Engine:
+        """Start it (`prefix`: a command that runs it, e.g. in a namespace, and execs it: same pid)."""
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (the engine writes it until stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--models", models, "--device", "cpu", *extra],
+            [*prefix, sys.executable, "-m", "engine", "serve", "--models", models, "--device", "cpu", *extra],
             env=self.env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -209,6 +210,18 @@ class Raw:
     def close(self) -> None:
         self.socket.close()
         self.context.term()
+
+
+def with_private_mounts(setup: str) -> tuple[str, ...]:
+    """A command prefix that runs shell `setup` (mounts) in a mount namespace of its own, then execs
+    the command there; the test is skipped where no namespace can be made (needs root or user
+    namespaces). Mounts made there are invisible to the rest of the machine."""
+    shell = ("sh", "-c", f'{setup} && exec "$@"', "sh")
+    for unshare in (("unshare", "--mount"), ("unshare", "--user", "--map-root-user", "--mount")):
+        probe = [*unshare, "sh", "-c", 'mount -t tmpfs tmpfs "$(mktemp -d)"']
+        if shutil.which("unshare") and subprocess.run(probe, capture_output=True).returncode == 0:
+            return (*unshare, *shell)
+    pytest.skip("cannot make a mount namespace here (needs root or user namespaces)")
 
 
 def header(msg_type: str = "status_request", **fields) -> dict:
@@ -1032,6 +1045,33 @@ def test_results_and_records_are_readable_by_their_owner_only(tmp_path):
             assert listing.returncode != 0 and "Permission denied" in listing.stderr
     finally:
         shutil.rmtree(base)
+
+
+def test_a_result_the_disk_cannot_hold_fails_its_job_at_once(tmp_path):
+    """The data folder on a full 64 KiB file system: a job whose SVG does not fit fails at once with
+    the reason; nothing says "done" without its file; a result that fits is stored as ever."""
+    env = engine_env(tmp_path)
+    data = Path(env["SKETCH_ABSTRACTION_DATA_DIR"])
+    eng = Engine(tmp_path, env).start(prefix=with_private_mounts(f"mount -t tmpfs -o size=64k tmpfs '{data}'"))
+    try:
+        client = eng.client()
+        big = tiny_params(strokes=(1024, 1000), iterations=1, eval_every=1)  # an SVG of ~150 KB
+        job_id, _ = client.submit(*sketch_job(params=big), name="big.png")
+        started = time.monotonic()
+        with pytest.raises(JobFailed) as failed:
+            client.wait(job_id, timeout_s=JOB_S)
+        assert time.monotonic() - started < JOB_S / 2, "the client was told at once"
+        assert failed.value.code == "storage_error" and "No space left on device" in failed.value.message
+        assert "free some disk space" in failed.value.hint
+        assert {j["job_id"]: j["state"] for j in client.jobs()}[job_id] == "error"
+        with pytest.raises(JobFailed) as fetched:
+            client.fetch(job_id)
+        assert fetched.value.code == "storage_error"
+        small_id, _ = client.submit(*sketch_job(), name="small.png")
+        assert svg_layers(client.wait(small_id, timeout_s=JOB_S).svg)[0][1] == 4
+        assert "dropped it" not in eng.log_text() and "Traceback" not in eng.log_text()
+    finally:
+        eng.stop()
 
 
 def test_temp_files_of_killed_writes_are_pruned(fresh):

@@ -40,7 +40,7 @@ from bridge.params import REQUESTS, request_from_json
 from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
 from engine.progress import Progress, ProgressCallback
-from engine.service.store import JobRecord, ResultStore
+from engine.service.store import JobRecord, ResultStore, StoreError
 
 EVENTS_URL = "inproc://engine-events"
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
@@ -294,7 +294,7 @@ class EngineServer:
             self.running = job_id
             self.order.remove(job_id)
             self.records[job_id].state = "running"
-            self.store.save(self.records[job_id])
+            self._save_or_log(self.records[job_id])  # on disk it stays "queued": the same after a crash
             for moved in [job_id, *self.order]:  # it is at the front now (0); everyone behind moved up one
                 self._notify(
                     router, moved, Message("queue_update", {"job_id": moved, "position": self._position(moved)})
@@ -316,7 +316,13 @@ class EngineServer:
             self.order.remove(job_id)
         record = job.record
         record.state, record.finished, record.error = state, time.time(), error
-        self.store.save(record, svg)
+        try:
+            self.store.save(record, svg)
+        except StoreError as err:  # nothing may say "done" without its file: the job fails, now
+            _log(err.message)
+            state, svg, error = "error", None, error_content(err.code, err.message, err.hint, job_id)
+            record.state, record.error = state, error
+            self._save_or_log(record)
         for peer in job.watchers:
             if state == "done":
                 self._send_result(router, [peer], {}, record, svg)
@@ -324,7 +330,13 @@ class EngineServer:
                 self._send(router, [peer], Message("error", error or _cancelled(job_id)))
 
     def _send_result(self, router, ids, parent: dict, record: JobRecord, svg: bytes | None = None) -> bool:
-        svg = self.store.svg(record.job_id) if svg is None else svg
+        if svg is None:
+            try:
+                svg = self.store.svg(record.job_id)
+            except StoreError as err:  # its file is gone: the job no longer says "done"
+                record.state, record.error = "error", error_content(err.code, err.message, err.hint, record.job_id)
+                self._save_or_log(record)
+                raise
         content = {
             "job_id": record.job_id,
             "name": record.name,
@@ -335,8 +347,16 @@ class EngineServer:
         delivered = self._send(router, ids, Message("result", content, [svg], parent))
         if delivered:
             record.fetched = time.time()
-            self.store.save(record)
+            self._save_or_log(record)
         return delivered
+
+    def _save_or_log(self, record: JobRecord) -> None:
+        """Store a record whose failure to save loses nothing the user needs (its state in memory
+        is what clients are told; what is on disk matters only after a restart)."""
+        try:
+            self.store.save(record)
+        except StoreError as err:
+            _log(err.message)
 
     # -- sending -----------------------------------------------------------------------------------
 

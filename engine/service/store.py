@@ -9,6 +9,7 @@ stay until fetched and `keep_fetched_s` after; unfetched ones `keep_unfetched_s`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,9 +18,20 @@ from typing import Any
 
 from bridge.atomic import write_atomic
 from bridge.connection import private_folder
+from bridge.errors import EngineError
 
 STALE_TEMP_S = 3600.0  # a temp file this old belongs to no write under way (a write takes milliseconds)
 PRIVATE = 0o600  # records name the user's photos; SVGs are their sketches: no one else reads them
+
+
+class StoreError(EngineError):
+    """The disk refused a record or a result (full, read-only, deleted under the engine's feet)."""
+
+    code = "storage_error"
+
+
+def _reason(err: Exception) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else str(err)
 
 
 @dataclass
@@ -68,17 +80,36 @@ class ResultStore:
                     "message": "the engine stopped before this job finished",
                     "hint": "submit the image again",
                 }
-                self.save(record)
+                with contextlib.suppress(StoreError):  # in memory it is interrupted all the same
+                    self.save(record)
             records[record.job_id] = record
         return records
 
     def save(self, record: JobRecord, svg: bytes | None = None) -> None:
-        if svg is not None:
-            write_atomic(self.folder / f"{record.job_id}.svg", svg, mode=PRIVATE)
-        write_atomic(self.folder / f"{record.job_id}.json", json.dumps(asdict(record)).encode("utf-8"), mode=PRIVATE)
+        """Store the record (and its SVG first); StoreError when the disk refuses, leaving no SVG
+        behind that a record does not describe."""
+        svg_path = self.folder / f"{record.job_id}.svg"
+        try:
+            if svg is not None:
+                write_atomic(svg_path, svg, mode=PRIVATE)
+            record_json = json.dumps(asdict(record)).encode("utf-8")
+            write_atomic(self.folder / f"{record.job_id}.json", record_json, mode=PRIVATE)
+        except (OSError, EngineError) as err:
+            if svg is not None:
+                svg_path.unlink(missing_ok=True)
+            raise StoreError(
+                f"the engine cannot store job {record.job_id} in {self.folder}: {_reason(err)}",
+                "free some disk space there (or fix its permissions), then submit the image again",
+            ) from None
 
     def svg(self, job_id: str) -> bytes:
-        return (self.folder / f"{job_id}.svg").read_bytes()
+        try:
+            return (self.folder / f"{job_id}.svg").read_bytes()
+        except OSError as err:
+            raise StoreError(
+                f"the result of job {job_id} cannot be read from {self.folder}: {_reason(err)}",
+                "submit the image again",
+            ) from None
 
     def prune(self, records: dict[str, JobRecord], now: float | None = None) -> list[str]:
         """Delete finished jobs past their keeping time, and temp files a killed write left; return
