@@ -218,7 +218,7 @@ def with_private_mounts(setup: str) -> tuple[str, ...]:
     namespaces). Mounts made there are invisible to the rest of the machine."""
     shell = ("sh", "-c", f'{setup} && exec "$@"', "sh")
     for unshare in (("unshare", "--mount"), ("unshare", "--user", "--map-root-user", "--mount")):
-        probe = [*unshare, "sh", "-c", 'mount -t tmpfs tmpfs "$(mktemp -d)"']
+        probe = [*unshare, "sh", "-c", 'd=$(mktemp -d) && mount -t tmpfs tmpfs "$d" && umount "$d" && rmdir "$d"']
         if shutil.which("unshare") and subprocess.run(probe, capture_output=True).returncode == 0:
             return (*unshare, *shell)
     pytest.skip("cannot make a mount namespace here (needs root or user namespaces)")
