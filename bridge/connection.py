@@ -14,6 +14,7 @@ import os
 import socket
 import stat
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,39 @@ def read_connection() -> ConnectionInfo | None:
     except (OSError, ValueError, TypeError, AttributeError):
         return None
     return info if pid_alive(info.pid) and _listening(info) else None
+
+
+def find_engine(wait_s: float = 3.0) -> ConnectionInfo | None:
+    """The running engine's connection info. While an engine holds the lock without a connection
+    file (deleted under it: it writes it again within a second), wait for the file up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        info = read_connection()
+        if info is not None or lock_holder() is None or time.monotonic() > deadline:
+            return info
+        time.sleep(0.1)
+
+
+def lock_holder() -> int | None:
+    """The pid of the engine holding this user's lock (written into the lock file), or None when no
+    engine holds it. Windows: None (a locked byte cannot be read there)."""
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(runtime_dir() / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # held: an engine runs (or is starting)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else 0  # 0: held by an engine that wrote no pid
+    else:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _listening(info: ConnectionInfo) -> bool:

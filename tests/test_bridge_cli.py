@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bridge import connection
-from bridge.client import EngineClient, engine_command
+from bridge.client import EngineClient, EngineUnavailable, engine_command
 from bridge.protocol import VERSION
 from engine.cli import build_parser
 from tests.conftest import ANIMAL, FIELD, VASE
@@ -29,6 +29,7 @@ from tests.test_bridge_engine import (
     JOB_S,
     READY_S,
     ROOT,
+    Engine,
     engine_env,
     image_size,
     long_params,
@@ -380,7 +381,7 @@ def test_cancel_then_fetch_reports_the_cancellation(env, running, tmp_path):
     out = cli(env, "cancel", job_id)
     assert out.returncode == 0 and out.stdout.strip() == f"{job_id}: cancelling"
     fetched = cli(env, "fetch", job_id, "-o", tmp_path / "never.svg", "-q")
-    assert fetched.returncode == 1
+    assert fetched.returncode == 130  # a cancelled job exits as a Ctrl-C'd `sketch` would
     assert error_lines(fetched.stderr) == ["error: the job was cancelled", "  fix: submit the image again to redo it"]
     assert not (tmp_path / "never.svg").exists()
 
@@ -401,7 +402,7 @@ def test_a_failed_image_is_reported_and_the_others_written(env, running, tmp_pat
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = cli(env, "submit", bad, VASE, "--out-dir", out_dir, *TINY, "-q")
-    assert out.returncode == 1
+    assert out.returncode == 2  # bad input, the exit code `sketch` gives it
     error, fix = error_lines(out.stderr)
     assert error.startswith("notes.png: error: ") and "image" in error
     assert fix.startswith("  fix: ")
@@ -515,3 +516,67 @@ def test_stop_interrupts_the_running_job_and_ends_the_engine(env, running):
     again = cli(env, "fetch", job_id, "-o", Path(env["HOME"]) / "x.svg", "-q")
     assert again.returncode == 1
     assert error_lines(again.stderr)[0] == "error: the engine was stopped before this job finished"
+
+
+# -- an engine that stops answering, or loses its connection file ------------------------------------
+
+
+def test_an_engine_that_stops_answering_is_told_apart_from_one_not_running(tmp_path):
+    """SIGSTOP the engine mid-job: the waiting client says so within its heartbeat timeout, `status`
+    says it runs but does not answer, and `stop` ends it."""
+    eng = Engine(tmp_path).start()
+    client = EngineClient(eng.info, timeout_s=20, heartbeat_timeout_s=3)
+    try:
+        long_id, _ = client.submit(*sketch_job(params=long_params()), name="long.png")
+        wait_for(lambda: client.status()["running"] == long_id, JOB_S, "the job to start")
+        queued_id, _ = client.submit(*sketch_job(), name="queued.png")
+        with pytest.raises(TimeoutError):  # 6 s without progress, yet heartbeats: the engine lives
+            client.wait(queued_id, timeout_s=6)
+        outcome = {}
+
+        def pause_mid_job(msg) -> None:
+            if msg.msg_type == "progress" and "paused" not in outcome:
+                outcome["paused"] = time.monotonic()
+                os.kill(eng.pid, signal.SIGSTOP)
+
+        def follow() -> None:
+            try:
+                client.wait(long_id, on_message=pause_mid_job)
+            except Exception as err:  # asserted below
+                outcome["error"] = err
+
+        waiting = threading.Thread(target=follow, daemon=True)
+        waiting.start()
+        waiting.join(30)
+        assert not waiting.is_alive(), "the client waits on a stopped engine forever"
+        err = outcome["error"]
+        assert isinstance(err, EngineUnavailable) and err.code == "not_answering", err
+        assert f"the engine (pid {eng.pid}) is running but has not answered" in err.message
+        assert f"kill -CONT {eng.pid}" in err.hint and time.monotonic() - outcome["paused"] < 10
+        status = cli(eng.env, "status", timeout=60)
+        assert status.returncode == 1 and "not running" not in status.stdout
+        assert "is running but has not answered" in error_lines(status.stderr)[0], status.stderr
+        stop = cli(eng.env, "stop", timeout=60)
+        assert stop.returncode == 0, stop.stderr
+        assert stop.stdout.strip() == f"engine: stopped (pid {eng.pid} did not answer; ended with SIGTERM)"
+        eng.proc.wait(timeout=30)
+    finally:
+        client.close()
+        if eng.alive():
+            os.kill(eng.pid, signal.SIGCONT)
+        eng.stop()
+
+
+def test_a_deleted_connection_file_is_written_again(tmp_path):
+    eng = Engine(tmp_path).start()
+    try:
+        (eng.run_dir / connection.CONNECTION_FILE).unlink()
+        status = cli(eng.env, "status", timeout=60)
+        assert status.returncode == 0 and status.stdout.startswith(f"engine: running, pid {eng.pid}"), status.stderr
+        started = time.monotonic()
+        out = cli(eng.env, "submit", ANIMAL, *TINY, "-q", "-o", tmp_path / "a.svg")
+        assert out.returncode == 0 and time.monotonic() - started < 60, out.stderr
+        assert engine_pid(eng.env) == eng.pid  # the same engine served it; no second one was started
+        assert "wrote it again" in eng.log_text()
+    finally:
+        eng.stop()

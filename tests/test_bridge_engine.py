@@ -96,11 +96,12 @@ def pid_gone(pid: int) -> bool:
     return not connection.pid_alive(pid)
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of `pid` now (VmRSS), or at its peak so far (VmHWM), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
 
 
 class Engine:
@@ -184,11 +185,16 @@ class Engine:
 class Raw:
     """A bare DEALER for hand-made frames; replies are checked with the real key."""
 
-    def __init__(self, info: connection.ConnectionInfo):
+    def __init__(self, info: connection.ConnectionInfo, password: bytes | None = None, handshake: bool = True):
+        """`password`: the PLAIN handshake's (default: the one the key gives, as clients send it);
+        without `handshake`, none at all (ZeroMQ's NULL mechanism)."""
         self.session = Session(info.key)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if handshake:
+            self.socket.plain_username = protocol.PLAIN_USER
+            self.socket.plain_password = protocol.plain_password(info.key) if password is None else password
         self.socket.connect(info.url)
 
     def signed(self, header: dict | bytes, content: dict | bytes = b"{}", buffers=(), parent: bytes = b"{}"):
@@ -206,6 +212,12 @@ class Raw:
             return None
         _ids, frames = self.session.split_ids(self.socket.recv_multipart())
         return self.session.deserialize(frames, protocol.REPLIES)
+
+    def reply(self, timeout_s: float = 20.0) -> Message | None:
+        """The next reply to a request, past the messages about jobs (queue_update, progress, ...)."""
+        while (msg := self.recv(timeout_s)) is not None and msg.msg_type in ("queue_update", "progress", "heartbeat"):
+            pass
+        return msg
 
     def close(self) -> None:
         self.socket.close()
@@ -225,7 +237,13 @@ def with_private_mounts(setup: str) -> tuple[str, ...]:
 
 
 def header(msg_type: str = "status_request", **fields) -> dict:
-    return {"msg_id": os.urandom(8).hex(), "msg_type": msg_type, "version": VERSION, "date": "", **fields}
+    return {
+        "msg_id": os.urandom(8).hex(),
+        "msg_type": msg_type,
+        "version": VERSION,
+        "date": protocol.timestamp(),
+        **fields,
+    }
 
 
 def tiny_params(**fields) -> ClipassoParams:
@@ -1095,6 +1113,79 @@ def test_a_wrong_key_gets_no_service(engine, client):
     with EngineClient(info, timeout_s=1.5) as stranger, pytest.raises(EngineUnavailable):
         stranger.status()  # the engine's error reply is signed with the real key, so it is not read
     assert client.status()["pid"] == engine.pid
+
+
+def test_a_peer_without_the_key_makes_the_engine_hold_nothing(fresh):
+    """Strangers (no handshake, or a wrong password) each send five 48 MB messages of many frames
+    under the per-frame limit: refused at the handshake, the engine never buffers them."""
+    eng = fresh().start("--max-message-mb", "1")
+    client = eng.client()
+    client.status()
+    peak, resident = rss_kib(eng.pid, "VmHWM"), rss_kib(eng.pid)
+    frame = os.urandom(900_000)  # under the engine's per-frame limit (2 x 1 MiB)
+    strangers = [Raw(eng.info, password=b"guessed"), Raw(eng.info, password=b"0" * 64), Raw(eng.info, handshake=False)]
+    try:
+        for stranger in strangers:
+            stranger.socket.setsockopt(zmq.SNDTIMEO, 2000)  # once refused, a DEALER has no one to send to
+            for _ in range(5):
+                with contextlib.suppress(zmq.Again):
+                    stranger.socket.send_multipart([DELIMITER, b"sig", *[frame] * 53], copy=False)
+        time.sleep(3)  # time for zmq to deliver whatever it would
+        assert all(stranger.recv(timeout_s=0.5) is None for stranger in strangers)
+    finally:
+        for stranger in strangers:
+            stranger.close()
+    assert client.status()["pid"] == eng.pid
+    assert rss_kib(eng.pid, "VmHWM") - peak < 30 * 1024, "the engine held a stranger's message"
+    assert rss_kib(eng.pid) - resident < 30 * 1024
+
+
+def test_a_captured_request_replayed_later_is_refused(engine, client):
+    raw = engine.raw()
+    try:
+        submit = raw.signed(header("submit_request"), {"job": sketch_job()[0], "name": "once.png"}, sketch_job()[1])
+        raw.send(submit)
+        first = raw.reply()
+        assert first.msg_type == "submit_reply"
+        raw.send(submit)  # the same frames again, as someone who recorded them would send them
+        again = raw.reply()
+        assert again.msg_type == "error" and "replay" in again.content["message"]
+        stale = raw.signed(header("status_request", date=protocol.timestamp(time.time() - 3600)))
+        raw.send(stale)
+        assert "too old" in raw.reply().content["message"]
+    finally:
+        raw.close()
+    client.wait(first.content["job_id"], timeout_s=JOB_S)
+    assert [j["name"] for j in client.jobs()].count("once.png") == 1  # queued once, not twice
+
+
+def test_the_queue_is_capped_and_cancelled_jobs_give_their_memory_back(fresh):
+    eng = fresh().start("--max-message-mb", "100")  # queued images: at most 200 MiB
+    client = eng.client()
+    running, _ = client.submit(*sketch_job(params=long_params()), name="long.png")
+    wait_running(client, running)
+    small = [client.submit(*sketch_job(b"x"), name=f"s{i}.png")[0] for i in range(100)]
+    with pytest.raises(JobFailed) as full:
+        client.submit(*sketch_job(b"x"), name="one-too-many.png")
+    assert full.value.code == "queue_full" and "100 jobs" in full.value.message
+    for job_id in small:
+        client.cancel(job_id)
+    time.sleep(3)  # the running job's own memory settles
+    before = sorted(rss_kib(eng.pid) for _ in range(5) if not time.sleep(0.2))[2]
+    queued, refusal = [], None
+    for i in range(100):  # 4 MB images (garbage: a queued job's image is decoded when it runs)
+        try:
+            queued.append(client.submit(*sketch_job(os.urandom(4_000_000)), name=f"q{i}.png")[0])
+        except JobFailed as err:
+            refusal = err
+            break
+    assert len(queued) == 2 * 100 * 2**20 // 4_000_000 and refusal.code == "queue_full"
+    assert "queue is full" in refusal.message and "cancel" in refusal.hint
+    assert rss_kib(eng.pid) - before > 100 * 1024  # (the test's premise: the queue held them)
+    for job_id in queued:
+        assert client.cancel(job_id) == "cancelled"
+    wait_for(lambda: rss_kib(eng.pid) - before < 40 * 1024, 10, "the cancelled jobs' memory to be given back")
+    assert client.status()["running"] == running and client.cancel(running) == "cancelling"
 
 
 # -- lifecycle: restart, stale file, auto-start, start failures, idle timeout --------------------------

@@ -32,6 +32,8 @@ from engine.cli.options import (
 from engine.cli.progress_bar import ProgressBar
 from engine.progress import Progress
 
+STOP_WAIT_S = 10.0  # an engine not answering `stop` gets this long to exit on SIGTERM
+
 
 class ClientFailure(EngineError):
     """A bridge.client error, shown by main() like any engine error."""
@@ -178,8 +180,10 @@ def _running_client():
 
     try:
         return _connect()
-    except EngineUnavailable:
-        return None
+    except EngineUnavailable as err:
+        if err.code == "not_running":
+            return None
+        raise  # running but not answering, or without a connection file: that is not "not running"
 
 
 def _outputs(args) -> list[Path]:
@@ -330,10 +334,14 @@ def _stop(args) -> int:
         client = _running_client()
     except ClientError as err:
         info = connection.read_connection()
-        if err.code != VERSION_MISMATCH or info is None:
+        if err.code == VERSION_MISMATCH and info is not None:
+            os.kill(info.pid, signal.SIGTERM)  # it cannot read our messages; SIGTERM is its orderly stop too
+            print(f"engine: stopping (protocol {info.version}, stopped with a signal)")
+            return 0
+        pid = info.pid if info is not None else connection.lock_holder()
+        if err.code not in ("not_answering", "no_connection_file") or not pid:
             raise
-        os.kill(info.pid, signal.SIGTERM)  # it cannot read our messages; SIGTERM is its orderly stop too
-        print(f"engine: stopping (protocol {info.version}, stopped with a signal)")
+        print(f"engine: stopped (pid {pid} did not answer; ended with {_end(pid)})")
         return 0
     if client is None:
         print("engine: not running")
@@ -342,3 +350,20 @@ def _stop(args) -> int:
         interrupted = client.shutdown()
     print("engine: stopping" + (f"; interrupted {len(interrupted)} job(s)" if interrupted else ""))
     return 0
+
+
+def _end(pid: int) -> str:
+    """End an engine that does not answer: SIGTERM (after SIGCONT, so that a paused one can act on
+    it), then SIGKILL if it has not exited within STOP_WAIT_S. Its results are on disk either way."""
+    from bridge import connection
+
+    if hasattr(signal, "SIGCONT"):
+        os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while connection.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not connection.pid_alive(pid):
+        return "SIGTERM"
+    os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    return "SIGKILL"
