@@ -227,6 +227,9 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
         (["submit", ANIMAL, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
         (["submit", ANIMAL, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
         (["serve", "--idle-timeout", "0"], "must be positive", "--idle-timeout 1800"),
+        (["serve", "--max-message-mb", "inf"], "must be positive numbers", "--max-message-mb 256"),
+        (["serve", "--max-message-mb", "nan"], "must be positive numbers", "--max-message-mb 256"),
+        (["serve", "--keep-hours", "nan"], "must be positive numbers", "--keep-hours 24"),
     ],
     ids=[
         "o-with-two-images",
@@ -239,6 +242,9 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
         "no-strokes",
         "bad-colour",
         "bad-idle-timeout",
+        "infinite-message-limit",
+        "nan-message-limit",
+        "nan-keep-hours",
     ],
 )
 def test_bad_command_lines_fail_before_any_engine_starts(tmp_path, args, message, fix):
@@ -580,3 +586,80 @@ def test_a_deleted_connection_file_is_written_again(tmp_path):
         assert "wrote it again" in eng.log_text()
     finally:
         eng.stop()
+
+
+# -- messages: a closed pipe, a full disk, hostile file names, old jobs ----------------------------------
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`sketch-abstraction status | head -1`: no traceback, the exit code of SIGPIPE."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "engine", "status"],
+            env=engine_env(tmp_path),
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert out.returncode == 141 and out.stderr == "", out.stderr
+
+
+def test_output_on_a_full_disk_says_so_and_how_to_get_the_result(tmp_path):
+    env = engine_env(tmp_path)
+    full = tmp_path / "full"
+    full.mkdir()
+    mounts = with_private_mounts(
+        f"mount -t tmpfs -o size=4k tmpfs '{full}' && (head -c 8192 /dev/zero > '{full}/fill' 2>/dev/null; true)"
+    )
+    try:
+        out = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", full / "a.svg", prefix=mounts)
+        assert out.returncode == 5, out.stderr
+        error, fix = error_lines(out.stderr)
+        assert error.startswith(f"animal.png: error: cannot write {full / 'a.svg'}: No space left on device"), error
+        job_id = ID.search(fix).group()
+        assert f"then `sketch-abstraction fetch {job_id} -o {full / 'a.svg'}`" in fix
+        fetched = cli(env, "fetch", job_id, "-o", tmp_path / "a.svg", "-q")
+        assert fetched.returncode == 0 and svg_layers((tmp_path / "a.svg").read_bytes())[0][1] == 4
+        local = cli(env, "sketch", ANIMAL, *TINY, "-q", "-o", full / "b.svg", prefix=mounts)
+        assert local.returncode == 5 and "Traceback" not in local.stderr, local.stderr
+        assert error_lines(local.stderr)[0].startswith(f"error: cannot write {full / 'b.svg'}: No space left")
+    finally:
+        stop_engine(env)
+
+
+def test_status_escapes_file_names_and_lists_recent_jobs_unless_asked_for_all(tmp_path):
+    env = engine_env(tmp_path)
+    results = Path(env["SKETCH_ABSTRACTION_DATA_DIR"]) / "results"
+    results.mkdir()
+    day, now = 86_400, time.time()
+    stored = {  # job id: (state, finished, fetched)
+        "a" * 32: ("done", now - 5 * day, None),  # never fetched: shown
+        "b" * 32: ("error", now - 2 * day, None),  # failed two days ago: hidden
+        "c" * 32: ("done", now - 3 * day, now - 3600),  # fetched an hour ago: hidden
+    }
+    for job_id, (state, finished, fetched) in stored.items():
+        record = {"job_id": job_id, "name": f"{job_id[0]}.png", "kind": "sketch", "state": state}
+        record.update(created=finished - 60, finished=finished, fetched=fetched, seconds=1.0, notes=[], error=None)
+        (results / f"{job_id}.json").write_text(json.dumps(record))
+        (results / f"{job_id}.svg").write_bytes(b"<svg/>")
+    try:
+        out = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", tmp_path / "x.svg", "--detach")
+        assert out.returncode == 0, out.stderr
+        with api_client(env) as api:
+            evil, _ = api.submit(*sketch_job(), name="\x1b]0;pwned\x07photo\x1b[8m.png")
+        status = cli(env, "status")
+        assert status.returncode == 0 and "\x1b" not in status.stdout and "\x07" not in status.stdout
+        assert f"{evil}" in status.stdout and "\\x1b]0;pwned\\x07photo\\x1b[8m.png" in status.stdout
+        listed = set(ID.findall(status.stdout))
+        assert "a" * 32 in listed and not {"b" * 32, "c" * 32} & listed
+        assert "(2 older job(s) fetched or failed; `sketch-abstraction status --all` lists them)" in status.stdout
+        everything = cli(env, "status", "--all")
+        assert set(stored) <= set(ID.findall(everything.stdout)) and "older job" not in everything.stdout
+    finally:
+        stop_engine(env)

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import struct
@@ -116,9 +117,16 @@ class Engine:
         self.clients: list[EngineClient] = []
         self.log_path = base / "engine-stderr.log"
 
-    def start(self, *extra: str, models: str = "tiny-random", prefix: tuple[str, ...] = ()) -> Engine:
-        """Start it (`prefix`: a command that runs it, e.g. in a namespace, and execs it: same pid)."""
+    def start(
+        self, *extra: str, models: str = "tiny-random", prefix: tuple[str, ...] = (), memory_limit: int | None = None
+    ) -> Engine:
+        """Start it (`prefix`: a command that runs it, e.g. in a namespace, and execs it: same pid;
+        `memory_limit`: its address space in bytes, so that a test can never take the machine's memory)."""
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (the engine writes it until stop())
+
+        def cap() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "engine", "serve", "--models", models, "--device", "cpu", *extra],
             env=self.env,
@@ -126,6 +134,7 @@ class Engine:
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=self.log,
+            preexec_fn=cap if memory_limit else None,
         )
         wait_for(self._ready, READY_S, "the engine's connection file")
         return self
@@ -1186,6 +1195,46 @@ def test_the_queue_is_capped_and_cancelled_jobs_give_their_memory_back(fresh):
         assert client.cancel(job_id) == "cancelled"
     wait_for(lambda: rss_kib(eng.pid) - before < 40 * 1024, 10, "the cancelled jobs' memory to be given back")
     assert client.status()["running"] == running and client.cancel(running) == "cancelling"
+
+
+HUGE = tiny_params(strokes=tuple(range(1024, 903, -8)), seeds=tuple(1000 * i for i in range(16)), iterations=1)
+"""16 levels of ~1000 strokes x 16 seeds: every value within its documented limits, 256 sketches."""
+
+
+def test_a_job_that_cannot_fit_is_refused_before_it_allocates(tmp_path):
+    """Under an 8 GiB address-space cap: refused at once with the estimate and the fix; the engine
+    serves on. (Once this ran until the kernel killed the engine.)"""
+    eng = Engine(tmp_path).start(memory_limit=8 * 2**30)
+    try:
+        client = eng.client()
+        job_id, _ = client.submit(*sketch_job(params=HUGE), name="huge.png")
+        started = time.monotonic()
+        with pytest.raises(JobFailed) as refused:
+            client.wait(job_id, timeout_s=JOB_S)
+        assert refused.value.code == "device_error", refused.value.message
+        assert "256 sketches" in refused.value.message and "GiB of memory on cpu" in refused.value.message
+        assert "is free" in refused.value.message and "fewer seeds or levels" in refused.value.hint
+        assert time.monotonic() - started < 60
+        small_id, _ = client.submit(*sketch_job(), name="small.png")
+        assert svg_layers(client.wait(small_id, timeout_s=JOB_S).svg)[0][1] == 4
+    finally:
+        eng.stop()
+
+
+def test_running_out_of_memory_anyway_gets_the_memory_hint():
+    """What the CPU allocator raises when memory runs out is recognised: the job fails with the
+    device_error code and the hint, not as an internal error (a bug)."""
+    import torch
+
+    from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
+    from engine.service.server import _unexpected
+
+    with pytest.raises(RuntimeError) as failed:
+        torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: more than any address space
+    assert is_out_of_memory(failed.value) and is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    reply = _unexpected(failed.value, "f" * 32)
+    assert reply["code"] == "device_error" and reply["hint"] == OUT_OF_MEMORY_HINT
 
 
 # -- lifecycle: restart, stale file, auto-start, start failures, idle timeout --------------------------

@@ -240,6 +240,28 @@ def test_a_1_by_100000_png_is_refused_with_exit_2(tmp_path, isolated_home):
     assert not (tmp_path / "x.svg").exists()
 
 
+def test_a_job_that_cannot_fit_in_memory_is_refused_with_exit_4(tmp_path, isolated_home):
+    """Valid options, 256 sketches: refused before anything is allocated (under a 6 GiB address-space cap)."""
+    strokes = ",".join(map(str, range(1024, 903, -8)))
+    done = cli_process(
+        ANIMAL,
+        "-o",
+        tmp_path / "x.svg",
+        *FAST,
+        "--strokes",
+        strokes,
+        "--seeds",
+        "16",
+        cwd=tmp_path,
+        home=isolated_home,
+        memory_limit=6 * 2**30,
+    )
+    assert done.returncode == 4, done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith(("error:", "  fix:"))]
+    assert len(error) == 2 and "256 sketches" in error[0] and "GiB of memory on cpu" in error[0], done.stderr
+    assert "fewer seeds or levels" in error[1] and not (tmp_path / "x.svg").exists()
+
+
 # --- refusing bad input ---------------------------------------------------------------------------
 
 
@@ -304,6 +326,7 @@ def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
         ("--seeds", "0", "--seeds"),
         ("--width", "-1", "--width"),
         ("--width", "0", "--width"),
+        ("--width", "999", "(--width) 999 px is too wide for this photo: at most 111 px"),  # in photo px
         ("--aug-bank", "-1", "bank"),
     ],
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import signal
 import sys
@@ -33,6 +34,8 @@ from engine.cli.progress_bar import ProgressBar
 from engine.progress import Progress
 
 STOP_WAIT_S = 10.0  # an engine not answering `stop` gets this long to exit on SIGTERM
+RECENT_S = 86_400.0  # `status` lists finished jobs this recent (all with --all)
+MAX_MESSAGE_MB = 4096  # the engine holds up to twice this in queued images
 
 
 class ClientFailure(EngineError):
@@ -108,27 +111,34 @@ def register(commands) -> None:
     cancel.add_argument("job_id")
     cancel.set_defaults(run=_client_errors(_cancel))
 
-    status = commands.add_parser("status", help="is the engine running; what it has loaded; its jobs")
+    status = commands.add_parser("status", help="is the engine running; what it has loaded; its recent jobs")
+    status.add_argument(
+        "--all", action="store_true", help="list every stored job (default: active, unfetched and last day's)"
+    )
     status.set_defaults(run=_client_errors(_status))
     stop = commands.add_parser("stop", help="stop the engine (interrupts a running job)")
     stop.set_defaults(run=_client_errors(_stop))
 
 
 def _serve(args) -> int:
-    if args.max_message_mb <= 0 or args.keep_hours < 0 or (args.idle_timeout is not None and args.idle_timeout <= 0):
+    usable = (
+        0 < args.max_message_mb <= MAX_MESSAGE_MB
+        and 0 <= args.keep_hours < math.inf
+        and (args.idle_timeout is None or 0 < args.idle_timeout < math.inf)
+    )  # NaN fails every comparison, so it is refused too
+    if not usable:
         raise InputError(
-            "--max-message-mb, --idle-timeout and --keep-hours must be positive",
+            f"--max-message-mb (at most {MAX_MESSAGE_MB}), --idle-timeout and --keep-hours must be positive numbers",
             f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24",
         )
     # torch and the models only for a valid command line
     from engine.clip.models import RN101, VIT_B32
-    from engine.jobs import run_job
     from engine.runtime import Runtime
     from engine.service.server import ServerOptions, serve
 
     runtime = Runtime.create(**engine_settings(args))
     serve(
-        functools.partial(run_job, runtime),
+        functools.partial(_run_job, runtime),
         runtime.describe,
         ServerOptions(
             idle_timeout_s=args.idle_timeout,
@@ -138,6 +148,15 @@ def _serve(args) -> int:
         warm_up=functools.partial(runtime.load, RN101, VIT_B32),
     )
     return 0
+
+
+def _run_job(runtime, kind: str, request, progress):
+    """One engine job, refused before it allocates anything if it will not fit in the free memory."""
+    from engine.budget import check_fits
+    from engine.jobs import run_job
+
+    check_fits(runtime, kind, request)
+    return run_job(runtime, kind, request, progress)
 
 
 def _client_errors(command):
@@ -320,10 +339,28 @@ def _status(args) -> int:
         f"renderer: {s.get('renderer', 'ours')}"
     )
     print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
-    for job in jobs:
+    shown = jobs if args.all else [job for job in jobs if _worth_showing(job)]
+    for job in shown:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))
-        print(f"  {job['job_id']}  {job['state']:<11} {job['kind']:<6} {when}  {job['name']}")
+        print(f"  {job['job_id']}  {job['state']:<11} {job['kind']:<6} {when}  {printable(job['name'])}")
+    if len(shown) < len(jobs):
+        print(
+            f"  ({len(jobs) - len(shown)} older job(s) fetched or failed; `sketch-abstraction status --all` lists them)"
+        )
     return 0
+
+
+def _worth_showing(job: dict) -> bool:
+    """Queued, running, done but not fetched yet, or finished within the last day."""
+    if job["state"] in ("queued", "running") or (job["state"] == "done" and not job.get("fetched")):
+        return True
+    return time.time() - (job.get("finished") or job["created"]) < RECENT_S
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped: a file name must not drive the terminal (an ESC
+    sequence can retitle the window, hide text or move the cursor)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
 
 
 def _stop(args) -> int:

@@ -34,6 +34,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.budget import check_fits
     from engine.jobs import run_scene
     from engine.runtime import Runtime
     from engine.svg import write_svg
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     )
     request = scene_request(args, args.image)
     runtime = Runtime.create(**engine_settings(args))
+    check_fits(runtime, "scene", request)
     bar = ProgressBar(args.quiet)
     try:
         result = run_scene(runtime, request, bar)

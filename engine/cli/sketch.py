@@ -35,6 +35,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.budget import check_fits
     from engine.jobs import run_sketch
     from engine.runtime import Runtime
     from engine.svg import write_svg
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         distinct_outputs({"-o": out, "--preview": args.preview})
     request = sketch_request(args, args.image)
     runtime = Runtime.create(**engine_settings(args))
+    check_fits(runtime, "sketch", request)
     bar = ProgressBar(args.quiet)
     try:
         result = run_sketch(runtime, request, bar)

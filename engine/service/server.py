@@ -36,12 +36,12 @@ import zmq
 
 from bridge import connection, protocol
 from bridge.atomic import write_atomic
-from bridge.errors import Cancelled, EngineError, InputError
+from bridge.errors import Cancelled, DeviceError, EngineError, InputError
 from bridge.limits import MAX_NAME_CHARS
 from bridge.params import REQUESTS, request_from_json
 from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
-from engine.budget import release_to_system
+from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory, release_to_system
 from engine.progress import Progress, ProgressCallback
 from engine.service.store import JobRecord, ResultStore, StoreError
 
@@ -566,11 +566,11 @@ def _cancelled(job_id: str) -> dict:
 
 def _unexpected(err: Exception, job_id: str) -> dict:
     text = str(err)
-    if "out of memory" in text.lower() or type(err).__name__ == "OutOfMemoryError":
+    if is_out_of_memory(err):  # the estimate let it through, or other programs took the memory meanwhile
         return error_content(
-            "device_error",
-            f"out of memory on the device: {text.splitlines()[0]}",
-            "use fewer levels or seeds, close other GPU programs, or start the engine with --device cpu",
+            DeviceError.code,
+            f"out of memory: {text.splitlines()[0] if text else type(err).__name__}",
+            OUT_OF_MEMORY_HINT,
             job_id,
         )
     traceback.print_exc()
