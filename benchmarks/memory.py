@@ -30,6 +30,7 @@ JOBS = {  # name: (kind, levels, seeds, strokes of the first level, augmentation
     "16 sketches x ~1000": ("sketch", 4, 4, 1024, 4),
     "scene: 1 part x 1 layer x 1 seed": ("scene", 0, 1, 64, 4),
 }
+LARGE = {"16 sketches x ~1000"}  # ~13 GiB with real-size models: only on request (--jobs)
 
 CHILD = r"""
 import json, sys, warnings
@@ -83,7 +84,11 @@ def main() -> None:
     parser.add_argument("--models", default="random", help="random (real size, default) or tiny-random")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--jobs", default=",".join(JOBS), help="comma-separated names from JOBS")
+    parser.add_argument(
+        "--jobs",
+        default=",".join(name for name in JOBS if name not in LARGE),
+        help=f"comma-separated names from JOBS (default: all but {', '.join(LARGE)})",
+    )
     args = parser.parse_args()
 
     from benchmarks._machine import describe

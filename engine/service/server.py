@@ -10,9 +10,10 @@ computes: it takes one job at a time and reports back through an in-process sock
 is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
 set, which is how a running job stops.
 
-Nothing a client sends can stop the engine: every message is checked (bridge.protocol) before it
-is interpreted, every defect gets an error reply, and a job that fails, even by running out of
-GPU memory, becomes an error reply while the engine keeps serving.
+Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
+(the ZAP handler, before zmq reads a message of it), every message is checked (bridge.protocol)
+before it is interpreted, every defect gets an error reply, the queue is capped, and a job that
+fails, even by running out of memory, becomes an error reply while the engine keeps serving.
 """
 
 from __future__ import annotations
