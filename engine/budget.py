@@ -16,6 +16,7 @@ benchmarks/memory.py prints the estimate next to the measured peak of real runs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import io
@@ -204,15 +205,25 @@ def _address_space_available() -> int | None:
 
 
 def _image_bytes(source: Any) -> int:
-    """The photo padded to its square, decoded, twice (the square and the pasted copy), from its header."""
+    """The photo padded to its square, decoded, twice (the square and the pasted copy), from its
+    header. 0 for a photo the loader will refuse: it says why (bad input), before any memory matters."""
     from PIL import Image
 
-    from bridge.limits import IMAGE_FORMATS
+    from bridge.files import open_regular
+    from bridge.limits import IMAGE_FORMATS, check_image_size
 
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=IMAGE_FORMATS) as im:
+        with (
+            (
+                contextlib.nullcontext(io.BytesIO(source))
+                if isinstance(source, bytes)
+                else open_regular(source, "image")
+            ) as fp,
+            Image.open(fp, formats=IMAGE_FORMATS) as im,
+        ):  # a FIFO is refused, not waited on
+            check_image_size(*im.size, "the image")
             return 2 * 3 * max(im.size) ** 2
-    except Exception:  # unreadable: the loader says why, with the right message
+    except Exception:  # unreadable or over the limits
         return 0
 
 

@@ -10,6 +10,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -310,6 +311,17 @@ def test_bad_images_are_refused(tmp_path, out_dir, capsys, kind):
     image = tmp_path / "x.png"
     image.write_bytes(data)
     assert_refused(sketch(image, out_dir / "x.svg"), capsys, out_dir, words, str(image))
+
+
+def test_a_fifo_as_the_photo_is_refused_without_waiting(tmp_path, out_dir, capsys):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    outcome = {}
+    command = threading.Thread(target=lambda: outcome.setdefault("code", sketch(fifo, out_dir / "x.svg")), daemon=True)
+    command.start()
+    command.join(120)
+    assert not command.is_alive(), "the command waits on the FIFO"
+    assert_refused(outcome["code"], capsys, out_dir, "not a regular file")
 
 
 def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):

@@ -581,7 +581,7 @@ from sketchabs import engine_link
 tag, count = sys.argv[1], int(sys.argv[2])
 for i in range(count):  # one effect run after another, as a window records its jobs
     job_id = f"{tag}{i:031x}"
-    engine_link.remember([engine_link.PendingJob(job_id, f"img{i}", "/doc.svg", "t", (4, 4), time.time())])
+    engine_link.remember([engine_link.PendingJob(job_id, f"img{i}", "doc.svg", "t", (4, 4), time.time())])
 """
 
 
@@ -596,7 +596,7 @@ def test_two_windows_recording_jobs_at_once_lose_none(ink_1_2, tmp_path):
     assert [w.wait(timeout=300) for w in windows] == [0, 0]
     check = (
         "import sketchabs; from sketchabs import engine_link; "
-        "print(len(engine_link.owed_to('/doc.svg', {f'img{i}' for i in range(300)})))"
+        "print(len(engine_link.owed_to('doc.svg', {f'img{i}' for i in range(300)})))"
     )
     owed = subprocess.run([INKSCAPE_PYTHON, "-c", check], cwd=ink_1_2["ext"], env=env, capture_output=True, text=True)
     assert owed.stdout.strip() == "600", owed.stderr
