@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine.clip.models import OFFLINE_ENV
 
@@ -17,6 +18,7 @@ BIRD = DATA / "bird.png"  # 300 x 300 RGBA object on transparency
 FIELD, FIELD_MASK = DATA / "field.png", DATA / "field_mask.png"  # 320 x 240 scene and its object mask
 BALLERINA = ROOT / "examples" / "ballerina.png"  # 500 x 500 scene (MIT, examples/SOURCE.md)
 BALLERINA_MASK = ROOT / "examples" / "ballerina_mask.png"
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +38,20 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="session", params=DEVICES)
+def device(request) -> str:
+    """Each device this machine has: a test that takes it runs on the CPU, and again on CUDA where
+    there is a GPU, so the GPU path is tested by the same assertions."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def runtime():
-    """CPU runtime with tiny random CLIP models, loaded once for the session."""
+def runtime(device):
+    """A runtime with tiny random CLIP models on `device`, loaded once per device for the session."""
     from engine.clip.models import RN101, VIT_B32
     from engine.runtime import Runtime
 
-    rt = Runtime.create("cpu", "tiny-random")
+    rt = Runtime.create(device, "tiny-random")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "tiny-random weights, sketches will be meaningless"
         rt.clip(RN101)

@@ -18,15 +18,15 @@ def ink(image):
     return (1 - image).sum().item()
 
 
-def test_output_shape_range_and_white_background():
+def test_output_shape_range_and_white_background(device):
     g = torch.Generator().manual_seed(0)
-    pts = torch.stack([random_strokes(g, 8), random_strokes(g, 8)])
+    pts = torch.stack([random_strokes(g, 8), random_strokes(g, 8)]).to(device)
     img = rasterize(pts, 1.5, (100, 120))
     assert img.shape == (2, 3, 100, 120)
     assert img.min() >= 0 and img.max() <= 1
     assert torch.equal(img[:, 0], img[:, 1]) and torch.equal(img[:, 0], img[:, 2])
     # A pixel far from every stroke is exactly white.
-    blank = rasterize(torch.tensor([[[[10.0, 10.0], [20.0, 10.0]]]]), 1.5, (100, 120))
+    blank = rasterize(torch.tensor([[[[10.0, 10.0], [20.0, 10.0]]]], device=device), 1.5, (100, 120))
     assert blank[0, :, 50:, 50:].eq(1).all()
 
 
@@ -63,29 +63,29 @@ def test_round_caps():
 
 
 @pytest.mark.parametrize("k", [4, 3, 2])
-def test_matches_exact_supersampled_reference(k):
+def test_matches_exact_supersampled_reference(k, device):
     g = torch.Generator().manual_seed(k)
     pts = random_strokes(g, 16, k=k)
-    ours = rasterize(pts[None], 1.5, SIZE)[0, 0]
+    ours = rasterize(pts[None].to(device), 1.5, SIZE)[0, 0].cpu()
     exact = supersampled(pts, 1.5, SIZE, ss=16)
     assert (ours - exact).abs().mean() <= 0.02
     assert ink(ours) == pytest.approx(ink(exact), rel=0.05)
 
 
-def test_long_curved_strokes_match_reference():
+def test_long_curved_strokes_match_reference(device):
     # Optimised strokes get long and bent; the default polyline must still follow them.
     g = torch.Generator().manual_seed(7)
     pts = random_strokes(g, 6, step=0.25)
-    ours = rasterize(pts[None], 1.5, SIZE)[0, 0]
+    ours = rasterize(pts[None].to(device), 1.5, SIZE)[0, 0].cpu()
     exact = supersampled(pts, 1.5, SIZE, ss=16)
     assert (ours - exact).abs().mean() <= 0.02
     assert ink(ours) == pytest.approx(ink(exact), rel=0.05)
 
 
-def test_batch_equals_separate_renders():
+def test_batch_equals_separate_renders(device):
     g = torch.Generator().manual_seed(3)
-    pts = torch.stack([random_strokes(g, 12) for _ in range(5)])
-    hw = torch.rand(5, 12, generator=g) * 2 + 0.5
+    pts = torch.stack([random_strokes(g, 12) for _ in range(5)]).to(device)
+    hw = (torch.rand(5, 12, generator=g) * 2 + 0.5).to(device)
     batch = rasterize(pts, hw, SIZE)
     for i in range(5):
         assert torch.allclose(batch[i], rasterize(pts[i : i + 1], hw[i : i + 1], SIZE)[0], atol=1e-6)
