@@ -202,6 +202,10 @@ def test_the_ratio_schedule_halves_every_one_over_step_rows():
     assert all(a > b for a, b in zip(ratios, ratios[1:]))
     per_problem = row_ratio(torch.tensor([1.0, 4.0]), torch.tensor([1.0, 0.5]), 3)
     assert torch.allclose(per_problem, torch.tensor([0.25, 2.0]))
+    # Rounded to 3 decimals, as the official scripts pass ratios on.
+    assert row_ratio(1 / 3, 0.5, 1) == 0.333 and row_ratio(1 / 3, 0.5, 2) == 0.236
+    thirds = row_ratio(torch.tensor([1 / 3, 2 / 3], dtype=torch.float64), torch.tensor([0.5, 0.5]), 2)
+    assert torch.equal(thirds, torch.tensor([0.236, 0.471], dtype=torch.float64))
 
 
 def test_zscore_pick_sums_standardised_terms_per_run():
