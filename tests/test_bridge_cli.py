@@ -40,7 +40,10 @@ from tests.test_bridge_engine import (
     with_private_mounts,
 )
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
+pytestmark = [
+    pytest.mark.slow,  # the CLI and the engine as processes
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
+]
 
 ENGINE = ["--models", "tiny-random", "--device", "cpu"]
 TINY = [*ENGINE, "--strokes", "4", "--seeds", "1", "--iterations", "5", "--aug-bank", "4"]

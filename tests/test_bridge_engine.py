@@ -36,7 +36,10 @@ from bridge.params import ClipassoParams, SceneParams, SceneRequest, SketchReque
 from bridge.protocol import DELIMITER, VERSION, Message, Session
 from tests.conftest import ANIMAL, FIELD, VASE
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
+pytestmark = [
+    pytest.mark.slow,  # the real engine process
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -1244,7 +1247,6 @@ def test_running_out_of_memory_anyway_gets_the_memory_hint():
 # -- lifecycle: restart, stale file, auto-start, start failures, idle timeout --------------------------
 
 
-@pytest.mark.slow
 def test_results_survive_restarts_and_running_jobs_become_interrupted(fresh, monkeypatch):
     use_env(monkeypatch, fresh.env)
     first = fresh().start()

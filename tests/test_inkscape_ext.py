@@ -35,10 +35,13 @@ SVG_NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.
 OBJECT = "org.sketch-abstraction.object-sketch"
 SCENE = "org.sketch-abstraction.scene-sketch"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("inkscape") is None or not os.path.isdir(SYSTEM_EXTENSIONS),
-    reason="Inkscape is not installed (.ci/run installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,  # real Inkscape, its Python, and the engine process
+    pytest.mark.skipif(
+        shutil.which("inkscape") is None or not os.path.isdir(SYSTEM_EXTENSIONS),
+        reason="Inkscape is not installed (.ci/run installs it)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
