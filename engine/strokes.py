@@ -30,11 +30,6 @@ class StrokeLayer:
     sublayers: tuple[StrokeLayer, ...] = ()
     key: str = ""
 
-    @property
-    def stroke_count(self) -> int:
-        """Strokes in this layer and all its sublayers."""
-        return len(self.points) + sum(s.stroke_count for s in self.sublayers)
-
 
 @dataclass(frozen=True)
 class Sketch:
