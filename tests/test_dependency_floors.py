@@ -78,7 +78,7 @@ from engine.clip.models import load_clip
 from engine.clip.features import attention_saliency, normalize, resnet_features, vit_block_outputs
 x = normalize(torch.rand(2, 3, 224, 224))
 vit = load_clip("ViT-B-32", "tiny-random").visual
-blocks = vit_block_outputs(vit, x, list(range(len(vit.transformer.resblocks) + 1)))
+blocks = vit_block_outputs(vit, x, list(range(len(vit.transformer.resblocks))))  # layers count from 0
 # The last block's class token, through the model's own head, is the model's own embedding.
 head = vit.ln_post(blocks[max(blocks)][:, 0]) @ vit.proj
 assert torch.allclose(head, vit(x), atol=1e-5), (head - vit(x)).abs().max()
