@@ -173,9 +173,15 @@ class EngineClient:
     def status(self) -> dict[str, Any]:
         return self._request("status_request").content
 
-    def submit(self, job: dict[str, Any], buffers: list[bytes], name: str) -> tuple[str, int]:
-        """Queue a job (bridge.params.request_to_json's form); returns (job id, queue position)."""
-        reply = self._request("submit_request", {"job": job, "name": name}, buffers)
+    def submit(
+        self, job: dict[str, Any], buffers: list[bytes], name: str, preview_every: float | None = None
+    ) -> tuple[str, int]:
+        """Queue a job (bridge.params.request_to_json's form); returns (job id, queue position). With
+        `preview_every` (seconds) its progress messages carry a PNG of the sketch so far that often."""
+        content: dict[str, Any] = {"job": job, "name": name}
+        if preview_every is not None:
+            content["preview_every"] = preview_every
+        reply = self._request("submit_request", content, buffers)
         return reply.content["job_id"], reply.content["position"]
 
     def cancel(self, job_id: str) -> str:
