@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from bridge import connection, protocol
+from bridge.errors import WeightsMissing
 from bridge.protocol import Message, ProtocolError
 
 DEFAULT_TIMEOUT_S = 10.0  # for one request's reply
@@ -372,7 +373,7 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
             raise EngineUnavailable(
                 f"the engine exited while starting: {_last_line(log_path, 'error: ') or 'no error message'}",
                 _last_line(log_path, "  fix: ") or f"see {log_path}",
-                "start_failed",
+                WeightsMissing.code if process.returncode == WeightsMissing.exit_code else "start_failed",
             )
         time.sleep(0.1)
     holder = connection.lock_holder()
@@ -419,6 +420,12 @@ def _private(path: str, flags: int) -> int:
     if sys.platform != "win32":
         os.fchmod(fd, 0o600)
     return fd
+
+
+def last_start_error() -> tuple[str, str]:
+    """(error, fix) the latest engine start wrote to the log ("" each when it wrote none)."""
+    log_path = connection.runtime_dir() / connection.LOG_FILE
+    return _last_line(log_path, "error: "), _last_line(log_path, "  fix: ")
 
 
 def _log_tail(path: Path) -> list[str]:
