@@ -577,18 +577,27 @@ def poke():
     seen.update(bar=bar.get_text(), fraction=bar.get_fraction(), labels=[l.get_text() for l in labels],
                 preview=[pictures[0].get_width(), pictures[0].get_height()],
                 dark=Gtk.Settings.get_default().get_property("gtk-application-prefer-dark-theme"))
-    if os.environ.get("WINDOW_SCREENSHOT"):  # the README's picture, drawn by GTK itself
-        w, h = window.get_size()
-        shot = Gdk.pixbuf_get_from_window(window.get_window(), 0, 0, w, h)
-        shot.savev(os.environ["WINDOW_SCREENSHOT"], "png", [], [])
     save()
+    if os.environ.get("WINDOW_SCREENSHOT"):  # the README's picture, once GTK has drawn this state
+        GLib.timeout_add(1500, shoot, window)
+    else:
+        act(window)
+    return False
+
+def shoot(window):
+    gdk_window = window.get_window()
+    shot = Gdk.pixbuf_get_from_window(gdk_window, 0, 0, gdk_window.get_width(), gdk_window.get_height())
+    shot.savev(os.environ["WINDOW_SCREENSHOT"], "png", [], [])
+    act(window)
+    return False
+
+def act(window):
     if how == "close":
         window.close()  # as the window manager's close button does
     else:
         label = messages.STOP_CHOICE if how == "stop" else messages.KEEP_CHOICE
         [b for b in widgets(window, Gtk.Button) if b.get_label() == label][0].clicked()
     GLib.timeout_add(20, answer)
-    return False
 
 def answer():
     dialogs = [w for w in Gtk.Window.list_toplevels() if isinstance(w, Gtk.MessageDialog) and w.get_visible()]
