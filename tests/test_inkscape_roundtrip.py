@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from bridge import connection
 from tests.test_inkscape_ext import (
     EXAMPLE,
     INKSCAPE_PYTHON,
     OBJECT,
+    ROOT,
     SVG_NS,
     SYSTEM_EXTENSIONS,
     TAG,
@@ -327,3 +331,42 @@ def test_rerun_inside_real_inkscape_replaces_then_varies(setup, tmp_path):
     assert [t.get(LABEL) for t in once] == [f"Sketch of img1{TAG}"], "the second run replaced the first"
     _, both = sketch_layers(results[1].read_bytes())
     assert sorted(t.get(LABEL) for t in both) == [f"Sketch of img1 (variation 2){TAG}", f"Sketch of img1{TAG}"]
+
+
+def test_install_links_the_weights_where_the_engine_looks(tmp_path):
+    given = tmp_path / "given"
+    given.mkdir()
+    for name in ("RN101.pt", "ViT-B-32.pt"):
+        (given / name).write_bytes(name.encode())
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = [sys.executable, str(ROOT / "install.py"), "--skip-engine", "--profile", str(tmp_path / "profile")]
+    out = subprocess.run([*command, "--weights-dir", str(given)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "profile" / "extensions" / "sketch-abstraction" / "engine.json").read_text())
+    engine_looks = subprocess.run(
+        [sys.executable, "-c", "from engine.clip.models import cache_dir; print(cache_dir())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout.strip()
+    assert config["weights_folder"] == engine_looks and engine_looks.startswith(str(tmp_path / "cache"))
+    assert config["weights_dir"] is None, "the engine finds them in its own folder"
+    for name in ("RN101.pt", "ViT-B-32.pt"):
+        assert (Path(engine_looks) / name).read_bytes() == name.encode()
+    (given / "ViT-B-32.pt").unlink()
+    refused = subprocess.run([*command, "--weights-dir", str(given)], env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and f"{given} does not hold ViT-B-32.pt" in refused.stderr
+
+
+def test_stop_sketches_can_stop_the_engine(ink_1_2, tmp_path):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    assert run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST).returncode == 0  # the engine runs
+    runtime = Path(ink_1_2["env"]["SKETCH_ABSTRACTION_RUNTIME_DIR"])
+    info = json.loads((runtime / connection.CONNECTION_FILE).read_text())
+    out = run_script(ink_1_2, "sketch_stop.py", doc, "--which=engine")
+    assert "The engine stopped; the next sketch starts it again." in out.stderr.decode(), out.stderr.decode()
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{info['pid']}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{info['pid']}")
