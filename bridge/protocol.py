@@ -54,8 +54,8 @@ iteration cap; converged ones cost nothing more), and null when nothing is being
 `preview_every` (seconds, at least 0.5) asks for a live preview: then, at most that often, a
 progress message of an object sketch carries one buffer, a PNG (longest side 256 px) of the best
 strokes so far of the level being optimised over the faded photo. `rates` maps a job kind to the
-seconds one iteration of one sketch took on this engine, as last measured (absent before a job of
-that kind ran): what a client needs to say what a preset costs here.
+seconds one iteration of one sketch took on this engine, as last measured (object sketches report
+it; absent before one ran): what a client needs to say what a preset costs here.
 
 This module needs only the standard library, so it imports under any Python (Inkscape's included).
 """

@@ -38,20 +38,15 @@ class StopSketches(inkex.EffectExtension):
         with client:
             if self.options.which == "document":
                 image_ids = {el.get_id() for el in self.svg.descendants().filter(inkex.Image)}
-                jobs = engine_link.owed_to(engine_link.document_path(), image_ids)
+                job_ids = [job.job_id for job in engine_link.owed_to(engine_link.document_path(), image_ids)]
             else:
-                jobs = [_Job(j["job_id"]) for j in client.jobs() if j["state"] in ACTIVE]
-            stopped = cancel(client, jobs)
+                job_ids = [job["job_id"] for job in client.jobs() if job["state"] in ACTIVE]
+            stopped = cancel(client, job_ids)
             text = messages.stopped(len(stopped)) if stopped else "No sketch was waiting or running."
             if self.options.which == "engine":
                 client.shutdown()
                 text += " The engine stopped; the next sketch starts it again."
         return text
-
-
-class _Job:
-    def __init__(self, job_id: str):
-        self.job_id = job_id
 
 
 def end_engine() -> str:

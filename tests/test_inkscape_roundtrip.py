@@ -179,6 +179,8 @@ ENGINE_SAYS = {
              "or pass --mask FILE / --mask none"),
     "value": ("bad_input", "stroke counts must be between 1 and 1024, got [0]",
               "see `sketch-abstraction sketch --help` for valid values"),
+    "width": ("bad_input", "stroke width (--width) 400 px is too wide for this photo: more than a tenth of it",
+              "try --width 13 (the default look)"),
     "died": ("engine_died", "the engine (pid 42) stopped while job abc was running",
              "see its log in /run/user/1000/sketch-abstraction/engine.log, then submit again"),
 }  # fmt: skip
@@ -209,6 +211,7 @@ def test_every_engine_message_names_an_action_inside_inkscape(ink_1_2, tmp_path)
     assert weights.is_dir(), "the folder to copy the weights into exists"
     assert f"{installer} --extras mask" in texts["mask"]
     assert "Run Object Sketch again: the engine restarts" in texts["died"]
+    assert "Stroke width (the Style tab's stroke width) 400 px" in texts["width"] and "--width" not in texts["width"]
 
 
 def test_missing_weights_are_reported_with_the_folder_to_copy_them_into(ink_1_2, tmp_path):

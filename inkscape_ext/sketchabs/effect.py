@@ -23,6 +23,7 @@ from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, sk
 MASK_PATH = "path"
 READY_TIMEOUT_S = 180.0
 REPLACE, VARIATION = "replace", "variation"
+VARIATION_SEED_STEP = 100_003  # seeds of variation v start at (v - 1) x this: never another's seeds
 
 
 def abort_on_errors(run, effect: str = "the effect"):
@@ -141,9 +142,6 @@ class SketchEffect(inkex.EffectExtension):
         """Width (None = the engine's default) and colour, as the requests take them."""
         rgb = self.options.color.to_rgb()
         return {"width": self.options.width or None, "color": str(rgb)}
-
-
-VARIATION_SEED_STEP = 100_003  # seeds of variation v start at (v - 1) x this: never another's seeds
 
 
 def insert_results(svg, owed, results, failures) -> None:

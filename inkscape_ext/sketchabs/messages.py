@@ -174,7 +174,7 @@ class Fixes:
             return f"{capitalised(message)}. Run {effect} again: the engine restarts. ({capitalised(hint)})"
         if code == "version_mismatch":
             return f"{capitalised(message)}. {self.reinstall('--skip-engine')}"
-        text = capitalised(message.rstrip("."))
+        text = capitalised(_dialog_words(message).rstrip("."))
         return f"{text}.\n\nWhat to do: {self.inside_inkscape(hint)}" if hint else f"{text}."
 
     def inside_inkscape(self, hint: str) -> str:
@@ -184,7 +184,20 @@ class Fixes:
         hint = hint.replace("sketch-abstraction status", ENGINE_STATUS)
         hint = re.sub(r"(re-?run|run) `?(python3? )?install\.py`?( again)?", self.reinstall(), hint)
         hint = re.sub(r"[Ss]ee `sketch-abstraction \w+ --help`[^.;]*", "change the value in the effect's dialog", hint)
-        return capitalised(hint.rstrip(".")) + "."
+        return capitalised(_dialog_words(hint).rstrip(".")) + "."
+
+
+# The command-line options that engine messages name, as the effects' dialogs call them.
+DIALOG_OPTIONS = {
+    "--width": "the Style tab's stroke width",
+    "--levels": "the Scene tab's simplicity rows",
+    "--layers": "the Scene tab's fidelity layers",
+    "--strokes": "the stroke counts",
+}
+
+
+def _dialog_words(text: str) -> str:
+    return re.sub(r"--[a-z]+\b", lambda m: DIALOG_OPTIONS.get(m[0], m[0]), text)
 
 
 def _first_sentence(text: str) -> str:

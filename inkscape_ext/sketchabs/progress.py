@@ -57,7 +57,7 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
     error = state["error"]
     unfinished = [job for job in owed if job.job_id not in state["results"] and job.job_id not in state["failures"]]
     if isinstance(error, StoppedWaiting) and error.choice == STOP:
-        raise inkex.AbortExtension(messages.stopped(len(cancel(client, unfinished))))
+        raise inkex.AbortExtension(messages.stopped(len(cancel(client, [job.job_id for job in unfinished]))))
     if isinstance(error, StoppedWaiting):
         gui.tell(messages.kept_running(len(unfinished)))
     if isinstance(error, TimeoutError):
@@ -67,19 +67,20 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
     return state["results"], state["failures"]
 
 
-def cancel(client, jobs) -> list:
-    """Cancel `jobs` in the engine and forget all but those that finished meanwhile (Insert Finished
-    Sketches still brings those in); returns the ones that were stopped."""
-    stopped, finished = [], []
-    for job in jobs:
+def cancel(client, job_ids: list[str]) -> list[str]:
+    """Cancel these jobs in the engine and forget all but those that finished meanwhile (Insert
+    Finished Sketches still brings those in); returns the ids of the ones stopped."""
+    stopped = []
+    for job_id in job_ids:
         try:
-            state = client.cancel(job.job_id)
+            state = client.cancel(job_id)
         except JobFailed as err:  # the engine no longer knows it (its results were deleted)
             if err.code != "unknown_job":
                 raise
             state = "unknown"
-        (finished if state == "done" else stopped).append(job)
-    engine_link.forget([job.job_id for job in stopped])
+        if state != "done":
+            stopped.append(job_id)
+    engine_link.forget(stopped)
     return stopped
 
 
