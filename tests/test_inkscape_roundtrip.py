@@ -154,7 +154,8 @@ MESSAGES = r"""
 import json, sys
 import sketchabs
 from sketchabs import engine_link, messages
-config = engine_link.EngineConfig("/opt/engine/bin/python", install_py="/home/me/Sketch Abstraction/install.py",
+config = engine_link.EngineConfig("/nonexistent/engine/bin/python",
+                                  install_py="/nonexistent/Sketch Abstraction/install.py",
                                   installer_python="/usr/bin/python3", weights_folder=sys.argv[1])
 fixes = messages.Fixes(config)
 cases = json.loads(sys.argv[2])
@@ -204,7 +205,7 @@ def test_every_engine_message_names_an_action_inside_inkscape(ink_1_2, tmp_path)
     assert "Extensions > Sketch Abstraction > Stop Sketches" in texts["paused"]
     assert "Extensions > Sketch Abstraction > Engine Status" in texts["queue"]
     assert texts["value"].endswith("What to do: Change the value in the effect's dialog.")
-    installer = "/usr/bin/python3 '/home/me/Sketch Abstraction/install.py'"
+    installer = "/usr/bin/python3 '/nonexistent/Sketch Abstraction/install.py'"
     assert f"Run in a terminal: {installer} --skip-engine" in texts["version"]
     expected = f"Copy RN101.pt and ViT-B-32.pt into {weights} (it exists now), then run Object Sketch again"
     assert expected in texts["weights"]
