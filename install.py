@@ -234,9 +234,9 @@ WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
 
 
 def _weights_folder(engine_python: Path) -> str | None:
-    """Where the engine looks for CLIP weights (engine.clip.models.cache_dir), as its Python says."""
+    """Where the engine looks for CLIP weights (bridge.connection.weights_dir), as its Python says."""
     out = subprocess.run(
-        [str(engine_python), "-c", "from engine.clip.models import cache_dir; print(cache_dir())"],
+        [str(engine_python), "-c", "from bridge.connection import weights_dir; print(weights_dir())"],
         capture_output=True,
         text=True,
     )
