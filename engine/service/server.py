@@ -1,7 +1,7 @@
 """The engine server: one long-lived process that keeps the CLIP models loaded and runs jobs in turn.
 
 It knows the protocol (bridge.protocol), the queue and the result store, not the methods: it is
-handed `run_job(kind, request, progress)`, which computes a job, and `describe()`, which says what
+handed `run_job(kind, request, progress, preview_every)`, which computes a job, and `describe()`, which says what
 the engine runs on (engine.jobs.run_job and Runtime.describe in the real engine).
 
 Two threads. The main thread owns every ZeroMQ socket and all job state: it answers requests,
