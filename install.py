@@ -78,7 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         help="CLIP weights the engine loads for the extension (default: openai, the real ones; "
         "tiny-random is for tests only)",
     )
-    p.add_argument("--weights-dir", help="folder with RN101.pt and ViT-B-32.pt, for machines without internet")
+    p.add_argument(
+        "--weights-dir",
+        help="folder with RN101.pt and ViT-B-32.pt, for machines without internet: they are linked (or "
+        "copied) into the folder where the engine looks for them",
+    )
     p.add_argument(
         "--inkscape-python",
         help="the Python Inkscape runs extensions with (default: its python-interpreter preference, else the "
@@ -197,10 +201,18 @@ def _install_extension(
     for package in VENDORED_PACKAGES:
         shutil.copytree(site / package, vendor / package, ignore=shutil.ignore_patterns("__pycache__"))
     _vendor_pyzmq(vendor, inkscape_python, engine_python)
+    weights_folder = _weights_folder(engine_python)
+    if weights_dir and weights_folder:
+        _place_weights(Path(weights_dir).expanduser(), Path(weights_folder))
     config = {
         "python": str(engine_python),
         "models": models,
-        "weights_dir": str(Path(weights_dir).expanduser().resolve()) if weights_dir else None,
+        # Only where the engine's own folder is unknown is the folder handed to the engine instead.
+        "weights_dir": str(Path(weights_dir).expanduser().resolve()) if weights_dir and not weights_folder else None,
+        # For the extension's messages: the exact commands that repair this installation.
+        "install_py": str(ROOT / "install.py"),
+        "installer_python": sys.executable,
+        "weights_folder": weights_folder,
     }
     (staging / "engine.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     if models != "openai":
@@ -216,6 +228,37 @@ def _install_extension(
         target.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(target)
     return target
+
+
+WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
+
+
+def _weights_folder(engine_python: Path) -> str | None:
+    """Where the engine looks for CLIP weights (bridge.connection.weights_dir), as its Python says."""
+    out = subprocess.run(
+        [str(engine_python), "-c", "from bridge.connection import weights_dir; print(weights_dir())"],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _place_weights(source: Path, folder: Path) -> None:
+    """Link (or, across file systems, copy) the CLIP weight files from `source` into `folder`."""
+    missing = [name for name in WEIGHT_FILES if not (source / name).is_file()]
+    if missing:
+        sys.exit(f"install.py: {source} does not hold {' and '.join(missing)}; pass the folder that holds both")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in WEIGHT_FILES:
+        target = folder / name
+        if target.exists() and target.samefile(source / name):
+            continue
+        target.unlink(missing_ok=True)
+        try:
+            os.link(source / name, target)
+        except OSError:
+            shutil.copy2(source / name, target)
+    print(f"CLIP weights placed in {folder}")
 
 
 def _site_packages(python: Path) -> Path:

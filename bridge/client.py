@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from bridge import connection, protocol
+from bridge.errors import WeightsMissing
 from bridge.protocol import Message, ProtocolError
 
 DEFAULT_TIMEOUT_S = 10.0  # for one request's reply
@@ -173,9 +174,15 @@ class EngineClient:
     def status(self) -> dict[str, Any]:
         return self._request("status_request").content
 
-    def submit(self, job: dict[str, Any], buffers: list[bytes], name: str) -> tuple[str, int]:
-        """Queue a job (bridge.params.request_to_json's form); returns (job id, queue position)."""
-        reply = self._request("submit_request", {"job": job, "name": name}, buffers)
+    def submit(
+        self, job: dict[str, Any], buffers: list[bytes], name: str, preview_every: float | None = None
+    ) -> tuple[str, int]:
+        """Queue a job (bridge.params.request_to_json's form); returns (job id, queue position). With
+        `preview_every` (seconds) its progress messages carry a PNG of the sketch so far that often."""
+        content: dict[str, Any] = {"job": job, "name": name}
+        if preview_every is not None:
+            content["preview_every"] = preview_every
+        reply = self._request("submit_request", content, buffers)
         return reply.content["job_id"], reply.content["position"]
 
     def cancel(self, job_id: str) -> str:
@@ -366,7 +373,7 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
             raise EngineUnavailable(
                 f"the engine exited while starting: {_last_line(log_path, 'error: ') or 'no error message'}",
                 _last_line(log_path, "  fix: ") or f"see {log_path}",
-                "start_failed",
+                WeightsMissing.code if process.returncode == WeightsMissing.exit_code else "start_failed",
             )
         time.sleep(0.1)
     holder = connection.lock_holder()
@@ -413,6 +420,12 @@ def _private(path: str, flags: int) -> int:
     if sys.platform != "win32":
         os.fchmod(fd, 0o600)
     return fd
+
+
+def last_start_error() -> tuple[str, str]:
+    """(error, fix) the latest engine start wrote to the log ("" each when it wrote none)."""
+    log_path = connection.runtime_dir() / connection.LOG_FILE
+    return _last_line(log_path, "error: "), _last_line(log_path, "  fix: ")
 
 
 def _log_tail(path: Path) -> list[str]:

@@ -128,6 +128,12 @@ def data_dir() -> Path:
     return private_folder(Path(override) if override else _platform_dir(platformdirs.user_data_dir))
 
 
+def weights_dir() -> Path:
+    """Where the engine keeps (and downloads) CLIP weights; here, torch-free, so that install.py can
+    ask the engine's Python for it in a blink (engine.clip.models.cache_dir is this)."""
+    return Path(platformdirs.user_cache_dir(APP)) / "clip"
+
+
 def connection_path() -> Path:
     return runtime_dir() / CONNECTION_FILE
 

@@ -24,11 +24,12 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
   status_request  {}                                  -> status_reply {version, protocol, pid, device,
                                                          models, renderer, loaded, running, queue,
-                                                         uptime_s}
-  submit_request  {job, name} + [image, mask?]        -> submit_reply {job_id, position}
+                                                         uptime_s, rates}
+  submit_request  {job, name, preview_every?}         -> submit_reply {job_id, position}
+                  + [image, mask?]
                   then, to every watcher of the job:     queue_update {job_id, position} (0: it starts)
                                                          progress {job_id, stage, iteration, total,
-                                                                   loss, eta_s, detail}
+                                                                   loss, eta_s, detail} + [preview?]
                                                          heartbeat {job_id, state} every
                                                            HEARTBEAT_INTERVAL_S while it is queued
                                                            or running: an engine that stops
@@ -45,8 +46,16 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
 `job` is the JSON form of a request (bridge.params.request_to_json): {"kind": "sketch" | "scene",
 "params": {...}, "mask": "none" | "auto" | {"buffer": 1}, "width": ..., "color": ...}.
-Job info: {job_id, name, kind, state, position, created, finished, error?}, where state is one of
-JOB_STATES.
+Job info: {job_id, name, kind, state, position, created, finished, error?, progress?}, where state is
+one of JOB_STATES and `progress` is the content of the last progress message of a running job.
+
+`eta_s` is an upper bound of the seconds left (the sketches still running may all go on to their
+iteration cap; converged ones cost nothing more), and null when nothing is being optimised.
+`preview_every` (seconds, at least 0.5) asks for a live preview: then, at most that often, a
+progress message of an object sketch carries one buffer, a PNG (longest side 256 px) of the best
+strokes so far of the level being optimised over the faded photo. `rates` maps a job kind to the
+seconds one iteration of one sketch took on this engine, as last measured (object sketches report
+it; absent before one ran): what a client needs to say what a preset costs here.
 
 This module needs only the standard library, so it imports under any Python (Inkscape's included).
 """
@@ -65,7 +74,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-VERSION = "2.0"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
+VERSION = "2.1"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
+# 2.1: live previews (preview_every, a PNG with progress), progress in job info, measured rates in status
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 DELIMITER = b"<IDS|MSG>"
 PLAIN_USER = b"sketch-abstraction"

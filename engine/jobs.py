@@ -7,6 +7,8 @@ methods only ever see tensors on the 224 x 224 canvas.
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +20,7 @@ from engine.io.image import load_image, load_mask
 from engine.methods.clipascene import BACKGROUND, OBJECT, ColumnResult, SceneTarget, optimise_scene
 from engine.methods.clipasso import LevelResult, optimise
 from engine.preprocess import CanvasMap, prepare_target
+from engine.preview import LivePreview
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
 from engine.scene.combine import matrix_sketch
@@ -46,8 +49,11 @@ def resolve_mask(spec, image: Image.Image) -> tuple[np.ndarray | None, list[str]
     return mask, [note] if note else []
 
 
-def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallback = silent) -> SketchResult:
-    """Load, mask, optimise every level, and map the strokes back onto the photo."""
+def run_sketch(
+    runtime: Runtime, request: SketchRequest, progress: ProgressCallback = silent, preview_every: float | None = None
+) -> SketchResult:
+    """Load, mask, optimise every level, and map the strokes back onto the photo; with `preview_every`
+    (seconds), progress carries a PNG of the sketch so far at most that often."""
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
     mask, notes = resolve_mask(request.mask, image)
@@ -55,8 +61,10 @@ def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallb
     params = request.params
     if request.width is not None:  # keep the look the user asked for at the photo's scale
         params = dataclasses.replace(params, half_width=canvas_half_width(request.width, cmap.scale)).validate()
-    run = optimise(runtime, target, params, progress)
     width = 2 * params.half_width * cmap.scale
+    if preview_every is not None:
+        progress = with_previews(progress, LivePreview(image), cmap, width, preview_every)
+    run = optimise(runtime, target, params, progress)
     layers = tuple(
         StrokeLayer(
             label=f"{level.strokes} strokes",
@@ -71,6 +79,25 @@ def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallb
     return SketchResult(sketch, run.levels, cmap, run.iterations, run.seconds, notes)
 
 
+def with_previews(
+    progress: ProgressCallback, live: LivePreview, cmap: CanvasMap, width: float, every_s: float
+) -> ProgressCallback:
+    """`progress`, with a PNG (`Progress.preview`) of the reported strokes at most every `every_s`;
+    the strokes themselves never leave the job (they are a tensor the method keeps changing)."""
+    last = -math.inf
+
+    def report(p: Progress) -> None:
+        nonlocal last
+        preview = None
+        if p.strokes is not None and time.monotonic() - last >= every_s:
+            last = time.monotonic()
+            points = cmap.to_source(p.strokes.detach().cpu().numpy().astype(np.float64))  # (n, k, 2) photo px
+            preview = live.png(StrokeLayer("preview", points, width))
+        progress(dataclasses.replace(p, strokes=None, preview=preview))
+
+    return report
+
+
 @dataclass
 class SceneResult:
     sketch: Sketch  # a layer per fidelity column > a layer per cell > "Background", "Object"; one cell visible
@@ -82,11 +109,14 @@ class SceneResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_scene(runtime: Runtime, request: SceneRequest, progress: ProgressCallback = silent) -> SceneResult:
+def run_scene(
+    runtime: Runtime, request: SceneRequest, progress: ProgressCallback = silent, preview_every: float | None = None
+) -> SceneResult:
     """Load, split into object and background, run the matrix for both, combine in the photo's pixels.
 
     Without a mask (`none`) the whole image is one object; a mask that leaves (nearly) no background
-    gives an object-only matrix; an empty mask is an InputError (raised while reading it).
+    gives an object-only matrix; an empty mask is an InputError (raised while reading it). Live
+    previews (`preview_every`) are for object sketches only: a scene job reports none.
     """
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
@@ -128,10 +158,12 @@ JOBS = {"sketch": run_sketch, "scene": run_scene}
 """The job functions by the kind names of bridge.params.REQUESTS."""
 
 
-def run_job(runtime: Runtime, kind: str, request, progress: ProgressCallback = silent) -> JobOutput:
+def run_job(
+    runtime: Runtime, kind: str, request, progress: ProgressCallback = silent, preview_every: float | None = None
+) -> JobOutput:
     """One job of the engine service (engine.service.server's `run_job`, with the runtime bound)."""
     try:
-        result = JOBS[kind](runtime, request, progress)
+        result = JOBS[kind](runtime, request, progress, preview_every)
         return JobOutput(sketch_to_svg(result.sketch), result.seconds, result.notes)
     finally:
         runtime.release_memory()

@@ -19,6 +19,7 @@ from engine.render import rasterize
 from engine.strokes import Sketch, StrokeLayer
 
 PANEL = 384  # longest side of one panel of an object sketch's preview, px
+LIVE_PANEL = 256  # longest side of a live preview in progress messages (tens of KB)
 MATRIX_PANEL = 160  # the same in a scene matrix's preview (3 x 9 panels by default, 480 x 1746 px)
 PHOTO_OPACITY = 0.25
 LINE = 14  # px per label line, above each panel
@@ -75,6 +76,23 @@ def matrix_preview_png(image_source, sketch: Sketch) -> bytes:
     columns = [[(f"{column.label}\n{cell.label}", cell) for cell in column.sublayers] for column in sketch.layers]
     rows = [list(row) for row in zip(*columns)]
     return contact_sheet(image_source, sketch.width, sketch.height, rows, MATRIX_PANEL)
+
+
+class LivePreview:
+    """Small PNGs of a sketch in progress over the faded photo, for progress messages: the photo is
+    read and faded once, each call draws only the strokes."""
+
+    def __init__(self, image, panel: int = LIVE_PANEL):
+        self.scale = panel / max(image.width, image.height)
+        self.size = (max(1, round(image.width * self.scale)), max(1, round(image.height * self.scale)))
+        photo = np.asarray(image.convert("RGB").resize(self.size, Image.Resampling.BICUBIC), dtype=np.float64) / 255
+        self.faded = 1 - PHOTO_OPACITY * (1 - photo)  # (h, w, 3)
+
+    def png(self, layer: StrokeLayer) -> bytes:
+        ink = render_layer(layer, self.size, self.scale)[..., None]
+        buffer = io.BytesIO()
+        Image.fromarray((self.faded * ink * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+        return buffer.getvalue()
 
 
 def write_preview(path: str | os.PathLike, image_source, sketch: Sketch) -> None:

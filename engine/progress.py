@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,12 @@ class Progress:
     total: int  # iteration budget of this stage (work may finish earlier by convergence)
     loss: float | None = None  # mean of the current best eval losses
     detail: str = ""  # e.g. "4 levels x 3 seeds, 5 still optimising"
-    eta_s: float | None = None  # seconds left if the whole budget is used
+    eta_s: float | None = None  # seconds left at most (the rest of the budget); None when nothing runs
+    # The current best sketch of the level being optimised, for live previews: (n, k, 2) canvas px
+    # (a tensor the method keeps updating: read it during the callback only).
+    strokes: Any = None
+    preview: bytes | None = None  # PNG of `strokes` over the faded photo (engine.jobs renders it)
+    sketch_iteration_s: float | None = None  # measured seconds per iteration of one sketch, so far
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -1,28 +1,25 @@
 #!/usr/bin/env python3
 """Extensions > Sketch Abstraction > Insert Finished Sketches: results of jobs whose wait was given up
-(window closed, "submit and return", time limit), placed over their photos in this document."""
+("Keep it running in the background", the window closed, "submit and return", time limit), placed
+over their photos in this document (replacing or adding a variation, as chosen when submitted)."""
 
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import JobFailed, JobResult
-from sketchabs import engine_link
+from sketchabs import engine_link, gui, messages
 from sketchabs.effect import abort_on_errors, insert_results
 
 
 class InsertFinished(inkex.EffectExtension):
     def effect(self):
-        abort_on_errors(self._insert)
+        abort_on_errors(self._insert, "Insert Finished Sketches")
 
     def _insert(self) -> None:
         image_ids = {el.get_id() for el in self.svg.descendants().filter(inkex.Image)}
         owed = engine_link.owed_to(engine_link.document_path(), image_ids)
         if not owed:
-            raise inkex.AbortExtension(
-                "No sketches are waiting for this document's images. (Jobs are "
-                "remembered per document and image; sketches already inserted are not "
-                "kept.)"
-            )
+            gui.tell(messages.NOTHING_WAITING)
         with engine_link.connect("auto", 60.0) as client:
             results, failures, running = {}, {}, []
             for job in owed:
@@ -36,7 +33,7 @@ class InsertFinished(inkex.EffectExtension):
                 else:
                     running.append(job.title)
         if running and not results and not failures:
-            raise inkex.AbortExtension(f"Not finished yet: {', '.join(running)}. Try again later.")
+            gui.tell(messages.not_finished(running))
         insert_results(self.svg, owed, results, failures)
 
 

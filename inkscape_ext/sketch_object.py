@@ -9,6 +9,7 @@ from sketchabs.effect import SketchEffect
 # Quality presets: (seeds, iterations). "paper" is the paper's setting; the others trade the
 # best-of-seeds pick and the last iterations (CLIPasso converges early) for time.
 QUALITY = {"fast": (1, 500), "standard": (2, 1000), "paper": (3, 2000)}
+LEVELS = 4  # levels of the default stroke counts (32,16,8,4), for what a preset costs
 
 
 class ObjectSketch(SketchEffect):
@@ -20,7 +21,7 @@ class ObjectSketch(SketchEffect):
         pars.add_argument("--iterations", type=int, default=2000)
         pars.add_argument("--points", type=int, default=4)
 
-    def request(self, photo, mask):
+    def request(self, photo, mask, variation):
         try:
             strokes = tuple(int(v) for v in self.options.levels.replace(" ", "").split(",") if v)
         except ValueError:
@@ -30,7 +31,7 @@ class ObjectSketch(SketchEffect):
         seeds, iterations = QUALITY.get(self.options.quality, (self.options.seeds, self.options.iterations))
         params = ClipassoParams(
             strokes=strokes,
-            seeds=tuple(1000 * i for i in range(max(1, seeds))),
+            seeds=self.seeds(seeds, variation),
             iterations=iterations,
             control_points=self.options.points,
         )

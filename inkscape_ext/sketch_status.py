@@ -1,44 +1,98 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Engine Status: is the engine up, on which device, what it runs."""
+"""Extensions > Sketch Abstraction > Engine Status: is the engine up (or why it cannot start), on which
+device, what the quality presets take on it, and its sketches by photo name with their progress."""
 
+import os
 import time
 
 import inkex
+from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from bridge.client import EngineClient, EngineUnavailable
-from sketchabs import engine_link
+from bridge.client import EngineClient, EngineUnavailable, last_start_error
+from sketchabs import engine_link, gui, messages
 from sketchabs.effect import abort_on_errors
+from sketchabs.progress import duration, status_line
+
+SHOWN_JOBS = 15
+NEEDED = ("engine", "torch", "zmq")  # what the engine's Python must find to start
 
 
 class EngineStatus(inkex.EffectExtension):
     def effect(self):
-        abort_on_errors(self._report)
+        abort_on_errors(lambda: gui.tell(self._report()), "Engine Status")
 
-    def _report(self) -> None:
+    def _report(self) -> str:
         config = engine_link.load_config()
         try:
             client = EngineClient.connect()
-        except EngineUnavailable:
-            inkex.errormsg(
-                f"The engine is not running. It starts with the next sketch.\n"
-                f"Engine Python: {config.python}\nModels: {config.models}"
-            )
-            return
+        except EngineUnavailable as err:
+            if err.code != "not_running":
+                raise
+            return not_running(config)
         with client:
             s, jobs = client.status(), client.jobs()
+        models = s["models"] + (f" ({messages.TEST_MODELS})" if engine_link.test_models(config) else "")
         lines = [
-            f"Engine {s['version']} running (pid {s['pid']}) on {s['device']}, models: {s['models']}, "
-            f"renderer: {s.get('renderer', 'ours')}",
-            f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}",
-            f"Running: {s['running'] or 'nothing'}; waiting: {max(0, len(s['queue']) - bool(s['running']))}",
+            f"The engine {s['version']} is running (process {s['pid']}) on {s['device']}, models: {models}.",
+            f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}.",
+            preset_costs(s.get("rates", {}).get("sketch"), s["device"]),
             "",
-            "Jobs:",
+            *job_lines(jobs),
         ]
-        for job in jobs[-15:]:
-            when = time.strftime("%H:%M", time.localtime(job["created"]))
-            lines.append(f"  {when}  {job['state']:<11} {job['name']}")
-        inkex.errormsg("\n".join(lines))
+        return "\n".join(lines)
+
+
+def not_running(config) -> str:
+    """Why no engine runs: a broken install (its Python gone or incomplete), a failed last start, or
+    simply none started yet."""
+    fixes = messages.Fixes(config)
+    if not os.path.exists(config.python):
+        return fixes.python_missing()
+    if not engine_link.engine_finds(config, NEEDED):
+        return f"The engine's Python ({config.python}) cannot run the engine (packages missing). {fixes.reinstall()}"
+    error, hint = last_start_error()
+    if error:
+        code = "weights_missing" if "CLIP weights" in error else "start_failed"
+        return "The engine's last start failed. " + fixes.for_error(code, error, hint, "Object Sketch")
+    return (
+        "The engine is not running; it starts with the next sketch and stops after 30 minutes without work.\n"
+        f"Engine Python: {config.python}\nModels: {config.models}"
+    )
+
+
+def preset_costs(seconds_per_iteration, device: str) -> str:
+    """What each Object Sketch preset takes at most per photo with the default levels, as measured."""
+    if not seconds_per_iteration:
+        return "Time per preset: measured during the first Object Sketch after the engine starts."
+    costs = [
+        f"{name.capitalize()} at most {duration(seconds_per_iteration * seeds * iterations * LEVELS)}"
+        for name, (seeds, iterations) in QUALITY.items()
+    ]
+    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {', '.join(costs)}."
+
+
+def job_lines(jobs: list) -> list:
+    if not jobs:
+        return ["No sketches yet."]
+    lines = ["Sketches:"]
+    for job in jobs[-SHOWN_JOBS:]:
+        when = time.strftime("%H:%M", time.localtime(job["created"]))
+        lines.append(f"  {when}  {job['name']}: {_state(job)}")
+    if any(job["state"] in ("queued", "running") for job in jobs):
+        lines += ["", f"To cancel sketches: {messages.STOP_SKETCHES}."]
+    return lines
+
+
+def _state(job: dict) -> str:
+    state, progress = job["state"], job.get("progress")
+    if state == "running" and progress:
+        return f"running, {progress['stage']} {progress['iteration']} / {progress['total']}; {status_line(progress)}"
+    if state == "queued":
+        return f"waiting, number {job.get('position', '?')} in line"
+    if state == "done" and not job.get("fetched"):
+        return "done, not inserted yet (Insert Finished Sketches)"
+    return state
 
 
 if __name__ == "__main__":

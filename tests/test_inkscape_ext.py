@@ -34,6 +34,7 @@ EXAMPLE = ROOT / "examples" / "ballerina.png"
 SVG_NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
 OBJECT = "org.sketch-abstraction.object-sketch"
 SCENE = "org.sketch-abstraction.scene-sketch"
+TAG = " [test models]"  # what the name of every layer made with the test models ends with
 
 pytestmark = [
     pytest.mark.slow,  # real Inkscape, its Python, and the engine process
@@ -44,10 +45,9 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """Extension installed in a fresh profile; a tiny-model engine running; the env to reach it."""
-    base = tmp_path_factory.mktemp("ink")
+def install_for_tests(base: Path) -> dict:
+    """The extension installed in a fresh profile under `base`, for tiny models; the env that reaches
+    the engine it starts (stop it with `stop_engine`)."""
     env = {
         **os.environ,
         "SKETCH_ABSTRACTION_RUNTIME_DIR": str(base / "run"),
@@ -75,8 +75,19 @@ def setup(tmp_path_factory):
     assert out.returncode == 0, out.stderr
     ext = base / "profile" / "extensions" / "sketch-abstraction"
     assert json.loads((ext / "engine.json").read_text())["models"] == "tiny-random"
-    yield {"env": env, "ext": ext, "base": base}
+    return {"env": env, "ext": ext, "base": base}
+
+
+def stop_engine(env: dict) -> None:
     subprocess.run([sys.executable, "-m", "engine", "stop"], env=env, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Extension installed in a fresh profile; a tiny-model engine running; the env to reach it."""
+    installed = install_for_tests(tmp_path_factory.mktemp("ink"))
+    yield installed
+    stop_engine(installed["env"])
 
 
 @pytest.fixture(scope="module", params=list(INKEX), ids=[f"inkex-{v}" for v in INKEX])
@@ -264,13 +275,14 @@ def test_scene_sketch_inserts_a_layer_per_fidelity_column_holding_its_cells(ink_
         "--layers=2,8",
         "--levels=2",
         "--strokes=8",
+        "--quality=custom",
         "--seeds=1",
         "--iterations=2",
         "--window=false",
     )
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     root = etree.fromstring(out.stdout)
-    top = root.xpath("/svg:svg/svg:g[@inkscape:label='Scene sketch of img1']", namespaces=SVG_NS)
+    top = root.xpath(f"/svg:svg/svg:g[@inkscape:label='Scene sketch of img1{TAG}']", namespaces=SVG_NS)
     assert len(top) == 1
     assert_scene_layers(top[0], [2, 8], 2, background=False)
     # The photo spans x 25..85, y 15..75: every stroke ends at its edges.
@@ -322,8 +334,9 @@ def test_linked_image_batch_and_current_layer_scope(ink, tmp_path):
     out = run_script(ink, "sketch_object.py", doc, "--scope=layer", *FAST)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     _, tops = sketch_layers(out.stdout)
-    assert sorted(t.get(f"{{{SVG_NS['inkscape']}}}label") for t in tops) == ["Sketch of img1", "Sketch of photo"]
-    linked = next(t for t in tops if t.get(f"{{{SVG_NS['inkscape']}}}label") == "Sketch of photo")
+    names = sorted(t.get(f"{{{SVG_NS['inkscape']}}}label") for t in tops)
+    assert names == ["Sketch of img1" + TAG, "Sketch of photo" + TAG]
+    linked = next(t for t in tops if t.get(f"{{{SVG_NS['inkscape']}}}label") == "Sketch of photo" + TAG)
     assert path_points(linked)[:, 0].min() >= 100 + 10 + 10 - 1  # that image's box starts at x 100 (+ layer 10)
 
 
@@ -426,9 +439,9 @@ def test_mask_from_path_runs_end_to_end(ink, tmp_path):
     "args, words",
     [
         ([], "Select one or more photos"),
-        (["--id=img1", "--levels=0"], "stroke counts must be between 1 and 1024"),
+        (["--id=img1", "--levels=0"], "Stroke counts must be between 1 and 1024, got [0].\n\nWhat to do: Change the"),
         (["--id=img1", "--levels=a,b"], "Levels must be stroke counts"),
-        (["--id=img1", "--mask=path"], "needs a path or shape drawn over"),
+        (["--id=img1", "--mask=path"], "only the photo is selected. Draw a path or shape over 'img1'"),
         (["--id=broken"], "damaged embedded picture"),
         (["--id=missing"], "cannot be read"),
     ],
@@ -489,7 +502,7 @@ def test_a_long_label_is_cut_for_the_layer_and_the_job(ink_1_2, tmp_path):
     out = run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST)
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     title = sketch_layers(out.stdout)[1][0].get(f"{{{SVG_NS['inkscape']}}}label")
-    assert title == "Sketch of " + label[:79] + "\u2026"
+    assert title == "Sketch of " + label[:79] + "\u2026" + TAG
 
 
 def test_engine_that_cannot_start_is_reported(ink_1_2, tmp_path):
@@ -511,7 +524,8 @@ def test_engine_that_cannot_start_is_reported(ink_1_2, tmp_path):
         timeout=60,
     )
     assert out.returncode != 0
-    assert "cannot start the engine" in out.stderr.decode() and "install.py" in out.stderr.decode()
+    stderr = out.stderr.decode()
+    assert "The engine's Python (/nonexistent/python) is missing" in stderr and "install.py" in stderr, stderr
 
 
 def test_submit_and_return_then_insert_finished(ink, tmp_path):
@@ -532,13 +546,16 @@ def test_submit_and_return_then_insert_finished(ink, tmp_path):
 
 
 WINDOW_DRIVER = r"""
-import json, sys
+import json, os, sys
 import gi
 gi.require_version("Gtk", "3.0")
-from gi.repository import GLib, Gtk
+gi.require_version("Gdk", "3.0")
+from gi.repository import Gdk, GLib, Gtk
 import sketch_object
+from sketchabs import messages
 
 how, record = sys.argv[1], sys.argv[2]
+seen = {}
 
 def widgets(widget, kind):
     found = [widget] if isinstance(widget, kind) else []
@@ -546,20 +563,52 @@ def widgets(widget, kind):
         found += widgets(child, kind)
     return found
 
+def save():
+    with open(record, "w") as f:
+        json.dump(seen, f)
+
 def poke():
-    windows = [w for w in Gtk.Window.list_toplevels() if w.get_title() == "Sketch Abstraction"]
+    windows = [w for w in Gtk.Window.list_toplevels() if w.get_title() == "Sketch Abstraction" and w.get_visible()
+               and not isinstance(w, Gtk.MessageDialog)]
     if not windows:
         return True
-    bar, labels = widgets(windows[0], Gtk.ProgressBar)[0], widgets(windows[0], Gtk.Label)
-    if not any("loss" in l.get_text() for l in labels):
-        return True  # wait until the optimisation reports
-    with open(record, "w") as f:
-        json.dump({"bar": bar.get_text(), "fraction": bar.get_fraction(),
-                   "labels": [l.get_text() for l in labels]}, f)
-    if how == "cancel":
-        [b for b in widgets(windows[0], Gtk.Button) if b.get_label() == "Cancel"][0].clicked()
+    window = windows[0]
+    bar, labels = widgets(window, Gtk.ProgressBar)[0], widgets(window, Gtk.Label)
+    pictures = [i.get_pixbuf() for i in widgets(window, Gtk.Image) if i.get_pixbuf() is not None]
+    if not any("loss" in l.get_text() for l in labels) or not pictures:
+        return True  # wait until the optimisation reports, with a picture of the sketch so far
+    seen.update(bar=bar.get_text(), fraction=bar.get_fraction(), labels=[l.get_text() for l in labels],
+                preview=[pictures[0].get_width(), pictures[0].get_height()],
+                dark=Gtk.Settings.get_default().get_property("gtk-application-prefer-dark-theme"))
+    save()
+    if os.environ.get("WINDOW_SCREENSHOT"):  # the README's picture, once GTK has drawn this state
+        GLib.timeout_add(1500, shoot, window)
     else:
-        windows[0].close()  # as the window manager's close button does
+        act(window)
+    return False
+
+def shoot(window):
+    gdk_window = window.get_window()
+    shot = Gdk.pixbuf_get_from_window(gdk_window, 0, 0, gdk_window.get_width(), gdk_window.get_height())
+    shot.savev(os.environ["WINDOW_SCREENSHOT"], "png", [], [])
+    act(window)
+    return False
+
+def act(window):
+    if how == "close":
+        window.close()  # as the window manager's close button does
+    else:
+        label = messages.STOP_CHOICE if how == "stop" else messages.KEEP_CHOICE
+        [b for b in widgets(window, Gtk.Button) if b.get_label() == label][0].clicked()
+    GLib.timeout_add(20, answer)
+
+def answer():
+    dialogs = [w for w in Gtk.Window.list_toplevels() if isinstance(w, Gtk.MessageDialog) and w.get_visible()]
+    if not dialogs:
+        return True
+    seen["told"] = [l.get_text() for l in widgets(dialogs[0], Gtk.Label)]
+    save()
+    dialogs[0].response(Gtk.ResponseType.CLOSE)
     return False
 
 GLib.timeout_add(20, poke)
@@ -567,52 +616,68 @@ sketch_object.ObjectSketch().run(sys.argv[3:])
 """
 
 
-@pytest.mark.parametrize("how", ["cancel", "close"])
-def test_progress_window_shows_progress_and_cancel_keeps_the_job(ink_1_2, tmp_path, how):
-    """The real GTK window under Xvfb, driven by a click on Cancel (or closing it) mid-job."""
+def window_env(ink, doc: Path, tmp_path: Path, dark: bool = True) -> dict:
+    """The environment of a direct run with a display: Inkscape's theme preference in its profile."""
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    (profile / "preferences.xml").write_text(
+        f'<?xml version="1.0"?><inkscape><group id="theme" preferDarkTheme="{int(dark)}"/></inkscape>'
+    )
+    return {
+        **ink["env"],
+        "PYTHONPATH": f"{ink['ext']}:{ink['ext'].parent}:{ink['inkex']}",
+        "DOCUMENT_PATH": str(doc),
+        "INKSCAPE_PROFILE_DIR": str(profile),
+    }
+
+
+def needs_gtk() -> None:
     if shutil.which("xvfb-run") is None:
         pytest.skip("xvfb-run is not installed (.ci/run installs it)")
     gtk = subprocess.run([INKSCAPE_PYTHON, "-c", "import gi; gi.require_version('Gtk', '3.0')"], capture_output=True)
     if gtk.returncode != 0:
         pytest.skip("PyGObject with GTK 3 is not installed (.ci/run installs python3-gi, gir1.2-gtk-3.0)")
-    doc, record = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}]), tmp_path / "window.json"
-    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=400", "--window=true"]
-    env = {
-        **ink_1_2["env"],
-        "PYTHONPATH": f"{ink_1_2['ext']}:{ink_1_2['ext'].parent}:{ink_1_2['inkex']}",
-        "DOCUMENT_PATH": str(doc),
-    }
-    out = subprocess.run(
-        [
-            "timeout",
-            "-k",
-            "5",
-            "150",
-            "xvfb-run",
-            "-a",
-            INKSCAPE_PYTHON,
-            "-c",
-            WINDOW_DRIVER,
-            how,
-            str(record),
-            *args,
-            str(doc),
-        ],
-        cwd=ink_1_2["ext"],
+
+
+def under_xvfb(script: str, *args: str, cwd: Path, env: dict, timeout: int = 150):
+    return subprocess.run(
+        ["timeout", "-k", "5", str(timeout), "xvfb-run", "-a", INKSCAPE_PYTHON, "-c", script, *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
-        timeout=200,
+        timeout=timeout + 50,
     )
+
+
+@pytest.mark.parametrize("how", ["stop", "keep", "close"])
+def test_progress_window_shows_the_sketch_and_stops_or_keeps_the_job(ink_1_2, tmp_path, how):
+    """The real GTK window under Xvfb, driven mid-job: "Stop the sketch" cancels the job in the
+    engine; "Keep it running in the background" (or closing the window) leaves it to the engine,
+    says so in a window of ours (nothing on stderr), and Insert Finished Sketches brings it in."""
+    needs_gtk()
+    doc, record = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}]), tmp_path / "window.json"
+    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=400", "--window=true"]
+    env = window_env(ink_1_2, doc, tmp_path)
+    out = under_xvfb(WINDOW_DRIVER, how, str(record), *args, str(doc), cwd=ink_1_2["ext"], env=env)
     assert record.exists(), f"the window never showed optimisation progress: {out.stderr.decode()}"
     shown = json.loads(record.read_text())
     assert re.fullmatch(r"optimise: \d+ / 400", shown["bar"]) and 0 < shown["fraction"] <= 1, shown
-    assert "Sketch of img1 (1 of 1)" in shown["labels"], shown
-    assert any(re.search(r"loss \S+ · about \d+ (s|min) left", text) for text in shown["labels"]), shown
+    assert f"Sketch of img1{TAG} (1 of 1)" in shown["labels"], shown
+    assert any(re.search(r"loss \S+ · at most \d+ (s|min) left", text) for text in shown["labels"]), shown
+    assert "Running with test models: the strokes mean nothing." in shown["labels"]
+    assert max(shown["preview"]) == 256, "the live preview shows the sketch so far"
+    assert shown["dark"] is True, "the window follows Inkscape's dark theme preference"
     assert out.returncode != 0 and b"Sketch of" not in out.stdout, "the document is left unchanged"
-    assert "Stopped waiting" in out.stderr.decode() and "Insert Finished Sketches" in out.stderr.decode()
+    if how == "stop":
+        assert "Stopped 1 sketch in the engine. The document is unchanged." in out.stderr.decode()
+        nothing = run_script(ink_1_2, "sketch_insert.py", doc)
+        assert nothing.returncode != 0 and "No sketches are waiting" in nothing.stderr.decode()
+        return
+    assert out.stderr == b"", "information comes in the extension's window, not Inkscape's error dialog"
+    assert any("1 sketch keeps running in the background" in text for text in shown["told"]), shown
     deadline = time.monotonic() + 120
     while (inserted := run_script(ink_1_2, "sketch_insert.py", doc)).returncode != 0 and time.monotonic() < deadline:
-        time.sleep(0.5)  # the engine finishes the job the user stopped waiting for
+        time.sleep(0.5)  # the engine finishes the job the user left to it
     assert inserted.returncode == 0, inserted.stderr.decode()
     assert levels(sketch_layers(inserted.stdout)[1][0]) == [("6 strokes", 6, False)]
 
@@ -621,7 +686,7 @@ def test_engine_status_reports_the_engine(ink_1_2, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
     run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST)  # make sure it runs
     out = run_script(ink_1_2, "sketch_status.py", doc)
-    assert out.returncode == 0
+    assert out.returncode == 251 and out.stdout == b"", "information only: the document is not replaced"
     assert "running" in out.stderr.decode() and "tiny-random" in out.stderr.decode()
 
 
@@ -738,7 +803,8 @@ def test_scene_sketch_in_real_inkscape_lands_as_nested_layers(setup, tmp_path):
         pytest.skip("xvfb-run is not installed (.ci/run installs it)")
     profile = tmp_path / "profile"  # a copy, so these preferences stay in this test
     shutil.copytree(setup["base"] / "profile", profile)
-    prefs = {"layers": "2,8", "levels": "2", "strokes": "8", "seeds": "1", "iterations": "2", "mask": "path"}
+    prefs = {"layers": "2,8", "levels": "2", "strokes": "8", "quality": "custom", "seeds": "1", "iterations": "2"}
+    prefs["mask"] = "path"
     (profile / "preferences.xml").write_text(
         '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
         '<group id="extensions" '
@@ -769,7 +835,7 @@ def test_scene_sketch_in_real_inkscape_lands_as_nested_layers(setup, tmp_path):
     assert out.returncode == 0, out.stderr.decode()
     assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
     root = etree.fromstring(result.read_bytes())
-    top = root.xpath("/svg:svg/svg:g[@inkscape:label='Scene sketch of img1']", namespaces=SVG_NS)
+    top = root.xpath(f"/svg:svg/svg:g[@inkscape:label='Scene sketch of img1{TAG}']", namespaces=SVG_NS)
     assert len(top) == 1, "the effect ran inside Inkscape"
     assert_scene_layers(top[0], [2, 8], 2, background=True)
     ids = [e.get("id") for e in root.iter() if e.get("id")]
@@ -791,6 +857,7 @@ def test_install_is_idempotent_and_uninstalls(tmp_path):
         "sketch_object.inx",
         "sketch_scene.inx",
         "sketch_status.inx",
+        "sketch_stop.inx",
     ]
     assert json.loads((ext / "engine.json").read_text())["models"] == "openai", "real models unless told"
     # The light package, whole and alone: no engine code (which would need torch) travels with it.

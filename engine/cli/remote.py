@@ -86,6 +86,13 @@ def register(commands) -> None:
     )
     submit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     submit.add_argument(
+        "--preview-every",
+        type=float,
+        metavar="SECONDS",
+        help="while an object sketch runs, keep OUTPUT.preview.png (the best strokes so far over the faded "
+        "photo) up to date, refreshed at most this often (at least 0.5)",
+    )
+    submit.add_argument(
         "--scene",
         action="store_true",
         help="scene jobs (CLIPascene): the job options are then those of `scene` "
@@ -150,13 +157,13 @@ def _serve(args) -> int:
     return 0
 
 
-def _run_job(runtime, kind: str, request, progress):
+def _run_job(runtime, kind: str, request, progress, preview_every=None):
     """One engine job, refused before it allocates anything if it will not fit in the free memory."""
     from engine.budget import check_fits
     from engine.jobs import run_job
 
     check_fits(runtime, kind, request)
-    return run_job(runtime, kind, request, progress)
+    return run_job(runtime, kind, request, progress, preview_every)
 
 
 def _client_errors(command):
@@ -231,6 +238,8 @@ def _submit(args) -> int:
     from bridge.client import JobFailed
 
     outs = _outputs(args)
+    if args.preview_every is not None and not args.preview_every >= 0.5:  # NaN fails too
+        raise InputError(f"--preview-every must be at least 0.5 seconds, got {args.preview_every}", "e.g. 3")
     if args.scene:
         scene_options = argparse.ArgumentParser(prog="sketch-abstraction submit --scene")
         add_scene_options(scene_options)
@@ -245,7 +254,7 @@ def _submit(args) -> int:
         for image, (job, buffers), out in zip(args.images, encoded, outs):
             prefix = f"{Path(image).name}: "
             try:
-                job_id, position = client.submit(job, buffers, Path(image).name)
+                job_id, position = client.submit(job, buffers, Path(image).name, args.preview_every)
             except JobFailed as err:  # refused (e.g. the queue is full): the images sent go on
                 codes.append(_failed(prefix, err))
                 continue
@@ -258,7 +267,11 @@ def _submit(args) -> int:
             codes += [
                 code
                 for image, job_id, out in queued
-                if (code := _follow(client, job_id, out, args.quiet, f"{Path(image).name}: "))
+                if (
+                    code := _follow(
+                        client, job_id, out, args.quiet, f"{Path(image).name}: ", args.preview_every is not None
+                    )
+                )
             ]
     return codes[0] if codes else 0  # one exit code per cause, as `sketch` would exit
 
@@ -269,8 +282,9 @@ def _failed(prefix: str, err) -> int:
     return exit_code_for(err.code)
 
 
-def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> int:
-    """Wait for one job with a progress bar and write its SVG; 0, or the exit code of its failure."""
+def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "", previews: bool = False) -> int:
+    """Wait for one job with a progress bar and write its SVG; 0, or the exit code of its failure.
+    With `previews`, each live preview the engine sends replaces OUT.preview.png."""
     from bridge.client import JobFailed
 
     bar = ProgressBar(quiet, prefix)
@@ -281,6 +295,8 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> in
         elif msg.msg_type == "progress":
             c = msg.content
             bar(Progress(c["stage"], c["iteration"], c["total"], c.get("loss"), c.get("detail", ""), c.get("eta_s")))
+            if previews and msg.buffers:
+                write_atomic(preview_path(out), msg.buffers[0])
 
     try:
         result = client.wait(job_id, on_message=show)
@@ -310,6 +326,11 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> in
             print(f"{prefix}note: {note}", file=sys.stderr)
         print(f"{prefix}wrote {out} ({result.seconds:.1f} s in the engine)", file=sys.stderr)
     return 0
+
+
+def preview_path(out: Path) -> Path:
+    """Where `submit --preview-every` keeps the live preview of the job writing `out`."""
+    return out.with_name(out.stem + ".preview.png")
 
 
 def _fetch(args) -> int:

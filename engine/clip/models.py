@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
-import platformdirs
 import torch
 
+from bridge import connection
 from bridge.errors import InputError, WeightsMissing
 from bridge.params import MODEL_KINDS
 
@@ -55,7 +55,7 @@ _TINY = {
 
 def cache_dir() -> Path:
     """Where this package downloads weights to."""
-    return Path(platformdirs.user_cache_dir("sketch-abstraction")) / "clip"
+    return connection.weights_dir()
 
 
 def load_clip(

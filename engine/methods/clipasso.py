@@ -129,13 +129,14 @@ def optimise(
     armed = torch.zeros(K, dtype=torch.bool)
     done = torch.zeros(K, dtype=torch.bool)
     label = f"{len(params.strokes)} levels x {len(params.seeds)} seeds"
-    loop_start, ran = time.perf_counter(), 0
+    loop_start, ran, sketch_iterations = time.perf_counter(), 0, 0
     for iteration in range(params.iterations):
         active = (~done).nonzero().flatten()
         if len(active) == 0:
             break
         ran = iteration + 1
         a = len(active)
+        sketch_iterations += a
         optimizer.zero_grad(set_to_none=True)
         sketches = runtime.rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
         if bank is not None:
@@ -170,7 +171,8 @@ def optimise(
             )
         optimizer.step()
 
-        per_iteration = (time.perf_counter() - loop_start) / (iteration + 1)
+        per_sketch = (time.perf_counter() - loop_start) / sketch_iterations
+        still = int((~done).sum())
         running = best_loss[~done]
         progress(
             Progress(
@@ -178,8 +180,11 @@ def optimise(
                 iteration + 1,
                 params.iterations,
                 loss=float(running.mean()) if len(running) and running.isfinite().all() else None,
-                detail=f"{label}, {int((~done).sum())} still optimising",
-                eta_s=per_iteration * (params.iterations - iteration - 1),
+                detail=f"{label}, {still} still optimising",
+                # An upper bound: every sketch still running may go on to the cap, none that stopped does.
+                eta_s=per_sketch * still * (params.iterations - iteration - 1) if still else None,
+                strokes=_preview_strokes(params, best_loss, best_points, done),
+                sketch_iteration_s=per_sketch,
             )
         )
 
@@ -200,6 +205,18 @@ def optimise(
             )
         )
     return ClipassoRun(levels, ran, time.perf_counter() - started)
+
+
+def _preview_strokes(params: ClipassoParams, best_loss, best_points, done) -> torch.Tensor | None:
+    """(n, k, 2) canvas px: the best seed's best strokes of the first level still optimising (the
+    last level once all are done); None before any sketch has an eval."""
+    S = len(params.seeds)
+    running = [level for level in range(len(params.strokes)) if not bool(done[level * S : (level + 1) * S].all())]
+    level = running[0] if running else len(params.strokes) - 1
+    losses = best_loss[level * S : (level + 1) * S]
+    if not bool(losses.isfinite().any()):
+        return None
+    return best_points[level * S + int(losses.argmin()), : params.strokes[level]]
 
 
 def _update_best(

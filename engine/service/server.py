@@ -1,7 +1,7 @@
 """The engine server: one long-lived process that keeps the CLIP models loaded and runs jobs in turn.
 
 It knows the protocol (bridge.protocol), the queue and the result store, not the methods: it is
-handed `run_job(kind, request, progress)`, which computes a job, and `describe()`, which says what
+handed `run_job(kind, request, progress, preview_every)`, which computes a job, and `describe()`, which says what
 the engine runs on (engine.jobs.run_job and Runtime.describe in the real engine).
 
 Two threads. The main thread owns every ZeroMQ socket and all job state: it answers requests,
@@ -49,6 +49,7 @@ from engine.service.store import JobRecord, ResultStore, StoreError
 EVENTS_URL = "inproc://engine-events"
 ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
+MIN_PREVIEW_EVERY_S = 0.5  # the most often a client may ask for a live preview
 POLL_MS = 200
 PENDING_PER_PEER = 8  # messages a client may have waiting in the engine (one request at a time is usual)
 TRIM_BYTES = 2**20  # after handling a message this large, freed memory goes back to the system
@@ -60,9 +61,11 @@ class JobOutput(Protocol):
     notes: list[str]  # what the user should know (a mask resized, ...)
 
 
-RunJob = Callable[[str, Any, ProgressCallback], JobOutput]
-"""(kind, request of bridge.params.REQUESTS, progress) -> the result; raises EngineError for what the
-user can fix, and bridge.errors.Cancelled when `progress` raises it."""
+RunJob = Callable[[str, Any, ProgressCallback, float | None], JobOutput]
+"""(kind, request of bridge.params.REQUESTS, progress, preview_every) -> the result; raises EngineError
+for what the user can fix, and bridge.errors.Cancelled when `progress` raises it. With
+`preview_every` (seconds) progress carries a PNG of the sketch so far (Progress.preview) at most that
+often."""
 Describe = Callable[[], dict[str, Any]]
 """What the engine computes with, for status replies: {device, models, renderer, loaded}."""
 
@@ -87,6 +90,8 @@ class Job:
     size: int = 0  # bytes of its image and mask, held while it waits
     watchers: set[bytes] = field(default_factory=set)  # routing ids that get progress and the result
     cancel: threading.Event = field(default_factory=threading.Event)
+    preview_every: float | None = None  # seconds between live previews; None: none
+    progress: dict[str, Any] | None = None  # the last progress content, for status and list replies
 
 
 class EngineServer:
@@ -99,6 +104,7 @@ class EngineServer:
         self.jobs: dict[str, Job] = {}  # queued and running jobs
         self.order: list[str] = []  # queued job ids, first to run first
         self.running: str | None = None
+        self.rates: dict[str, float] = {}  # kind -> measured seconds per iteration of one sketch
         self.work: queue.Queue[Job | None] = queue.Queue()
         self.context = zmq.Context()
         self.stopping = False
@@ -294,8 +300,9 @@ class EngineServer:
                 "pid": os.getpid(),
                 **self.describe(),
                 "running": self.running,
-                "queue": [self.records[j].info(self._position(j)) for j in self._active_ids()],
+                "queue": [self._info(j) for j in self._active_ids()],
                 "uptime_s": round(time.time() - self.started, 1),
+                "rates": self.rates,
             },
         )
 
@@ -306,13 +313,14 @@ class EngineServer:
                 f"the job name must be a string of at most {MAX_NAME_CHARS} characters", "send the image's file name"
             )
         request = request_from_json(msg.content.get("job"), msg.buffers)
+        preview_every = _preview_every(msg.content.get("preview_every"))
         size = sum(len(b) for b in msg.buffers)
         self._check_room(size)
         kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
         record = JobRecord(job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time())
         self.store.save(record)
         self.records[record.job_id] = record
-        job = Job(record, request, size, watchers={ids[0]})
+        job = Job(record, request, size, watchers={ids[0]}, preview_every=preview_every)
         self.jobs[record.job_id] = job
         self.order.append(record.job_id)
         self.work.put(job)
@@ -349,7 +357,7 @@ class EngineServer:
 
     def _on_list_request(self, router, ids, msg) -> None:
         jobs = sorted(self.records.values(), key=lambda r: r.created)
-        self._reply(router, ids, msg, "list_reply", {"jobs": [r.info(self._position(r.job_id)) for r in jobs]})
+        self._reply(router, ids, msg, "list_reply", {"jobs": [self._info(r.job_id) for r in jobs]})
 
     def _on_fetch_request(self, router, ids, msg) -> None:
         job_id = self._known(msg.content.get("job_id"))
@@ -386,7 +394,7 @@ class EngineServer:
                     router, moved, Message("queue_update", {"job_id": moved, "position": self._position(moved)})
                 )
         elif event["type"] == "progress":
-            self._notify(router, job_id, Message("progress", event["content"]))
+            self._on_progress(router, self.jobs[job_id], event["content"], frames[1:])
         elif event["type"] == "finished":
             record = self.records[job_id]
             record.seconds, record.notes = event.get("seconds"), event.get("notes", [])
@@ -395,6 +403,22 @@ class EngineServer:
             )
             gc.collect()
             release_to_system()
+
+    def _on_progress(self, router, job: Job, content: dict[str, Any], preview: list[bytes]) -> None:
+        """Remember the job's progress and measured speed, and pass it on with its preview, if any."""
+        rate = content.pop("sketch_iteration_s", None)
+        if rate is not None:
+            self.rates[job.record.kind] = rate
+        job.progress = content
+        self._notify(router, job.record.job_id, Message("progress", content, preview))
+
+    def _info(self, job_id: str) -> dict[str, Any]:
+        """A job's info for status and list replies, with its last progress while it runs."""
+        info = self.records[job_id].info(self._position(job_id))
+        job = self.jobs.get(job_id)
+        if job is not None and job.progress is not None:
+            info["progress"] = job.progress
+        return info
 
     def _finish(self, router, job_id: str, state: str, error: dict | None = None, svg: bytes | None = None) -> None:
         """Store the outcome first, then tell the watchers: a lost message never loses a result."""
@@ -509,31 +533,35 @@ class EngineServer:
             if job.cancel.is_set():
                 raise Cancelled("the job was cancelled", "")
             now = time.monotonic()
-            if now - last_sent >= PROGRESS_INTERVAL_S or p.iteration >= p.total:
+            if now - last_sent >= PROGRESS_INTERVAL_S or p.iteration >= p.total or p.preview is not None:
                 last_sent = now
                 loss = p.loss if p.loss is not None and abs(p.loss) < float("inf") else None
-                events.send(
-                    json.dumps(
-                        {
-                            "type": "progress",
-                            "job_id": job_id,
-                            "content": {
+                events.send_multipart(
+                    [
+                        json.dumps(
+                            {
+                                "type": "progress",
                                 "job_id": job_id,
-                                "stage": p.stage,
-                                "iteration": p.iteration,
-                                "total": p.total,
-                                "loss": loss,
-                                "eta_s": p.eta_s,
-                                "detail": p.detail,
-                            },
-                        }
-                    ).encode()
+                                "content": {
+                                    "job_id": job_id,
+                                    "stage": p.stage,
+                                    "iteration": p.iteration,
+                                    "total": p.total,
+                                    "loss": loss,
+                                    "eta_s": p.eta_s,
+                                    "detail": p.detail,
+                                    "sketch_iteration_s": p.sketch_iteration_s,
+                                },
+                            }
+                        ).encode()
+                    ]
+                    + ([p.preview] if p.preview is not None else [])
                 )
 
         finished: dict[str, Any] = {"type": "finished", "job_id": job_id}
         svg = None
         try:
-            output = self.run_job(job.record.kind, job.request, progress)
+            output = self.run_job(job.record.kind, job.request, progress, job.preview_every)
             svg = output.svg
             finished.update(state="done", seconds=round(output.seconds, 3), notes=output.notes)
         except Cancelled:
@@ -559,6 +587,18 @@ class _UnknownJob(EngineError):
             f"no job {job_id!r} on this engine (finished results are kept a while, then deleted)",
             "list the engine's jobs with `sketch-abstraction status`",
         )
+
+
+def _preview_every(value: Any) -> float | None:
+    """A submit request's `preview_every`: None, or seconds of at least MIN_PREVIEW_EVERY_S."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= MIN_PREVIEW_EVERY_S:
+        raise InputError(
+            f"preview_every must be a number of seconds of at least {MIN_PREVIEW_EVERY_S}, got {str(value)[:40]!r}",
+            "send e.g. 3, or leave it out for no previews",
+        )
+    return float(value)
 
 
 def _cancelled(job_id: str) -> dict:

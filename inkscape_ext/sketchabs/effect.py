@@ -15,27 +15,42 @@ import inkex
 from bridge.client import ClientError
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
-from sketchabs import engine_link, progress
+from sketchabs import engine_link, gui, messages, progress
 from sketchabs.images import Photo, SelectionError, read_photo, target_images
 from sketchabs.mask import mask_png
-from sketchabs.placement import insert_sketch, pixel_to_document
+from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, sketches_of
 
 MASK_PATH = "path"
 READY_TIMEOUT_S = 180.0
+REPLACE, VARIATION = "replace", "variation"
+VARIATION_SEED_STEP = 100_003  # seeds of variation v start at (v - 1) x this: never another's seeds
 
 
-def abort_on_errors(run):
-    """Run `run`, turning every error a user can act on into AbortExtension."""
+def abort_on_errors(run, effect: str = "the effect"):
+    """Run `run`, turning every error a user can act on into AbortExtension with a text that says
+    what to do from inside Inkscape (sketchabs.messages)."""
     try:
         return run()
     except (SelectionError, engine_link.SetupError) as err:
         raise inkex.AbortExtension(str(err)) from None
     except (ClientError, EngineError) as err:
-        raise inkex.AbortExtension(f"{err.message}\n\nWhat to do: {err.hint}" if err.hint else err.message) from None
+        fixes = messages.Fixes(_config_or_none())
+        raise inkex.AbortExtension(fixes.for_error(err.code, err.message, err.hint, effect)) from None
+
+
+def _config_or_none():
+    try:
+        return engine_link.load_config()
+    except engine_link.SetupError:
+        return engine_link.EngineConfig("")
 
 
 class SketchEffect(inkex.EffectExtension):
     """Base of the object and scene effects: subclasses say how options become a request."""
+
+    kind = "sketch"  # the request kind (bridge.params.REQUESTS)
+    menu_name = "Object Sketch"
+    title_prefix = "Sketch of"
 
     def add_arguments(self, pars):
         pars.add_argument("--tab", default="sketch")
@@ -47,58 +62,80 @@ class SketchEffect(inkex.EffectExtension):
         pars.add_argument("--timeout", type=float, default=60.0)  # minutes
         pars.add_argument("--detach", type=inkex.Boolean, default=False)
         pars.add_argument("--window", type=inkex.Boolean, default=True)
+        pars.add_argument("--rerun", default=REPLACE, choices=(REPLACE, VARIATION))
 
-    def request(self, photo: Photo, mask):
-        """The validated engine request for one photo (bridge.params); InputError if not valid."""
+    def request(self, photo: Photo, mask, variation: int):
+        """The validated engine request for one photo (bridge.params); InputError if not valid.
+        `variation` (1, 2, ...) picks the seeds: each variation of a photo's sketch has its own."""
         raise NotImplementedError
 
+    @staticmethod
+    def seeds(count: int, variation: int) -> tuple[int, ...]:
+        """`count` seeds, other ones for every variation (variation 1: the engine's usual 0, 1000, ...)."""
+        return tuple(1000 * i + VARIATION_SEED_STEP * (variation - 1) for i in range(max(1, count)))
+
     def effect(self):
-        abort_on_errors(self._sketch)
+        abort_on_errors(self._sketch, self.menu_name)
 
     def _sketch(self) -> None:
+        config = engine_link.load_config()
         photos = [read_photo(el, self.options.input_file) for el in target_images(self.svg, self.options.scope)]
-        jobs = [request_to_json(self.request(photo, self._mask(photo))) for photo in photos]
+        plans = [self._plan(photo) for photo in photos]  # (variation, replace) per photo
+        jobs = [
+            request_to_json(self.request(photo, self._mask(photo), variation))
+            for photo, (variation, _) in zip(photos, plans)
+        ]
+        if self.options.mask == MASK_AUTO and not engine_link.has_mask_extra(config):
+            raise inkex.AbortExtension(messages.Fixes(config).missing_mask(self.kind))
+        preview_every = progress.PREVIEW_EVERY_S if self.options.window and not self.options.detach else None
         with engine_link.connect(self.options.device, READY_TIMEOUT_S) as client:
             owed = []
-            for photo, (job, buffers) in zip(photos, jobs):
-                job_id, _position = client.submit(job, buffers, photo.name)
+            for photo, (job, buffers), (variation, replace) in zip(photos, jobs, plans):
+                job_id, _position = client.submit(job, buffers, photo.name, preview_every)
                 owed.append(
                     engine_link.PendingJob(
                         job_id,
                         photo.element.get_id(),
                         engine_link.document_path(),
-                        self.title(photo),
+                        self.title(photo, variation, engine_link.test_models(config)),
                         photo.size,
                         time.time(),
+                        self.kind,
+                        variation,
+                        replace,
                     )
                 )
             engine_link.remember(owed)  # from here on, nothing submitted can be lost
             if self.options.detach:
-                raise inkex.AbortExtension(
-                    f"Submitted {len(owed)} job(s) to the engine. When they are done, choose "
-                    "Extensions > Sketch Abstraction > Insert Finished Sketches."
-                )
-            results, failures = progress.follow(client, owed, self.options.timeout * 60, self.options.window)
+                gui.tell(messages.submitted(len(owed)))
+            results, failures = progress.follow(
+                client, owed, self.options.timeout * 60, self.options.window, engine_link.test_models(config)
+            )
         insert_results(self.svg, owed, results, failures)
 
-    def title(self, photo: Photo) -> str:
-        return f"Sketch of {photo.name}"
+    def _plan(self, photo: Photo) -> tuple[int, bool]:
+        """(variation, replace): the photo's latest sketch of this kind is replaced (same seeds, so
+        only changed settings change it), or a new variation gets the next number."""
+        existing = sketches_of(self.svg, photo.element.get_id(), self.kind)
+        if not existing:
+            return 1, False
+        if self.options.rerun == REPLACE:
+            return max(existing), True
+        return max(existing) + 1, False
+
+    def title(self, photo: Photo, variation: int, test_models: bool) -> str:
+        title = f"{self.title_prefix} {photo.name}"
+        if variation > 1:
+            title += f" (variation {variation})"
+        return f"{title} [{messages.TEST_MODELS_TAG}]" if test_models else title
 
     def _mask(self, photo: Photo):
         if self.options.mask != MASK_PATH:
             return self.options.mask
-        shapes = [
-            el
-            for el in self.svg.selection.values()
-            if isinstance(el, inkex.ShapeElement)
-            and not isinstance(el, (inkex.Image, inkex.Group))
-            and _overlaps(el, photo.element)
-        ]
+        others = [el for el in self.svg.selection.values() if not isinstance(el, inkex.Image)]
+        shapes = [el for el in others if _maskable(el) and _overlaps(el, photo.element)]
         if not shapes:
-            raise SelectionError(
-                f"'Use a selected path as the mask' needs a path or shape drawn over "
-                f"'{photo.name}' and selected together with it."
-            )
+            raise SelectionError(messages.mask_needs_path(photo.name, [_what(el) for el in others], self.kind))
         return mask_png(shapes, pixel_to_document(photo.element, photo.size), photo.size)
 
     def stroke_options(self) -> dict:
@@ -109,19 +146,46 @@ class SketchEffect(inkex.EffectExtension):
 
 def insert_results(svg, owed, results, failures) -> None:
     """Insert what finished; forget what was inserted or failed; report failures after success."""
+    lost = []
     for job in owed:
-        if job.job_id in results:
-            insert_sketch(svg, results[job.job_id].svg, svg.getElementById(job.image_id), job.size, job.title)
+        if job.job_id not in results:
+            continue
+        photo = svg.getElementById(job.image_id)
+        if photo is None:
+            lost.append(messages.failed(job.title, "its photo is no longer in this document, so it was not inserted"))
+            continue
+        link = SketchLink(job.image_id, job.kind, job.variation)
+        insert_sketch(svg, results[job.job_id].svg, photo, job.size, job.title, link, job.replace)
     engine_link.forget([*results, *failures])
-    messages = [
-        f"{job.title}: {failures[job.job_id].message}. {failures[job.job_id].hint}"
+    texts = lost + [
+        messages.failed(
+            job.title,
+            messages.Fixes(_config_or_none()).for_error(
+                failures[job.job_id].code, failures[job.job_id].message, failures[job.job_id].hint
+            ),
+        )
         for job in owed
         if job.job_id in failures
     ]
-    if messages and not results:
-        raise inkex.AbortExtension("\n\n".join(messages))
-    if messages:  # some sketches were inserted; say which were not (a dialog after the effect)
-        inkex.errormsg("Some sketches failed:\n\n" + "\n\n".join(messages))
+    if texts and len(texts) == len(owed):
+        raise inkex.AbortExtension("\n\n".join(texts))
+    if texts:  # some sketches were inserted; say which were not (a dialog after the effect)
+        inkex.errormsg(messages.some_failed(texts))
+
+
+def _maskable(element) -> bool:
+    return isinstance(element, inkex.ShapeElement) and not isinstance(
+        element, (inkex.Image, inkex.Group, inkex.TextElement, inkex.FlowRoot)
+    )
+
+
+def _what(element) -> str:
+    """What a selected object is, in the user's words."""
+    if isinstance(element, (inkex.TextElement, inkex.FlowRoot)):
+        return "text"
+    if isinstance(element, inkex.Group):
+        return "group"
+    return {"rect": "rectangle", "path": "path", "circle": "circle", "ellipse": "ellipse"}.get(element.TAG, element.TAG)
 
 
 def _overlaps(shape, image) -> bool:

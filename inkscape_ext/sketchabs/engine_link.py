@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge import connection
 from bridge.atomic import write_atomic
-from bridge.client import EngineClient, engine_command
+from bridge.client import EngineClient, engine_command, engine_environment
 from bridge.protocol import valid_job_id
+from sketchabs import messages
 
 HERE = Path(__file__).resolve().parent.parent
 CONFIG_FILE = HERE / "engine.json"
@@ -30,20 +32,26 @@ class SetupError(Exception):
 
 @dataclass(frozen=True)
 class EngineConfig:
-    python: str
+    python: str  # the engine's own Python
     models: str = "openai"
-    weights_dir: str | None = None
+    weights_dir: str | None = None  # passed to the engine (installs before weights were copied)
+    install_py: str | None = None  # install.py as it ran, for messages that say how to fix the install
+    installer_python: str | None = None  # the Python that ran it
+    weights_folder: str | None = None  # where the engine looks for CLIP weights
 
 
 def load_config() -> EngineConfig:
     try:
         data = json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
-        return EngineConfig(data["python"], data.get("models", "openai"), data.get("weights_dir"))
+        fields = ("models", "weights_dir", "install_py", "installer_python", "weights_folder")
+        return EngineConfig(data["python"], **{k: data[k] for k in fields if data.get(k) is not None})
     except (OSError, ValueError, KeyError, TypeError):
-        raise SetupError(
-            f"The extension does not know where the engine is ({CONFIG_FILE} is missing or "
-            "damaged). Run `python install.py` from the Sketch Abstraction folder again."
-        ) from None
+        raise SetupError(messages.setup_broken(str(CONFIG_FILE))) from None
+
+
+def test_models(config: EngineConfig) -> bool:
+    """Whether the engine runs random test models (its sketches show placement, not drawing)."""
+    return config.models != "openai"
 
 
 def connect(device: str, ready_timeout_s: float) -> EngineClient:
@@ -60,10 +68,28 @@ def connect(device: str, ready_timeout_s: float) -> EngineClient:
         client.close()
         raise SetupError(
             f"The running engine uses '{running}' models, but this extension is set up for "
-            f"'{config.models}'. Stop that engine (`sketch-abstraction stop`) and run the "
-            "effect again."
+            f"'{config.models}'. Choose {messages.STOP_ENGINE}, then run the effect again."
         )
     return client
+
+
+def engine_finds(config: EngineConfig, modules: tuple[str, ...]) -> bool | None:
+    """Whether the engine's Python finds every one of `modules` (without importing them: fast);
+    None when that Python cannot be run at all."""
+    check = f"import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in {modules!r}))"
+    try:
+        done = subprocess.run(
+            [config.python, "-c", check], capture_output=True, timeout=60, env=engine_environment(os.environ)
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.returncode == 0
+
+
+def has_mask_extra(config: EngineConfig) -> bool:
+    """Whether the engine has the automatic mask's package (rembg, the 'mask' extra); True when that
+    cannot be told here (starting the engine then says what is wrong)."""
+    return engine_finds(config, ("rembg",)) is not False
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,9 @@ class PendingJob:
     title: str  # the layer name to give the result
     size: tuple[int, int]  # the photo's pixel size, for placement
     submitted: float
+    kind: str = "sketch"  # the request kind (bridge.params.REQUESTS): which of the photo's sketches it is
+    variation: int = 1  # its number among the photo's sketches of this kind (seeds differ per number)
+    replace: bool = False  # take the place of the photo's sketch with this number, if there is one
 
 
 def remember(jobs: list[PendingJob]) -> None:

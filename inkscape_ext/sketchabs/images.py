@@ -17,6 +17,7 @@ import inkex
 from bridge.errors import InputError
 from bridge.files import read_bounded
 from bridge.limits import MAX_FILE_BYTES, MAX_NAME_CHARS, check_image_size
+from sketchabs import messages
 
 LABEL_CHARS = 80  # longer labels and file names are cut: a layer name, not a paragraph
 assert LABEL_CHARS <= MAX_NAME_CHARS
@@ -39,10 +40,7 @@ def target_images(svg, scope: str) -> list[inkex.Image]:
     if scope == "layer":
         images = list(svg.get_current_layer().descendants().filter(inkex.Image))
         if not images:
-            raise SelectionError(
-                "The current layer holds no images. Switch to the layer that holds your "
-                "photos, or select them and choose 'Selected images'."
-            )
+            raise SelectionError(messages.NO_PHOTOS_IN_LAYER)
         return images
     images = [el for el in svg.selection.values() if isinstance(el, inkex.Image)]
     images += [
@@ -53,9 +51,7 @@ def target_images(svg, scope: str) -> list[inkex.Image]:
         if el is not group
     ]
     if not images:
-        raise SelectionError(
-            "Select one or more photos (images) first, or choose 'All images in the current layer' on the Run tab."
-        )
+        raise SelectionError(messages.no_photos(len(svg.selection)))
     unique = {el.get_id(): el for el in images}
     return list(unique.values())
 
@@ -74,7 +70,7 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
             )
         except ValueError:
             raise SelectionError(f"Image '{label}' has a damaged embedded picture; re-import it.") from None
-        name = label
+        name = element.label or element.get_id()
     else:
         path = _linked_path(element, href, document_file)
         try:  # a regular file only (not /dev/zero, not a FIFO), and never more than the engine takes
@@ -84,7 +80,7 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
                 f"Image '{label}' links to {href}, which cannot be read ({err.message}). Relink it "
                 "(Object Properties) or embed it (Extensions > Images > Embed Images)."
             ) from None
-        name = os.path.basename(path)
+        name = element.label or os.path.basename(path)
     size = pixel_size(data)
     if size is None:
         raise SelectionError(
@@ -93,7 +89,9 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
             "run the effect again."
         )
     check_image_size(*size, f"Image '{label}'")  # before anything (a path mask) is built at this size
-    return Photo(element, data, short_label(os.path.splitext(name)[0] if "." in name else name), size)
+    return Photo(
+        element, data, short_label(name if element.label or "." not in name else os.path.splitext(name)[0]), size
+    )
 
 
 def short_label(text: str) -> str:

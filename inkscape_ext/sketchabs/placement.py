@@ -3,18 +3,46 @@
 The engine's SVG lives in the photo's pixel space (viewBox 0 0 W H). `pixel_to_document` is the
 affine map from those pixels to the document root's user units: the image's x/y/width/height and
 preserveAspectRatio, then its own transform and every ancestor's (layers, groups). The strokes are
-baked through it, so the new layers carry no transform and the node tool edits plain coordinates.
+baked through it (and the inverse of the new layer's parent's transforms), so the new layers carry
+no transform and the node tool edits plain coordinates.
+
+A sketch layer sits directly above the layer holding its photo, and records which photo it shows
+(`data-sketch-photo`, the image's id), which kind of sketch it is and its variation number: the
+link survives saving and reopening, so that running an effect again can replace or vary it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import inkex
 from lxml import etree
 
 _ALIGN = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
+PHOTO, KIND, VARIATION = "data-sketch-photo", "data-sketch-kind", "data-sketch-variation"
+
+
+@dataclass(frozen=True)
+class SketchLink:
+    """What a sketch layer shows: the photo (its image id), the kind of sketch, its variation number."""
+
+    photo: str
+    kind: str
+    variation: int = 1
+
+
+def sketches_of(svg, photo_id: str, kind: str) -> dict[int, inkex.Layer]:
+    """The layers holding sketches of kind `kind` of the photo `photo_id`, by variation number."""
+    found = {}
+    for layer in svg.xpath(f"//svg:g[@{PHOTO}]"):
+        if layer.get(PHOTO) == photo_id and layer.get(KIND) == kind:
+            try:
+                found[int(layer.get(VARIATION, "1"))] = layer
+            except ValueError:
+                continue  # edited by hand into something else: not one of ours any more
+    return found
 
 
 def pixel_to_document(image: inkex.Image, size: tuple[int, int]) -> inkex.Transform:
@@ -34,20 +62,48 @@ def pixel_to_document(image: inkex.Image, size: tuple[int, int]) -> inkex.Transf
     return image.composed_transform() @ inkex.Transform(translate=(tx, ty)) @ inkex.Transform(scale=(sx, sy))
 
 
-def insert_sketch(svg, svg_bytes: bytes, photo_element: inkex.Image, size: tuple[int, int], title: str) -> inkex.Layer:
-    """Add the engine's layers as a new top-level layer `title` over the photo; return it.
+def insert_sketch(
+    svg,
+    svg_bytes: bytes,
+    photo_element: inkex.Image,
+    size: tuple[int, int],
+    title: str,
+    link: SketchLink,
+    replace: bool = False,
+) -> inkex.Layer:
+    """Add the engine's layers as a new layer `title` over the photo; return it. It goes directly
+    above the layer holding the photo, or, with `replace`, takes the place of the photo's sketch of
+    the same kind and variation (if it is still there).
 
     Stroke widths scale with the map (by the square root of its determinant, exact for any
     rotation and uniform scale), so the strokes look as in the engine's preview.
     """
     source = etree.fromstring(svg_bytes, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+    old = sketches_of(svg, link.photo, link.kind).get(link.variation) if replace else None
+    anchor = old if old is not None else _photo_layer(photo_element)
+    parent = anchor.getparent()
     matrix = pixel_to_document(photo_element, size)
+    if parent.getparent() is not None:  # not the root: the parent's own transforms are undone
+        matrix = -parent.composed_transform() @ matrix
     width_scale = math.sqrt(abs(matrix.a * matrix.d - matrix.b * matrix.c))
     top = inkex.Layer.new(title, id=svg.get_unique_id("sketch"))
+    top.set(PHOTO, link.photo)
+    top.set(KIND, link.kind)
+    top.set(VARIATION, str(link.variation))
     for child in filter(_is_layer, source):
         top.append(_copy_layer(svg, child, matrix, width_scale))
-    svg.append(top)
+    anchor.addnext(top)  # above it in z-order
+    if old is not None:
+        parent.remove(old)
     return top
+
+
+def _photo_layer(photo: inkex.Image):
+    """The layer holding the photo; the photo itself where no layer holds it."""
+    for ancestor in photo.iterancestors():
+        if _is_layer(ancestor):
+            return ancestor
+    return photo
 
 
 def _is_layer(element) -> bool:

@@ -1,34 +1,41 @@
-"""Waiting for the engine: a GTK progress window with Cancel where PyGObject and GTK 3 are there,
-otherwise Inkscape's own "working, please wait" while the script blocks.
+"""Waiting for the engine: a GTK progress window where PyGObject and GTK 3 are there, otherwise
+Inkscape's own "working, please wait" while the script blocks.
 
-Cancel or closing the window only stops the waiting: the engine finishes the jobs, and "Insert
-Finished Sketches" brings them in later. The document stays unchanged.
+The window shows the sketch taking shape (a live preview from the engine over the faded photo),
+the stage, iteration, loss and the most time left, and offers two ways out: "Stop the sketch"
+cancels the jobs in the engine; "Keep it running in the background" (also closing the window) only
+stops the waiting, and Insert Finished Sketches brings the results in later. Either way the
+document stays unchanged.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from contextlib import contextmanager
 
 import inkex
 
 from bridge.client import JobFailed
+from sketchabs import engine_link, gui, messages
 
 POLL_S = 0.5  # how often a wait looks up from the socket to see whether the user gave up
+PREVIEW_EVERY_S = 3.0  # how often the engine sends a picture of the sketch so far
+STOP, KEEP = "stop", "keep"
 
 
 class StoppedWaiting(Exception):
-    pass
+    def __init__(self, choice: str):
+        super().__init__(choice)
+        self.choice = choice
 
 
-def follow(client, owed, timeout_s: float, window: bool):
+def follow(client, owed, timeout_s: float, window: bool, test_models: bool = False):
     """Wait for every job in `owed`: ({job_id: JobResult}, {job_id: JobFailed}).
 
-    Aborts the effect (document unchanged, jobs kept) when the user cancels or `timeout_s` passes.
+    Aborts the effect (document unchanged) when the user stops the sketches (cancelled in the
+    engine), keeps them running in the background, or `timeout_s` passes (both: jobs kept).
     """
-    ui = _Window.open(owed) if window else None
+    ui = _Window.open(owed, test_models) if window else None
     state = {"results": {}, "failures": {}, "error": None}
 
     def work() -> None:
@@ -48,14 +55,33 @@ def follow(client, owed, timeout_s: float, window: bool):
         ui.run()
         thread.join()
     error = state["error"]
-    later = "The engine keeps working; choose Extensions > Sketch Abstraction > Insert Finished Sketches later."
+    unfinished = [job for job in owed if job.job_id not in state["results"] and job.job_id not in state["failures"]]
+    if isinstance(error, StoppedWaiting) and error.choice == STOP:
+        raise inkex.AbortExtension(messages.stopped(len(cancel(client, [job.job_id for job in unfinished]))))
     if isinstance(error, StoppedWaiting):
-        raise inkex.AbortExtension(f"Stopped waiting. {later}")
+        gui.tell(messages.kept_running(len(unfinished)))
     if isinstance(error, TimeoutError):
-        raise inkex.AbortExtension(f"The sketches are not done after {timeout_s / 60:.0f} minutes. {later}")
+        raise inkex.AbortExtension(messages.timed_out(timeout_s / 60))
     if error is not None:
         raise error
     return state["results"], state["failures"]
+
+
+def cancel(client, job_ids: list[str]) -> list[str]:
+    """Cancel these jobs in the engine and forget all but those that finished meanwhile (Insert
+    Finished Sketches still brings those in); returns the ids of the ones stopped."""
+    stopped = []
+    for job_id in job_ids:
+        try:
+            state = client.cancel(job_id)
+        except JobFailed as err:  # the engine no longer knows it (its results were deleted)
+            if err.code != "unknown_job":
+                raise
+            state = "unknown"
+        if state != "done":
+            stopped.append(job_id)
+    engine_link.forget(stopped)
+    return stopped
 
 
 def _wait_all(client, owed, deadline: float, state, ui) -> None:
@@ -63,11 +89,11 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
 
         def show(msg, job=job, index=index) -> None:
             if ui is not None:
-                ui.update(index, job.title, msg.msg_type, msg.content)
+                ui.update(index, job.title, msg.msg_type, msg.content, msg.buffers[0] if msg.buffers else None)
 
         while True:
-            if ui is not None and ui.cancelled:
-                raise StoppedWaiting
+            if ui is not None and ui.choice is not None:
+                raise StoppedWaiting(ui.choice)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
@@ -83,56 +109,75 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
                 break
 
 
+def status_line(content: dict) -> str:
+    """'loss 0.52 · at most 4 min left' (what of it is known) for a progress message's content."""
+    loss, eta = content.get("loss"), content.get("eta_s")
+    parts = [
+        content.get("detail") or "",
+        f"loss {loss:.4g}" if loss is not None else "",
+        f"at most {duration(eta)} left" if eta else "",
+    ]
+    return " · ".join(p for p in parts if p)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 class _Window:
-    """A small GTK 3 window: which photo, stage, iteration, loss, ETA, and a Cancel button."""
+    """A small GTK 3 window: which photo, the sketch so far, stage, iteration, loss, time left, and
+    the two choices."""
 
     @classmethod
-    def open(cls, owed):
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            return None
-        os.environ.setdefault("NO_AT_BRIDGE", "1")  # no accessibility-bus warning on stderr
-        try:
-            with _stderr_silenced():
-                import gi
+    def open(cls, owed, test_models: bool):
+        toolkit = gui.gtk()
+        return None if toolkit is None else cls(owed, test_models, *toolkit)
 
-                gi.require_version("Gtk", "3.0")
-                from gi.repository import GLib, Gtk
-        except (ImportError, ValueError):
-            return None
-        return cls(owed, Gtk, GLib)
-
-    def __init__(self, owed, Gtk, GLib):
-        self.Gtk, self.GLib, self.total = Gtk, GLib, len(owed)
-        self.cancelled = False
+    def __init__(self, owed, test_models: bool, Gtk, GLib, GdkPixbuf):
+        self.Gtk, self.GLib, self.GdkPixbuf, self.total = Gtk, GLib, GdkPixbuf, len(owed)
+        self.choice: str | None = None
         self.window = Gtk.Window(title="Sketch Abstraction")
         self.window.set_default_size(440, -1)
         self.window.set_keep_above(True)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, margin=12)
         self.heading, self.detail, self.bar = Gtk.Label(xalign=0), Gtk.Label(xalign=0), Gtk.ProgressBar()
         self.heading.set_text(f"Waiting for the engine ({self.total} photo(s))")
+        self.detail.set_line_wrap(True)
         self.bar.set_show_text(True)
-        cancel = Gtk.Button(label="Cancel")
-        cancel.set_tooltip_text(
-            "Stop waiting. The engine finishes the sketches; insert them later with Insert Finished Sketches."
-        )
-        cancel.connect("clicked", lambda *_: self._cancel())
-        self.window.connect("delete-event", lambda *_: self._cancel() or False)
-        for widget in (self.heading, self.bar, self.detail, cancel):
+        self.preview = Gtk.Image()
+        self.preview.set_size_request(256, 256)
+        buttons = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=8)
+        for label, tip, choice in (
+            (messages.STOP_CHOICE, messages.STOP_TIP, STOP),
+            (messages.KEEP_CHOICE, messages.KEEP_TIP, KEEP),
+        ):
+            button = Gtk.Button(label=label)
+            button.set_tooltip_text(tip)
+            button.connect("clicked", lambda _button, choice=choice: self._choose(choice))
+            buttons.pack_start(button, True, True, 0)
+        # Closing the window loses nothing: the engine goes on, as with "Keep it running".
+        self.window.connect("delete-event", lambda *_: self._choose(KEEP) or False)
+        widgets = [self.heading, self.preview, self.bar, self.detail]
+        if test_models:
+            widgets.append(Gtk.Label(label=f"Running with {messages.TEST_MODELS}.", xalign=0))
+        for widget in (*widgets, buttons):
             box.pack_start(widget, False, False, 0)
         self.window.add(box)
         self.window.show_all()
 
     def run(self) -> None:
-        with _stderr_silenced():
+        with gui.stderr_silenced():
             self.Gtk.main()
 
     def close(self) -> None:
         self.GLib.idle_add(self._destroy)
 
-    def update(self, index: int, title: str, msg_type: str, content: dict) -> None:
-        self.GLib.idle_add(self._show, index, title, msg_type, content)
+    def update(self, index: int, title: str, msg_type: str, content: dict, picture: bytes | None) -> None:
+        self.GLib.idle_add(self._show, index, title, msg_type, content, picture)
 
-    def _show(self, index, title, msg_type, content) -> bool:
+    def _show(self, index, title, msg_type, content, picture) -> bool:
+        if self.choice is not None:
+            return False
         self.heading.set_text(f"{title} ({index + 1} of {self.total})")
         if msg_type == "queue_update":
             self.bar.set_fraction(0.0)
@@ -141,39 +186,26 @@ class _Window:
             total = max(1, content.get("total") or 1)
             self.bar.set_fraction(min(1.0, content.get("iteration", 0) / total))
             self.bar.set_text(f"{content.get('stage')}: {content.get('iteration')} / {total}")
-            loss, eta = content.get("loss"), content.get("eta_s")
-            parts = [
-                content.get("detail") or "",
-                f"loss {loss:.4g}" if loss is not None else "",
-                f"about {_duration(eta)} left" if eta else "",
-            ]
-            self.detail.set_text(" · ".join(p for p in parts if p))
+            self.detail.set_text(status_line(content))
+        if picture is not None:
+            self._picture(picture)
         return False
 
-    def _cancel(self) -> None:
-        self.cancelled = True
-        self.heading.set_text("Stopping the wait (the engine goes on)...")
+    def _picture(self, png: bytes) -> None:
+        loader = self.GdkPixbuf.PixbufLoader.new_with_type("png")
+        try:
+            loader.write(png)
+            loader.close()
+        except self.GLib.Error:
+            return  # a damaged picture is skipped; the next one comes in seconds
+        self.preview.set_from_pixbuf(loader.get_pixbuf())
+
+    def _choose(self, choice: str) -> None:
+        if self.choice is None:
+            self.choice = choice
+            self.heading.set_text("Stopping the sketch..." if choice == STOP else "Leaving it to the engine...")
 
     def _destroy(self) -> bool:
         self.window.destroy()
         self.Gtk.main_quit()
         return False
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
-@contextmanager
-def _stderr_silenced():
-    """GTK and GLib print warnings straight to file descriptor 2; in an Inkscape effect any such byte
-    becomes an error dialog (or a hang, headless). Our own errors travel as exceptions instead."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

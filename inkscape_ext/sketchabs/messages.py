@@ -1,0 +1,217 @@
+"""Every text an effect shows, in one place: each names an action possible from inside Inkscape (a
+menu entry, a file to copy where, or an exact command with absolute paths), never command-line
+advice that only works in the project's folder.
+
+The engine and the client speak to command-line users (`sketch-abstraction stop`, `--weights-dir`,
+"re-run install.py"); `for_error` turns what they say into what an Inkscape user can do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+
+MENU = "Extensions > Sketch Abstraction"
+INSERT_FINISHED = f"{MENU} > Insert Finished Sketches"
+ENGINE_STATUS = f"{MENU} > Engine Status"
+STOP_SKETCHES = f"{MENU} > Stop Sketches"
+STOP_ENGINE = f"{STOP_SKETCHES}, choosing 'Every sketch, and stop the engine'"
+WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
+
+# Labels of the .inx options that messages quote (the .inx files must say exactly these).
+MASK_PATH_LABEL = "Use the selected path or shape over the photo as the object"
+MASK_TAB = "Mask"
+NO_MASK_LABEL = {"sketch": "Keep it (sketch the whole photo)", "scene": "No mask: sketch the whole photo as one object"}
+
+# The progress window's choices.
+STOP_CHOICE = "Stop the sketch"
+KEEP_CHOICE = "Keep it running in the background"
+STOP_TIP = "Cancel the job in the engine. The document stays as it is."
+KEEP_TIP = f"The engine finishes it; bring it in later with {INSERT_FINISHED}."
+
+TEST_MODELS = "test models: the strokes mean nothing"
+TEST_MODELS_TAG = "test models"  # in the names of layers made with them
+
+
+def command(*words: str) -> str:
+    """A command line to copy into a terminal, each word quoted as the shell needs."""
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def stopped(count: int) -> str:
+    return f"Stopped {_sketches(count)} in the engine. The document is unchanged."
+
+
+def kept_running(count: int) -> str:
+    keeps = "keeps" if count == 1 else "keep"
+    return f"{capitalised(_sketches(count))} {keeps} running in the background. When done, choose {INSERT_FINISHED}."
+
+
+def timed_out(minutes: float) -> str:
+    return (
+        f"The sketches are not done after {minutes:.0f} minutes; the engine keeps working on them. "
+        f"Choose {INSERT_FINISHED} later, or {STOP_SKETCHES} to cancel them."
+    )
+
+
+def submitted(count: int) -> str:
+    return f"Submitted {_sketches(count)} to the engine. When they are done, choose {INSERT_FINISHED}."
+
+
+NOTHING_WAITING = (
+    "No sketches are waiting for this document's images. Sketches are remembered per document and "
+    "image until they are inserted; run Object Sketch or Scene Sketch to make new ones."
+)
+
+
+def not_finished(names: list[str]) -> str:
+    return f"Not finished yet: {', '.join(names)}. Choose {INSERT_FINISHED} again later (see {ENGINE_STATUS})."
+
+
+def failed(title: str, message: str) -> str:
+    return f"{title}: {message}"
+
+
+def some_failed(messages: list[str]) -> str:
+    return "Some sketches failed:\n\n" + "\n\n".join(messages)
+
+
+def no_photos(selected: int) -> str:
+    if selected:
+        return (
+            "The selection holds no photo (image). Select the photo too (Shift+click it), or choose "
+            "'All images in the current layer' on the Run tab."
+        )
+    return "Select one or more photos (images) first, or choose 'All images in the current layer' on the Run tab."
+
+
+NO_PHOTOS_IN_LAYER = (
+    "The current layer holds no images. Switch to the layer that holds your photos, or select them and "
+    "choose 'Selected images' on the Run tab."
+)
+
+
+def mask_needs_path(photo: str, selected_other: list[str], kind: str) -> str:
+    choice = f"The {MASK_TAB} tab says '{MASK_PATH_LABEL}'"
+    keep = f"or choose '{NO_MASK_LABEL[kind]}' on the {MASK_TAB} tab"
+    if not selected_other:
+        return (
+            f"{choice}, but only the photo is selected. Draw a path or shape over '{photo}' and select it "
+            f"together with the photo (Shift+click), {keep}."
+        )
+    texts = [what for what in selected_other if what == "text"]
+    if texts:
+        return (
+            f"{choice}, but text cannot be a mask. Turn it into a path first (Path > Object to Path), then "
+            f"run the effect again, {keep}."
+        )
+    shapes = ", ".join(sorted(set(selected_other)))
+    return f"{choice}, but the selected {shapes} does not lie over '{photo}'. Move it over the photo, {keep}."
+
+
+def setup_broken(config_file: str) -> str:
+    return (
+        f"The extension does not know where the engine is ({config_file} is missing or damaged). "
+        "Install it again: in a terminal, in the Sketch Abstraction folder, run: python3 install.py"
+    )
+
+
+class Fixes:
+    """The actions this installation allows: the engine's Python and install.py as install.py
+    recorded them (engine.json), and where the engine looks for CLIP weights."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def reinstall(self, *options: str) -> str:
+        installer = self.config.install_py
+        if not installer:
+            return (
+                "Install it again: in a terminal, in the Sketch Abstraction folder, run: python3 install.py "
+                + " ".join(options)
+            )
+        python = self.config.installer_python or "python3"
+        return f"Run in a terminal: {command(python, installer, *options)}"
+
+    def missing_weights(self, effect: str) -> str:
+        folder = self.config.weights_folder
+        names = " and ".join(WEIGHT_FILES)
+        if not folder:
+            return f"The CLIP weights ({names}) are missing. {self.reinstall('--weights-dir', 'FOLDER_WITH_THEM')}"
+        made = _make_folder(folder)
+        return (
+            f"The CLIP weights are missing. Copy {names} into {folder}{' (it exists now)' if made else ''}, then "
+            f"run {effect} again. Or: {self.reinstall('--skip-engine', '--weights-dir', 'FOLDER_WITH_THEM')}"
+        )
+
+    def missing_mask(self, kind: str = "sketch") -> str:
+        return (
+            "Finding the object automatically needs the background-removal add-on (the engine's 'mask' "
+            f"extra), which is not installed. {self.reinstall('--extras', 'mask')}, or choose "
+            f"'{NO_MASK_LABEL[kind]}' or '{MASK_PATH_LABEL}' on the {MASK_TAB} tab."
+        )
+
+    def python_missing(self) -> str:
+        python = self.config.python
+        return f"The engine's Python ({python}) is missing: the engine was moved or deleted. {self.reinstall()}"
+
+    def for_error(self, code: str, message: str, hint: str, effect: str = "the effect", kind: str = "sketch") -> str:
+        """The text to show for an engine or client error (`code`, `message`, `hint`)."""
+        if code == "weights_missing" and "U2-Net" not in message:
+            return self.missing_weights(effect)
+        if code == "bad_input" and "'mask' extra" in message:
+            return self.missing_mask(kind)
+        if code == "start_failed" and self.config.python and not os.path.exists(self.config.python):
+            return self.python_missing()
+        if code == "not_answering":
+            return f"{capitalised(_first_sentence(message))}. Choose {STOP_ENGINE}, then run {effect} again."
+        if code == "engine_died":
+            return f"{capitalised(message)}. Run {effect} again: the engine restarts. ({capitalised(hint)})"
+        if code == "version_mismatch":
+            return f"{capitalised(message)}. {self.reinstall('--skip-engine')}"
+        text = capitalised(_dialog_words(message).rstrip("."))
+        return f"{text}.\n\nWhat to do: {self.inside_inkscape(hint)}" if hint else f"{text}."
+
+    def inside_inkscape(self, hint: str) -> str:
+        """A command-line hint with the commands replaced by what does the same from Inkscape."""
+        hint = hint.replace("`sketch-abstraction stop`", STOP_ENGINE)
+        hint = hint.replace("`sketch-abstraction status`", ENGINE_STATUS)
+        hint = hint.replace("sketch-abstraction status", ENGINE_STATUS)
+        hint = re.sub(r"(re-?run|run) `?(python3? )?install\.py`?( again)?", self.reinstall(), hint)
+        hint = re.sub(r"[Ss]ee `sketch-abstraction \w+ --help`[^.;]*", "change the value in the effect's dialog", hint)
+        return capitalised(_dialog_words(hint).rstrip(".")) + "."
+
+
+# The command-line options that engine messages name, as the effects' dialogs call them.
+DIALOG_OPTIONS = {
+    "--width": "the Style tab's stroke width",
+    "--levels": "the Scene tab's simplicity rows",
+    "--layers": "the Scene tab's fidelity layers",
+    "--strokes": "the stroke counts",
+}
+
+
+def _dialog_words(text: str) -> str:
+    return re.sub(r"--[a-z]+\b", lambda m: DIALOG_OPTIONS.get(m[0], m[0]), text)
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(": it is")[0]
+
+
+def _sketches(count: int) -> str:
+    return "1 sketch" if count == 1 else f"{count} sketches"
+
+
+def _make_folder(folder: str) -> bool:
+    """Create `folder` so that the user can copy files into it; whether it exists now."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,136 @@
+"""What a waiting user sees of a running job, through the real engine process on loopback: live
+preview pictures, an honest time left, a running job's progress in status and job lists, and the
+engine's measured speed (what the extension turns into the presets' cost)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bridge.client import JobFailed
+from tests.conftest import ANIMAL
+from tests.test_bridge_engine import (
+    JOB_S,
+    READY_S,
+    ROOT,
+    Engine,
+    engine_env,
+    long_params,
+    sketch_job,
+    tiny_params,
+    wait_for,
+    wait_idle,
+    wait_running,
+)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    eng = Engine(tmp_path_factory.mktemp("live")).start()
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture
+def client(engine):
+    c = engine.client()
+    wait_idle(c)
+    yield c
+    c.close()
+
+
+def previews_of(client, job_id: str) -> tuple[list[dict], list[bytes]]:
+    progress, pictures = [], []
+
+    def seen(msg) -> None:
+        if msg.msg_type == "progress":
+            progress.append(dict(msg.content))
+            pictures.extend(msg.buffers)
+
+    client.wait(job_id, on_message=seen, timeout_s=JOB_S)
+    return progress, pictures
+
+
+def test_progress_carries_a_live_preview_when_asked(client):
+    """The best strokes so far over the faded photo, as a small PNG, at most every `preview_every`."""
+    params = tiny_params(strokes=(8,), iterations=40, eval_every=1)
+    job_id, _ = client.submit(*sketch_job(ANIMAL, params), name="horse.png", preview_every=0.5)
+    progress, pictures = previews_of(client, job_id)
+    assert pictures, "no preview came with the progress"
+    assert len(pictures) <= 2 + len(progress) // 2  # throttled, not one per message
+    with Image.open(ANIMAL) as photo:
+        aspect = photo.width / photo.height
+    picture = np.asarray(Image.open(io.BytesIO(pictures[-1])).convert("L"), dtype=np.float64)
+    assert max(picture.shape) == 256 and abs(picture.shape[1] / picture.shape[0] - aspect) < 0.02
+    # The photo is faded to at least 75 % white: anything darker is a stroke.
+    assert (picture < 150).sum() > 50 and picture.mean() > 150
+
+    plain, _ = client.submit(*sketch_job(ANIMAL, tiny_params(iterations=10, eval_every=1)), name="horse.png")
+    assert previews_of(client, plain)[1] == [], "no previews unless asked for"
+
+
+@pytest.mark.parametrize("every", [0.1, -1, "3", True])
+def test_a_preview_interval_out_of_range_is_refused(client, every):
+    with pytest.raises(JobFailed) as err:
+        client.submit(*sketch_job(ANIMAL, tiny_params()), name="horse.png", preview_every=every)
+    assert err.value.code == "bad_input" and "preview_every" in err.value.message
+
+
+def test_time_left_is_an_upper_bound_and_absent_once_nothing_runs(client):
+    """A huge min_delta makes every sketch converge at its third eval, far below the 500-iteration
+    cap: the time left must then shrink to nothing, not report the cap's remaining minutes."""
+    params = tiny_params(strokes=(6, 3), iterations=500, eval_every=1, min_delta=1e6)
+    job_id, _ = client.submit(*sketch_job(ANIMAL, params), name="horse.png")
+    progress, _ = previews_of(client, job_id)
+    optimise = [p for p in progress if p["stage"] == "optimise"]
+    assert optimise[-1]["iteration"] < 10, "the sketches converged early"
+    assert optimise[-1]["detail"].endswith("0 still optimising")
+    assert optimise[-1]["eta_s"] is None, "no time left is shown when nothing runs"
+    running = [p for p in optimise if not p["detail"].endswith(" 0 still optimising")]
+    assert all(p["eta_s"] > 0 for p in running)
+
+
+def test_status_and_list_show_a_running_jobs_progress_and_the_measured_speed(client):
+    job_id, _ = client.submit(*sketch_job(ANIMAL, long_params()), name="horse.png")
+    wait_running(client, job_id)
+    entry = wait_for(
+        lambda: next((j for j in client.status()["queue"] if j.get("progress", {}).get("stage") == "optimise"), None),
+        JOB_S,
+        "the running job's optimisation progress in status",
+    )
+    assert entry["name"] == "horse.png" and entry["progress"]["total"] == long_params().iterations
+    listed = {j["job_id"]: j for j in client.jobs()}[job_id]
+    assert listed["progress"]["stage"] == "optimise" and listed["progress"]["iteration"] > 0
+    wait_for(lambda: client.status()["rates"].get("sketch", 0) > 0, JOB_S, "a measured speed")
+    client.cancel(job_id)
+    wait_idle(client)
+    assert "progress" not in {j["job_id"]: j for j in client.jobs()}[job_id], "only running jobs have progress"
+
+
+def test_submit_keeps_a_preview_png_next_to_the_svg(tmp_path):
+    env = engine_env(tmp_path / "cli")
+    out = tmp_path / "horse.svg"
+    command = [sys.executable, "-m", "engine", "submit", str(ANIMAL), "-o", str(out), "-q", "--preview-every", "0.5"]
+    tiny = ["--models", "tiny-random", "--device", "cpu", "--strokes", "4", "--seeds", "1", "--aug-bank", "4"]
+    try:
+        done = subprocess.run(
+            [*command, *tiny, "--iterations", "30"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=READY_S + JOB_S,
+        )
+        assert done.returncode == 0, done.stderr
+        assert out.exists() and Image.open(tmp_path / "horse.preview.png").size[0] == 256
+        bad = subprocess.run(
+            [*command[:-1], "0.1", *tiny], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert bad.returncode == 2 and "--preview-every must be at least 0.5" in bad.stderr
+    finally:
+        subprocess.run([sys.executable, "-m", "engine", "stop"], env=env, capture_output=True, timeout=60)
