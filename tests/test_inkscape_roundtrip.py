@@ -40,7 +40,10 @@ from tests.test_inkscape_ext import (
 FAST = ["--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=10", "--window=false"]
 LONG = ["--levels=6", "--quality=custom", "--seeds=1", "--iterations=100000", "--window=false", "--detach=true"]
 LABEL = f"{{{SVG_NS['inkscape']}}}label"
-pytestmark = pytest.mark.skipif(shutil.which("inkscape") is None, reason="Inkscape is not installed")
+pytestmark = [
+    pytest.mark.slow,  # real Inkscape, its Python, and the engine process
+    pytest.mark.skipif(shutil.which("inkscape") is None, reason="Inkscape is not installed"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,11 @@ from tests.test_bridge_engine import (
     wait_running,
 )
 
+pytestmark = [
+    pytest.mark.slow,  # the real engine process
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
+]
+
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
