@@ -6,11 +6,13 @@ Default matrix: object + background, layers 2, 8, 11, 2 seeds, 64 strokes, the f
 Real-size ViT-B/32 with random weights (timing does not depend on the weights). A few iterations of
 each stage are timed and projected to the full counts.
 
-Ours: all 12 problems in one batch, augmentation bank, autocast (bf16 on CPUs that have it, fp16 on
-CUDA), the weighted total's gradient summed from the term gradients (no extra backward pass).
-Reference: our code on one problem at a time, fp32, target augmentations recomputed every step. It
-still skips the official code's extra backward pass per iteration, so the real official code is
-slower than this reference.
+Ours: all 12 problems in one batch, augmentation bank, `--precision auto` (the official code's
+arithmetic: fp32 on a CPU, fp16 on CUDA), the weighted total's gradient summed from the term
+gradients (no extra backward pass). Reference: our code on one problem at a time, the same
+arithmetic, target augmentations recomputed every step. It still skips the official code's extra
+backward pass per iteration, so the real official code is slower than this reference.
+Precision parity: the fidelity loss of one sketch at each default layer, and its image gradient, in
+each precision against fp64, with 4 augmentations.
 
 Run: python benchmarks/clipascene.py [--device cuda] [--iterations 3]
 """
@@ -25,11 +27,17 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe
-from bridge.params import SceneParams
+from benchmarks._precision import fidelity_image_loss, gradient_parity, official_runtime
+from bridge.params import ClipassoParams, SceneParams
+from engine.clip.models import VIT_B32
 from engine.io.image import load_image, load_mask
+from engine.methods.augment import random_augmentations
 from engine.methods.clipascene import BACKGROUND, OBJECT, SceneTarget, optimise_scene
+from engine.methods.clipasso import initial_strokes
 from engine.preprocess import prepare_target
 from engine.runtime import Runtime
 from engine.scene.split import split_scene
@@ -67,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*random weights.*")
     ours = Runtime.create(args.device, "random")
-    reference = Runtime(ours.device, "random", precision="fp32", channels_last=False)
+    reference = official_runtime(ours.device)
     image = load_image(EXAMPLES / "ballerina.png")
     mask, _ = load_mask(EXAMPLES / "ballerina_mask.png", image.size)
     split = split_scene(image, mask)
@@ -81,7 +89,8 @@ def main() -> None:
     print(f"machine: {describe(ours.device)}")
     print(
         f"ours: autocast {ours.amp_dtype or 'off (fp32)'}, aug bank {full.aug_bank}, 12 problems in one batch; "
-        f"reference: fp32, augmentations recomputed, one problem at a time; {n - 2} timed iterations per stage\n"
+        f"reference: autocast {reference.amp_dtype or 'off (fp32)'}, augmentations recomputed, one problem at a "
+        f"time; {n - 2} timed iterations per stage\n"
     )
 
     # Reference: every part x layer alone (one seed; seeds run one after another, so x 2 in the total).
@@ -124,6 +133,22 @@ def main() -> None:
         f"  ours       {ours_total:9.0f} s  ({ours_iterations / ours_total:.2f} problem-iterations/s)"
         f"  -> {ref_total / ours_total:.1f}x"
     )
+    precision_parity(ours, parts[OBJECT], full.layers)
+
+
+def precision_parity(runtime: Runtime, target, layers: tuple[int, ...]) -> None:
+    """Fidelity loss and image-gradient cosine of each precision against fp64, for the object's
+    initial 64-stroke sketch (as MLP_loc starts it) and 4 augmentations."""
+    runtime.clip(VIT_B32)  # loaded: the fp64 reference runs a double copy of it
+    target = target.to(runtime.device)
+    points = initial_strokes(runtime, target, ClipassoParams(strokes=(64,), seeds=(0,)))
+    sketch = runtime.rasterize(points.to(runtime.device), 1.5, (224, 224)).detach()
+    augmentations = random_augmentations(4, 224, torch.Generator().manual_seed(0))
+    print("\nprecision parity, the object's initial sketch, 4 augmentations, against fp64 (loss; gradient cosine)")
+    for layer in layers:
+        parity = gradient_parity(fidelity_image_loss(target, augmentations, layer), runtime, sketch)
+        cells = ", ".join(f"{p} {loss:.6g}; {cosine:.4f}" for p, (loss, cosine) in parity.items())
+        print(f"  layer {layer:>2}: {cells}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The paper's quality metric: CLIP ViT-B/32 zero-shot recognition of our sketches (SPEC 2.4).
+"""The paper's quality metric: CLIP ViT-B/32 zero-shot recognition of our sketches
+(docs/method.md#quality-in-the-paper).
 
 For every labelled image, sketch it at the given stroke counts, render each level at 224 px and
 classify it among all labels with the prompt "A sketch of a(n) <class>". Reports top-1 / top-3 per

@@ -25,7 +25,7 @@ Source = str | os.PathLike[str] | bytes  # a file's path, or its bytes
 
 @dataclass(frozen=True)
 class ClipassoParams:
-    """CLIPasso's settings; defaults are the paper's (SPEC 2)."""
+    """CLIPasso's settings; defaults are the paper's (docs/method.md#clipasso)."""
 
     strokes: tuple[int, ...] = (32, 16, 8, 4)  # one abstraction level per count
     seeds: tuple[int, ...] = (0, 1000, 2000)  # each level keeps its best seed
@@ -86,19 +86,20 @@ class SketchRequest:
         return self
 
 
-# Ratio step of the simplicity schedule per ViT layer 1..12 (SPEC 3.4). The paper gives 2, 8, 11 and
-# about 0.45 for 3, 4, 7; layer 1 takes layer 2's step, 12 takes 11's, the others are interpolated
-# linearly (our choice: the official code has no value for them).
-_STEPS_BACKGROUND = (0.35, 0.35, 0.45, 0.45, 0.45, 0.45, 0.45, 0.5, 0.62, 0.73, 0.85, 0.85)
-_STEPS_OBJECT = (0.4, 0.4, 0.45, 0.45, 0.43, 0.42, 0.4, 0.5, 0.63, 0.77, 0.9, 0.9)
-VIT_LAYERS = 12
+# Ratio step of the simplicity schedule per ViT layer 0..11 (index = layer; docs/method.md#simplicity-axis).
+# The official scripts give layers 2, 8, 11 (background 0.35, 0.5, 0.85; object 0.4, 0.5, 0.9) and
+# 3, 4, 7 (0.45, 0.45, 0.45; object 0.45, 0.45, 0.4). Layers 0 and 1 take layer 2's step, the others
+# are interpolated linearly (our choice: the official code has no value for them).
+_STEPS_BACKGROUND = (0.35, 0.35, 0.35, 0.45, 0.45, 0.45, 0.45, 0.45, 0.5, 0.62, 0.73, 0.85)
+_STEPS_OBJECT = (0.4, 0.4, 0.4, 0.45, 0.45, 0.43, 0.42, 0.4, 0.5, 0.63, 0.77, 0.9)
+VIT_LAYERS = 12  # ViT-B/32 layers 0..11: layer l is the output of visual.transformer.resblocks[l]
 
 
 @dataclass(frozen=True)
 class SceneParams:
-    """CLIPascene's settings; defaults are the official code's (SPEC 3)."""
+    """CLIPascene's settings; defaults are the official code's (docs/method.md#clipascene)."""
 
-    layers: tuple[int, ...] = (2, 8, 11)  # fidelity columns: ViT-B/32 blocks, 1-based
+    layers: tuple[int, ...] = (2, 8, 11)  # fidelity columns: ViT-B/32 layers, 0 (first block) to 11 (last)
     levels: int = 8  # simplified rows below the fidelity row
     strokes: int = 64
     seeds: tuple[int, ...] = (0, 1000)  # every stage keeps its best seed
@@ -121,9 +122,9 @@ class SceneParams:
     simplicity_input: float = 1.5  # MLP_simp's constant input value
     gumbel_tau: float = 0.2
     keep_threshold: float = 0.7  # export keeps a stroke whose presence exceeds this
-    object_layer: int = 4  # the object's extra CLIP term ...
+    object_layer: int = 4  # the object's extra CLIP term (resblocks[4]) ...
     object_layer_weight: float = 0.5  # ... and its weight
-    steps_background: tuple[float, ...] = _STEPS_BACKGROUND  # ratio step per layer 1..12
+    steps_background: tuple[float, ...] = _STEPS_BACKGROUND  # ratio step per layer 0..11
     steps_object: tuple[float, ...] = _STEPS_OBJECT
     num_aug: int = 4
     aug_bank: int = 128  # 0 = recompute target augmentations every iteration, as the official code
@@ -141,8 +142,8 @@ class SceneParams:
         )
         checks = [
             (
-                len(self.layers) > 0 and all(1 <= v <= VIT_LAYERS for v in self.layers),
-                f"layers must be ViT blocks 1 to {VIT_LAYERS}, got {list(self.layers)}",
+                len(self.layers) > 0 and all(0 <= v < VIT_LAYERS for v in self.layers),
+                f"layers must be ViT-B/32 layers 0 to {VIT_LAYERS - 1}, got {list(self.layers)}",
             ),
             (len(set(self.layers)) == len(self.layers), f"layers repeat: {list(self.layers)}"),
             (0 <= self.levels <= 16, f"levels must be 0 to 16, got {self.levels}"),
@@ -152,7 +153,7 @@ class SceneParams:
             (all(1 <= n <= 100_000 for n in counts[1:]), "stage iteration counts must be 1 to 100000"),
             (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
             (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
-            (1 <= self.object_layer <= VIT_LAYERS, f"object layer must be 1 to {VIT_LAYERS}"),
+            (0 <= self.object_layer < VIT_LAYERS, f"object layer must be 0 to {VIT_LAYERS - 1}"),
             (
                 len(self.steps_background) == len(self.steps_object) == VIT_LAYERS
                 and all(s > 0 for s in self.steps_background + self.steps_object),

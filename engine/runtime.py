@@ -38,25 +38,15 @@ def resolve_device(name: str) -> torch.device:
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for CLIP, or None for plain fp32.
 
-    'auto': fp16 on CUDA (as the official code runs CLIP), bf16 on CPUs with native bf16 support
-    (measured in benchmarks/clipasso.py: same losses, ~2x faster), fp32 otherwise.
+    'auto' is the official code's arithmetic: fp16 on CUDA, fp32 everywhere else. bf16 is faster on
+    CPUs with native bf16 but only on request: its image gradient points elsewhere (cosine ~0.2 with
+    fp64's, where the official fp16 keeps ~0.7; docs/method.md#precision, benchmarks/clipasso.py).
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}", f"use one of: {', '.join(PRECISIONS)}")
     if precision == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        if device.type == "cpu" and _cpu_has_bf16():
-            return torch.bfloat16
-        return None
+        return torch.float16 if device.type == "cuda" else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 @dataclass

@@ -26,7 +26,7 @@ class SceneSketch(SketchEffect):
             layers = tuple(int(v) for v in self.options.layers.replace(" ", "").split(",") if v)
         except ValueError:
             raise InputError(
-                f"Fidelity layers must be numbers 1 to 12 separated by commas, got '{self.options.layers}'",
+                f"Fidelity layers must be numbers 0 to 11 separated by commas, got '{self.options.layers}'",
                 "e.g. 2,8,11",
             ) from None
         params = SceneParams(

@@ -64,9 +64,9 @@ def test_tiny_rn101_features_have_the_real_spatial_shapes(rn101, images):
 
 
 def test_tiny_vit_has_twelve_blocks_of_fifty_tokens(vit, images):
-    out = vit_block_outputs(vit.visual, images, list(range(1, 13)))
-    assert sorted(out) == list(range(1, 13))
-    width = out[1].shape[-1]
+    out = vit_block_outputs(vit.visual, images, list(range(12)))
+    assert sorted(out) == list(range(12))
+    width = out[0].shape[-1]
     assert all(t.shape == (2, 50, width) for t in out.values())
     some = vit_block_outputs(vit.visual, images, [2, 8, 11])
     assert sorted(some) == [2, 8, 11]
@@ -108,13 +108,40 @@ def test_resnet_features_equal_open_clips_forward(rn101, images):
 
 
 def test_vit_block_outputs_equal_open_clips_forward(vit, images):
-    out = vit_block_outputs(vit.visual, images, list(range(1, 13)))
-    final = vit.visual.ln_post(out[12][:, 0]) @ vit.visual.proj  # OpenAI ViT: CLS token, projected
+    out = vit_block_outputs(vit.visual, images, list(range(12)))
+    final = vit.visual.ln_post(out[11][:, 0]) @ vit.visual.proj  # OpenAI ViT: CLS token, projected
     assert torch.allclose(final, vit.visual(images), atol=1e-5)
     if hasattr(vit.visual, "forward_intermediates"):
         r = vit.visual.forward_intermediates(images, indices=12, output_fmt="NLC", output_extra_tokens=True)
         for i, (patches, prefix) in enumerate(zip(r["image_intermediates"], r["image_intermediates_prefix"])):
-            assert torch.allclose(out[i + 1], torch.cat([prefix, patches], 1), atol=1e-5)
+            assert torch.allclose(out[i], torch.cat([prefix, patches], 1), atol=1e-5)
+
+
+def test_layer_numbers_are_the_official_codes_resblocks_indices(vit, images):
+    """The official code reads layer l with a forward hook on `visual.transformer.resblocks[l]`:
+    layer 11 is the last block (what `ln_post` receives), layer 0 the first."""
+    hooked = {}
+
+    def keep(index):
+        def hook(_module, _inputs, output):
+            tokens = output[0] if isinstance(output, tuple) else output
+            if tokens.shape[0] != images.shape[0]:  # a sequence-first transformer: (L, B, D)
+                tokens = tokens.transpose(0, 1)
+            hooked[index] = tokens.detach().clone()
+
+        return hook
+
+    blocks = vit.visual.transformer.resblocks
+    handles = [blocks[i].register_forward_hook(keep(i)) for i in (0, 4, 11)]
+    try:
+        vit.visual(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    ours = vit_block_outputs(vit.visual, images, [0, 4, 11])
+    for layer in (0, 4, 11):
+        assert torch.allclose(ours[layer], hooked[layer], atol=1e-5), f"layer {layer} is resblocks[{layer}]"
+    assert not torch.allclose(ours[0], ours[11], atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -136,7 +163,8 @@ def test_self_attention_is_the_modules_own_arithmetic(vit, dtype):
 
 
 def reference_saliency(visual, x):
-    """SPEC 1.5 by hand: per block, softmax(q k^T / sqrt(d)) from the attention's own projection
+    """docs/method.md#stroke-initialisation by hand: per block, softmax(q k^T / sqrt(d)) from the
+    attention's own projection
     weights, averaged over heads; the CLS row against the 49 patches, averaged over the 12 blocks;
     7 x 7 row-major, bicubic to 224, min-max per image."""
     tokens = visual._embeds(x)

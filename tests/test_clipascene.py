@@ -1,4 +1,4 @@
-"""CLIPascene (SPEC 3) with tiny random CLIP models: its parameters, the two networks and their
+"""CLIPascene (docs/method.md#clipascene) with tiny random CLIP models: its parameters, the two networks and their
 optimiser, the losses' pieces, and the matrix the optimisation produces. Tiny settings (few strokes,
 narrow MLPs, capped stages) keep every run to seconds on a 2-core CPU."""
 
@@ -69,17 +69,18 @@ def test_default_parameters_are_the_official_ones():
     assert p.loc_lr == 1e-4 and p.simplicity_lr == 5e-5 and p.hidden == 1000 and p.offset_scale == 0.1
     assert p.point_noise == 1e-4 and p.gumbel_tau == 0.2 and p.keep_threshold == 0.7
     assert p.object_layer == 4 and p.object_layer_weight == 0.5 and p.simplicity_input == 1.5
-    # Ratio steps of layers 2, 8, 11 (index = layer - 1).
-    assert [p.steps_background[i - 1] for i in (2, 8, 11)] == [0.35, 0.5, 0.85]
-    assert [p.steps_object[i - 1] for i in (2, 8, 11)] == [0.4, 0.5, 0.9]
+    # Ratio steps of the layers the official scripts give (index = layer, counted from 0).
+    assert [p.steps_background[i] for i in (2, 3, 4, 7, 8, 11)] == [0.35, 0.45, 0.45, 0.45, 0.5, 0.85]
+    assert [p.steps_object[i] for i in (2, 3, 4, 7, 8, 11)] == [0.4, 0.45, 0.45, 0.4, 0.5, 0.9]
 
 
 @pytest.mark.parametrize(
     "changes, words",
     [
         ({"layers": ()}, "layers"),
-        ({"layers": (0,)}, "layers"),
-        ({"layers": (2, 13)}, "layers"),
+        ({"layers": (-1,)}, "layers"),
+        ({"layers": (2, 12)}, "layers"),
+        ({"object_layer": 12}, "object layer"),
         ({"layers": (8, 8)}, "repeat"),
         ({"levels": -1}, "levels"),
         ({"levels": 17}, "levels"),
@@ -95,6 +96,12 @@ def test_validate_rejects_unusable_values(changes, words):
     with pytest.raises(InputError) as info:
         dataclasses.replace(SceneParams(), **changes).validate()
     assert words in info.value.message and info.value.hint
+
+
+def test_layers_are_numbered_0_to_11_as_the_official_code_numbers_them():
+    SceneParams(layers=(0, 11), object_layer=0).validate()  # the first and the last block
+    with pytest.raises(InputError, match="0 to 11"):
+        SceneParams(layers=(12,)).validate()
 
 
 def test_the_paper_grid_needs_seven_levels():
@@ -242,16 +249,17 @@ def test_the_matrix_has_every_part_layer_and_row(runtime, field_target):
 
 
 def test_the_first_ratio_is_one_over_the_fidelity_sketchs_clip_loss(runtime, field_target):
-    run = scene(runtime, field_target, levels=3)
+    run = scene(runtime, field_target, levels=3, layers=(4, 11))
     for column in run.columns:
-        fidelity = sum(column.cells[0].losses.values())  # layer L (+ unweighted layer 4 for objects)
-        r1 = column.cells[1].ratio
-        assert r1 == pytest.approx(1 / fidelity, rel=1e-5)
-        params = TINY
-        step = (params.steps_object if column.part == OBJECT else params.steps_background)[column.layer - 1]
-        assert [c.ratio for c in column.cells[1:]] == pytest.approx(
-            [row_ratio(r1, step, j) for j in (1, 2, 3)], rel=1e-5
-        )
+        losses = column.cells[0].losses
+        fidelity = sum(losses.values())  # layer L (+ the unweighted layer 4 for objects)
+        if column.part == OBJECT and column.layer == 4:
+            assert set(losses) == {"layer 4"}
+            fidelity = 2 * losses["layer 4"]  # the official code adds layer 4 to itself there
+        r1 = 1 / fidelity
+        step = (TINY.steps_object if column.part == OBJECT else TINY.steps_background)[column.layer]
+        expected = [round(r1 * 2 ** (-step * (j - 1)), 3) for j in (1, 2, 3)]  # 3 decimals, as the official
+        assert [c.ratio for c in column.cells[1:]] == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
 
 def test_runs_are_deterministic(runtime, field_target):
@@ -308,6 +316,64 @@ def test_simplicity_rows_warm_start_both_networks_and_their_adam_state(runtime, 
             assert torch.equal(t[0], t[1])
     assert problems.simp_adam.steps.tolist() == [3, 3] and problems.loc_adam.steps.tolist() == [3, 3]
     assert picked in (0, 1)
+
+
+def test_every_seed_of_a_simplified_row_starts_from_the_previous_rows_sketch(runtime, field_target):
+    # The official code feeds every seed of every simplified row the fidelity winner's initial strokes
+    # along with the winner's networks: a network run on another seed's input draws something else.
+    params = dataclasses.replace(TINY, layers=(2, 8), iterations=3)
+    problems = _Problems(runtime, [SceneTarget(OBJECT, field_target), SceneTarget(BACKGROUND, field_target)], params)
+    clock = _Clock(params, problems, lambda _: None, 2)
+    assert not torch.equal(problems.inputs[0], problems.inputs[1]), "the seeds start from different strokes"
+    first_forward = []
+    forward = problems.forward
+
+    def recording(active, simplify):
+        terms = forward(active, simplify)
+        if not first_forward:
+            first_forward.append(terms.points.detach().cpu())
+        return terms
+
+    problems.forward = recording
+    previous = _fidelity(problems, clock)
+    problems.start_simplicity()
+    for row in (1, 2):
+        first_forward.clear()
+        cells = _simplify(problems, clock, row)
+        for group, cell in enumerate(previous):  # object 2, object 8, background 2, background 8
+            for b in problems.group_rows(group).tolist():
+                gap = (first_forward[0][b] - cell.points).abs().max()
+                assert gap < 1e-3, f"row {row}, column {group}, seed {problems.seed[b]}: {gap:.3g} px away"
+        previous = cells
+
+
+@pytest.mark.parametrize("bank", [8, 0], ids=["bank", "fresh"])
+def test_every_view_is_compared_with_the_target_under_the_same_augmentation(runtime, field_target, bank):
+    # A "sketch" that is the target itself, augmented exactly as the loss pairs it, scores 0 at every
+    # layer and view, from the bank or with augmentations drawn fresh (--aug-bank 0, as the official).
+    from engine.methods.augment import augment, random_augmentations
+    from engine.runtime import Runtime
+
+    exact = Runtime(runtime.device, runtime.models, precision="fp32", _loaded=runtime._loaded)
+    params = dataclasses.replace(TINY, layers=(2, 8), aug_bank=bank)
+    parts = [SceneTarget(OBJECT, field_target), SceneTarget(BACKGROUND, 1 - field_target)]
+    problems = _Problems(exact, parts, params)
+    active = torch.arange(problems.B)
+    n = params.num_aug
+    if bank:
+        pick = (torch.arange(len(active))[:, None] + torch.arange(n)) % bank  # distinct within a row
+        augmentations = problems.bank[pick.flatten()]
+    else:
+        pick, augmentations = None, random_augmentations(len(active) * n, 224, torch.Generator().manual_seed(0))
+    targets = torch.cat([parts[int(q)].image for q in problems.part])  # (B, 3, H, W)
+    views = augment(targets.repeat_interleave(n, 0), augmentations).view(len(active), n, 3, 224, 224)
+    images = torch.cat([targets[:, None], views], 1)
+    layer, extra = problems._clip_losses(active, images, pick, augmentations)
+    assert layer.shape == extra.shape == (problems.B, 1 + n)
+    assert float(layer.abs().max()) < 1e-9 and float(extra.abs().max()) < 1e-9
+    swapped = torch.cat([targets[:, None], views.roll(1, dims=1)], 1)  # views paired with other augmentations
+    layer, _ = problems._clip_losses(active, swapped, pick, augmentations)
+    assert bool((layer[:, 1:] > 1e-6).all())
 
 
 def test_progress_names_the_row_and_gives_an_eta(runtime, field_target):

@@ -1,4 +1,4 @@
-"""CLIPasso's optimisation (SPEC 2) with tiny random CLIP models: parameters, levels, seeds,
+"""CLIPasso's optimisation (docs/method.md#clipasso) with tiny random CLIP models: parameters, levels, seeds,
 convergence, progress. Tiny models give losses around 1e-5, below the default min_delta, so tests
 that need the optimisation to go on pass min_delta=0."""
 
@@ -142,6 +142,16 @@ def test_the_eval_loss_goes_down(runtime, animal_target):
         assert first.best_iteration == 0
         assert best.eval_loss < first.eval_loss
         assert best.best_iteration > 0 and best.best_iteration % 10 == 0
+
+
+def test_without_a_bank_the_targets_augmentations_are_drawn_every_step(runtime, animal_target):
+    # --aug-bank 0 is the official behaviour: fresh target augmentations, paired with the sketch's.
+    a = run(runtime, animal_target, strokes=(4,), aug_bank=0, iterations=11)
+    b = run(runtime, animal_target, strokes=(4,), aug_bank=0, iterations=11)
+    banked = run(runtime, animal_target, strokes=(4,), iterations=11)
+    assert torch.equal(a.levels[0].points, b.levels[0].points), "reproducible"
+    assert math.isfinite(a.levels[0].eval_loss) and a.levels[0].best_iteration == 10
+    assert not torch.equal(a.levels[0].points, banked.levels[0].points)
 
 
 def test_best_seed_is_the_argmin_of_the_seed_losses(runtime, animal_target):

@@ -1,4 +1,5 @@
-"""Stroke initialisation (SPEC 1.5: saliency x XDoG edges) and the augmentations (SPEC 1.4)."""
+"""Stroke initialisation (saliency x XDoG edges, docs/method.md#stroke-initialisation); the
+augmentations are tested in test_augment.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import torch
 
 from engine.clip.features import attention_saliency, normalize
 from engine.clip.models import VIT_B32
-from engine.methods.augment import augment, random_homographies
 from engine.methods.init import gaussian_blur, otsu_threshold, sample_strokes, start_distribution, xdog_ink
-from engine.render import rasterize
 
 SIZE = 224
 
@@ -219,66 +218,3 @@ def test_sampling_an_empty_distribution_still_gives_strokes():
     pts = sample_strokes(p, 5, 4, torch.Generator().manual_seed(0))
     assert pts.shape == (5, 4, 2) and torch.isfinite(pts).all()
     assert ((pts[:, 0] > 0) & (pts[:, 0] < 24)).all()
-
-
-# --- augmentations --------------------------------------------------------------------------------
-
-
-def test_homographies_are_reproducible_from_the_seed():
-    a = random_homographies(8, SIZE, torch.Generator().manual_seed(7))
-    b = random_homographies(8, SIZE, torch.Generator().manual_seed(7))
-    c = random_homographies(8, SIZE, torch.Generator().manual_seed(8))
-    assert a.shape == (8, 3, 3)
-    assert torch.equal(a, b)
-    assert not torch.allclose(a, c)
-    assert not torch.allclose(a[0], a[1]), "each augmentation differs"
-
-
-def _apply(h: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-    """Apply (3, 3) homography to (..., 2) points."""
-    homogeneous = torch.cat([xy, torch.ones_like(xy[..., :1])], -1) @ h.T
-    return homogeneous[..., :2] / homogeneous[..., 2:]
-
-
-def test_augment_blackens_exactly_the_area_outside_the_warped_image():
-    n = 16
-    h = random_homographies(n, SIZE, torch.Generator().manual_seed(11))
-    warped = augment(torch.ones(n, 3, SIZE, SIZE), h)
-    assert warped.shape == (n, 3, SIZE, SIZE)
-    ys, xs = torch.meshgrid(torch.arange(float(SIZE)), torch.arange(float(SIZE)), indexing="ij")
-    grid = torch.stack([xs, ys], -1)
-    blackened = 0
-    for i in range(n):
-        source = _apply(torch.linalg.inv(h[i].double()), grid.double())  # where each output pixel reads
-        margin = torch.minimum(source.min(-1).values, (SIZE - 1) - source.max(-1).values)
-        inside, outside = margin > 1, margin < -1
-        assert torch.allclose(warped[i][:, inside], torch.ones(1), atol=1e-4), "the image stays white"
-        assert (warped[i][:, outside].abs() < 1e-6).all(), "the pulled-in border is black (0)"
-        blackened += int(outside.sum())
-    assert blackened > 0, "the perspective pulls the image in somewhere"
-
-
-def _centroid(weight: torch.Tensor) -> torch.Tensor:
-    """(x, y) centroid of a (H, W) weight map, in pixel-index coordinates."""
-    ys, xs = torch.meshgrid(torch.arange(weight.shape[0]).float(), torch.arange(weight.shape[1]).float(), indexing="ij")
-    return torch.stack([(weight * xs).sum(), (weight * ys).sum()]) / weight.sum()
-
-
-def test_a_sketch_and_its_target_stay_aligned_under_the_same_augmentation():
-    p = torch.tensor([150.3, 90.6])
-    sketch = rasterize(p.view(1, 1, 1, 2).expand(1, 1, 2, 2), 1.5, (SIZE, SIZE))  # a dot
-    target = rasterize(p.view(1, 1, 1, 2).expand(1, 1, 2, 2), 4.0, (SIZE, SIZE))  # a bigger dot
-    n = 6
-    h = random_homographies(n, SIZE, torch.Generator().manual_seed(5))
-    # As in the optimisation: the target and the sketch are warped in separate calls.
-    warped_sketch = augment(sketch.expand(n, -1, -1, -1), h)
-    warped_target = augment(target.expand(n, -1, -1, -1), h)
-    # The warped page (white inside, black where the perspective pulled it in) minus the warped
-    # image leaves only the dot.
-    page = augment(torch.ones(n, 3, SIZE, SIZE), h)
-    for i in range(n):
-        expected = _apply(h[i], p - 0.5)  # canvas coordinate -> pixel index, then the matrix
-        got_sketch = _centroid((page[i] - warped_sketch[i])[0])
-        got_target = _centroid((page[i] - warped_target[i])[0])
-        assert torch.allclose(got_sketch, got_target, atol=0.2)
-        assert torch.allclose(got_sketch, expected, atol=0.3), "the dot moves where the matrix says"

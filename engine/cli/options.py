@@ -49,7 +49,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="CLIP arithmetic (default: fp16 on CUDA, bf16 on CPUs that have it, else fp32)",
+        help="CLIP arithmetic (default auto: fp16 on CUDA, fp32 elsewhere, as the official code); bf16 is "
+        "faster on CPUs with native bf16 but bends the gradient the sketch follows",
     )
     group.add_argument(
         "--renderer",
@@ -152,8 +153,9 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
         "--layers",
         type=int_list,
         default=_SCENE.layers,
-        help="fidelity columns: ViT-B/32 layers 1..12, low = close to the photo's geometry, "
-        "high = looser (default: 2,8,11)",
+        help="fidelity columns, one per CLIP layer: ViT-B/32 layer 0 (closest to the photo) to 11 (most "
+        "abstract); low layers follow the photo's shapes, high layers keep its meaning with looser lines "
+        "(default: 2,8,11)",
     )
     group.add_argument(
         "--levels",

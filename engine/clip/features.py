@@ -12,6 +12,12 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def widen(features: torch.Tensor) -> torch.Tensor:
+    """Features as fp32 at least (autocast leaves them in fp16 or bf16): losses take small differences
+    of them. fp64 stays fp64, so a double-precision reference run keeps its precision."""
+    return features if features.dtype == torch.float64 else features.float()
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) in [0, 1] -> CLIP's input space."""
     mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
@@ -90,7 +96,7 @@ def _blocks(visual: torch.nn.Module, x: torch.Tensor, need_attention: bool):
 
 @torch.no_grad()
 def attention_saliency(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ViT-B/32 saliency as CLIPasso initialises strokes with it (SPEC 1.5).
+    """ViT-B/32 saliency as CLIPasso initialises strokes with it (docs/method.md#stroke-initialisation).
 
     CLS-to-patch attention, averaged over heads and all blocks, as a (B, H, W) map: the patch grid
     upsampled bicubically to the input size and min-max normalised per image.
@@ -106,9 +112,11 @@ def attention_saliency(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor
 
 
 def vit_block_outputs(visual: torch.nn.Module, x: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
-    """Outputs (B, 50, width) of the given residual blocks (1-based, CLS token included)."""
+    """Tokens (B, 50, width), CLS included, after the given layers: layer l is the output of
+    `visual.transformer.resblocks[l]`, counted from 0 as the official code does, so 11 is the last
+    block of ViT-B/32 (docs/method.md#clip-models)."""
     wanted, out = set(layers), {}
-    for index, (tokens, _) in enumerate(_blocks(visual, x, need_attention=False), start=1):
+    for index, (tokens, _) in enumerate(_blocks(visual, x, need_attention=False)):
         if index in wanted:
             out[index] = tokens
             if len(out) == len(wanted):

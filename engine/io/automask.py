@@ -1,4 +1,4 @@
-"""Automatic salient-object mask (U2-Net, SPEC 2.1) through the optional `rembg` package.
+"""Automatic salient-object mask (U2-Net, docs/method.md#input-and-masking) through the optional `rembg` package.
 
 rembg runs U2-Net on ONNX Runtime, so the base install needs no second deep-learning stack. Its
 pre-processing differs slightly from the official CLIPasso code (a 320 x 320 resize with ImageNet

@@ -1,58 +1,123 @@
-"""CLIP's augmentations (SPEC 1.4) as homographies, so a sketch and its target get identical ones.
+"""CLIP's augmentations (docs/method.md#augmentations), drawn and applied as torchvision does, batched.
 
-The reference applies RandomPerspective(0.5, fill black) then RandomResizedCrop(scale 0.8, ratio 1)
-to [sketch, target] together. Both are projective maps, so we draw their parameters as torchvision
-does, compose them into one 3 x 3 matrix per augmentation and warp once (kornia). One bilinear
-resampling instead of two is the only difference: slightly less blur, same geometry.
+The official code augments each [sketch, target] pair with torchvision's
+RandomPerspective(0.5, p=1, fill=0) and then RandomResizedCrop(224, scale=(0.8, 0.8), ratio=(1, 1)):
+two bilinear resamplings in torchvision's pixel convention (pixel i spans [i, i + 1), sampled at
+i + 0.5). We draw the same integer parameters from the same ranges and resample the same way, for a
+batch with different parameters per image, differentiably with respect to the images. A single
+composed warp, or corners taken as pixel centres, would show CLIP sharper and shifted views.
 
-Because an augmentation is just a matrix, the target's augmented CLIP features can be computed once
-for a bank of matrices and reused: each iteration draws its augmentations from the bank.
+An augmentation is its parameters (`Augmentations`), so a bank of them can be drawn once, the
+target's features computed for it once, and each iteration draws from the bank.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from kornia.geometry.transform import get_perspective_transform, warp_perspective
+import torch.nn.functional as F
 
-DISTORTION = 0.5
-CROP_SCALE = 0.8
-
-
-def _randint(lo: int, hi: int, n: int, generator: torch.Generator) -> torch.Tensor:
-    """n integers in [lo, hi) as torch.randint, vectorised."""
-    return torch.randint(lo, hi, (n,), generator=generator)
+DISTORTION = 0.5  # RandomPerspective's distortion_scale
+CROP_SCALE = 0.8  # RandomResizedCrop's scale (one value: the crop is always 80% of the area)
 
 
-def random_homographies(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """(n, 3, 3) matrices mapping input pixels to augmented pixels for size x size images."""
-    w = h = size
-    dx, dy = int(DISTORTION * (w // 2)), int(DISTORTION * (h // 2))
-    r = lambda lo, hi: _randint(lo, hi, n, generator).float()  # noqa: E731
-    corners = torch.tensor([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=torch.float32)
-    moved = torch.stack(
+@dataclass(frozen=True)
+class Augmentations:
+    """n augmentations, each a perspective warp followed by a square crop resized back to full size."""
+
+    corners: torch.Tensor  # (n, 4, 2) long px: where the corners (top-left, top-right, bottom-right,
+    # bottom-left) of the image go; torchvision's "endpoints"
+    offsets: torch.Tensor  # (n, 2) long px: the crop's top-left corner (x, y) in the warped image
+    crop: int  # the crop's side, px
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index) -> Augmentations:
+        return Augmentations(self.corners[index], self.offsets[index], self.crop)
+
+
+def random_augmentations(n: int, size: int, generator: torch.Generator) -> Augmentations:
+    """n augmentations of size x size images, drawn from torchvision's ranges with `generator`."""
+    d = int(DISTORTION * (size // 2))  # how far a corner may move inwards, per axis
+
+    def r(lo: int, hi: int) -> torch.Tensor:  # n integers in [lo, hi), as torch.randint
+        return torch.randint(lo, hi, (n,), generator=generator)
+
+    near, far = (0, d + 1), (size - d - 1, size)
+    corners = torch.stack(
         [
-            torch.stack([r(0, dx + 1), r(0, dy + 1)], -1),
-            torch.stack([r(w - dx - 1, w), r(0, dy + 1)], -1),
-            torch.stack([r(w - dx - 1, w), r(h - dy - 1, h)], -1),
-            torch.stack([r(0, dx + 1), r(h - dy - 1, h)], -1),
+            torch.stack([r(*near), r(*near)], -1),
+            torch.stack([r(*far), r(*near)], -1),
+            torch.stack([r(*far), r(*far)], -1),
+            torch.stack([r(*near), r(*far)], -1),
         ],
         dim=1,
-    )  # (n, 4, 2)
-    perspective = get_perspective_transform(corners.expand(n, 4, 2), moved)
-
-    crop = round((CROP_SCALE * w * h) ** 0.5)  # ratio 1: a square of 80% of the area
-    x0, y0 = r(0, w - crop + 1), r(0, h - crop + 1)
-    s = size / crop
-    resize = torch.zeros(n, 3, 3)
-    resize[:, 0, 0] = resize[:, 1, 1] = s
-    resize[:, 0, 2] = (0.5 - x0) * s - 0.5  # pixel-centre aligned, as a bilinear resize
-    resize[:, 1, 2] = (0.5 - y0) * s - 0.5
-    resize[:, 2, 2] = 1.0
-    return resize @ perspective
-
-
-def augment(images: torch.Tensor, homographies: torch.Tensor) -> torch.Tensor:
-    """Warp images (B, C, H, W) by homographies (B, 3, 3); outside the source is black (0)."""
-    return warp_perspective(
-        images, homographies.to(images), images.shape[-2:], mode="bilinear", padding_mode="zeros", align_corners=True
     )
+    crop = round((CROP_SCALE * size * size) ** 0.5)  # ratio 1: a square, 200 px at 224
+    offsets = torch.stack([r(0, size - crop + 1), r(0, size - crop + 1)], -1)
+    return Augmentations(corners, offsets, crop)
+
+
+def augment(images: torch.Tensor, augmentations: Augmentations) -> torch.Tensor:
+    """Image i of (B, C, S, S) augmented by augmentation i: perspective (black where it reads outside
+    the image), then the crop resized back to S x S. Differentiable with respect to the images."""
+    size = images.shape[-1]
+    grid = _perspective_grid(augmentations.corners, size, images.dtype, images.device)
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return _crop_resize(warped, augmentations.offsets.to(images.device), augmentations.crop)
+
+
+def _perspective_coefficients(corners: torch.Tensor, size: int) -> torch.Tensor:
+    """(n, 8) coefficients (a..h) of the map from output to input pixels,
+    (x, y) -> ((a x + b y + c) / (g x + h y + 1), (d x + e y + f) / (g x + h y + 1)), that takes the
+    moved corners back to the image's corners: torchvision's system, solved in float64, as float32."""
+    n = len(corners)
+    start = corners.new_tensor([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]]).double()
+    end = corners.double()  # (n, 4, 2)
+    ex, ey = end[..., 0], end[..., 1]  # (n, 4)
+    sx, sy = start[:, 0].expand(n, 4), start[:, 1].expand(n, 4)
+    one, zero = torch.ones_like(ex), torch.zeros_like(ex)
+    rows_x = torch.stack([ex, ey, one, zero, zero, zero, -sx * ex, -sx * ey], -1)  # (n, 4, 8)
+    rows_y = torch.stack([zero, zero, zero, ex, ey, one, -sy * ex, -sy * ey], -1)
+    system = torch.stack([rows_x, rows_y], 2).view(n, 8, 8)
+    return torch.linalg.solve(system, torch.stack([sx, sy], -1).view(n, 8)).float()
+
+
+def _perspective_grid(corners: torch.Tensor, size: int, dtype, device) -> torch.Tensor:
+    """(n, S, S, 2) `grid_sample` positions (align_corners=False) of every output pixel's centre,
+    computed as torchvision's `_perspective_grid`."""
+    c = _perspective_coefficients(corners, size).to(device, dtype)  # (n, 8)
+    n = len(c)
+    theta1 = c[:, :6].view(n, 2, 3)  # numerators
+    theta2 = torch.cat([c[:, 6:], torch.ones_like(c[:, :1])], 1)[:, None].expand(n, 2, 3)  # denominator
+    centres = torch.arange(size, dtype=dtype, device=device) + 0.5
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    base = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, size * size, 3)  # (1, S*S, 3) px
+    numerator = base @ (theta1.transpose(1, 2) / (0.5 * size))  # (n, S*S, 2): source px / (S / 2)
+    denominator = base @ theta2.transpose(1, 2)
+    return (numerator / denominator - 1).view(n, size, size, 2)
+
+
+def _crop_resize(images: torch.Tensor, offsets: torch.Tensor, crop: int) -> torch.Tensor:
+    """Crop image i of (B, C, S, S) at offsets[i] (x, y) to crop x crop and resize it back to S x S,
+    bilinear, as `torch.nn.functional.interpolate(align_corners=False)` does: separable, two taps
+    per output pixel, clamped at the crop's edges."""
+    size = images.shape[-1]
+    src = ((torch.arange(size, device=images.device, dtype=torch.float32) + 0.5) * (crop / size) - 0.5).clamp(min=0)
+    lo = src.floor().long().clamp(max=crop - 1)  # (S,) px within the crop
+    hi = (lo + 1).clamp(max=crop - 1)
+    weight = (src - lo).to(images.dtype)  # (S,) weight of the upper tap
+    y, x = offsets[:, 1:], offsets[:, :1]  # (B, 1) each
+    rows = _resample_rows(images, y + lo, y + hi, weight)
+    return _resample_rows(rows.transpose(2, 3), x + lo, x + hi, weight).transpose(2, 3).contiguous()
+
+
+def _resample_rows(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, S, W): output row s of image b lies between rows lo[b, s] and hi[b, s],
+    at `weight[s]` (0: lo, 1: hi)."""
+    shape = (x.shape[0], x.shape[1], lo.shape[1], x.shape[3])
+    a = x.gather(2, lo[:, None, :, None].expand(shape))
+    b = x.gather(2, hi[:, None, :, None].expand(shape))
+    return a + (b - a) * weight[:, None]

@@ -1,34 +1,23 @@
-"""CLIPascene (SPEC 3): a fidelity x simplicity matrix of sketches for each part of a scene.
+"""CLIPascene (docs/method.md#clipascene): a fidelity x simplicity matrix of sketches for each part of a scene.
 
 A "problem" is one part (object or background) x one fidelity layer x one seed. Every problem of a
 job is independent until a stage ends, so all of them form ONE batch, as CLIPasso batches levels x
 seeds: one rasteriser call, ViT-B/32 calls grouped by how deep they must go, and one batched Adam
 step per iteration. Between stages each part x layer keeps its best seed, and the next stage starts
-every seed from it.
+every seed from it: its networks, their Adam states and MLP_loc's input.
 
 Stages:
-- Fidelity (row 0, SPEC 3.3): MLP_loc moves 64 strokes; loss = L2 of ViT block outputs at the
-  column's layer (objects add layer 4 at weight 0.5, the two terms balanced by gradient norms);
-  the lowest eval keeps.
-- Simplicity (rows 1..levels, SPEC 3.4): MLP_simp adds a presence per stroke (Gumbel-softmax, used as
-  width); loss = balanced CLIP and sparsity terms + the ratio term for r_j = r_1 x 2^(-step x (j-1));
-  the eval with the lowest summed z-scores keeps; row j + 1 warm-starts both networks and their Adam
-  state from row j's pick.
+- Fidelity (row 0, docs/method.md#fidelity-axis): MLP_loc moves 64 strokes; loss = L2 of ViT layer
+  outputs at the column's layer (objects add layer 4 at weight 0.5, the two terms balanced by
+  gradient norms); the lowest eval keeps.
+- Simplicity (rows 1..levels, docs/method.md#simplicity-axis): MLP_simp adds a presence per stroke
+  (Gumbel-softmax, used as width); loss = balanced CLIP and sparsity terms + the ratio term for
+  r_j = r_1 x 2^(-step x (j-1)); the eval with the lowest summed z-scores keeps; row j + 1
+  warm-starts from row j's pick.
 
-Deliberate differences from the official code (README "CLIPascene"; timed in benchmarks/clipascene.py):
-- Batched problems instead of one process per part x column x seed x row.
-- Term gradients: the official code runs one backward pass per loss term to measure its gradient
-  norm, then one more for the weighted total. The total's gradient is the same weighted sum of the
-  term gradients (the weights are constants), so we add them up instead of a last backward pass;
-  the sparsity and ratio terms need no pass through CLIP at all.
-- Eval losses come from the clean view inside the training batch (the official code evaluates the
-  same sketch again without augmentation: the same values, one CLIP pass fewer).
-- With `aug_bank` > 0 the targets' augmented features come from a bank computed once (as CLIPasso).
-- Export is deterministic: a stroke is kept when its noise-free presence exceeds 0.7 (the official
-  export draws a fresh Gumbel sample).
-- The warm start copies the z-score pick of the previous row (the official code saves the networks at
-  the lowest weighted eval for the warm start but exports the z-score pick; we use one snapshot for
-  both, so the next row starts from the sketch shown in the previous one).
+Where and why this differs from the official code (batching, summed term gradients, evals from the
+clean view, the augmentation bank, checkpoints as evaluated, deterministic export):
+docs/method.md#deliberate-differences-from-the-official-code.
 """
 
 from __future__ import annotations
@@ -42,7 +31,7 @@ import torch
 from bridge.params import SceneParams
 from engine.clip.features import attention_saliency, normalize, vit_block_outputs
 from engine.clip.models import VIT_B32
-from engine.methods.augment import augment, random_homographies
+from engine.methods.augment import Augmentations, augment, random_augmentations
 from engine.methods.clipasso import FEATURE_CHUNK
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
 from engine.methods.mlp import (
@@ -149,21 +138,30 @@ class _Problems:
         self.simp_adam: BatchedAdam | None = None
         self.simp_input = torch.full((self.B, params.strokes), params.simplicity_input, device=device)
         self.on_canvas = torch.ones(self.B, params.strokes, device=device)
-        self.ratio = torch.zeros(self.B, device=device)
+        self.r1 = torch.zeros(self.B, dtype=torch.float64)  # r_1 per problem, set by the fidelity stage
 
         layers = sorted(set(params.layers) | ({params.object_layer} if bool(self.is_object.any()) else set()))
         self.feature_layers = layers
-        self.bank = random_homographies(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None
+        self.bank = random_augmentations(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None
         tables = [_target_table(runtime, t.image.to(device), layers, self.bank) for t in targets]
         # (parts, 1 + bank, 50, D) per layer: row 0 the clean target, then its augmentations.
         self.tables = {name: torch.stack([t[name] for t in tables]) for name in layers}
 
     def _distribution(self, target: torch.Tensor) -> torch.Tensor:
-        """(224, 224) start-point probabilities: saliency x XDoG (SPEC 1.5), as CLIPasso."""
+        """(224, 224) start-point probabilities: saliency x XDoG (docs/method.md#stroke-initialisation), as CLIPasso."""
         x = normalize(target.to(self.runtime.device))
         with self.runtime.autocast():
             saliency = attention_saliency(self.runtime.clip(VIT_B32).visual, x)[0].float().cpu()
         return start_distribution(saliency, xdog_ink(x[0].float().cpu()), self.params.temperature)
+
+    def training_state(self) -> list[torch.Tensor]:
+        """Per-problem tensors (dim 0) that decide where a problem's strokes go: MLP_loc's input, both
+        networks and their Adam states. A warm start copies all of them: a network is only meaningful
+        on the input it was trained on (the official code feeds every seed the winner's input too)."""
+        state = [self.inputs, *self.loc.parameters(), *self.loc_adam.state()]
+        if self.simp is not None:
+            state += [*self.simp.parameters(), *self.simp_adam.state()]
+        return state
 
     def start_simplicity(self) -> None:
         self.simp = simplicity_mlp(self.seed, self.params.strokes, self.params.hidden, self.runtime.device)
@@ -184,7 +182,8 @@ class _Problems:
         return ((norm + 1) * (CANVAS / 2)).view(len(x), self.params.strokes, self.params.control_points, 2)
 
     def forward(self, active: torch.Tensor, simplify: bool) -> _Terms:
-        """Render the active problems' sketches and measure every loss term (SPEC 3.3, 3.4)."""
+        """Render the active problems' sketches and measure every loss term
+        (docs/method.md#fidelity-axis and #simplicity-axis)."""
         p = self.params
         rows = None if len(active) == self.B else active.to(self.inputs.device)
         points = self._to_canvas(self.loc(self.inputs if rows is None else self.inputs[rows], rows), rows)
@@ -202,15 +201,15 @@ class _Problems:
         a = len(active)
         if self.bank is not None:
             pick = torch.randint(len(self.bank), (a, p.num_aug), generator=self.generator)
-            homographies = self.bank[pick.flatten()]
+            augmentations = self.bank[pick.flatten()]
         else:
-            pick, homographies = None, random_homographies(a * p.num_aug, CANVAS, self.generator)
-        augmented = augment(sketches.repeat_interleave(p.num_aug, 0), homographies.to(sketches.device))
+            pick, augmentations = None, random_augmentations(a * p.num_aug, CANVAS, self.generator)
+        augmented = augment(sketches.repeat_interleave(p.num_aug, 0), augmentations)
         images = torch.cat([sketches[:, None], augmented.view(a, p.num_aug, 3, CANVAS, CANVAS)], 1)
-        layer, extra = self._clip_losses(active, images, pick, homographies)
+        layer, extra = self._clip_losses(active, images, pick, augmentations)
         return _Terms(points, layer, extra, sparse, keep_p)
 
-    def _clip_losses(self, active, images, pick, homographies) -> tuple[torch.Tensor, torch.Tensor]:
+    def _clip_losses(self, active, images, pick, augmentations) -> tuple[torch.Tensor, torch.Tensor]:
         """(a, views) L2 of ViT block outputs at each problem's layer, and at the object layer.
 
         Problems are grouped by the deepest block they need, so no image runs deeper than its loss.
@@ -229,10 +228,11 @@ class _Problems:
             x = normalize(images[local].flatten(0, 1))
             with self.runtime.autocast():
                 outputs = vit_block_outputs(visual, x, wanted)
+            mine = (local[:, None].cpu() * p.num_aug + torch.arange(p.num_aug)).flatten()  # their augmentations
             targets = self._target_features(
                 active[local],
                 None if pick is None else pick[local],
-                None if pick is not None else homographies.view(a, -1, 3, 3)[local],
+                None if pick is not None else augmentations[mine],
                 wanted,
             )
             for name in wanted:
@@ -245,7 +245,7 @@ class _Problems:
 
     def _target_features(self, rows, pick, fresh, layers) -> dict[int, torch.Tensor]:
         """Target features (len(rows) * views, 50, D) matching each sketch view: from the bank (`pick`)
-        or computed now for `fresh` homographies (len(rows), num_aug, 3, 3) as the official code."""
+        or computed now for `fresh` augmentations (num_aug per row, row by row) as the official code."""
         V = self.views
         out = {}
         parts = self.part[rows]
@@ -256,22 +256,23 @@ class _Problems:
             return out
         per_row = []
         for i, q in enumerate(parts.tolist()):
-            table = _target_table(self.runtime, self.targets[q].image.to(self.inputs.device), layers, fresh[i])
+            own = fresh[i * self.params.num_aug : (i + 1) * self.params.num_aug]
+            table = _target_table(self.runtime, self.targets[q].image.to(self.inputs.device), layers, own)
             per_row.append(table)
         return {name: torch.cat([t[name] for t in per_row]) for name in layers}
 
 
 @torch.no_grad()
 def _target_table(
-    runtime: Runtime, target: torch.Tensor, layers: list[int], homographies: torch.Tensor | None
+    runtime: Runtime, target: torch.Tensor, layers: list[int], augmentations: Augmentations | None
 ) -> dict[int, torch.Tensor]:
     """Block outputs (1 + augmentations, 50, D) fp32 of the clean target and of its augmentations."""
     visual = runtime.clip(VIT_B32).visual
     images = [target]
-    if homographies is not None:
-        for lo in range(0, len(homographies), FEATURE_CHUNK):
-            h = homographies[lo : lo + FEATURE_CHUNK]
-            images.append(augment(target.expand(len(h), -1, -1, -1), h.to(target.device)))
+    if augmentations is not None:
+        for lo in range(0, len(augmentations), FEATURE_CHUNK):
+            chunk = augmentations[lo : lo + FEATURE_CHUNK]
+            images.append(augment(target.expand(len(chunk), -1, -1, -1), chunk))
     parts = []
     for chunk in torch.cat(images).split(FEATURE_CHUNK):
         with runtime.autocast():
@@ -291,13 +292,15 @@ def on_canvas(points: torch.Tensor, half_width: float, size: int = CANVAS) -> to
 
 
 def row_ratio(r1, step, row: int):
-    """The exponential schedule (SPEC 3.4): row j >= 1 trains to r_1 x 2^(-step x (j - 1)).
-    Works on floats and on per-problem tensors alike."""
-    return r1 * 2.0 ** (-step * (row - 1))
+    """The exponential schedule (docs/method.md#simplicity-axis): row j >= 1 trains to r_1 x 2^(-step x (j - 1)),
+    rounded to 3 decimals as the official scripts pass it on. Works on floats and on per-problem (float64)
+    tensors alike."""
+    ratio = r1 * 2.0 ** (-step * (row - 1))
+    return torch.round(ratio * 1000) / 1000 if isinstance(ratio, torch.Tensor) else round(ratio, 3)
 
 
 def zscore_pick(series: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official best pick of a simplicity run (SPEC 3.4).
+    """The official best pick of a simplicity run (docs/method.md#simplicity-axis).
 
     series: (terms, evals, B) eval losses. Each term's series is z-scored over the run's evals
     (population std; a flat series contributes 0), summed over terms; returns (argmin eval (B,),
@@ -459,11 +462,15 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
     for group in range(B // problems.S):
         rows = problems.group_rows(group)
         b = int(rows[best_loss[rows].argmin()])
-        clip_loss = float(best_terms[b, 0] + (best_terms[b, 1] if problems.has_extra[b] else 0))
-        problems.ratio[rows] = 1.0 / max(clip_loss, 1e-12)  # r_1: the best fidelity sketch's CLIP loss
-        for saved, live in zip(best_loc, loc_params):
-            with torch.no_grad():
+        # r_1 = 1 / the best fidelity sketch's CLIP loss. Objects add the unweighted object-layer loss,
+        # which a column at that layer counts twice (the official code adds the layer's loss to itself).
+        object_loss = best_terms[b, 1] if problems.has_extra[b] else best_terms[b, 0]
+        clip_loss = float(best_terms[b, 0] + (object_loss if problems.is_object[b] else 0))
+        problems.r1[rows] = 1.0 / max(clip_loss, 1e-12)
+        with torch.no_grad():  # every seed continues from the winner: its network, on its input
+            for saved, live in zip(best_loc, loc_params):
                 live[rows] = saved[b]
+            problems.inputs[rows.to(problems.inputs.device)] = problems.inputs[b].clone()
         layer = int(problems.layer[b])
         losses = {f"layer {layer}": float(best_terms[b, 0])}
         if problems.has_extra[b]:
@@ -483,7 +490,7 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
 
 
 def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
-    """Simplified row `row` of every column (SPEC 3.4)."""
+    """Simplified row `row` of every column (docs/method.md#simplicity-axis)."""
     p = problems.params
     B, S = problems.B, problems.S
     dev = problems.inputs.device
@@ -493,12 +500,12 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
         problems.loc_adam.reset(rows_dev)
     step = torch.tensor(
         [
-            (p.steps_object if o else p.steps_background)[int(layer) - 1]
+            (p.steps_object if o else p.steps_background)[int(layer)]
             for o, layer in zip(problems.is_object, problems.layer)
         ],
-        device=dev,
+        dtype=torch.float64,
     )
-    ratio = row_ratio(problems.ratio, step, row)
+    ratio = row_ratio(problems.r1, step, row).to(dev, torch.float32)
     problems.on_canvas = on_canvas(problems.clean_points(), p.half_width)
     iterations = p.cap(p.simplicity_iterations)
     evals = sorted(_eval_points(iterations, p.simplicity_eval_every, p.simplicity_eval_from))
@@ -572,11 +579,8 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
 
 def _snapshot(problems: _Problems, terms: _Terms) -> dict:
     """Everything a pick needs: the sketch as evaluated, and the full training state to warm-start from."""
-    state = (
-        problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
-    )
     return {
-        "state": [t.detach().clone() for t in state],
+        "state": [t.detach().clone() for t in problems.training_state()],
         "points": terms.points.detach().clone(),
         "keep_p": terms.keep_p.detach().clone(),
         "on_canvas": problems.on_canvas.clone(),
@@ -585,9 +589,6 @@ def _snapshot(problems: _Problems, terms: _Terms) -> dict:
 
 @torch.no_grad()
 def _warm_start(problems: _Problems, snap: dict, source: int, rows: torch.Tensor) -> None:
-    """Every seed of a column continues from problem `source`'s picked state (SPEC 3.4)."""
-    state = (
-        problems.loc.parameters() + problems.loc_adam.state() + problems.simp.parameters() + problems.simp_adam.state()
-    )
-    for live, saved in zip(state, snap["state"]):
+    """Every seed of a column continues from problem `source`'s picked state (docs/method.md#simplicity-axis)."""
+    for live, saved in zip(problems.training_state(), snap["state"]):
         live[rows] = saved[source]

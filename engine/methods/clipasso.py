@@ -1,4 +1,4 @@
-"""CLIPasso (SPEC 2): Bézier strokes optimised so that CLIP RN101 sees the sketch like the image.
+"""CLIPasso (docs/method.md#clipasso): Bézier strokes optimised so that CLIP RN101 sees the sketch like the image.
 
 All abstraction levels x seeds form ONE batch: every iteration renders all still-running sketches,
 runs CLIP once on all their images and takes one Adam step for all of them. Adam is element-wise,
@@ -7,13 +7,8 @@ draws depends on the batch: a job is reproducible, but a level run alone draws o
 random) augmentations. Levels with fewer strokes are padded with strokes parked off the canvas,
 which draw nothing and receive no gradient.
 
-Deliberate differences from the official code, each measured in benchmarks/clipasso.py:
-- Eval loss comes from the clean pair inside the training forward (same points, same loss, no
-  augmentation) instead of a second forward: identical value, one CLIP pass fewer every 10 steps.
-- With `aug_bank` > 0 the target's augmented features come from a bank computed once, and every
-  sketch draws its own 4 augmentations from it each iteration (the official code recomputes them).
-- CLIP runs under autocast: fp16 on CUDA (as the official code), bf16 on CPUs that support it.
-- Best strokes are those that were evaluated, not the post-step ones (an official off-by-one).
+Where and why this differs from the official code (batching, evals from the clean pair, the
+augmentation bank, the evaluated strokes kept): docs/method.md#deliberate-differences-from-the-official-code.
 """
 
 from __future__ import annotations
@@ -26,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from bridge.params import ClipassoParams
-from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features
+from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features, widen
 from engine.clip.models import RN101, VIT_B32
-from engine.methods.augment import augment, random_homographies
+from engine.methods.augment import Augmentations, augment, random_augmentations
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
@@ -56,21 +51,21 @@ class ClipassoRun:
 
 
 def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) -> torch.Tensor:
-    """Per-image CLIPasso loss (SPEC 2.2), reshaped (sketches, views).
+    """Per-image CLIPasso loss (docs/method.md#clipasso-loss), reshaped (sketches, views).
 
     L2 of layer2 and layer3 activations (mean over C, H, W) + 0.1 x (1 - cos) of the embeddings.
     Averaging a row gives the loss of one sketch over its clean + augmented views.
     """
 
     def l2(a, b):
-        return (a.float() - b.float()).square().flatten(1).mean(1)
+        return (widen(a) - widen(b)).square().flatten(1).mean(1)
 
-    semantic = 1 - F.cosine_similarity(sketch.embedding.float(), target.embedding.float(), dim=1)
+    semantic = 1 - F.cosine_similarity(widen(sketch.embedding), widen(target.embedding), dim=1)
     per_image = l2(sketch.layer2, target.layer2) + l2(sketch.layer3, target.layer3) + 0.1 * semantic
     return per_image.view(-1, views)
 
 
-def _features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
+def features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
     """RN101 features of (B, 3, 224, 224) images in [0, 1]."""
     visual = runtime.clip(RN101).visual
     x = normalize(images)
@@ -85,17 +80,18 @@ def _gather(table: ResNetFeatures, index: torch.Tensor) -> ResNetFeatures:
 
 
 @torch.no_grad()
-def _target_table(runtime: Runtime, target: torch.Tensor, homographies: torch.Tensor) -> ResNetFeatures:
+def _target_table(runtime: Runtime, target: torch.Tensor, augmentations: Augmentations) -> ResNetFeatures:
     """Features of the clean target (row 0) and of its augmentations (rows 1..)."""
-    parts = [_features(runtime, target)]
-    for lo in range(0, len(homographies), FEATURE_CHUNK):
-        h = homographies[lo : lo + FEATURE_CHUNK]
-        parts.append(_features(runtime, augment(target.expand(len(h), -1, -1, -1), h)))
+    parts = [features(runtime, target)]
+    for lo in range(0, len(augmentations), FEATURE_CHUNK):
+        chunk = augmentations[lo : lo + FEATURE_CHUNK]
+        parts.append(features(runtime, augment(target.expand(len(chunk), -1, -1, -1), chunk)))
     return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
 
 
 def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoParams) -> torch.Tensor:
-    """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed (SPEC 1.5).
+    """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed
+    (docs/method.md#stroke-initialisation).
 
     Sketch i is level i // len(seeds) with seed seeds[i % len(seeds)]; unused rows are parked.
     """
@@ -123,7 +119,7 @@ def optimise(
     points = initial_strokes(runtime, target, params).to(device).requires_grad_()
     K, views = len(points), 1 + params.num_aug
     augment_rng = torch.Generator().manual_seed(params.seeds[0] + 7)
-    bank = random_homographies(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
+    bank = random_augmentations(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
     table = _target_table(runtime, target, bank) if bank is not None else None
 
     optimizer = torch.optim.Adam([points], lr=params.lr)
@@ -144,19 +140,19 @@ def optimise(
         sketches = runtime.rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
         if bank is not None:
             pick = torch.randint(len(bank), (a, params.num_aug), generator=augment_rng)
-            homographies = bank[pick.flatten()]
+            augmentations = bank[pick.flatten()]
             rows = torch.cat([torch.zeros(a, 1, dtype=torch.long), 1 + pick], dim=1)
             target_features = _gather(table, rows.flatten().to(device))
         else:
-            homographies = random_homographies(a * params.num_aug, CANVAS, augment_rng)
-            fresh = _target_table(runtime, target, homographies)
+            augmentations = random_augmentations(a * params.num_aug, CANVAS, augment_rng)
+            fresh = _target_table(runtime, target, augmentations)
             rows = torch.cat(
                 [torch.zeros(a, 1, dtype=torch.long), 1 + torch.arange(a * params.num_aug).view(a, -1)], dim=1
             )
             target_features = _gather(fresh, rows.flatten().to(device))
-        augmented = augment(sketches.repeat_interleave(params.num_aug, 0), homographies.to(device))
+        augmented = augment(sketches.repeat_interleave(params.num_aug, 0), augmentations)
         images = torch.cat([sketches[:, None], augmented.view(a, params.num_aug, 3, CANVAS, CANVAS)], 1)
-        loss = clipasso_loss(_features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
+        loss = clipasso_loss(features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
         loss.mean(1).sum().backward()  # sketches are independent: each gets its own gradient
 
         if iteration % params.eval_every == 0:

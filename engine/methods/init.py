@@ -1,4 +1,5 @@
-"""Stroke initialisation shared by CLIPasso and CLIPascene (SPEC 1.5): saliency x XDoG edges.
+"""Stroke initialisation shared by CLIPasso and CLIPascene: saliency x XDoG edges
+(docs/method.md#stroke-initialisation).
 
 Start points are drawn without replacement from a softmax over salient edge pixels; the other
 control points follow as a short random walk.

@@ -1,4 +1,4 @@
-"""CLIPascene's two small networks (SPEC 3.3, 3.4), many independent copies at once.
+"""CLIPascene's two small networks (docs/method.md#fidelity-axis and #simplicity-axis), many independent copies at once.
 
 A scene job trains one MLP_loc (and later one MLP_simp) per part x layer column x seed. They are
 independent problems with the same architecture, so their weights are stacked along a batch
@@ -142,7 +142,8 @@ def keep_logits(p: torch.Tensor) -> torch.Tensor:
 
 
 def gumbel_keep(p: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
-    """The keep component of a soft Gumbel-softmax sample (SPEC 3.4): differentiable presence in (0, 1).
+    """The keep component of a soft Gumbel-softmax sample: differentiable presence in (0, 1)
+    (docs/method.md#simplicity-axis).
 
     As torch.nn.functional.gumbel_softmax(hard=False), with noise from `generator` (reproducible).
     """
@@ -161,7 +162,7 @@ def expected_keep(p: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 def balance_weights(norms: torch.Tensor) -> torch.Tensor:
-    """Gradient-norm balancing (SPEC 3.3): term weights (T, B) from mean |grad| norms (T, B).
+    """Gradient-norm balancing (docs/method.md#fidelity-axis): term weights (T, B) from mean |grad| norms (T, B).
 
     weight_i = (sum g - g_i) / ((T - 1) sum g): a term with larger gradients gets a smaller weight;
     the weights of a problem sum to 1. Problems whose gradients all vanish get equal weights.

@@ -2,8 +2,9 @@
 
 Optional: only for parity checks against the official pipeline (`--renderer diffvg`). pydiffvg is
 not on PyPI; it is imported when used. The scene is set up as CLIPasso and CLIPascene set it up
-(SPEC 1.1, 1.2): one open path and one shape group per stroke, opaque black stroke colour, no fill,
-`stroke_width` = our half-width, 2 x 2 jittered samples per pixel with seed 0, composited over white.
+(docs/method.md#sketches-and-rendering): one open path and one shape group per stroke, opaque black
+stroke colour, no fill, `stroke_width` = our half-width, 2 x 2 jittered samples per pixel with seed 0,
+composited over white.
 diffvg renders one scene per call, so a batch is a loop.
 """
 

@@ -1,4 +1,4 @@
-"""The scene matrix as one layered sketch, combined in vector form (SPEC 3.5).
+"""The scene matrix as one layered sketch, combined in vector form (docs/method.md#matrix-and-combination).
 
 Object strokes are mapped back to the scene's pixels (canvas -> object image -> scene). Every stroke
 is then clipped to the region its part may draw in: each is cut into its sub-curves inside the

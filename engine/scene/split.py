@@ -1,6 +1,7 @@
-"""A scene photo split into what CLIPascene sketches separately (SPEC 3.1, 3.2).
+"""A scene photo split into what CLIPascene sketches separately (docs/method.md#scene-split and #object-normalisation).
 
-- Object: the masked object on white, enlarged when it is small (SPEC 3.2), with the map back to the
+- Object: the masked object on white, enlarged when it is small (docs/method.md#object-normalisation),
+  with the map back to the
   scene's pixels (`ObjectFrame`).
 - Background: the photo with the object region (mask dilated 11 x 11) inpainted: LaMa when the
   optional `simple_lama_inpainting` package is installed, else OpenCV's Telea inpainting, which always
@@ -83,7 +84,8 @@ def dilate(mask: np.ndarray, size: int = DILATION) -> np.ndarray:
 
 
 def keep_large_components(mask: np.ndarray) -> np.ndarray:
-    """(H, W) bool: the mask without connected components under 1/3 of the largest (SPEC 3.2)."""
+    """(H, W) bool: the mask without connected components under 1/3 of the largest
+    (docs/method.md#object-normalisation)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return mask.astype(bool)
@@ -93,7 +95,7 @@ def keep_large_components(mask: np.ndarray) -> np.ndarray:
 
 
 def normalise_object(image: Image.Image, mask: np.ndarray) -> tuple[Image.Image, ObjectFrame]:
-    """The object on white, enlarged as SPEC 3.2, and the map back to the scene.
+    """The object on white, enlarged as docs/method.md#object-normalisation, and the map back to the scene.
 
     If, without its small components, the object is one component whose bounding box's long side is
     under 0.7 x the photo's short side, that crop is scaled so its long side is 0.7 x the short side
