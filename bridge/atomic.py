@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bridge.errors import InputError
+
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> Path:
     """Write `data` to `path` through a temp file in the same folder and an atomic rename.
 
-    `mode` defaults to an ordinary user file's (0666 less the umask); secrets pass 0o600, which the
-    file has from its creation on, never wider. On Windows, where chmod cannot say that, a private
-    mode gives the file an ACL for the user alone (PRIVATE_FILE_ACL) before the data is written.
+    A symlink is written through: its target is replaced, the link stays. Anything else that is not
+    a regular file (a device, a pipe, a socket) is refused with an InputError, never swapped for a
+    file. `mode` defaults to an ordinary user file's (0666 less the umask); private files pass 0o600,
+    which the file has from its creation on, never wider; on Windows, where chmod cannot say
+    that, a private mode gives the file an ACL for the user alone (PRIVATE_FILE_ACL) before the data
+    is written. Returns `path`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = Path(os.path.realpath(path))
+    try:
+        existing = os.stat(target).st_mode
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing):
+        kind = "a folder" if stat.S_ISDIR(existing) else "not a regular file (a device, pipe or socket)"
+        raise InputError(f"cannot write {os.fspath(path)}: it is {kind}", "choose a file name for the output")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600; chmod: Windows too
         if mode is not None and not mode & 0o077 and PRIVATE_FILE_ACL is not None:
@@ -29,11 +42,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return Path(path)
 
 
 def _umask() -> int:

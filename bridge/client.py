@@ -14,6 +14,7 @@ instead of waited on forever.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +32,6 @@ from bridge.protocol import Message, ProtocolError
 
 DEFAULT_TIMEOUT_S = 10.0  # for one request's reply
 READY_TIMEOUT_S = 180.0  # a cold start loads two CLIP models, slow on a CPU with a cold disk
-PATIENCE_S = 10.0  # silence while waiting on a job before checking that the engine still lives
 AUTO_IDLE_TIMEOUT_S = 1800  # an engine a client started frees its memory after half an hour unused
 _START_MARK = "--- starting:"
 
@@ -103,14 +103,22 @@ class JobResult:
 
 
 class EngineClient:
-    def __init__(self, info: connection.ConnectionInfo, timeout_s: float = DEFAULT_TIMEOUT_S):
-        self.info, self.timeout_s = info, timeout_s
+    def __init__(
+        self,
+        info: connection.ConnectionInfo,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        heartbeat_timeout_s: float = protocol.HEARTBEAT_TIMEOUT_S,
+    ):
+        self.info, self.timeout_s, self.heartbeat_timeout_s = info, timeout_s, heartbeat_timeout_s
         self.session = protocol.Session(info.key)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 200)
+        self.socket.plain_username = protocol.PLAIN_USER
+        self.socket.plain_password = protocol.plain_password(info.key)
         self.socket.connect(info.url)
         self._unclaimed: collections.deque[Message] = collections.deque()  # job messages seen early
+        self._last_heard = time.monotonic()  # when the engine last sent anything
 
     @classmethod
     def connect(
@@ -121,8 +129,15 @@ class EngineClient:
     ) -> EngineClient:
         """A client of the running engine; with `start` (the engine's command line), start one if
         none runs and wait until it answers, at most `ready_timeout_s`."""
-        info = connection.read_connection()
+        info = connection.find_engine()
         if info is None:
+            holder = connection.lock_holder()
+            if start is None and holder:
+                raise EngineUnavailable(
+                    f"an engine (pid {holder}) is running but has no connection file",
+                    f"if it is still loading its models, try again in a minute; otherwise end it with `kill {holder}`",
+                    "no_connection_file",
+                )
             if start is None:
                 raise EngineUnavailable(
                     "the engine is not running", "start it with `sketch-abstraction serve`", "not_running"
@@ -216,7 +231,12 @@ class EngineClient:
         expect = expect or (msg_type.replace("_request", "_reply"),)
         deadline = time.monotonic() + self.timeout_s
         while True:
-            msg = self._receive(deadline)
+            try:
+                msg = self._receive(deadline)
+            except EngineUnavailable:
+                raise self._silent(self.timeout_s) from None
+            if msg.msg_type == "heartbeat":
+                continue  # it says the engine lives; _receive noted that
             if msg.msg_type == "error" and not msg.parent and "job_id" not in msg.content:
                 # The engine rejected our request before it could read its header (too large,
                 # malformed): requests go one at a time over one ordered socket, so it is this one's.
@@ -240,25 +260,39 @@ class EngineClient:
                 self._unclaimed.remove(msg)
                 return msg
         while True:
-            slice_end = time.monotonic() + PATIENCE_S
-            if deadline is not None:
-                slice_end = min(slice_end, deadline)
+            silence_end = self._last_heard + self.heartbeat_timeout_s  # heartbeats come every second
+            until = silence_end if deadline is None else min(silence_end, deadline)
             try:
-                msg = self._receive(slice_end)
+                msg = self._receive(until)
             except EngineUnavailable:
-                if deadline is not None and time.monotonic() >= deadline:
+                if until == deadline:
                     raise TimeoutError(f"job {job_id} is still running after the time limit") from None
-                if not connection.pid_alive(self.info.pid):
-                    raise EngineUnavailable(
-                        f"the engine (pid {self.info.pid}) stopped while job {job_id} was running",
-                        f"see its log in {connection.runtime_dir() / connection.LOG_FILE}, then submit again",
-                        "engine_died",
-                    ) from None
-                continue  # alive, just busy with a long stage (e.g. loading models)
+                raise self._silent(time.monotonic() - self._last_heard, job_id) from None
+            if msg.msg_type == "heartbeat":
+                continue
             if msg.content.get("job_id") == job_id:
                 return msg
             if msg.msg_type in ("result", "error"):
                 self._unclaimed.append(msg)  # another job's end, for a later wait()
+
+    def _silent(self, waited_s: float, job_id: str | None = None) -> EngineUnavailable:
+        """The error for an engine that sent nothing in time: gone, or running but not answering
+        (stopped with SIGSTOP or Ctrl-Z, or hung), which are fixed differently."""
+        pid = self.info.pid
+        doing = f" while job {job_id} was running" if job_id else ""
+        if not connection.pid_alive(pid):
+            return EngineUnavailable(
+                f"the engine (pid {pid}) stopped{doing}",
+                f"see its log in {connection.runtime_dir() / connection.LOG_FILE}, then submit again",
+                "engine_died",
+            )
+        return EngineUnavailable(
+            f"the engine (pid {pid}) is running but has not answered for {waited_s:.0f} s{doing}: "
+            "it is stopped or hung",
+            f"if it was paused (Ctrl-Z, kill -STOP), resume it with `kill -CONT {pid}`; "
+            "otherwise end it with `sketch-abstraction stop`",
+            "not_answering",
+        )
 
     def _send(self, msg: Message) -> None:
         try:
@@ -275,7 +309,7 @@ class EngineClient:
     def _receive(self, deadline: float) -> Message:
         """The next well-formed message before `deadline`; EngineUnavailable when none comes."""
         while True:
-            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
             if not self.socket.poll(wait_ms, zmq.POLLIN):
                 raise EngineUnavailable(
                     f"no answer from the engine at {self.info.url} within the time limit",
@@ -284,9 +318,11 @@ class EngineClient:
                 )
             frames = self.socket.recv_multipart()
             try:
-                return self.session.deserialize(frames, protocol.REPLIES)
+                msg = self.session.deserialize(frames, protocol.REPLIES)
             except ProtocolError:
                 continue  # not from our engine (or damaged): never act on it
+            self._last_heard = time.monotonic()
+            return msg
 
 
 def _result(msg: Message) -> JobResult:
@@ -301,7 +337,7 @@ def _result(msg: Message) -> JobResult:
 def _start_engine(command: list[str], ready_timeout_s: float) -> connection.ConnectionInfo:
     """Start the engine detached, its output in the runtime folder's log; wait until it is ready."""
     log_path = connection.runtime_dir() / connection.LOG_FILE
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab", opener=_private) as log:
         log.write(f"\n{_START_MARK} {' '.join(command)}\n".encode())
         log.flush()
         try:
@@ -333,6 +369,13 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
                 "start_failed",
             )
         time.sleep(0.1)
+    holder = connection.lock_holder()
+    if holder:
+        raise EngineUnavailable(
+            f"an engine (pid {holder}) holds the lock but published no connection file within {ready_timeout_s:.0f} s",
+            f"if it is not loading models, end it with `kill {holder}`, then try again",
+            "start_timeout",
+        )
     raise EngineUnavailable(
         f"the engine did not become ready within {ready_timeout_s:.0f} s",
         f"see {log_path}; on a slow machine the first start loads the models for a while",
@@ -362,6 +405,14 @@ def engine_environment(environ: Mapping[str, str]) -> dict[str, str]:
     env = {name: value for name, value in environ.items() if name.upper() != "PYTHONHOME"}
     env["PYTHONIOENCODING"] = "utf-8"
     return env
+
+
+def _private(path: str, flags: int) -> int:
+    """Open the log 0600 (it names the user's photos), also one an older version made 0644."""
+    fd = os.open(path, flags, 0o600)
+    if sys.platform != "win32":
+        os.fchmod(fd, 0o600)
+    return fd
 
 
 def _log_tail(path: Path) -> list[str]:

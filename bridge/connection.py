@@ -1,8 +1,8 @@
 """Where the engine and its clients meet: the per-user folders and the connection file.
 
 The connection file (JSON: transport, ip, port, key, pid, version, max_message_bytes) is the only way
-to find a running engine. It lives in the user's runtime folder, mode 0600 (it holds the signing
-key); the engine writes it atomically (engine.service.server); a file whose pid is dead, or whose port no
+to find a running engine. It lives in the user's runtime folder (0700), mode 0600 (it holds the
+signing key); the engine writes it atomically (engine.service.server); a file whose pid is dead, or whose port no
 longer listens, is stale and is replaced. Standard library, platformdirs and bridge.protocol only:
 the client imports this under Inkscape's Python.
 """
@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import sys
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
+from bridge.errors import EngineError
 from bridge.protocol import MAX_MESSAGE_BYTES
 
 # Exit status of an engine refused because another one runs or is starting (EX_TEMPFAIL): a client
@@ -49,33 +54,78 @@ class ConnectionInfo:
 
 
 def runtime_dir() -> Path:
-    """The per-user folder (0700) for the connection file, the lock and the engine's log."""
+    """The per-user folder for the connection file, the lock and the engine's log: private (0700,
+    ours, not a symlink). The first usable of: $XDG_RUNTIME_DIR, /run/user/<uid>, the user's cache
+    folder. Never a predictable name in a shared temp folder, which another user could create first."""
     override = os.environ.get(RUNTIME_ENV)
-    candidates = (
-        [Path(override)]
-        if override
-        else [
-            Path(platformdirs.user_runtime_dir(APP, appauthor=False)),
-            Path(platformdirs.user_cache_dir(APP, appauthor=False)) / "run",  # no XDG_RUNTIME_DIR (e.g. ssh)
-        ]
-    )
-    for folder in candidates:
+    if override:
+        return private_folder(Path(override))
+    tried = []
+    for folder in _runtime_candidates():
         try:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if sys.platform != "win32":
-                os.chmod(folder, 0o700)
-            return folder
-        except OSError:
-            continue
-    raise OSError(f"cannot create a runtime folder for the engine (tried {', '.join(map(str, candidates))})")
+            return private_folder(folder)
+        except EngineError as err:
+            tried.append(err.message)
+    raise EngineError(
+        f"no private folder for the engine's connection file: {'; '.join(tried)}",
+        f"set {RUNTIME_ENV} to a folder only you can write",
+    )
+
+
+def _runtime_candidates() -> list[Path]:
+    if sys.platform == "win32" or sys.platform == "darwin":
+        return [_platform_dir(platformdirs.user_runtime_dir), _platform_dir(platformdirs.user_cache_dir) / "run"]
+    bases = [os.environ.get("XDG_RUNTIME_DIR", ""), f"/run/user/{os.getuid()}"]
+    return [Path(base) / APP for base in bases if base and _private_parent(Path(base))] + [
+        _platform_dir(platformdirs.user_cache_dir) / "run"  # no runtime folder (ssh, containers, cron)
+    ]
+
+
+def _platform_dir(lookup: Any) -> Path:
+    """A platformdirs folder, without the warnings some versions print on every call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(lookup(APP, appauthor=False))
+
+
+def _private_parent(folder: Path) -> bool:
+    """Whether `folder` is a real folder of ours that no one else can write to (so no one else can
+    put a folder of theirs where ours goes)."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def private_folder(folder: Path) -> Path:
+    """`folder`, created if needed, checked to be a real folder of ours and made 0700; EngineError
+    naming the problem otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(folder)
+    except OSError as err:
+        raise EngineError(f"cannot create {folder}: {err.strerror}", "check the permissions of its parent") from None
+    problem = (
+        "it is a symlink"
+        if stat.S_ISLNK(st.st_mode)
+        else "it is not a folder"
+        if not stat.S_ISDIR(st.st_mode)
+        else "it belongs to another user"
+        if sys.platform != "win32" and st.st_uid != os.getuid()
+        else ""
+    )
+    if problem:
+        raise EngineError(f"cannot use {folder}: {problem}", "remove it, or point the engine elsewhere")
+    if sys.platform != "win32" and st.st_mode & 0o077:
+        os.chmod(folder, 0o700)  # created before by an older version, or under a lax umask
+    return folder
 
 
 def data_dir() -> Path:
-    """The per-user folder where finished results wait to be fetched."""
+    """The per-user folder (0700) where finished results wait to be fetched."""
     override = os.environ.get(DATA_ENV)
-    folder = Path(override) if override else Path(platformdirs.user_data_dir(APP, appauthor=False))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return private_folder(Path(override) if override else _platform_dir(platformdirs.user_data_dir))
 
 
 def connection_path() -> Path:
@@ -91,6 +141,39 @@ def read_connection() -> ConnectionInfo | None:
     except (OSError, ValueError, TypeError, AttributeError):
         return None
     return info if pid_alive(info.pid) and _listening(info) else None
+
+
+def find_engine(wait_s: float = 3.0) -> ConnectionInfo | None:
+    """The running engine's connection info. While an engine holds the lock without a connection
+    file (deleted under it: it writes it again within a second), wait for the file up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        info = read_connection()
+        if info is not None or lock_holder() is None or time.monotonic() > deadline:
+            return info
+        time.sleep(0.1)
+
+
+def lock_holder() -> int | None:
+    """The pid of the engine holding this user's lock (written into the lock file), or None when no
+    engine holds it. Windows: None (a locked byte cannot be read there)."""
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(runtime_dir() / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # held: an engine runs (or is starting)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else 0  # 0: held by an engine that wrote no pid
+    else:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _listening(info: ConnectionInfo) -> bool:

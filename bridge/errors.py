@@ -42,8 +42,22 @@ class DeviceError(EngineError):
     code = "device_error"
 
 
+class OutputError(EngineError):
+    """The result cannot be written where the user asked (disk full, no permission)."""
+
+    exit_code = 5
+    code = "output_error"
+
+
 class Cancelled(EngineError):
     """A job was cancelled by its owner."""
 
     exit_code = 130
     code = "cancelled"
+
+
+def exit_code_for(code: str) -> int:
+    """The exit code of the error class with this `code` (an engine's error reply names only the
+    code): a job that fails over the bridge exits as it would have run locally."""
+    classes: list[type[EngineError]] = [InputError, WeightsMissing, DeviceError, OutputError, Cancelled]
+    return next((cls.exit_code for cls in classes if cls.code == code), EngineError.exit_code)

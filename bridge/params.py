@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import InputError
+from bridge.files import read_bounded
+from bridge.limits import MAX_FILE_BYTES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODEL_KINDS = ("openai", "random", "tiny-random")
 RENDERERS = ("ours", "diffvg")  # diffvg: the official code's rasteriser, when pydiffvg is installed
 MASK_NONE, MASK_AUTO = "none", "auto"
+MAX_HALF_WIDTH = 50  # canvas px: a stroke 100 px wide on the 224 px canvas
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
 Source = str | os.PathLike[str] | bytes  # a file's path, or its bytes
 MAX_STROKES = 1024  # strokes in one sketch (a level, or a sketch to refine)
@@ -54,7 +57,10 @@ class ClipassoParams:
             (1 <= len(self.seeds) <= 16, f"seeds must number 1 to 16, got {len(self.seeds)}"),
             (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
             (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
-            (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
+            (
+                0 < self.half_width <= MAX_HALF_WIDTH,
+                f"stroke width must be > 0 and sane, got half-width {self.half_width}",
+            ),
             (
                 0 < self.lr <= 100
                 and 1 <= self.eval_every <= 100_000
@@ -154,7 +160,10 @@ class SceneParams:
             (0 <= self.iterations <= 100_000, f"iterations must be 0 (no cap) to 100000, got {self.iterations}"),
             (all(1 <= n <= 100_000 for n in counts[1:]), "stage iteration counts must be 1 to 100000"),
             (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
-            (0 < self.half_width <= 50, f"stroke width must be > 0 and sane, got half-width {self.half_width}"),
+            (
+                0 < self.half_width <= MAX_HALF_WIDTH,
+                f"stroke width must be > 0 and sane, got half-width {self.half_width}",
+            ),
             (0 <= self.object_layer < VIT_LAYERS, f"object layer must be 0 to {VIT_LAYERS - 1}"),
             (
                 len(self.steps_background) == len(self.steps_object) == VIT_LAYERS
@@ -209,6 +218,19 @@ class SceneRequest:
     def rows(self) -> tuple[int, ...]:
         """Matrix rows written to the SVG: 0 is the fidelity sketch, 1..levels the simplified ones."""
         return PAPER_GRID_ROWS if self.paper_grid else tuple(range(self.params.levels + 1))
+
+
+def canvas_half_width(width: float, scale: float) -> float:
+    """The canvas half-width of a stroke `width` photo px wide, on a canvas of `scale` photo px per
+    canvas px; InputError in the user's own units (photo px) when it is too wide for this photo."""
+    half = width / 2 / scale
+    if half > MAX_HALF_WIDTH:
+        raise InputError(
+            f"stroke width (--width) {width:g} px is too wide for this photo: "
+            f"at most {2 * MAX_HALF_WIDTH * scale:.0f} px",
+            f"try --width {max(1, round(3 * scale))} (the default look)",
+        )
+    return half
 
 
 def _check_look(color: Any, width: Any) -> None:
@@ -314,7 +336,7 @@ def request_to_json(request: Request) -> tuple[dict[str, Any], list[bytes]]:
     """
     kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
     job: dict[str, Any] = {"kind": kind}
-    buffers = [_read_bytes(request.image)]
+    buffers = [_read_bytes(request.image, "image file")]
     for f in dataclasses.fields(request):
         value = getattr(request, f.name)
         if f.name == "image":
@@ -323,7 +345,7 @@ def request_to_json(request: Request) -> tuple[dict[str, Any], list[bytes]]:
             job[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
         elif f.name == "mask" and value not in (MASK_NONE, MASK_AUTO):
             job[f.name] = {"buffer": len(buffers)}
-            buffers.append(_read_bytes(value))
+            buffers.append(_read_bytes(value, "mask file"))
         else:
             job[f.name] = value
     return job, buffers
@@ -398,11 +420,5 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def _read_bytes(source: Source) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    try:
-        with open(source, "rb") as f:
-            return f.read()
-    except OSError as err:
-        raise InputError(f"cannot read {source}: {err.strerror}", "check the path and its permissions") from None
+def _read_bytes(source: Source, what: str) -> bytes:
+    return source if isinstance(source, bytes) else read_bounded(source, what, MAX_FILE_BYTES)

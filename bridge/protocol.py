@@ -7,9 +7,18 @@ Shaped like the Jupyter kernel protocol. On the wire one message is the multipar
 `signature` is the hex HMAC-SHA256, under the key from the connection file, of every frame after it
 (the four JSON parts and the buffers), each preceded by its length as 8 big-endian bytes; checked in
 constant time. (Jupyter signs the JSON parts only and without lengths; we also cover the images and
-SVGs, and frame boundaries.) The header carries `version`; a message of another version, an unknown
-type or a malformed part is answered with an `error`. Binary payloads (images, SVG) travel as
-buffers, never inside JSON.
+SVGs, and frame boundaries.) The header carries `version` and `date` (UTC, microseconds); a message
+of another version, an unknown type or a malformed part is answered with an `error`. Binary
+payloads (images, SVG) travel as buffers, never inside JSON.
+
+Who may talk: before any message, ZeroMQ's PLAIN handshake must present the user name PLAIN_USER and
+the password `plain_password(key)` (derived from the key, so the key itself never travels). The
+engine's ZAP handler refuses every other peer at the handshake, so a local user without the key
+cannot make the engine hold a single byte of a message.
+
+Replays: a signed message is accepted once. Each Session remembers the signatures it accepted
+(as Jupyter's digest history) for REPLAY_WINDOW_S, and refuses a message dated outside that window
+or older than any signature it had to forget; a captured request replayed later is refused.
 
 Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
@@ -20,6 +29,10 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
                   then, to every watcher of the job:     queue_update {job_id, position} (0: it starts)
                                                          progress {job_id, stage, iteration, total,
                                                                    loss, eta_s, detail}
+                                                         heartbeat {job_id, state} every
+                                                           HEARTBEAT_INTERVAL_S while it is queued
+                                                           or running: an engine that stops
+                                                           sending is not answering
                                                          result {job_id, ...} + [svg]
                                                          or error {job_id, code, message, hint}
   cancel_request  {job_id}                            -> cancel_reply {job_id, state}
@@ -40,18 +53,28 @@ This module needs only the standard library, so it imports under any Python (Ink
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
-VERSION = "1.1"  # 1.1: signatures cover the buffers, length-prefixed
+VERSION = "2.0"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 DELIMITER = b"<IDS|MSG>"
+PLAIN_USER = b"sketch-abstraction"
+HEARTBEAT_INTERVAL_S = 1.0  # the engine's heartbeat to each watcher of a queued or running job
+HEARTBEAT_TIMEOUT_S = 15.0  # silence after which a client says the engine is not answering
+REPLAY_WINDOW_S = 300.0  # a message dated further from now is refused (same machine, same clock)
+DIGEST_HISTORY = 65_536  # signatures remembered at most; forgetting one moves the horizon past its date
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 REQUESTS = frozenset(
     {
@@ -71,6 +94,7 @@ REPLIES = frozenset(
         "progress",
         "result",
         "error",
+        "heartbeat",
         "cancel_reply",
         "list_reply",
         "fetch_reply",
@@ -84,6 +108,7 @@ FINISHED = frozenset({"done", "error", "cancelled", "interrupted"})
 # device_error, cancelled, engine_error).
 BAD_MESSAGE = "bad_message"  # malformed frames, JSON, signature, version or type
 TOO_LARGE = "too_large"
+QUEUE_FULL = "queue_full"  # the engine holds as many waiting jobs (or bytes of them) as it takes
 UNKNOWN_JOB = "unknown_job"
 INTERNAL = "internal_error"
 
@@ -113,6 +138,17 @@ def new_key() -> str:
     return secrets.token_hex(32)
 
 
+def plain_password(key: str) -> bytes:
+    """The PLAIN handshake's password for `key`: proves the key without sending it."""
+    return hmac.new(key.encode("ascii"), b"sketch-abstraction zmq PLAIN", hashlib.sha256).hexdigest().encode("ascii")
+
+
+def timestamp(when: float | None = None) -> str:
+    """A header's `date`: UTC with microseconds."""
+    moment = datetime.fromtimestamp(time.time() if when is None else when, timezone.utc)
+    return moment.strftime(_DATE_FORMAT)
+
+
 def check_size(frames: list[bytes], limit: int) -> None:
     """ProtocolError (TOO_LARGE) when the frames together exceed the engine's `limit` in bytes.
 
@@ -138,6 +174,8 @@ class Session:
     def __init__(self, key: str, max_bytes: int = MAX_MESSAGE_BYTES):
         self.key = key.encode("ascii")
         self.max_bytes = max_bytes  # largest message accepted, all frames together
+        self._seen: collections.OrderedDict[bytes, float] = collections.OrderedDict()  # signature -> date
+        self._horizon = 0.0  # date of the newest signature forgotten for room: nothing this old is accepted
 
     def sign(self, frames: list[bytes]) -> bytes:
         """Hex HMAC-SHA256 of the frames after the signature, each preceded by its length (8 bytes,
@@ -154,7 +192,7 @@ class Session:
             "msg_id": uuid.uuid4().hex,
             "msg_type": msg.msg_type,
             "version": VERSION,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "date": timestamp(),
         }
         parts = [_dumps(msg.header), _dumps(msg.parent), _dumps({}), _dumps(msg.content)]
         return [DELIMITER, self.sign([*parts, *msg.buffers]), *parts, *msg.buffers]
@@ -173,7 +211,7 @@ class Session:
         """Check and decode the frames after the routing ids; any defect -> ProtocolError.
 
         Checks run cheapest and most fundamental first: size, frame count, signature (before any
-        JSON is parsed, so unsigned input is never interpreted), JSON, version, type.
+        JSON is parsed, so unsigned input is never interpreted), replay, JSON, version, date, type.
         """
         check_size(frames, self.max_bytes)
         if len(frames) < 6 or frames[0] != DELIMITER:
@@ -184,6 +222,8 @@ class Session:
         signature, parts, buffers = frames[1], frames[2:6], frames[6:]
         if not hmac.compare_digest(signature, self.sign([*parts, *buffers])):
             raise ProtocolError("bad message signature", "use the key from the engine's current connection file")
+        if signature in self._seen:
+            raise ProtocolError("a message was sent again (a replay)", "send each request once; it is refused again")
         try:
             header, parent, _metadata, content = (json.loads(p, parse_constant=_reject_constant) for p in parts)
         except (ValueError, RecursionError):  # incl. UnicodeDecodeError, NaN/Infinity, absurd nesting
@@ -195,10 +235,42 @@ class Session:
                 f"protocol version {_show(header.get('version'))} is not supported (engine speaks {VERSION})",
                 "update the client and the engine together",
             )
+        date = self._fresh_date(header.get("date"))
         msg_type = header.get("msg_type")
         if not isinstance(msg_type, str) or msg_type not in expect:
             raise ProtocolError(f"unknown message type {_show(msg_type)}", f"use one of: {', '.join(sorted(expect))}")
+        self._remember(signature, date)
         return Message(msg_type, content, list(buffers), parent, header)
+
+    def _fresh_date(self, value: Any) -> float:
+        """The header's date as a POSIX time, if it is within the replay window and past the horizon."""
+        try:
+            date = datetime.strptime(value, _DATE_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+        except (TypeError, ValueError):
+            raise ProtocolError(
+                f"the header's date {_show(value)} is not a UTC time like {timestamp()!r}",
+                "send the time of sending as `date`",
+            ) from None
+        if abs(time.time() - date) > REPLAY_WINDOW_S or date <= self._horizon:
+            raise ProtocolError(
+                f"a message dated {value} is too old or too far ahead (more than {REPLAY_WINDOW_S:.0f} s from now)",
+                "send requests as they are made; a stored one is refused as a replay",
+            )
+        return date
+
+    def _remember(self, signature: bytes, date: float) -> None:
+        """Keep the signature while a replay of it would still be in the window, at most DIGEST_HISTORY."""
+        self._seen[signature] = date
+        cutoff = time.time() - REPLAY_WINDOW_S
+        while self._seen and next(iter(self._seen.values())) < cutoff:
+            self._seen.popitem(last=False)
+        while len(self._seen) > DIGEST_HISTORY:
+            self._horizon = max(self._horizon, self._seen.popitem(last=False)[1])
+
+
+def valid_job_id(job_id: Any) -> bool:
+    """Whether `job_id` has the form of the engine's job ids (32 hex digits): safe in a file name."""
+    return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
 
 
 def error_content(code: str, message: str, hint: str = "", job_id: str | None = None) -> dict[str, Any]:

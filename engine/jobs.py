@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from bridge.params import MASK_AUTO, MASK_NONE, SceneRequest, SketchRequest
+from bridge.params import MASK_AUTO, MASK_NONE, SceneRequest, SketchRequest, canvas_half_width
 from engine.io.automask import auto_mask
 from engine.io.image import load_image, load_mask
 from engine.methods.clipascene import BACKGROUND, OBJECT, ColumnResult, SceneTarget, optimise_scene
@@ -54,7 +54,7 @@ def run_sketch(runtime: Runtime, request: SketchRequest, progress: ProgressCallb
     target, cmap = prepare_target(image, mask)
     params = request.params
     if request.width is not None:  # keep the look the user asked for at the photo's scale
-        params = dataclasses.replace(params, half_width=request.width / 2 / cmap.scale).validate()
+        params = dataclasses.replace(params, half_width=canvas_half_width(request.width, cmap.scale)).validate()
     run = optimise(runtime, target, params, progress)
     width = 2 * params.half_width * cmap.scale
     layers = tuple(
@@ -100,7 +100,7 @@ def run_scene(runtime: Runtime, request: SceneRequest, progress: ProgressCallbac
         targets.append(SceneTarget(BACKGROUND, prepare_target(split.background_image, None)[0]))
     params = request.params
     if request.width is not None:  # keep the look the user asked for at the photo's scale
-        params = dataclasses.replace(params, half_width=request.width / 2 / cmap.scale).validate()
+        params = dataclasses.replace(params, half_width=canvas_half_width(request.width, cmap.scale)).validate()
     run = optimise_scene(runtime, targets, params, progress)
     sketch, matrix = matrix_sketch(
         run,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bridge import connection
-from bridge.client import EngineClient, engine_command
+from bridge.client import EngineClient, EngineUnavailable, engine_command
 from bridge.protocol import VERSION
 from engine.cli import build_parser
 from tests.conftest import ANIMAL, FIELD, VASE
@@ -28,6 +29,7 @@ from tests.test_bridge_engine import (
     JOB_S,
     READY_S,
     ROOT,
+    Engine,
     engine_env,
     image_size,
     long_params,
@@ -35,6 +37,7 @@ from tests.test_bridge_engine import (
     sketch_job,
     svg_layers,
     wait_for,
+    with_private_mounts,
 )
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
@@ -44,14 +47,28 @@ TINY = [*ENGINE, "--strokes", "4", "--seeds", "1", "--iterations", "5", "--aug-b
 ID = re.compile(r"[0-9a-f]{32}")
 
 
-def cli(env: dict, *args: str, cwd: Path = ROOT, timeout: float = READY_S + JOB_S) -> subprocess.CompletedProcess:
+def cli(
+    env: dict,
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: float = READY_S + JOB_S,
+    memory_limit: int | None = None,
+    prefix: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
+    """`sketch-abstraction ARGS` as a process; `memory_limit` (bytes) caps its address space;
+    `prefix` is a command that runs it (e.g. in a namespace)."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     return subprocess.run(
-        [sys.executable, "-m", "engine", *map(str, args)],
+        [*prefix, sys.executable, "-m", "engine", *map(str, args)],
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=cap if memory_limit else None,
     )
 
 
@@ -116,6 +133,48 @@ def test_status_and_stop_say_when_no_engine_runs(tmp_path):
     assert stop.returncode == 0 and stop.stdout.strip() == "engine: not running"
 
 
+def empty_run_user() -> tuple[str, ...]:
+    """A command prefix that runs a command with an empty /run/user (a fresh mount namespace), so
+    that a test of the runtime-folder fallback neither sees nor touches this machine's."""
+    return with_private_mounts("mount -t tmpfs tmpfs /run/user")
+
+
+@pytest.mark.parametrize("squat", ["symlink", "another user's folder"])
+def test_without_xdg_runtime_dir_a_squatted_temp_folder_changes_nothing(tmp_path, squat):
+    """XDG_RUNTIME_DIR unset (ssh, cron) and another user created /tmp/runtime-<uid> first: every
+    command works, quietly, with a private folder in the user's cache."""
+    env = engine_env(tmp_path)
+    del env["XDG_RUNTIME_DIR"], env["SKETCH_ABSTRACTION_RUNTIME_DIR"]
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    taken = tmp_path / "tmp" / f"runtime-{os.getuid()}"
+    taken.parent.mkdir()
+    if squat == "symlink":
+        (tmp_path / "theirs").mkdir()
+        taken.symlink_to(tmp_path / "theirs")
+    else:
+        if os.getuid() != 0:
+            pytest.skip("making a folder of another user needs root")
+        taken.mkdir()
+        os.chown(taken, 65534, 65534)
+    isolated = empty_run_user()
+    run = Path(env["XDG_CACHE_HOME"]) / "sketch-abstraction" / "run"
+    try:
+        status = cli(env, "status", prefix=isolated)
+        assert status.returncode == 3 and status.stdout.startswith("engine: not running"), status.stderr
+        out = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", tmp_path / "a.svg", prefix=isolated)
+        assert out.returncode == 0, out.stderr
+        status = cli(env, "status", prefix=isolated)
+        assert status.returncode == 0 and status.stdout.startswith("engine: running"), status.stderr
+        for done in (status, out):
+            assert "Traceback" not in done.stderr and "Warning" not in done.stderr, done.stderr
+        assert (run / connection.CONNECTION_FILE).exists()
+        assert run.stat().st_mode & 0o777 == 0o700 and (run / connection.LOG_FILE).stat().st_mode & 0o777 == 0o600
+        assert list((tmp_path / "theirs").iterdir() if squat == "symlink" else taken.iterdir()) == []
+    finally:
+        stop = cli(env, "stop", prefix=isolated)
+        assert stop.returncode == 0 and stop.stdout.startswith("engine: "), stop.stderr
+
+
 @pytest.mark.parametrize("owner", ["dead pid", "pid reused by another process"])
 def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
     alone = engine_env(tmp_path)
@@ -161,24 +220,36 @@ def test_status_treats_a_stale_connection_file_as_not_running(tmp_path, owner):
             "two images would write the same SVG (same file name)",
             "rename one, or submit them apart",
         ),
-        (["submit", "missing.png"], "cannot read missing.png", "check the path"),
+        (["submit", "missing.png"], "image file not found: missing.png", "check the path"),
+        (["submit", "/dev/zero"], "image file /dev/zero is not a regular file", "save the data to a file"),
+        (["submit", ANIMAL, "-o", ANIMAL], "is the input image", "another file name"),
+        (["submit", ANIMAL, "--mask", VASE, "-o", VASE], "is the input mask", "another file name"),
         (["submit", ANIMAL, "--strokes", "0"], "stroke counts must be between 1 and 1024", "--help"),
         (["submit", ANIMAL, "--color", "red"], "colour (--color) must be a hex colour", "--color"),
         (["serve", "--idle-timeout", "0"], "must be positive", "--idle-timeout 1800"),
+        (["serve", "--max-message-mb", "inf"], "must be positive numbers", "--max-message-mb 256"),
+        (["serve", "--max-message-mb", "nan"], "must be positive numbers", "--max-message-mb 256"),
+        (["serve", "--keep-hours", "nan"], "must be positive numbers", "--keep-hours 24"),
     ],
     ids=[
         "o-with-two-images",
         "out-dir-missing",
         "same-names",
         "missing-image",
+        "dev-zero",
+        "o-is-the-image",
+        "o-is-the-mask",
         "no-strokes",
         "bad-colour",
         "bad-idle-timeout",
+        "infinite-message-limit",
+        "nan-message-limit",
+        "nan-keep-hours",
     ],
 )
 def test_bad_command_lines_fail_before_any_engine_starts(tmp_path, args, message, fix):
     alone = engine_env(tmp_path)
-    out = cli(alone, *args, *ENGINE, cwd=tmp_path, timeout=120)
+    out = cli(alone, *args, *ENGINE, cwd=tmp_path, timeout=120, memory_limit=2 * 2**30)  # /dev/zero never ends
     assert out.returncode == 2, out.stderr
     error, hint = error_lines(out.stderr)
     assert error.startswith("error: ") and message in error
@@ -323,7 +394,7 @@ def test_cancel_then_fetch_reports_the_cancellation(env, running, tmp_path):
     out = cli(env, "cancel", job_id)
     assert out.returncode == 0 and out.stdout.strip() == f"{job_id}: cancelling"
     fetched = cli(env, "fetch", job_id, "-o", tmp_path / "never.svg", "-q")
-    assert fetched.returncode == 1
+    assert fetched.returncode == 130  # a cancelled job exits as a Ctrl-C'd `sketch` would
     assert error_lines(fetched.stderr) == ["error: the job was cancelled", "  fix: submit the image again to redo it"]
     assert not (tmp_path / "never.svg").exists()
 
@@ -344,7 +415,7 @@ def test_a_failed_image_is_reported_and_the_others_written(env, running, tmp_pat
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = cli(env, "submit", bad, VASE, "--out-dir", out_dir, *TINY, "-q")
-    assert out.returncode == 1
+    assert out.returncode == 2  # bad input, the exit code `sketch` gives it
     error, fix = error_lines(out.stderr)
     assert error.startswith("notes.png: error: ") and "image" in error
     assert fix.startswith("  fix: ")
@@ -458,3 +529,144 @@ def test_stop_interrupts_the_running_job_and_ends_the_engine(env, running):
     again = cli(env, "fetch", job_id, "-o", Path(env["HOME"]) / "x.svg", "-q")
     assert again.returncode == 1
     assert error_lines(again.stderr)[0] == "error: the engine was stopped before this job finished"
+
+
+# -- an engine that stops answering, or loses its connection file ------------------------------------
+
+
+def test_an_engine_that_stops_answering_is_told_apart_from_one_not_running(tmp_path):
+    """SIGSTOP the engine mid-job: the waiting client says so within its heartbeat timeout, `status`
+    says it runs but does not answer, and `stop` ends it."""
+    eng = Engine(tmp_path).start()
+    client = EngineClient(eng.info, timeout_s=20, heartbeat_timeout_s=3)
+    try:
+        long_id, _ = client.submit(*sketch_job(params=long_params()), name="long.png")
+        wait_for(lambda: client.status()["running"] == long_id, JOB_S, "the job to start")
+        queued_id, _ = client.submit(*sketch_job(), name="queued.png")
+        with pytest.raises(TimeoutError):  # 6 s without progress, yet heartbeats: the engine lives
+            client.wait(queued_id, timeout_s=6)
+        outcome = {}
+
+        def pause_mid_job(msg) -> None:
+            if msg.msg_type == "progress" and "paused" not in outcome:
+                outcome["paused"] = time.monotonic()
+                os.kill(eng.pid, signal.SIGSTOP)
+
+        def follow() -> None:
+            try:
+                client.wait(long_id, on_message=pause_mid_job)
+            except Exception as err:  # asserted below
+                outcome["error"] = err
+
+        waiting = threading.Thread(target=follow, daemon=True)
+        waiting.start()
+        waiting.join(30)
+        assert not waiting.is_alive(), "the client waits on a stopped engine forever"
+        err = outcome["error"]
+        assert isinstance(err, EngineUnavailable) and err.code == "not_answering", err
+        assert f"the engine (pid {eng.pid}) is running but has not answered" in err.message
+        assert f"kill -CONT {eng.pid}" in err.hint and time.monotonic() - outcome["paused"] < 10
+        status = cli(eng.env, "status", timeout=60)
+        assert status.returncode == 1 and "not running" not in status.stdout
+        assert "is running but has not answered" in error_lines(status.stderr)[0], status.stderr
+        stop = cli(eng.env, "stop", timeout=60)
+        assert stop.returncode == 0, stop.stderr
+        assert stop.stdout.strip() == f"engine: stopped (pid {eng.pid} did not answer; ended with SIGTERM)"
+        eng.proc.wait(timeout=30)
+    finally:
+        client.close()
+        if eng.alive():
+            os.kill(eng.pid, signal.SIGCONT)
+        eng.stop()
+
+
+def test_a_deleted_connection_file_is_written_again(tmp_path):
+    eng = Engine(tmp_path).start()
+    try:
+        (eng.run_dir / connection.CONNECTION_FILE).unlink()
+        status = cli(eng.env, "status", timeout=60)
+        assert status.returncode == 0 and status.stdout.startswith(f"engine: running, pid {eng.pid}"), status.stderr
+        started = time.monotonic()
+        out = cli(eng.env, "submit", ANIMAL, *TINY, "-q", "-o", tmp_path / "a.svg")
+        assert out.returncode == 0 and time.monotonic() - started < 60, out.stderr
+        assert engine_pid(eng.env) == eng.pid  # the same engine served it; no second one was started
+        assert "wrote it again" in eng.log_text()
+    finally:
+        eng.stop()
+
+
+# -- messages: a closed pipe, a full disk, hostile file names, old jobs ----------------------------------
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`sketch-abstraction status | head -1`: no traceback, the exit code of SIGPIPE."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "engine", "status"],
+            env=engine_env(tmp_path),
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert out.returncode == 141 and out.stderr == "", out.stderr
+
+
+def test_output_on_a_full_disk_says_so_and_how_to_get_the_result(tmp_path):
+    env = engine_env(tmp_path)
+    full = tmp_path / "full"
+    full.mkdir()
+    mounts = with_private_mounts(
+        f"mount -t tmpfs -o size=4k tmpfs '{full}' && (head -c 8192 /dev/zero > '{full}/fill' 2>/dev/null; true)"
+    )
+    try:
+        out = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", full / "a.svg", prefix=mounts)
+        assert out.returncode == 5, out.stderr
+        error, fix = error_lines(out.stderr)
+        assert error.startswith(f"animal.png: error: cannot write {full / 'a.svg'}: No space left on device"), error
+        job_id = ID.search(fix).group()
+        assert f"then `sketch-abstraction fetch {job_id} -o {full / 'a.svg'}`" in fix
+        fetched = cli(env, "fetch", job_id, "-o", tmp_path / "a.svg", "-q")
+        assert fetched.returncode == 0 and svg_layers((tmp_path / "a.svg").read_bytes())[0][1] == 4
+        local = cli(env, "sketch", ANIMAL, *TINY, "-q", "-o", full / "b.svg", prefix=mounts)
+        assert local.returncode == 5 and "Traceback" not in local.stderr, local.stderr
+        assert error_lines(local.stderr)[0].startswith(f"error: cannot write {full / 'b.svg'}: No space left")
+    finally:
+        stop_engine(env)
+
+
+def test_status_escapes_file_names_and_lists_recent_jobs_unless_asked_for_all(tmp_path):
+    env = engine_env(tmp_path)
+    results = Path(env["SKETCH_ABSTRACTION_DATA_DIR"]) / "results"
+    results.mkdir()
+    day, now = 86_400, time.time()
+    stored = {  # job id: (state, finished, fetched)
+        "a" * 32: ("done", now - 5 * day, None),  # never fetched: shown
+        "b" * 32: ("error", now - 2 * day, None),  # failed two days ago: hidden
+        "c" * 32: ("done", now - 3 * day, now - 3600),  # fetched an hour ago: hidden
+    }
+    for job_id, (state, finished, fetched) in stored.items():
+        record = {"job_id": job_id, "name": f"{job_id[0]}.png", "kind": "sketch", "state": state}
+        record.update(created=finished - 60, finished=finished, fetched=fetched, seconds=1.0, notes=[], error=None)
+        (results / f"{job_id}.json").write_text(json.dumps(record))
+        (results / f"{job_id}.svg").write_bytes(b"<svg/>")
+    try:
+        out = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", tmp_path / "x.svg", "--detach")
+        assert out.returncode == 0, out.stderr
+        with api_client(env) as api:
+            evil, _ = api.submit(*sketch_job(), name="\x1b]0;pwned\x07photo\x1b[8m.png")
+        status = cli(env, "status")
+        assert status.returncode == 0 and "\x1b" not in status.stdout and "\x07" not in status.stdout
+        assert f"{evil}" in status.stdout and "\\x1b]0;pwned\\x07photo\\x1b[8m.png" in status.stdout
+        listed = set(ID.findall(status.stdout))
+        assert "a" * 32 in listed and not {"b" * 32, "c" * 32} & listed
+        assert "(2 older job(s) fetched or failed; `sketch-abstraction status --all` lists them)" in status.stdout
+        everything = cli(env, "status", "--all")
+        assert set(stored) <= set(ID.findall(everything.stdout)) and "older job" not in everything.stdout
+    finally:
+        stop_engine(env)

@@ -13,10 +13,13 @@ import json
 import os
 import random
 import re
+import resource
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -94,11 +97,12 @@ def pid_gone(pid: int) -> bool:
     return not connection.pid_alive(pid)
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of `pid` now (VmRSS), or at its peak so far (VmHWM), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
 
 
 class Engine:
@@ -113,15 +117,24 @@ class Engine:
         self.clients: list[EngineClient] = []
         self.log_path = base / "engine-stderr.log"
 
-    def start(self, *extra: str, models: str = "tiny-random") -> Engine:
+    def start(
+        self, *extra: str, models: str = "tiny-random", prefix: tuple[str, ...] = (), memory_limit: int | None = None
+    ) -> Engine:
+        """Start it (`prefix`: a command that runs it, e.g. in a namespace, and execs it: same pid;
+        `memory_limit`: its address space in bytes, so that a test can never take the machine's memory)."""
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (the engine writes it until stop())
+
+        def cap() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--models", models, "--device", "cpu", *extra],
+            [*prefix, sys.executable, "-m", "engine", "serve", "--models", models, "--device", "cpu", *extra],
             env=self.env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=self.log,
+            preexec_fn=cap if memory_limit else None,
         )
         wait_for(self._ready, READY_S, "the engine's connection file")
         return self
@@ -181,11 +194,16 @@ class Engine:
 class Raw:
     """A bare DEALER for hand-made frames; replies are checked with the real key."""
 
-    def __init__(self, info: connection.ConnectionInfo):
+    def __init__(self, info: connection.ConnectionInfo, password: bytes | None = None, handshake: bool = True):
+        """`password`: the PLAIN handshake's (default: the one the key gives, as clients send it);
+        without `handshake`, none at all (ZeroMQ's NULL mechanism)."""
         self.session = Session(info.key)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if handshake:
+            self.socket.plain_username = protocol.PLAIN_USER
+            self.socket.plain_password = protocol.plain_password(info.key) if password is None else password
         self.socket.connect(info.url)
 
     def signed(self, header: dict | bytes, content: dict | bytes = b"{}", buffers=(), parent: bytes = b"{}"):
@@ -204,13 +222,37 @@ class Raw:
         _ids, frames = self.session.split_ids(self.socket.recv_multipart())
         return self.session.deserialize(frames, protocol.REPLIES)
 
+    def reply(self, timeout_s: float = 20.0) -> Message | None:
+        """The next reply to a request, past the messages about jobs (queue_update, progress, ...)."""
+        while (msg := self.recv(timeout_s)) is not None and msg.msg_type in ("queue_update", "progress", "heartbeat"):
+            pass
+        return msg
+
     def close(self) -> None:
         self.socket.close()
         self.context.term()
 
 
+def with_private_mounts(setup: str) -> tuple[str, ...]:
+    """A command prefix that runs shell `setup` (mounts) in a mount namespace of its own, then execs
+    the command there; the test is skipped where no namespace can be made (needs root or user
+    namespaces). Mounts made there are invisible to the rest of the machine."""
+    shell = ("sh", "-c", f'{setup} && exec "$@"', "sh")
+    for unshare in (("unshare", "--mount"), ("unshare", "--user", "--map-root-user", "--mount")):
+        probe = [*unshare, "sh", "-c", 'd=$(mktemp -d) && mount -t tmpfs tmpfs "$d" && umount "$d" && rmdir "$d"']
+        if shutil.which("unshare") and subprocess.run(probe, capture_output=True).returncode == 0:
+            return (*unshare, *shell)
+    pytest.skip("cannot make a mount namespace here (needs root or user namespaces)")
+
+
 def header(msg_type: str = "status_request", **fields) -> dict:
-    return {"msg_id": os.urandom(8).hex(), "msg_type": msg_type, "version": VERSION, "date": "", **fields}
+    return {
+        "msg_id": os.urandom(8).hex(),
+        "msg_type": msg_type,
+        "version": VERSION,
+        "date": protocol.timestamp(),
+        **fields,
+    }
 
 
 def tiny_params(**fields) -> ClipassoParams:
@@ -651,7 +693,7 @@ def test_broken_message_gets_an_error_reply_and_the_engine_serves_on(engine, cli
     assert client.status()["queue"] == []  # nothing was queued, and the engine still answers
 
 
-# engine/params.py (request_from_json / ClipassoParams.validate) vets every job the engine accepts.
+# bridge/params.py (request_from_json / ClipassoParams.validate) vets every job the engine accepts.
 
 
 def test_unhashable_job_kind_is_bad_input(engine, client):
@@ -988,11 +1030,215 @@ def test_connection_file_is_private_and_the_engine_listens_on_loopback_only(engi
     assert listening == ["0100007F"]  # 127.0.0.1, and nowhere else (not 0.0.0.0, not IPv6)
 
 
+NOBODY = 65534  # a user id that owns nothing here
+
+
+def as_another_user(*command: str) -> subprocess.CompletedProcess:
+    """Run `command` as user NOBODY (the test must run as root to switch)."""
+    return subprocess.run(
+        command,
+        preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_results_and_records_are_readable_by_their_owner_only(tmp_path):
+    """The data folder sits where other users may look (a 0755 home, or one an older version made
+    0755): the engine makes it and its results 0700, every record and SVG 0600."""
+    base = Path(tempfile.mkdtemp(prefix="sketchabs-privacy-"))  # outside pytest's private tmp folder
+    try:
+        base.chmod(0o755)
+        env = engine_env(tmp_path)
+        data = base / "data"
+        (data / "results").mkdir(parents=True)
+        for folder in (data, data / "results"):
+            folder.chmod(0o755)
+        env["SKETCH_ABSTRACTION_DATA_DIR"] = str(data)
+        eng = Engine(tmp_path, env).start()
+        try:
+            client = eng.client()
+            job_id, _ = client.submit(*sketch_job(), name="holiday-with-anna.png")
+            client.wait(job_id, timeout_s=JOB_S)
+        finally:
+            eng.stop()
+        results = data / "results"
+        assert {p.name for p in results.iterdir()} == {f"{job_id}.json", f"{job_id}.svg"}
+        assert [oct(f.stat().st_mode & 0o777) for f in (data, results)] == ["0o700", "0o700"]
+        assert {oct(f.stat().st_mode & 0o777) for f in results.iterdir()} == {"0o600"}
+        if os.getuid() == 0:  # and another user, really trying, reads neither the sketch nor the photo's name
+            assert as_another_user("ls", str(base)).returncode == 0  # (the test's premise: others look here)
+            for path in results.iterdir():
+                tried = as_another_user("cat", str(path))
+                assert tried.returncode != 0 and "Permission denied" in tried.stderr, tried
+            listing = as_another_user("ls", str(results))
+            assert listing.returncode != 0 and "Permission denied" in listing.stderr
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_result_the_disk_cannot_hold_fails_its_job_at_once(tmp_path):
+    """The data folder on a full 64 KiB file system: a job whose SVG does not fit fails at once with
+    the reason; nothing says "done" without its file; a result that fits is stored as ever."""
+    env = engine_env(tmp_path)
+    data = Path(env["SKETCH_ABSTRACTION_DATA_DIR"])
+    eng = Engine(tmp_path, env).start(prefix=with_private_mounts(f"mount -t tmpfs -o size=64k tmpfs '{data}'"))
+    try:
+        client = eng.client()
+        big = tiny_params(strokes=(1024, 1000), iterations=1, eval_every=1)  # an SVG of ~150 KB
+        job_id, _ = client.submit(*sketch_job(params=big), name="big.png")
+        started = time.monotonic()
+        with pytest.raises(JobFailed) as failed:
+            client.wait(job_id, timeout_s=JOB_S)
+        assert time.monotonic() - started < JOB_S / 2, "the client was told at once"
+        assert failed.value.code == "storage_error" and "No space left on device" in failed.value.message
+        assert "free some disk space" in failed.value.hint
+        assert {j["job_id"]: j["state"] for j in client.jobs()}[job_id] == "error"
+        with pytest.raises(JobFailed) as fetched:
+            client.fetch(job_id)
+        assert fetched.value.code == "storage_error"
+        small_id, _ = client.submit(*sketch_job(), name="small.png")
+        assert svg_layers(client.wait(small_id, timeout_s=JOB_S).svg)[0][1] == 4
+        assert "dropped it" not in eng.log_text() and "Traceback" not in eng.log_text()
+    finally:
+        eng.stop()
+
+
+def test_temp_files_of_killed_writes_are_pruned(fresh):
+    """A SIGKILL during a result write leaves write_atomic's temp file; the next start removes it."""
+    first = fresh().start()
+    client = first.client()
+    job_id, _ = client.submit(*sketch_job(), name="kept.png")
+    client.wait(job_id, timeout_s=JOB_S)
+    first.kill()
+    results = first.data_dir / "results"
+    left = [results / f".{job_id}.svg.k1ll3d.tmp", results / f".{'f' * 32}.json.x2y3z4.tmp"]
+    for path in left:
+        path.write_bytes(b"<svg half-written")
+    second = fresh().start()
+    assert not [p for p in left if p.exists()]
+    assert isinstance(second.client().fetch(job_id), JobResult)  # the finished result stays
+
+
 def test_a_wrong_key_gets_no_service(engine, client):
     info = replace(engine.info, key="0" * 64)
     with EngineClient(info, timeout_s=1.5) as stranger, pytest.raises(EngineUnavailable):
         stranger.status()  # the engine's error reply is signed with the real key, so it is not read
     assert client.status()["pid"] == engine.pid
+
+
+def test_a_peer_without_the_key_makes_the_engine_hold_nothing(fresh):
+    """Strangers (no handshake, or a wrong password) each send five 48 MB messages of many frames
+    under the per-frame limit: refused at the handshake, the engine never buffers them."""
+    eng = fresh().start("--max-message-mb", "1")
+    client = eng.client()
+    client.status()
+    peak, resident = rss_kib(eng.pid, "VmHWM"), rss_kib(eng.pid)
+    frame = os.urandom(900_000)  # under the engine's per-frame limit (2 x 1 MiB)
+    strangers = [Raw(eng.info, password=b"guessed"), Raw(eng.info, password=b"0" * 64), Raw(eng.info, handshake=False)]
+    try:
+        for stranger in strangers:
+            stranger.socket.setsockopt(zmq.SNDTIMEO, 2000)  # once refused, a DEALER has no one to send to
+            for _ in range(5):
+                with contextlib.suppress(zmq.Again):
+                    stranger.socket.send_multipart([DELIMITER, b"sig", *[frame] * 53], copy=False)
+        time.sleep(3)  # time for zmq to deliver whatever it would
+        assert all(stranger.recv(timeout_s=0.5) is None for stranger in strangers)
+    finally:
+        for stranger in strangers:
+            stranger.close()
+    assert client.status()["pid"] == eng.pid
+    assert rss_kib(eng.pid, "VmHWM") - peak < 30 * 1024, "the engine held a stranger's message"
+    assert rss_kib(eng.pid) - resident < 30 * 1024
+
+
+def test_a_captured_request_replayed_later_is_refused(engine, client):
+    raw = engine.raw()
+    try:
+        submit = raw.signed(header("submit_request"), {"job": sketch_job()[0], "name": "once.png"}, sketch_job()[1])
+        raw.send(submit)
+        first = raw.reply()
+        assert first.msg_type == "submit_reply"
+        raw.send(submit)  # the same frames again, as someone who recorded them would send them
+        again = raw.reply()
+        assert again.msg_type == "error" and "replay" in again.content["message"]
+        stale = raw.signed(header("status_request", date=protocol.timestamp(time.time() - 3600)))
+        raw.send(stale)
+        assert "too old" in raw.reply().content["message"]
+    finally:
+        raw.close()
+    client.wait(first.content["job_id"], timeout_s=JOB_S)
+    assert [j["name"] for j in client.jobs()].count("once.png") == 1  # queued once, not twice
+
+
+def test_the_queue_is_capped_and_cancelled_jobs_give_their_memory_back(fresh):
+    eng = fresh().start("--max-message-mb", "100")  # queued images: at most 200 MiB
+    client = eng.client()
+    running, _ = client.submit(*sketch_job(params=long_params()), name="long.png")
+    wait_running(client, running)
+    small = [client.submit(*sketch_job(b"x"), name=f"s{i}.png")[0] for i in range(100)]
+    with pytest.raises(JobFailed) as full:
+        client.submit(*sketch_job(b"x"), name="one-too-many.png")
+    assert full.value.code == "queue_full" and "100 jobs" in full.value.message
+    for job_id in small:
+        client.cancel(job_id)
+    time.sleep(3)  # the running job's own memory settles
+    before = sorted(rss_kib(eng.pid) for _ in range(5) if not time.sleep(0.2))[2]
+    queued, refusal = [], None
+    for i in range(100):  # 4 MB images (garbage: a queued job's image is decoded when it runs)
+        try:
+            queued.append(client.submit(*sketch_job(os.urandom(4_000_000)), name=f"q{i}.png")[0])
+        except JobFailed as err:
+            refusal = err
+            break
+    assert len(queued) == 2 * 100 * 2**20 // 4_000_000 and refusal.code == "queue_full"
+    assert "queue is full" in refusal.message and "cancel" in refusal.hint
+    assert rss_kib(eng.pid) - before > 100 * 1024  # (the test's premise: the queue held them)
+    for job_id in queued:
+        assert client.cancel(job_id) == "cancelled"
+    wait_for(lambda: rss_kib(eng.pid) - before < 40 * 1024, 10, "the cancelled jobs' memory to be given back")
+    assert client.status()["running"] == running and client.cancel(running) == "cancelling"
+
+
+HUGE = tiny_params(strokes=tuple(range(1024, 903, -8)), seeds=tuple(1000 * i for i in range(16)), iterations=1)
+"""16 levels of ~1000 strokes x 16 seeds: every value within its documented limits, 256 sketches."""
+
+
+def test_a_job_that_cannot_fit_is_refused_before_it_allocates(tmp_path):
+    """Under an 8 GiB address-space cap: refused at once with the estimate and the fix; the engine
+    serves on. (Once this ran until the kernel killed the engine.)"""
+    eng = Engine(tmp_path).start(memory_limit=8 * 2**30)
+    try:
+        client = eng.client()
+        job_id, _ = client.submit(*sketch_job(params=HUGE), name="huge.png")
+        started = time.monotonic()
+        with pytest.raises(JobFailed) as refused:
+            client.wait(job_id, timeout_s=JOB_S)
+        assert refused.value.code == "device_error", refused.value.message
+        assert "256 sketches" in refused.value.message and "GiB of memory on cpu" in refused.value.message
+        assert "is free" in refused.value.message and "fewer seeds or levels" in refused.value.hint
+        assert time.monotonic() - started < 60
+        small_id, _ = client.submit(*sketch_job(), name="small.png")
+        assert svg_layers(client.wait(small_id, timeout_s=JOB_S).svg)[0][1] == 4
+    finally:
+        eng.stop()
+
+
+def test_running_out_of_memory_anyway_gets_the_memory_hint():
+    """What the CPU allocator raises when memory runs out is recognised: the job fails with the
+    device_error code and the hint, not as an internal error (a bug)."""
+    import torch
+
+    from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
+    from engine.service.server import _unexpected
+
+    with pytest.raises(RuntimeError) as failed:
+        torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: more than any address space
+    assert is_out_of_memory(failed.value) and is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    reply = _unexpected(failed.value, "f" * 32)
+    assert reply["code"] == "device_error" and reply["hint"] == OUT_OF_MEMORY_HINT
 
 
 # -- lifecycle: restart, stale file, auto-start, start failures, idle timeout --------------------------

@@ -11,12 +11,13 @@ import hmac
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bridge import protocol
-from bridge.protocol import DELIMITER, REPLIES, REQUESTS, VERSION, Message, ProtocolError, Session
+from bridge.protocol import DELIMITER, REPLIES, REQUESTS, VERSION, Message, ProtocolError, Session, timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "a" * 64
@@ -31,7 +32,7 @@ def _signed(
 
 
 def _header(**fields) -> bytes:
-    header = {"msg_id": "m1", "msg_type": "status_request", "version": VERSION, "date": "2024-01-01T00:00:00Z"}
+    header = {"msg_id": "m1", "msg_type": "status_request", "version": VERSION, "date": timestamp()}
     header.update(fields)
     return json.dumps({k: v for k, v in header.items() if v is not ...}).encode()
 
@@ -268,3 +269,51 @@ def test_protocol_needs_only_the_standard_library():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+# -- replays --------------------------------------------------------------------------------------
+
+
+def test_a_signed_message_is_accepted_once():
+    sender, receiver = Session(KEY), Session(KEY)
+    frames = sender.serialize(Message("submit_request", {"name": "x.png"}, [b"image"]))
+    assert receiver.deserialize(frames, REQUESTS).content == {"name": "x.png"}
+    err = _rejected(receiver, frames)
+    assert err.code == protocol.BAD_MESSAGE and "replay" in err.message
+    assert receiver.deserialize(sender.serialize(Message("submit_request")), REQUESTS)  # a new one is fine
+
+
+@pytest.mark.parametrize("offset_s", [-protocol.REPLAY_WINDOW_S - 5, protocol.REPLAY_WINDOW_S + 5])
+def test_a_message_dated_outside_the_window_is_refused(offset_s):
+    """A capture replayed after the receiver forgot its signature (or a forged future date) is old news."""
+    session = Session(KEY)
+    frames = _signed(session, _header(date=timestamp(time.time() + offset_s)))
+    err = _rejected(session, frames)
+    assert "too old or too far ahead" in err.message
+
+
+@pytest.mark.parametrize("date", ["", "2024-01-01", 12345, None])
+def test_a_message_without_a_usable_date_is_refused(date):
+    session = Session(KEY)
+    assert "date" in _rejected(session, _signed(session, _header(date=date))).message
+
+
+def test_forgetting_signatures_for_room_moves_the_horizon(monkeypatch):
+    """When the history is full the oldest signature is forgotten, and with it everything that old:
+    the forgotten message cannot come back."""
+    monkeypatch.setattr(protocol, "DIGEST_HISTORY", 3)
+    sender, receiver = Session(KEY), Session(KEY)
+    now = time.time()
+    sent = [_signed(sender, _header(msg_id=f"m{i}", date=timestamp(now - 10 + i))) for i in range(5)]
+    for frames in sent:
+        receiver.deserialize(frames, REQUESTS)
+    for frames in sent[:2]:  # forgotten for room, and refused all the same
+        assert "too old" in _rejected(receiver, frames).message
+    for frames in sent[2:]:  # remembered
+        assert "replay" in _rejected(receiver, frames).message
+
+
+def test_the_plain_password_proves_the_key_without_being_it():
+    assert protocol.plain_password(KEY) == protocol.plain_password(KEY)
+    assert protocol.plain_password(KEY) != protocol.plain_password("b" * 64)
+    assert KEY.encode() not in protocol.plain_password(KEY)

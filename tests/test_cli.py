@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import os
+import resource
+import stat
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -183,9 +186,15 @@ def test_run_sketch_maps_canvas_strokes_exactly_onto_the_photo(runtime):
 # --- a real process -------------------------------------------------------------------------------
 
 
-def cli_process(*args, cwd, home):
+def cli_process(*args, cwd, home, memory_limit: int | None = None):
+    """`sketch ARGS` as a process; with `memory_limit` (bytes) its address space is capped, so that a
+    test of a memory bound can never take the machine's memory, whatever the code does."""
     env = dict(os.environ, **{OFFLINE_ENV: "1", "HOME": str(home), "XDG_CACHE_HOME": str(home / "cache")})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     return subprocess.run(
         [sys.executable, "-m", "engine", "sketch", *map(str, args)],
         cwd=cwd,
@@ -193,6 +202,7 @@ def cli_process(*args, cwd, home):
         capture_output=True,
         text=True,
         timeout=120,
+        preexec_fn=cap if memory_limit else None,
     )
 
 
@@ -219,6 +229,40 @@ def test_the_process_exit_code_reports_bad_input(tmp_path, isolated_home):
     assert not (tmp_path / "x.svg").exists()
 
 
+def test_a_1_by_100000_png_is_refused_with_exit_2(tmp_path, isolated_home):
+    """3.5 KB that once asked for a 10^10-pixel square; run under a 6 GiB address-space cap."""
+    line = tmp_path / "line.png"
+    Image.new("RGB", (1, 100_000)).save(line)
+    done = cli_process(line, "-o", tmp_path / "x.svg", *FAST, cwd=tmp_path, home=isolated_home, memory_limit=6 * 2**30)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "1 x 100000 pixels" in error[0] and "at most 20:1" in error[0], done.stderr
+    assert not (tmp_path / "x.svg").exists()
+
+
+def test_a_job_that_cannot_fit_in_memory_is_refused_with_exit_4(tmp_path, isolated_home):
+    """Valid options, 256 sketches: refused before anything is allocated (under a 6 GiB address-space cap)."""
+    strokes = ",".join(map(str, range(1024, 903, -8)))
+    done = cli_process(
+        ANIMAL,
+        "-o",
+        tmp_path / "x.svg",
+        *FAST,
+        "--strokes",
+        strokes,
+        "--seeds",
+        "16",
+        cwd=tmp_path,
+        home=isolated_home,
+        memory_limit=6 * 2**30,
+    )
+    assert done.returncode == 4, done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith(("error:", "  fix:"))]
+    assert len(error) == 2 and "256 sketches" in error[0] and "GiB of memory on cpu" in error[0], done.stderr
+    assert "fewer seeds or levels" in error[1] and not (tmp_path / "x.svg").exists()
+
+
 # --- refusing bad input ---------------------------------------------------------------------------
 
 
@@ -240,6 +284,7 @@ def truncated_png() -> bytes:
 
 BAD_IMAGES = {
     "text": (b"this is not an image\n", "not an image"),
+    "eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n", "not an image"),
     "truncated": (truncated_png(), "truncated or corrupt"),
     "empty": (b"", "empty"),
     "bomb": (png_claiming(30000, 30000), "too large"),
@@ -268,6 +313,17 @@ def test_bad_images_are_refused(tmp_path, out_dir, capsys, kind):
     assert_refused(sketch(image, out_dir / "x.svg"), capsys, out_dir, words, str(image))
 
 
+def test_a_fifo_as_the_photo_is_refused_without_waiting(tmp_path, out_dir, capsys):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    outcome = {}
+    command = threading.Thread(target=lambda: outcome.setdefault("code", sketch(fifo, out_dir / "x.svg")), daemon=True)
+    command.start()
+    command.join(120)
+    assert not command.is_alive(), "the command waits on the FIFO"
+    assert_refused(outcome["code"], capsys, out_dir, "not a regular file")
+
+
 def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
     assert_refused(sketch(tmp_path / "nope.png", out_dir / "x.svg"), capsys, out_dir, "not found")
 
@@ -282,6 +338,7 @@ def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
         ("--seeds", "0", "--seeds"),
         ("--width", "-1", "--width"),
         ("--width", "0", "--width"),
+        ("--width", "999", "(--width) 999 px is too wide for this photo: at most 111 px"),  # in photo px
         ("--aug-bank", "-1", "bank"),
     ],
 )
@@ -325,6 +382,53 @@ def test_a_preview_path_in_an_unusable_folder_is_refused_up_front(tmp_path, out_
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
     assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize(
+    "outputs, words",
+    [
+        ({"-o": "photo.png"}, ["-o", "is the input image"]),
+        ({"-o": "link.svg"}, ["-o", "is the input image"]),  # a symlink to the photo
+        ({"--preview": "photo.png"}, ["--preview", "is the input image"]),
+        ({"-o": "mask.png"}, ["-o", "is the input mask"]),
+        ({"-o": "same.png", "--preview": "same.png"}, ["-o and --preview are the same file"]),
+        ({"-o": "fifo.svg"}, ["not a regular file"]),
+    ],
+    ids=["o-is-photo", "o-links-to-photo", "preview-is-photo", "o-is-mask", "o-is-preview", "o-is-fifo"],
+)
+def test_an_output_that_would_replace_an_input_or_the_other_output_is_refused(tmp_path, capsys, outputs, words):
+    photo, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    photo.write_bytes(ANIMAL.read_bytes())
+    Image.new("L", (248, 248), 255).save(mask)
+    (tmp_path / "link.svg").symlink_to(photo)
+    os.mkfifo(tmp_path / "fifo.svg")
+    before = {p.name: p.read_bytes() for p in (photo, mask)}
+    argv = ["sketch", "photo.png", "--mask", "mask.png", *FAST, "-q"]
+    for option, name in outputs.items():
+        argv += [option, name]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        code = main(argv)
+    finally:
+        os.chdir(cwd)
+    lines = assert_refused(code, capsys, None, *words)
+    assert "another file name" in lines[1] or "own name" in lines[1] or "file name" in lines[1]
+    assert {p.name: p.read_bytes() for p in (photo, mask)} == before
+    assert (tmp_path / "link.svg").is_symlink() and stat.S_ISFIFO((tmp_path / "fifo.svg").stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.svg", "link.svg", "mask.png", "photo.png"]
+
+
+def test_an_output_that_is_a_symlink_is_written_through(tmp_path, out_dir):
+    target = tmp_path / "elsewhere" / "sketch.svg"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = out_dir / "link.svg"
+    link.symlink_to(target)
+    assert sketch(ANIMAL, link) == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)  # the link stays a link ...
+    assert read(target)[0].layers  # ... and its target holds the sketch
+    assert sorted(os.listdir(target.parent)) == ["sketch.svg"]  # no temp file left
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")

@@ -4,8 +4,10 @@ each way a file can be bad."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 import sys
+import threading
 import time
 import types
 import zlib
@@ -147,12 +149,12 @@ def test_rgb_transparency_key_becomes_white():
 
 
 def gradient16() -> np.ndarray:
-    return np.linspace(0, 65535, 256).round().astype(np.uint16)[None].repeat(4, axis=0)  # (4, 256)
+    return np.linspace(0, 65535, 256).round().astype(np.uint16)[None].repeat(16, axis=0)  # (16, 256)
 
 
 def test_16bit_grayscale_png_keeps_its_range():
     data = encode(Image.fromarray(gradient16()), "PNG")
-    gray = np.asarray(load_image(data))[..., 0].astype(int)  # (4, 256)
+    gray = np.asarray(load_image(data))[..., 0].astype(int)  # (16, 256)
     assert gray.min() == 0 and gray.max() == 255
     assert abs(gray[0, 128] - 128) <= 1  # mid-gray stays mid-gray, not clipped to white
     assert np.all(np.diff(gray[0]) >= 0)
@@ -162,7 +164,7 @@ def test_16bit_grayscale_png_keeps_its_range():
 def test_16bit_tiff_variants_keep_their_range(mode):
     values = gradient16()
     if mode == "I;16B":
-        im = Image.frombytes("I;16B", (256, 4), values.astype(">u2").tobytes())
+        im = Image.frombytes("I;16B", (256, 16), values.astype(">u2").tobytes())
     else:
         im = Image.fromarray(values.astype(np.int32))
     loaded = Image.open(io.BytesIO(encode(im, "TIFF")))
@@ -283,10 +285,77 @@ def test_zero_size_png_is_refused(tmp_path):
 
 def test_zero_size_from_a_decoder_is_refused(tmp_path, monkeypatch):
     """PIL's own readers reject most zero-size headers; the check covers any that do not."""
-    monkeypatch.setattr(Image, "open", lambda fp: Image.new("RGB", (0, 5)))
+    monkeypatch.setattr(Image, "open", lambda fp, **_: Image.new("RGB", (0, 5)))
     path = write(tmp_path / "zero.png", b"whatever")
     err = input_error(path)
     assert str(path) in err.message and "zero size" in err.message
+
+
+def test_an_elongated_image_is_refused_from_its_header(tmp_path, monkeypatch):
+    """1 x 100000 is only 0.1 MP, but padding it to a square for the canvas would need 10^10 pixels."""
+    path = tmp_path / "line.png"
+    Image.new("RGB", (1, 100_000)).save(path)
+    assert path.stat().st_size < 4096  # a small file, a large square
+    monkeypatch.setattr(Image.Image, "load", lambda im: pytest.fail("pixels decoded before the size check"))
+    err = input_error(path)
+    assert "1 x 100000" in err.message and "20:1" in err.message and "crop" in err.hint
+
+
+def test_a_long_side_over_the_limit_is_refused_though_the_pixel_count_fits(tmp_path):
+    """12000 x 4000 is 48 MP, under MAX_PIXELS, but its padded square would be 144 MP."""
+    assert MAX_PIXELS > 12_000 * 4_000
+    err = input_error(write(tmp_path / "wide.png", png_claiming(12_000, 4_000)))
+    assert "long side of 12,000 pixels" in err.message and "10,000" in err.message and "downscale" in err.hint
+
+
+def test_other_formats_never_reach_their_readers(tmp_path, monkeypatch):
+    """An EPS would be handed to Ghostscript, which runs whatever it says (`{ } loop` spins forever)."""
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda im: pytest.fail("the EPS reader was used"))
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
+    err = input_error(write(tmp_path / "loop.eps", eps))
+    assert "not an image in a supported format" in err.message and "PNG" in err.hint
+
+
+def png_with_chunk(kind: bytes, data: bytes) -> bytes:
+    """A valid 64 x 64 PNG with one more chunk after its header."""
+    png = encode(Image.new("RGB", (64, 64)), "PNG")
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return png[:33] + chunk + png[33:]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        png_with_chunk(b"zTXt", b"k\0\0" + zlib.compress(b"a" * 50 * 2**20, 9)),  # 50 MB of text in 50 KB
+        png_with_chunk(b"iCCP", b"p\0\0" + zlib.compress(b"a" * 50 * 2**20, 9)),
+        encode(Image.new("RGB", (64, 64)), "WEBP")[:30],
+    ],
+    ids=["zTXt-bomb", "iCCP-bomb", "truncated-webp"],
+)
+def test_headers_that_break_their_reader_are_bad_input(data):
+    err = input_error(data)
+    assert "damaged" in err.message and "re-export" in err.hint
+
+
+def test_a_fifo_or_a_device_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    outcome = {}
+
+    def load(source):
+        try:
+            load_image(source)
+        except InputError as err:
+            outcome[str(source)] = err.message
+
+    for source in (fifo, Path("/dev/zero")):
+        reader = threading.Thread(target=load, args=(source,), daemon=True)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), f"load_image({source}) hangs"
+        assert "not a regular file" in outcome[str(source)]
 
 
 # --- masks ---------------------------------------------------------------------------------------

@@ -10,11 +10,13 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -124,16 +126,34 @@ def embedded_svg(
 FAST = ["--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=10", "--window=false"]
 
 
-def run_script(ink, script: str, doc: Path, *args: str, env_extra: dict | None = None, timeout: int = 180):
-    """Run an effect as Inkscape does: its Python, its PYTHONPATH, cwd = the script's folder."""
+def run_script(
+    ink,
+    script: str,
+    doc: Path,
+    *args: str,
+    env_extra: dict | None = None,
+    timeout: int = 180,
+    memory_limit: int | None = None,
+):
+    """Run an effect as Inkscape does: its Python, its PYTHONPATH, cwd = the script's folder;
+    `memory_limit` (bytes) caps its address space."""
     env = {
         **ink["env"],
         "PYTHONPATH": f"{ink['ext'].parent}:{ink['inkex']}",
         "DOCUMENT_PATH": str(doc),
         **(env_extra or {}),
     }
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     return subprocess.run(
-        [INKSCAPE_PYTHON, script, *args, str(doc)], cwd=ink["ext"], env=env, capture_output=True, timeout=timeout
+        [INKSCAPE_PYTHON, script, *args, str(doc)],
+        cwd=ink["ext"],
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        preexec_fn=cap if memory_limit else None,
     )
 
 
@@ -426,6 +446,49 @@ def test_failures_abort_with_a_message_and_leave_the_document(ink, tmp_path, arg
     assert b"Sketch of" not in out.stdout
 
 
+def png_header(width: int, height: int) -> str:
+    """A data URI: a valid 4 x 4 PNG whose header claims width x height."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return "data:image/png;base64," + base64.b64encode(bytes(data)).decode()
+
+
+@pytest.mark.parametrize(
+    "image, mask, words",
+    [
+        ({"href": "/dev/zero"}, False, "not a regular file"),
+        ({"href": "FIFO"}, False, "not a regular file"),
+        ({"href": png_header(65535, 65535)}, True, "too large"),
+        ({"href": png_header(0, 0)}, True, "zero size"),
+    ],
+    ids=["dev-zero", "fifo", "huge-header-with-path-mask", "zero-header-with-path-mask"],
+)
+def test_hostile_images_abort_with_a_message(ink_1_2, tmp_path, image, mask, words):
+    """Run with a 2 GiB address-space cap: an unbounded read or a mask at 65535^2 would fail the
+    test, not take the machine's memory."""
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)  # reading it waits for a writer that never comes
+    image = {"id": "img1", **image, "href": str(fifo) if image["href"] == "FIFO" else image["href"]}
+    doc = embedded_svg(tmp_path / "doc.svg", [image], extra='<path id="m" d="M 30 20 L 60 20 L 60 60 Z"/>')
+    selection = ["--id=img1", *(["--id=m", "--mask=path"] if mask else [])]
+    out = run_script(ink_1_2, "sketch_object.py", doc, *selection, *FAST, timeout=60, memory_limit=2 * 2**30)
+    stderr = out.stderr.decode()
+    assert out.returncode != 0 and words in stderr and "Traceback" not in stderr, stderr
+    assert b"Sketch of" not in out.stdout
+
+
+def test_a_long_label_is_cut_for_the_layer_and_the_job(ink_1_2, tmp_path):
+    label = "holiday " * 80  # 640 characters
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "attrs": f'inkscape:label="{label}"'}])
+    out = run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    title = sketch_layers(out.stdout)[1][0].get(f"{{{SVG_NS['inkscape']}}}label")
+    assert title == "Sketch of " + label[:79] + "\u2026"
+
+
 def test_engine_that_cannot_start_is_reported(ink_1_2, tmp_path):
     ext = tmp_path / "ext"
     shutil.copytree(ink_1_2["ext"], ext)
@@ -557,6 +620,37 @@ def test_engine_status_reports_the_engine(ink_1_2, tmp_path):
     out = run_script(ink_1_2, "sketch_status.py", doc)
     assert out.returncode == 0
     assert "running" in out.stderr.decode() and "tiny-random" in out.stderr.decode()
+
+
+RECORDER = r"""
+import os, sys, time
+import sketchabs
+from sketchabs import engine_link
+
+tag, count = sys.argv[1], int(sys.argv[2])
+for i in range(count):  # one effect run after another, as a window records its jobs
+    job_id = f"{tag}{i:031x}"
+    engine_link.remember([engine_link.PendingJob(job_id, f"img{i}", "doc.svg", "t", (4, 4), time.time())])
+"""
+
+
+def test_two_windows_recording_jobs_at_once_lose_none(ink_1_2, tmp_path):
+    """Two Inkscape windows remembering jobs at the same moment: every job can be inserted later."""
+    env = {**ink_1_2["env"], "SKETCH_ABSTRACTION_DATA_DIR": str(tmp_path / "data")}
+    env["PYTHONPATH"] = f"{ink_1_2['ext']}:{ink_1_2['inkex']}"
+    windows = [
+        subprocess.Popen([INKSCAPE_PYTHON, "-c", RECORDER, tag, "300"], cwd=ink_1_2["ext"], env=env)
+        for tag in ("a", "b")
+    ]
+    assert [w.wait(timeout=300) for w in windows] == [0, 0]
+    check = (
+        "import sketchabs; from sketchabs import engine_link; "
+        "print(len(engine_link.owed_to('doc.svg', {f'img{i}' for i in range(300)})))"
+    )
+    owed = subprocess.run([INKSCAPE_PYTHON, "-c", check], cwd=ink_1_2["ext"], env=env, capture_output=True, text=True)
+    assert owed.stdout.strip() == "600", owed.stderr
+    private = [p for p in (tmp_path / "data").rglob("*") if p.stat().st_mode & 0o077]
+    assert private == [], "records of the user's documents are 0600, in 0700 folders"
 
 
 def test_inx_files_are_valid_and_match_the_scripts(ink):

@@ -25,9 +25,9 @@ CHECKED = [
     "install.py",
 ]
 SUFFIXES = {".py", ".sh", ".inx", ".toml", ".cfg", ".yaml", ".yml", ""}
-# Absolute paths the code may name: the system's own (interpreters, /proc, Inkscape's install
+# Absolute paths the code may name: the system's own (interpreters, /proc, /run/user, Inkscape's install
 # folders) and one that exists nowhere on purpose (tests of a missing file).
-SYSTEM_ROOTS = {"usr", "proc", "dev", "sys", "tmp", "etc", "bin", "Applications", "Library", "nonexistent"}
+SYSTEM_ROOTS = {"usr", "proc", "dev", "sys", "tmp", "etc", "bin", "run", "Applications", "Library", "nonexistent"}
 ABSOLUTE = re.compile(r"""["'](/[A-Za-z0-9_.-]+)(?:/[^"'\s]*)?["']""")
 UPWARD = re.compile(r"""\.\./+shared|parents\[[2-9]\]|(?:\.parent){3,}""")
 

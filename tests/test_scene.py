@@ -418,9 +418,9 @@ def test_the_preview_is_a_contact_sheet_of_the_matrix(tmp_path):
 @pytest.mark.parametrize(
     "case, words",
     [
-        ("preview is the svg", "--preview out.svg is the same file as -o"),
-        ("preview is the image", "is the same file as the input image"),
-        ("svg is the image", "is the same file as the input image"),
+        ("preview is the svg", "-o and --preview are the same file"),
+        ("preview is the image", "--preview ./photo.png is the input image"),
+        ("svg is the image", "-o photo.png is the input image"),
         ("preview folder is missing", "does not exist"),
     ],
 )
@@ -469,7 +469,7 @@ def test_a_mask_of_another_size_is_resized_and_said_so(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--layers", "0"], "layers"),
+        (["--layers", "12"], "layers"),
         (["--layers", "2,2"], "repeat"),
         (["--levels", "-2"], "levels"),
         (["--levels", "3", "--paper-grid"], "paper"),

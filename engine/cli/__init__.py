@@ -6,11 +6,13 @@ Importing this package does not import torch; only the commands that compute do.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
-from bridge.errors import EngineError
+from bridge.errors import DeviceError, EngineError
 from engine import __version__
+from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
 from engine.cli import remote, scene, sketch
 
 COMMANDS = (sketch, scene, remote)  # each module's `register(subparsers)` adds its command
@@ -33,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # `submit --scene` re-reads its job options with the `scene` command's parser
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # here, so that a closed pipe is handled below and not at exit
+        return code
+    except BrokenPipeError:  # the reader went away (`status | head -1`): it has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 128 + 13  # as a shell reports a command ended by SIGPIPE
     except EngineError as err:
         print(f"error: {err.message}", file=sys.stderr)
         if err.hint:
@@ -43,21 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception as err:  # a bug: say so plainly, with the traceback to report
-        if _is_out_of_memory(err):
-            print(f"error: out of memory on the device ({err})", file=sys.stderr)
-            print("  fix: fewer levels or seeds, --device cpu, or close other GPU programs", file=sys.stderr)
-            return 4
+        if is_out_of_memory(err):
+            print(
+                f"error: out of memory ({str(err).splitlines()[0] if str(err) else type(err).__name__})",
+                file=sys.stderr,
+            )
+            print(f"  fix: {OUT_OF_MEMORY_HINT}", file=sys.stderr)
+            return DeviceError.exit_code
         traceback.print_exc()
         print("error: internal error (a bug); please report it with the traceback above", file=sys.stderr)
         return 1
-
-
-def _is_out_of_memory(err: Exception) -> bool:
-    if "torch" not in sys.modules:
-        return False
-    import torch
-
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
 if __name__ == "__main__":

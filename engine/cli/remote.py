@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from bridge.atomic import write_atomic
-from bridge.errors import EngineError, InputError
+from bridge.errors import EngineError, InputError, exit_code_for
 from bridge.params import request_to_json
 from bridge.protocol import MAX_MESSAGE_BYTES
 from engine.cli.options import (
@@ -23,12 +24,18 @@ from engine.cli.options import (
     add_scene_options,
     add_sketch_options,
     engine_settings,
+    mask_input,
     scene_request,
     sketch_request,
     writable_file,
+    writing,
 )
 from engine.cli.progress_bar import ProgressBar
 from engine.progress import Progress
+
+STOP_WAIT_S = 10.0  # an engine not answering `stop` gets this long to exit on SIGTERM
+RECENT_S = 86_400.0  # `status` lists finished jobs this recent (all with --all)
+MAX_MESSAGE_MB = 4096  # the engine holds up to twice this in queued images
 
 
 class ClientFailure(EngineError):
@@ -104,27 +111,34 @@ def register(commands) -> None:
     cancel.add_argument("job_id")
     cancel.set_defaults(run=_client_errors(_cancel))
 
-    status = commands.add_parser("status", help="is the engine running; what it has loaded; its jobs")
+    status = commands.add_parser("status", help="is the engine running; what it has loaded; its recent jobs")
+    status.add_argument(
+        "--all", action="store_true", help="list every stored job (default: active, unfetched and last day's)"
+    )
     status.set_defaults(run=_client_errors(_status))
     stop = commands.add_parser("stop", help="stop the engine (interrupts a running job)")
     stop.set_defaults(run=_client_errors(_stop))
 
 
 def _serve(args) -> int:
-    if args.max_message_mb <= 0 or args.keep_hours < 0 or (args.idle_timeout is not None and args.idle_timeout <= 0):
+    usable = (
+        0 < args.max_message_mb <= MAX_MESSAGE_MB
+        and 0 <= args.keep_hours < math.inf
+        and (args.idle_timeout is None or 0 < args.idle_timeout < math.inf)
+    )  # NaN fails every comparison, so it is refused too
+    if not usable:
         raise InputError(
-            "--max-message-mb, --idle-timeout and --keep-hours must be positive",
+            f"--max-message-mb (at most {MAX_MESSAGE_MB}), --idle-timeout and --keep-hours must be positive numbers",
             f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24",
         )
     # torch and the models only for a valid command line
     from engine.clip.models import RN101, VIT_B32
-    from engine.jobs import run_job
     from engine.runtime import Runtime
     from engine.service.server import ServerOptions, serve
 
     runtime = Runtime.create(**engine_settings(args))
     serve(
-        functools.partial(run_job, runtime),
+        functools.partial(_run_job, runtime),
         runtime.describe,
         ServerOptions(
             idle_timeout_s=args.idle_timeout,
@@ -134,6 +148,15 @@ def _serve(args) -> int:
         warm_up=functools.partial(runtime.load, RN101, VIT_B32),
     )
     return 0
+
+
+def _run_job(runtime, kind: str, request, progress):
+    """One engine job, refused before it allocates anything if it will not fit in the free memory."""
+    from engine.budget import check_fits
+    from engine.jobs import run_job
+
+    check_fits(runtime, kind, request)
+    return run_job(runtime, kind, request, progress)
 
 
 def _client_errors(command):
@@ -176,8 +199,10 @@ def _running_client():
 
     try:
         return _connect()
-    except EngineUnavailable:
-        return None
+    except EngineUnavailable as err:
+        if err.code == "not_running":
+            return None
+        raise  # running but not answering, or without a connection file: that is not "not running"
 
 
 def _outputs(args) -> list[Path]:
@@ -197,10 +222,14 @@ def _outputs(args) -> list[Path]:
         )
     if len(set(outs)) != len(outs):
         raise InputError("two images would write the same SVG (same file name)", "rename one, or submit them apart")
-    return [writable_file(o, "-o" if args.output else "--out-dir") for o in outs]
+    inputs = {"image": args.images[0]} if len(images) == 1 else {f"image {p}": p for p in args.images}
+    inputs.update(mask_input(args.mask))
+    return [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
 
 
 def _submit(args) -> int:
+    from bridge.client import JobFailed
+
     outs = _outputs(args)
     if args.scene:
         scene_options = argparse.ArgumentParser(prog="sketch-abstraction submit --scene")
@@ -210,27 +239,38 @@ def _submit(args) -> int:
     else:
         requests = [sketch_request(args, image) for image in args.images]
     encoded = [request_to_json(r) for r in requests]  # all checked before anything is sent
+    codes = []  # exit codes of the images that failed, in order
+    queued = []  # (image, job id, output)
     with _connect(args, start=True) as client:
-        submitted = [
-            client.submit(job, buffers, Path(image).name) for image, (job, buffers) in zip(args.images, encoded)
-        ]
-        queued = [job_id for job_id, _ in submitted]
-        if args.detach:
-            for image, job_id in zip(args.images, queued):
+        for image, (job, buffers), out in zip(args.images, encoded, outs):
+            prefix = f"{Path(image).name}: "
+            try:
+                job_id, position = client.submit(job, buffers, Path(image).name)
+            except JobFailed as err:  # refused (e.g. the queue is full): the images sent go on
+                codes.append(_failed(prefix, err))
+                continue
+            queued.append((image, job_id, out))
+            if args.detach:
                 print(f"{job_id}  {image}")
-            return 0
-        for image, (_, position) in zip(args.images, submitted):
-            if position > 0 and not args.quiet:  # later moves come as queue_update messages
-                print(f"{Path(image).name}: queued, position {position}", file=sys.stderr)
-        failures = sum(
-            not _follow(client, job_id, out, args.quiet, f"{Path(image).name}: ")
-            for image, job_id, out in zip(args.images, queued, outs)
-        )
-    return 1 if failures else 0
+            elif position > 0 and not args.quiet:  # later moves come as queue_update messages
+                print(f"{prefix}queued, position {position}", file=sys.stderr)
+        if not args.detach:
+            codes += [
+                code
+                for image, job_id, out in queued
+                if (code := _follow(client, job_id, out, args.quiet, f"{Path(image).name}: "))
+            ]
+    return codes[0] if codes else 0  # one exit code per cause, as `sketch` would exit
 
 
-def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bool:
-    """Wait for one job with a progress bar; write its SVG. False (and a message) if it failed."""
+def _failed(prefix: str, err) -> int:
+    """Report a job the engine refused or failed; its exit code (the one `sketch` gives that cause)."""
+    print(f"{prefix}error: {err.message}\n  fix: {err.hint}", file=sys.stderr)
+    return exit_code_for(err.code)
+
+
+def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> int:
+    """Wait for one job with a progress bar and write its SVG; 0, or the exit code of its failure."""
     from bridge.client import JobFailed
 
     bar = ProgressBar(quiet, prefix)
@@ -246,8 +286,7 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bo
         result = client.wait(job_id, on_message=show)
     except JobFailed as err:
         bar.close()
-        print(f"{prefix}error: {err.message}\n  fix: {err.hint}", file=sys.stderr)
-        return False
+        return _failed(prefix, err)
     except KeyboardInterrupt:
         bar.close()
         print(
@@ -256,18 +295,27 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> bo
         )
         raise
     bar.close()
-    write_atomic(out, result.svg)
+    try:
+        with writing(out, "-o"):
+            write_atomic(out, result.svg)
+    except EngineError as err:  # the engine keeps the result: say how to get it once there is room
+        print(
+            f"{prefix}error: {err.message}\n  fix: {err.hint}; then `sketch-abstraction fetch {job_id} -o {out}` "
+            "(the engine keeps the result for a day)",
+            file=sys.stderr,
+        )
+        return err.exit_code
     if not quiet:
         for note in result.notes:
             print(f"{prefix}note: {note}", file=sys.stderr)
         print(f"{prefix}wrote {out} ({result.seconds:.1f} s in the engine)", file=sys.stderr)
-    return True
+    return 0
 
 
 def _fetch(args) -> int:
     out = writable_file(args.output, "-o")
     with _connect() as client:
-        return 0 if _follow(client, args.job_id, out, args.quiet) else 1
+        return _follow(client, args.job_id, out, args.quiet)
 
 
 def _cancel(args) -> int:
@@ -291,10 +339,28 @@ def _status(args) -> int:
         f"renderer: {s.get('renderer', 'ours')}"
     )
     print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
-    for job in jobs:
+    shown = jobs if args.all else [job for job in jobs if _worth_showing(job)]
+    for job in shown:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))
-        print(f"  {job['job_id']}  {job['state']:<11} {job['kind']:<6} {when}  {job['name']}")
+        print(f"  {job['job_id']}  {job['state']:<11} {job['kind']:<6} {when}  {printable(job['name'])}")
+    if len(shown) < len(jobs):
+        print(
+            f"  ({len(jobs) - len(shown)} older job(s) fetched or failed; `sketch-abstraction status --all` lists them)"
+        )
     return 0
+
+
+def _worth_showing(job: dict) -> bool:
+    """Queued, running, done but not fetched yet, or finished within the last day."""
+    if job["state"] in ("queued", "running") or (job["state"] == "done" and not job.get("fetched")):
+        return True
+    return time.time() - (job.get("finished") or job["created"]) < RECENT_S
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped: a file name must not drive the terminal (an ESC
+    sequence can retitle the window, hide text or move the cursor)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
 
 
 def _stop(args) -> int:
@@ -305,10 +371,14 @@ def _stop(args) -> int:
         client = _running_client()
     except ClientError as err:
         info = connection.read_connection()
-        if err.code != VERSION_MISMATCH or info is None:
+        if err.code == VERSION_MISMATCH and info is not None:
+            os.kill(info.pid, signal.SIGTERM)  # it cannot read our messages; SIGTERM is its orderly stop too
+            print(f"engine: stopping (protocol {info.version}, stopped with a signal)")
+            return 0
+        pid = info.pid if info is not None else connection.lock_holder()
+        if err.code not in ("not_answering", "no_connection_file") or not pid:
             raise
-        os.kill(info.pid, signal.SIGTERM)  # it cannot read our messages; SIGTERM is its orderly stop too
-        print(f"engine: stopping (protocol {info.version}, stopped with a signal)")
+        print(f"engine: stopped (pid {pid} did not answer; ended with {_end(pid)})")
         return 0
     if client is None:
         print("engine: not running")
@@ -317,3 +387,20 @@ def _stop(args) -> int:
         interrupted = client.shutdown()
     print("engine: stopping" + (f"; interrupted {len(interrupted)} job(s)" if interrupted else ""))
     return 0
+
+
+def _end(pid: int) -> str:
+    """End an engine that does not answer: SIGTERM (after SIGCONT, so that a paused one can act on
+    it), then SIGKILL if it has not exited within STOP_WAIT_S. Its results are on disk either way."""
+    from bridge import connection
+
+    if hasattr(signal, "SIGCONT"):
+        os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while connection.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not connection.pid_alive(pid):
+        return "SIGTERM"
+    os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    return "SIGKILL"

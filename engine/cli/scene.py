@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from bridge.errors import InputError
-from engine.cli.options import add_engine_options, add_scene_options, engine_settings, scene_request, writable_file
+from engine.cli.options import (
+    add_engine_options,
+    add_scene_options,
+    distinct_outputs,
+    engine_settings,
+    mask_input,
+    scene_request,
+    writable_file,
+    writing,
+)
 from engine.cli.progress_bar import ProgressBar
 
 
@@ -33,26 +40,30 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bridge.atomic import write_atomic
+    from engine.budget import check_fits
     from engine.jobs import run_scene
     from engine.preview import matrix_preview_png
     from engine.runtime import Runtime
     from engine.svg import write_svg
 
-    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o")
-    files = {"the input image": Path(args.image), f"-o {out}": out}
+    inputs = {"image": args.image, **mask_input(args.mask)}
+    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o", inputs)
     if args.preview:
-        files[f"--preview {args.preview}"] = writable_file(args.preview, "--preview")
-    distinct_files(files)
+        writable_file(args.preview, "--preview", inputs)
+        distinct_outputs({"-o": out, "--preview": args.preview})
     request = scene_request(args, args.image)
     runtime = Runtime.create(**engine_settings(args))
+    check_fits(runtime, "scene", request)
     bar = ProgressBar(args.quiet)
     try:
         result = run_scene(runtime, request, bar)
     finally:
         bar.close()
-    write_svg(out, result.sketch)
+    with writing(out, "-o"):
+        write_svg(out, result.sketch)
     if args.preview:
-        write_atomic(args.preview, matrix_preview_png(request.image, result.sketch))
+        with writing(args.preview, "--preview"):
+            write_atomic(args.preview, matrix_preview_png(request.image, result.sketch))
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -66,17 +77,3 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-def distinct_files(files: dict[str, Path]) -> None:
-    """Refuse a run whose outputs would overwrite the input image or each other (names -> paths)."""
-    seen: dict[object, str] = {}
-    for name, path in files.items():
-        try:
-            stat = os.stat(path)
-            identity: object = (stat.st_dev, stat.st_ino)  # hard links and symlinks are one file
-        except OSError:
-            identity = path.resolve()
-        if identity in seen:
-            raise InputError(f"{name} is the same file as {seen[identity]}", "give each output its own file name")
-        seen[identity] = name

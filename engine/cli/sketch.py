@@ -6,7 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli.options import add_engine_options, add_sketch_options, engine_settings, sketch_request, writable_file
+from engine.cli.options import (
+    add_engine_options,
+    add_sketch_options,
+    distinct_outputs,
+    engine_settings,
+    mask_input,
+    sketch_request,
+    writable_file,
+    writing,
+)
 from engine.cli.progress_bar import ProgressBar
 
 
@@ -26,25 +35,31 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.budget import check_fits
     from engine.jobs import run_sketch
     from engine.runtime import Runtime
     from engine.svg import write_svg
 
-    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o")
+    inputs = {"image": args.image, **mask_input(args.mask)}
+    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o", inputs)
     if args.preview:
-        writable_file(args.preview, "--preview")
+        writable_file(args.preview, "--preview", inputs)
+        distinct_outputs({"-o": out, "--preview": args.preview})
     request = sketch_request(args, args.image)
     runtime = Runtime.create(**engine_settings(args))
+    check_fits(runtime, "sketch", request)
     bar = ProgressBar(args.quiet)
     try:
         result = run_sketch(runtime, request, bar)
     finally:
         bar.close()
-    write_svg(out, result.sketch)
+    with writing(out, "-o"):
+        write_svg(out, result.sketch)
     if args.preview:
         from engine.preview import write_preview
 
-        write_preview(args.preview, request.image, result.sketch)
+        with writing(args.preview, "--preview"):
+            write_preview(args.preview, request.image, result.sketch)
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -19,11 +19,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bridge.errors import InputError
+from bridge.files import open_regular
+from bridge.limits import IMAGE_FORMATS, MAX_PIXELS, check_image_size, too_large
 
-MAX_PIXELS = 64_000_000
-"""Largest image accepted, width x height (8000 x 8000). A 64 MP RGB image is ~190 MB decoded; the
-methods work on a 224 x 224 canvas, so nothing is gained from more, and a tiny compressed file that
-claims more is a decompression bomb."""
+__all__ = ["MAX_PIXELS", "load_image", "load_mask"]
 
 Source = str | os.PathLike | bytes
 
@@ -81,7 +80,7 @@ def _decoded(source: Source, what: str) -> Iterator[tuple[Image.Image, str]]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = _identify(fp, label)
-        _check_size(im.size, label)
+        check_image_size(*im.size, label)
         _decode_fully(im, label)
         yield im, label
 
@@ -95,48 +94,26 @@ def _binary_stream(source: Source, what: str) -> Iterator[BinaryIO]:
         yield io.BytesIO(source)
         return
     path = Path(source)
-    if not path.exists():
-        raise InputError(f"{what} file not found: {path}", hint="check the path and its spelling")
-    if path.is_dir():
-        raise InputError(f"{what} path is a folder, not a file: {path}", hint="pass an image file inside it")
-    try:
-        fp = path.open("rb")
-    except OSError as e:
-        raise InputError(f"cannot read {what} file {path}: {e.strerror}", hint="check its permissions") from e
-    with fp:
+    with open_regular(path, f"{what} file") as fp:
         if os.fstat(fp.fileno()).st_size == 0:
             raise InputError(f"{what} file is empty (0 bytes): {path}", hint=_REEXPORT_HINT)
         yield fp
 
 
 def _identify(fp: BinaryIO, label: str) -> Image.Image:
-    """Read only the header: format, mode and size, no pixel data yet."""
+    """Read only the header: format, mode and size, no pixel data yet. Only IMAGE_FORMATS are tried,
+    so no other format's reader (Ghostscript for EPS, ...) ever sees the data."""
     try:
-        return Image.open(fp)
+        return Image.open(fp, formats=IMAGE_FORMATS)
     except UnidentifiedImageError as e:
         message = f"{label} is not an image in a supported format"
         raise InputError(message, hint=_FORMATS_HINT) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise _too_large(label) from e
-
-
-def _check_size(size: tuple[int, int], label: str) -> None:
-    """Refuse zero-size and oversized images from the header, before any pixel is decoded."""
-    width, height = size
-    if width <= 0 or height <= 0:
-        raise InputError(f"{label} has zero size ({width} x {height})", hint=_REEXPORT_HINT)
-    if width * height > MAX_PIXELS:
-        raise _too_large(label, size)
-
-
-def _too_large(label: str, size: tuple[int, int] | None = None) -> InputError:
-    """The error for an image over MAX_PIXELS; `size` when the header was read (PIL refuses the
-    largest claims before returning one)."""
-    pixels = f"{size[0]} x {size[1]} = {size[0] * size[1]:,} pixels, " if size else ""
-    return InputError(
-        f"{label} is too large: {pixels}over the limit of {MAX_PIXELS:,} pixels",
-        hint="downscale it, e.g. to 4000 px on the long side (sketches are drawn at 224 x 224)",
-    )
+        raise too_large(label) from e
+    # A header that makes a reader fail (a zTXt or iCCP chunk that inflates past Pillow's limit, a
+    # truncated WebP, ...) is a damaged file like any other, as in _decode_fully.
+    except Exception as e:
+        raise InputError(f"{label} is damaged or not a usable image ({_first_line(e)})", hint=_REEXPORT_HINT) from e
 
 
 def _decode_fully(im: Image.Image, label: str) -> None:
@@ -146,8 +123,11 @@ def _decode_fully(im: Image.Image, label: str) -> None:
     # Each format's decoder reports damaged data its own way (OSError, SyntaxError, ValueError,
     # EOFError, struct.error, ...): any failure while decoding means the data is unusable.
     except Exception as e:
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{label} is truncated or corrupt ({detail})", hint=_REEXPORT_HINT) from e
+        raise InputError(f"{label} is truncated or corrupt ({_first_line(e)})", hint=_REEXPORT_HINT) from e
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _has_transparency(im: Image.Image) -> bool:

@@ -10,15 +10,17 @@ computes: it takes one job at a time and reports back through an in-process sock
 is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
 set, which is how a running job stops.
 
-Nothing a client sends can stop the engine: every message is checked (bridge.protocol) before it
-is interpreted, every defect gets an error reply, and a job that fails, even by running out of
-GPU memory, becomes an error reply while the engine keeps serving.
+Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
+(the ZAP handler, before zmq reads a message of it), every message is checked (bridge.protocol)
+before it is interpreted, every defect gets an error reply, the queue is capped, and a job that
+fails, even by running out of memory, becomes an error reply while the engine keeps serving.
 """
 
 from __future__ import annotations
 
 import errno
 import gc
+import hmac
 import json
 import os
 import queue
@@ -35,16 +37,21 @@ import zmq
 
 from bridge import connection, protocol
 from bridge.atomic import write_atomic
-from bridge.errors import Cancelled, EngineError, InputError
+from bridge.errors import Cancelled, DeviceError, EngineError, InputError
+from bridge.limits import MAX_NAME_CHARS
 from bridge.params import REQUESTS, request_from_json
-from bridge.protocol import Message, ProtocolError, error_content
+from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
+from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory, release_to_system
 from engine.progress import Progress, ProgressCallback
-from engine.service.store import JobRecord, ResultStore, valid_job_id
+from engine.service.store import JobRecord, ResultStore, StoreError
 
 EVENTS_URL = "inproc://engine-events"
+ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
 POLL_MS = 200
+PENDING_PER_PEER = 8  # messages a client may have waiting in the engine (one request at a time is usual)
+TRIM_BYTES = 2**20  # after handling a message this large, freed memory goes back to the system
 
 
 class JobOutput(Protocol):
@@ -65,12 +72,19 @@ class ServerOptions:
     idle_timeout_s: float | None = None  # exit after this long with no job and no message
     max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
     keep_fetched_s: float = 86_400.0
+    max_queued_jobs: int = 100  # jobs waiting to run, the running one aside
+    max_queued_bytes: int | None = None  # their images and masks together; None: 2 x max_message_bytes
+
+    @property
+    def queued_bytes_limit(self) -> int:
+        return 2 * self.max_message_bytes if self.max_queued_bytes is None else self.max_queued_bytes
 
 
 @dataclass
 class Job:
     record: JobRecord
-    request: Any  # a request of bridge.params.REQUESTS
+    request: Any  # a request of bridge.params.REQUESTS; None once it ran or was cancelled
+    size: int = 0  # bytes of its image and mask, held while it waits
     watchers: set[bytes] = field(default_factory=set)  # routing ids that get progress and the result
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -95,12 +109,20 @@ class EngineServer:
 
     def serve(self) -> None:
         """Bind, publish the connection file, serve until shutdown, and clean up."""
+        # Peers must pass the PLAIN handshake (bridge.protocol) before zmq reads any message of theirs:
+        # a stranger cannot make the engine hold a byte. The handler is bound before the router.
+        zap = self.context.socket(zmq.REP)
+        zap.bind(ZAP_URL)
         router = self.context.socket(zmq.ROUTER)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.LINGER, 1000)
+        router.plain_server = True
+        router.zap_domain = protocol.PLAIN_USER
         # zmq drops a peer whose single frame is far beyond the limit; anything smaller but still
-        # too large is answered with a readable error by Session.deserialize.
+        # too large is answered with a readable error by Session.deserialize. A peer's messages
+        # beyond PENDING_PER_PEER wait in its own socket, not in the engine.
         router.setsockopt(zmq.MAXMSGSIZE, 2 * self.options.max_message_bytes)
+        router.setsockopt(zmq.RCVHWM, PENDING_PER_PEER)
         port = router.bind_to_random_port("tcp://127.0.0.1")
         events = self.context.socket(zmq.PULL)
         events.bind(EVENTS_URL)
@@ -113,8 +135,9 @@ class EngineServer:
             version=protocol.VERSION,
             max_message_bytes=self.session.max_bytes,
         )
+        self.connection = json.dumps(info.__dict__).encode()
         path = connection.connection_path()
-        write_atomic(path, json.dumps(info.__dict__).encode(), mode=0o600)
+        write_atomic(path, self.connection, mode=0o600)
         engine = self.describe()
         _log(
             f"engine {__version__} ready on {info.url} ({engine['device']}, {engine['models']} models); "
@@ -125,8 +148,9 @@ class EngineServer:
         gc.collect()
         gc.freeze()
         try:
-            self._loop(router, events)
+            self._loop(router, events, zap)
         finally:
+            zap.close()
             connection.remove_connection(os.getpid())
             for job in self.jobs.values():
                 job.cancel.set()
@@ -152,22 +176,34 @@ class EngineServer:
     def stop(self, *_signal) -> None:
         self.stopping = True
 
-    def _loop(self, router: zmq.Socket, events: zmq.Socket) -> None:
+    def _loop(self, router: zmq.Socket, events: zmq.Socket, zap: zmq.Socket) -> None:
         poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(events, zmq.POLLIN)
-        last_prune = time.monotonic()
+        for socket in (router, events, zap):
+            poller.register(socket, zmq.POLLIN)
+        last_prune = last_beat = time.monotonic()
         while not self.stopping:
             ready = dict(poller.poll(POLL_MS))
+            if zap in ready:
+                while zap.poll(0):
+                    zap.send_multipart(self._admit(zap.recv_multipart()))
             if events in ready:
                 while events.poll(0):
                     self._guarded(self._on_event, router, events.recv_multipart())
             if router in ready:
                 while router.poll(0) and not self.stopping:
-                    self._guarded(self._on_frames, router, router.recv_multipart())
+                    frames = router.recv_multipart()
+                    size = sum(len(f) for f in frames)
+                    self._guarded(self._on_frames, router, frames)
+                    del frames
+                    if size >= TRIM_BYTES:
+                        release_to_system()
             now = time.monotonic()
             if self.jobs:  # the idle period starts when the last job ends, not at the last request
                 self.last_activity = now
+            if now - last_beat >= protocol.HEARTBEAT_INTERVAL_S:
+                self._heartbeat(router)
+                self._republish()
+                last_beat = now
             if now - last_prune > 3600:
                 self.store.prune(self.records)
                 last_prune = now
@@ -175,6 +211,39 @@ class EngineServer:
             if idle is not None and not self.jobs and now - self.last_activity > idle:
                 _log(f"idle for {idle:.0f} s; exiting")
                 break
+
+    def _admit(self, request: list[bytes]) -> list[bytes]:
+        """The ZAP reply for a peer's PLAIN handshake: 200 with the engine's credentials, 400 else."""
+        version, request_id = request[:2] if len(request) >= 2 else (b"1.0", b"")
+        mechanism, credentials = (request[5], request[6:]) if len(request) >= 6 else (b"", [])
+        expected = [protocol.PLAIN_USER, protocol.plain_password(self.session.key.decode())]
+        ok = (
+            mechanism == b"PLAIN"
+            and len(credentials) == 2
+            and all(hmac.compare_digest(a, b) for a, b in zip(credentials, expected))
+        )
+        status = [b"200", b"OK"] if ok else [b"400", b"wrong credentials"]
+        return [version, request_id, *status, b"", b""]
+
+    def _heartbeat(self, router: zmq.Socket) -> None:
+        """Tell every watcher of a queued or running job that the engine lives (bridge.protocol)."""
+        for job_id, job in list(self.jobs.items()):
+            self._notify(router, job_id, Message("heartbeat", {"job_id": job_id, "state": job.record.state}))
+
+    def _republish(self) -> None:
+        """Write the connection file again if it is gone or not ours (deleted by hand, a cleaner):
+        without it no client finds this engine, and a new one would only be refused at the lock."""
+        path = connection.connection_path()
+        try:
+            if path.read_bytes() == self.connection:
+                return
+        except OSError:
+            pass
+        try:
+            write_atomic(path, self.connection, mode=0o600)
+            _log(f"the connection file {path} was missing or changed; wrote it again")
+        except (OSError, EngineError) as err:
+            _log(f"cannot write the connection file {path}: {err}")
 
     @staticmethod
     def _guarded(handle, router: zmq.Socket, frames: list[bytes]) -> None:
@@ -232,20 +301,35 @@ class EngineServer:
 
     def _on_submit_request(self, router, ids, msg) -> None:
         name = msg.content.get("name", "image")
-        if not isinstance(name, str) or len(name) > 500:
-            raise InputError("the job name must be a short string", "send the image's file name")
+        if not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
+            raise InputError(
+                f"the job name must be a string of at most {MAX_NAME_CHARS} characters", "send the image's file name"
+            )
         request = request_from_json(msg.content.get("job"), msg.buffers)
+        size = sum(len(b) for b in msg.buffers)
+        self._check_room(size)
         kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
         record = JobRecord(job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time())
         self.store.save(record)
         self.records[record.job_id] = record
-        job = Job(record, request, watchers={ids[0]})
+        job = Job(record, request, size, watchers={ids[0]})
         self.jobs[record.job_id] = job
         self.order.append(record.job_id)
         self.work.put(job)
         self._reply(
             router, ids, msg, "submit_reply", {"job_id": record.job_id, "position": self._position(record.job_id)}
         )
+
+    def _check_room(self, size: int) -> None:
+        """QueueFull when one more job of `size` bytes would pass the queue's limits."""
+        waiting = [self.jobs[j] for j in self.order]
+        held = sum(job.size for job in waiting)
+        if len(waiting) >= self.options.max_queued_jobs or held + size > self.options.queued_bytes_limit:
+            raise QueueFull(
+                f"the engine's queue is full ({len(waiting)} jobs, {held / 2**20:.0f} MiB of images waiting; "
+                f"at most {self.options.max_queued_jobs} jobs and {self.options.queued_bytes_limit / 2**20:.0f} MiB)",
+                "submit the rest when some have finished (`sketch-abstraction status`), or cancel some",
+            )
 
     def _on_cancel_request(self, router, ids, msg) -> None:
         job_id = self._known(msg.content.get("job_id"))
@@ -257,7 +341,9 @@ class EngineServer:
             state = "cancelling"
         else:
             job.cancel.set()  # the worker skips it when its turn comes
+            job.request = None  # its image goes now, not when the worker reaches it
             self._finish(router, job_id, "cancelled", error=_cancelled(job_id))
+            release_to_system()
             state = "cancelled"
         self._reply(router, ids, msg, "cancel_reply", {"job_id": job_id, "state": state})
 
@@ -294,7 +380,7 @@ class EngineServer:
             self.running = job_id
             self.order.remove(job_id)
             self.records[job_id].state = "running"
-            self.store.save(self.records[job_id])
+            self._save_or_log(self.records[job_id])  # on disk it stays "queued": the same after a crash
             for moved in [job_id, *self.order]:  # it is at the front now (0); everyone behind moved up one
                 self._notify(
                     router, moved, Message("queue_update", {"job_id": moved, "position": self._position(moved)})
@@ -308,6 +394,7 @@ class EngineServer:
                 router, job_id, event["state"], error=event.get("error"), svg=frames[1] if len(frames) > 1 else None
             )
             gc.collect()
+            release_to_system()
 
     def _finish(self, router, job_id: str, state: str, error: dict | None = None, svg: bytes | None = None) -> None:
         """Store the outcome first, then tell the watchers: a lost message never loses a result."""
@@ -316,7 +403,13 @@ class EngineServer:
             self.order.remove(job_id)
         record = job.record
         record.state, record.finished, record.error = state, time.time(), error
-        self.store.save(record, svg)
+        try:
+            self.store.save(record, svg)
+        except StoreError as err:  # nothing may say "done" without its file: the job fails, now
+            _log(err.message)
+            state, svg, error = "error", None, error_content(err.code, err.message, err.hint, job_id)
+            record.state, record.error = state, error
+            self._save_or_log(record)
         for peer in job.watchers:
             if state == "done":
                 self._send_result(router, [peer], {}, record, svg)
@@ -324,7 +417,13 @@ class EngineServer:
                 self._send(router, [peer], Message("error", error or _cancelled(job_id)))
 
     def _send_result(self, router, ids, parent: dict, record: JobRecord, svg: bytes | None = None) -> bool:
-        svg = self.store.svg(record.job_id) if svg is None else svg
+        if svg is None:
+            try:
+                svg = self.store.svg(record.job_id)
+            except StoreError as err:  # its file is gone: the job no longer says "done"
+                record.state, record.error = "error", error_content(err.code, err.message, err.hint, record.job_id)
+                self._save_or_log(record)
+                raise
         content = {
             "job_id": record.job_id,
             "name": record.name,
@@ -335,8 +434,16 @@ class EngineServer:
         delivered = self._send(router, ids, Message("result", content, [svg], parent))
         if delivered:
             record.fetched = time.time()
-            self.store.save(record)
+            self._save_or_log(record)
         return delivered
+
+    def _save_or_log(self, record: JobRecord) -> None:
+        """Store a record whose failure to save loses nothing the user needs (its state in memory
+        is what clients are told; what is on disk matters only after a restart)."""
+        try:
+            self.store.save(record)
+        except StoreError as err:
+            _log(err.message)
 
     # -- sending -----------------------------------------------------------------------------------
 
@@ -440,6 +547,10 @@ class EngineServer:
         events.send_multipart([json.dumps(finished).encode()] + ([svg] if svg is not None else []))
 
 
+class QueueFull(EngineError):
+    code = protocol.QUEUE_FULL
+
+
 class _UnknownJob(EngineError):
     code = protocol.UNKNOWN_JOB
 
@@ -456,11 +567,11 @@ def _cancelled(job_id: str) -> dict:
 
 def _unexpected(err: Exception, job_id: str) -> dict:
     text = str(err)
-    if "out of memory" in text.lower() or type(err).__name__ == "OutOfMemoryError":
+    if is_out_of_memory(err):  # the estimate let it through, or other programs took the memory meanwhile
         return error_content(
-            "device_error",
-            f"out of memory on the device: {text.splitlines()[0]}",
-            "use fewer levels or seeds, close other GPU programs, or start the engine with --device cpu",
+            DeviceError.code,
+            f"out of memory: {text.splitlines()[0] if text else type(err).__name__}",
+            OUT_OF_MEMORY_HINT,
             job_id,
         )
     traceback.print_exc()
@@ -506,23 +617,31 @@ def serve(
 
 
 def _acquire_lock():
-    """Hold the runtime folder's lock file for the engine's lifetime: one engine per user."""
+    """Hold the runtime folder's lock file for the engine's lifetime: one engine per user. The file
+    holds the engine's pid, so that clients can name it even without a connection file."""
     path = connection.runtime_dir() / connection.LOCK_FILE
-    handle = open(path, "a+")  # noqa: SIM115 (held, locked, for the engine's lifetime)
-    try:
-        if sys.platform == "win32":
-            import msvcrt
+    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
+    for attempt in range(5):  # a client may hold it shared for an instant (connection.lock_holder)
+        try:
+            if sys.platform == "win32":
+                import msvcrt
 
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
 
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        running = connection.read_connection()
-        raise AlreadyRunning(
-            f"an engine is already running{f' (pid {running.pid})' if running else ''}",
-            "use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`",
-        ) from None
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if attempt == 4:
+                handle.close()
+                holder = connection.lock_holder()
+                raise AlreadyRunning(
+                    f"an engine is already running{f' (pid {holder})' if holder else ''}",
+                    "use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`",
+                ) from None
+            time.sleep(0.05)
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
     return handle

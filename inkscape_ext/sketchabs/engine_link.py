@@ -3,7 +3,7 @@
 `engine.json` next to the extension (written by install.py) records the engine's Python and the
 models it should load. Jobs the extension submitted but did not insert (the user closed the
 progress window, chose "submit and return", or the wait timed out) are remembered in the user's
-data folder with the image they belong to, for "Insert Finished Sketches".
+data folder, one file per job, with the image they belong to, for "Insert Finished Sketches".
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from pathlib import Path
 from bridge import connection
 from bridge.atomic import write_atomic
 from bridge.client import EngineClient, engine_command
+from bridge.protocol import valid_job_id
 
 HERE = Path(__file__).resolve().parent.parent
 CONFIG_FILE = HERE / "engine.json"
-PENDING_FILE = "inkscape-pending.json"
+PENDING_FOLDER = "inkscape-pending"
+LEGACY_PENDING_FILE = "inkscape-pending.json"  # one list for all jobs, in earlier versions
 
 
 class SetupError(Exception):
@@ -75,16 +77,16 @@ class PendingJob:
 
 
 def remember(jobs: list[PendingJob]) -> None:
-    pending = _read_pending()
-    pending.update({job.job_id: job for job in jobs})
-    _write_pending(pending)
+    folder = _pending_folder()
+    for job in jobs:
+        write_atomic(folder / f"{job.job_id}.json", json.dumps(vars(job)).encode("utf-8"), mode=0o600)
 
 
 def forget(job_ids) -> None:
-    pending = _read_pending()
+    folder = _pending_folder()
     for job_id in job_ids:
-        pending.pop(job_id, None)
-    _write_pending(pending)
+        if valid_job_id(job_id):
+            (folder / f"{job_id}.json").unlink(missing_ok=True)
 
 
 def owed_to(document: str, image_ids: set[str]) -> list[PendingJob]:
@@ -92,24 +94,43 @@ def owed_to(document: str, image_ids: set[str]) -> list[PendingJob]:
     return sorted(
         (
             job
-            for job in _read_pending().values()
+            for job in _read_pending()
             if job.image_id in image_ids and (job.document == document or not job.document)
         ),
         key=lambda job: job.submitted,
     )
 
 
-def _read_pending() -> dict[str, PendingJob]:
+def _pending_folder() -> Path:
+    """One file per job, so that effects running at once (two Inkscape windows) never overwrite each
+    other's list; private, since the records name the user's documents."""
+    folder = connection.private_folder(connection.data_dir() / PENDING_FOLDER)
+    _adopt_legacy_list(folder)
+    return folder
+
+
+def _read_pending() -> list[PendingJob]:
+    jobs = []
+    for path in _pending_folder().glob("*.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            jobs.append(PendingJob(**{**data, "size": tuple(data["size"])}))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # deleted meanwhile (inserted by another window), or damaged
+    return jobs
+
+
+def _adopt_legacy_list(folder: Path) -> None:
+    """Move the jobs of the single list earlier versions kept into the folder, once."""
+    legacy = connection.data_dir() / LEGACY_PENDING_FILE
     try:
-        data = json.loads((connection.data_dir() / PENDING_FILE).read_text(encoding="utf-8"))
-        return {k: PendingJob(**{**v, "size": tuple(v["size"])}) for k, v in data.items()}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
-
-
-def _write_pending(pending: dict[str, PendingJob]) -> None:
-    data = json.dumps({k: vars(v) for k, v in pending.items()}).encode("utf-8")
-    write_atomic(connection.data_dir() / PENDING_FILE, data)
+        entries = json.loads(legacy.read_text(encoding="utf-8")).values()
+    except (OSError, ValueError, AttributeError):
+        return
+    for entry in entries:
+        if isinstance(entry, dict) and valid_job_id(entry.get("job_id")):
+            write_atomic(folder / f"{entry['job_id']}.json", json.dumps(entry).encode("utf-8"), mode=0o600)
+    legacy.unlink(missing_ok=True)
 
 
 def document_path() -> str:

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 
 import inkex
 
+from bridge.errors import InputError
+from bridge.files import read_bounded
+from bridge.limits import MAX_FILE_BYTES, MAX_NAME_CHARS, check_image_size
+
+LABEL_CHARS = 80  # longer labels and file names are cut: a layer name, not a paragraph
+assert LABEL_CHARS <= MAX_NAME_CHARS
+
 
 class SelectionError(Exception):
     """The user must change what is selected or which file an image points to."""
@@ -56,7 +63,7 @@ def target_images(svg, scope: str) -> list[inkex.Image]:
 def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
     """The bytes of an embedded (data URI) or linked image; SelectionError if unreadable."""
     href = element.get("xlink:href") or element.get("href") or ""
-    label = element.label or element.get_id()
+    label = short_label(element.label or element.get_id())
     if href.startswith("data:"):
         header, _, payload = href.partition(",")
         try:
@@ -70,12 +77,11 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
         name = label
     else:
         path = _linked_path(element, href, document_file)
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
+        try:  # a regular file only (not /dev/zero, not a FIFO), and never more than the engine takes
+            data = read_bounded(path, "the file", MAX_FILE_BYTES)
+        except InputError as err:
             raise SelectionError(
-                f"Image '{label}' links to {href}, which cannot be read. Relink it "
+                f"Image '{label}' links to {href}, which cannot be read ({err.message}). Relink it "
                 "(Object Properties) or embed it (Extensions > Images > Embed Images)."
             ) from None
         name = os.path.basename(path)
@@ -86,7 +92,13 @@ def read_photo(element: inkex.Image, document_file: str | None) -> Photo:
             "can read. Save it as PNG or JPEG in an image editor, re-import it (File > Import) and "
             "run the effect again."
         )
-    return Photo(element, data, os.path.splitext(name)[0] if "." in name else name, size)
+    check_image_size(*size, f"Image '{label}'")  # before anything (a path mask) is built at this size
+    return Photo(element, data, short_label(os.path.splitext(name)[0] if "." in name else name), size)
+
+
+def short_label(text: str) -> str:
+    """`text` cut to LABEL_CHARS, for layer names and the engine's job name."""
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "\u2026"
 
 
 def _linked_path(element: inkex.Image, href: str, document_file: str | None) -> str:
