@@ -241,6 +241,9 @@ def _check_look(color: Any, width: Any) -> None:
         raise InputError(f"stroke width (--width) must be a positive width in pixels, got {width!r}", "try --width 3")
 
 
+MIN_REFINE_ITERATIONS = ClipassoParams.eval_every + 1  # the first evaluation after the start
+
+
 @dataclass(frozen=True)
 class RefineParams:
     """Refine Sketch's settings (docs/method.md#refine-sketch); the optimiser's other settings are
@@ -254,10 +257,15 @@ class RefineParams:
 
     def validate(self) -> RefineParams:
         checks = [
-            (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
+            (
+                MIN_REFINE_ITERATIONS <= self.iterations <= 100_000,
+                f"iterations must be {MIN_REFINE_ITERATIONS} to 100000, got {self.iterations} (the result is the "
+                f"best of the evaluations every {ClipassoParams.eval_every} iterations)",
+            ),
             (0 <= self.add <= MAX_STROKES, f"strokes to add must be 0 to {MAX_STROKES}, got {self.add}"),
             (0 <= self.simplify <= MAX_STROKES, f"simplify must be 0 (off) to {MAX_STROKES} strokes"),
             (not (self.add and self.simplify), "add strokes or simplify, not both at once"),
+            (0 <= self.seed < 2**31, f"the seed must be 0 to {2**31 - 1}, got {self.seed}"),
             (0 <= self.aug_bank <= 4096, f"the augmentation bank must be 0 to 4096, got {self.aug_bank}"),
         ]
         for ok, message in checks:

@@ -93,16 +93,23 @@ def _target_table(runtime: Runtime, target: torch.Tensor, augmentations: Augment
     return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
 
 
+def salient_edges(runtime: Runtime, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The saliency (224, 224) and XDoG edge ink (224, 224) bool of a target, on the CPU: what
+    strokes start on (docs/method.md#stroke-initialisation)."""
+    target_n = normalize(target)
+    with runtime.autocast():
+        saliency = attention_saliency(runtime.clip(VIT_B32).visual, target_n)[0].float().cpu()
+    return saliency, xdog_ink(target_n[0].float().cpu())
+
+
 def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoParams) -> torch.Tensor:
     """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed
     (docs/method.md#stroke-initialisation).
 
     Sketch i is level i // len(seeds) with seed seeds[i % len(seeds)]; unused rows are parked.
     """
-    target_n = normalize(target)
-    with runtime.autocast():
-        saliency = attention_saliency(runtime.clip(VIT_B32).visual, target_n)[0].float().cpu()
-    distribution = start_distribution(saliency, xdog_ink(target_n[0].float().cpu()), params.temperature)
+    saliency, ink = salient_edges(runtime, target)
+    distribution = start_distribution(saliency, ink, params.temperature)
     k = params.control_points
     points = torch.full((len(params.strokes) * len(params.seeds), max(params.strokes), k, 2), PARKED)
     for level, n in enumerate(params.strokes):
@@ -174,7 +181,7 @@ def descend(
     stop rule, augmentations and seeds[0] (which draws the augmentations); not its stroke counts.
     """
     device = runtime.device
-    points = start.to(device).requires_grad_()
+    points = start.to(device, copy=True).requires_grad_()  # Adam steps in place: never on the caller's tensor
     K, n = points.shape[:2]
     widths = torch.as_tensor(half_width, dtype=torch.float32, device=device).expand(K, n)  # (K, n) px
     frozen = (torch.zeros(K, n, dtype=torch.bool) if locked is None else locked).to(device)[..., None, None]
