@@ -187,6 +187,15 @@ def test_simplify_keeps_locked_strokes_and_the_most_important_others_in_order():
     assert simplified(scores, torch.tensor([True, False, False, False, False]), 3).tolist() == [0, 1, 3]
 
 
+def test_simplify_then_refine_keeps_the_locked_stroke_and_the_count_asked(runtime, animal_target):
+    start = torch.rand(5, 4, 2, generator=torch.Generator().manual_seed(2)) * 160 + 32  # (n, k, 2) canvas px
+    locked = torch.tensor([False, False, False, True, False])
+    params = RefineParams(iterations=11, simplify=3, aug_bank=4)
+    run = refine(runtime, animal_target, start, torch.full((5,), 1.5), locked, params, 1.5)
+    assert len(run.points) == 3 and 3 in run.sources.tolist()
+    assert torch.equal(run.points[run.sources.tolist().index(3)], start[3])
+
+
 # --- the command -------------------------------------------------------------------------------------
 
 
