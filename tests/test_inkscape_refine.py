@@ -133,7 +133,7 @@ def test_refine_sketch_replaces_the_layers_paths_in_place_around_a_locked_one(in
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--id=img1"], "has no paths"),  # the current layer is the photo's
+        (["--id=img1"], "Select some paths of the sketch layer"),  # no path selected, no current layer
         (["--iterations=11", "--change=simplify", "--count=6"], "cannot simplify"),
     ],
 )
