@@ -126,7 +126,7 @@ class Refined:
 
     source: int  # the index of the given stroke it refines; -1 for an added stroke
     points: Segment  # photo px
-    importance: float
+    importance: float | None  # None: not ranked (over the engine's ranking limit)
 
 
 def read_result(svg: bytes) -> tuple[list[Refined], float]:
@@ -136,7 +136,8 @@ def read_result(svg: bytes) -> tuple[list[Refined], float]:
     strokes, width = [], SVG_DEFAULT_WIDTH
     for path in root.iter(PATH):
         (points,) = segments(path.get("d") or "")
-        strokes.append(Refined(int(path.get(SOURCE, "-1")), points, float(path.get(IMPORTANCE, "0"))))
+        score = path.get(IMPORTANCE)
+        strokes.append(Refined(int(path.get(SOURCE, "-1")), points, None if score is None else float(score)))
         width = _stroke_width(path)
     return strokes, width
 
@@ -151,7 +152,7 @@ def write_back(
         if not layer.locked[stroke.source]:
             by_path.setdefault(layer.owners[stroke.source], []).append(stroke)
     unlocked = sorted({layer.owners[i] for i, locked in enumerate(layer.locked) if not locked})
-    written: list[tuple[float, Any]] = []
+    written: list[tuple[float, Any]] = []  # (importance, path); unranked strokes keep their order
     for index in unlocked:
         path, matrix = layer.paths[index], layer.to_photo[index]
         strokes = by_path.get(index, [])
@@ -159,13 +160,13 @@ def write_back(
             path.getparent().remove(path)
             continue
         _set_stroke(path, strokes[0], matrix)
-        written.append((strokes[0].importance, path))
+        written.append((_score(strokes[0]), path))
         previous = path
         for stroke in strokes[1:]:
             piece = _copy(path, new_id())
             _set_stroke(piece, stroke, matrix)
             previous.addnext(piece)
-            written.append((stroke.importance, piece))
+            written.append((_score(stroke), piece))
             previous = piece
     added = [s for s in result if s.source < 0]
     if added:
@@ -178,9 +179,13 @@ def write_back(
             path.attrib.pop(INSENSITIVE, None)
             _set_stroke(path, stroke, matrix)
             after.addnext(path)
-            written.append((stroke.importance, path))
+            written.append((_score(stroke), path))
             after = path
     return [path for _, path in sorted(written, key=lambda item: -item[0])]
+
+
+def _score(stroke: Refined) -> float:
+    return 0.0 if stroke.importance is None else stroke.importance
 
 
 def _copy(path: Any, element_id: str) -> Any:
@@ -196,7 +201,8 @@ def _set_stroke(path: Any, stroke: Refined, to_photo: Matrix) -> None:
     start, *rest = (apply(back, point) for point in stroke.points)
     command = {2: "L", 3: "Q", 4: "C"}[len(stroke.points)]
     path.set("d", f"M {_fmt(start)} {command} {' '.join(map(_fmt, rest))}")
-    path.set(IMPORTANCE, f"{stroke.importance:.6g}")
+    if stroke.importance is not None:
+        path.set(IMPORTANCE, f"{stroke.importance:.6g}")
     path.attrib.pop(NODETYPES, None)  # Inkscape's node types of the old data; it derives new ones
 
 

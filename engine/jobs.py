@@ -152,7 +152,8 @@ def run_refine(runtime: Runtime, request: RefineRequest, progress: ProgressCallb
         added,
         progress,
     )
-    order = by_importance(run.importance)
+    ranked = len(run.importance) > 0
+    order = by_importance(run.importance) if ranked else torch.arange(len(run.points))
     points = cmap.to_source(run.points[order].numpy().astype(np.float64))  # (m, k, 2) photo px
     sources = run.sources[order].numpy()
     for i, source in enumerate(sources):
@@ -163,7 +164,7 @@ def run_refine(runtime: Runtime, request: RefineRequest, progress: ProgressCallb
         points=points,
         width=2 * added * cmap.scale,
         color=request.color,
-        importance=tuple(run.importance[order].tolist()),
+        importance=tuple(run.importance[order].tolist()) if ranked else (),
         sources=tuple(sources.tolist()),
     )
     sketch = Sketch(width=image.width, height=image.height, layers=(layer,))

@@ -101,3 +101,19 @@ def _one_stroke_svg() -> bytes:
         b'viewBox="0 0 10 10"><g inkscape:groupmode="layer" inkscape:label="1 stroke">'
         b'<path d="M 1 1 L 5 5" style="stroke-width:2"/></g></svg>'
     )
+
+
+def test_levels_over_the_ranking_limit_keep_their_order_and_record_no_scores(runtime, monkeypatch):
+    """Leave-one-out draws n + 1 sketches of n strokes: levels over RANK_LIMIT are not ranked (a
+    1024-stroke level would take minutes)."""
+    import engine.methods.clipasso as clipasso
+
+    monkeypatch.setattr(clipasso, "RANK_LIMIT", 3)
+    params = ClipassoParams(strokes=(4, 3), seeds=(0,), iterations=1, aug_bank=2)
+    result = run_sketch(runtime, SketchRequest(image=str(ANIMAL), params=params))
+    unranked, ranked = result.levels
+    assert unranked.importance.numel() == 0 and ranked.importance.shape == (3,)
+    assert unranked.best_iteration == 0, "after one iteration the result is the start, in drawing order"
+    root = etree.fromstring(sketch_to_svg(result.sketch))
+    layers = root.findall("{http://www.w3.org/2000/svg}g")
+    assert [len([p for p in g if p.get(IMPORTANCE)]) for g in layers] == [0, 3]

@@ -34,6 +34,7 @@ from engine.runtime import Runtime
 
 PARKED = -1.0e4  # where padding strokes wait, far off the canvas
 FEATURE_CHUNK = 32  # images per CLIP pass when building the augmentation bank
+RANK_LIMIT = 256  # strokes: leave-one-out draws n + 1 sketches of n strokes, so larger levels keep their order
 
 
 @dataclass
@@ -44,7 +45,7 @@ class LevelResult:
     seed: int
     seed_losses: tuple[float, ...]  # best eval loss of every seed, in params.seeds order
     best_iteration: int
-    importance: torch.Tensor  # (n,) eval-loss increase without each stroke; points are in this order
+    importance: torch.Tensor  # (n,) eval-loss increase without each stroke, points in this order; (0,) over RANK_LIMIT
 
 
 @dataclass
@@ -138,13 +139,13 @@ def optimise(
         seed_losses = run.loss[rows]
         pick = level * S + int(seed_losses.argmin())
         points = run.points[pick, :n]
-        scores = stroke_importance(runtime, target, points, params.half_width)
-        order = by_importance(scores)
+        scores = ranked_importance(runtime, target, points, params.half_width)
+        order = by_importance(scores) if len(scores) else torch.arange(n)
         levels.append(
             LevelResult(
                 strokes=n,
                 points=points[order],
-                importance=scores[order],
+                importance=scores[order] if len(scores) else scores,
                 eval_loss=float(run.loss[pick]),
                 seed=params.seeds[pick - level * S],
                 seed_losses=tuple(float(v) for v in seed_losses),
@@ -277,6 +278,13 @@ def stroke_importance(
         return eval_loss(runtime, target, points.expand(len(drawn), -1, -1, -1), widths * drawn)
 
     return leave_one_out(loss, n)
+
+
+def ranked_importance(
+    runtime: Runtime, target: torch.Tensor, points: torch.Tensor, half_width: float | torch.Tensor
+) -> torch.Tensor:
+    """`stroke_importance`, or an empty tensor for a sketch of more than RANK_LIMIT strokes (not ranked)."""
+    return stroke_importance(runtime, target, points, half_width) if len(points) <= RANK_LIMIT else torch.empty(0)
 
 
 def _update_best(

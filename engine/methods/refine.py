@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bridge.params import ClipassoParams, RefineParams
-from engine.methods.clipasso import descend, eval_loss, salient_edges, stroke_importance
+from engine.methods.clipasso import descend, eval_loss, ranked_importance, salient_edges, stroke_importance
 from engine.methods.importance import by_importance
 from engine.methods.init import sample_strokes, start_distribution
 from engine.preprocess import CANVAS
@@ -32,7 +32,7 @@ class RefineRun:
     points: torch.Tensor  # (m, k, 2) canvas px: the kept given strokes in their order, then the added ones
     half_width: torch.Tensor  # (m,) canvas px
     sources: torch.Tensor  # (m,) long: the index of the given stroke, -1 for an added one
-    importance: torch.Tensor  # (m,) eval-loss increase without each stroke
+    importance: torch.Tensor  # (m,) eval-loss increase without each stroke; (0,) over RANK_LIMIT strokes
     start_loss: float  # eval loss of the strokes as given (after simplify's drop, before anything is added)
     eval_loss: float  # eval loss of the result
     iterations: int
@@ -78,7 +78,7 @@ def refine(
     run = descend(runtime, target, start[None], clipasso, half_width[None], progress, label, locked[None])
     points = run.points[0]
     progress(Progress("rank", 0, 1, detail="strokes by importance"))
-    importance = stroke_importance(runtime, target, points, half_width)
+    importance = ranked_importance(runtime, target, points, half_width)
     return RefineRun(
         points=points,
         half_width=half_width,
