@@ -7,6 +7,7 @@ check and describe options with these classes, without loading the numeric stack
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ MASK_NONE, MASK_AUTO = "none", "auto"
 MAX_HALF_WIDTH = 50  # canvas px: a stroke 100 px wide on the 224 px canvas
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
 Source = str | os.PathLike[str] | bytes  # a file's path, or its bytes
+MAX_STROKES = 1024  # strokes in one sketch (a level, or a sketch to refine)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class ClipassoParams:
         """Raise InputError naming the first bad value; return self when all are usable."""
         checks = [
             (
-                len(self.strokes) > 0 and all(1 <= n <= 1024 for n in self.strokes),
-                f"stroke counts must be between 1 and 1024, got {list(self.strokes)}",
+                len(self.strokes) > 0 and all(1 <= n <= MAX_STROKES for n in self.strokes),
+                f"stroke counts must be between 1 and {MAX_STROKES}, got {list(self.strokes)}",
             ),
             (len(self.strokes) <= 16, f"at most 16 levels, got {len(self.strokes)}"),
             (len(set(self.strokes)) == len(self.strokes), f"stroke counts repeat: {list(self.strokes)}"),
@@ -235,12 +237,103 @@ def _check_look(color: Any, width: Any) -> None:
     """The stroke colour and width a user gave (both requests share them)."""
     if not isinstance(color, str) or not _HEX_COLOUR.fullmatch(color):
         raise InputError(f"colour (--color) must be a hex colour like #000000, got {color!r}", "try --color '#1a1a1a'")
-    if width is not None and not (isinstance(width, (int, float)) and not isinstance(width, bool) and 0 < width < 1000):
+    if width is not None and not _positive(width):
         raise InputError(f"stroke width (--width) must be a positive width in pixels, got {width!r}", "try --width 3")
 
 
-Request = SketchRequest | SceneRequest
-REQUESTS: dict[str, type[SketchRequest] | type[SceneRequest]] = {"sketch": SketchRequest, "scene": SceneRequest}
+MIN_REFINE_ITERATIONS = ClipassoParams.eval_every + 1  # the first evaluation after the start
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    """Refine Sketch's settings (docs/method.md#refine-sketch); the optimiser's other settings are
+    CLIPasso's (ClipassoParams)."""
+
+    iterations: int = 100  # a refinement of a finished sketch, not a fresh run
+    add: int = 0  # new strokes, started on salient edges the sketch does not cover yet
+    simplify: int = 0  # 0: keep every stroke; N: drop the least important unlocked strokes, down to N
+    seed: int = 0  # draws the added strokes and the augmentations
+    aug_bank: int = ClipassoParams.aug_bank
+
+    def validate(self) -> RefineParams:
+        checks = [
+            (
+                MIN_REFINE_ITERATIONS <= self.iterations <= 100_000,
+                f"iterations must be {MIN_REFINE_ITERATIONS} to 100000, got {self.iterations} (the result is the "
+                f"best of the evaluations every {ClipassoParams.eval_every} iterations)",
+            ),
+            (0 <= self.add <= MAX_STROKES, f"strokes to add must be 0 to {MAX_STROKES}, got {self.add}"),
+            (0 <= self.simplify <= MAX_STROKES, f"simplify must be 0 (off) to {MAX_STROKES} strokes"),
+            (not (self.add and self.simplify), "add strokes or simplify, not both at once"),
+            (0 <= self.seed < 2**31, f"the seed must be 0 to {2**31 - 1}, got {self.seed}"),
+            (0 <= self.aug_bank <= 4096, f"the augmentation bank must be 0 to 4096, got {self.aug_bank}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message, "see `sketch-abstraction refine --help` for valid values")
+        return self
+
+
+@dataclass(frozen=True)
+class RefineRequest:
+    """Refine a sketch against its photo: the strokes start where they are and are optimised
+    (docs/method.md#refine-sketch); locked strokes stay exactly as given but are drawn and count in
+    the loss. Coordinates and widths are in the photo's pixels (x right, y down; pixel i covers
+    [i, i + 1)), the space of the engine's SVGs. `image` and a mask file may be paths or bytes."""
+
+    image: Source
+    strokes: tuple[tuple[float, ...], ...] = ()  # per stroke x0, y0, x1, y1, ...: 2, 3 or 4 control points
+    locked: tuple[bool, ...] = ()  # per stroke
+    widths: tuple[float, ...] = ()  # per stroke: the SVG stroke-width
+    params: RefineParams = RefineParams()
+    mask: Source = MASK_NONE  # as for a sketch: the photo's background whitened before comparing
+    width: float | None = None  # added strokes' width; None: the median of `widths`
+    color: str = "#000000"
+
+    def validate(self) -> RefineRequest:
+        _check_look(self.color, self.width)
+        self.params.validate()
+        hint = "read the strokes from a sketch layer (sketch-abstraction refine does)"
+        n = len(self.strokes) if isinstance(self.strokes, tuple) else 0
+        if not 1 <= n <= MAX_STROKES:
+            raise InputError(f"a sketch to refine needs 1 to {MAX_STROKES} strokes, got {n}", hint)
+        for i, stroke in enumerate(self.strokes):
+            if not (isinstance(stroke, tuple) and len(stroke) in (4, 6, 8) and all(map(_finite, stroke))):
+                raise InputError(f"stroke {i} is not 2, 3 or 4 control points (x, y numbers): {stroke!r:.80}", hint)
+        if not (isinstance(self.locked, tuple) and len(self.locked) == n and all(type(v) is bool for v in self.locked)):
+            raise InputError(f"locked must be one true/false per stroke ({n})", hint)
+        if not (isinstance(self.widths, tuple) and len(self.widths) == n and all(_positive(w) for w in self.widths)):
+            raise InputError(f"widths must be one positive width in pixels per stroke ({n})", hint)
+        free, p = n - sum(self.locked), self.params
+        if free == 0 and not p.add:
+            raise InputError(
+                "every stroke is locked: there is nothing to optimise",
+                "unlock some strokes (in Inkscape: Object > Unlock All), or add new ones (--add N)",
+            )
+        if p.simplify and not n - free <= p.simplify < n:
+            raise InputError(
+                f"cannot simplify {n} strokes ({n - free} locked) to {p.simplify}",
+                f"give a count from {max(n - free, 1)} to {n - 1}; locked strokes are never dropped",
+            )
+        if n + p.add > MAX_STROKES:
+            raise InputError(f"{n} strokes + {p.add} added is over {MAX_STROKES}", "add fewer strokes")
+        return self
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value: Any) -> bool:
+    return _finite(value) and 0 < value < 1000
+
+
+Request = SketchRequest | SceneRequest | RefineRequest
+REQUESTS: dict[str, type[SketchRequest] | type[SceneRequest] | type[RefineRequest]] = {
+    "sketch": SketchRequest,
+    "scene": SceneRequest,
+    "refine": RefineRequest,
+}
 """Job kinds the engine runs, by the name the bridge protocol uses."""
 
 
@@ -286,6 +379,8 @@ def request_from_json(job: Any, buffers: list[bytes]) -> Request:
         default = fields[name].default
         if dataclasses.is_dataclass(default):
             values[name] = _dataclass_from_json(type(default), value)
+        elif isinstance(default, tuple):  # JSON arrays, nested or not; `validate` checks what they hold
+            values[name] = _tuples(value)
         elif name == "mask" and isinstance(value, dict):
             index = value.get("buffer")
             if not isinstance(index, int) or not 0 < index < len(buffers):
@@ -326,6 +421,11 @@ def _dataclass_from_json(cls: type[Any], data: Any) -> Any:
             )
         values[name] = value
     return cls(**values)
+
+
+def _tuples(value: Any) -> Any:
+    """JSON arrays (lists, at any depth) as tuples, as the request classes hold sequences."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _read_bytes(source: Source, what: str) -> bytes:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import DeviceError
-from bridge.params import MASK_NONE, SceneRequest, SketchRequest
+from bridge.params import MASK_NONE, ClipassoParams, RefineRequest, Request, SketchRequest
 
 BASE_BYTES = 256 * 2**20  # target, saliency and edge maps, start points, results: a job of one stroke
 RASTER_SCRATCH_BYTES = 384 * 2**20  # the rasteriser's passing scratch (its distance search runs in chunks)
@@ -102,7 +102,7 @@ class Estimate:
     what: str  # the job's size in words, for messages
 
 
-def estimate(runtime: Any, kind: str, request: SketchRequest | SceneRequest) -> Estimate:
+def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
     """The job's peak memory on the runtime's device (see the module docstring)."""
     from engine.clip.models import RN101, VIT_B32
 
@@ -112,6 +112,13 @@ def estimate(runtime: Any, kind: str, request: SketchRequest | SceneRequest) -> 
         shape = footprint(runtime, RN101, kind)
         lasting = (p.aug_bank + 1) * shape.features
         what = f"{len(p.strokes)} levels x {len(p.seeds)} seeds, {max(p.strokes)} strokes at most"
+        views = 1 + p.num_aug
+    elif isinstance(request, RefineRequest):  # one CLIPasso sketch; importance runs CLIP without gradients
+        sketches, strokes = 1, len(request.strokes) + request.params.add
+        shape = footprint(runtime, RN101, "sketch")
+        lasting = (request.params.aug_bank + 1) * shape.features
+        what = f"a refinement of {strokes} strokes"
+        views = 1 + ClipassoParams.num_aug
     else:
         p = request.params
         parts = 1 if isinstance(request.mask, str) and request.mask == MASK_NONE else 2
@@ -122,14 +129,14 @@ def estimate(runtime: Any, kind: str, request: SketchRequest | SceneRequest) -> 
         mlps = 2 * points * p.hidden + 2 * p.strokes * p.hidden + 2 * p.hidden**2  # MLP_loc, MLP_simp
         lasting = parts * (p.aug_bank + 1) * shape.features + sketches * mlps * OPTIMISER_BYTES_PER_PARAM
         what = f"{parts} part(s) x {len(p.layers)} layers x {len(p.seeds)} seeds, {p.strokes} strokes"
-    views = 1 + p.num_aug
+        views = 1 + p.num_aug
     per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES)
     fixed = BASE_BYTES + RASTER_SCRATCH_BYTES + shape.fixed + lasting + _image_bytes(request.image)
     total = fixed + sketches * per_sketch + strokes * STROKE_BYTES
     return Estimate(total, sketches, (total - fixed) // max(1, sketches), what)
 
 
-def check_fits(runtime: Any, kind: str, request: SketchRequest | SceneRequest) -> None:
+def check_fits(runtime: Any, kind: str, request: Request) -> None:
     """DeviceError, before anything is allocated, when the job will not fit in the free memory."""
     free = available(runtime.device)
     if free is None:

@@ -12,20 +12,23 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from PIL import Image
 
-from bridge.params import MASK_AUTO, MASK_NONE, SceneRequest, SketchRequest, canvas_half_width
+from bridge.params import MASK_AUTO, MASK_NONE, RefineRequest, SceneRequest, SketchRequest, canvas_half_width
 from engine.io.automask import auto_mask
 from engine.io.image import load_image, load_mask
 from engine.methods.clipascene import BACKGROUND, OBJECT, ColumnResult, SceneTarget, optimise_scene
 from engine.methods.clipasso import LevelResult, optimise
+from engine.methods.importance import by_importance
+from engine.methods.refine import RefineRun, refine
 from engine.preprocess import CanvasMap, prepare_target
 from engine.preview import LivePreview
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
 from engine.scene.combine import matrix_sketch
 from engine.scene.split import split_scene
-from engine.strokes import Sketch, StrokeLayer
+from engine.strokes import Sketch, StrokeLayer, elevate
 from engine.svg import sketch_to_svg
 
 
@@ -72,6 +75,7 @@ def run_sketch(
             width=width,
             color=request.color,
             visible=i == 0,
+            importance=tuple(level.importance.tolist()),
         )
         for i, level in enumerate(run.levels)
     )
@@ -146,6 +150,58 @@ def run_scene(
 
 
 @dataclass
+class RefineResult:
+    sketch: Sketch  # one layer: the result strokes in the photo's pixels, each with its source and importance
+    run: RefineRun  # canvas-space details: losses, iterations
+    canvas_map: CanvasMap
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def run_refine(runtime: Runtime, request: RefineRequest, progress: ProgressCallback = silent) -> RefineResult:
+    """Load and mask the photo, map the given strokes onto the canvas, refine them, map them back.
+
+    Strokes of fewer control points are raised to the most any has (exact degree elevation). The
+    sketch's strokes come most important first; a locked stroke is written as given (elevated).
+    """
+    progress(Progress("load", 0, 1, detail="reading the image"))
+    image = load_image(request.image)
+    mask, notes = resolve_mask(request.mask, image)
+    target, cmap = prepare_target(image, mask)
+    k = max(len(stroke) // 2 for stroke in request.strokes)
+    given = np.stack([elevate(np.reshape(stroke, (-1, 2)).astype(np.float64), k) for stroke in request.strokes])
+    half_width = torch.tensor(request.widths, dtype=torch.float32) / (2 * cmap.scale)  # (n,) canvas px
+    added = canvas_half_width(request.width, cmap.scale) if request.width is not None else float(half_width.median())
+    run = refine(
+        runtime,
+        target,
+        torch.from_numpy(cmap.to_canvas(given)).float(),
+        half_width,
+        torch.tensor(request.locked),
+        request.params,
+        added,
+        progress,
+    )
+    ranked = len(run.importance) > 0
+    order = by_importance(run.importance) if ranked else torch.arange(len(run.points))
+    points = cmap.to_source(run.points[order].numpy().astype(np.float64))  # (m, k, 2) photo px
+    sources = run.sources[order].numpy()
+    for i, source in enumerate(sources):
+        if source >= 0 and request.locked[source]:
+            points[i] = given[source]  # as given, not through the canvas and back
+    layer = StrokeLayer(
+        label=f"{len(points)} strokes",
+        points=points,
+        width=2 * added * cmap.scale,
+        color=request.color,
+        importance=tuple(run.importance[order].tolist()) if ranked else (),
+        sources=tuple(sources.tolist()),
+    )
+    sketch = Sketch(width=image.width, height=image.height, layers=(layer,))
+    return RefineResult(sketch, run, cmap, run.seconds, notes)
+
+
+@dataclass
 class JobOutput:
     """A finished job as the engine service stores and sends it."""
 
@@ -154,7 +210,7 @@ class JobOutput:
     notes: list[str]
 
 
-JOBS = {"sketch": run_sketch, "scene": run_scene}
+JOBS = {"sketch": run_sketch, "scene": run_scene, "refine": run_refine}
 """The job functions by the kind names of bridge.params.REQUESTS."""
 
 

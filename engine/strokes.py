@@ -20,6 +20,10 @@ class StrokeLayer:
     sublayers: nested layers (e.g. the cells of a scene's fidelity column, and each cell's
         "Background" and "Object"), drawn after `points`, in order: the last is on top.
     key: a short stable name for the SVG layer's id (made unique there); "" derives it from the label.
+    importance: (n,) per stroke, how much it matters (higher first; docs/method.md#stroke-importance),
+        written on each path as sketchabs:importance; empty: not recorded.
+    sources: (n,) per stroke of a refined sketch, the index of the given stroke it refines, -1 for an
+        added one (sketchabs:source); empty: not a refine result.
     """
 
     label: str
@@ -29,6 +33,8 @@ class StrokeLayer:
     visible: bool = True
     sublayers: tuple[StrokeLayer, ...] = ()
     key: str = ""
+    importance: tuple[float, ...] = ()
+    sources: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,3 +44,11 @@ class Sketch:
     width: int
     height: int
     layers: tuple[StrokeLayer, ...]
+
+
+def elevate(stroke: np.ndarray, k: int) -> np.ndarray:
+    """The same curve (j, 2) with `k` >= j control points (exact Bézier degree elevation)."""
+    while len(stroke) < k:
+        t = np.arange(1, len(stroke))[:, None] / len(stroke)
+        stroke = np.concatenate([stroke[:1], t * stroke[:-1] + (1 - t) * stroke[1:], stroke[-1:]])
+    return stroke

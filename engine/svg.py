@@ -18,7 +18,8 @@ from lxml import etree
 
 from bridge.atomic import write_atomic
 from bridge.errors import InputError
-from engine.strokes import Sketch, StrokeLayer
+from bridge.svgpath import IMPORTANCE, NS, PREFIX, SOURCE
+from engine.strokes import Sketch, StrokeLayer, elevate
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -26,7 +27,7 @@ INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 SODIPODI_NS = "http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
 SOURCE_IMAGE_LABEL = "Source image"
 
-_NSMAP = {None: SVG_NS, "xlink": XLINK_NS, "inkscape": INKSCAPE_NS, "sodipodi": SODIPODI_NS}
+_NSMAP = {None: SVG_NS, "xlink": XLINK_NS, "inkscape": INKSCAPE_NS, "sodipodi": SODIPODI_NS, PREFIX: NS}
 _SVG, _G, _PATH, _IMAGE = (f"{{{SVG_NS}}}{tag}" for tag in ("svg", "g", "path", "image"))
 _GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
 _LABEL = f"{{{INKSCAPE_NS}}}label"
@@ -75,7 +76,7 @@ def svg_to_sketch(data: bytes) -> Sketch:
     if root.tag != _SVG:
         name = etree.QName(root).localname
         raise InputError(f"not an SVG file: the root element is <{name}>", _NOT_SVG_HINT)
-    width, height = _size(root)
+    width, height = document_size(root)
     loose, layers = _collect(root)
     if loose:
         raise InputError(
@@ -115,20 +116,25 @@ def _write_layer(parent: etree._Element, layer: StrokeLayer, ids: set[str]) -> N
         raise ValueError(f"layer {layer.label!r}: points must be (n, k, 2) with k in 2, 3, 4, got {points.shape}")
     if not (np.isfinite(points).all() and np.isfinite(layer.width)):
         raise ValueError(f"layer {layer.label!r}: control points and width must be finite")
+    if any(0 < len(v) != len(points) for v in (layer.importance, layer.sources)):
+        raise ValueError(f"layer {layer.label!r}: importance and sources need one value per stroke")
     group = _layer_group(parent, layer.label, layer.visible, ids, layer.key)
     style = (
         f"fill:none;stroke:{layer.color};stroke-width:{_fmt(layer.width)};"
         "stroke-linecap:round;stroke-linejoin:round;stroke-opacity:1"
     )
-    for stroke in points:
+    for i, stroke in enumerate(points):
         start, *rest = (f"{_fmt(x)} {_fmt(y)}" for x, y in stroke)
-        path_data = f"M {start} {_SEGMENT[len(stroke)]} {' '.join(rest)}"
-        etree.SubElement(group, _PATH, d=path_data, style=style)
+        path = etree.SubElement(group, _PATH, d=f"M {start} {_SEGMENT[len(stroke)]} {' '.join(rest)}", style=style)
+        if layer.importance:
+            path.set(IMPORTANCE, f"{layer.importance[i]:.6g}")
+        if layer.sources:
+            path.set(SOURCE, str(layer.sources[i]))
     for sublayer in layer.sublayers:
         _write_layer(group, sublayer, ids)
 
 
-def _size(root: etree._Element) -> tuple[int, int]:
+def document_size(root: etree._Element) -> tuple[int, int]:
     """Source image size: the viewBox "0 0 W H", or the width and height in px without one."""
     view_box, width, height = root.get("viewBox"), root.get("width"), root.get("height")
     try:
@@ -183,13 +189,22 @@ def _read_layer(group: etree._Element) -> StrokeLayer:
         ) from None
     return StrokeLayer(
         label=group.get(_LABEL, group.get("id", "")),
-        points=np.array([_elevate(stroke, k) for stroke in strokes]).reshape(-1, k, 2),
+        points=np.array([elevate(stroke, k) for stroke in strokes]).reshape(-1, k, 2),
         width=width,
         color=style.get("stroke", "#000000"),
         visible=_style(group).get("display") != "none",
         sublayers=tuple(sublayers),
         key=group.get("id", ""),
+        importance=_recorded_importance(paths),
     )
+
+
+def _recorded_importance(paths: list[etree._Element]) -> tuple[float, ...]:
+    """The paths' sketchabs:importance, when every one records a number; else () (not recorded)."""
+    try:
+        return tuple(float(path.get(IMPORTANCE, "")) for path in paths)
+    except ValueError:
+        return ()
 
 
 def _px(length: str | None) -> float:
@@ -232,11 +247,3 @@ def _read_stroke(path: etree._Element) -> np.ndarray:
     if command.islower():
         points[1:] += points[0]
     return points
-
-
-def _elevate(stroke: np.ndarray, k: int) -> np.ndarray:
-    """The same curve with `k` control points (exact Bézier degree elevation)."""
-    while len(stroke) < k:
-        t = np.arange(1, len(stroke))[:, None] / len(stroke)
-        stroke = np.concatenate([stroke[:1], t * stroke[:-1] + (1 - t) * stroke[1:], stroke[-1:]])
-    return stroke

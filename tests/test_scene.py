@@ -238,6 +238,9 @@ def test_the_matrix_nests_cells_in_columns_draws_the_object_on_top_and_keeps_ink
         assert [part.label for part in c.sublayers] == ["Background", "Object"], "the object on top"
     background_layer, object_layer = column.sublayers[0].sublayers
     assert (len(background_layer.points), len(object_layer.points)) == (4, 2)
+    # Each piece records its stroke's keep probability (the stroke cut at the object: both pieces).
+    assert background_layer.importance == pytest.approx((1.0, 5 / 6, 0.5, 0.5))
+    assert object_layer.importance == pytest.approx((1.0, 0.5))
     t = np.linspace(0, 1, 500)
     for layer in (background_layer, object_layer):
         for stroke in layer.points:

@@ -21,6 +21,8 @@ from bridge.params import (
     PRECISIONS,
     RENDERERS,
     ClipassoParams,
+    RefineParams,
+    RefineRequest,
     SceneParams,
     SceneRequest,
     SketchRequest,
@@ -28,6 +30,7 @@ from bridge.params import (
 
 _SKETCH = ClipassoParams()
 _SCENE = SceneParams()
+_REFINE = RefineParams()
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -204,6 +207,62 @@ def scene_request(args: argparse.Namespace, image) -> SceneRequest:
     )
     return SceneRequest(
         image=image, params=params, mask=args.mask, width=args.width, color=args.color, paper_grid=args.paper_grid
+    ).validate()
+
+
+def add_refine_options(parser: argparse.ArgumentParser) -> None:
+    """The job options of a refinement (`refine`)."""
+    group = parser.add_argument_group("refine")
+    group.add_argument(
+        "--iterations",
+        type=int,
+        default=_REFINE.iterations,
+        help=f"most optimisation steps: a refinement, not a fresh run (default: {_REFINE.iterations})",
+    )
+    change = group.add_mutually_exclusive_group()
+    change.add_argument(
+        "--add",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N strokes, started on salient edges the sketch does not cover yet",
+    )
+    change.add_argument(
+        "--simplify",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N strokes: drop the least important unlocked ones, then re-optimise the rest",
+    )
+    group.add_argument("--seed", type=int, default=_REFINE.seed, help="draws added strokes and augmentations")
+    group.add_argument(
+        "--mask",
+        default=MASK_NONE,
+        help="background removal, as for `sketch`: none (default), auto or a mask image (white = object)",
+    )
+    _add_look_and_bank_options(group, _REFINE.aug_bank)
+
+
+def refine_request(
+    args: argparse.Namespace,
+    image,
+    strokes: tuple[tuple[float, ...], ...],
+    locked: tuple[bool, ...],
+    widths: tuple[float, ...],
+) -> RefineRequest:
+    """Validated refine job from parsed options and a layer's strokes in photo px (raises InputError)."""
+    params = RefineParams(
+        iterations=args.iterations, add=args.add, simplify=args.simplify, seed=args.seed, aug_bank=args.aug_bank
+    )
+    return RefineRequest(
+        image=image,
+        strokes=strokes,
+        locked=locked,
+        widths=widths,
+        params=params,
+        mask=args.mask,
+        width=args.width,
+        color=args.color,
     ).validate()
 
 

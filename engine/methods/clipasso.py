@@ -5,7 +5,9 @@ runs CLIP once on all their images and takes one Adam step for all of them. Adam
 so each sketch is optimised as in a run of its own, except that which random augmentations it
 draws depends on the batch: a job is reproducible, but a level run alone draws other (equally
 random) augmentations. Levels with fewer strokes are padded with strokes parked off the canvas,
-which draw nothing and receive no gradient.
+which draw nothing and receive no gradient. `descend` is that loop for any starting strokes, with
+per-stroke widths and locks (Refine Sketch uses it too); finally each level's strokes are ranked by
+importance (docs/method.md#stroke-importance), most important first.
 
 Where and why this differs from the official code (batching, evals from the clean pair, the
 augmentation bank, the evaluated strokes kept): docs/method.md#deliberate-differences-from-the-official-code.
@@ -24,6 +26,7 @@ from bridge.params import ClipassoParams
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features, widen
 from engine.clip.models import RN101, VIT_B32
 from engine.methods.augment import Augmentations, augment, random_augmentations
+from engine.methods.importance import by_importance, leave_one_out
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
@@ -31,16 +34,18 @@ from engine.runtime import Runtime
 
 PARKED = -1.0e4  # where padding strokes wait, far off the canvas
 FEATURE_CHUNK = 32  # images per CLIP pass when building the augmentation bank
+RANK_LIMIT = 256  # strokes: leave-one-out draws n + 1 sketches of n strokes, so larger levels keep their order
 
 
 @dataclass
 class LevelResult:
     strokes: int
-    points: torch.Tensor  # (n, k, 2) canvas px: the best seed's strokes at its best eval
+    points: torch.Tensor  # (n, k, 2) canvas px: the best seed's strokes at its best eval, most important first
     eval_loss: float
     seed: int
     seed_losses: tuple[float, ...]  # best eval loss of every seed, in params.seeds order
     best_iteration: int
+    importance: torch.Tensor  # (n,) eval-loss increase without each stroke, points in this order; (0,) over RANK_LIMIT
 
 
 @dataclass
@@ -89,16 +94,23 @@ def _target_table(runtime: Runtime, target: torch.Tensor, augmentations: Augment
     return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
 
 
+def salient_edges(runtime: Runtime, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The saliency (224, 224) and XDoG edge ink (224, 224) bool of a target, on the CPU: what
+    strokes start on (docs/method.md#stroke-initialisation)."""
+    target_n = normalize(target)
+    with runtime.autocast():
+        saliency = attention_saliency(runtime.clip(VIT_B32).visual, target_n)[0].float().cpu()
+    return saliency, xdog_ink(target_n[0].float().cpu())
+
+
 def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoParams) -> torch.Tensor:
     """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed
     (docs/method.md#stroke-initialisation).
 
     Sketch i is level i // len(seeds) with seed seeds[i % len(seeds)]; unused rows are parked.
     """
-    target_n = normalize(target)
-    with runtime.autocast():
-        saliency = attention_saliency(runtime.clip(VIT_B32).visual, target_n)[0].float().cpu()
-    distribution = start_distribution(saliency, xdog_ink(target_n[0].float().cpu()), params.temperature)
+    saliency, ink = salient_edges(runtime, target)
+    distribution = start_distribution(saliency, ink, params.temperature)
     k = params.control_points
     points = torch.full((len(params.strokes) * len(params.seeds), max(params.strokes), k, 2), PARKED)
     for level, n in enumerate(params.strokes):
@@ -111,13 +123,70 @@ def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoPara
 def optimise(
     runtime: Runtime, target: torch.Tensor, params: ClipassoParams, progress: ProgressCallback = silent
 ) -> ClipassoRun:
-    """Run CLIPasso on a (1, 3, 224, 224) target in [0, 1] (background already whitened)."""
+    """Run CLIPasso on a (1, 3, 224, 224) target in [0, 1] (background already whitened); each
+    level's strokes come most important first."""
     started = time.perf_counter()
-    device = runtime.device
-    target = target.to(device)
+    target = target.to(runtime.device)
     progress(Progress("init", 0, 1, detail="saliency and edges"))
-    points = initial_strokes(runtime, target, params).to(device).requires_grad_()
-    K, views = len(points), 1 + params.num_aug
+    start = initial_strokes(runtime, target, params)
+    label = f"{len(params.strokes)} levels x {len(params.seeds)} seeds"
+    run = descend(runtime, target, start, params, params.half_width, progress, label)
+    levels = []
+    S = len(params.seeds)
+    for level, n in enumerate(params.strokes):
+        progress(Progress("rank", level, len(params.strokes), detail="strokes by importance"))
+        rows = slice(level * S, (level + 1) * S)
+        seed_losses = run.loss[rows]
+        pick = level * S + int(seed_losses.argmin())
+        points = run.points[pick, :n]
+        scores = ranked_importance(runtime, target, points, params.half_width)
+        order = by_importance(scores) if len(scores) else torch.arange(n)
+        levels.append(
+            LevelResult(
+                strokes=n,
+                points=points[order],
+                importance=scores[order] if len(scores) else scores,
+                eval_loss=float(run.loss[pick]),
+                seed=params.seeds[pick - level * S],
+                seed_losses=tuple(float(v) for v in seed_losses),
+                best_iteration=int(run.iteration[pick]),
+            )
+        )
+    return ClipassoRun(levels, run.ran, time.perf_counter() - started)
+
+
+@dataclass
+class Descent:
+    points: torch.Tensor  # (K, n, k, 2) canvas px, on the CPU: each sketch at its best eval
+    loss: torch.Tensor  # (K,) each sketch's best eval loss
+    iteration: torch.Tensor  # (K,) long: the iteration of that eval
+    ran: int  # iterations the batch ran
+
+
+def descend(
+    runtime: Runtime,
+    target: torch.Tensor,
+    start: torch.Tensor,
+    params: ClipassoParams,
+    half_width: float | torch.Tensor,
+    progress: ProgressCallback = silent,
+    label: str = "",
+    locked: torch.Tensor | None = None,
+) -> Descent:
+    """CLIPasso's optimisation (docs/method.md#clipasso-optimisation) of K sketches at once, from
+    `start` (K, n, k, 2) canvas px, against a (1, 3, 224, 224) target on the runtime's device.
+
+    half_width: canvas px, one for all strokes or (K, n) per stroke. locked: (K, n) bool, strokes
+    that are drawn and count in the loss but never move (their gradient is zeroed, so Adam's moments
+    stay zero and the points keep their exact values). Uses params' lr, iterations, eval interval,
+    stop rule, augmentations and seeds[0] (which draws the augmentations); not its stroke counts.
+    """
+    device = runtime.device
+    points = start.to(device, copy=True).requires_grad_()  # Adam steps in place: never on the caller's tensor
+    K, n = points.shape[:2]
+    widths = torch.as_tensor(half_width, dtype=torch.float32, device=device).expand(K, n)  # (K, n) px
+    frozen = (torch.zeros(K, n, dtype=torch.bool) if locked is None else locked).to(device)[..., None, None]
+    views = 1 + params.num_aug
     augment_rng = torch.Generator().manual_seed(params.seeds[0] + 7)
     bank = random_augmentations(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
     table = _target_table(runtime, target, bank) if bank is not None else None
@@ -128,7 +197,6 @@ def optimise(
     best_iteration = torch.zeros(K, dtype=torch.long)
     armed = torch.zeros(K, dtype=torch.bool)
     done = torch.zeros(K, dtype=torch.bool)
-    label = f"{len(params.strokes)} levels x {len(params.seeds)} seeds"
     loop_start, ran, sketch_iterations = time.perf_counter(), 0, 0
     for iteration in range(params.iterations):
         active = (~done).nonzero().flatten()
@@ -138,7 +206,7 @@ def optimise(
         a = len(active)
         sketch_iterations += a
         optimizer.zero_grad(set_to_none=True)
-        sketches = runtime.rasterize(points[active], params.half_width, (CANVAS, CANVAS))  # (a, 3, H, W)
+        sketches = runtime.rasterize(points[active], widths[active], (CANVAS, CANVAS))  # (a, 3, H, W)
         if bank is not None:
             pick = torch.randint(len(bank), (a, params.num_aug), generator=augment_rng)
             augmentations = bank[pick.flatten()]
@@ -155,6 +223,7 @@ def optimise(
         images = torch.cat([sketches[:, None], augmented.view(a, params.num_aug, 3, CANVAS, CANVAS)], 1)
         loss = clipasso_loss(features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
         loss.mean(1).sum().backward()  # sketches are independent: each gets its own gradient
+        points.grad.masked_fill_(frozen, 0.0)
 
         if iteration % params.eval_every == 0:
             _update_best(
@@ -187,24 +256,40 @@ def optimise(
                 sketch_iteration_s=per_sketch,
             )
         )
+    return Descent(best_points.cpu(), best_loss, best_iteration, ran)
 
-    levels = []
-    S = len(params.seeds)
-    for level, n in enumerate(params.strokes):
-        rows = slice(level * S, (level + 1) * S)
-        seed_losses = best_loss[rows]
-        pick = level * S + int(seed_losses.argmin())
-        levels.append(
-            LevelResult(
-                strokes=n,
-                points=best_points[pick, :n].cpu(),
-                eval_loss=float(best_loss[pick]),
-                seed=params.seeds[pick - level * S],
-                seed_losses=tuple(float(v) for v in seed_losses),
-                best_iteration=int(best_iteration[pick]),
-            )
-        )
-    return ClipassoRun(levels, ran, time.perf_counter() - started)
+
+@torch.no_grad()
+def eval_loss(
+    runtime: Runtime, target: torch.Tensor, points: torch.Tensor, half_width: float | torch.Tensor
+) -> torch.Tensor:
+    """(B,) the eval loss (the clean view alone, no augmentation) of B sketches (B, n, k, 2) canvas px;
+    half_width: canvas px, one for all or (B, n)."""
+    device = runtime.device
+    sketches = runtime.rasterize(points.to(device), torch.as_tensor(half_width, device=device), (CANVAS, CANVAS))
+    return clipasso_loss(features(runtime, sketches), features(runtime, target.to(device)), views=1)[:, 0]
+
+
+@torch.no_grad()
+def stroke_importance(
+    runtime: Runtime, target: torch.Tensor, points: torch.Tensor, half_width: float | torch.Tensor
+) -> torch.Tensor:
+    """(n,) importance of each stroke of one sketch (n, k, 2) canvas px (docs/method.md#stroke-importance):
+    how much the eval loss grows without it. A left-out stroke is drawn with width 0, which draws nothing."""
+    n = len(points)
+    widths = torch.as_tensor(half_width, dtype=torch.float32).expand(n)  # (n,) px
+
+    def loss(drawn: torch.Tensor) -> torch.Tensor:  # drawn: (B, n) bool
+        return eval_loss(runtime, target, points.expand(len(drawn), -1, -1, -1), widths * drawn)
+
+    return leave_one_out(loss, n)
+
+
+def ranked_importance(
+    runtime: Runtime, target: torch.Tensor, points: torch.Tensor, half_width: float | torch.Tensor
+) -> torch.Tensor:
+    """`stroke_importance`, or an empty tensor for a sketch of more than RANK_LIMIT strokes (not ranked)."""
+    return stroke_importance(runtime, target, points, half_width) if len(points) <= RANK_LIMIT else torch.empty(0)
 
 
 def _preview_strokes(params: ClipassoParams, best_loss, best_points, done) -> torch.Tensor | None:

@@ -195,13 +195,21 @@ def matrix_sketch(
             key, parts, shown = f"fidelity-{layer}-simplicity-{row}", [], 0
             for part in (BACKGROUND, OBJECT):  # the object on top
                 result = by_part.get((part, layer))  # None: a part the scene has not (no background)
-                points, index = np.zeros((0, k, 2)), np.zeros(0, dtype=int)
+                points, index, keep = np.zeros((0, k, 2)), np.zeros(0, dtype=int), np.zeros(0)
                 if result is not None:
-                    points, index = clip_strokes(
-                        _scene_strokes(result.cells[row], part, canvas_map, frame), regions[part]
-                    )
+                    strokes, keep = _scene_strokes(result.cells[row], part, canvas_map, frame)
+                    points, index = clip_strokes(strokes, regions[part])
                 shown += len(np.unique(index))
-                parts.append(StrokeLayer(part.capitalize(), points, width=width, color=color, key=f"{key}-{part}"))
+                parts.append(
+                    StrokeLayer(
+                        part.capitalize(),
+                        points,
+                        width=width,
+                        color=color,
+                        key=f"{key}-{part}",
+                        importance=tuple(keep[index].tolist()),  # a cut stroke's pieces share its probability
+                    )
+                )
             cell = StrokeLayer(
                 cell_label(row, levels, shown),
                 width=width,
@@ -220,7 +228,11 @@ def matrix_sketch(
     return Sketch(canvas_map.width, canvas_map.height, tuple(columns)), cells
 
 
-def _scene_strokes(cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame) -> np.ndarray:
-    """The cell's exported strokes (n, k, 2) in scene pixels, unclipped, most important first."""
-    points = canvas_map.to_source(cell.points.numpy().astype(np.float64)[ordered(cell)])
-    return frame.to_scene(points) if part == OBJECT else points
+def _scene_strokes(
+    cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cell's exported strokes (n, k, 2) in scene pixels, unclipped, most important first, and
+    their keep probabilities (n,)."""
+    order = ordered(cell)
+    points = canvas_map.to_source(cell.points.numpy().astype(np.float64)[order])
+    return (frame.to_scene(points) if part == OBJECT else points), cell.importance.numpy().astype(np.float64)[order]

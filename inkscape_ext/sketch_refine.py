@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Extensions > Sketch Abstraction > Refine Sketch: the engine re-optimises a sketch layer around the
+designer's edits. Locked paths (Object > Lock) stay exactly as they are and still count; the others
+start where they are. The result replaces the layer's unlocked paths in place (one undo step)."""
+
+import time
+
+import inkex
+
+import sketchabs  # noqa: F401  (makes the vendored client importable)
+from bridge.params import RefineParams, RefineRequest, request_to_json
+from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
+from bridge.svgpath import stroke_label
+from sketchabs import engine_link, progress
+from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors
+from sketchabs.images import SelectionError, read_photo
+from sketchabs.readback import target_layer, target_photo, to_photo
+
+CHANGES = ("none", "add", "simplify")
+
+
+class RefineSketch(inkex.EffectExtension):
+    def add_arguments(self, pars):
+        pars.add_argument("--tab", default="refine")
+        pars.add_argument("--iterations", type=int, default=RefineParams.iterations)
+        pars.add_argument("--change", default="none", choices=CHANGES)
+        pars.add_argument("--count", type=int, default=4)
+        pars.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        pars.add_argument("--timeout", type=float, default=60.0)  # minutes
+        pars.add_argument("--window", type=inkex.Boolean, default=True)
+
+    def effect(self):
+        abort_on_errors(self._refine)
+
+    def _refine(self) -> None:
+        photo = read_photo(target_photo(self.svg), self.options.input_file)
+        layer = target_layer(self.svg)
+        paths = layer_paths(layer)
+        if not paths:
+            raise SelectionError(f"Layer '{layer.get(LABEL) or layer.get_id()}' has no paths to refine.")
+        strokes = read_layer(layer, paths, to_photo(photo))
+        change = self.options.change
+        params = RefineParams(
+            iterations=self.options.iterations,
+            add=self.options.count if change == "add" else 0,
+            simplify=self.options.count if change == "simplify" else 0,
+        )
+        request = RefineRequest(
+            image=photo.data,
+            strokes=tuple(tuple(v for point in stroke for v in point) for stroke in strokes.strokes),
+            locked=tuple(strokes.locked),
+            widths=tuple(strokes.widths),
+            params=params,
+        ).validate()
+        job, buffers = request_to_json(request)
+        title = f"Refined {layer.get(LABEL) or layer.get_id()}"
+        with engine_link.connect(self.options.device, READY_TIMEOUT_S) as client:
+            job_id, _position = client.submit(job, buffers, photo.name)
+            owed = [
+                engine_link.PendingJob(
+                    job_id, photo.element.get_id(), engine_link.document_path(), title, photo.size, time.time()
+                )
+            ]
+            engine_link.remember(owed)  # a wait given up: Insert Finished Sketches brings it in as a new layer
+            results, failures = progress.follow(client, owed, self.options.timeout * 60, self.options.window)
+        engine_link.forget([job_id])
+        if job_id in failures:
+            failure = failures[job_id]
+            raise inkex.AbortExtension(f"{failure.message}\n\nWhat to do: {failure.hint}")
+        refined, added_width = read_result(results[job_id].svg)
+        write_back(strokes, refined, added_width, lambda: self.svg.get_unique_id("stroke"))
+        layer.set(LABEL, stroke_label(layer.get(LABEL) or "", len(layer_paths(layer))))
+
+
+if __name__ == "__main__":
+    RefineSketch().run()

@@ -1,0 +1,59 @@
+"""Refine Sketch's view of the document: which layer and photo, and each path's map to the photo's pixels.
+
+The map is exactly the inverse of the placement (sketchabs.placement.pixel_to_document, the image's
+box, preserveAspectRatio and every transform above it) composed with the path's own transforms, so
+a sketch inserted by the effects reads back to the engine's pixels. bridge.sketchlayer does the
+reading and the writing back with these maps.
+"""
+
+from __future__ import annotations
+
+import inkex
+
+from bridge.sketchlayer import Matrix, is_layer
+from sketchabs.images import Photo, SelectionError
+from sketchabs.placement import pixel_to_document
+
+
+def to_photo(photo: Photo):
+    """A function: path element -> the affine map from its user units to the photo's pixels."""
+    from_document = -pixel_to_document(photo.element, photo.size)
+
+    def matrix(path) -> Matrix:
+        m = from_document @ path.composed_transform()
+        return (m.a, m.b, m.c, m.d, m.e, m.f)
+
+    return matrix
+
+
+def target_photo(svg) -> inkex.Image:
+    """The selected image, or the document's only image when none is selected."""
+    selected = [el for el in svg.selection.values() if isinstance(el, inkex.Image)]
+    images = selected or list(svg.descendants().filter(inkex.Image))
+    if len(images) != 1:
+        raise SelectionError(
+            "Select the sketch's photo together with the sketch's layer (or some of its paths): "
+            + ("more than one image is selected." if selected else "the document has no single image to use.")
+        )
+    return images[0]
+
+
+def target_layer(svg):
+    """The layer of the selected paths (they must share one), else the current layer."""
+    paths = [el for el in svg.selection.values() if isinstance(el, inkex.PathElement)]
+    layers = {id(layer): layer for layer in map(_layer_of, paths) if layer is not None}
+    if len(layers) > 1:
+        raise SelectionError("The selected paths lie in different layers: select paths of one sketch layer.")
+    layer = next(iter(layers.values())) if layers else svg.get_current_layer()
+    if layer is None or not is_layer(layer):
+        raise SelectionError(
+            "Select some paths of the sketch layer (or make it the current layer in the Layers dialog) and its photo."
+        )
+    return layer
+
+
+def _layer_of(element):
+    parent = element.getparent()
+    while parent is not None and not is_layer(parent):
+        parent = parent.getparent()
+    return parent

@@ -1,0 +1,190 @@
+"""Refine Sketch in the Inkscape extension: the read-back is the exact inverse of the placement, and
+the effect runs for real (directly under Inkscape's Python with each inkex, and inside Inkscape 1.2
+under Xvfb) against a tiny-model engine. Harness: tests/test_inkscape_ext.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from lxml import etree
+
+from engine.strokes import Sketch, StrokeLayer
+from engine.svg import sketch_to_svg
+from tests import test_inkscape_ext as harness
+from tests.test_inkscape_ext import INKSCAPE_PYTHON, SVG_NS, embedded_svg, run_script
+
+pytestmark = harness.pytestmark
+setup, ink = harness.setup, harness.ink  # the harness's fixtures: an installed extension, a tiny engine
+
+REFINE = "org.sketch-abstraction.refine-sketch"
+SODIPODI = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}"
+IMPORTANCE = "{https://sketch-abstraction.org/ns}importance"
+
+ROUND_TRIP = r"""
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+import sketchabs, inkex
+from bridge.sketchlayer import layer_paths, read_layer
+from sketchabs.images import read_photo
+from sketchabs.placement import insert_sketch
+from sketchabs.readback import to_photo
+svg = inkex.load_svg(sys.argv[2]).getroot()
+photo = read_photo(svg.getElementById("img1"), sys.argv[2])
+top = insert_sketch(svg, open(sys.argv[3], "rb").read(), photo.element, photo.size, "Sketch")
+layer = top[0]
+strokes = read_layer(layer, layer_paths(layer), to_photo(photo))
+print(json.dumps({"strokes": strokes.strokes, "widths": strokes.widths, "d": layer_paths(layer)[0].get("d")}))
+"""
+
+
+@pytest.mark.parametrize(
+    "image, layer",
+    [
+        ('transform="rotate(30)" preserveAspectRatio="xMinYMid meet"', "translate(10,5)"),
+        ('preserveAspectRatio="none"', "matrix(0.8,0.3,-0.2,1.1,7,-3)"),
+    ],
+)
+def test_a_sketch_placed_in_a_transformed_mm_document_reads_back_to_the_same_canvas_points(ink, tmp_path, image, layer):
+    generator = np.random.default_rng(0)
+    cubic = generator.uniform(0, 500, (5, 4, 2))  # photo px of the 500 x 500 example
+    line = generator.uniform(0, 500, (2, 2, 2))
+    engine_svg = tmp_path / "engine.svg"
+    sketch = Sketch(500, 500, (StrokeLayer("5 strokes", cubic, width=6.7), StrokeLayer("2 strokes", line)))
+    engine_svg.write_bytes(sketch_to_svg(sketch))
+    written = [np.array(s, float).reshape(-1, 2) for s in _numbers(engine_svg.read_bytes())]  # as the SVG rounds
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1", "attrs": image}], layer_transform=layer)
+    out = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", ROUND_TRIP, str(ink["ext"]), str(doc), str(engine_svg)],
+        capture_output=True,
+        env={**ink["env"], "PYTHONPATH": ink["inkex"]},
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    back = json.loads(out.stdout)
+    assert len(back["strokes"]) == 5
+    canvas_px = 500 / 224  # photo px per canvas px
+    for given, read in zip(written[:5], back["strokes"]):
+        assert np.abs(np.array(read) - given).max() / canvas_px < 1e-3
+    assert back["widths"] == pytest.approx([6.7] * 5, rel=1e-3)
+    assert "e" not in back["d"].lower().replace("c", ""), "no exponent in the document's path data"
+
+
+def _numbers(svg: bytes) -> list[list[float]]:
+    root = etree.fromstring(svg)
+    return [
+        [float(v) for v in p.get("d").replace("M", " ").replace("C", " ").replace("L", " ").split()]
+        for p in root.iter("{http://www.w3.org/2000/svg}path")
+    ]
+
+
+def sketch_doc(tmp_path, ink) -> tuple:
+    """A document with a sketch inserted by Object Sketch (6 strokes) over the photo, its second path
+    locked by the designer."""
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    out = run_script(
+        ink,
+        "sketch_object.py",
+        doc,
+        "--id=img1",
+        "--levels=6",
+        "--quality=custom",
+        "--seeds=1",
+        "--iterations=2",
+        "--window=false",
+    )
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    root = etree.fromstring(out.stdout)
+    layer = root.xpath("//svg:g[@inkscape:label='6 strokes']", namespaces=SVG_NS)[0]
+    paths = layer.xpath("svg:path", namespaces=SVG_NS)
+    paths[1].set(f"{SODIPODI}insensitive", "true")
+    doc.write_bytes(etree.tostring(root))
+    return doc, layer.get("id"), [p.get("id") for p in paths], etree.tostring(paths[1])
+
+
+def test_refine_sketch_replaces_the_layers_paths_in_place_around_a_locked_one(ink, tmp_path):
+    doc, layer_id, ids, locked = sketch_doc(tmp_path, ink)
+    out = run_script(
+        ink,
+        "sketch_refine.py",
+        doc,
+        "--id=img1",
+        f"--id={ids[0]}",
+        "--iterations=11",
+        "--change=add",
+        "--count=2",
+        "--window=false",
+    )
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    root = etree.fromstring(out.stdout)
+    layer = root.xpath(f"//svg:g[@id='{layer_id}']", namespaces=SVG_NS)[0]
+    assert layer.get("{http://www.inkscape.org/namespaces/inkscape}label") == "8 strokes"
+    paths = layer.xpath("svg:path", namespaces=SVG_NS)
+    assert len(paths) == 8 and [p.get("id") for p in paths[:6]] == ids, "same paths, same order, new ones after"
+    assert etree.tostring(paths[1]) == locked, "the locked path is untouched"
+    assert all(p.get(IMPORTANCE) for p in paths[:1] + paths[2:])
+    assert len({p.get("id") for p in root.iter() if p.get("id")}) == len([p for p in root.iter() if p.get("id")])
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--id=img1"], "Select some paths of the sketch layer"),  # no path selected, no current layer
+        (["--iterations=11", "--change=simplify", "--count=6"], "cannot simplify"),
+    ],
+)
+def test_refine_sketch_failures_abort_with_a_message_and_leave_the_document(ink, tmp_path, args, words):
+    doc, _, ids, _ = sketch_doc(tmp_path, ink)
+    extra = [] if args == ["--id=img1"] else ["--id=img1", f"--id={ids[0]}"]
+    out = run_script(ink, "sketch_refine.py", doc, *extra, *args, "--window=false")
+    assert out.returncode != 0 and words in out.stderr.decode(), out.stderr.decode()
+    assert out.stdout == b""
+
+
+def test_refine_sketch_in_real_inkscape_keeps_the_locked_path_and_its_namespace_on_save(setup, tmp_path):
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
+    ink_12 = {**setup, "inkex": "/usr/share/inkscape/extensions"}
+    doc, layer_id, ids, locked = sketch_doc(tmp_path, ink_12)
+    profile = tmp_path / "profile"
+    shutil.copytree(setup["base"] / "profile", profile)
+    prefs = {"iterations": "11", "change": "add", "count": "2", "window": "false"}
+    (profile / "preferences.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
+        '<group id="extensions" ' + " ".join(f'{REFINE}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
+    )
+    result, png = tmp_path / "result.svg", tmp_path / "result.png"
+    actions = (
+        f"select-by-id:img1,{ids[0]};{REFINE}.noprefs;export-filename:{result};export-do;"
+        f"export-filename:{png};export-type:png;export-dpi:96;export-do"
+    )
+    out = subprocess.run(
+        [
+            "timeout",
+            "-k",
+            "5",
+            "200",
+            "xvfb-run",
+            "-a",
+            "inkscape",
+            "--batch-process",
+            f"--actions={actions}",
+            str(doc),
+        ],
+        env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
+        capture_output=True,
+        timeout=250,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
+    root = etree.fromstring(result.read_bytes())
+    layer = root.xpath(f"//svg:g[@id='{layer_id}']", namespaces=SVG_NS)[0]
+    paths = layer.xpath("svg:path", namespaces=SVG_NS)
+    assert len(paths) == 8 and [p.get("id") for p in paths[:6]] == ids, "the effect ran inside Inkscape"
+    assert paths[1].get(f"{SODIPODI}insensitive") == "true" and paths[1].get("d") == etree.fromstring(locked).get("d")
+    refined = [p for p in paths if p.get("id") != ids[1]]
+    assert all(p.get(IMPORTANCE) for p in refined), "Inkscape keeps the project's namespace when it saves"

@@ -1,0 +1,266 @@
+"""Refine Sketch (docs/method.md#refine-sketch): a layer read back from SVG, refined around locked
+strokes, written back in place; the `refine` command and the same job over the bridge."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from lxml import etree
+
+from bridge.errors import InputError
+from bridge.params import RefineParams, RefineRequest, request_from_json, request_to_json
+from bridge.sketchlayer import IDENTITY, Refined, layer_paths, read_layer, write_back
+from bridge.svgpath import IMPORTANCE
+from engine.cli import main
+from engine.methods.clipasso import eval_loss
+from engine.methods.refine import added_strokes, covered, refine, simplified
+from tests.conftest import ANIMAL
+
+SVG_NS = "http://www.w3.org/2000/svg"
+NSMAP = (
+    'xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" '
+    'xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"'
+)
+TINY = ("--models", "tiny-random", "--device", "cpu", "--aug-bank", "4", "-q")
+
+
+def layer_doc(paths: str) -> etree._Element:
+    return etree.fromstring(
+        f'<svg {NSMAP} viewBox="0 0 248 248"><g id="L" inkscape:groupmode="layer" inkscape:label="4 strokes">'
+        f"{paths}</g></svg>"
+    )
+
+
+# --- reading a layer and writing it back (the light package) ---------------------------------------
+
+
+def test_pen_paths_are_split_into_segments_and_locks_are_read():
+    doc = layer_doc(
+        '<path id="a" d="M 10 10 C 20 0 30 0 40 10 l 5 5 Q 60 30 70 20" style="stroke-width:2"/>'
+        '<g sodipodi:insensitive="true"><path id="b" d="m 100 100 h 10 v 10 z" stroke-width="4"/></g>'
+        '<g inkscape:groupmode="layer"><path id="other-layer" d="M 0 0 L 1 1"/></g>'
+    )
+    layer = doc[0]
+    strokes = read_layer(layer, layer_paths(layer), lambda path: IDENTITY)
+    assert [p.get("id") for p in strokes.paths] == ["a", "b"], "sublayers are other layers"
+    assert strokes.strokes == [
+        ((10, 10), (20, 0), (30, 0), (40, 10)),
+        ((40, 10), (45, 15)),
+        ((45, 15), (60, 30), (70, 20)),
+        ((100, 100), (110, 100)),
+        ((110, 100), (110, 110)),
+        ((110, 110), (100, 100)),
+    ]
+    assert strokes.owners == [0, 0, 0, 1, 1, 1]
+    assert strokes.locked == [False] * 3 + [True] * 3
+    assert strokes.widths == [2] * 3 + [4] * 3
+
+
+def test_an_arc_is_refused_naming_the_path():
+    doc = layer_doc('<path id="round" d="M 0 0 A 5 5 0 0 1 10 10"/>')
+    with pytest.raises(InputError, match=r"round.*arc"):
+        read_layer(doc[0], layer_paths(doc[0]), lambda path: IDENTITY)
+
+
+def test_write_back_keeps_locked_paths_splits_drops_and_adds():
+    doc = layer_doc(
+        '<path id="keep" sodipodi:insensitive="true" d="M 1 1 L 2 2" style="stroke:#f00;stroke-width:3" x="1"/>'
+        '<path id="two" d="M 10 10 L 20 20 L 30 10" style="stroke:#00f;stroke-width:2" sodipodi:nodetypes="ccc"/>'
+        '<path id="gone" d="M 50 50 L 60 60" style="stroke-width:2"/>'
+    )
+    layer = doc[0]
+    locked_before = etree.tostring(layer[0])
+    strokes = read_layer(layer, layer_paths(layer), lambda path: (2.0, 0.0, 0.0, 2.0, 0.0, 0.0))  # 1 unit = 2 px
+    result = [
+        Refined(0, ((9, 9), (9, 9)), 0.5),  # a locked stroke's echo: ignored
+        Refined(1, ((20, 20), (40, 40)), 0.1),
+        Refined(2, ((40, 40), (60, 20)), 0.3),
+        Refined(-1, ((100, 100), (120, 100), (140, 120), (160, 100)), 0.2),
+    ]  # stroke 3 ("gone") was dropped
+    ids = iter(["new-1", "new-2"])
+    written = write_back(strokes, result, 8.0, lambda: next(ids))
+    paths = layer_paths(layer)
+    assert [p.get("id") for p in paths] == ["keep", "two", "new-1", "new-2"]
+    assert etree.tostring(paths[0]) == locked_before, "locked paths are not touched"
+    assert paths[1].get("d") == "M 10 10 L 20 20" and paths[2].get("d") == "M 20 20 L 30 10", "in the path's units"
+    assert paths[2].get("style") == paths[1].get("style"), "a split path's pieces keep its style"
+    assert paths[1].get("{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}nodetypes") is None
+    assert paths[3].get("d") == "M 50 50 C 60 50 70 60 80 50"
+    assert "stroke-width:4" in paths[3].get("style") and "stroke:#00f" in paths[3].get("style")
+    assert [p.get("id") for p in written] == ["new-1", "new-2", "two"], "most important first"
+    assert [float(p.get(IMPORTANCE)) for p in paths[1:]] == [0.1, 0.3, 0.2]
+
+
+# --- the request --------------------------------------------------------------------------------------
+
+
+def request(**changes) -> RefineRequest:
+    values = dict(
+        image=str(ANIMAL),
+        strokes=((10.0, 10.0, 50.0, 50.0), (60.0, 60.0, 70.0, 80.0, 90.0, 60.0)),
+        locked=(True, False),
+        widths=(3.0, 3.0),
+        params=RefineParams(iterations=11, aug_bank=4),
+    )
+    values.update(changes)
+    return RefineRequest(**values)
+
+
+def test_the_request_travels_as_json_and_buffers():
+    job, buffers = request_to_json(request().validate())
+    job = json.loads(json.dumps(job))  # as the protocol sends it
+    assert job["kind"] == "refine" and job["strokes"][1] == [60.0, 60.0, 70.0, 80.0, 90.0, 60.0]
+    back = request_from_json(job, buffers)
+    assert back.strokes == request().strokes and back.locked == (True, False) and back.params == request().params
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"locked": (True, True)}, "every stroke is locked"),
+        ({"locked": (True,)}, "one true/false per stroke"),
+        ({"widths": (3.0, -1.0)}, "positive width"),
+        ({"strokes": ((1.0, 2.0, 3.0),)}, "control points"),
+        ({"params": RefineParams(iterations=5)}, "iterations must be 11"),
+        ({"params": RefineParams(simplify=1, add=1)}, "not both"),
+        ({"params": RefineParams(simplify=0 + 2)}, "cannot simplify 2 strokes"),
+    ],
+)
+def test_bad_requests_are_refused_naming_the_problem(changes, words):
+    with pytest.raises(InputError, match=words):
+        request(**changes).validate()
+
+
+# --- the optimisation --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_size():
+    """Real-size random CLIP models: losses large enough that a few iterations move strokes."""
+    from engine.runtime import Runtime
+
+    rt = Runtime.create("cpu", "random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        rt.load("RN101")
+    return rt
+
+
+def test_locked_strokes_stay_bit_identical_and_the_others_move_without_raising_the_loss(real_size, animal_target):
+    generator = torch.Generator().manual_seed(0)
+    start = torch.rand(6, 4, 2, generator=generator) * 160 + 32  # (n, k, 2) canvas px
+    half_width = torch.full((6,), 1.5)
+    locked = torch.tensor([True, False, True, False, False, False])
+    given = start.clone()
+    run = refine(real_size, animal_target, start, half_width, locked, RefineParams(iterations=21, aug_bank=4), 1.5)
+    assert torch.equal(start, given), "the caller's strokes are not stepped in place"
+    assert torch.equal(run.points[locked], start[locked]), "locked strokes keep their exact values"
+    moved = (run.points[~locked] - start[~locked]).abs().amax(dim=(1, 2))
+    assert (moved > 0.1).all(), moved
+    before = float(eval_loss(real_size, animal_target, start[None], half_width[None])[0])
+    after = float(eval_loss(real_size, animal_target, run.points[None], half_width[None])[0])
+    assert run.start_loss == pytest.approx(before, rel=1e-4)
+    assert after <= before * (1 + 1e-5), (before, after)
+    assert run.sources.tolist() == list(range(6))
+
+
+def test_added_strokes_start_on_salient_ink_the_sketch_does_not_cover(runtime, animal_target):
+    from engine.methods.clipasso import salient_edges
+
+    start = torch.tensor([[[60.0, 60.0], [90.0, 70.0], [120.0, 70.0], [150.0, 60.0]]]).repeat(4, 1, 1)
+    start += torch.arange(4.0)[:, None, None] * torch.tensor([0.0, 30.0])  # 4 strokes, 30 px apart
+    half_width = torch.full((4,), 1.5)
+    new = added_strokes(runtime, animal_target, start, half_width, 4, torch.Generator().manual_seed(1))
+    assert new.shape == (4, 4, 2)
+    _, ink = salient_edges(runtime, animal_target)
+    taken = covered(start, half_width)
+    assert taken.any() and (ink & taken).any(), "the test's sketch covers some of the edges"
+    col, row = new[:, 0, 0].long(), new[:, 0, 1].long()  # each start point is a pixel centre
+    assert (ink[row, col] & ~taken[row, col]).all()
+
+
+def test_simplify_keeps_locked_strokes_and_the_most_important_others_in_order():
+    scores = torch.tensor([0.1, 0.5, -0.2, 0.3, 0.0])  # stroke 0 is locked: kept whatever its score
+    assert simplified(scores, torch.tensor([True, False, False, False, False]), 3).tolist() == [0, 1, 3]
+
+
+def test_simplify_then_refine_keeps_the_locked_stroke_and_the_count_asked(runtime, animal_target):
+    start = torch.rand(5, 4, 2, generator=torch.Generator().manual_seed(2)) * 160 + 32  # (n, k, 2) canvas px
+    locked = torch.tensor([False, False, False, True, False])
+    params = RefineParams(iterations=11, simplify=3, aug_bank=4)
+    run = refine(runtime, animal_target, start, torch.full((5,), 1.5), locked, params, 1.5)
+    assert len(run.points) == 3 and 3 in run.sources.tolist()
+    assert torch.equal(run.points[run.sources.tolist().index(3)], start[3])
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four_strokes(tmp_path_factory):
+    """A 4-stroke sketch of the animal with its second path locked (as Inkscape writes a lock)."""
+    folder = tmp_path_factory.mktemp("refine")
+    svg = folder / "animal.svg"
+    args = ["sketch", str(ANIMAL), "-o", str(svg), "--strokes", "4", "--seeds", "1", "--iterations", "2", *TINY]
+    assert main(args) == 0
+    root = etree.parse(str(svg)).getroot()
+    path = root.findall(f".//{{{SVG_NS}}}path")[1]
+    path.set("id", "mine")
+    path.set("{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive", "true")
+    svg.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    return svg
+
+
+def test_refine_add_4_gives_8_strokes_and_keeps_the_locked_path(four_strokes, tmp_path, capsys):
+    out = tmp_path / "out.svg"
+    args = ["refine", str(ANIMAL), str(four_strokes), "--layer", "4 strokes", "--add", "4", "--iterations", "11"]
+    assert main([*args, *TINY, "-o", str(out)]) == 0
+    before, after = etree.parse(str(four_strokes)).getroot(), etree.parse(str(out)).getroot()
+    paths = after.findall(f".//{{{SVG_NS}}}path")
+    assert len(paths) == 8
+    assert after[0].get("{http://www.inkscape.org/namespaces/inkscape}label") == "8 strokes"
+    locked = [p for p in paths if p.get("id") == "mine"]
+    assert len(locked) == 1 and etree.tostring(locked[0]) == etree.tostring(before.find(".//*[@id='mine']"))
+    assert all(p.get(IMPORTANCE) for p in paths)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--layer", "nope"], "no layer 'nope'"),
+        (["--simplify", "4"], "cannot simplify 4 strokes"),
+        (["--iterations", "3"], "iterations must be 11"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(four_strokes, tmp_path, capsys, extra, words):
+    out = tmp_path / "out.svg"
+    assert main(["refine", str(ANIMAL), str(four_strokes), *extra, *TINY, "-o", str(out)]) == 2
+    assert words in capsys.readouterr().err and not out.exists()
+
+
+def test_a_sketch_of_another_photo_is_refused(four_strokes, tmp_path, capsys):
+    from tests.conftest import VASE
+
+    assert main(["refine", str(VASE), str(four_strokes), *TINY, "-o", str(tmp_path / "o.svg")]) == 2
+    assert "the sketch is 248x248 px but the photo is 240x240" in capsys.readouterr().err
+
+
+def test_refine_over_the_bridge_returns_the_strokes_with_their_sources(tmp_path):
+    from tests.test_bridge_engine import JOB_S, Engine
+
+    engine = Engine(tmp_path).start()
+    try:
+        client = engine.client()
+        job, buffers = request_to_json(request().validate())
+        job_id, _ = client.submit(job, buffers, name="refine.png")
+        svg = client.wait(job_id, timeout_s=JOB_S).svg
+    finally:
+        engine.stop()
+    paths = etree.fromstring(svg).findall(f".//{{{SVG_NS}}}path")
+    sources = sorted(int(p.get("{https://sketch-abstraction.org/ns}source")) for p in paths)
+    assert sources == [0, 1]
+    locked = next(p for p in paths if p.get("{https://sketch-abstraction.org/ns}source") == "0")
+    assert locked.get("d") == "M 10 10 Q 30 30 50 50", "a locked line comes back as given, raised to a quadratic"
