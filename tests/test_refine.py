@@ -149,6 +149,7 @@ def real_size():
     return rt
 
 
+@pytest.mark.slow
 def test_locked_strokes_stay_bit_identical_and_the_others_move_without_raising_the_loss(real_size, animal_target):
     generator = torch.Generator().manual_seed(0)
     start = torch.rand(6, 4, 2, generator=generator) * 160 + 32  # (n, k, 2) canvas px
@@ -248,6 +249,7 @@ def test_a_sketch_of_another_photo_is_refused(four_strokes, tmp_path, capsys):
     assert "the sketch is 248x248 px but the photo is 240x240" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_refine_over_the_bridge_returns_the_strokes_with_their_sources(tmp_path):
     from tests.test_bridge_engine import JOB_S, Engine
 
