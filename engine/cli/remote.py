@@ -19,6 +19,7 @@ from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError, exit_code_for
 from bridge.params import request_to_json
 from bridge.protocol import MAX_MESSAGE_BYTES
+from engine.cli.keys import parse_address
 from engine.cli.options import (
     add_engine_options,
     add_scene_options,
@@ -36,6 +37,7 @@ from engine.progress import Progress
 STOP_WAIT_S = 10.0  # an engine not answering `stop` gets this long to exit on SIGTERM
 RECENT_S = 86_400.0  # `status` lists finished jobs this recent (all with --all)
 MAX_MESSAGE_MB = 4096  # the engine holds up to twice this in queued images
+REMOTE_ENV = "SKETCH_ABSTRACTION_REMOTE"  # a remote connection file the client commands use by default
 
 
 class ClientFailure(EngineError):
@@ -65,6 +67,12 @@ def register(commands) -> None:
         help=f"largest request accepted, image included (default: {MAX_MESSAGE_BYTES // 2**20})",
     )
     group.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="also serve the network there, encrypted (CurveZMQ) and only to the keys allowed with "
+        "`sketch-abstraction keys` (e.g. 0.0.0.0:5555); default: this computer only",
+    )
+    group.add_argument(
         "--keep-hours",
         type=float,
         default=24,
@@ -85,6 +93,7 @@ def register(commands) -> None:
         "--detach", action="store_true", help="queue the jobs, print their ids and return; get results with `fetch`"
     )
     submit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_remote_option(submit)
     submit.add_argument(
         "--scene",
         action="store_true",
@@ -105,22 +114,36 @@ def register(commands) -> None:
     fetch.add_argument("job_id")
     fetch.add_argument("-o", "--output", required=True, help="SVG to write")
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_remote_option(fetch)
     fetch.set_defaults(run=_client_errors(_fetch))
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id")
+    add_remote_option(cancel)
     cancel.set_defaults(run=_client_errors(_cancel))
 
     status = commands.add_parser("status", help="is the engine running; what it has loaded; its recent jobs")
     status.add_argument(
         "--all", action="store_true", help="list every stored job (default: active, unfetched and last day's)"
     )
+    add_remote_option(status)
     status.set_defaults(run=_client_errors(_status))
     stop = commands.add_parser("stop", help="stop the engine (interrupts a running job)")
     stop.set_defaults(run=_client_errors(_stop))
 
 
+def add_remote_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote",
+        metavar="FILE",
+        default=os.environ.get(REMOTE_ENV) or None,
+        help="use the engine of this remote connection file (from `keys export` on a shared GPU machine) "
+        f"instead of this computer's (default: ${REMOTE_ENV} if set)",
+    )
+
+
 def _serve(args) -> int:
+    listen = parse_address(args.listen, "--listen") if args.listen else None
     usable = (
         0 < args.max_message_mb <= MAX_MESSAGE_MB
         and 0 <= args.keep_hours < math.inf
@@ -144,6 +167,7 @@ def _serve(args) -> int:
             idle_timeout_s=args.idle_timeout,
             max_message_bytes=int(args.max_message_mb * 2**20),
             keep_fetched_s=args.keep_hours * 3600,
+            listen=listen,
         ),
         warm_up=functools.partial(runtime.load, RN101, VIT_B32),
     )
@@ -176,8 +200,13 @@ def _client_errors(command):
 
 
 def _connect(args=None, start: bool = False):
+    """A client of this computer's engine (started if `start` and none runs), or of the remote
+    engine of `args.remote`. A remote engine runs the models its administrator chose."""
     from bridge.client import EngineClient, engine_command
 
+    remote = getattr(args, "remote", None)
+    if remote:
+        return EngineClient.connect(remote=remote)
     command = engine_command(sys.executable, **engine_settings(args)) if start else None
     client = EngineClient.connect(start=command)
     if start:
@@ -193,12 +222,12 @@ def _connect(args=None, start: bool = False):
     return client
 
 
-def _running_client():
+def _running_client(args=None):
     """A client of the running engine, or None when none runs (never starts one)."""
     from bridge.client import EngineUnavailable
 
     try:
-        return _connect()
+        return _connect(args)
     except EngineUnavailable as err:
         if err.code == "not_running":
             return None
@@ -314,18 +343,18 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> in
 
 def _fetch(args) -> int:
     out = writable_file(args.output, "-o")
-    with _connect() as client:
+    with _connect(args) as client:
         return _follow(client, args.job_id, out, args.quiet)
 
 
 def _cancel(args) -> int:
-    with _connect() as client:
+    with _connect(args) as client:
         print(f"{args.job_id}: {client.cancel(args.job_id)}")
     return 0
 
 
 def _status(args) -> int:
-    client = _running_client()
+    client = _running_client(args)
     if client is None:
         print("engine: not running (it starts on the first `submit` or Inkscape job)")
         return 3
@@ -338,7 +367,8 @@ def _status(args) -> int:
         f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'}); "
         f"renderer: {s.get('renderer', 'ours')}"
     )
-    print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
+    others = f"; other clients' jobs: {s['others']}" if s.get("others") else ""
+    print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}{others}")
     shown = jobs if args.all else [job for job in jobs if _worth_showing(job)]
     for job in shown:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))
