@@ -23,18 +23,21 @@ class InsertFinished(inkex.EffectExtension):
                 "remembered per document and image; sketches already inserted are not "
                 "kept.)"
             )
-        with engine_link.connect("auto", 60.0) as client:
-            results, failures, running = {}, {}, []
-            for job in owed:
-                try:
-                    reply = client.fetch(job.job_id)
-                except JobFailed as err:
-                    failures[job.job_id] = err
-                    continue
-                if isinstance(reply, JobResult):
-                    results[job.job_id] = reply
-                else:
-                    running.append(job.title)
+        results, failures, running = {}, {}, []
+        for remote in sorted({job.remote for job in owed}):  # each job from the engine that has it
+            with engine_link.connect("auto", 60.0, remote) as client:
+                for job in owed:
+                    if job.remote != remote:
+                        continue
+                    try:
+                        reply = client.fetch(job.job_id)
+                    except JobFailed as err:
+                        failures[job.job_id] = err
+                        continue
+                    if isinstance(reply, JobResult):
+                        results[job.job_id] = reply
+                    else:
+                        running.append(job.title)
         if running and not results and not failures:
             raise inkex.AbortExtension(f"Not finished yet: {', '.join(running)}. Try again later.")
         insert_results(self.svg, owed, results, failures)

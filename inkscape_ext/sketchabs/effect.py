@@ -44,6 +44,8 @@ class SketchEffect(inkex.EffectExtension):
         pars.add_argument("--width", type=float, default=0.0)
         pars.add_argument("--color", type=inkex.Color, default=inkex.Color("#000000"))
         pars.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        pars.add_argument("--engine", default=engine_link.LOCAL, choices=(engine_link.LOCAL, engine_link.REMOTE))
+        pars.add_argument("--remote", default="")
         pars.add_argument("--timeout", type=float, default=60.0)  # minutes
         pars.add_argument("--detach", type=inkex.Boolean, default=False)
         pars.add_argument("--window", type=inkex.Boolean, default=True)
@@ -58,7 +60,8 @@ class SketchEffect(inkex.EffectExtension):
     def _sketch(self) -> None:
         photos = [read_photo(el, self.options.input_file) for el in target_images(self.svg, self.options.scope)]
         jobs = [request_to_json(self.request(photo, self._mask(photo))) for photo in photos]
-        with engine_link.connect(self.options.device, READY_TIMEOUT_S) as client:
+        remote = engine_link.engine_choice(self.options.engine, self.options.remote)
+        with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
             owed = []
             for photo, (job, buffers) in zip(photos, jobs):
                 job_id, _position = client.submit(job, buffers, photo.name)
@@ -70,6 +73,7 @@ class SketchEffect(inkex.EffectExtension):
                         self.title(photo),
                         photo.size,
                         time.time(),
+                        remote,
                     )
                 )
             engine_link.remember(owed)  # from here on, nothing submitted can be lost
