@@ -13,9 +13,9 @@ import traceback
 from bridge.errors import DeviceError, EngineError
 from engine import __version__
 from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
-from engine.cli import keys, remote, scene, sketch
+from engine.cli import batch, keys, remote, scene, sketch
 
-COMMANDS = (sketch, scene, remote, keys)  # each module's `register(subparsers)` adds its command
+COMMANDS = (sketch, scene, remote, batch, keys)  # each module's `register(subparsers)` adds its command
 
 
 def build_parser() -> argparse.ArgumentParser:

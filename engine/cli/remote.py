@@ -93,43 +93,48 @@ def register(commands) -> None:
         "--detach", action="store_true", help="queue the jobs, print their ids and return; get results with `fetch`"
     )
     submit.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    add_remote_option(submit)
-    submit.add_argument(
-        "--scene",
-        action="store_true",
-        help="scene jobs (CLIPascene): the job options are then those of `scene` "
-        "(--layers, --levels, --strokes N, --paper-grid, ...; see `scene --help`)",
-    )
-    add_sketch_options(submit)
-    scene_only = submit.add_argument_group("scene (with --scene)")
-    for flag in ("--layers", "--levels"):
-        scene_only.add_argument(flag, default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`")
-    scene_only.add_argument(
-        "--paper-grid", action="store_true", default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`"
-    )
-    add_engine_options(submit)
-    submit.set_defaults(run=_client_errors(_submit))
+    add_job_options(submit)
+    submit.set_defaults(run=client_errors(_submit))
 
     fetch = commands.add_parser("fetch", help="write the SVG of a finished job (waits if it is still running)")
     fetch.add_argument("job_id")
     fetch.add_argument("-o", "--output", required=True, help="SVG to write")
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_remote_option(fetch)
-    fetch.set_defaults(run=_client_errors(_fetch))
+    fetch.set_defaults(run=client_errors(_fetch))
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id")
     add_remote_option(cancel)
-    cancel.set_defaults(run=_client_errors(_cancel))
+    cancel.set_defaults(run=client_errors(_cancel))
 
     status = commands.add_parser("status", help="is the engine running; what it has loaded; its recent jobs")
     status.add_argument(
         "--all", action="store_true", help="list every stored job (default: active, unfetched and last day's)"
     )
     add_remote_option(status)
-    status.set_defaults(run=_client_errors(_status))
+    status.set_defaults(run=client_errors(_status))
     stop = commands.add_parser("stop", help="stop the engine (interrupts a running job)")
-    stop.set_defaults(run=_client_errors(_stop))
+    stop.set_defaults(run=client_errors(_stop))
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """Where jobs run and what they compute (shared by `submit` and `batch`)."""
+    add_remote_option(parser)
+    parser.add_argument(
+        "--scene",
+        action="store_true",
+        help="scene jobs (CLIPascene): the job options are then those of `scene` "
+        "(--layers, --levels, --strokes N, --paper-grid, ...; see `scene --help`)",
+    )
+    add_sketch_options(parser)
+    scene_only = parser.add_argument_group("scene (with --scene)")
+    for flag in ("--layers", "--levels"):
+        scene_only.add_argument(flag, default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`")
+    scene_only.add_argument(
+        "--paper-grid", action="store_true", default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`"
+    )
+    add_engine_options(parser)
 
 
 def add_remote_option(parser: argparse.ArgumentParser) -> None:
@@ -183,7 +188,7 @@ def _run_job(runtime, kind: str, request, progress):
     return run_job(runtime, kind, request, progress)
 
 
-def _client_errors(command):
+def client_errors(command):
     """Run `command`, turning the client's errors into engine errors that main() prints."""
 
     def run(args) -> int:
@@ -199,7 +204,7 @@ def _client_errors(command):
     return run
 
 
-def _connect(args=None, start: bool = False):
+def connect_client(args=None, start: bool = False):
     """A client of this computer's engine (started if `start` and none runs), or of the remote
     engine of `args.remote`. A remote engine runs the models its administrator chose."""
     from bridge.client import EngineClient, engine_command
@@ -227,7 +232,7 @@ def _running_client(args=None):
     from bridge.client import EngineUnavailable
 
     try:
-        return _connect(args)
+        return connect_client(args)
     except EngineUnavailable as err:
         if err.code == "not_running":
             return None
@@ -260,17 +265,10 @@ def _submit(args) -> int:
     from bridge.client import JobFailed
 
     outs = _outputs(args)
-    if args.scene:
-        scene_options = argparse.ArgumentParser(prog="sketch-abstraction submit --scene")
-        add_scene_options(scene_options)
-        job_args, _ = scene_options.parse_known_args(args.argv)
-        requests = [scene_request(job_args, image) for image in args.images]
-    else:
-        requests = [sketch_request(args, image) for image in args.images]
-    encoded = [request_to_json(r) for r in requests]  # all checked before anything is sent
+    encoded = [request_to_json(job_request(args, image)) for image in args.images]  # all checked before sending
     codes = []  # exit codes of the images that failed, in order
     queued = []  # (image, job id, output)
-    with _connect(args, start=True) as client:
+    with connect_client(args, start=True) as client:
         for image, (job, buffers), out in zip(args.images, encoded, outs):
             prefix = f"{Path(image).name}: "
             try:
@@ -290,6 +288,17 @@ def _submit(args) -> int:
                 if (code := _follow(client, job_id, out, args.quiet, f"{Path(image).name}: "))
             ]
     return codes[0] if codes else 0  # one exit code per cause, as `sketch` would exit
+
+
+def job_request(args, image):
+    """The request for one image: a sketch, or with --scene a scene with the `scene` command's options
+    (which `submit` and `batch` read again from the command line: they share names with sketch options)."""
+    if not args.scene:
+        return sketch_request(args, image)
+    scene_options = argparse.ArgumentParser(prog=f"sketch-abstraction {args.command} --scene")
+    add_scene_options(scene_options)
+    job_args, _ = scene_options.parse_known_args(args.argv)
+    return scene_request(job_args, image)
 
 
 def _failed(prefix: str, err) -> int:
@@ -343,12 +352,12 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "") -> in
 
 def _fetch(args) -> int:
     out = writable_file(args.output, "-o")
-    with _connect(args) as client:
+    with connect_client(args) as client:
         return _follow(client, args.job_id, out, args.quiet)
 
 
 def _cancel(args) -> int:
-    with _connect(args) as client:
+    with connect_client(args) as client:
         print(f"{args.job_id}: {client.cancel(args.job_id)}")
     return 0
 
