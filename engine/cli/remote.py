@@ -7,6 +7,7 @@ engine they talk to keeps its models loaded between jobs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import os
@@ -71,6 +72,20 @@ def register(commands) -> None:
         metavar="HOST:PORT",
         help="also serve the network there, encrypted (CurveZMQ) and only to the keys allowed with "
         "`sketch-abstraction keys` (e.g. 0.0.0.0:5555); default: this computer only",
+    )
+    group.add_argument(
+        "--workers",
+        default="local",
+        metavar="local|ray|ray://HEAD:PORT",
+        help="where jobs run: in this process (default), or on Ray actors, one per GPU, each with the models "
+        "loaded (ray: a local Ray; ray://HEAD:PORT: a cluster). Needs the cluster extra",
+    )
+    group.add_argument(
+        "--ray-cpu-actors",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --workers ray on a cluster without GPUs: this many CPU actors (default: 2)",
     )
     group.add_argument(
         "--keep-hours",
@@ -159,27 +174,35 @@ def _serve(args) -> int:
             f"--max-message-mb (at most {MAX_MESSAGE_MB}), --idle-timeout and --keep-hours must be positive numbers",
             f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24",
         )
+    if args.workers != "local" and (args.workers != "ray" and not args.workers.startswith("ray://")):
+        raise InputError(f"--workers {args.workers!r} is not local, ray or ray://HEAD:PORT", "e.g. --workers ray")
+    if not 1 <= args.ray_cpu_actors <= 64:
+        raise InputError("--ray-cpu-actors must be between 1 and 64", "e.g. --ray-cpu-actors 2")
     # torch and the models only for a valid command line
-    from engine.clip.models import RN101, VIT_B32
-    from engine.runtime import Runtime
     from engine.service.server import ServerOptions, serve
 
-    runtime = Runtime.create(**engine_settings(args))
-    serve(
-        functools.partial(_run_job, runtime),
-        runtime.describe,
-        ServerOptions(
-            idle_timeout_s=args.idle_timeout,
-            max_message_bytes=int(args.max_message_mb * 2**20),
-            keep_fetched_s=args.keep_hours * 3600,
-            listen=listen,
-        ),
-        warm_up=functools.partial(runtime.load, RN101, VIT_B32),
+    options = ServerOptions(
+        idle_timeout_s=args.idle_timeout,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+        keep_fetched_s=args.keep_hours * 3600,
+        listen=listen,
     )
+    if args.workers == "local":
+        from engine.clip.models import RN101, VIT_B32
+        from engine.runtime import Runtime
+
+        runtime = Runtime.create(**engine_settings(args))
+        warm_up = functools.partial(runtime.load, RN101, VIT_B32)
+        serve(functools.partial(run_checked_job, runtime), runtime.describe, options, warm_up=warm_up)
+        return 0
+    from engine.service.ray_workers import RayWorkers
+
+    pool = RayWorkers(None if args.workers == "ray" else args.workers, engine_settings(args), args.ray_cpu_actors)
+    serve(pool.run, pool.describe, dataclasses.replace(options, workers=pool.size), warm_up=pool.warm_up)
     return 0
 
 
-def _run_job(runtime, kind: str, request, progress):
+def run_checked_job(runtime, kind: str, request, progress):
     """One engine job, refused before it allocates anything if it will not fit in the free memory."""
     from engine.budget import check_fits
     from engine.jobs import run_job

@@ -4,10 +4,11 @@ It knows the protocol (bridge.protocol), the queue and the result store, not the
 handed `run_job(kind, request, progress)`, which computes a job, and `describe()`, which says what
 the engine runs on (engine.jobs.run_job and Runtime.describe in the real engine).
 
-Two threads. The main thread owns every ZeroMQ socket and all job state: it answers requests,
-keeps the queue and sends progress and results to each job's watchers. The worker thread only
-computes: it takes one job at a time and reports back through an in-process socket, so no socket
-is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
+Two kinds of thread. The main thread owns every ZeroMQ socket and all job state: it answers
+requests, keeps the queue and sends progress and results to each job's watchers. A worker thread
+only computes (one per job that may run at once: `workers`, 1 unless jobs run on Ray actors,
+engine.service.ray_workers): it takes one job at a time and reports back through an in-process
+socket, so no socket is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
 set, which is how a running job stops.
 
 Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
@@ -86,6 +87,7 @@ class ServerOptions:
     max_queued_jobs: int = 100  # jobs waiting to run, the running one aside
     max_queued_bytes: int | None = None  # their images and masks together; None: 2 x max_message_bytes
     listen: tuple[str, int] | None = None  # also serve this network address (CurveZMQ, allowed keys only)
+    workers: int = 1  # jobs run at once (run_job is called from that many threads)
 
     @property
     def queued_bytes_limit(self) -> int:
@@ -119,7 +121,7 @@ class EngineServer:
         self.store.prune(self.records)  # now too, not only hourly: an engine often lives less than an hour
         self.jobs: dict[str, Job] = {}  # queued and running jobs
         self.order: list[str] = []  # queued job ids, in the order they came (_fair_order: the order they run)
-        self.running: str | None = None
+        self.running: list[str] = []  # jobs handed to a worker, in that order
         self.served: dict[str, int] = {}  # owner -> the turn at which a job of theirs last started
         self.turns = itertools.count()
         self.sender = LOCAL_OWNER  # the identity of the message being handled
@@ -165,8 +167,12 @@ class EngineServer:
                 ) from None
         events = self.context.socket(zmq.PULL)
         events.bind(EVENTS_URL)
-        worker = threading.Thread(target=self._worker, name="engine-worker", daemon=True)
-        worker.start()
+        workers = [
+            threading.Thread(target=self._worker, name=f"engine-worker-{i}", daemon=True)
+            for i in range(self.options.workers)
+        ]
+        for worker in workers:
+            worker.start()
         info = connection.ConnectionInfo(
             port=port,
             key=self.session.key.decode(),
@@ -199,8 +205,11 @@ class EngineServer:
             connection.remove_connection(os.getpid())
             for job in self.jobs.values():
                 job.cancel.set()
-            self.work.put(None)
-            worker.join(timeout=30)
+            deadline = time.monotonic() + 30
+            for _ in workers:
+                self.work.put(None)
+            for worker in workers:
+                worker.join(timeout=max(0.0, deadline - time.monotonic()))
             for job_id in list(self.jobs):
                 self._finish(
                     router,
@@ -237,7 +246,7 @@ class EngineServer:
             if router in ready:
                 while router.poll(0) and not self.stopping:
                     parts = router.recv_multipart(copy=False)
-                    self.sender = parts[0].get("User-Id") or ""  # set by _admit, for every message
+                    self.sender = _user_id(parts[0])
                     frames = [part.bytes for part in parts]
                     del parts
                     size = sum(len(f) for f in frames)
@@ -375,7 +384,7 @@ class EngineServer:
                 "protocol": protocol.VERSION,
                 "pid": os.getpid(),
                 **self.describe(),
-                "running": self.running if self.running and self._own(self.running) else None,
+                "running": next((j for j in self.running if self._own(j)), None),
                 "queue": [self.records[j].info(self._position(j)) for j in active if self._own(j)],
                 "others": sum(not self._own(j) for j in active),
                 "uptime_s": round(time.time() - self.started, 1),
@@ -422,7 +431,7 @@ class EngineServer:
         job = self.jobs.get(job_id)
         if job is None:
             state = self.records[job_id].state
-        elif job_id == self.running:
+        elif job_id in self.running:
             job.cancel.set()
             state = "cancelling"
         else:
@@ -464,8 +473,8 @@ class EngineServer:
     def _on_event(self, router: zmq.Socket, frames: list[bytes]) -> None:
         event = json.loads(frames[0])
         job_id = event["job_id"]
-        if event["type"] == "finished" and self.running == job_id:
-            self.running = None
+        if event["type"] == "finished" and job_id in self.running:
+            self.running.remove(job_id)
             self._dispatch(router)
             self._announce(router)
         if job_id not in self.jobs:
@@ -562,12 +571,14 @@ class EngineServer:
         return job_id
 
     def _active_ids(self) -> list[str]:
-        return ([self.running] if self.running else []) + self._fair_order()
+        return self.running + self._fair_order()
 
     def _position(self, job_id: str) -> int | None:
         """0 for the running job, 1 for the next, ...; None for finished jobs."""
-        active = self._active_ids()
-        return active.index(job_id) + (0 if self.running else 1) if job_id in active else None
+        if job_id in self.running:
+            return 0
+        waiting = self._fair_order()
+        return waiting.index(job_id) + 1 if job_id in waiting else None
 
     def _fair_order(self) -> list[str]:
         """The queued jobs in the order they will run: identities take turns (one client's batch of
@@ -581,17 +592,16 @@ class EngineServer:
         return [job_id for turn in rounds for job_id in turn if job_id is not None]
 
     def _dispatch(self, router: zmq.Socket) -> None:
-        """Hand the next job to the worker when it is idle; it is "running" from then on (position 0)."""
-        if self.running is not None or not self.order:
-            return
-        job_id = self._fair_order()[0]
-        self.order.remove(job_id)
-        self.running = job_id
-        record = self.records[job_id]
-        self.served[record.owner] = next(self.turns)
-        record.state = "running"
-        self._save_or_log(record)  # on disk it stays "queued": the same after a crash
-        self.work.put(self.jobs[job_id])
+        """Hand the next jobs to the idle workers; each is "running" from then on (position 0)."""
+        while len(self.running) < self.options.workers and self.order:
+            job_id = self._fair_order()[0]
+            self.order.remove(job_id)
+            self.running.append(job_id)
+            record = self.records[job_id]
+            self.served[record.owner] = next(self.turns)
+            record.state = "running"
+            self._save_or_log(record)  # on disk it stays "queued": the same after a crash
+            self.work.put(self.jobs[job_id])
 
     def _announce(self, router: zmq.Socket) -> None:
         """Tell the watchers of each active job whose position changed (0: it starts)."""
@@ -699,6 +709,14 @@ def _unexpected(err: Exception, job_id: str) -> dict:
         "this is a bug; please report it with the engine's log",
         job_id,
     )
+
+
+def _user_id(frame: zmq.Frame) -> str:
+    """The identity _admit gave the message's connection ("" if none: refused by _check_sender)."""
+    try:
+        return frame.get("User-Id") or ""
+    except zmq.ZMQError:
+        return ""
 
 
 def _loopback(address: bytes) -> bool:
