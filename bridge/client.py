@@ -164,6 +164,12 @@ class EngineClient:
                     "the engine is not running", "start it with `sketch-abstraction serve`", "not_running"
                 )
             info = _start_engine(start, ready_timeout_s)
+        if info.version != protocol.VERSION and info.remote:
+            raise ClientError(
+                f"the remote connection file is for protocol {info.version}, this client speaks {protocol.VERSION}",
+                "use the same version as the shared engine, and a connection file exported by it (`keys export`)",
+                VERSION_MISMATCH,
+            )
         if info.version != protocol.VERSION:
             raise ClientError(
                 f"the running engine speaks protocol {info.version}, this client {protocol.VERSION}",

@@ -21,7 +21,7 @@ import pytest
 import zmq
 
 from bridge import connection, protocol
-from bridge.client import EngineClient, JobFailed, Refused
+from bridge.client import ClientError, EngineClient, JobFailed, Refused
 from bridge.protocol import DELIMITER
 from tests.conftest import ANIMAL
 from tests.test_bridge_engine import (
@@ -300,3 +300,15 @@ def test_keys_commands_refuse_bad_input(tmp_path):
     assert done.returncode == 2 and "exists already" in done.stderr
     secret = Path(env["SKETCH_ABSTRACTION_DATA_DIR"]) / "keys" / "clients" / "dana.key_secret"
     assert os.stat(secret).st_mode & 0o077 == 0
+
+
+def test_a_remote_file_of_another_protocol_version_names_the_fix(tmp_path):
+    server, client = zmq.curve_keypair(), zmq.curve_keypair()
+    path = tmp_path / "old.json"
+    fields = {"ip": "127.0.0.1", "port": free_port(), "key": protocol.new_key(), "version": "1.0"}
+    keys = {"server_key": server[0], "public_key": client[0], "secret_key": client[1]}
+    path.write_text(json.dumps({**fields, **{k: v.decode() for k, v in keys.items()}}))
+    path.chmod(0o600)
+    with pytest.raises(ClientError, match=r"is for protocol 1\.0") as failure:
+        EngineClient.connect(remote=path)
+    assert "keys export" in failure.value.hint
