@@ -159,6 +159,15 @@ def read_connection() -> ConnectionInfo | None:
     return info if pid_alive(info.pid) and _listening(info) else None
 
 
+_UNLESS_SET = ("server_key", "public_key", "secret_key", "remote")  # absent from a loopback-only engine's file
+
+
+def file_content(info: ConnectionInfo) -> bytes:
+    """The connection file an engine writes: its CURVE keys only when it speaks CURVE."""
+    data = {k: v for k, v in vars(info).items() if v or k not in _UNLESS_SET}
+    return json.dumps(data).encode("utf-8")
+
+
 REMOTE_FIELDS = ("ip", "port", "key", "version", "server_key", "public_key", "secret_key")
 _Z85_KEY = re.compile(r"[0-9A-Za-z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 

@@ -181,7 +181,7 @@ class EngineServer:
             max_message_bytes=self.session.max_bytes,
             **self._local_keys(),
         )
-        self.connection = json.dumps(info.__dict__).encode()
+        self.connection = connection.file_content(info)
         path = connection.connection_path()
         write_atomic(path, self.connection, mode=0o600)
         engine = self.describe()
