@@ -30,10 +30,11 @@ def official_precision(device: torch.device | str) -> str:
     return "fp16" if torch.device(device).type == "cuda" else "fp32"
 
 
-def official_runtime(device: torch.device | str) -> Runtime:
-    """The "official-shaped" reference of the speed benchmarks: real-size random CLIP weights, the
-    official code's arithmetic on `device`, plain NCHW layout (models load on first use)."""
-    return Runtime(torch.device(device), "random", precision=official_precision(device), channels_last=False)
+def official_runtime(device: torch.device | str, models: str = "random") -> Runtime:
+    """The "official-shaped" reference of the speed benchmarks: real-size random CLIP weights (or
+    `models`, e.g. tiny-random for a smoke run), the official code's arithmetic on `device`, plain
+    NCHW layout (models load on first use)."""
+    return Runtime(torch.device(device), models, precision=official_precision(device), channels_last=False)
 
 
 def at_precision(runtime: Runtime, precision: str) -> Runtime:

@@ -14,7 +14,8 @@ backward pass per iteration, so the real official code is slower than this refer
 Precision parity: the fidelity loss of one sketch at each default layer, and its image gradient, in
 each precision against fp64, with 4 augmentations.
 
-Run: python benchmarks/clipascene.py [--device cuda] [--iterations 3]
+Run: python benchmarks/clipascene.py [--device cuda] [--iterations 3] [--models tiny-random --skip-parity]
+(the last two: a quick smoke run of the script itself, as benchmarks/gpu.sh --smoke does)
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe
+from benchmarks._machine import describe, peak_memory, peaks
 from benchmarks._precision import fidelity_image_loss, gradient_parity, official_runtime
 from bridge.params import ClipassoParams, SceneParams
+from engine.cli.options import int_list
 from engine.clip.models import VIT_B32
 from engine.io.image import load_image, load_mask
 from engine.methods.augment import random_augmentations
@@ -72,10 +74,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iterations", type=int, default=5, help="iterations per stage, the first 2 untimed (>= 4)")
+    parser.add_argument("--models", default="random", choices=("random", "tiny-random"), help="tiny-random: smoke")
+    parser.add_argument("--skip-parity", action="store_true", help="no precision parity section")
+    parser.add_argument(
+        "--layers",
+        type=int_list,
+        default=SceneParams().layers,
+        help="fidelity columns (default: 2,8,11; others only for a smoke run: the projection of ours assumes them)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*random weights.*")
-    ours = Runtime.create(args.device, "random")
-    reference = official_runtime(ours.device)
+    ours = Runtime.create(args.device, args.models)
+    reference = official_runtime(ours.device, args.models)
+    memory: dict[str, list[float]] = {"reference": [], "ours": []}
     image = load_image(EXAMPLES / "ballerina.png")
     mask, _ = load_mask(EXAMPLES / "ballerina_mask.png", image.size)
     split = split_scene(image, mask)
@@ -83,7 +94,7 @@ def main() -> None:
         OBJECT: prepare_target(split.object_image, None)[0],
         BACKGROUND: prepare_target(split.background_image, None)[0],
     }
-    full = SceneParams()
+    full = SceneParams(layers=args.layers)
     n = max(4, args.iterations)
     timed = dataclasses.replace(full, iterations=n, levels=1)
     print(f"machine: {describe(ours.device)}")
@@ -98,11 +109,12 @@ def main() -> None:
     print("reference, one problem at a time (s/iteration: fidelity, simplified row)")
     for part, target in parts.items():
         for layer in full.layers:
-            fid, simp, _ = stage_times(
-                reference,
-                [SceneTarget(part, target)],
-                dataclasses.replace(timed, layers=(layer,), seeds=(0,), aug_bank=0),
-            )
+            with peak_memory(ours.device, memory["reference"]):
+                fid, simp, _ = stage_times(
+                    reference,
+                    [SceneTarget(part, target)],
+                    dataclasses.replace(timed, layers=(layer,), seeds=(0,), aug_bank=0),
+                )
             its_fid = fidelity_iterations(full, part, layer) + 1
             its_simp = full.levels * (full.simplicity_iterations + 1)
             ref_total += len(full.seeds) * (its_fid * fid + its_simp * simp)
@@ -111,7 +123,8 @@ def main() -> None:
 
     # Ours: the whole matrix in one batch; the fidelity batch shrinks as object columns finish.
     targets = [SceneTarget(name, t) for name, t in parts.items()]
-    fid12, simp12, seconds = stage_times(ours, targets, timed)
+    with peak_memory(ours.device, memory["ours"]):
+        fid12, simp12, seconds = stage_times(ours, targets, timed)
     fid6, _, _ = stage_times(ours, [targets[1]], dataclasses.replace(timed, levels=0))  # background only
     fid10 = fid6 + (fid12 - fid6) * 4 / 6  # 10 problems: interpolated between 6 and 12
     setup = seconds - (n + 1) * (fid12 + simp12)
@@ -133,7 +146,10 @@ def main() -> None:
         f"  ours       {ours_total:9.0f} s  ({ours_iterations / ours_total:.2f} problem-iterations/s)"
         f"  -> {ref_total / ours_total:.1f}x"
     )
-    precision_parity(ours, parts[OBJECT], full.layers)
+    if line := peaks("(reference: its largest problem)", memory):
+        print(line)
+    if not args.skip_parity:
+        precision_parity(ours, parts[OBJECT], full.layers)
 
 
 def precision_parity(runtime: Runtime, target, layers: tuple[int, ...]) -> None:

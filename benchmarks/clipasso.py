@@ -10,7 +10,8 @@ which shortens both columns alike. Loss parity: the same strokes scored by both 
 Precision parity: one sketch's loss and image gradient (the direction the optimiser follows) in each
 precision against fp64, on the same inputs, without and with 4 augmentations.
 
-Run: python benchmarks/clipasso.py [--device cuda] [--iterations 4]
+Run: python benchmarks/clipasso.py [--device cuda] [--iterations 4] [--models tiny-random --skip-parity --skip-bf16]
+(the last three: a quick smoke run of the script itself, as benchmarks/gpu.sh --smoke does)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe
+from benchmarks._machine import describe, peak_memory, peaks
 from benchmarks._precision import clipasso_image_loss, gradient_parity, official_runtime
 from bridge.params import ClipassoParams
 from engine.clip.models import RN101, VIT_B32
@@ -55,10 +56,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iterations", type=int, default=4, help="timed iterations per configuration (>= 3)")
+    parser.add_argument("--models", default="random", choices=("random", "tiny-random"), help="tiny-random: smoke")
+    parser.add_argument("--skip-parity", action="store_true", help="no precision parity section")
+    parser.add_argument("--skip-bf16", action="store_true", help="no bf16 row")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*random weights.*")
-    ours = Runtime.create(args.device, "random")
-    reference = official_runtime(ours.device)
+    ours = Runtime.create(args.device, args.models)
+    reference = official_runtime(ours.device, args.models)
+    memory: dict[str, list[float]] = {"reference": [], "ours": []}
     target, _ = prepare_target(load_image(IMAGE), None)
     n = max(3, args.iterations)
     base = ClipassoParams(iterations=n, min_delta=0.0)  # min_delta 0: nothing stops early while timing
@@ -70,28 +75,40 @@ def main() -> None:
     )
 
     single = ClipassoParams(strokes=(16,), seeds=(0,), iterations=n, min_delta=0.0)
-    ref_it, _, ref_loss = timed(reference, target, dataclasses.replace(single, aug_bank=0))
-    our_it, our_setup, our_loss = timed(ours, target, single)
-    bf16 = Runtime.create(args.device, "random", precision="bf16")
-    bf16_it, _, bf16_loss = timed(bf16, target, single)
+    with peak_memory(ours.device, memory["reference"]):
+        ref_it, _, ref_loss = timed(reference, target, dataclasses.replace(single, aug_bank=0))
+    with peak_memory(ours.device, memory["ours"]):
+        our_it, our_setup, our_loss = timed(ours, target, single)
     print("one 16-stroke sketch, one seed")
     print(f"  reference  {ref_it:7.3f} s/iteration")
     print(f"  ours       {our_it:7.3f} s/iteration   ({ref_it / our_it:.2f}x; bank built once in {our_setup:.1f} s)")
-    print(f"  ours, bf16 {bf16_it:7.3f} s/iteration   ({ref_it / bf16_it:.2f}x)")
+    bf16_text = ""
+    if not args.skip_bf16:
+        bf16 = Runtime.create(args.device, args.models, precision="bf16")
+        bf16_it, _, bf16_loss = timed(bf16, target, single)
+        print(f"  ours, bf16 {bf16_it:7.3f} s/iteration   ({ref_it / bf16_it:.2f}x)")
+        bf16_text = f", ours in bf16 {bf16_loss:.6g}"
     print(
         f"  loss after {n} iterations: reference {ref_loss:.6g}, ours {our_loss:.6g} "
-        f"(relative difference {abs(our_loss - ref_loss) / ref_loss:.2%}), ours in bf16 {bf16_loss:.6g}\n"
+        f"(relative difference {abs(our_loss - ref_loss) / ref_loss:.2%}){bf16_text}"
     )
-    precision_parity(ours, target)
+    print(peaks("one sketch", memory) + "\n")
+    if not args.skip_parity:
+        precision_parity(ours, target)
+    memory = {"reference": [], "ours": []}
 
     per_level = []
     for strokes in base.strokes:
-        it, _, _ = timed(
-            reference, target, ClipassoParams(strokes=(strokes,), seeds=(0,), iterations=n, min_delta=0.0, aug_bank=0)
-        )
+        with peak_memory(ours.device, memory["reference"]):
+            it, _, _ = timed(
+                reference,
+                target,
+                ClipassoParams(strokes=(strokes,), seeds=(0,), iterations=n, min_delta=0.0, aug_bank=0),
+            )
         per_level.append(it)
     ref_wall = sum(per_level) * len(base.seeds) * PAPER_ITERATIONS
-    set_it, set_setup, _ = timed(ours, target, base)
+    with peak_memory(ours.device, memory["ours"]):
+        set_it, set_setup, _ = timed(ours, target, base)
     set_wall = set_it * PAPER_ITERATIONS + set_setup
     print(
         f"full set: {len(base.strokes)} levels {list(base.strokes)} x {len(base.seeds)} seeds, "
@@ -106,6 +123,8 @@ def main() -> None:
         f"  ours       {set_wall:9.0f} s  (one batch: {set_it:.3f} s/iteration for all 12 sketches, "
         f"setup {set_setup:.1f} s)  -> {ref_wall / set_wall:.1f}x"
     )
+    if line := peaks("full set (reference: its largest run)", memory):
+        print(line)
 
 
 def precision_parity(runtime: Runtime, target) -> None:

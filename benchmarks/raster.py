@@ -77,19 +77,39 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+# The naive renderer saves ~2 GB per 64-stroke sketch for backward: it runs on single sketches only.
+CASES = [(1, 16, 5.6), (1, 64, 5.6), (1, 64, 30.0), (12, 16, 5.6), (12, 64, 5.6)]
+
+
+def _cases(text: str) -> list[tuple[int, int, float]]:
+    try:
+        cases = []
+        for case in text.split(","):
+            shape, _, step = case.partition("@")
+            batch, n = shape.split("x")
+            cases.append((int(batch), int(n), float(step or 5.6)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BATCHxSTROKES[@STEP],..., got {text!r}") from None
+    return cases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--cases",
+        type=_cases,
+        default=CASES,
+        help="BATCHxSTROKES[@STEP],... (default: 1x16,1x64,1x64@30,12x16,12x64; steps <= 5.6 px unless @STEP)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"machine: {describe(device)}")
     print(
         f"{'case':<36}{'ours ms':>9}{'per sketch':>11}{'naive ms':>10}{'speed-up':>10}{'ours MiB':>10}{'naive MiB':>11}"
     )
-    # The naive renderer saves ~2 GB per 64-stroke sketch for backward: run it on single sketches only.
-    cases = [(1, 16, 5.6), (1, 64, 5.6), (1, 64, 30.0), (12, 16, 5.6), (12, 64, 5.6)]
-    for batch, n, step in cases:
+    for batch, n, step in args.cases:
         pts = strokes(batch, n, step, device)
         ours, ours_mem = measure(rasterize, pts, args.repeats)
         label = f"{batch} x {n} strokes, steps <= {step:g} px"

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from bridge import connection, protocol
-from bridge.errors import WeightsMissing
+from bridge.errors import EngineError, WeightsMissing
 from bridge.protocol import Message, ProtocolError
 
 DEFAULT_TIMEOUT_S = 10.0  # for one request's reply
@@ -81,6 +82,10 @@ class EngineUnavailable(ClientError):
     """No engine runs and none could be started, or it stopped answering."""
 
 
+class Refused(EngineUnavailable):
+    """The engine refused this client at the handshake (a key not, or no longer, allowed)."""
+
+
 class JobFailed(ClientError):
     """The engine answered with an error (a job's or a request's)."""
 
@@ -115,8 +120,15 @@ class EngineClient:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 200)
-        self.socket.plain_username = protocol.PLAIN_USER
-        self.socket.plain_password = protocol.plain_password(info.key)
+        if info.curve:
+            self.socket.curve_serverkey = info.server_key.encode("ascii")
+            self.socket.curve_publickey = info.public_key.encode("ascii")
+            self.socket.curve_secretkey = info.secret_key.encode("ascii")
+        else:
+            self.socket.plain_username = protocol.PLAIN_USER
+            self.socket.plain_password = protocol.plain_password(info.key)
+        # Handshake refusals (a key not or no longer allowed) are named, not waited out.
+        self._monitor = self.socket.get_monitor_socket(_REFUSED_EVENTS)
         self.socket.connect(info.url)
         self._unclaimed: collections.deque[Message] = collections.deque()  # job messages seen early
         self._last_heard = time.monotonic()  # when the engine last sent anything
@@ -127,10 +139,18 @@ class EngineClient:
         start: list[str] | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        remote: str | os.PathLike[str] | None = None,
     ) -> EngineClient:
         """A client of the running engine; with `start` (the engine's command line), start one if
-        none runs and wait until it answers, at most `ready_timeout_s`."""
-        info = connection.find_engine()
+        none runs and wait until it answers, at most `ready_timeout_s`. With `remote` (a remote
+        connection file), a client of that machine's engine instead (never started from here)."""
+        if remote is not None:
+            try:
+                info: connection.ConnectionInfo | None = connection.read_remote(Path(remote))
+            except EngineError as err:
+                raise ClientError(err.message, err.hint, "bad_connection_file") from None
+        else:
+            info = connection.find_engine()
         if info is None:
             holder = connection.lock_holder()
             if start is None and holder:
@@ -144,6 +164,12 @@ class EngineClient:
                     "the engine is not running", "start it with `sketch-abstraction serve`", "not_running"
                 )
             info = _start_engine(start, ready_timeout_s)
+        if info.version != protocol.VERSION and info.remote:
+            raise ClientError(
+                f"the remote connection file is for protocol {info.version}, this client speaks {protocol.VERSION}",
+                "use the same version as the shared engine, and a connection file exported by it (`keys export`)",
+                VERSION_MISMATCH,
+            )
         if info.version != protocol.VERSION:
             raise ClientError(
                 f"the running engine speaks protocol {info.version}, this client {protocol.VERSION}",
@@ -166,6 +192,8 @@ class EngineClient:
         self.close()
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self._monitor.close()
         self.socket.close()
         self.context.term()
 
@@ -240,6 +268,8 @@ class EngineClient:
         while True:
             try:
                 msg = self._receive(deadline)
+            except Refused:
+                raise
             except EngineUnavailable:
                 raise self._silent(self.timeout_s) from None
             if msg.msg_type == "heartbeat":
@@ -271,6 +301,8 @@ class EngineClient:
             until = silence_end if deadline is None else min(silence_end, deadline)
             try:
                 msg = self._receive(until)
+            except Refused:
+                raise
             except EngineUnavailable:
                 if until == deadline:
                     raise TimeoutError(f"job {job_id} is still running after the time limit") from None
@@ -287,6 +319,13 @@ class EngineClient:
         (stopped with SIGSTOP or Ctrl-Z, or hung), which are fixed differently."""
         pid = self.info.pid
         doing = f" while job {job_id} was running" if job_id else ""
+        if self.info.remote:
+            return EngineUnavailable(
+                f"{self.info.where} has not answered for {waited_s:.0f} s{doing}",
+                "check the network and that the engine runs there (its administrator: `sketch-abstraction "
+                "status`); a job it has goes on and can be fetched later",
+                "no_answer",
+            )
         if not connection.pid_alive(pid):
             return EngineUnavailable(
                 f"the engine (pid {pid}) stopped{doing}",
@@ -315,9 +354,16 @@ class EngineClient:
 
     def _receive(self, deadline: float) -> Message:
         """The next well-formed message before `deadline`; EngineUnavailable when none comes."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while True:
             wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
-            if not self.socket.poll(wait_ms, zmq.POLLIN):
+            ready = dict(poller.poll(wait_ms))
+            if self._monitor in ready:
+                self._check_refused()
+                continue
+            if self.socket not in ready:
                 raise EngineUnavailable(
                     f"no answer from the engine at {self.info.url} within the time limit",
                     "check `sketch-abstraction status`; restart the engine if it hangs",
@@ -330,6 +376,26 @@ class EngineClient:
                 continue  # not from our engine (or damaged): never act on it
             self._last_heard = time.monotonic()
             return msg
+
+    def _check_refused(self) -> None:
+        """Raise EngineUnavailable ("refused") if the engine refused our handshake."""
+        event = recv_monitor_message(self._monitor)
+        if event["event"] & _REFUSED_EVENTS:
+            if self.info.remote:
+                raise Refused(
+                    f"{self.info.where} refused this connection file's key (not allowed, or revoked)",
+                    "ask the engine's administrator for a new connection file (`keys new`, `keys export`)",
+                    "refused",
+                )
+            raise Refused(
+                f"{self.info.where} refused this client's credentials",
+                "the connection file changed under it: try again, or restart the engine (`sketch-abstraction stop`)",
+                "refused",
+            )
+
+
+# The handshake events that mean "the engine will not talk to us" (libzmq >= 4.3).
+_REFUSED_EVENTS = getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0) | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
 
 
 def _result(msg: Message) -> JobResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import sys
@@ -47,10 +48,25 @@ class ConnectionInfo:
     ip: str = "127.0.0.1"
     transport: str = "tcp"
     max_message_bytes: int = MAX_MESSAGE_BYTES  # the engine's limit, so that clients check before sending
+    # CurveZMQ (Z85 keys), for an engine that also serves the network (`serve --listen`): the
+    # engine's public key, and the key pair this client proves itself with. Empty: PLAIN on loopback.
+    server_key: str = ""
+    public_key: str = ""
+    secret_key: str = ""
+    remote: bool = False  # from a remote connection file: another machine's engine (pid means nothing here)
 
     @property
     def url(self) -> str:
         return f"{self.transport}://{self.ip}:{self.port}"
+
+    @property
+    def curve(self) -> bool:
+        return bool(self.server_key)
+
+    @property
+    def where(self) -> str:
+        """The engine as messages name it."""
+        return f"the engine at {self.ip}:{self.port}" if self.remote else f"the engine (pid {self.pid})"
 
 
 def runtime_dir() -> Path:
@@ -147,6 +163,55 @@ def read_connection() -> ConnectionInfo | None:
     except (OSError, ValueError, TypeError, AttributeError):
         return None
     return info if pid_alive(info.pid) and _listening(info) else None
+
+
+_UNLESS_SET = ("server_key", "public_key", "secret_key", "remote")  # absent from a loopback-only engine's file
+
+
+def file_content(info: ConnectionInfo) -> bytes:
+    """The connection file an engine writes: its CURVE keys only when it speaks CURVE."""
+    data = {k: v for k, v in vars(info).items() if v or k not in _UNLESS_SET}
+    return json.dumps(data).encode("utf-8")
+
+
+REMOTE_FIELDS = ("ip", "port", "key", "version", "server_key", "public_key", "secret_key")
+_Z85_KEY = re.compile(r"[0-9A-Za-z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
+
+
+def read_remote(path: Path) -> ConnectionInfo:
+    """The engine of a remote connection file (`sketch-abstraction keys export` on the engine's
+    machine); EngineError naming the problem when it is missing, readable by others, or malformed."""
+    try:
+        st = os.stat(path)
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EngineError(
+            f"no remote connection file {path}", "ask the engine's administrator for one (`keys export`)"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise EngineError(
+            f"cannot read the remote connection file {path}: {getattr(err, 'strerror', None) or err}",
+            "ask the engine's administrator for a new one (`keys export`)",
+        ) from None
+    if sys.platform != "win32" and st.st_mode & 0o077:
+        raise EngineError(
+            f"the remote connection file {path} is readable by other users (it holds your secret key)",
+            f"make it private: chmod 600 {path}",
+        )
+    missing = [name for name in REMOTE_FIELDS if not isinstance(data, dict) or name not in data]
+    if missing:
+        raise EngineError(
+            f"{path} is not a remote connection file (no {', '.join(missing)})",
+            "use the file `sketch-abstraction keys export` wrote on the engine's machine",
+        )
+    keys_ok = all(isinstance(data[k], str) and _Z85_KEY.fullmatch(data[k]) for k in REMOTE_FIELDS[4:])
+    port = data["port"]
+    if not keys_ok or not isinstance(port, int) or not 0 < port < 65536 or not isinstance(data["ip"], str):
+        raise EngineError(
+            f"{path} is damaged (bad address or keys)", "ask the engine's administrator for a new one (`keys export`)"
+        )
+    fields = {k: data[k] for k in (*REMOTE_FIELDS, "max_message_bytes") if k in data}
+    return ConnectionInfo(pid=0, remote=True, **fields)
 
 
 def find_engine(wait_s: float = 3.0) -> ConnectionInfo | None:

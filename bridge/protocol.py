@@ -16,6 +16,15 @@ the password `plain_password(key)` (derived from the key, so the key itself neve
 engine's ZAP handler refuses every other peer at the handshake, so a local user without the key
 cannot make the engine hold a single byte of a message.
 
+An engine that also serves the network (`serve --listen`) speaks CurveZMQ instead, on every
+address: the client knows the engine's public key (from its connection file) and proves its own
+key pair, which the engine's ZAP handler must find among the allowed keys (engine.service.keys),
+or be the key pair the engine wrote into this machine's connection file. Messages are encrypted
+on the wire; HMAC signing stays. The handshake's identity owns the jobs it submits: list, fetch,
+cancel and status show a client its own jobs only (another's job id is an unknown job), the
+queue takes turns between identities, and shutdown is for this machine's clients only (`forbidden`
+otherwise; also the answer to every message of a key revoked after it connected).
+
 Replays: a signed message is accepted once. Each Session remembers the signatures it accepted
 (as Jupyter's digest history) for REPLAY_WINDOW_S, and refuses a message dated outside that window
 or older than any signature it had to forget; a captured request replayed later is refused.
@@ -24,7 +33,9 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
   status_request  {}                                  -> status_reply {version, protocol, pid, device,
                                                          models, renderer, loaded, running, queue,
-                                                         uptime_s, rates}
+                                                         others, uptime_s, rates} (running, queue:
+                                                         the sender's jobs; others: how many of other
+                                                         clients' jobs are queued or running)
   submit_request  {job, name, preview_every?}         -> submit_reply {job_id, position}
                   + [image, mask?]
                   then, to every watcher of the job:     queue_update {job_id, position} (0: it starts)
@@ -74,8 +85,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-VERSION = "2.1"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
+VERSION = "2.2"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
 # 2.1: live previews (preview_every, a PNG with progress), progress in job info, measured rates in status
+# 2.2: CURVE on a network listener, jobs per identity
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 DELIMITER = b"<IDS|MSG>"
 PLAIN_USER = b"sketch-abstraction"
@@ -120,6 +132,7 @@ BAD_MESSAGE = "bad_message"  # malformed frames, JSON, signature, version or typ
 TOO_LARGE = "too_large"
 QUEUE_FULL = "queue_full"  # the engine holds as many waiting jobs (or bytes of them) as it takes
 UNKNOWN_JOB = "unknown_job"
+FORBIDDEN = "forbidden"  # a revoked key, or a remote client asking to stop the engine
 INTERNAL = "internal_error"
 
 

@@ -20,18 +20,21 @@ class InsertFinished(inkex.EffectExtension):
         owed = engine_link.owed_to(engine_link.document_path(), image_ids)
         if not owed:
             gui.tell(messages.NOTHING_WAITING)
-        with engine_link.connect("auto", 60.0) as client:
-            results, failures, running = {}, {}, []
-            for job in owed:
-                try:
-                    reply = client.fetch(job.job_id)
-                except JobFailed as err:
-                    failures[job.job_id] = err
-                    continue
-                if isinstance(reply, JobResult):
-                    results[job.job_id] = reply
-                else:
-                    running.append(job.title)
+        results, failures, running = {}, {}, []
+        for remote in sorted({job.remote for job in owed}):  # each job from the engine that has it
+            with engine_link.connect("auto", 60.0, remote) as client:
+                for job in owed:
+                    if job.remote != remote:
+                        continue
+                    try:
+                        reply = client.fetch(job.job_id)
+                    except JobFailed as err:
+                        failures[job.job_id] = err
+                        continue
+                    if isinstance(reply, JobResult):
+                        results[job.job_id] = reply
+                    else:
+                        running.append(job.title)
         if running and not results and not failures:
             gui.tell(messages.not_finished(running))
         insert_results(self.svg, owed, results, failures)

@@ -172,7 +172,7 @@ ENGINE_SAYS = {
                "`sketch-abstraction stop`"),
     "queue": ("queue_full", "the engine's queue is full (100 jobs)",
               "submit the rest when some have finished (`sketch-abstraction status`), or cancel some"),
-    "version": ("version_mismatch", "the running engine speaks protocol 1.0, this client 2.1",
+    "version": ("version_mismatch", "the running engine speaks protocol 1.0, this client 2.2",
                 "stop it and start it again with the same version. After an update, also re-run `python3 install.py` "
                 "for Inkscape"),
     "weights": ("weights_missing",

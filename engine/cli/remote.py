@@ -7,6 +7,7 @@ engine they talk to keeps its models loaded between jobs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import os
@@ -19,6 +20,7 @@ from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError, exit_code_for
 from bridge.params import request_to_json
 from bridge.protocol import MAX_MESSAGE_BYTES
+from engine.cli.keys import parse_address
 from engine.cli.options import (
     add_engine_options,
     add_scene_options,
@@ -36,6 +38,7 @@ from engine.progress import Progress
 STOP_WAIT_S = 10.0  # an engine not answering `stop` gets this long to exit on SIGTERM
 RECENT_S = 86_400.0  # `status` lists finished jobs this recent (all with --all)
 MAX_MESSAGE_MB = 4096  # the engine holds up to twice this in queued images
+REMOTE_ENV = "SKETCH_ABSTRACTION_REMOTE"  # a remote connection file the client commands use by default
 
 
 class ClientFailure(EngineError):
@@ -65,6 +68,26 @@ def register(commands) -> None:
         help=f"largest request accepted, image included (default: {MAX_MESSAGE_BYTES // 2**20})",
     )
     group.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="also serve the network there, encrypted (CurveZMQ) and only to the keys allowed with "
+        "`sketch-abstraction keys` (e.g. 0.0.0.0:5555); default: this computer only",
+    )
+    group.add_argument(
+        "--workers",
+        default="local",
+        metavar="local|ray|ray://HEAD:PORT",
+        help="where jobs run: in this process (default), or on Ray actors, one per GPU, each with the models "
+        "loaded (ray: a local Ray; ray://HEAD:PORT: a cluster). Needs the cluster extra",
+    )
+    group.add_argument(
+        "--ray-cpu-actors",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --workers ray on a cluster without GPUs: this many CPU actors (default: 2)",
+    )
+    group.add_argument(
         "--keep-hours",
         type=float,
         default=24,
@@ -92,42 +115,62 @@ def register(commands) -> None:
         help="while an object sketch runs, keep OUTPUT.preview.png (the best strokes so far over the faded "
         "photo) up to date, refreshed at most this often (at least 0.5)",
     )
-    submit.add_argument(
-        "--scene",
-        action="store_true",
-        help="scene jobs (CLIPascene): the job options are then those of `scene` "
-        "(--layers, --levels, --strokes N, --paper-grid, ...; see `scene --help`)",
-    )
-    add_sketch_options(submit)
-    scene_only = submit.add_argument_group("scene (with --scene)")
-    for flag in ("--layers", "--levels"):
-        scene_only.add_argument(flag, default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`")
-    scene_only.add_argument(
-        "--paper-grid", action="store_true", default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`"
-    )
-    add_engine_options(submit)
-    submit.set_defaults(run=_client_errors(_submit))
+    add_job_options(submit)
+    submit.set_defaults(run=client_errors(_submit))
 
     fetch = commands.add_parser("fetch", help="write the SVG of a finished job (waits if it is still running)")
     fetch.add_argument("job_id")
     fetch.add_argument("-o", "--output", required=True, help="SVG to write")
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    fetch.set_defaults(run=_client_errors(_fetch))
+    add_remote_option(fetch)
+    fetch.set_defaults(run=client_errors(_fetch))
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id")
-    cancel.set_defaults(run=_client_errors(_cancel))
+    add_remote_option(cancel)
+    cancel.set_defaults(run=client_errors(_cancel))
 
     status = commands.add_parser("status", help="is the engine running; what it has loaded; its recent jobs")
     status.add_argument(
         "--all", action="store_true", help="list every stored job (default: active, unfetched and last day's)"
     )
-    status.set_defaults(run=_client_errors(_status))
+    add_remote_option(status)
+    status.set_defaults(run=client_errors(_status))
     stop = commands.add_parser("stop", help="stop the engine (interrupts a running job)")
-    stop.set_defaults(run=_client_errors(_stop))
+    stop.set_defaults(run=client_errors(_stop))
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """Where jobs run and what they compute (shared by `submit` and `batch`)."""
+    add_remote_option(parser)
+    parser.add_argument(
+        "--scene",
+        action="store_true",
+        help="scene jobs (CLIPascene): the job options are then those of `scene` "
+        "(--layers, --levels, --strokes N, --paper-grid, ...; see `scene --help`)",
+    )
+    add_sketch_options(parser)
+    scene_only = parser.add_argument_group("scene (with --scene)")
+    for flag in ("--layers", "--levels"):
+        scene_only.add_argument(flag, default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`")
+    scene_only.add_argument(
+        "--paper-grid", action="store_true", default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`"
+    )
+    add_engine_options(parser)
+
+
+def add_remote_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote",
+        metavar="FILE",
+        default=os.environ.get(REMOTE_ENV) or None,
+        help="use the engine of this remote connection file (from `keys export` on a shared GPU machine) "
+        f"instead of this computer's (default: ${REMOTE_ENV} if set)",
+    )
 
 
 def _serve(args) -> int:
+    listen = parse_address(args.listen, "--listen") if args.listen else None
     usable = (
         0 < args.max_message_mb <= MAX_MESSAGE_MB
         and 0 <= args.keep_hours < math.inf
@@ -138,26 +181,35 @@ def _serve(args) -> int:
             f"--max-message-mb (at most {MAX_MESSAGE_MB}), --idle-timeout and --keep-hours must be positive numbers",
             f"e.g. --idle-timeout 1800 --max-message-mb {MAX_MESSAGE_BYTES // 2**20} --keep-hours 24",
         )
+    if args.workers != "local" and (args.workers != "ray" and not args.workers.startswith("ray://")):
+        raise InputError(f"--workers {args.workers!r} is not local, ray or ray://HEAD:PORT", "e.g. --workers ray")
+    if not 1 <= args.ray_cpu_actors <= 64:
+        raise InputError("--ray-cpu-actors must be between 1 and 64", "e.g. --ray-cpu-actors 2")
     # torch and the models only for a valid command line
-    from engine.clip.models import RN101, VIT_B32
-    from engine.runtime import Runtime
     from engine.service.server import ServerOptions, serve
 
-    runtime = Runtime.create(**engine_settings(args))
-    serve(
-        functools.partial(_run_job, runtime),
-        runtime.describe,
-        ServerOptions(
-            idle_timeout_s=args.idle_timeout,
-            max_message_bytes=int(args.max_message_mb * 2**20),
-            keep_fetched_s=args.keep_hours * 3600,
-        ),
-        warm_up=functools.partial(runtime.load, RN101, VIT_B32),
+    options = ServerOptions(
+        idle_timeout_s=args.idle_timeout,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+        keep_fetched_s=args.keep_hours * 3600,
+        listen=listen,
     )
+    if args.workers == "local":
+        from engine.clip.models import RN101, VIT_B32
+        from engine.runtime import Runtime
+
+        runtime = Runtime.create(**engine_settings(args))
+        warm_up = functools.partial(runtime.load, RN101, VIT_B32)
+        serve(functools.partial(run_checked_job, runtime), runtime.describe, options, warm_up=warm_up)
+        return 0
+    from engine.service.ray_workers import RayWorkers
+
+    pool = RayWorkers(None if args.workers == "ray" else args.workers, engine_settings(args), args.ray_cpu_actors)
+    serve(pool.run, pool.describe, dataclasses.replace(options, workers=pool.size), warm_up=pool.warm_up)
     return 0
 
 
-def _run_job(runtime, kind: str, request, progress, preview_every=None):
+def run_checked_job(runtime, kind: str, request, progress, preview_every=None):
     """One engine job, refused before it allocates anything if it will not fit in the free memory."""
     from engine.budget import check_fits
     from engine.jobs import run_job
@@ -166,7 +218,7 @@ def _run_job(runtime, kind: str, request, progress, preview_every=None):
     return run_job(runtime, kind, request, progress, preview_every)
 
 
-def _client_errors(command):
+def client_errors(command):
     """Run `command`, turning the client's errors into engine errors that main() prints."""
 
     def run(args) -> int:
@@ -182,9 +234,14 @@ def _client_errors(command):
     return run
 
 
-def _connect(args=None, start: bool = False):
+def connect_client(args=None, start: bool = False):
+    """A client of this computer's engine (started if `start` and none runs), or of the remote
+    engine of `args.remote`. A remote engine runs the models its administrator chose."""
     from bridge.client import EngineClient, engine_command
 
+    remote = getattr(args, "remote", None)
+    if remote:
+        return EngineClient.connect(remote=remote)
     command = engine_command(sys.executable, **engine_settings(args)) if start else None
     client = EngineClient.connect(start=command)
     if start:
@@ -200,12 +257,12 @@ def _connect(args=None, start: bool = False):
     return client
 
 
-def _running_client():
+def _running_client(args=None):
     """A client of the running engine, or None when none runs (never starts one)."""
     from bridge.client import EngineUnavailable
 
     try:
-        return _connect()
+        return connect_client(args)
     except EngineUnavailable as err:
         if err.code == "not_running":
             return None
@@ -240,17 +297,10 @@ def _submit(args) -> int:
     outs = _outputs(args)
     if args.preview_every is not None and not args.preview_every >= 0.5:  # NaN fails too
         raise InputError(f"--preview-every must be at least 0.5 seconds, got {args.preview_every}", "e.g. 3")
-    if args.scene:
-        scene_options = argparse.ArgumentParser(prog="sketch-abstraction submit --scene")
-        add_scene_options(scene_options)
-        job_args, _ = scene_options.parse_known_args(args.argv)
-        requests = [scene_request(job_args, image) for image in args.images]
-    else:
-        requests = [sketch_request(args, image) for image in args.images]
-    encoded = [request_to_json(r) for r in requests]  # all checked before anything is sent
+    encoded = [request_to_json(job_request(args, image)) for image in args.images]  # all checked before sending
     codes = []  # exit codes of the images that failed, in order
     queued = []  # (image, job id, output)
-    with _connect(args, start=True) as client:
+    with connect_client(args, start=True) as client:
         for image, (job, buffers), out in zip(args.images, encoded, outs):
             prefix = f"{Path(image).name}: "
             try:
@@ -274,6 +324,17 @@ def _submit(args) -> int:
                 )
             ]
     return codes[0] if codes else 0  # one exit code per cause, as `sketch` would exit
+
+
+def job_request(args, image):
+    """The request for one image: a sketch, or with --scene a scene with the `scene` command's options
+    (which `submit` and `batch` read again from the command line: they share names with sketch options)."""
+    if not args.scene:
+        return sketch_request(args, image)
+    scene_options = argparse.ArgumentParser(prog=f"sketch-abstraction {args.command} --scene")
+    add_scene_options(scene_options)
+    job_args, _ = scene_options.parse_known_args(args.argv)
+    return scene_request(job_args, image)
 
 
 def _failed(prefix: str, err) -> int:
@@ -335,18 +396,18 @@ def preview_path(out: Path) -> Path:
 
 def _fetch(args) -> int:
     out = writable_file(args.output, "-o")
-    with _connect() as client:
+    with connect_client(args) as client:
         return _follow(client, args.job_id, out, args.quiet)
 
 
 def _cancel(args) -> int:
-    with _connect() as client:
+    with connect_client(args) as client:
         print(f"{args.job_id}: {client.cancel(args.job_id)}")
     return 0
 
 
 def _status(args) -> int:
-    client = _running_client()
+    client = _running_client(args)
     if client is None:
         print("engine: not running (it starts on the first `submit` or Inkscape job)")
         return 3
@@ -359,7 +420,8 @@ def _status(args) -> int:
         f"device: {s['device']}; models: {s['models']} (loaded: {', '.join(s['loaded']) or 'none'}); "
         f"renderer: {s.get('renderer', 'ours')}"
     )
-    print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}")
+    others = f"; other clients' jobs: {s['others']}" if s.get("others") else ""
+    print(f"running: {s['running'] or 'nothing'}; queued: {max(0, len(s['queue']) - bool(s['running']))}{others}")
     shown = jobs if args.all else [job for job in jobs if _worth_showing(job)]
     for job in shown:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))

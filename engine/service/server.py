@@ -4,16 +4,25 @@ It knows the protocol (bridge.protocol), the queue and the result store, not the
 handed `run_job(kind, request, progress, preview_every)`, which computes a job, and `describe()`, which says what
 the engine runs on (engine.jobs.run_job and Runtime.describe in the real engine).
 
-Two threads. The main thread owns every ZeroMQ socket and all job state: it answers requests,
-keeps the queue and sends progress and results to each job's watchers. The worker thread only
-computes: it takes one job at a time and reports back through an in-process socket, so no socket
-is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
+Two kinds of thread. The main thread owns every ZeroMQ socket and all job state: it answers
+requests, keeps the queue and sends progress and results to each job's watchers. A worker thread
+only computes (one per job that may run at once: `workers`, 1 unless jobs run on Ray actors,
+engine.service.ray_workers): it takes one job at a time and reports back through an in-process
+socket, so no socket is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
 set, which is how a running job stops.
 
 Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
 (the ZAP handler, before zmq reads a message of it), every message is checked (bridge.protocol)
 before it is interpreted, every defect gets an error reply, the queue is capped, and a job that
 fails, even by running out of memory, becomes an error reply while the engine keeps serving.
+
+Serving the network (`listen`): the socket speaks CurveZMQ instead of PLAIN, on loopback and on the
+network address alike. The one ZAP handler admits by mechanism: PLAIN (a loopback-only engine) with
+the key-derived password; CURVE with the engine's own local key pair (written into the connection
+file for this machine's clients) or a key of engine.service.keys' allowed folder. The handshake's
+identity (ZAP user id) comes with every message and owns the jobs it submits: a client sees,
+fetches and cancels only its own, the queue takes turns between identities, and only this
+machine's clients may stop the engine.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import errno
 import gc
 import hmac
+import ipaddress
+import itertools
 import json
 import os
 import queue
@@ -44,7 +55,8 @@ from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
 from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory, release_to_system
 from engine.progress import Progress, ProgressCallback
-from engine.service.store import JobRecord, ResultStore, StoreError
+from engine.service import keys
+from engine.service.store import LOCAL_OWNER, JobRecord, ResultStore, StoreError
 
 EVENTS_URL = "inproc://engine-events"
 ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
@@ -77,6 +89,8 @@ class ServerOptions:
     keep_fetched_s: float = 86_400.0
     max_queued_jobs: int = 100  # jobs waiting to run, the running one aside
     max_queued_bytes: int | None = None  # their images and masks together; None: 2 x max_message_bytes
+    listen: tuple[str, int] | None = None  # also serve this network address (CurveZMQ, allowed keys only)
+    workers: int = 1  # jobs run at once (run_job is called from that many threads)
 
     @property
     def queued_bytes_limit(self) -> int:
@@ -92,18 +106,30 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     preview_every: float | None = None  # seconds between live previews; None: none
     progress: dict[str, Any] | None = None  # the last progress content, for status and list replies
+    announced: int | None = None  # the queue position its watchers were last told
 
 
 class EngineServer:
     def __init__(self, run_job: RunJob, describe: Describe, options: ServerOptions = ServerOptions()):
         self.run_job, self.describe, self.options = run_job, describe, options
-        self.session = protocol.Session(protocol.new_key(), options.max_message_bytes)
+        if options.listen:
+            # Remote connection files hold the signing key: it must outlive a restart.
+            self.keys: keys.ServerKeys | None = keys.server_keys()
+            self.allowed = keys.Allowed(keys.allowed_folder())
+            self.local_public, self.local_secret = zmq.curve_keypair()  # this machine's clients
+            signing = self.keys.signing
+        else:
+            self.keys, signing = None, protocol.new_key()
+        self.session = protocol.Session(signing, options.max_message_bytes)
         self.store = ResultStore(connection.data_dir() / "results", keep_fetched_s=options.keep_fetched_s)
         self.records: dict[str, JobRecord] = self.store.load()
         self.store.prune(self.records)  # now too, not only hourly: an engine often lives less than an hour
         self.jobs: dict[str, Job] = {}  # queued and running jobs
-        self.order: list[str] = []  # queued job ids, first to run first
-        self.running: str | None = None
+        self.order: list[str] = []  # queued job ids, in the order they came (_fair_order: the order they run)
+        self.running: list[str] = []  # jobs handed to a worker, in that order
+        self.served: dict[str, int] = {}  # owner -> the turn at which a job of theirs last started
+        self.turns = itertools.count()
+        self.sender = LOCAL_OWNER  # the identity of the message being handled
         self.rates: dict[str, float] = {}  # kind -> measured seconds per iteration of one sketch
         self.work: queue.Queue[Job | None] = queue.Queue()
         self.context = zmq.Context()
@@ -122,7 +148,11 @@ class EngineServer:
         router = self.context.socket(zmq.ROUTER)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.LINGER, 1000)
-        router.plain_server = True
+        if self.keys is not None:
+            router.curve_server = True
+            router.curve_publickey, router.curve_secretkey = self.keys.public, self.keys.secret
+        else:
+            router.plain_server = True
         router.zap_domain = protocol.PLAIN_USER
         # zmq drops a peer whose single frame is far beyond the limit; anything smaller but still
         # too large is answered with a readable error by Session.deserialize. A peer's messages
@@ -130,18 +160,34 @@ class EngineServer:
         router.setsockopt(zmq.MAXMSGSIZE, 2 * self.options.max_message_bytes)
         router.setsockopt(zmq.RCVHWM, PENDING_PER_PEER)
         port = router.bind_to_random_port("tcp://127.0.0.1")
+        if self.options.listen:
+            host, listen_port = self.options.listen
+            try:
+                router.bind(f"tcp://{host}:{listen_port}")
+            except zmq.ZMQError as err:
+                zap.close()
+                router.close(linger=0)
+                raise EngineError(
+                    f"cannot listen on {host}:{listen_port}: {err.strerror}",
+                    "pick a free port, and an address of this machine (0.0.0.0 for all of them)",
+                ) from None
         events = self.context.socket(zmq.PULL)
         events.bind(EVENTS_URL)
-        worker = threading.Thread(target=self._worker, name="engine-worker", daemon=True)
-        worker.start()
+        workers = [
+            threading.Thread(target=self._worker, name=f"engine-worker-{i}", daemon=True)
+            for i in range(self.options.workers)
+        ]
+        for worker in workers:
+            worker.start()
         info = connection.ConnectionInfo(
             port=port,
             key=self.session.key.decode(),
             pid=os.getpid(),
             version=protocol.VERSION,
             max_message_bytes=self.session.max_bytes,
+            **self._local_keys(),
         )
-        self.connection = json.dumps(info.__dict__).encode()
+        self.connection = connection.file_content(info)
         path = connection.connection_path()
         write_atomic(path, self.connection, mode=0o600)
         engine = self.describe()
@@ -149,6 +195,11 @@ class EngineServer:
             f"engine {__version__} ready on {info.url} ({engine['device']}, {engine['models']} models); "
             f"connection file {path}"
         )
+        if self.options.listen:
+            _log(
+                f"also serving {self.options.listen[0]}:{self.options.listen[1]} (CurveZMQ; allowed keys in "
+                f"{keys.allowed_folder()})"
+            )
         # Modules and models loaded so far live as long as the engine: freezing them keeps the full
         # collection after every job from rescanning ~400k objects (~0.2 s with the GIL held, twice).
         gc.collect()
@@ -160,8 +211,11 @@ class EngineServer:
             connection.remove_connection(os.getpid())
             for job in self.jobs.values():
                 job.cancel.set()
-            self.work.put(None)
-            worker.join(timeout=30)
+            deadline = time.monotonic() + 30
+            for _ in workers:
+                self.work.put(None)
+            for worker in workers:
+                worker.join(timeout=max(0.0, deadline - time.monotonic()))
             for job_id in list(self.jobs):
                 self._finish(
                     router,
@@ -197,7 +251,10 @@ class EngineServer:
                     self._guarded(self._on_event, router, events.recv_multipart())
             if router in ready:
                 while router.poll(0) and not self.stopping:
-                    frames = router.recv_multipart()
+                    parts = router.recv_multipart(copy=False)
+                    self.sender = _user_id(parts[0])
+                    frames = [part.bytes for part in parts]
+                    del parts
                     size = sum(len(f) for f in frames)
                     self._guarded(self._on_frames, router, frames)
                     del frames
@@ -218,18 +275,39 @@ class EngineServer:
                 _log(f"idle for {idle:.0f} s; exiting")
                 break
 
+    def _local_keys(self) -> dict[str, str]:
+        """The CURVE fields of this machine's connection file (none for a loopback-only engine)."""
+        if self.keys is None:
+            return {}
+        return {
+            "server_key": self.keys.public.decode(),
+            "public_key": self.local_public.decode(),
+            "secret_key": self.local_secret.decode(),
+        }
+
     def _admit(self, request: list[bytes]) -> list[bytes]:
-        """The ZAP reply for a peer's PLAIN handshake: 200 with the engine's credentials, 400 else."""
+        """The ZAP reply for a peer's handshake: 200 with its identity (the owner of its jobs), or 400.
+
+        PLAIN: the key-derived password, from loopback (a loopback-only engine's socket speaks it).
+        CURVE: this machine's key pair (identity LOCAL_OWNER) or an allowed key (identity: the key).
+        Anything else, NULL included, is refused."""
         version, request_id = request[:2] if len(request) >= 2 else (b"1.0", b"")
-        mechanism, credentials = (request[5], request[6:]) if len(request) >= 6 else (b"", [])
-        expected = [protocol.PLAIN_USER, protocol.plain_password(self.session.key.decode())]
-        ok = (
-            mechanism == b"PLAIN"
-            and len(credentials) == 2
-            and all(hmac.compare_digest(a, b) for a, b in zip(credentials, expected))
-        )
-        status = [b"200", b"OK"] if ok else [b"400", b"wrong credentials"]
-        return [version, request_id, *status, b"", b""]
+        address, mechanism, credentials = (request[3], request[5], request[6:]) if len(request) >= 6 else (b"", b"", [])
+        user = b""
+        if mechanism == b"PLAIN" and self.keys is None and _loopback(address):
+            expected = [protocol.PLAIN_USER, protocol.plain_password(self.session.key.decode())]
+            if len(credentials) == 2 and all(hmac.compare_digest(a, b) for a, b in zip(credentials, expected)):
+                user = LOCAL_OWNER.encode()
+        elif mechanism == b"CURVE" and self.keys is not None and len(credentials) == 1:
+            public = zmq.utils.z85.encode(credentials[0])
+            if hmac.compare_digest(public, self.local_public):
+                user = LOCAL_OWNER.encode()
+            elif self.allowed.name(public) is not None:
+                user = public
+            else:
+                _log(f"refused a connection from {address.decode(errors='replace')}: its key is not allowed")
+        status = [b"200", b"OK"] if user else [b"400", b"not allowed"]
+        return [version, request_id, *status, user, b""]
 
     def _heartbeat(self, router: zmq.Socket) -> None:
         """Tell every watcher of a queued or running job that the engine lives (bridge.protocol)."""
@@ -273,6 +351,7 @@ class EngineServer:
             return
         handler = getattr(self, "_on_" + msg.msg_type)
         try:
+            self._check_sender()
             handler(router, ids, msg)
         except EngineError as err:
             self._reply(router, ids, msg, "error", error_content(err.code, err.message, err.hint))
@@ -288,7 +367,19 @@ class EngineServer:
                 ),
             )
 
+    def _check_sender(self) -> None:
+        """Refuse a message whose key was revoked after its connection was admitted."""
+        if self.sender != LOCAL_OWNER and (self.keys is None or self.allowed.name(self.sender.encode()) is None):
+            raise Forbidden(
+                "this key is no longer allowed on the engine (revoked)",
+                "ask the engine's administrator for a new connection file",
+            )
+
+    def _own(self, job_id: str) -> bool:
+        return self.records[job_id].owner == self.sender
+
     def _on_status_request(self, router, ids, msg) -> None:
+        active = self._active_ids()
         self._reply(
             router,
             ids,
@@ -299,8 +390,9 @@ class EngineServer:
                 "protocol": protocol.VERSION,
                 "pid": os.getpid(),
                 **self.describe(),
-                "running": self.running,
-                "queue": [self._info(j) for j in self._active_ids()],
+                "running": next((j for j in self.running if self._own(j)), None),
+                "queue": [self._info(j) for j in active if self._own(j)],
+                "others": sum(not self._own(j) for j in active),
                 "uptime_s": round(time.time() - self.started, 1),
                 "rates": self.rates,
             },
@@ -317,16 +409,19 @@ class EngineServer:
         size = sum(len(b) for b in msg.buffers)
         self._check_room(size)
         kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
-        record = JobRecord(job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time())
+        record = JobRecord(
+            job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time(), owner=self.sender
+        )
         self.store.save(record)
         self.records[record.job_id] = record
         job = Job(record, request, size, watchers={ids[0]}, preview_every=preview_every)
         self.jobs[record.job_id] = job
         self.order.append(record.job_id)
-        self.work.put(job)
-        self._reply(
-            router, ids, msg, "submit_reply", {"job_id": record.job_id, "position": self._position(record.job_id)}
-        )
+        self._dispatch(router)
+        position = self._position(record.job_id)
+        job.announced = position or None  # the reply tells a waiting job its place; one that starts gets its 0
+        self._reply(router, ids, msg, "submit_reply", {"job_id": record.job_id, "position": position})
+        self._announce(router)
 
     def _check_room(self, size: int) -> None:
         """QueueFull when one more job of `size` bytes would pass the queue's limits."""
@@ -344,19 +439,20 @@ class EngineServer:
         job = self.jobs.get(job_id)
         if job is None:
             state = self.records[job_id].state
-        elif job_id == self.running:
+        elif job_id in self.running:
             job.cancel.set()
             state = "cancelling"
         else:
-            job.cancel.set()  # the worker skips it when its turn comes
-            job.request = None  # its image goes now, not when the worker reaches it
+            job.cancel.set()
+            job.request = None  # its image goes now
             self._finish(router, job_id, "cancelled", error=_cancelled(job_id))
             release_to_system()
             state = "cancelled"
         self._reply(router, ids, msg, "cancel_reply", {"job_id": job_id, "state": state})
+        self._announce(router)
 
     def _on_list_request(self, router, ids, msg) -> None:
-        jobs = sorted(self.records.values(), key=lambda r: r.created)
+        jobs = sorted((r for r in self.records.values() if r.owner == self.sender), key=lambda r: r.created)
         self._reply(router, ids, msg, "list_reply", {"jobs": [self._info(r.job_id) for r in jobs]})
 
     def _on_fetch_request(self, router, ids, msg) -> None:
@@ -372,6 +468,11 @@ class EngineServer:
             self._reply(router, ids, msg, "fetch_reply", record.info(self._position(job_id)))
 
     def _on_shutdown_request(self, router, ids, msg) -> None:
+        if self.sender != LOCAL_OWNER:
+            raise Forbidden(
+                "only a client on the engine's own machine can stop it",
+                "ask the engine's administrator (`sketch-abstraction stop` there)",
+            )
         self._reply(router, ids, msg, "shutdown_reply", {"interrupted": self._active_ids()})
         self.stopping = True
 
@@ -380,20 +481,13 @@ class EngineServer:
     def _on_event(self, router: zmq.Socket, frames: list[bytes]) -> None:
         event = json.loads(frames[0])
         job_id = event["job_id"]
-        if event["type"] == "finished" and self.running == job_id:
-            self.running = None
+        if event["type"] == "finished" and job_id in self.running:
+            self.running.remove(job_id)
+            self._dispatch(router)
+            self._announce(router)
         if job_id not in self.jobs:
-            return  # cancelled while the worker was picking it up; already finished and told
-        if event["type"] == "started":
-            self.running = job_id
-            self.order.remove(job_id)
-            self.records[job_id].state = "running"
-            self._save_or_log(self.records[job_id])  # on disk it stays "queued": the same after a crash
-            for moved in [job_id, *self.order]:  # it is at the front now (0); everyone behind moved up one
-                self._notify(
-                    router, moved, Message("queue_update", {"job_id": moved, "position": self._position(moved)})
-                )
-        elif event["type"] == "progress":
+            return  # finished and told already
+        if event["type"] == "progress":
             self._on_progress(router, self.jobs[job_id], event["content"], frames[1:])
         elif event["type"] == "finished":
             record = self.records[job_id]
@@ -495,20 +589,51 @@ class EngineServer:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _known(self, job_id: Any) -> str:
-        if not valid_job_id(job_id) or job_id not in self.records:
+        """`job_id` if the sender owns it; another identity's job is as unknown as a missing one."""
+        if not valid_job_id(job_id) or job_id not in self.records or not self._own(job_id):
             raise _UnknownJob(job_id)
         return job_id
 
     def _active_ids(self) -> list[str]:
-        return ([self.running] if self.running else []) + list(self.order)
+        return self.running + self._fair_order()
 
     def _position(self, job_id: str) -> int | None:
         """0 for the running job, 1 for the next, ...; None for finished jobs."""
-        if job_id == self.running:
+        if job_id in self.running:
             return 0
-        if job_id in self.order:
-            return self.order.index(job_id) + (1 if self.running else 0)
-        return None
+        waiting = self._fair_order()
+        return waiting.index(job_id) + 1 if job_id in waiting else None
+
+    def _fair_order(self) -> list[str]:
+        """The queued jobs in the order they will run: identities take turns (one client's batch of
+        500 does not hold up another's one photo), the one served longest ago (or never) first;
+        each identity's own jobs run in the order they came."""
+        queues: dict[str, list[str]] = {}
+        for job_id in self.order:
+            queues.setdefault(self.records[job_id].owner, []).append(job_id)
+        owners = sorted(queues, key=lambda owner: self.served.get(owner, -1))  # stable: ties in order of arrival
+        rounds = itertools.zip_longest(*(queues[owner] for owner in owners))
+        return [job_id for turn in rounds for job_id in turn if job_id is not None]
+
+    def _dispatch(self, router: zmq.Socket) -> None:
+        """Hand the next jobs to the idle workers; each is "running" from then on (position 0)."""
+        while len(self.running) < self.options.workers and self.order:
+            job_id = self._fair_order()[0]
+            self.order.remove(job_id)
+            self.running.append(job_id)
+            record = self.records[job_id]
+            self.served[record.owner] = next(self.turns)
+            record.state = "running"
+            self._save_or_log(record)  # on disk it stays "queued": the same after a crash
+            self.work.put(self.jobs[job_id])
+
+    def _announce(self, router: zmq.Socket) -> None:
+        """Tell the watchers of each active job whose position changed (0: it starts)."""
+        for job_id in self._active_ids():
+            job, position = self.jobs[job_id], self._position(job_id)
+            if position != job.announced:
+                job.announced = position
+                self._notify(router, job_id, Message("queue_update", {"job_id": job_id, "position": position}))
 
     # -- the worker thread -------------------------------------------------------------------------
 
@@ -517,9 +642,6 @@ class EngineServer:
         events.connect(EVENTS_URL)
         try:
             while (job := self.work.get()) is not None:
-                if job.cancel.is_set():
-                    continue  # cancelled while queued; the main thread has already finished it
-                events.send(json.dumps({"type": "started", "job_id": job.record.job_id}).encode())
                 self._run(job, events)
         finally:
             events.close(linger=1000)
@@ -561,6 +683,8 @@ class EngineServer:
         finished: dict[str, Any] = {"type": "finished", "job_id": job_id}
         svg = None
         try:
+            if job.cancel.is_set():  # cancelled as it was handed over
+                raise Cancelled("the job was cancelled", "")
             output = self.run_job(job.record.kind, job.request, progress, job.preview_every)
             svg = output.svg
             finished.update(state="done", seconds=round(output.seconds, 3), notes=output.notes)
@@ -577,6 +701,10 @@ class EngineServer:
 
 class QueueFull(EngineError):
     code = protocol.QUEUE_FULL
+
+
+class Forbidden(EngineError):
+    code = protocol.FORBIDDEN
 
 
 class _UnknownJob(EngineError):
@@ -621,6 +749,21 @@ def _unexpected(err: Exception, job_id: str) -> dict:
         "this is a bug; please report it with the engine's log",
         job_id,
     )
+
+
+def _user_id(frame: zmq.Frame) -> str:
+    """The identity _admit gave the message's connection ("" if none: refused by _check_sender)."""
+    try:
+        return frame.get("User-Id") or ""
+    except zmq.ZMQError:
+        return ""
+
+
+def _loopback(address: bytes) -> bool:
+    try:
+        return ipaddress.ip_address(address.decode("ascii")).is_loopback
+    except ValueError:
+        return False
 
 
 def _log(text: str) -> None:

@@ -22,6 +22,7 @@ from bridge.errors import EngineError
 
 STALE_TEMP_S = 3600.0  # a temp file this old belongs to no write under way (a write takes milliseconds)
 PRIVATE = 0o600  # records name the user's photos; SVGs are their sketches: no one else reads them
+LOCAL_OWNER = "local"  # the owner of jobs from this machine; a remote client's jobs: its public key (Z85)
 
 
 class StoreError(EngineError):
@@ -46,10 +47,11 @@ class JobRecord:
     seconds: float | None = None  # the engine's computing time
     notes: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None  # error content (code, message, hint) when state is "error"
+    owner: str = LOCAL_OWNER  # the identity that submitted it: only it sees, fetches or cancels it
 
     def info(self, position: int | None = None) -> dict[str, Any]:
         """The job as list_reply and fetch_reply show it."""
-        info = {k: v for k, v in asdict(self).items() if v is not None}
+        info = {k: v for k, v in asdict(self).items() if v is not None and k != "owner"}
         if position is not None:
             info["position"] = position
         return info

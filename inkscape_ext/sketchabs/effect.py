@@ -59,6 +59,8 @@ class SketchEffect(inkex.EffectExtension):
         pars.add_argument("--width", type=float, default=0.0)
         pars.add_argument("--color", type=inkex.Color, default=inkex.Color("#000000"))
         pars.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        pars.add_argument("--engine", default=engine_link.LOCAL, choices=(engine_link.LOCAL, engine_link.REMOTE))
+        pars.add_argument("--remote", default="")
         pars.add_argument("--timeout", type=float, default=60.0)  # minutes
         pars.add_argument("--detach", type=inkex.Boolean, default=False)
         pars.add_argument("--window", type=inkex.Boolean, default=True)
@@ -88,7 +90,8 @@ class SketchEffect(inkex.EffectExtension):
         if self.options.mask == MASK_AUTO and not engine_link.has_mask_extra(config):
             raise inkex.AbortExtension(messages.Fixes(config).missing_mask(self.kind))
         preview_every = progress.PREVIEW_EVERY_S if self.options.window and not self.options.detach else None
-        with engine_link.connect(self.options.device, READY_TIMEOUT_S) as client:
+        remote = engine_link.engine_choice(self.options.engine, self.options.remote)
+        with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
             owed = []
             for photo, (job, buffers), (variation, replace) in zip(photos, jobs, plans):
                 job_id, _position = client.submit(job, buffers, photo.name, preview_every)
@@ -103,6 +106,7 @@ class SketchEffect(inkex.EffectExtension):
                         self.kind,
                         variation,
                         replace,
+                        remote,
                     )
                 )
             engine_link.remember(owed)  # from here on, nothing submitted can be lost

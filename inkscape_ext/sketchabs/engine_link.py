@@ -54,12 +54,28 @@ def test_models(config: EngineConfig) -> bool:
     return config.models != "openai"
 
 
-def connect(device: str, ready_timeout_s: float) -> EngineClient:
-    """A client of the running engine, started with the recorded Python if none runs.
+LOCAL, REMOTE = "local", "remote"  # the Run tab's engine choice: this computer, or a remote connection file
 
-    Refuses an engine that runs other models than the installed ones, so that test models are
+
+def engine_choice(engine: str, remote_file: str) -> str:
+    """The remote connection file to use ("" for this computer's engine), from the Run tab."""
+    if engine != REMOTE:
+        return ""
+    if not remote_file.strip():
+        raise SetupError(messages.REMOTE_FILE_MISSING)
+    return os.path.expanduser(remote_file.strip())
+
+
+def connect(device: str, ready_timeout_s: float, remote: str = "") -> EngineClient:
+    """A client of the running engine, started with the recorded Python if none runs; with
+    `remote` (a remote connection file), of that machine's engine, which runs the models its
+    administrator chose.
+
+    Refuses a local engine that runs other models than the installed ones, so that test models are
     never used where the real ones are expected.
     """
+    if remote:
+        return EngineClient.connect(remote=remote, ready_timeout_s=ready_timeout_s)
     config = load_config()
     command = engine_command(config.python, config.models, device, config.weights_dir)
     client = EngineClient.connect(start=command, ready_timeout_s=ready_timeout_s)
@@ -103,6 +119,7 @@ class PendingJob:
     kind: str = "sketch"  # the request kind (bridge.params.REQUESTS): which of the photo's sketches it is
     variation: int = 1  # its number among the photo's sketches of this kind (seeds differ per number)
     replace: bool = False  # take the place of the photo's sketch with this number, if there is one
+    remote: str = ""  # the remote connection file of the engine that has it; "": this computer's
 
 
 def remember(jobs: list[PendingJob]) -> None:

@@ -114,6 +114,12 @@ def mask_needs_path(photo: str, selected_other: list[str], kind: str) -> str:
     return f"{choice}, but the selected {shapes} does not lie over '{photo}'. Move it over the photo, {keep}."
 
 
+REMOTE_FILE_MISSING = (
+    "The Run tab says to use a shared engine, but names no connection file. Choose, in the Run tab, the "
+    "connection file your studio's administrator gave you, or choose This computer."
+)
+
+
 def setup_broken(config_file: str) -> str:
     return (
         f"The extension does not know where the engine is ({config_file} is missing or damaged). "

@@ -1,0 +1,71 @@
+"""`serve --workers ray`: the real engine process with a local Ray and two CPU actors (tiny random
+models). Jobs spread over both actors and give the results a local run gives; an actor killed
+mid-job does not lose the job. Skipped where Ray (the cluster extra) is not installed."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+
+import pytest
+
+from bridge.params import SketchRequest
+from tests.conftest import ANIMAL
+from tests.test_bridge_engine import JOB_S, Engine, sketch_job, tiny_params, wait_for
+
+pytest.importorskip("ray")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"), pytest.mark.slow]
+
+NUMBER = re.compile(rb"-?\d+\.\d+")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    eng = Engine(tmp_path_factory.mktemp("ray"))
+    try:
+        eng.start("--workers", "ray", "--ray-cpu-actors", "2")
+    except BaseException:
+        eng.proc.terminate()  # not SIGKILL: the engine ends the Ray it started
+        eng.proc.wait(timeout=60)
+        raise
+    yield eng
+    eng.stop()
+
+
+def coordinates(svg: bytes) -> list[float]:
+    return [float(v) for v in NUMBER.findall(svg[svg.index(b"<path") :])]
+
+
+def test_jobs_spread_over_both_actors_with_the_results_of_a_local_run(cluster, runtime):
+    from engine.jobs import run_job
+
+    client = cluster.client(timeout_s=60)
+    assert client.status()["device"] == "ray: 2 CPU worker(s)"
+    params = [tiny_params(seeds=(seed,)) for seed in range(10)]
+    ids = [client.submit(*sketch_job(ANIMAL, p), name=f"seed{i}.png")[0] for i, p in enumerate(params)]
+    results = [client.wait(job_id, timeout_s=3 * JOB_S) for job_id in ids]
+    used = set(re.findall(r"job on ray worker (\d)", cluster.log_text()))
+    assert used == {"0", "1"}, cluster.log_text()[-2000:]
+    for seed in (0, 7):
+        local = run_job(runtime, "sketch", SketchRequest(ANIMAL.read_bytes(), params[seed]))
+        assert coordinates(results[seed].svg) == pytest.approx(coordinates(local.svg), abs=1e-3)
+
+
+def test_an_actor_killed_mid_job_hands_the_job_to_the_other(cluster):
+    client = cluster.client(timeout_s=60)
+    before = cluster.log_text()
+    job_id, _ = client.submit(*sketch_job(ANIMAL, tiny_params(iterations=150, eval_every=150)), name="long.png")
+    line = wait_for(
+        lambda: re.search(r"job on ray worker (\d) \(pid (\d+)\)", cluster.log_text()[len(before) :]), JOB_S, "the job"
+    )
+    wait_for(lambda: client.fetch(job_id).get("state") == "running", JOB_S, "the job to run")
+    os.kill(int(line.group(2)), signal.SIGKILL)
+    result = client.wait(job_id, timeout_s=3 * JOB_S)
+    assert result.svg.startswith(b"<?xml") or b"<svg" in result.svg
+    log = cluster.log_text()[len(before) :]
+    assert f"ray worker {line.group(1)} died during a job" in log
+    assert len(re.findall(r"job on ray worker", log)) == 2  # ran once more, on a worker that lived
+    done = [j for j in client.jobs() if j["job_id"] == job_id]
+    assert done[0]["state"] == "done"

@@ -1,0 +1,314 @@
+"""An engine serving the network (`serve --listen 127.0.0.1:PORT`): CurveZMQ, allowed keys, jobs per identity.
+
+The real engine process with tiny random models, its `keys` and client commands, on 127.0.0.1 only.
+Designers are played by remote connection files from `keys export`; strangers by keys the engine
+never allowed, and by clients that do not speak CURVE at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from bridge import connection, protocol
+from bridge.client import ClientError, EngineClient, JobFailed, Refused
+from bridge.protocol import DELIMITER
+from tests.conftest import ANIMAL
+from tests.test_bridge_engine import (
+    JOB_S,
+    ROOT,
+    Engine,
+    engine_env,
+    long_params,
+    sketch_job,
+    svg_layers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 that forwards to `port` and keeps every byte it passes, both ways."""
+
+    def __init__(self, port: int):
+        self.target = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.seen = bytearray()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                down, _ = self.server.accept()
+                up = socket.create_connection(("127.0.0.1", self.target))
+                for a, b in ((down, up), (up, down)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                with self.lock:
+                    self.seen += data
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory):
+    """An engine listening on 127.0.0.1:PORT with CURVE, and connection files of alice, bob and carol."""
+    base = tmp_path_factory.mktemp("remote")
+    env = engine_env(base)
+    port = free_port()
+    files = {}
+    for name in ("alice", "bob", "carol"):
+        cli(env, "keys", "new", name)
+        files[name] = base / f"{name}.json"
+        cli(env, "keys", "export", name, "--address", f"127.0.0.1:{port}", "-o", str(files[name]))
+    eng = Engine(base, env).start("--listen", f"127.0.0.1:{port}")
+    eng.port, eng.files = port, files
+    yield eng
+    eng.stop()
+
+
+def designer(remote, name: str, timeout_s: float = 20.0) -> EngineClient:
+    client = EngineClient.connect(remote=remote.files[name], timeout_s=timeout_s)
+    remote.clients.append(client)
+    return client
+
+
+def results(remote) -> set[str]:
+    return {p.name for p in (remote.data_dir / "results").glob("*.json")}
+
+
+def test_the_remote_connection_file_is_private_and_names_the_engine(remote):
+    path = remote.files["alice"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    info = connection.read_remote(path)
+    assert (info.ip, info.port, info.remote, info.curve) == ("127.0.0.1", remote.port, True, True)
+    local = remote.info  # this machine's connection file: CURVE too, with a key pair of its own
+    assert local.curve and local.server_key == info.server_key and local.public_key != info.public_key
+    path.chmod(0o644)
+    try:
+        with pytest.raises(Exception, match="readable by other users"):
+            EngineClient.connect(remote=path)
+    finally:
+        path.chmod(0o600)
+
+
+def test_an_allowed_key_runs_a_job_end_to_end(remote, tmp_path):
+    """`submit --remote FILE` from a designer's machine: the SVG comes back and is written there."""
+    designer_env = engine_env(tmp_path / "designer")  # another machine: no engine, no keys of its own
+    out = tmp_path / "out"
+    out.mkdir()
+    done = cli(
+        designer_env,
+        "submit",
+        "--remote",
+        str(remote.files["alice"]),
+        str(ANIMAL),
+        "--out-dir",
+        str(out),
+        "--strokes",
+        "4",
+        "--iterations",
+        "5",
+        "--seeds",
+        "1",
+    )
+    assert "wrote" in done.stderr
+    assert svg_layers((out / "animal.svg").read_bytes())[0][1] == 4
+    assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
+    status = cli(designer_env, "status", "--remote", str(remote.files["alice"])).stdout
+    assert "animal.png" in status and "device: cpu" in status
+
+
+def test_an_unknown_key_and_a_plain_client_are_refused_without_any_work(remote, tmp_path):
+    before = results(remote)
+    # A key pair the engine never allowed, with the right server key and signing key.
+    stranger_file = tmp_path / "stranger.json"
+    data = json.loads(remote.files["alice"].read_text())
+    public, secret = zmq.curve_keypair()
+    data.update(public_key=public.decode(), secret_key=secret.decode())
+    stranger_file.write_text(json.dumps(data))
+    stranger_file.chmod(0o600)
+    started = time.monotonic()
+    with pytest.raises(Refused, match="refused this connection file's key"):
+        EngineClient.connect(remote=stranger_file)
+    assert time.monotonic() - started < 5, "a refusal is named at once, not waited out"
+    # Clients without CURVE: PLAIN with the key-derived password (what loopback engines take), and NULL.
+    info = connection.read_remote(remote.files["alice"])
+    session = protocol.Session(info.key)
+    context = zmq.Context()
+    try:
+        sockets = []
+        for plain in (True, False):
+            sock = context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDTIMEO, 2000)
+            if plain:
+                sock.plain_username = protocol.PLAIN_USER
+                sock.plain_password = protocol.plain_password(info.key)
+            sock.connect(info.url)
+            job, buffers = sketch_job()
+            with contextlib.suppress(zmq.Again):
+                sock.send_multipart(
+                    session.serialize(protocol.Message("submit_request", {"job": job, "name": "x.png"}, buffers))
+                )
+            sockets.append(sock)
+        time.sleep(2)
+        assert not any(sock.poll(500) for sock in sockets), "a non-CURVE client got an answer"
+    finally:
+        context.destroy(linger=0)
+    assert results(remote) == before, "the engine took a job from a stranger"
+    assert "its key is not allowed" in remote.log_text()
+    assert designer(remote, "alice").status()["pid"] == remote.pid
+
+
+def test_the_wire_carries_no_plaintext(remote):
+    """Through a relay: the handshake, the request, the photo and the SVG all travel encrypted."""
+    relay = Relay(remote.port)
+    relayed = remote.files["alice"].with_name("alice-relayed.json")
+    data = json.loads(remote.files["alice"].read_text())
+    data["port"] = relay.port
+    relayed.write_text(json.dumps(data))
+    relayed.chmod(0o600)
+    try:
+        with EngineClient.connect(remote=relayed, timeout_s=20) as client:
+            job, buffers = sketch_job()
+            job_id, _ = client.submit(job, buffers, name="private-photo.png")
+            result = client.wait(job_id, timeout_s=JOB_S)
+        with relay.lock:
+            seen = bytes(relay.seen)
+    finally:
+        relay.close()
+    assert len(seen) > len(buffers[0]) + len(result.svg), "the relay did not see the traffic"
+    for plaintext in (b"msg_type", b"submit_request", b"private-photo", job_id.encode(), b"<svg", b"\x89PNG", b"IHDR"):
+        assert plaintext not in seen, plaintext
+    assert DELIMITER not in seen
+
+
+def test_a_client_cannot_see_fetch_or_cancel_another_clients_job(remote):
+    alice, bob = designer(remote, "alice"), designer(remote, "bob")
+    job, buffers = sketch_job(params=long_params())
+    job_id, _ = alice.submit(job, buffers, name="alice-only.png")
+    try:
+        wait_for(lambda: alice.status()["running"] == job_id, JOB_S, "alice's job to start")
+        for attempt in (bob.fetch, bob.cancel):
+            with pytest.raises(JobFailed) as failure:
+                attempt(job_id)
+            assert failure.value.code == protocol.UNKNOWN_JOB
+        assert job_id not in {j["job_id"] for j in bob.jobs()}
+        status = bob.status()
+        assert status["running"] is None and status["queue"] == [] and status["others"] == 1
+        assert alice.fetch(job_id)["state"] == "running"  # bob's attempts changed nothing
+    finally:
+        assert alice.cancel(job_id) in ("cancelling", "cancelled")
+    with pytest.raises(JobFailed, match="cancelled"):
+        alice.wait(job_id, timeout_s=JOB_S)
+
+
+def test_the_queue_takes_turns_between_clients(remote):
+    """alice queues three jobs, then bob one: bob's runs second, not fourth."""
+    alice, bob = designer(remote, "alice"), designer(remote, "bob")
+    first, buffers = sketch_job(params=long_params())
+    running, _ = alice.submit(first, buffers, name="a1.png")
+    job, buffers = sketch_job()
+    waiting = [alice.submit(job, buffers, name=f"a{i}.png")[0] for i in (2, 3)]
+    bobs, position = bob.submit(job, buffers, name="b1.png")
+    try:
+        assert position == 1
+        assert [j["position"] for j in alice.status()["queue"]] == [0, 2, 3]
+        alice.cancel(running)
+        bob.wait(bobs, timeout_s=JOB_S)
+        for job_id in waiting:
+            alice.wait(job_id, timeout_s=JOB_S)
+        finished = {j["job_id"]: j["finished"] for j in [*alice.jobs(), *bob.jobs()]}
+        assert finished[bobs] < finished[waiting[0]] < finished[waiting[1]]
+    finally:
+        for job_id in waiting:
+            with contextlib.suppress(JobFailed):
+                alice.cancel(job_id)
+
+
+def test_a_revoked_key_is_refused_at_once_also_on_an_open_connection(remote):
+    carol = designer(remote, "carol")
+    assert carol.status()["pid"] == remote.pid
+    cli(remote.env, "keys", "revoke", "carol")
+    with pytest.raises(JobFailed) as failure:
+        carol.status()  # the connection admitted before the revocation
+    assert failure.value.code == protocol.FORBIDDEN
+    with pytest.raises(Refused):
+        EngineClient.connect(remote=remote.files["carol"])
+    assert "carol" in cli(remote.env, "keys", "list").stdout
+    assert designer(remote, "alice").status()["pid"] == remote.pid  # the others are served on
+
+
+def test_only_this_machine_can_stop_the_engine(remote):
+    with pytest.raises(JobFailed) as failure:
+        designer(remote, "alice").shutdown()
+    assert failure.value.code == protocol.FORBIDDEN
+    assert remote.alive()
+    assert remote.client().status()["pid"] == remote.pid  # the local client (CURVE, its own key pair)
+
+
+def test_keys_commands_refuse_bad_input(tmp_path):
+    env = engine_env(tmp_path)
+    for args, words in (
+        (("keys", "new", "../evil"), "not a usable key name"),
+        (("keys", "export", "nobody", "--address", "127.0.0.1:5555"), "no key pair named nobody"),
+        (("keys", "revoke", "nobody"), "no allowed key named nobody"),
+        (("keys", "allow", str(ANIMAL)), "is not a public key file"),
+        (("serve", "--listen", "127.0.0.1"), "is not HOST:PORT"),
+        (("serve", "--listen", "127.0.0.1:70000"), "is not HOST:PORT"),
+    ):
+        done = cli(env, *args, check=False)
+        assert done.returncode == 2 and words in done.stderr, (args, done.stderr)
+    cli(env, "keys", "new", "dana")
+    done = cli(env, "keys", "new", "dana", check=False)
+    assert done.returncode == 2 and "exists already" in done.stderr
+    secret = Path(env["SKETCH_ABSTRACTION_DATA_DIR"]) / "keys" / "clients" / "dana.key_secret"
+    assert os.stat(secret).st_mode & 0o077 == 0
+
+
+def test_a_remote_file_of_another_protocol_version_names_the_fix(tmp_path):
+    server, client = zmq.curve_keypair(), zmq.curve_keypair()
+    path = tmp_path / "old.json"
+    fields = {"ip": "127.0.0.1", "port": free_port(), "key": protocol.new_key(), "version": "1.0"}
+    keys = {"server_key": server[0], "public_key": client[0], "secret_key": client[1]}
+    path.write_text(json.dumps({**fields, **{k: v.decode() for k, v in keys.items()}}))
+    path.chmod(0o600)
+    with pytest.raises(ClientError, match=r"is for protocol 1\.0") as failure:
+        EngineClient.connect(remote=path)
+    assert "keys export" in failure.value.hint
