@@ -17,7 +17,10 @@ import pytest
 from tests.conftest import ANIMAL, VASE
 from tests.test_bridge_engine import JOB_S, ROOT, Engine, engine_env, svg_layers, wait_for
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
+pytestmark = [
+    pytest.mark.slow,  # the CLI and the engine as processes
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
+]
 
 FAST = ("--models", "tiny-random", "--strokes", "4", "--iterations", "5", "--seeds", "1", "--aug-bank", "4")
 

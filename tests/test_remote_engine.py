@@ -35,7 +35,10 @@ from tests.test_bridge_engine import (
     wait_for,
 )
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling")
+pytestmark = [
+    pytest.mark.slow,  # the real engine process
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
+]
 
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
