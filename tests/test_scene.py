@@ -422,7 +422,7 @@ def test_the_preview_is_a_contact_sheet_of_the_matrix(tmp_path):
     "case, words",
     [
         ("preview is the svg", "-o and --preview are the same file"),
-        ("preview is the image", "--preview ./photo.png is the input image"),
+        ("preview is the image", "--preview photo.png is the input image"),
         ("svg is the image", "-o photo.png is the input image"),
         ("preview folder is missing", "does not exist"),
     ],
