@@ -109,9 +109,12 @@ class BatchedAdam:
         beta1, beta2 = self.betas
         everyone = len(rows) == len(self.steps)  # the common case: update in place, no row copies
         self.steps[rows] += 1
-        t = self.steps[rows].double()
-        correction1 = (1 - beta1**t).float()
-        correction2 = (1 - beta2**t).float()
+        # Bias corrections in float64 as torch.optim.Adam computes them (Python floats), on the CPU:
+        # Apple's MPS has no float64.
+        t = self.steps[rows].to("cpu", torch.float64)
+        device = self.steps.device
+        correction1 = (1 - beta1**t).to(device, torch.float32)
+        correction2 = (1 - beta2**t).to(device, torch.float32)
         for p, m, v, g in zip(self.params, self.exp_avg, self.exp_avg_sq, grads):
             shape = (-1,) + (1,) * (p.dim() - 1)
             m_rows = m if everyone else m[rows]
