@@ -36,7 +36,7 @@ def _symmetric_index(n: int, radius: int, device) -> torch.Tensor:
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
     """Otsu's threshold over a 256-bin histogram of `values` (as skimage's threshold_otsu)."""
-    v = values.flatten().double()
+    v = values.flatten().to("cpu", torch.float64)  # on the CPU: MPS has no float64
     lo, hi = v.min().item(), v.max().item()
     if hi <= lo:
         return lo
@@ -84,7 +84,7 @@ def sample_strokes(
     plus a uniform offset in [-step, step] x canvas size per axis.
     """
     H, W = distribution.shape
-    p = distribution.flatten().double()
+    p = distribution.flatten().to("cpu", torch.float64)  # the generator is a CPU one; MPS has no float64
     available = int((p > 0).sum())
     if available < n:
         p = torch.where(p > 0, p, torch.full_like(p, 1e-12 * max(available, 1)))
