@@ -158,8 +158,11 @@ class RefineResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_refine(runtime: Runtime, request: RefineRequest, progress: ProgressCallback = silent) -> RefineResult:
-    """Load and mask the photo, map the given strokes onto the canvas, refine them, map them back.
+def run_refine(
+    runtime: Runtime, request: RefineRequest, progress: ProgressCallback = silent, preview_every: float | None = None
+) -> RefineResult:
+    """Load and mask the photo, map the given strokes onto the canvas, refine them, map them back; with
+    `preview_every` (seconds), progress carries a PNG of the sketch so far, as for `run_sketch`.
 
     Strokes of fewer control points are raised to the most any has (exact degree elevation). The
     sketch's strokes come most important first; a locked stroke is written as given (elevated).
@@ -172,6 +175,10 @@ def run_refine(runtime: Runtime, request: RefineRequest, progress: ProgressCallb
     given = np.stack([elevate(np.reshape(stroke, (-1, 2)).astype(np.float64), k) for stroke in request.strokes])
     half_width = torch.tensor(request.widths, dtype=torch.float32) / (2 * cmap.scale)  # (n,) canvas px
     added = canvas_half_width(request.width, cmap.scale) if request.width is not None else float(half_width.median())
+    if preview_every is not None:
+        progress = with_previews(
+            progress, LivePreview(image), cmap, 2 * float(half_width.median()) * cmap.scale, preview_every
+        )
     run = refine(
         runtime,
         target,

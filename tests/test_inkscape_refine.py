@@ -25,16 +25,17 @@ SODIPODI = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}"
 IMPORTANCE = "{https://sketch-abstraction.org/ns}importance"
 
 ROUND_TRIP = r"""
-import json, sys
+import json, pathlib, sys
 sys.path[:0] = [sys.argv[1]]
 import sketchabs, inkex
 from bridge.sketchlayer import layer_paths, read_layer
 from sketchabs.images import read_photo
-from sketchabs.placement import insert_sketch
+from sketchabs.placement import SketchLink, insert_sketch
 from sketchabs.readback import to_photo
 svg = inkex.load_svg(sys.argv[2]).getroot()
 photo = read_photo(svg.getElementById("img1"), sys.argv[2])
-top = insert_sketch(svg, open(sys.argv[3], "rb").read(), photo.element, photo.size, "Sketch")
+engine_svg = pathlib.Path(sys.argv[3]).read_bytes()
+top = insert_sketch(svg, engine_svg, photo.element, photo.size, "Sketch", SketchLink("img1", "sketch"))
 layer = top[0]
 strokes = read_layer(layer, layer_paths(layer), to_photo(photo))
 print(json.dumps({"strokes": strokes.strokes, "widths": strokes.widths, "d": layer_paths(layer)[0].get("d")}))
@@ -134,7 +135,7 @@ def test_refine_sketch_replaces_the_layers_paths_in_place_around_a_locked_one(in
     "args, words",
     [
         (["--id=img1"], "Select some paths of the sketch layer"),  # no path selected, no current layer
-        (["--iterations=11", "--change=simplify", "--count=6"], "cannot simplify"),
+        (["--iterations=11", "--change=simplify", "--count=6"], "Cannot simplify 6 strokes (1 locked) to 6"),
     ],
 )
 def test_refine_sketch_failures_abort_with_a_message_and_leave_the_document(ink, tmp_path, args, words):
