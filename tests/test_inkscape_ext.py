@@ -855,6 +855,7 @@ def test_install_is_idempotent_and_uninstalls(tmp_path):
     assert sorted(p.name for p in ext.glob("*.inx")) == [
         "sketch_insert.inx",
         "sketch_object.inx",
+        "sketch_refine.inx",
         "sketch_scene.inx",
         "sketch_status.inx",
         "sketch_stop.inx",
