@@ -21,7 +21,7 @@ echo "mypy: the light package (bridge/), strict"
 .venv/bin/mypy
 
 set +e
-.venv/bin/python -m pytest "${marker[@]}" "$@"
+.venv/bin/python -m pytest --durations=25 "${marker[@]}" "$@"  # the slowest tests named in every CI log
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
