@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import sys
@@ -267,6 +268,18 @@ def remove_connection(pid: int) -> None:
             path.unlink()
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def terminate(pid: int, wait_s: float) -> bool:
+    """Ask an engine that does not answer (paused or hung) to end: SIGCONT, so that a paused one can
+    act, then SIGTERM; whether it exited within `wait_s`. Its results are on disk either way."""
+    if hasattr(signal, "SIGCONT"):
+        os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not pid_alive(pid)
 
 
 def pid_alive(pid: int) -> bool:

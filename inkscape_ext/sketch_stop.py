@@ -2,10 +2,6 @@
 """Extensions > Sketch Abstraction > Stop Sketches: cancel this document's sketches in the engine, or
 every sketch, or also stop the engine (it frees its memory; the next sketch starts it again)."""
 
-import os
-import signal
-import time
-
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
@@ -56,13 +52,7 @@ def end_engine() -> str:
     pid = info.pid if info is not None else connection.lock_holder()
     if not pid:
         return "The engine is not running: no sketch is being made."
-    if hasattr(signal, "SIGCONT"):
-        os.kill(pid, signal.SIGCONT)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + EXIT_WAIT_S
-    while connection.pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if connection.pid_alive(pid):
+    if not connection.terminate(pid, EXIT_WAIT_S):
         return f"The engine (process {pid}) does not stop. End it in your system's task manager."
     return "The engine did not answer and was stopped; the next sketch starts it again."
 

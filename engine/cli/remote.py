@@ -477,13 +477,7 @@ def _end(pid: int) -> str:
     it), then SIGKILL if it has not exited within STOP_WAIT_S. Its results are on disk either way."""
     from bridge import connection
 
-    if hasattr(signal, "SIGCONT"):
-        os.kill(pid, signal.SIGCONT)
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT_S
-    while connection.pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not connection.pid_alive(pid):
+    if connection.terminate(pid, STOP_WAIT_S):
         return "SIGTERM"
     os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
     return "SIGKILL"
