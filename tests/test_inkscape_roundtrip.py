@@ -340,6 +340,54 @@ def test_rerun_inside_real_inkscape_replaces_then_varies(setup, tmp_path):
     assert sorted(t.get(LABEL) for t in both) == [f"Sketch of img1 (variation 2){TAG}", f"Sketch of img1{TAG}"]
 
 
+def test_one_undo_in_real_inkscape_brings_the_replaced_sketch_back(ink_1_2, tmp_path):
+    """Inkscape 1.2 itself replaces a 6+3-stroke sketch with a 4-stroke one, then runs its own `undo`
+    action once: the old sketch is back exactly, the new one gone."""
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    setup = ink_1_2
+    first = run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "sketched.svg").write_bytes(first.stdout)
+    profile = tmp_path / "profile"
+    shutil.copytree(setup["base"] / "profile", profile)
+    prefs = {
+        "levels": "4",
+        "quality": "custom",
+        "seeds": "1",
+        "iterations": "10",
+        "rerun": "replace",
+        "window": "false",
+    }
+    (profile / "preferences.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
+        '<group id="extensions" ' + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
+    )
+    replaced, undone = tmp_path / "replaced.svg", tmp_path / "undone.svg"
+    actions = (
+        f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{replaced};export-do;"
+        f"undo;export-filename:{undone};export-do"
+    )
+    out = subprocess.run(
+        [
+            *("timeout", "-k", "5", "150", "xvfb-run", "-a", "inkscape", "--batch-process"),
+            f"--actions={actions}",
+            str(tmp_path / "sketched.svg"),
+        ],
+        env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
+        capture_output=True,
+        timeout=200,
+    )
+    assert out.returncode == 0 and "additional data" not in out.stderr.decode(), out.stderr.decode()
+    [old] = sketches(first.stdout)
+    [new] = sketches(replaced.read_bytes())
+    assert [name for name, *_ in levels(new)] == ["4 strokes"], "the effect replaced the sketch"
+    [back] = sketches(undone.read_bytes())
+    assert [name for name, *_ in levels(back)] == ["6 strokes", "3 strokes"]
+    assert strokes(back) == strokes(old) and back.get("id") == old.get("id"), "one undo: the old sketch, exactly"
+
+
 def test_install_links_the_weights_where_the_engine_looks(tmp_path):
     given = tmp_path / "given"
     given.mkdir()
