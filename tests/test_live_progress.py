@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bridge.client import JobFailed
-from tests.conftest import ANIMAL
+from tests.conftest import ANIMAL, FIELD, FIELD_MASK
 from tests.test_bridge_engine import (
     JOB_S,
     READY_S,
@@ -133,6 +133,23 @@ def test_submit_keeps_a_preview_png_next_to_the_svg(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert out.exists() and Image.open(tmp_path / "horse.preview.png").size[0] == 256
+        # A scene job on the same engine: its preview is the matrix row being optimised, over the photo.
+        scene_out = tmp_path / "field.svg"
+        scene = [sys.executable, "-m", "engine", "submit", str(FIELD), "-o", str(scene_out), "-q", "--scene"]
+        tiny_scene = [*tiny[:4], "--mask", str(FIELD_MASK), "--strokes", "8", "--seeds", "1", "--aug-bank", "4"]
+        done = subprocess.run(
+            [*scene, "--preview-every", "0.5", *tiny_scene, "--iterations", "1", "--levels", "1", "--layers", "2"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=JOB_S,
+        )
+        assert done.returncode == 0, done.stderr
+        with Image.open(tmp_path / "field.preview.png") as picture:
+            assert scene_out.exists() and picture.size == (256, 192)  # the 320 x 240 photo's shape
+            ink = np.asarray(picture.convert("L")) < 150
+        assert ink.sum() > 50, "strokes over the faded photo"
         bad = subprocess.run(
             [*command[:-1], "0.1", *tiny], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
