@@ -87,7 +87,8 @@ def job_lines(jobs: list) -> list:
 def _state(job: dict) -> str:
     state, progress = job["state"], job.get("progress")
     if state == "running" and progress:
-        return f"running, {progress['stage']} {progress['iteration']} / {progress['total']}; {status_line(progress)}"
+        line = status_line(progress, job.get("kind", "sketch"))
+        return f"running, {progress['stage']} {progress['iteration']} / {progress['total']}; {line}"
     if state == "queued":
         return f"waiting, number {job.get('position', '?')} in line"
     if state == "done" and not job.get("fetched"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from tests.test_bridge_engine import (
     wait_idle,
     wait_running,
 )
+from tests.test_inkscape_ext import INKSCAPE_PYTHON, SYSTEM_EXTENSIONS, install_for_tests
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -156,3 +158,23 @@ def test_submit_keeps_a_preview_png_next_to_the_svg(tmp_path):
         assert bad.returncode == 2 and "--preview-every must be at least 0.5" in bad.stderr
     finally:
         subprocess.run([sys.executable, "-m", "engine", "stop"], env=env, capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(not Path(INKSCAPE_PYTHON).exists(), reason="Inkscape's Python is not installed")
+def test_the_window_gives_a_scenes_time_left_as_an_estimate_and_a_sketchs_as_a_bound(tmp_path):
+    """Object sketches stop early as they converge, so their time left is "at most"; a scene runs
+    every stage to its count, and its time left is "about" (the status line the window and Engine
+    Status show, as the installed extension computes it under Inkscape's Python)."""
+    installed = install_for_tests(tmp_path)
+    content = {"detail": "simplicity 3/8", "loss": 0.5, "eta_s": 600.0}
+    code = f"import sketchabs; from sketchabs.progress import status_line; c = {content!r}; " + (
+        "print(status_line(c, 'scene')); print(status_line(c, 'sketch'))"
+    )
+    env = {**installed["env"], "PYTHONPATH": f"{installed['ext']}:{SYSTEM_EXTENSIONS}"}
+    done = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", code], cwd=installed["ext"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.splitlines() == [
+        "simplicity 3/8 · loss 0.5 · about 10 min left",
+        "simplicity 3/8 · loss 0.5 · at most 10 min left",
+    ], done.stderr
