@@ -352,8 +352,9 @@ class _Clock:
 
     `shown` is what live previews draw: {part name: (n, k, 2) canvas px} of the current best sketch
     of each part's shown column (`_Problems.shown_groups`) in the row being optimised. The stages
-    keep it up to date with views and slices of what they compute anyway (a tensor is copied to the
-    CPU only when a preview is drawn), so previews cost nothing when nobody asks for them.
+    keep it up to date from what they compute anyway: views in the fidelity stage; at each
+    simplicity eval, the column's pick so far (a few ops on (evals, B) losses and one (n,) mask).
+    Nothing is rendered or copied to the CPU unless a preview is drawn.
     """
 
     def __init__(self, params: SceneParams, problems: _Problems, progress: ProgressCallback, parts: int):
