@@ -32,6 +32,8 @@ from engine.scene.split import ObjectFrame, split_scene
 from engine.strokes import Sketch, StrokeLayer, elevate
 from engine.svg import sketch_to_svg
 
+PREVIEW_SHARE = 0.1  # live previews take at most this share of a job's time: a slow CPU draws them less often
+
 
 @dataclass
 class SketchResult:
@@ -87,19 +89,22 @@ def with_previews(
     progress: ProgressCallback, every_s: float | None, image: Image.Image, draw: Callable[..., StrokeLayer]
 ) -> ProgressCallback:
     """`progress`, with a PNG (`Progress.preview`) of the reported strokes, placed on `image` by
-    `draw`, at most every `every_s` (None: never). The strokes themselves never leave the job: they
-    are tensors the method keeps changing (and would cross processes with Ray workers)."""
+    `draw`, at most every `every_s` (None: never) and less often where drawing one would take more
+    than PREVIEW_SHARE of the time (the job waits while it is drawn). The strokes themselves never
+    leave the job: they are tensors the method keeps changing (and would cross processes with Ray
+    workers)."""
     if every_s is None:
         return lambda p: progress(dataclasses.replace(p, strokes=None) if p.strokes is not None else p)
     live = LivePreview(image)
-    last = -math.inf
+    last, cost = -math.inf, 0.0  # when the last preview was started, and what it took, s
 
     def report(p: Progress) -> None:
-        nonlocal last
+        nonlocal last, cost
         preview = None
-        if p.strokes is not None and time.monotonic() - last >= every_s:
+        if p.strokes is not None and time.monotonic() - last >= max(every_s, cost / PREVIEW_SHARE):
             last = time.monotonic()
             preview = live.png(draw(p.strokes))
+            cost = time.monotonic() - last
         progress(dataclasses.replace(p, strokes=None, preview=preview))
 
     return report

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image, ImageDraw
 from bridge.params import SceneParams, SceneRequest
 from engine.cli import main
 from engine.io.image import load_mask
-from engine.jobs import run_scene, with_previews
+from engine.jobs import PREVIEW_SHARE, run_scene, with_previews
 from engine.methods.clipascene import BACKGROUND, OBJECT, CellResult, ColumnResult, SceneRun
 from engine.preprocess import CanvasMap
 from engine.preview import LivePreview
@@ -498,6 +499,20 @@ def test_without_preview_every_nothing_is_drawn_and_no_tensor_leaves_the_job(mon
     report(Progress("optimise", 1, 2, strokes={OBJECT: torch.zeros(8, 4, 2)}))
     report(Progress("init", 0, 1))
     assert [(p.stage, p.strokes, p.preview) for p in seen] == [("optimise", None, None), ("init", None, None)]
+
+
+def test_drawing_previews_takes_at_most_a_tenth_of_the_job(monkeypatch):
+    """A slow machine draws previews less often than asked: the job waits while one is drawn."""
+    draw_s = 0.05
+    monkeypatch.setattr(LivePreview, "png", lambda self, layer: time.sleep(draw_s) or b"png")
+    seen = []
+    report = with_previews(seen.append, 0.0, Image.open(BALLERINA), lambda strokes: strokes)
+    start = time.monotonic()
+    while time.monotonic() - start < 1.0:  # iterations of 10 ms
+        time.sleep(0.01)
+        report(Progress("optimise", 1, 2, strokes=torch.zeros(1, 4, 2)))
+    drawn = sum(p.preview is not None for p in seen)
+    assert 1 <= drawn <= 1 + 1.0 / (draw_s / PREVIEW_SHARE), (drawn, len(seen))
 
 
 def test_the_paper_grid_writes_rows_1_3_5_7(tmp_path):
