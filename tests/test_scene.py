@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import time
@@ -16,6 +17,7 @@ from lxml import etree
 from PIL import Image, ImageDraw
 
 from bridge.params import SceneParams, SceneRequest
+from engine import jobs
 from engine.cli import main
 from engine.io.image import load_mask
 from engine.jobs import PREVIEW_SHARE, run_scene, with_previews
@@ -455,6 +457,7 @@ def scene_job(runtime, monkeypatch, preview_every):
     """run_scene on the ballerina with her mask: (result, progress events, layers live previews drew)."""
     drawn = []
     real = LivePreview.png
+    monkeypatch.setattr(jobs, "PREVIEW_SHARE", math.inf)  # every step, however slow drawing is here
     monkeypatch.setattr(LivePreview, "png", lambda self, layer: drawn.append(layer) or real(self, layer))
     events = []
     request = SceneRequest(BALLERINA, LIVE, mask=BALLERINA_MASK)
