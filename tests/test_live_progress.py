@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from bridge.client import JobFailed
-from tests.conftest import ANIMAL, FIELD, FIELD_MASK
+from tests.conftest import ANIMAL, FIELD
 from tests.test_bridge_engine import (
     JOB_S,
     READY_S,
@@ -135,12 +135,12 @@ def test_submit_keeps_a_preview_png_next_to_the_svg(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert out.exists() and Image.open(tmp_path / "horse.preview.png").size[0] == 256
-        # A scene job on the same engine: its preview is the matrix row being optimised, over the photo.
+        # A scene job on the same engine: its preview is the row being optimised, over the photo.
         scene_out = tmp_path / "field.svg"
         scene = [sys.executable, "-m", "engine", "submit", str(FIELD), "-o", str(scene_out), "-q", "--scene"]
-        tiny_scene = [*tiny[:4], "--mask", str(FIELD_MASK), "--strokes", "8", "--seeds", "1", "--aug-bank", "4"]
+        tiny_scene = [*tiny[:4], "--strokes", "8", "--seeds", "1", "--aug-bank", "4"]  # no mask: one part
         done = subprocess.run(
-            [*scene, "--preview-every", "0.5", *tiny_scene, "--iterations", "1", "--levels", "1", "--layers", "2"],
+            [*scene, "--preview-every", "0.5", *tiny_scene, "--iterations", "1", "--levels", "0", "--layers", "2"],
             env=env,
             cwd=ROOT,
             capture_output=True,
