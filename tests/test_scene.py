@@ -487,7 +487,7 @@ def test_a_scene_job_previews_the_row_being_optimised_where_the_svg_puts_it(runt
         assert (background.label, obj.label) == (BACKGROUND, OBJECT), "the object on top"
         assert len(obj.points) > 0 and all(near_object[int(y), int(x)] for x, y in obj.points[:, 0].clip(0, 499))
         assert not any(deep_in(mask, bezier_points(stroke, t)).any() for stroke in background.points)
-    fidelity_end = max(i for i, e in enumerate(steps) if "simplicity 0/" in e.detail)
+    fidelity_end = max(i for i, e in enumerate(steps) if e.detail.startswith("fidelity row"))
     for i, row in ((fidelity_end, 0), (-1, LIVE.levels)):
         for shown, written in zip(drawn[i].sublayers, result.matrix[(2, row)].sublayers):
             assert np.allclose(sorted_strokes(shown.points), sorted_strokes(written.points)), (row, shown.label)

@@ -367,7 +367,7 @@ class _Clock:
         )
         self.simplicity_total = 1 + params.cap(params.simplicity_iterations)
         self.total = self.fidelity_total + params.levels * self.simplicity_total
-        self.columns = ",".join(map(str, params.layers))
+        self.columns = ", ".join(map(str, params.layers))
         self.what = " + ".join(t.name for t in problems.targets)
         self.seeds = f"{len(params.seeds)} seed{'s' if len(params.seeds) > 1 else ''}"
         self.start = time.perf_counter()
@@ -382,11 +382,15 @@ class _Clock:
                 iteration,
                 total,
                 loss=loss,
-                detail=f"fidelity {self.columns}, simplicity {row}/{self.params.levels} ({self.what}, {self.seeds})",
+                detail=f"{self.row_name(row)} of layers {self.columns} ({self.what}, {self.seeds})",
                 eta_s=per_iteration * (self.total - self.ran),
                 strokes=self.shown,
             )
         )
+
+    def row_name(self, row: int) -> str:
+        """'fidelity row 0/8' or 'simplicity 3/8': the matrix row every column is optimising."""
+        return f"{'fidelity row' if row == 0 else 'simplicity'} {row}/{self.params.levels}"
 
 
 def _fidelity_iterations(params: SceneParams, is_object: bool, layer: int) -> int:
