@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,10 +27,12 @@ from engine.preprocess import CanvasMap, prepare_target
 from engine.preview import LivePreview
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
-from engine.scene.combine import matrix_sketch
-from engine.scene.split import split_scene
+from engine.scene.combine import clip_strokes, matrix_sketch, part_regions, to_scene
+from engine.scene.split import ObjectFrame, split_scene
 from engine.strokes import Sketch, StrokeLayer, elevate
 from engine.svg import sketch_to_svg
+
+PREVIEW_SHARE = 0.1  # live previews take at most this share of a job's time: a slow CPU draws them less often
 
 
 @dataclass
@@ -65,8 +68,7 @@ def run_sketch(
     if request.width is not None:  # keep the look the user asked for at the photo's scale
         params = dataclasses.replace(params, half_width=canvas_half_width(request.width, cmap.scale)).validate()
     width = 2 * params.half_width * cmap.scale
-    if preview_every is not None:
-        progress = with_previews(progress, LivePreview(image), cmap, width, preview_every)
+    progress = with_previews(progress, preview_every, image, sketch_layer(cmap, width))
     run = optimise(runtime, target, params, progress)
     layers = tuple(
         StrokeLayer(
@@ -84,22 +86,55 @@ def run_sketch(
 
 
 def with_previews(
-    progress: ProgressCallback, live: LivePreview, cmap: CanvasMap, width: float, every_s: float
+    progress: ProgressCallback, every_s: float | None, image: Image.Image, draw: Callable[..., StrokeLayer]
 ) -> ProgressCallback:
-    """`progress`, with a PNG (`Progress.preview`) of the reported strokes at most every `every_s`;
-    the strokes themselves never leave the job (they are a tensor the method keeps changing)."""
-    last = -math.inf
+    """`progress`, with a PNG (`Progress.preview`) of the reported strokes, placed on `image` by
+    `draw`, at most every `every_s` (None: never) and less often where drawing one would take more
+    than PREVIEW_SHARE of the time (the job waits while it is drawn). The strokes themselves never
+    leave the job: they are tensors the method keeps changing (and would cross processes with Ray
+    workers)."""
+    if every_s is None:
+        return lambda p: progress(dataclasses.replace(p, strokes=None) if p.strokes is not None else p)
+    live = LivePreview(image)
+    last, cost = -math.inf, 0.0  # when the last preview was started, and what it took, s
 
     def report(p: Progress) -> None:
-        nonlocal last
+        nonlocal last, cost
         preview = None
-        if p.strokes is not None and time.monotonic() - last >= every_s:
+        if p.strokes is not None and time.monotonic() - last >= max(every_s, cost / PREVIEW_SHARE):
             last = time.monotonic()
-            points = cmap.to_source(p.strokes.detach().cpu().numpy().astype(np.float64))  # (n, k, 2) photo px
-            preview = live.png(StrokeLayer("preview", points, width))
+            preview = live.png(draw(p.strokes))
+            cost = time.monotonic() - last
         progress(dataclasses.replace(p, strokes=None, preview=preview))
 
     return report
+
+
+def _numpy(strokes: torch.Tensor) -> np.ndarray:
+    return strokes.detach().cpu().numpy().astype(np.float64)
+
+
+def sketch_layer(cmap: CanvasMap, width: float) -> Callable[[torch.Tensor], StrokeLayer]:
+    """`with_previews`' drawing for an object sketch's strokes (n, k, 2) canvas px."""
+    return lambda strokes: StrokeLayer("preview", cmap.to_source(_numpy(strokes)), width)
+
+
+def scene_layer(
+    cmap: CanvasMap, frame: ObjectFrame, mask: np.ndarray | None, width: float
+) -> Callable[[dict[str, torch.Tensor]], StrokeLayer]:
+    """`with_previews`' drawing for a scene's {part: strokes (n, k, 2) canvas px}: each part where the
+    SVG puts it (the object through its frame; the background off the object), the object on top."""
+    regions = part_regions(cmap, mask, width)
+
+    def draw(strokes: dict[str, torch.Tensor]) -> StrokeLayer:
+        parts = tuple(
+            StrokeLayer(part, clip_strokes(to_scene(_numpy(strokes[part]), part, cmap, frame), regions[part])[0], width)
+            for part in (BACKGROUND, OBJECT)
+            if part in strokes
+        )
+        return StrokeLayer("preview", width=width, sublayers=parts)
+
+    return draw
 
 
 @dataclass
@@ -119,8 +154,9 @@ def run_scene(
     """Load, split into object and background, run the matrix for both, combine in the photo's pixels.
 
     Without a mask (`none`) the whole image is one object; a mask that leaves (nearly) no background
-    gives an object-only matrix; an empty mask is an InputError (raised while reading it). Live
-    previews (`preview_every`) are for object sketches only: a scene job reports none.
+    gives an object-only matrix; an empty mask is an InputError (raised while reading it). With
+    `preview_every` (seconds), progress carries a PNG at most that often of the row being optimised
+    in the first fidelity column: object and background as the SVG will place them.
     """
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
@@ -135,16 +171,11 @@ def run_scene(
     params = request.params
     if request.width is not None:  # keep the look the user asked for at the photo's scale
         params = dataclasses.replace(params, half_width=canvas_half_width(request.width, cmap.scale)).validate()
+    width = 2 * params.half_width * cmap.scale
+    progress = with_previews(progress, preview_every, image, scene_layer(cmap, split.frame, split.mask, width))
     run = optimise_scene(runtime, targets, params, progress)
     sketch, matrix = matrix_sketch(
-        run,
-        cmap,
-        split.frame,
-        split.mask,
-        request.rows,
-        params.levels,
-        2 * params.half_width * cmap.scale,
-        request.color,
+        run, cmap, split.frame, split.mask, request.rows, params.levels, width, request.color
     )
     return SceneResult(sketch, matrix, run.columns, cmap, run.iterations, run.seconds, notes)
 
@@ -175,10 +206,9 @@ def run_refine(
     given = np.stack([elevate(np.reshape(stroke, (-1, 2)).astype(np.float64), k) for stroke in request.strokes])
     half_width = torch.tensor(request.widths, dtype=torch.float32) / (2 * cmap.scale)  # (n,) canvas px
     added = canvas_half_width(request.width, cmap.scale) if request.width is not None else float(half_width.median())
-    if preview_every is not None:
-        progress = with_previews(
-            progress, LivePreview(image), cmap, 2 * float(half_width.median()) * cmap.scale, preview_every
-        )
+    progress = with_previews(
+        progress, preview_every, image, sketch_layer(cmap, 2 * float(half_width.median()) * cmap.scale)
+    )
     run = refine(
         runtime,
         target,

@@ -15,8 +15,9 @@ class Progress:
     loss: float | None = None  # mean of the current best eval losses
     detail: str = ""  # e.g. "4 levels x 3 seeds, 5 still optimising"
     eta_s: float | None = None  # seconds left at most (the rest of the budget); None when nothing runs
-    # The current best sketch of the level being optimised, for live previews: (n, k, 2) canvas px
-    # (a tensor the method keeps updating: read it during the callback only).
+    # The current best sketch of the level being optimised, for live previews: (n, k, 2) canvas px, or
+    # a scene's {part name: (n, k, 2) canvas px} (tensors the method keeps updating: read them during
+    # the callback only).
     strokes: Any = None
     preview: bytes | None = None  # PNG of `strokes` over the faded photo (engine.jobs renders it)
     sketch_iteration_s: float | None = None  # measured seconds per iteration of one sketch, so far

@@ -11,7 +11,7 @@ from sketch_object import LEVELS, QUALITY
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
 from sketchabs import engine_link, gui, messages
-from sketchabs.effect import abort_on_errors
+from sketchabs.effect import abort_on_errors, runs_test_models
 from sketchabs.progress import duration, status_line
 
 SHOWN_JOBS = 15
@@ -32,7 +32,7 @@ class EngineStatus(inkex.EffectExtension):
             return not_running(config)
         with client:
             s, jobs = client.status(), client.jobs()
-        models = s["models"] + (f" ({messages.TEST_MODELS})" if engine_link.test_models(config) else "")
+        models = s["models"] + (f" ({messages.TEST_MODELS})" if runs_test_models(s) else "")
         lines = [
             f"The engine {s['version']} is running (process {s['pid']}) on {s['device']}, models: {models}.",
             f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}.",
@@ -87,7 +87,8 @@ def job_lines(jobs: list) -> list:
 def _state(job: dict) -> str:
     state, progress = job["state"], job.get("progress")
     if state == "running" and progress:
-        return f"running, {progress['stage']} {progress['iteration']} / {progress['total']}; {status_line(progress)}"
+        line = status_line(progress, job.get("kind", "sketch"))
+        return f"running, {progress['stage']} {progress['iteration']} / {progress['total']}; {line}"
     if state == "queued":
         return f"waiting, number {job.get('position', '?')} in line"
     if state == "done" and not job.get("fetched"):

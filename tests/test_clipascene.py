@@ -386,8 +386,8 @@ def test_progress_names_the_row_and_gives_an_eta(runtime, field_target):
     optimise_scene(runtime, [SceneTarget(OBJECT, field_target)], params, events.append)
     steps = [e for e in events if e.stage == "optimise"]
     assert len(steps) == 2 * 3  # fidelity + one simplified row, 2 capped iterations + the final eval
-    assert "simplicity 0/1" in steps[0].detail and "simplicity 1/1" in steps[-1].detail
-    assert "fidelity 8" in steps[0].detail
+    assert steps[0].detail == "fidelity row 0/1 of layers 8 (object, 1 seed)"
+    assert steps[-1].detail == "simplicity 1/1 of layers 8 (object, 1 seed)"
     assert all(e.eta_s is not None and e.eta_s >= 0 for e in steps) and steps[-1].eta_s == 0
     assert all(e.loss is not None and math.isfinite(e.loss) for e in steps)
 

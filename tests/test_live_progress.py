@@ -7,13 +7,14 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from bridge.client import JobFailed
-from tests.conftest import ANIMAL
+from tests.conftest import ANIMAL, FIELD
 from tests.test_bridge_engine import (
     JOB_S,
     READY_S,
@@ -27,6 +28,7 @@ from tests.test_bridge_engine import (
     wait_idle,
     wait_running,
 )
+from tests.test_inkscape_ext import INKSCAPE_PYTHON, SYSTEM_EXTENSIONS, install_for_tests
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -133,9 +135,46 @@ def test_submit_keeps_a_preview_png_next_to_the_svg(tmp_path):
         )
         assert done.returncode == 0, done.stderr
         assert out.exists() and Image.open(tmp_path / "horse.preview.png").size[0] == 256
+        # A scene job on the same engine: its preview is the row being optimised, over the photo.
+        scene_out = tmp_path / "field.svg"
+        scene = [sys.executable, "-m", "engine", "submit", str(FIELD), "-o", str(scene_out), "-q", "--scene"]
+        tiny_scene = [*tiny[:4], "--strokes", "8", "--seeds", "1", "--aug-bank", "4"]  # no mask: one part
+        done = subprocess.run(
+            [*scene, "--preview-every", "0.5", *tiny_scene, "--iterations", "1", "--levels", "0", "--layers", "2"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=JOB_S,
+        )
+        assert done.returncode == 0, done.stderr
+        with Image.open(tmp_path / "field.preview.png") as picture:
+            assert scene_out.exists() and picture.size == (256, 192)  # the 320 x 240 photo's shape
+            ink = np.asarray(picture.convert("L")) < 150
+        assert ink.sum() > 50, "strokes over the faded photo"
         bad = subprocess.run(
             [*command[:-1], "0.1", *tiny], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         assert bad.returncode == 2 and "--preview-every must be at least 0.5" in bad.stderr
     finally:
         subprocess.run([sys.executable, "-m", "engine", "stop"], env=env, capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(not Path(INKSCAPE_PYTHON).exists(), reason="Inkscape's Python is not installed")
+def test_the_window_gives_a_scenes_time_left_as_an_estimate_and_a_sketchs_as_a_bound(tmp_path):
+    """Object sketches stop early as they converge, so their time left is "at most"; a scene runs
+    every stage to its count, and its time left is "about" (the status line the window and Engine
+    Status show, as the installed extension computes it under Inkscape's Python)."""
+    installed = install_for_tests(tmp_path)
+    content = {"detail": "simplicity 3/8", "loss": 0.5, "eta_s": 600.0}
+    code = f"import sketchabs; from sketchabs.progress import status_line; c = {content!r}; " + (
+        "print(status_line(c, 'scene')); print(status_line(c, 'sketch'))"
+    )
+    env = {**installed["env"], "PYTHONPATH": f"{installed['ext']}:{SYSTEM_EXTENSIONS}"}
+    done = subprocess.run(
+        [INKSCAPE_PYTHON, "-c", code], cwd=installed["ext"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.splitlines() == [
+        "simplicity 3/8 · loss 0.5 · about 10 min left",
+        "simplicity 3/8 · loss 0.5 · at most 10 min left",
+    ], done.stderr

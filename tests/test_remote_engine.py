@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -315,3 +317,23 @@ def test_a_remote_file_of_another_protocol_version_names_the_fix(tmp_path):
     with pytest.raises(ClientError, match=r"is for protocol 1\.0") as failure:
         EngineClient.connect(remote=path)
     assert "keys export" in failure.value.hint
+
+
+# --- Inkscape on a shared engine: the computing engine's models name the result (issue 13) ----------
+
+
+@pytest.mark.skipif(shutil.which("inkscape") is None, reason="Inkscape is not installed (.ci/run installs it)")
+def test_a_sketch_from_a_shared_engine_with_test_models_says_so_whatever_this_computer_is_set_up_for(remote, tmp_path):
+    """This computer's extension is set up for the real ("openai") models; the shared engine runs
+    tiny random ones: the layer carries the test-models tag, because that engine computed it."""
+    from tests.test_inkscape_ext import FAST, SYSTEM_EXTENSIONS, TAG, embedded_svg, install_for_tests, run_script
+
+    installed = install_for_tests(tmp_path)
+    config = installed["ext"] / "engine.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "models": "openai"}))
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    shared = ("--engine=remote", f"--remote={remote.files['alice']}")
+    out = run_script({**installed, "inkex": SYSTEM_EXTENSIONS}, "sketch_object.py", doc, "--id=img1", *FAST, *shared)
+    assert out.returncode == 0, out.stderr.decode()
+    labels = re.findall(rb'inkscape:label="([^"]*)"', out.stdout)
+    assert [label for label in labels if label.startswith(b"Sketch of")] == [f"Sketch of img1{TAG}".encode()]

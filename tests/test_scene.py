@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +16,15 @@ import torch
 from lxml import etree
 from PIL import Image, ImageDraw
 
+from bridge.params import SceneParams, SceneRequest
+from engine import jobs
 from engine.cli import main
 from engine.io.image import load_mask
+from engine.jobs import PREVIEW_SHARE, run_scene, with_previews
 from engine.methods.clipascene import BACKGROUND, OBJECT, CellResult, ColumnResult, SceneRun
 from engine.preprocess import CanvasMap
+from engine.preview import LivePreview
+from engine.progress import Progress
 from engine.scene.combine import (
     bezier_points,
     clip_strokes,
@@ -441,6 +448,74 @@ def test_a_preview_or_svg_that_would_overwrite_a_file_is_refused_up_front(tmp_pa
     err = capsys.readouterr().err
     assert words in err and "fix:" in err and "Traceback" not in err, err
     assert os.listdir(".") == ["photo.png"] and Path("photo.png").read_bytes() == before
+
+
+LIVE = SceneParams(layers=(2, 11), levels=1, strokes=8, seeds=(0,), iterations=1, hidden=32, aug_bank=4)
+
+
+def scene_job(runtime, monkeypatch, preview_every):
+    """run_scene on the ballerina with her mask: (result, progress events, layers live previews drew)."""
+    drawn = []
+    real = LivePreview.png
+    monkeypatch.setattr(jobs, "PREVIEW_SHARE", math.inf)  # every step, however slow drawing is here
+    monkeypatch.setattr(LivePreview, "png", lambda self, layer: drawn.append(layer) or real(self, layer))
+    events = []
+    request = SceneRequest(BALLERINA, LIVE, mask=BALLERINA_MASK)
+    return run_scene(runtime, request, events.append, preview_every), events, drawn
+
+
+def sorted_strokes(points: np.ndarray) -> np.ndarray:
+    return np.sort(points.reshape(len(points), -1), axis=0)
+
+
+def test_a_scene_job_previews_the_row_being_optimised_where_the_svg_puts_it(runtime, monkeypatch):
+    """Every preview shows the first fidelity column's current best sketch: the object (mapped back from
+    its enlarged image) on the dancer, the background off her; at the end of a row, exactly the cell
+    the SVG gets."""
+    result, events, drawn = scene_job(runtime, monkeypatch, 0)
+    steps = [e for e in events if e.stage == "optimise"]
+    assert all(e.strokes is None for e in events), "the method's tensors never leave the job"
+    assert len(drawn) == len(steps) and all(e.preview is not None for e in steps), "preview_every 0: every step"
+    picture = np.asarray(Image.open(io.BytesIO(steps[-1].preview)).convert("L"), dtype=np.float64)
+    assert picture.shape == (256, 256)
+    assert (picture < 150).sum() > 50 and picture.mean() > 150, "strokes over the photo faded to >= 75 % white"
+    mask, _ = load_mask(BALLERINA_MASK, (500, 500))
+    near_object = dilate(mask, 61)
+    t = np.linspace(0, 1, 400)
+    for layer in drawn:
+        background, obj = layer.sublayers
+        assert (background.label, obj.label) == (BACKGROUND, OBJECT), "the object on top"
+        assert len(obj.points) > 0 and all(near_object[int(y), int(x)] for x, y in obj.points[:, 0].clip(0, 499))
+        assert not any(deep_in(mask, bezier_points(stroke, t)).any() for stroke in background.points)
+    fidelity_end = max(i for i, e in enumerate(steps) if e.detail.startswith("fidelity row"))
+    for i, row in ((fidelity_end, 0), (-1, LIVE.levels)):
+        for shown, written in zip(drawn[i].sublayers, result.matrix[(2, row)].sublayers):
+            assert np.allclose(sorted_strokes(shown.points), sorted_strokes(written.points)), (row, shown.label)
+
+
+def test_without_preview_every_nothing_is_drawn_and_no_tensor_leaves_the_job(monkeypatch):
+    """Jobs always pass progress through `with_previews`: off, it draws nothing (not even the faded
+    photo) and only drops the method's strokes."""
+    monkeypatch.setattr(LivePreview, "__init__", lambda *_: pytest.fail("a preview was prepared"))
+    seen = []
+    report = with_previews(seen.append, None, Image.open(BALLERINA), lambda _: pytest.fail("a preview was drawn"))
+    report(Progress("optimise", 1, 2, strokes={OBJECT: torch.zeros(8, 4, 2)}))
+    report(Progress("init", 0, 1))
+    assert [(p.stage, p.strokes, p.preview) for p in seen] == [("optimise", None, None), ("init", None, None)]
+
+
+def test_drawing_previews_takes_at_most_a_tenth_of_the_job(monkeypatch):
+    """A slow machine draws previews less often than asked: the job waits while one is drawn."""
+    draw_s = 0.05
+    monkeypatch.setattr(LivePreview, "png", lambda self, layer: time.sleep(draw_s) or b"png")
+    seen = []
+    report = with_previews(seen.append, 0.0, Image.open(BALLERINA), lambda strokes: strokes)
+    start = time.monotonic()
+    while time.monotonic() - start < 1.0:  # iterations of 10 ms
+        time.sleep(0.01)
+        report(Progress("optimise", 1, 2, strokes=torch.zeros(1, 4, 2)))
+    drawn = sum(p.preview is not None for p in seen)
+    assert 1 <= drawn <= 1 + 1.0 / (draw_s / PREVIEW_SHARE), (drawn, len(seen))
 
 
 def test_the_paper_grid_writes_rows_1_3_5_7(tmp_path):

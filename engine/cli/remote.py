@@ -112,8 +112,8 @@ def register(commands) -> None:
         "--preview-every",
         type=float,
         metavar="SECONDS",
-        help="while an object sketch runs, keep OUTPUT.preview.png (the best strokes so far over the faded "
-        "photo) up to date, refreshed at most this often (at least 0.5)",
+        help="while a job runs, keep OUTPUT.preview.png (the best strokes so far over the faded photo; a "
+        "scene: its first fidelity column) up to date, refreshed at most this often (at least 0.5)",
     )
     add_job_options(submit)
     submit.set_defaults(run=client_errors(_submit))

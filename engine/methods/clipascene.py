@@ -171,6 +171,11 @@ class _Problems:
         """Rows of part x layer column `group` (one per seed)."""
         return torch.arange(group * self.S, (group + 1) * self.S)
 
+    def shown_groups(self) -> list[tuple[str, int]]:
+        """(part name, column group) of what live previews show per part: the first fidelity layer's
+        column, the one the SVG shows first."""
+        return [(t.name, p * len(self.params.layers)) for p, t in enumerate(self.targets)]
+
     @torch.no_grad()
     def clean_points(self) -> torch.Tensor:
         """(B, n, k, 2) MLP_loc's strokes without the per-forward noise."""
@@ -343,7 +348,14 @@ def optimise_scene(
 
 
 class _Clock:
-    """Progress for every iteration of every stage, with the ETA of the whole job."""
+    """Progress for every iteration of every stage, with the ETA of the whole job.
+
+    `shown` is what live previews draw: {part name: (n, k, 2) canvas px} of the current best sketch
+    of each part's shown column (`_Problems.shown_groups`) in the row being optimised. The stages
+    keep it up to date from what they compute anyway: views in the fidelity stage; at each
+    simplicity eval, the column's pick so far (a few ops on (evals, B) losses and one (n,) mask).
+    Nothing is rendered or copied to the CPU unless a preview is drawn.
+    """
 
     def __init__(self, params: SceneParams, problems: _Problems, progress: ProgressCallback, parts: int):
         self.params, self.progress, self.ran = params, progress, 0
@@ -355,10 +367,11 @@ class _Clock:
         )
         self.simplicity_total = 1 + params.cap(params.simplicity_iterations)
         self.total = self.fidelity_total + params.levels * self.simplicity_total
-        self.columns = ",".join(map(str, params.layers))
+        self.columns = ", ".join(map(str, params.layers))
         self.what = " + ".join(t.name for t in problems.targets)
         self.seeds = f"{len(params.seeds)} seed{'s' if len(params.seeds) > 1 else ''}"
         self.start = time.perf_counter()
+        self.shown: dict[str, torch.Tensor] | None = None
 
     def tick(self, iteration: int, total: int, row: int, loss: float) -> None:
         self.ran += 1
@@ -369,10 +382,15 @@ class _Clock:
                 iteration,
                 total,
                 loss=loss,
-                detail=f"fidelity {self.columns}, simplicity {row}/{self.params.levels} ({self.what}, {self.seeds})",
+                detail=f"{self.row_name(row)} of layers {self.columns} ({self.what}, {self.seeds})",
                 eta_s=per_iteration * (self.total - self.ran),
+                strokes=self.shown,
             )
         )
+
+    def row_name(self, row: int) -> str:
+        """'fidelity row 0/8' or 'simplicity 3/8': the matrix row every column is optimising."""
+        return f"{'fidelity row' if row == 0 else 'simplicity'} {row}/{self.params.levels}"
 
 
 def _fidelity_iterations(params: SceneParams, is_object: bool, layer: int) -> int:
@@ -455,6 +473,7 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
                 best_terms[b] = torch.stack([terms.layer[j, 0], terms.extra[j, 0]]).detach().cpu()
                 for saved, live in zip(best_loc, loc_params):
                     saved[b] = live[b].detach()
+        clock.shown = _fidelity_shown(problems, active, terms.points, best_loss, best_points)
         problems.loc_adam.step(grads, rows)
         clock.tick(i + 1, clock.fidelity_total, 0, float(weighted.detach().mean()))
 
@@ -487,6 +506,23 @@ def _fidelity(problems: _Problems, clock: _Clock) -> list[CellResult]:
             )
         )
     return cells
+
+
+def _fidelity_shown(
+    problems: _Problems, active: torch.Tensor, points: torch.Tensor, best_loss: torch.Tensor, best_points: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """`_Clock.shown` in the fidelity stage: the shown column's best seed at its best eval so far;
+    before the column's first eval, the strokes its first seed just drew (points: (a, n, k, 2) of
+    the active problems)."""
+    shown = {}
+    for name, group in problems.shown_groups():
+        rows = problems.group_rows(group)
+        losses = best_loss[rows]
+        if bool(losses.isfinite().any()):
+            shown[name] = best_points[int(rows[losses.argmin()])]
+        else:  # a column without an eval yet is still running: its first seed is active
+            shown[name] = points[int((active == rows[0]).nonzero()[0, 0])].detach()
+    return shown
 
 
 def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
@@ -545,19 +581,22 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
                 .cpu()
             )
             snapshots.append(_snapshot(problems, terms))
+            picks = zscore_pick(torch.stack(series, 1))
+            clock.shown = {}
+            for name, group in problems.shown_groups():
+                b, snap, presence = _pick(problems, picks, snapshots, group)
+                clock.shown[name] = snap["points"][b][presence > p.keep_threshold]
         problems.loc_adam.step(grads[: len(loc_params)], rows_dev)
         problems.simp_adam.step(grads[len(loc_params) :], rows_dev)
         clock.tick(i + 1, clock.simplicity_total, row, float(total.detach().mean()))
 
-    best_eval, zsum = zscore_pick(torch.stack(series, 1))  # series: (terms, evals, B)
+    picks = zscore_pick(torch.stack(series, 1))  # series: (terms, evals, B)
     cells = []
     for group in range(B // S):
         rows = problems.group_rows(group)
-        b = int(rows[zsum[rows].argmin()])
-        snap = snapshots[int(best_eval[b])]
+        b, snap, presence = _pick(problems, picks, snapshots, group)
         _warm_start(problems, snap, b, rows.to(dev))
-        presence = expected_keep(snap["keep_p"][b], p.gumbel_tau) * snap["on_canvas"][b]
-        e = int(best_eval[b])
+        e = int(picks[0][b])
         layer = int(problems.layer[b])
         losses = {f"layer {layer}": float(series[e][0, b]), "sparse": float(series[e][2, b])}
         if problems.has_extra[b]:
@@ -575,6 +614,18 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
             )
         )
     return cells
+
+
+def _pick(
+    problems: _Problems, picks: tuple[torch.Tensor, torch.Tensor], snapshots: list[dict], group: int
+) -> tuple[int, dict, torch.Tensor]:
+    """A column's pick by `zscore_pick`'s (best eval (B,), summed z-score (B,)) over the evals so far:
+    (the problem of its best seed, that seed's snapshot at its best eval, the strokes' presence (n,))."""
+    best_eval, zsum = picks
+    rows = problems.group_rows(group)
+    b = int(rows[zsum[rows].argmin()])
+    snap = snapshots[int(best_eval[b])]
+    return b, snap, expected_keep(snap["keep_p"][b], problems.params.gumbel_tau) * snap["on_canvas"][b]
 
 
 def _snapshot(problems: _Problems, terms: _Terms) -> dict:

@@ -185,8 +185,7 @@ def matrix_sketch(
     by_part = {(c.part, c.layer): c for c in run.columns}
     layers = list(dict.fromkeys(c.layer for c in run.columns))
     k = run.columns[0].cells[0].points.shape[1]
-    photo = inside_rectangle(canvas_map.width, canvas_map.height, width / 2)
-    regions = {OBJECT: photo, BACKGROUND: photo if mask is None else both(photo, off_mask(mask))}
+    regions = part_regions(canvas_map, mask, width)
     cells: dict[tuple[int, int], StrokeLayer] = {}
     columns = []
     for layer in layers:
@@ -228,11 +227,24 @@ def matrix_sketch(
     return Sketch(canvas_map.width, canvas_map.height, tuple(columns)), cells
 
 
+def part_regions(canvas_map: CanvasMap, mask: np.ndarray | None, width: float) -> dict[str, Region]:
+    """Where each part may draw, in scene pixels: the photo inset by half the stroke `width`; the
+    background also off the object `mask`."""
+    photo = inside_rectangle(canvas_map.width, canvas_map.height, width / 2)
+    return {OBJECT: photo, BACKGROUND: photo if mask is None else both(photo, off_mask(mask))}
+
+
+def to_scene(points: np.ndarray, part: str, canvas_map: CanvasMap, frame: ObjectFrame) -> np.ndarray:
+    """A part's strokes (n, k, 2) canvas px -> scene px: the object's through its (enlarged) object image."""
+    points = canvas_map.to_source(points)
+    return frame.to_scene(points) if part == OBJECT else points
+
+
 def _scene_strokes(
     cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame
 ) -> tuple[np.ndarray, np.ndarray]:
     """The cell's exported strokes (n, k, 2) in scene pixels, unclipped, most important first, and
     their keep probabilities (n,)."""
     order = ordered(cell)
-    points = canvas_map.to_source(cell.points.numpy().astype(np.float64)[order])
-    return (frame.to_scene(points) if part == OBJECT else points), cell.importance.numpy().astype(np.float64)[order]
+    points = to_scene(cell.points.numpy().astype(np.float64)[order], part, canvas_map, frame)
+    return points, cell.importance.numpy().astype(np.float64)[order]

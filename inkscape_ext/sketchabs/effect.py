@@ -38,6 +38,13 @@ def abort_on_errors(run, effect: str = "the effect"):
         raise inkex.AbortExtension(fixes.for_error(err.code, err.message, err.hint, effect)) from None
 
 
+def runs_test_models(status: dict) -> bool:
+    """Whether the engine whose status reply this is runs random test models (its sketches show
+    placement, not drawing). The computing engine decides, not this computer's setup: a shared engine
+    runs the models its administrator chose."""
+    return status["models"] != "openai"
+
+
 def _config_or_none():
     try:
         return engine_link.load_config()
@@ -92,6 +99,7 @@ class SketchEffect(inkex.EffectExtension):
         preview_every = progress.PREVIEW_EVERY_S if self.options.window and not self.options.detach else None
         remote = engine_link.engine_choice(self.options.engine, self.options.remote)
         with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
+            test_models = runs_test_models(client.status())
             owed = []
             for photo, (job, buffers), (variation, replace) in zip(photos, jobs, plans):
                 job_id, _position = client.submit(job, buffers, photo.name, preview_every)
@@ -100,7 +108,7 @@ class SketchEffect(inkex.EffectExtension):
                         job_id,
                         photo.element.get_id(),
                         engine_link.document_path(),
-                        self.title(photo, variation, engine_link.test_models(config)),
+                        self.title(photo, variation, test_models),
                         photo.size,
                         time.time(),
                         self.kind,
@@ -113,7 +121,7 @@ class SketchEffect(inkex.EffectExtension):
             if self.options.detach:
                 gui.tell(messages.submitted(len(owed)))
             results, failures = progress.follow(
-                client, owed, self.options.timeout * 60, self.options.window, engine_link.test_models(config)
+                client, owed, self.options.timeout * 60, self.options.window, test_models
             )
         insert_results(self.svg, owed, results, failures)
 

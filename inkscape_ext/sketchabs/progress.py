@@ -89,7 +89,7 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
 
         def show(msg, job=job, index=index) -> None:
             if ui is not None:
-                ui.update(index, job.title, msg.msg_type, msg.content, msg.buffers[0] if msg.buffers else None)
+                ui.update(index, job, msg.msg_type, msg.content, msg.buffers[0] if msg.buffers else None)
 
         while True:
             if ui is not None and ui.choice is not None:
@@ -109,13 +109,15 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
                 break
 
 
-def status_line(content: dict) -> str:
-    """'loss 0.52 · at most 4 min left' (what of it is known) for a progress message's content."""
+def status_line(content: dict, kind: str = "sketch") -> str:
+    """'loss 0.52 · at most 4 min left' (what of it is known) for a progress message's content of a
+    job of `kind`. An object sketch's (or refine's) time left is an upper bound, as sketches that
+    converge stop early; a scene runs every stage to its count, so its time is an estimate."""
     loss, eta = content.get("loss"), content.get("eta_s")
     parts = [
         content.get("detail") or "",
         f"loss {loss:.4g}" if loss is not None else "",
-        f"at most {duration(eta)} left" if eta else "",
+        f"{'about' if kind == 'scene' else 'at most'} {duration(eta)} left" if eta else "",
     ]
     return " · ".join(p for p in parts if p)
 
@@ -172,13 +174,13 @@ class _Window:
     def close(self) -> None:
         self.GLib.idle_add(self._destroy)
 
-    def update(self, index: int, title: str, msg_type: str, content: dict, picture: bytes | None) -> None:
-        self.GLib.idle_add(self._show, index, title, msg_type, content, picture)
+    def update(self, index: int, job, msg_type: str, content: dict, picture: bytes | None) -> None:
+        self.GLib.idle_add(self._show, index, job, msg_type, content, picture)
 
-    def _show(self, index, title, msg_type, content, picture) -> bool:
+    def _show(self, index, job, msg_type, content, picture) -> bool:
         if self.choice is not None:
             return False
-        self.heading.set_text(f"{title} ({index + 1} of {self.total})")
+        self.heading.set_text(f"{job.title} ({index + 1} of {self.total})")
         if msg_type == "queue_update":
             self.bar.set_fraction(0.0)
             self.bar.set_text(f"queued, position {content.get('position')}")
@@ -186,7 +188,7 @@ class _Window:
             total = max(1, content.get("total") or 1)
             self.bar.set_fraction(min(1.0, content.get("iteration", 0) / total))
             self.bar.set_text(f"{content.get('stage')}: {content.get('iteration')} / {total}")
-            self.detail.set_text(status_line(content))
+            self.detail.set_text(status_line(content, job.kind))
         if picture is not None:
             self._picture(picture)
         return False
