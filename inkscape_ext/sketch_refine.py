@@ -17,6 +17,7 @@ from sketchabs.images import SelectionError, read_photo
 from sketchabs.readback import target_layer, target_photo, to_photo
 
 CHANGES = ("none", "add", "simplify")
+KIND = "refine"  # the request kind; Insert Finished Sketches links a result fetched later as this kind
 
 
 class RefineSketch(inkex.EffectExtension):
@@ -26,6 +27,8 @@ class RefineSketch(inkex.EffectExtension):
         pars.add_argument("--change", default="none", choices=CHANGES)
         pars.add_argument("--count", type=int, default=4)
         pars.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        pars.add_argument("--engine", default=engine_link.LOCAL, choices=(engine_link.LOCAL, engine_link.REMOTE))
+        pars.add_argument("--remote", default="")
         pars.add_argument("--timeout", type=float, default=60.0)  # minutes
         pars.add_argument("--window", type=inkex.Boolean, default=True)
 
@@ -54,19 +57,26 @@ class RefineSketch(inkex.EffectExtension):
         ).validate()
         job, buffers = request_to_json(request)
         title = f"Refined {layer.get(LABEL) or layer.get_id()}"
-        with engine_link.connect(self.options.device, READY_TIMEOUT_S) as client:
+        remote = engine_link.engine_choice(self.options.engine, self.options.remote)
+        with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
             job_id, _position = client.submit(job, buffers, photo.name)
             owed = [
                 engine_link.PendingJob(
-                    job_id, photo.element.get_id(), engine_link.document_path(), title, photo.size, time.time()
+                    job_id,
+                    photo.element.get_id(),
+                    engine_link.document_path(),
+                    title,
+                    photo.size,
+                    time.time(),
+                    kind=KIND,
+                    remote=remote,
                 )
             ]
             engine_link.remember(owed)  # a wait given up: Insert Finished Sketches brings it in as a new layer
             results, failures = progress.follow(client, owed, self.options.timeout * 60, self.options.window)
         engine_link.forget([job_id])
         if job_id in failures:
-            failure = failures[job_id]
-            raise inkex.AbortExtension(f"{failure.message}\n\nWhat to do: {failure.hint}")
+            raise failures[job_id]  # abort_on_errors says it in the dialog's words
         refined, added_width = read_result(results[job_id].svg)
         write_back(strokes, refined, added_width, lambda: self.svg.get_unique_id("stroke"))
         layer.set(LABEL, stroke_label(layer.get(LABEL) or "", len(layer_paths(layer))))
