@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zmq
 
@@ -34,6 +36,8 @@ from tests.test_bridge_engine import (
     svg_layers,
     wait_for,
 )
+
+PATH = "{http://www.w3.org/2000/svg}path"
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -155,6 +159,34 @@ def test_an_allowed_key_runs_a_job_end_to_end(remote, tmp_path):
     assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
     status = cli(designer_env, "status", "--remote", str(remote.files["alice"])).stdout
     assert "animal.png" in status and "device: cpu" in status
+
+
+def test_refine_with_remote_runs_on_the_shared_engine_and_writes_the_layer_back_in_place(remote, tmp_path):
+    """`refine --remote FILE`: the same refine request over the bridge; the designer's file is written
+    back as `refine` writes it here (locked path untouched, added strokes after the others)."""
+    from lxml import etree
+
+    from engine.strokes import Sketch, StrokeLayer
+    from engine.svg import sketch_to_svg
+
+    designer_env = engine_env(tmp_path / "designer")
+    points = np.random.default_rng(0).uniform(20, 220, (4, 4, 2))  # photo px of the 248 x 248 animal
+    root = etree.fromstring(sketch_to_svg(Sketch(248, 248, (StrokeLayer("4 strokes", points),))))
+    locked = root.findall(f".//{PATH}")[1]
+    locked.set("id", "mine")
+    locked.set("{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive", "true")
+    sketch, out = tmp_path / "animal.svg", tmp_path / "refined.svg"
+    sketch.write_bytes(etree.tostring(root))
+    options = ("--add", "2", "--iterations", "11", "--aug-bank", "4", "-o", str(out))
+    done = cli(designer_env, "refine", str(ANIMAL), str(sketch), "--remote", str(remote.files["alice"]), *options)
+    assert "6 strokes, 1 locked, 2 added" in done.stderr and f"wrote {out}" in done.stderr, done.stderr
+    paths = etree.parse(str(out)).getroot().findall(f".//{PATH}")
+    assert len(paths) == 6 and [p.get("id") for p in paths].count("mine") == 1
+    assert etree.tostring(next(p for p in paths if p.get("id") == "mine")) == etree.tostring(locked)
+    assert all(p.get("{https://sketch-abstraction.org/ns}importance") for p in paths if p.get("id") != "mine")
+    assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
+    status = cli(designer_env, "status", "--remote", str(remote.files["alice"])).stdout
+    assert re.search(r"done\s+refine .* animal\.png", status), status
 
 
 def test_an_unknown_key_and_a_plain_client_are_refused_without_any_work(remote, tmp_path):

@@ -318,7 +318,7 @@ def _submit(args) -> int:
                 code
                 for image, job_id, out in queued
                 if (
-                    code := _follow(
+                    code := follow_job(
                         client, job_id, out, args.quiet, f"{Path(image).name}: ", args.preview_every is not None
                     )
                 )
@@ -343,9 +343,12 @@ def _failed(prefix: str, err) -> int:
     return exit_code_for(err.code)
 
 
-def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "", previews: bool = False) -> int:
+def follow_job(
+    client, job_id: str, out: Path, quiet: bool, prefix: str = "", previews: bool = False, write=None
+) -> int:
     """Wait for one job with a progress bar and write its SVG; 0, or the exit code of its failure.
-    With `previews`, each live preview the engine sends replaces OUT.preview.png."""
+    With `previews`, each live preview the engine sends replaces OUT.preview.png. `write(svg)`
+    writes the result to `out` (default: the engine's SVG as it is; a refine writes the document back)."""
     from bridge.client import JobFailed
 
     bar = ProgressBar(quiet, prefix)
@@ -374,7 +377,7 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "", previ
     bar.close()
     try:
         with writing(out, "-o"):
-            write_atomic(out, result.svg)
+            (write or functools.partial(write_atomic, out))(result.svg)
     except EngineError as err:  # the engine keeps the result: say how to get it once there is room
         print(
             f"{prefix}error: {err.message}\n  fix: {err.hint}; then `sketch-abstraction fetch {job_id} -o {out}` "
@@ -397,7 +400,7 @@ def preview_path(out: Path) -> Path:
 def _fetch(args) -> int:
     out = writable_file(args.output, "-o")
     with connect_client(args) as client:
-        return _follow(client, args.job_id, out, args.quiet)
+        return follow_job(client, args.job_id, out, args.quiet)
 
 
 def _cancel(args) -> int:
