@@ -8,10 +8,10 @@ import time
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from bridge.params import RefineParams, RefineRequest, request_to_json
+from bridge.params import MAX_STROKES, RefineParams, RefineRequest, request_to_json
 from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
 from bridge.svgpath import stroke_label
-from sketchabs import engine_link, progress
+from sketchabs import engine_link, messages, progress
 from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors
 from sketchabs.images import SelectionError, read_photo
 from sketchabs.readback import target_layer, target_photo, to_photo
@@ -33,15 +33,18 @@ class RefineSketch(inkex.EffectExtension):
         pars.add_argument("--window", type=inkex.Boolean, default=True)
 
     def effect(self):
-        abort_on_errors(self._refine)
+        abort_on_errors(self._refine, messages.REFINE)
 
     def _refine(self) -> None:
         photo = read_photo(target_photo(self.svg), self.options.input_file)
         layer = target_layer(self.svg)
+        name = layer.get(LABEL) or layer.get_id()
         paths = layer_paths(layer)
         if not paths:
-            raise SelectionError(f"Layer '{layer.get(LABEL) or layer.get_id()}' has no paths to refine.")
+            raise SelectionError(messages.refine_no_paths(name))
         strokes = read_layer(layer, paths, to_photo(photo))
+        if len(strokes.strokes) > MAX_STROKES:
+            raise SelectionError(messages.refine_too_many(name, len(strokes.strokes), MAX_STROKES))
         change = self.options.change
         params = RefineParams(
             iterations=self.options.iterations,
@@ -56,7 +59,7 @@ class RefineSketch(inkex.EffectExtension):
             params=params,
         ).validate()
         job, buffers = request_to_json(request)
-        title = f"Refined {layer.get(LABEL) or layer.get_id()}"
+        title = f"Refined {name}"
         remote = engine_link.engine_choice(self.options.engine, self.options.remote)
         with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
             job_id, _position = client.submit(job, buffers, photo.name)
