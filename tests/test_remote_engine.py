@@ -161,32 +161,76 @@ def test_an_allowed_key_runs_a_job_end_to_end(remote, tmp_path):
     assert "animal.png" in status and "device: cpu" in status
 
 
-def test_refine_with_remote_runs_on_the_shared_engine_and_writes_the_layer_back_in_place(remote, tmp_path):
-    """`refine --remote FILE`: the same refine request over the bridge; the designer's file is written
-    back as `refine` writes it here (locked path untouched, added strokes after the others)."""
+def locked_sketch(folder: Path) -> tuple[Path, bytes]:
+    """A 4-stroke sketch of the animal, its second path ("mine") locked; the locked path as written."""
     from lxml import etree
 
     from engine.strokes import Sketch, StrokeLayer
     from engine.svg import sketch_to_svg
 
-    designer_env = engine_env(tmp_path / "designer")
     points = np.random.default_rng(0).uniform(20, 220, (4, 4, 2))  # photo px of the 248 x 248 animal
     root = etree.fromstring(sketch_to_svg(Sketch(248, 248, (StrokeLayer("4 strokes", points),))))
     locked = root.findall(f".//{PATH}")[1]
     locked.set("id", "mine")
     locked.set("{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive", "true")
-    sketch, out = tmp_path / "animal.svg", tmp_path / "refined.svg"
+    sketch = folder / "animal.svg"
     sketch.write_bytes(etree.tostring(root))
-    options = ("--add", "2", "--iterations", "11", "--aug-bank", "4", "-o", str(out))
+    return sketch, etree.tostring(locked)
+
+
+def assert_refined_in_place(out: Path, locked: bytes, count: int) -> None:
+    from lxml import etree
+
+    paths = etree.parse(str(out)).getroot().findall(f".//{PATH}")
+    assert len(paths) == count and [p.get("id") for p in paths].count("mine") == 1
+    assert etree.tostring(next(p for p in paths if p.get("id") == "mine")) == locked
+    assert all(p.get("{https://sketch-abstraction.org/ns}importance") for p in paths if p.get("id") != "mine")
+
+
+REFINE_FAST = ("--iterations", "11", "--aug-bank", "4")
+
+
+def test_refine_with_remote_runs_on_the_shared_engine_and_writes_the_layer_back_in_place(remote, tmp_path):
+    """`refine --remote FILE`: the same refine request over the bridge; the designer's file is written
+    back as `refine` writes it here (locked path untouched, added strokes after the others)."""
+    designer_env = engine_env(tmp_path / "designer")
+    sketch, locked = locked_sketch(tmp_path)
+    out = tmp_path / "refined.svg"
+    options = ("--add", "2", *REFINE_FAST, "-o", str(out))
     done = cli(designer_env, "refine", str(ANIMAL), str(sketch), "--remote", str(remote.files["alice"]), *options)
     assert "6 strokes, 1 locked, 2 added" in done.stderr and f"wrote {out}" in done.stderr, done.stderr
-    paths = etree.parse(str(out)).getroot().findall(f".//{PATH}")
-    assert len(paths) == 6 and [p.get("id") for p in paths].count("mine") == 1
-    assert etree.tostring(next(p for p in paths if p.get("id") == "mine")) == etree.tostring(locked)
-    assert all(p.get("{https://sketch-abstraction.org/ns}importance") for p in paths if p.get("id") != "mine")
+    assert_refined_in_place(out, locked, 6)
     assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
     status = cli(designer_env, "status", "--remote", str(remote.files["alice"])).stdout
     assert re.search(r"done\s+refine .* animal\.png", status), status
+
+
+def test_submit_refine_detached_then_fetch_writes_the_sketch_back_as_refine_does(remote, tmp_path):
+    designer_env = engine_env(tmp_path / "designer")
+    sketch, locked = locked_sketch(tmp_path)
+    alice = ("--remote", str(remote.files["alice"]))
+    submitted = cli(
+        designer_env,
+        "submit",
+        *alice,
+        "--refine",
+        str(sketch),
+        "--simplify",
+        "3",
+        *REFINE_FAST,
+        "--detach",
+        str(ANIMAL),
+    )
+    job_id = submitted.stdout.split()[0]
+    out = tmp_path / "fewer.svg"
+    cli(designer_env, "fetch", job_id, *alice, "--refine", str(sketch), "--layer", "4 strokes", "-o", str(out))
+    assert_refined_in_place(out, locked, 3)
+    elsewhere = cli(
+        designer_env, "fetch", job_id, *alice, "--refine", str(ANIMAL), "-o", str(tmp_path / "x.svg"), check=False
+    )
+    assert elsewhere.returncode == 2 and "is not an SVG file" in elsewhere.stderr, elsewhere.stderr
+    both = cli(designer_env, "submit", *alice, "--refine", str(sketch), "--scene", str(ANIMAL), check=False)
+    assert both.returncode == 2 and "give exactly one IMAGE, and no --scene" in both.stderr, both.stderr
 
 
 def test_an_unknown_key_and_a_plain_client_are_refused_without_any_work(remote, tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 from bridge.errors import InputError
 from bridge.files import read_bounded
 from bridge.limits import MAX_FILE_BYTES
-from bridge.params import request_to_json
+from bridge.params import RefineRequest, request_to_json
 from bridge.sketchlayer import (
     LABEL,
     LayerStrokes,
@@ -39,7 +39,7 @@ from engine.cli.options import (
     writing,
 )
 from engine.cli.progress_bar import ProgressBar
-from engine.cli.remote import add_remote_option, client_errors
+from engine.cli.remote import add_layer_option, add_remote_option, client_errors
 
 
 def register(commands) -> None:
@@ -54,9 +54,7 @@ def register(commands) -> None:
     refine.add_argument(
         "sketch", help="SVG whose user units are the photo's pixels (viewBox 0 0 W H), as `sketch` writes it"
     )
-    refine.add_argument(
-        "--layer", help="label or id of the layer to refine (default: the first visible layer with strokes)"
-    )
+    add_layer_option(refine)
     refine.add_argument("-o", "--output", help="SVG to write (default: SKETCH's name + -refined.svg, here)")
     refine.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_refine_options(refine)
@@ -71,14 +69,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"image": args.image, "sketch": args.sketch, **mask_input(args.mask)}
     out = writable_file(args.output or Path(args.sketch).stem + "-refined.svg", "-o", inputs)
     sketch = read_sketch(args.sketch, args.layer, load_image(args.image).size)
-    strokes = sketch.strokes
-    request = refine_request(
-        args,
-        args.image,
-        tuple(tuple(v for point in stroke for v in point) for stroke in strokes.strokes),
-        tuple(strokes.locked),
-        tuple(strokes.widths),
-    )
+    request = refine_job(args, args.image, sketch)
     if args.remote:
         return _on_remote_engine(args, request, sketch, out)
     return _here(args, request, sketch, out)
@@ -93,30 +84,42 @@ class SketchFile:
     strokes: LayerStrokes
 
 
-def read_sketch(path: str, wanted_layer: str | None, photo_size: tuple[int, int]) -> SketchFile:
+def read_sketch(path: str, wanted_layer: str | None, photo_size: tuple[int, int] | None = None) -> SketchFile:
     """The layer of the SVG file at `path` (its label or id; None: the first visible one with
-    strokes), refused unless the document's user units are the photo's pixels (viewBox 0 0 W H)."""
-    from engine.svg import document_size
-
+    strokes). Its user units must be the photo's pixels (viewBox 0 0 W H): with `photo_size`, the
+    sketch is refused unless that is its size (without, when the result comes, by write_refined)."""
     document = _parse(read_bounded(path, "sketch file", MAX_FILE_BYTES), path)
-    width, height = document_size(document)
-    if (width, height) != photo_size:
-        raise InputError(
-            f"the sketch is {width}x{height} px but the photo is {photo_size[0]}x{photo_size[1]}",
-            "give the photo the sketch was made from (the SVG's viewBox is the photo's size)",
-        )
+    photo_hint = "give the photo the sketch was made from (the SVG's viewBox is the photo's size)"
+    _check_size(document, photo_size or _size(document), "the photo is", photo_hint)  # its own: a usable viewBox
     layer = _find_layer(document, wanted_layer)
     return SketchFile(document, layer, read_layer(layer, layer_paths(layer), to_document))
 
 
+def refine_job(args: argparse.Namespace, image, sketch: SketchFile) -> RefineRequest:
+    """The validated refine request for the sketch's layer, with the refine options in `args`."""
+    strokes = sketch.strokes
+    return refine_request(
+        args,
+        image,
+        tuple(tuple(v for point in stroke for v in point) for stroke in strokes.strokes),
+        tuple(strokes.locked),
+        tuple(strokes.widths),
+    )
+
+
 def write_refined(sketch: SketchFile, svg: bytes, out: Path) -> list[Refined]:
     """Write the document with the layer refined as the engine's refine SVG `svg` says, to `out`
-    (atomically); the refined strokes."""
+    (atomically); the refined strokes. InputError for a result that is not a refine of this sketch
+    (a fetched job may be another)."""
     from lxml import etree
 
     from bridge.atomic import write_atomic
 
+    hint = "give the sketch and --layer the refine job was submitted with"
+    _check_size(sketch.document, _size(_parse(svg, "the job's result")), "the job's photo is", hint)
     refined, added_width = read_result(svg)
+    if not any(0 <= stroke.source < len(sketch.strokes.strokes) for stroke in refined):
+        raise InputError("the job's result is not a refine of this sketch's layer", hint)
     write_back(sketch.strokes, refined, added_width, _id_maker(sketch.document))
     sketch.layer.set(LABEL, stroke_label(sketch.layer.get(LABEL, ""), len(layer_paths(sketch.layer))))
     write_atomic(out, etree.tostring(sketch.document, xml_declaration=True, encoding="UTF-8"))
@@ -184,6 +187,18 @@ def _parse(data: bytes, name: str) -> Any:
     if root.tag != "{http://www.w3.org/2000/svg}svg":
         raise InputError(f"{name} is not an SVG file", "give the sketch's SVG")
     return root
+
+
+def _size(document: Any) -> tuple[int, int]:
+    from engine.svg import document_size
+
+    return document_size(document)
+
+
+def _check_size(document: Any, size: tuple[int, int], other: str, hint: str) -> None:
+    width, height = _size(document)
+    if (width, height) != size:
+        raise InputError(f"the sketch is {width}x{height} px but {other} {size[0]}x{size[1]}", hint)
 
 
 def _find_layer(document: Any, wanted: str | None) -> Any:
