@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import warnings
 from pathlib import Path
 
@@ -146,6 +147,20 @@ def test_a_transform_that_does_not_parse_is_refused_naming_the_path_and_line(whe
     with pytest.raises(InputError, match=r"path 'p' \(line 3\)") as failure:
         svgtransform.to_document(doc.find(".//{*}path"))
     assert words in failure.value.message
+
+
+def test_the_fetch_a_refine_job_needs_later_names_its_engine_sketch_and_layer(tmp_path):
+    """What `refine --remote` and `submit --refine` print for fetching the job later (after Ctrl-C)
+    is a `fetch` command line that names the same engine, sketch and layer."""
+    from engine.cli import build_parser
+    from engine.cli.refine import read_sketch
+    from engine.cli.remote import fetch_options
+
+    sketch = tmp_path / "my sketch.svg"
+    sketch.write_bytes(etree.tostring(layer_doc('<path id="a" d="M 1 1 L 2 2"/>')))
+    options = fetch_options("/srv/studio key.json", read_sketch(str(sketch), "4 strokes"))
+    args = build_parser().parse_args(["fetch", "JOB", *shlex.split(options), "-o", "out.svg"])
+    assert (args.remote, args.refine, args.layer) == ("/srv/studio key.json", str(sketch), "L")
 
 
 # --- the request --------------------------------------------------------------------------------------

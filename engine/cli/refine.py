@@ -79,9 +79,15 @@ def run(args: argparse.Namespace) -> int:
 class SketchFile:
     """A sketch document and the layer to refine, read back into the photo's pixels."""
 
+    path: str
     document: Any  # the whole SVG (lxml), written back with the layer refined
     layer: Any
     strokes: LayerStrokes
+
+    def options(self) -> list[str]:
+        """The command-line options that name this sketch and layer again (for a later `fetch`)."""
+        layer = self.layer.get("id") or self.layer.get(LABEL)
+        return ["--refine", self.path, *(["--layer", layer] if layer else [])]
 
 
 def read_sketch(path: str, wanted_layer: str | None, photo_size: tuple[int, int] | None = None) -> SketchFile:
@@ -92,7 +98,7 @@ def read_sketch(path: str, wanted_layer: str | None, photo_size: tuple[int, int]
     photo_hint = "give the photo the sketch was made from (the SVG's viewBox is the photo's size)"
     _check_size(document, photo_size or _size(document), "the photo is", photo_hint)  # its own: a usable viewBox
     layer = _find_layer(document, wanted_layer)
-    return SketchFile(document, layer, read_layer(layer, layer_paths(layer), to_document))
+    return SketchFile(path, document, layer, read_layer(layer, layer_paths(layer), to_document))
 
 
 def refine_job(args: argparse.Namespace, image, sketch: SketchFile) -> RefineRequest:
@@ -158,7 +164,7 @@ def _here(args: argparse.Namespace, request, sketch: SketchFile, out: Path) -> i
 
 def _on_remote_engine(args: argparse.Namespace, request, sketch: SketchFile, out: Path) -> int:
     """Refine on the engine of `--remote` (the same request over the bridge), waiting with a progress bar."""
-    from engine.cli.remote import connect_client, follow_job
+    from engine.cli.remote import connect_client, fetch_options, follow_job
 
     job, buffers = request_to_json(request)
     with connect_client(args) as client:
@@ -167,7 +173,12 @@ def _on_remote_engine(args: argparse.Namespace, request, sketch: SketchFile, out
             print(f"queued, position {position}", file=sys.stderr)
         refined: list[Refined] = []
         code = follow_job(
-            client, job_id, out, args.quiet, write=lambda svg: refined.extend(write_refined(sketch, svg, out))
+            client,
+            job_id,
+            out,
+            args.quiet,
+            write=lambda svg: refined.extend(write_refined(sketch, svg, out)),
+            fetch_with=fetch_options(args.remote, sketch),
         )
     if code == 0 and not args.quiet:
         print(summary(sketch.strokes, refined), file=sys.stderr)

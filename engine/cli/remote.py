@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -350,6 +351,7 @@ def _submit(args) -> int:
                         f"{Path(image).name}: ",
                         args.preview_every is not None,
                         _writer(sketch, out),
+                        fetch_options(args.remote, sketch),
                     )
                 )
             ]
@@ -387,6 +389,13 @@ def _sketch_to_refine(args):
     return read_sketch(args.refine, args.layer, load_image(args.images[0]).size)
 
 
+def fetch_options(remote: str | None, sketch=None) -> str:
+    """The options a later `fetch` of a job needs (quoted, each after a space): the engine that has
+    it, and for a refine the sketch (engine.cli.refine.SketchFile) its result is written back into."""
+    words = (["--remote", remote] if remote else []) + (sketch.options() if sketch else [])
+    return "".join(f" {shlex.quote(word)}" for word in words)
+
+
 def _writer(sketch, out: Path):
     """How follow_job writes a refine's result: `sketch` with its layer refined (None: the SVG as it is)."""
     if sketch is None:
@@ -403,11 +412,20 @@ def _failed(prefix: str, err) -> int:
 
 
 def follow_job(
-    client, job_id: str, out: Path, quiet: bool, prefix: str = "", previews: bool = False, write=None
+    client,
+    job_id: str,
+    out: Path,
+    quiet: bool,
+    prefix: str = "",
+    previews: bool = False,
+    write=None,
+    fetch_with: str = "",
 ) -> int:
     """Wait for one job with a progress bar and write its SVG; 0, or the exit code of its failure.
     With `previews`, each live preview the engine sends replaces OUT.preview.png. `write(svg)`
-    writes the result to `out` (default: the engine's SVG as it is; a refine writes the document back)."""
+    writes the result to `out` (default: the engine's SVG as it is; a refine writes the document back).
+    `fetch_with`: the options a later `fetch` of the job needs (fetch_options), for the messages."""
+    later = f"sketch-abstraction fetch {job_id}{fetch_with} -o {shlex.quote(str(out))}"
     from bridge.client import JobFailed
 
     bar = ProgressBar(quiet, prefix)
@@ -429,7 +447,7 @@ def follow_job(
     except KeyboardInterrupt:
         bar.close()
         print(
-            f"{prefix}job {job_id} goes on in the engine; later: sketch-abstraction fetch {job_id} -o {out}",
+            f"{prefix}job {job_id} goes on in the engine; later: {later}",
             file=sys.stderr,
         )
         raise
@@ -439,8 +457,7 @@ def follow_job(
             (write or functools.partial(write_atomic, out))(result.svg)
     except EngineError as err:  # the engine keeps the result: say how to get it once there is room
         print(
-            f"{prefix}error: {err.message}\n  fix: {err.hint}; then `sketch-abstraction fetch {job_id} -o {out}` "
-            "(the engine keeps the result for a day)",
+            f"{prefix}error: {err.message}\n  fix: {err.hint}; then `{later}` (the engine keeps the result for a day)",
             file=sys.stderr,
         )
         return err.exit_code
