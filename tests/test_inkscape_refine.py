@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -17,12 +16,10 @@ from lxml import etree
 from engine.strokes import Sketch, StrokeLayer
 from engine.svg import sketch_to_svg
 from tests import test_inkscape_ext as harness
-from tests import test_inkscape_remote
 from tests.test_inkscape_ext import INKSCAPE_PYTHON, SVG_NS, embedded_svg, run_script
 
 pytestmark = harness.pytestmark
 setup, ink, ink_1_2 = harness.setup, harness.ink, harness.ink_1_2  # an installed extension, a tiny engine
-shared = test_inkscape_remote.shared  # a CURVE engine on 127.0.0.1 and a designer's connection file for it
 
 REFINE = "org.sketch-abstraction.refine-sketch"
 SODIPODI = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}"
@@ -256,33 +253,3 @@ def test_refine_sketch_in_real_inkscape_keeps_the_locked_path_and_its_namespace_
     assert paths[1].get(f"{SODIPODI}insensitive") == "true" and paths[1].get("d") == etree.fromstring(locked).get("d")
     refined = [p for p in paths if p.get("id") != ids[1]]
     assert all(p.get(IMPORTANCE) for p in refined), "Inkscape keeps the project's namespace when it saves"
-
-
-def test_refine_sketch_on_a_shared_engine_lands_in_place_and_a_given_up_wait_comes_in_later(ink_1_2, shared, tmp_path):
-    """The Run tab's shared engine: the refine runs there (a CURVE engine on 127.0.0.1) and lands in
-    place; a wait given up is remembered as a refine job of that engine, which Insert Finished
-    Sketches fetches from it and links as a refine of the photo (not as its object sketch)."""
-    remote = ("--engine=remote", f"--remote={shared.file}")
-    doc, layer_id, ids, locked = sketch_doc(tmp_path, ink_1_2, *remote)
-    refine = ("--id=img1", f"--id={ids[0]}", "--iterations=11", "--window=false", *remote)
-    out = run_script(ink_1_2, "sketch_refine.py", doc, *refine)
-    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
-    root = etree.fromstring(out.stdout)
-    paths = root.xpath(f"//svg:g[@id='{layer_id}']/svg:path", namespaces=SVG_NS)
-    assert [p.get("id") for p in paths] == ids and etree.tostring(paths[1]) == locked
-    assert all(p.get(IMPORTANCE) for p in paths[:1] + paths[2:]), "refined by the engine, written in place"
-    records = [json.loads(p.read_text()) for p in (shared.data_dir / "results").glob("*.json")]
-    assert [r["state"] for r in records if r.get("kind") == "refine"] == ["done"], "the shared engine ran it"
-
-    out = run_script(ink_1_2, "sketch_refine.py", doc, *refine, "--timeout=0.0001")  # gives up at once
-    assert out.returncode != 0 and "Insert Finished Sketches" in out.stderr.decode(), out.stderr.decode()
-    pending = [json.loads(p.read_text()) for p in (ink_1_2["base"] / "data" / "inkscape-pending").glob("*.json")]
-    assert [(job["kind"], job["remote"]) for job in pending] == [("refine", str(shared.file))]
-    deadline = time.monotonic() + 120
-    while (out := run_script(ink_1_2, "sketch_insert.py", doc)).returncode != 0 and time.monotonic() < deadline:
-        assert "Not finished yet" in out.stderr.decode(), out.stderr.decode()
-        time.sleep(0.5)
-    assert out.returncode == 0, out.stderr.decode()
-    inserted = etree.fromstring(out.stdout).xpath("//svg:g[@data-sketch-kind='refine']", namespaces=SVG_NS)
-    assert len(inserted) == 1 and inserted[0].get("data-sketch-photo") == "img1"
-    assert len(inserted[0].xpath(".//svg:path", namespaces=SVG_NS)) == 6
