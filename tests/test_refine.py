@@ -306,11 +306,16 @@ def test_refine_add_4_gives_8_strokes_and_keeps_the_locked_path(four_strokes, ad
     assert all(p.get(IMPORTANCE) for p in paths)
 
 
-def test_a_transformed_layer_refines_to_the_same_canvas_points_and_is_written_back_in_its_own_units(
-    four_strokes, added_4, tmp_path
-):
-    """The same sketch, its layer group translated and scaled (the paths' data in the group's units):
-    the refine starts from, and ends at, the same points; the file keeps its transform."""
+def test_a_transformed_layer_gives_the_same_refine_and_is_written_back_in_its_own_units(four_strokes, tmp_path):
+    """The same sketch with its layer group translated and scaled (the paths' data and widths in the
+    group's units): the refine request is the same as the plain sketch's to 1e-9 px, so is the
+    refinement (a deterministic function of it, as the command computes it), and a result is
+    written back into both at the same photo pixels (1e-3 canvas px), the group's transform kept."""
+    from engine.cli import build_parser
+    from engine.cli.refine import read_sketch, refine_job, write_refined
+    from engine.strokes import Sketch, StrokeLayer
+    from engine.svg import sketch_to_svg
+
     group = "translate(20,10) scale(0.5)"
     root = etree.parse(str(four_strokes)).getroot()
     root[0].set("transform", group)
@@ -322,20 +327,34 @@ def test_a_transformed_layer_refines_to_the_same_canvas_points_and_is_written_ba
         path.set(
             "style", re.sub(r"stroke-width:([\d.]+)", lambda m: f"stroke-width:{2 * float(m[1])}", path.get("style"))
         )
-    moved, out = tmp_path / "moved.svg", tmp_path / "moved-out.svg"
+    moved = tmp_path / "moved.svg"
     moved.write_bytes(etree.tostring(root))
-    assert main(["refine", str(ANIMAL), str(moved), *ADD_4, "-o", str(out)]) == 0
-    plain, refined = (etree.parse(str(svg)).getroot() for svg in (added_4, out))
-    assert refined[0].get("transform") == group
-    ids = [[p.get("id") for p in layer_paths(doc[0])] for doc in (plain, refined)]
-    assert ids[0] == ids[1] and len(ids[0]) == 8, "written back in place, the same paths"
+    sketches = [read_sketch(str(svg), "4 strokes", (248, 248)) for svg in (four_strokes, moved)]
+    args = build_parser().parse_args(["refine", str(ANIMAL), str(moved), "--add", "1"])
+    plain, turned = (refine_job(args, str(ANIMAL), sketch) for sketch in sketches)
+    assert np.abs(np.array(plain.strokes) - np.array(turned.strokes)).max() < 1e-9
+    assert turned.widths == pytest.approx(plain.widths, rel=1e-9) and turned.locked == plain.locked
+
+    given = np.array(plain.strokes).reshape(4, 4, 2)
+    added = [[[50.0, 50.0], [60.0, 40.0], [70.0, 60.0], [80.0, 50.0]]]
+    result = np.concatenate([given + np.array([3.0, -2.0]), added])  # (5, 4, 2) photo px
+    layer = StrokeLayer("5 strokes", result, width=3.0, importance=(0.5, 0.4, 0.3, 0.2, 0.1), sources=(0, 1, 2, 3, -1))
+    svg = sketch_to_svg(Sketch(248, 248, (layer,)))
+    outs = [tmp_path / "plain-out.svg", tmp_path / "moved-out.svg"]
+    for sketch, out in zip(sketches, outs):
+        write_refined(sketch, svg, out)
+    written = [etree.parse(str(out)).getroot()[0] for out in outs]
+    assert written[1].get("transform") == group
+    paths = [layer_paths(layer) for layer in written]
+    assert [p.get("id") for p in paths[0]] == [p.get("id") for p in paths[1]] and len(paths[0]) == 5
     to_photo = svgtransform.parse(group)
-    canvas_px = 248 / 224  # photo px per canvas px
-    for a, b in zip(layer_paths(plain[0]), layer_paths(refined[0])):
-        expected = np.array(segments(a.get("d")))
+    for a, b in zip(*paths):
+        expected = np.array(segments(a.get("d"))[0])
         got = np.array([svgtransform.apply(to_photo, point) for point in segments(b.get("d"))[0]])
-        assert np.abs(got - expected[0]).max() / canvas_px < 1e-3, (a.get("id"), got, expected)
-    assert refined.find(".//*[@id='mine']").get("d") == root.find(".//*[@id='mine']").get("d"), "locked: untouched"
+        assert np.abs(got - expected).max() / (248 / 224) < 1e-3, (a.get("id"), got, expected)
+    mine = [p for p in paths[1] if p.get("id") == "mine"]
+    assert etree.tostring(mine[0]) == etree.tostring(root.find(".//*[@id='mine']")), "locked: untouched"
+    assert paths[1][-1].get("style").endswith("stroke-width:6"), "the added stroke's 3 px in the group's units"
 
 
 @pytest.mark.parametrize(
