@@ -192,43 +192,31 @@ REFINE_FAST = ("--iterations", "11", "--aug-bank", "4")
 
 def test_refine_with_remote_runs_on_the_shared_engine_and_writes_the_layer_back_in_place(remote, tmp_path):
     """`refine --remote FILE`: the same refine request over the bridge; the designer's file is written
-    back as `refine` writes it here (locked path untouched, added strokes after the others)."""
-    designer_env = engine_env(tmp_path / "designer")
-    sketch, locked = locked_sketch(tmp_path)
-    out = tmp_path / "refined.svg"
-    options = ("--add", "2", *REFINE_FAST, "-o", str(out))
-    done = cli(designer_env, "refine", str(ANIMAL), str(sketch), "--remote", str(remote.files["alice"]), *options)
-    assert "6 strokes, 1 locked, 2 added" in done.stderr and f"wrote {out}" in done.stderr, done.stderr
-    assert_refined_in_place(out, locked, 6)
-    assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
-    status = cli(designer_env, "status", "--remote", str(remote.files["alice"])).stdout
-    assert re.search(r"done\s+refine .* animal\.png", status), status
-
-
-def test_submit_refine_detached_then_fetch_writes_the_sketch_back_as_refine_does(remote, tmp_path):
+    back as `refine` writes it here (locked path untouched, added strokes after the others). `fetch
+    --refine` writes that job's result back the same way; `submit --refine` queues a refine job."""
     designer_env = engine_env(tmp_path / "designer")
     sketch, locked = locked_sketch(tmp_path)
     alice = ("--remote", str(remote.files["alice"]))
-    submitted = cli(
-        designer_env,
-        "submit",
-        *alice,
-        "--refine",
-        str(sketch),
-        "--simplify",
-        "3",
-        *REFINE_FAST,
-        "--detach",
-        str(ANIMAL),
-    )
-    job_id = submitted.stdout.split()[0]
-    out = tmp_path / "fewer.svg"
-    cli(designer_env, "fetch", job_id, *alice, "--refine", str(sketch), "--layer", "4 strokes", "-o", str(out))
-    assert_refined_in_place(out, locked, 3)
-    elsewhere = cli(
-        designer_env, "fetch", job_id, *alice, "--refine", str(ANIMAL), "-o", str(tmp_path / "x.svg"), check=False
-    )
-    assert elsewhere.returncode == 2 and "is not an SVG file" in elsewhere.stderr, elsewhere.stderr
+    out = tmp_path / "refined.svg"
+    done = cli(designer_env, "refine", str(ANIMAL), str(sketch), *alice, "--add", "2", *REFINE_FAST, "-o", str(out))
+    assert "6 strokes, 1 locked, 2 added" in done.stderr and f"wrote {out}" in done.stderr, done.stderr
+    assert_refined_in_place(out, locked, 6)
+    assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
+
+    [job_id] = re.findall(r"(\S+)\s+done\s+refine .* animal\.png", cli(designer_env, "status", *alice).stdout)
+    again = tmp_path / "fetched.svg"
+    cli(designer_env, "fetch", job_id, *alice, "--refine", str(sketch), "--layer", "4 strokes", "-o", str(again))
+    assert again.read_bytes() == out.read_bytes(), "fetch --refine writes the sketch back as refine does"
+    wrong = cli(designer_env, "fetch", job_id, *alice, "--refine", str(ANIMAL), "-o", str(tmp_path / "x"), check=False)
+    assert wrong.returncode == 2 and "is not an SVG file" in wrong.stderr, wrong.stderr
+
+    submit = ("submit", *alice, "--refine", str(sketch), "--simplify", "3", *REFINE_FAST, "--detach", str(ANIMAL))
+    queued = cli(designer_env, *submit).stdout.split()[0]
+    status = cli(designer_env, "status", *alice).stdout
+    assert re.search(rf"{queued}\s+\S+\s+refine ", status), status
+    cli(designer_env, "cancel", queued, *alice)  # its result is fetched as above; no second optimisation here
+    with contextlib.suppress(JobFailed):  # cancelled, or done if it was quicker than the cancel
+        designer(remote, "alice").wait(queued, timeout_s=JOB_S)  # over before the next test's jobs
     both = cli(designer_env, "submit", *alice, "--refine", str(sketch), "--scene", str(ANIMAL), check=False)
     assert both.returncode == 2 and "give exactly one IMAGE, and no --scene" in both.stderr, both.stderr
 
