@@ -128,7 +128,7 @@ def register(commands) -> None:
     )
     add_layer_option(refine)
     for flag in ("--add", "--simplify"):
-        refine.add_argument(flag, default=argparse.SUPPRESS, help="see `sketch-abstraction refine --help`")
+        refine.add_argument(flag, metavar="N", default=argparse.SUPPRESS, help="see `sketch-abstraction refine --help`")
     submit.set_defaults(run=client_errors(_submit))
 
     fetch = commands.add_parser("fetch", help="write the SVG of a finished job (waits if it is still running)")
