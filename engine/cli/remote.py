@@ -364,7 +364,9 @@ def job_request(args, image, sketch=None):
     read again from the command line: they share names with sketch options)."""
     if sketch is None and not args.scene:
         return sketch_request(args, image)
-    options = argparse.ArgumentParser(prog=f"sketch-abstraction {args.command}")
+    options = argparse.ArgumentParser(
+        prog=f"sketch-abstraction {args.command} --{'scene' if sketch is None else 'refine'}"
+    )
     (add_scene_options if sketch is None else add_refine_options)(options)
     job_args, _ = options.parse_known_args(args.argv)
     if sketch is None:
