@@ -27,6 +27,7 @@ from typing import Any
 
 from bridge.errors import InputError
 from bridge.svgpath import IMPORTANCE, SOURCE, PathDataError, Point, Segment, segments
+from bridge.svgtransform import Matrix, apply, invert
 
 SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
@@ -35,22 +36,6 @@ PATH, GROUP = f"{{{SVG_NS}}}path", f"{{{SVG_NS}}}g"
 LABEL, GROUPMODE = f"{{{INKSCAPE_NS}}}label", f"{{{INKSCAPE_NS}}}groupmode"
 INSENSITIVE, NODETYPES = f"{{{SODIPODI_NS}}}insensitive", f"{{{SODIPODI_NS}}}nodetypes"
 SVG_DEFAULT_WIDTH = 1.0  # user units: SVG's initial stroke-width
-
-Matrix = tuple[float, float, float, float, float, float]  # SVG's (a, b, c, d, e, f): x' = a x + c y + e
-IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
-
-
-def apply(m: Matrix, point: Point) -> Point:
-    x, y = point
-    return (m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5])
-
-
-def invert(m: Matrix) -> Matrix:
-    a, b, c, d, e, f = m
-    det = a * d - b * c
-    if det == 0 or not math.isfinite(det):
-        raise InputError("a path's transform squashes it flat (not invertible)", "reset the transform in Inkscape")
-    return (d / det, -b / det, -c / det, a / det, (c * f - d * e) / det, (b * e - a * f) / det)
 
 
 def width_scale(m: Matrix) -> float:

@@ -8,15 +8,16 @@ import time
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from bridge.params import RefineParams, RefineRequest, request_to_json
+from bridge.params import MAX_STROKES, RefineParams, RefineRequest, request_to_json
 from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
 from bridge.svgpath import stroke_label
-from sketchabs import engine_link, progress
+from sketchabs import engine_link, messages, progress
 from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors
 from sketchabs.images import SelectionError, read_photo
 from sketchabs.readback import target_layer, target_photo, to_photo
 
 CHANGES = ("none", "add", "simplify")
+KIND = "refine"  # the request kind; Insert Finished Sketches links a result fetched later as this kind
 
 
 class RefineSketch(inkex.EffectExtension):
@@ -26,19 +27,24 @@ class RefineSketch(inkex.EffectExtension):
         pars.add_argument("--change", default="none", choices=CHANGES)
         pars.add_argument("--count", type=int, default=4)
         pars.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        pars.add_argument("--engine", default=engine_link.LOCAL, choices=(engine_link.LOCAL, engine_link.REMOTE))
+        pars.add_argument("--remote", default="")
         pars.add_argument("--timeout", type=float, default=60.0)  # minutes
         pars.add_argument("--window", type=inkex.Boolean, default=True)
 
     def effect(self):
-        abort_on_errors(self._refine)
+        abort_on_errors(self._refine, messages.REFINE)
 
     def _refine(self) -> None:
         photo = read_photo(target_photo(self.svg), self.options.input_file)
         layer = target_layer(self.svg)
+        name = layer.get(LABEL) or layer.get_id()
         paths = layer_paths(layer)
         if not paths:
-            raise SelectionError(f"Layer '{layer.get(LABEL) or layer.get_id()}' has no paths to refine.")
+            raise SelectionError(messages.refine_no_paths(name))
         strokes = read_layer(layer, paths, to_photo(photo))
+        if len(strokes.strokes) > MAX_STROKES:
+            raise SelectionError(messages.refine_too_many(name, len(strokes.strokes), MAX_STROKES))
         change = self.options.change
         params = RefineParams(
             iterations=self.options.iterations,
@@ -53,20 +59,27 @@ class RefineSketch(inkex.EffectExtension):
             params=params,
         ).validate()
         job, buffers = request_to_json(request)
-        title = f"Refined {layer.get(LABEL) or layer.get_id()}"
-        with engine_link.connect(self.options.device, READY_TIMEOUT_S) as client:
+        title = f"Refined {name}"
+        remote = engine_link.engine_choice(self.options.engine, self.options.remote)
+        with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
             job_id, _position = client.submit(job, buffers, photo.name)
             owed = [
                 engine_link.PendingJob(
-                    job_id, photo.element.get_id(), engine_link.document_path(), title, photo.size, time.time()
+                    job_id,
+                    photo.element.get_id(),
+                    engine_link.document_path(),
+                    title,
+                    photo.size,
+                    time.time(),
+                    kind=KIND,
+                    remote=remote,
                 )
             ]
             engine_link.remember(owed)  # a wait given up: Insert Finished Sketches brings it in as a new layer
             results, failures = progress.follow(client, owed, self.options.timeout * 60, self.options.window)
         engine_link.forget([job_id])
         if job_id in failures:
-            failure = failures[job_id]
-            raise inkex.AbortExtension(f"{failure.message}\n\nWhat to do: {failure.hint}")
+            raise failures[job_id]  # abort_on_errors says it in the dialog's words
         refined, added_width = read_result(results[job_id].svg)
         write_back(strokes, refined, added_width, lambda: self.svg.get_unique_id("stroke"))
         layer.set(LABEL, stroke_label(layer.get(LABEL) or "", len(layer_paths(layer))))

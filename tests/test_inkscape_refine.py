@@ -5,6 +5,7 @@ under Xvfb) against a tiny-model engine. Harness: tests/test_inkscape_ext.py."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -18,7 +19,7 @@ from tests import test_inkscape_ext as harness
 from tests.test_inkscape_ext import INKSCAPE_PYTHON, SVG_NS, embedded_svg, run_script
 
 pytestmark = harness.pytestmark
-setup, ink = harness.setup, harness.ink  # the harness's fixtures: an installed extension, a tiny engine
+setup, ink, ink_1_2 = harness.setup, harness.ink, harness.ink_1_2  # an installed extension, a tiny engine
 
 REFINE = "org.sketch-abstraction.refine-sketch"
 SODIPODI = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}"
@@ -83,9 +84,9 @@ def _numbers(svg: bytes) -> list[list[float]]:
     ]
 
 
-def sketch_doc(tmp_path, ink) -> tuple:
+def sketch_doc(tmp_path, ink, *engine: str) -> tuple:
     """A document with a sketch inserted by Object Sketch (6 strokes) over the photo, its second path
-    locked by the designer."""
+    locked by the designer. `engine`: the Run tab's engine options (default: this computer's)."""
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
     out = run_script(
         ink,
@@ -97,6 +98,7 @@ def sketch_doc(tmp_path, ink) -> tuple:
         "--seeds=1",
         "--iterations=2",
         "--window=false",
+        *engine,
     )
     assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
     root = etree.fromstring(out.stdout)
@@ -131,19 +133,81 @@ def test_refine_sketch_replaces_the_layers_paths_in_place_around_a_locked_one(in
     assert len({p.get("id") for p in root.iter() if p.get("id")}) == len([p for p in root.iter() if p.get("id")])
 
 
-@pytest.mark.parametrize(
-    "args, words",
-    [
-        (["--id=img1"], "Select some paths of the sketch layer"),  # no path selected, no current layer
-        (["--iterations=11", "--change=simplify", "--count=6"], "Cannot simplify 6 strokes (1 locked) to 6"),
-    ],
-)
-def test_refine_sketch_failures_abort_with_a_message_and_leave_the_document(ink, tmp_path, args, words):
+def test_refine_sketch_simplify_to_as_many_strokes_aborts_with_a_message_and_leaves_the_document(ink, tmp_path):
     doc, _, ids, _ = sketch_doc(tmp_path, ink)
-    extra = [] if args == ["--id=img1"] else ["--id=img1", f"--id={ids[0]}"]
-    out = run_script(ink, "sketch_refine.py", doc, *extra, *args, "--window=false")
-    assert out.returncode != 0 and words in out.stderr.decode(), out.stderr.decode()
+    args = ("--id=img1", f"--id={ids[0]}", "--iterations=11", "--change=simplify", "--count=6", "--window=false")
+    out = run_script(ink, "sketch_refine.py", doc, *args)
+    assert out.returncode != 0 and "Cannot simplify 6 strokes (1 locked) to 6" in out.stderr.decode()
     assert out.stdout == b""
+
+
+def test_the_dialog_offers_the_shared_engine_as_object_sketch_does_and_says_what_its_messages_quote():
+    ns = {"i": "http://www.inkscape.org/namespace/inkscape/extension"}
+    inx = {
+        name: etree.parse(str(harness.ROOT / "inkscape_ext" / f"{name}.inx"))
+        for name in ("sketch_object", "sketch_refine")
+    }
+    for param in ("engine", "remote"):
+        found = [etree.tostring(tree.find(f".//i:param[@name='{param}']", ns)) for tree in inx.values()]
+        assert found[0] == found[1], param
+    labels = [option.text for option in inx["sketch_refine"].iterfind(".//i:param[@name='change']/i:option", ns)]
+    assert "Add strokes where the sketch misses edges of the photo" in labels  # messages.REFINE_ADD_LABEL
+    assert inx["sketch_refine"].find(".//i:page[@name='refine']", ns).get("gui-text") == "Refine"  # REFINE_TAB
+
+
+LAYER = '<g inkscape:groupmode="layer" id="{id}" inkscape:label="{id}">{paths}</g>'
+LINE = '<path id="{id}" d="M 10 10 L 40 40" style="stroke:#000;stroke-width:1"{extra}/>'
+
+
+@pytest.mark.parametrize(
+    "images, selection, extra, words",
+    [
+        (["img1"], ["--id=img1"], "", "No sketch layer is selected. Select some paths of the sketch layer"),
+        (
+            ["img1", "img2"],
+            ["--id=a"],
+            LAYER.format(id="L", paths=LINE.format(id="a", extra="")),
+            "has none or several",
+        ),
+        (
+            ["img1"],
+            ["--id=img1"],
+            '<sodipodi:namedview inkscape:current-layer="Empty"/>' + LAYER.format(id="Empty", paths=""),
+            "The layer 'Empty' has no paths to refine. Select paths of the sketch layer",
+        ),
+        (
+            ["img1"],
+            ["--id=img1", "--id=a", "--id=b"],
+            LAYER.format(id="L", paths=LINE.format(id="a", extra=""))
+            + LAYER.format(id="M", paths=LINE.format(id="b", extra="")),
+            "The selected paths lie in different layers",
+        ),
+        (
+            ["img1"],
+            ["--id=img1", "--id=round"],
+            LAYER.format(id="L", paths='<path id="round" d="M 10 10 A 5 5 0 0 1 20 20"/>'),
+            "Path 'round' in the sketch layer cannot be refined: an elliptical arc (A) is not a Bézier stroke."
+            "\n\nWhat to do: Move it to another layer, or redraw it with the pen or pencil tool.",
+        ),
+        (
+            ["img1"],
+            ["--id=img1", "--id=a"],
+            LAYER.format(id="L", paths=LINE.format(id="a", extra=' sodipodi:insensitive="true"')),
+            "Every stroke is locked: there is nothing to optimise.\n\nWhat to do: Unlock some strokes (in Inkscape: "
+            "Object > Unlock All), or add new ones ('Add strokes where the sketch misses edges of the photo' on the "
+            "Refine tab).",
+        ),
+    ],
+    ids=["no-layer", "no-single-photo", "empty-layer", "two-layers", "an-arc", "all-locked"],
+)
+def test_refine_sketch_refusals_say_what_to_do_in_inkscape_and_leave_the_document(
+    ink_1_2, tmp_path, images, selection, extra, words
+):
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": i} for i in images], extra=extra)
+    out = run_script(ink_1_2, "sketch_refine.py", doc, *selection, "--window=false")
+    stderr = out.stderr.decode()
+    assert out.returncode != 0 and words in stderr and out.stdout == b"", stderr
+    assert stderr[0].isupper() and not re.search(r"sketch-abstraction|--[a-z]|Traceback|Error\b", stderr), stderr
 
 
 def test_refine_sketch_in_real_inkscape_keeps_the_locked_path_and_its_namespace_on_save(setup, tmp_path):

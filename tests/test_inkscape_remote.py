@@ -8,9 +8,22 @@ import time
 
 import pytest
 import zmq
+from lxml import etree
 
+from bridge.client import EngineClient
 from tests.test_bridge_engine import Engine, engine_env
-from tests.test_inkscape_ext import FAST, embedded_svg, ink_1_2, levels, pytestmark, run_script, setup, sketch_layers  # noqa: F401 (fixtures, skip marker)
+from tests.test_inkscape_ext import (  # noqa: F401 (fixtures, skip marker)
+    FAST,
+    SVG_NS,
+    embedded_svg,
+    ink_1_2,
+    levels,
+    pytestmark,
+    run_script,
+    setup,
+    sketch_layers,
+)
+from tests.test_inkscape_refine import IMPORTANCE, sketch_doc
 from tests.test_remote_engine import cli, free_port
 
 
@@ -69,3 +82,35 @@ def test_run_tab_remote_without_a_file_or_with_a_refused_key_says_what_to_do(ink
     out = run_script(ink_1_2, "sketch_object.py", doc, "--id=img3", *FAST, "--engine=remote", f"--remote={stranger}")
     assert out.returncode != 0 and "refused this connection file's key" in out.stderr.decode(), out.stderr.decode()
     assert doc.read_text().count("<image") == 1 and no_local_engine(ink_1_2)
+
+
+def test_refine_sketch_on_a_shared_engine_lands_in_place_and_a_given_up_wait_comes_in_later(ink_1_2, shared, tmp_path):  # noqa: F811
+    """The Run tab's shared engine: the refine runs there (a CURVE engine on 127.0.0.1) and lands in
+    place; a wait given up is remembered as a refine job of that engine, which Insert Finished
+    Sketches fetches from it and links as a refine of the photo (not as its object sketch)."""
+    remote = ("--engine=remote", f"--remote={shared.file}")
+    doc, layer_id, ids, locked = sketch_doc(tmp_path, ink_1_2, *remote)
+    refine = ("--id=img1", f"--id={ids[0]}", "--iterations=11", "--window=false", *remote)
+    out = run_script(ink_1_2, "sketch_refine.py", doc, *refine)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    root = etree.fromstring(out.stdout)
+    paths = root.xpath(f"//svg:g[@id='{layer_id}']/svg:path", namespaces=SVG_NS)
+    assert [p.get("id") for p in paths] == ids and etree.tostring(paths[1]) == locked
+    assert all(p.get(IMPORTANCE) for p in paths[:1] + paths[2:]), "refined by the engine, written in place"
+    records = [json.loads(p.read_text()) for p in (shared.data_dir / "results").glob("*.json")]
+    [done] = [r["job_id"] for r in records if r.get("kind") == "refine" and r["state"] == "done"]
+
+    out = run_script(ink_1_2, "sketch_refine.py", doc, *refine, "--timeout=0.0001")  # gives up at once
+    assert out.returncode != 0 and "Insert Finished Sketches" in out.stderr.decode(), out.stderr.decode()
+    [record] = (ink_1_2["base"] / "data" / "inkscape-pending").glob("*.json")
+    pending = json.loads(record.read_text())
+    assert (pending["kind"], pending["remote"]) == ("refine", str(shared.file))
+    with EngineClient.connect(remote=shared.file) as client:  # no second optimisation: cancel it, and let
+        client.cancel(pending["job_id"])  # the record name the first run's finished job (same kind, engine)
+    record.unlink()
+    (record.parent / f"{done}.json").write_text(json.dumps({**pending, "job_id": done}))
+    out = run_script(ink_1_2, "sketch_insert.py", doc)
+    assert out.returncode == 0, out.stderr.decode()
+    inserted = etree.fromstring(out.stdout).xpath("//svg:g[@data-sketch-kind='refine']", namespaces=SVG_NS)
+    assert len(inserted) == 1 and inserted[0].get("data-sketch-photo") == "img1"
+    assert len(inserted[0].xpath(".//svg:path", namespaces=SVG_NS)) == 6

@@ -187,6 +187,8 @@ ENGINE_SAYS = {
               "try --width 13 (the default look)"),
     "died": ("engine_died", "the engine (pid 42) stopped while job abc was running",
              "see its log in /run/user/1000/sketch-abstraction/engine.log, then submit again"),
+    "locked": ("bad_input", "every stroke is locked: there is nothing to optimise",
+               "unlock some strokes (in Inkscape: Object > Unlock All), or add new ones (--add N)"),
 }  # fmt: skip
 
 
@@ -216,6 +218,9 @@ def test_every_engine_message_names_an_action_inside_inkscape(ink_1_2, tmp_path)
     assert f"{installer} --extras mask" in texts["mask"]
     assert "Run Object Sketch again: the engine restarts" in texts["died"]
     assert "Stroke width (the Style tab's stroke width) 400 px" in texts["width"] and "--width" not in texts["width"]
+    assert (
+        "add new ones ('Add strokes where the sketch misses edges of the photo' on the Refine tab)" in texts["locked"]
+    )
 
 
 def test_missing_weights_are_reported_with_the_folder_to_copy_them_into(ink_1_2, tmp_path):

@@ -4,16 +4,22 @@ strokes, written back in place; the `refine` command and the same job over the b
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import warnings
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lxml import etree
 
+from bridge import svgtransform
 from bridge.errors import InputError
 from bridge.params import RefineParams, RefineRequest, request_from_json, request_to_json
-from bridge.sketchlayer import IDENTITY, Refined, layer_paths, read_layer, write_back
-from bridge.svgpath import IMPORTANCE
+from bridge.sketchlayer import Refined, layer_paths, read_layer, write_back
+from bridge.svgpath import IMPORTANCE, segments
+from bridge.svgtransform import IDENTITY
 from engine.cli import main
 from engine.methods.clipasso import eval_loss
 from engine.methods.refine import added_strokes, covered, refine, simplified
@@ -92,6 +98,69 @@ def test_write_back_keeps_locked_paths_splits_drops_and_adds():
     assert "stroke-width:4" in paths[3].get("style") and "stroke:#00f" in paths[3].get("style")
     assert [p.get("id") for p in written] == ["new-1", "new-2", "two"], "most important first"
     assert [float(p.get(IMPORTANCE)) for p in paths[1:]] == [0.1, 0.3, 0.2]
+
+
+@pytest.mark.parametrize(
+    "transform, expected",
+    [
+        ("translate(10,5)", (11, 7)),
+        ("translate(10)", (11, 2)),
+        ("scale(2,3)", (2, 6)),
+        ("scale(2)", (2, 4)),
+        ("rotate(90)", (-2, 1)),
+        ("rotate(90 10 10)", (18, 1)),  # about (10, 10): (1, 2) is (-9, -8) from it, turned to (8, -9)
+        ("skewX(45)", (3, 2)),
+        ("skewY(45)", (1, 3)),
+        ("matrix(1,2,3,4,5,6)", (12, 16)),
+        ("translate(10,0) scale(2)", (12, 4)),  # the list applies right to left: scale first
+        ("scale(2),translate(10,0)", (22, 4)),
+        ("translate(-1e1 0)rotate(180)", (-11, -2)),
+        ("", (1, 2)),
+    ],
+)
+def test_each_transform_kind_and_a_chain_map_a_point_as_computed_by_hand(transform, expected):
+    assert svgtransform.apply(svgtransform.parse(transform), (1.0, 2.0)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_path_maps_through_its_own_and_every_ancestors_transform():
+    doc = etree.fromstring(
+        f'<svg {NSMAP}><g transform="translate(100,0)"><g id="g" transform="scale(2)">'
+        '<path id="p" transform="translate(1,1)" d="M 0 0 L 1 1"/></g></g></svg>'
+    )
+    path = doc.find(".//{*}path")
+    assert svgtransform.apply(svgtransform.to_document(path), (0.0, 0.0)) == (102.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "where, transform, words",
+    [
+        ("path", "translate(1,,2)", "translate(1,,2) takes numbers only"),
+        ("path", "skewX(1 2)", "skewX takes 1 numbers, got 2"),
+        ("path", "shift(3)", "'shift(3)' is not a transform"),
+        ("group", "rotate(a)", "on the group 'g' around it"),
+        ("group", "scale(1e999)", "out of range"),
+    ],
+)
+def test_a_transform_that_does_not_parse_is_refused_naming_the_path_and_line(where, transform, words):
+    group, path = (f' transform="{transform}"', "") if where == "group" else ("", f' transform="{transform}"')
+    doc = etree.fromstring(f'<svg {NSMAP}>\n<g id="g"{group}>\n<path id="p"{path} d="M 0 0 L 1 1"/></g></svg>')
+    with pytest.raises(InputError, match=r"path 'p' \(line 3\)") as failure:
+        svgtransform.to_document(doc.find(".//{*}path"))
+    assert words in failure.value.message
+
+
+def test_the_fetch_a_refine_job_needs_later_names_its_engine_sketch_and_layer(tmp_path):
+    """What `refine --remote` and `submit --refine` print for fetching the job later (after Ctrl-C)
+    is a `fetch` command line that names the same engine, sketch and layer."""
+    from engine.cli import build_parser
+    from engine.cli.refine import read_sketch
+    from engine.cli.remote import fetch_options
+
+    sketch = tmp_path / "my sketch.svg"
+    sketch.write_bytes(etree.tostring(layer_doc('<path id="a" d="M 1 1 L 2 2"/>')))
+    options = fetch_options("/srv/studio key.json", read_sketch(str(sketch), "4 strokes"))
+    args = build_parser().parse_args(["fetch", "JOB", *shlex.split(options), "-o", "out.svg"])
+    assert (args.remote, args.refine, args.layer) == ("/srv/studio key.json", str(sketch), "L")
 
 
 # --- the request --------------------------------------------------------------------------------------
@@ -215,10 +284,19 @@ def four_strokes(tmp_path_factory):
     return svg
 
 
-def test_refine_add_4_gives_8_strokes_and_keeps_the_locked_path(four_strokes, tmp_path, capsys):
-    out = tmp_path / "out.svg"
-    args = ["refine", str(ANIMAL), str(four_strokes), "--layer", "4 strokes", "--add", "4", "--iterations", "11"]
-    assert main([*args, *TINY, "-o", str(out)]) == 0
+ADD_4 = ("--add", "4", "--iterations", "11", *TINY)
+
+
+@pytest.fixture(scope="module")
+def added_4(four_strokes) -> Path:
+    """`four_strokes` refined with --add 4."""
+    out = four_strokes.with_name("out.svg")
+    assert main(["refine", str(ANIMAL), str(four_strokes), "--layer", "4 strokes", *ADD_4, "-o", str(out)]) == 0
+    return out
+
+
+def test_refine_add_4_gives_8_strokes_and_keeps_the_locked_path(four_strokes, added_4):
+    out = added_4
     before, after = etree.parse(str(four_strokes)).getroot(), etree.parse(str(out)).getroot()
     paths = after.findall(f".//{{{SVG_NS}}}path")
     assert len(paths) == 8
@@ -226,6 +304,57 @@ def test_refine_add_4_gives_8_strokes_and_keeps_the_locked_path(four_strokes, tm
     locked = [p for p in paths if p.get("id") == "mine"]
     assert len(locked) == 1 and etree.tostring(locked[0]) == etree.tostring(before.find(".//*[@id='mine']"))
     assert all(p.get(IMPORTANCE) for p in paths)
+
+
+def test_a_transformed_layer_gives_the_same_refine_and_is_written_back_in_its_own_units(four_strokes, tmp_path):
+    """The same sketch with its layer group translated and scaled (the paths' data and widths in the
+    group's units): the refine request is the same as the plain sketch's to 1e-9 px, so is the
+    refinement (a deterministic function of it, as the command computes it), and a result is
+    written back into both at the same photo pixels (1e-3 canvas px), the group's transform kept."""
+    from engine.cli import build_parser
+    from engine.cli.refine import read_sketch, refine_job, write_refined
+    from engine.strokes import Sketch, StrokeLayer
+    from engine.svg import sketch_to_svg
+
+    group = "translate(20,10) scale(0.5)"
+    root = etree.parse(str(four_strokes)).getroot()
+    root[0].set("transform", group)
+    back = svgtransform.invert(svgtransform.parse(group))
+    for path in root[0].iter(f"{{{SVG_NS}}}path"):
+        (segment,) = segments(path.get("d"))
+        points = [svgtransform.apply(back, point) for point in segment]
+        path.set("d", "M {} {} C {} {} {} {} {} {}".format(*(v for point in points for v in point)))
+        path.set(
+            "style", re.sub(r"stroke-width:([\d.]+)", lambda m: f"stroke-width:{2 * float(m[1])}", path.get("style"))
+        )
+    moved = tmp_path / "moved.svg"
+    moved.write_bytes(etree.tostring(root))
+    sketches = [read_sketch(str(svg), "4 strokes", (248, 248)) for svg in (four_strokes, moved)]
+    args = build_parser().parse_args(["refine", str(ANIMAL), str(moved), "--add", "1"])
+    plain, turned = (refine_job(args, str(ANIMAL), sketch) for sketch in sketches)
+    assert np.abs(np.array(plain.strokes) - np.array(turned.strokes)).max() < 1e-9
+    assert turned.widths == pytest.approx(plain.widths, rel=1e-9) and turned.locked == plain.locked
+
+    given = np.array(plain.strokes).reshape(4, 4, 2)
+    added = [[[50.0, 50.0], [60.0, 40.0], [70.0, 60.0], [80.0, 50.0]]]
+    result = np.concatenate([given + np.array([3.0, -2.0]), added])  # (5, 4, 2) photo px
+    layer = StrokeLayer("5 strokes", result, width=3.0, importance=(0.5, 0.4, 0.3, 0.2, 0.1), sources=(0, 1, 2, 3, -1))
+    svg = sketch_to_svg(Sketch(248, 248, (layer,)))
+    outs = [tmp_path / "plain-out.svg", tmp_path / "moved-out.svg"]
+    for sketch, out in zip(sketches, outs):
+        write_refined(sketch, svg, out)
+    written = [etree.parse(str(out)).getroot()[0] for out in outs]
+    assert written[1].get("transform") == group
+    paths = [layer_paths(layer) for layer in written]
+    assert [p.get("id") for p in paths[0]] == [p.get("id") for p in paths[1]] and len(paths[0]) == 5
+    to_photo = svgtransform.parse(group)
+    for a, b in zip(*paths):
+        expected = np.array(segments(a.get("d"))[0])
+        got = np.array([svgtransform.apply(to_photo, point) for point in segments(b.get("d"))[0]])
+        assert np.abs(got - expected).max() / (248 / 224) < 1e-3, (a.get("id"), got, expected)
+    mine = [p for p in paths[1] if p.get("id") == "mine"]
+    assert etree.tostring(mine[0]) == etree.tostring(root.find(".//*[@id='mine']")), "locked: untouched"
+    assert paths[1][-1].get("style").endswith("stroke-width:6"), "the added stroke's 3 px in the group's units"
 
 
 @pytest.mark.parametrize(

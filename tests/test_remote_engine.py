@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zmq
 
@@ -36,6 +37,8 @@ from tests.test_bridge_engine import (
     svg_layers,
     wait_for,
 )
+
+PATH = "{http://www.w3.org/2000/svg}path"
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -157,6 +160,66 @@ def test_an_allowed_key_runs_a_job_end_to_end(remote, tmp_path):
     assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
     status = cli(designer_env, "status", "--remote", str(remote.files["alice"])).stdout
     assert "animal.png" in status and "device: cpu" in status
+
+
+def locked_sketch(folder: Path) -> tuple[Path, bytes]:
+    """A 4-stroke sketch of the animal, its second path ("mine") locked; the locked path as written."""
+    from lxml import etree
+
+    from engine.strokes import Sketch, StrokeLayer
+    from engine.svg import sketch_to_svg
+
+    points = np.random.default_rng(0).uniform(20, 220, (4, 4, 2))  # photo px of the 248 x 248 animal
+    root = etree.fromstring(sketch_to_svg(Sketch(248, 248, (StrokeLayer("4 strokes", points),))))
+    locked = root.findall(f".//{PATH}")[1]
+    locked.set("id", "mine")
+    locked.set("{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive", "true")
+    sketch = folder / "animal.svg"
+    sketch.write_bytes(etree.tostring(root))
+    return sketch, etree.tostring(locked)
+
+
+def assert_refined_in_place(out: Path, locked: bytes, count: int) -> None:
+    from lxml import etree
+
+    paths = etree.parse(str(out)).getroot().findall(f".//{PATH}")
+    assert len(paths) == count and [p.get("id") for p in paths].count("mine") == 1
+    assert etree.tostring(next(p for p in paths if p.get("id") == "mine")) == locked
+    assert all(p.get("{https://sketch-abstraction.org/ns}importance") for p in paths if p.get("id") != "mine")
+
+
+REFINE_FAST = ("--iterations", "11", "--aug-bank", "4")
+
+
+def test_refine_with_remote_runs_on_the_shared_engine_and_writes_the_layer_back_in_place(remote, tmp_path):
+    """`refine --remote FILE`: the same refine request over the bridge; the designer's file is written
+    back as `refine` writes it here (locked path untouched, added strokes after the others). `fetch
+    --refine` writes that job's result back the same way; `submit --refine` queues a refine job."""
+    designer_env = engine_env(tmp_path / "designer")
+    sketch, locked = locked_sketch(tmp_path)
+    alice = ("--remote", str(remote.files["alice"]))
+    out = tmp_path / "refined.svg"
+    done = cli(designer_env, "refine", str(ANIMAL), str(sketch), *alice, "--add", "2", *REFINE_FAST, "-o", str(out))
+    assert "6 strokes, 1 locked, 2 added" in done.stderr and f"wrote {out}" in done.stderr, done.stderr
+    assert_refined_in_place(out, locked, 6)
+    assert not list(Path(designer_env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).iterdir()), "no engine was started here"
+
+    [job_id] = re.findall(r"(\S+)\s+done\s+refine .* animal\.png", cli(designer_env, "status", *alice).stdout)
+    again = tmp_path / "fetched.svg"
+    cli(designer_env, "fetch", job_id, *alice, "--refine", str(sketch), "--layer", "4 strokes", "-o", str(again))
+    assert again.read_bytes() == out.read_bytes(), "fetch --refine writes the sketch back as refine does"
+    wrong = cli(designer_env, "fetch", job_id, *alice, "--refine", str(ANIMAL), "-o", str(tmp_path / "x"), check=False)
+    assert wrong.returncode == 2 and "is not an SVG file" in wrong.stderr, wrong.stderr
+
+    submit = ("submit", *alice, "--refine", str(sketch), "--simplify", "3", *REFINE_FAST, "--detach", str(ANIMAL))
+    queued = cli(designer_env, *submit).stdout.split()[0]
+    status = cli(designer_env, "status", *alice).stdout
+    assert re.search(rf"{queued}\s+\S+\s+refine ", status), status
+    cli(designer_env, "cancel", queued, *alice)  # its result is fetched as above; no second optimisation here
+    with contextlib.suppress(JobFailed):  # cancelled, or done if it was quicker than the cancel
+        designer(remote, "alice").wait(queued, timeout_s=JOB_S)  # over before the next test's jobs
+    both = cli(designer_env, "submit", *alice, "--refine", str(sketch), "--scene", str(ANIMAL), check=False)
+    assert both.returncode == 2 and "give exactly one IMAGE, and no --scene" in both.stderr, both.stderr
 
 
 def test_an_unknown_key_and_a_plain_client_are_refused_without_any_work(remote, tmp_path):

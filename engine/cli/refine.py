@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import InputError
 from bridge.files import read_bounded
 from bridge.limits import MAX_FILE_BYTES
-from bridge.sketchlayer import IDENTITY, LABEL, LayerStrokes, is_layer, layer_paths, read_layer, read_result, write_back
+from bridge.params import RefineRequest, request_to_json
+from bridge.sketchlayer import (
+    LABEL,
+    LayerStrokes,
+    Refined,
+    is_layer,
+    layer_paths,
+    read_layer,
+    read_result,
+    write_back,
+)
 from bridge.svgpath import stroke_label
+from bridge.svgtransform import to_document
 from engine.cli.options import (
     add_engine_options,
     add_refine_options,
@@ -27,10 +39,7 @@ from engine.cli.options import (
     writing,
 )
 from engine.cli.progress_bar import ProgressBar
-
-_TRANSFORM_HINT = (
-    "in Inkscape, use Extensions > Sketch Abstraction > Refine Sketch (it maps any geometry), or apply the transform"
-)
+from engine.cli.remote import add_layer_option, add_remote_option, client_errors
 
 
 def register(commands) -> None:
@@ -42,46 +51,94 @@ def register(commands) -> None:
         "are and still count; the others start where they are and are optimised.",
     )
     refine.add_argument("image", help="the photo the sketch was made from")
-    refine.add_argument("sketch", help="SVG in the photo's pixel space (viewBox 0 0 W H), as `sketch` writes it")
     refine.add_argument(
-        "--layer", help="label or id of the layer to refine (default: the first visible layer with strokes)"
+        "sketch", help="SVG whose user units are the photo's pixels (viewBox 0 0 W H), as `sketch` writes it"
     )
+    add_layer_option(refine)
     refine.add_argument("-o", "--output", help="SVG to write (default: SKETCH's name + -refined.svg, here)")
     refine.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_refine_options(refine)
+    add_remote_option(refine)
     add_engine_options(refine)
-    refine.set_defaults(run=run)
+    refine.set_defaults(run=client_errors(run))
 
 
 def run(args: argparse.Namespace) -> int:
-    from lxml import etree
-
-    from bridge.atomic import write_atomic
-    from engine.budget import check_fits
     from engine.io.image import load_image
-    from engine.jobs import run_refine
-    from engine.runtime import Runtime
-    from engine.svg import document_size, sketch_to_svg
 
     inputs = {"image": args.image, "sketch": args.sketch, **mask_input(args.mask)}
     out = writable_file(args.output or Path(args.sketch).stem + "-refined.svg", "-o", inputs)
-    document = _parse(read_bounded(args.sketch, "sketch file", MAX_FILE_BYTES), args.sketch)
-    layer = _find_layer(document, args.layer)
-    layer_data = read_layer(layer, _untransformed(layer_paths(layer)), lambda path: IDENTITY)
-    photo = load_image(args.image)
-    width, height = document_size(document)
-    if (width, height) != photo.size:
-        raise InputError(
-            f"the sketch is {width}x{height} px but the photo is {photo.width}x{photo.height}",
-            "give the photo the sketch was made from (the SVG's viewBox is the photo's size)",
-        )
-    request = refine_request(
+    sketch = read_sketch(args.sketch, args.layer, load_image(args.image).size)
+    request = refine_job(args, args.image, sketch)
+    if args.remote:
+        return _on_remote_engine(args, request, sketch, out)
+    return _here(args, request, sketch, out)
+
+
+@dataclass
+class SketchFile:
+    """A sketch document and the layer to refine, read back into the photo's pixels."""
+
+    path: str
+    document: Any  # the whole SVG (lxml), written back with the layer refined
+    layer: Any
+    strokes: LayerStrokes
+
+    def options(self) -> list[str]:
+        """The command-line options that name this sketch and layer again (for a later `fetch`)."""
+        layer = self.layer.get("id") or self.layer.get(LABEL)
+        return ["--refine", self.path, *(["--layer", layer] if layer else [])]
+
+
+def read_sketch(path: str, wanted_layer: str | None, photo_size: tuple[int, int] | None = None) -> SketchFile:
+    """The layer of the SVG file at `path` (its label or id; None: the first visible one with
+    strokes). Its user units must be the photo's pixels (viewBox 0 0 W H): with `photo_size`, the
+    sketch is refused unless that is its size (without, when the result comes, by write_refined)."""
+    document = _parse(read_bounded(path, "sketch file", MAX_FILE_BYTES), path)
+    photo_hint = "give the photo the sketch was made from (the SVG's viewBox is the photo's size)"
+    _check_size(document, photo_size or _size(document), "the photo is", photo_hint)  # its own: a usable viewBox
+    layer = _find_layer(document, wanted_layer)
+    return SketchFile(path, document, layer, read_layer(layer, layer_paths(layer), to_document))
+
+
+def refine_job(args: argparse.Namespace, image, sketch: SketchFile) -> RefineRequest:
+    """The validated refine request for the sketch's layer, with the refine options in `args`."""
+    strokes = sketch.strokes
+    return refine_request(
         args,
-        args.image,
-        tuple(tuple(v for point in stroke for v in point) for stroke in layer_data.strokes),
-        tuple(layer_data.locked),
-        tuple(layer_data.widths),
+        image,
+        tuple(tuple(v for point in stroke for v in point) for stroke in strokes.strokes),
+        tuple(strokes.locked),
+        tuple(strokes.widths),
     )
+
+
+def write_refined(sketch: SketchFile, svg: bytes, out: Path) -> list[Refined]:
+    """Write the document with the layer refined as the engine's refine SVG `svg` says, to `out`
+    (atomically); the refined strokes. InputError for a result that is not a refine of this sketch
+    (a fetched job may be another)."""
+    from lxml import etree
+
+    from bridge.atomic import write_atomic
+
+    hint = "give the sketch and --layer the refine job was submitted with"
+    _check_size(sketch.document, _size(_parse(svg, "the job's result")), "the job's photo is", hint)
+    refined, added_width = read_result(svg)
+    if not any(0 <= stroke.source < len(sketch.strokes.strokes) for stroke in refined):
+        raise InputError("the job's result is not a refine of this sketch's layer", hint)
+    write_back(sketch.strokes, refined, added_width, _id_maker(sketch.document))
+    sketch.layer.set(LABEL, stroke_label(sketch.layer.get(LABEL, ""), len(layer_paths(sketch.layer))))
+    write_atomic(out, etree.tostring(sketch.document, xml_declaration=True, encoding="UTF-8"))
+    return refined
+
+
+def _here(args: argparse.Namespace, request, sketch: SketchFile, out: Path) -> int:
+    """Refine in this process, as the engine would."""
+    from engine.budget import check_fits
+    from engine.jobs import run_refine
+    from engine.runtime import Runtime
+    from engine.svg import sketch_to_svg
+
     runtime = Runtime.create(**engine_settings(args))
     check_fits(runtime, "refine", request)
     bar = ProgressBar(args.quiet)
@@ -89,20 +146,43 @@ def run(args: argparse.Namespace) -> int:
         result = run_refine(runtime, request, bar)
     finally:
         bar.close()
-    refined, added_width = read_result(sketch_to_svg(result.sketch))  # the engine's answer, as over the bridge
-    write_back(layer_data, refined, added_width, _id_maker(document))
-    layer.set(LABEL, stroke_label(layer.get(LABEL, ""), len(layer_paths(layer))))
-    with writing(out, "-o"):
-        write_atomic(out, etree.tostring(document, xml_declaration=True, encoding="UTF-8"))
+    with writing(out, "-o"):  # the engine's answer, read as it comes over the bridge
+        refined = write_refined(sketch, sketch_to_svg(result.sketch), out)
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
-        print(_summary(layer_data, result), file=sys.stderr)
+        print(
+            f"{summary(sketch.strokes, refined)}: loss {result.run.start_loss:.4g} -> {result.run.eval_loss:.4g}",
+            file=sys.stderr,
+        )
         print(
             f"wrote {out} ({result.run.iterations} iterations, {result.seconds:.1f} s on {runtime.device})",
             file=sys.stderr,
         )
     return 0
+
+
+def _on_remote_engine(args: argparse.Namespace, request, sketch: SketchFile, out: Path) -> int:
+    """Refine on the engine of `--remote` (the same request over the bridge), waiting with a progress bar."""
+    from engine.cli.remote import connect_client, fetch_options, follow_job
+
+    job, buffers = request_to_json(request)
+    with connect_client(args) as client:
+        job_id, position = client.submit(job, buffers, Path(args.image).name)
+        if position > 0 and not args.quiet:
+            print(f"queued, position {position}", file=sys.stderr)
+        refined: list[Refined] = []
+        code = follow_job(
+            client,
+            job_id,
+            out,
+            args.quiet,
+            write=lambda svg: refined.extend(write_refined(sketch, svg, out)),
+            fetch_with=fetch_options(args.remote, sketch),
+        )
+    if code == 0 and not args.quiet:
+        print(summary(sketch.strokes, refined), file=sys.stderr)
+    return code
 
 
 def _parse(data: bytes, name: str) -> Any:
@@ -120,6 +200,18 @@ def _parse(data: bytes, name: str) -> Any:
     return root
 
 
+def _size(document: Any) -> tuple[int, int]:
+    from engine.svg import document_size
+
+    return document_size(document)
+
+
+def _check_size(document: Any, size: tuple[int, int], other: str, hint: str) -> None:
+    width, height = _size(document)
+    if (width, height) != size:
+        raise InputError(f"the sketch is {width}x{height} px but {other} {size[0]}x{size[1]}", hint)
+
+
 def _find_layer(document: Any, wanted: str | None) -> Any:
     layers = [g for g in document.iter("{http://www.w3.org/2000/svg}g") if is_layer(g)]
     if wanted is not None:
@@ -132,19 +224,6 @@ def _find_layer(document: Any, wanted: str | None) -> Any:
         if "display:none" not in (g.get("style") or "") and layer_paths(g):
             return g
     raise InputError("the sketch has no visible layer with strokes", "give the layer with --layer LABEL")
-
-
-def _untransformed(paths: list[Any]) -> list[Any]:
-    """The paths, when neither they nor a group around them has a transform: the file's user units
-    are then the photo's pixels."""
-    for path in paths:
-        for element in [path, *path.iterancestors()]:
-            if element.get("transform"):
-                raise InputError(
-                    f"path '{path.get('id', '?')}' (line {path.sourceline}) or a group around it has a transform",
-                    _TRANSFORM_HINT,
-                )
-    return paths
 
 
 def _id_maker(document: Any):
@@ -161,11 +240,12 @@ def _id_maker(document: Any):
     return new_id
 
 
-def _summary(layer: LayerStrokes, result) -> str:
-    run, locked = result.run, sum(layer.locked)
-    added = int((run.sources < 0).sum())
-    dropped = len(layer.strokes) + added - len(run.points)
-    parts = [f"{len(run.points)} strokes", f"{locked} locked"]
+def summary(layer: LayerStrokes, refined: list[Refined]) -> str:
+    """What became of the layer's strokes: how many there are now, locked, added and dropped."""
+    locked = sum(layer.locked)
+    added = sum(stroke.source < 0 for stroke in refined)
+    dropped = len(layer.strokes) + added - len(refined)
+    parts = [f"{len(refined)} strokes", f"{locked} locked"]
     parts += [f"{added} added"] if added else []
     parts += [f"{dropped} dropped"] if dropped else []
-    return f"{', '.join(parts)}: loss {run.start_loss:.4g} -> {run.eval_loss:.4g}"
+    return ", ".join(parts)

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -23,6 +24,7 @@ from bridge.protocol import MAX_MESSAGE_BYTES
 from engine.cli.keys import parse_address
 from engine.cli.options import (
     add_engine_options,
+    add_refine_options,
     add_scene_options,
     add_sketch_options,
     engine_settings,
@@ -116,12 +118,30 @@ def register(commands) -> None:
         "scene: its first fidelity column) up to date, refreshed at most this often (at least 0.5)",
     )
     add_job_options(submit)
+    refine = submit.add_argument_group("refine (with --refine)")
+    refine.add_argument(
+        "--refine",
+        metavar="SKETCH.svg",
+        help="refine a layer of this sketch of IMAGE (one) instead of sketching it; the job options are then "
+        "those of `refine` (--add N, --simplify N, --iterations, ...; see `refine --help`); the SVG written is "
+        "SKETCH with the layer refined (default: SKETCH's name + -refined.svg, here)",
+    )
+    add_layer_option(refine)
+    for flag in ("--add", "--simplify"):
+        refine.add_argument(flag, metavar="N", default=argparse.SUPPRESS, help="see `sketch-abstraction refine --help`")
     submit.set_defaults(run=client_errors(_submit))
 
     fetch = commands.add_parser("fetch", help="write the SVG of a finished job (waits if it is still running)")
     fetch.add_argument("job_id")
     fetch.add_argument("-o", "--output", required=True, help="SVG to write")
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fetch.add_argument(
+        "--refine",
+        metavar="SKETCH.svg",
+        help="a refine job: write SKETCH with its layer refined, as `refine` does (give the sketch and --layer "
+        "given to `submit --refine`); without it, the engine's SVG of the refined strokes",
+    )
+    add_layer_option(fetch)
     add_remote_option(fetch)
     fetch.set_defaults(run=client_errors(_fetch))
 
@@ -157,6 +177,12 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         "--paper-grid", action="store_true", default=argparse.SUPPRESS, help="see `sketch-abstraction scene --help`"
     )
     add_engine_options(parser)
+
+
+def add_layer_option(parser) -> None:
+    parser.add_argument(
+        "--layer", help="label or id of the layer to refine (default: the first visible layer with strokes)"
+    )
 
 
 def add_remote_option(parser: argparse.ArgumentParser) -> None:
@@ -273,31 +299,30 @@ def _outputs(args) -> list[Path]:
     images = [Path(p) for p in args.images]
     if args.output and len(images) > 1:
         raise InputError("-o names one SVG but several images were given", "use --out-dir DIR instead")
+    names = [Path(args.refine).stem + "-refined.svg"] if args.refine else [p.stem + ".svg" for p in images]
     if args.out_dir:
         folder = Path(args.out_dir)
         if not folder.is_dir():
             raise InputError(f"--out-dir {folder} is not a folder", "create it first")
-        outs = [folder / (p.stem + ".svg") for p in images]
+        outs = [folder / name for name in names]
     else:
-        outs = (
-            [Path(args.output or images[0].stem + ".svg")]
-            if len(images) == 1
-            else [Path(p.stem + ".svg") for p in images]
-        )
+        outs = [Path(args.output)] if args.output else [Path(name) for name in names]
     if len(set(outs)) != len(outs):
         raise InputError("two images would write the same SVG (same file name)", "rename one, or submit them apart")
     inputs = {"image": args.images[0]} if len(images) == 1 else {f"image {p}": p for p in args.images}
     inputs.update(mask_input(args.mask))
+    inputs.update({"sketch": args.refine} if args.refine else {})
     return [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
 
 
 def _submit(args) -> int:
     from bridge.client import JobFailed
 
+    sketch = _sketch_to_refine(args)
     outs = _outputs(args)
     if args.preview_every is not None and not args.preview_every >= 0.5:  # NaN fails too
         raise InputError(f"--preview-every must be at least 0.5 seconds, got {args.preview_every}", "e.g. 3")
-    encoded = [request_to_json(job_request(args, image)) for image in args.images]  # all checked before sending
+    encoded = [request_to_json(job_request(args, image, sketch)) for image in args.images]  # all checked first
     codes = []  # exit codes of the images that failed, in order
     queued = []  # (image, job id, output)
     with connect_client(args, start=True) as client:
@@ -318,23 +343,68 @@ def _submit(args) -> int:
                 code
                 for image, job_id, out in queued
                 if (
-                    code := _follow(
-                        client, job_id, out, args.quiet, f"{Path(image).name}: ", args.preview_every is not None
+                    code := follow_job(
+                        client,
+                        job_id,
+                        out,
+                        args.quiet,
+                        f"{Path(image).name}: ",
+                        args.preview_every is not None,
+                        _writer(sketch, out),
+                        fetch_options(args.remote, sketch),
                     )
                 )
             ]
     return codes[0] if codes else 0  # one exit code per cause, as `sketch` would exit
 
 
-def job_request(args, image):
-    """The request for one image: a sketch, or with --scene a scene with the `scene` command's options
-    (which `submit` and `batch` read again from the command line: they share names with sketch options)."""
-    if not args.scene:
+def job_request(args, image, sketch=None):
+    """The request for one image: a sketch, with --scene a scene with the `scene` command's options,
+    with `sketch` (`submit --refine`) a refine of its layer with the `refine` command's options (both
+    read again from the command line: they share names with sketch options)."""
+    if sketch is None and not args.scene:
         return sketch_request(args, image)
-    scene_options = argparse.ArgumentParser(prog=f"sketch-abstraction {args.command} --scene")
-    add_scene_options(scene_options)
-    job_args, _ = scene_options.parse_known_args(args.argv)
-    return scene_request(job_args, image)
+    options = argparse.ArgumentParser(
+        prog=f"sketch-abstraction {args.command} --{'scene' if sketch is None else 'refine'}"
+    )
+    (add_scene_options if sketch is None else add_refine_options)(options)
+    job_args, _ = options.parse_known_args(args.argv)
+    if sketch is None:
+        return scene_request(job_args, image)
+    from engine.cli.refine import refine_job
+
+    return refine_job(job_args, image, sketch)
+
+
+def _sketch_to_refine(args):
+    """The sketch `submit --refine` refines (engine.cli.refine.SketchFile), None without --refine."""
+    if not args.refine:
+        return None
+    if args.scene or len(args.images) != 1:
+        raise InputError(
+            "--refine refines a sketch of one photo: give exactly one IMAGE, and no --scene",
+            f"sketch-abstraction submit --refine {args.refine} PHOTO_IT_WAS_MADE_FROM",
+        )
+    from engine.cli.refine import read_sketch
+    from engine.io.image import load_image
+
+    return read_sketch(args.refine, args.layer, load_image(args.images[0]).size)
+
+
+def fetch_options(remote: str | None, sketch=None) -> str:
+    """The options a later `fetch` of a job needs (quoted, each after a space): the engine that has
+    it, and for a refine the sketch (engine.cli.refine.SketchFile) its result is written back into."""
+    words = (["--remote", remote] if remote else []) + (sketch.options() if sketch else [])
+    return "".join(f" {shlex.quote(word)}" for word in words)
+
+
+def _writer(sketch, out: Path):
+    """How follow_job writes a refine's result: `sketch` with its layer refined (None: the SVG as it is)."""
+    if sketch is None:
+        return None
+    from engine.cli.refine import write_refined
+
+    return lambda svg: write_refined(sketch, svg, out)
 
 
 def _failed(prefix: str, err) -> int:
@@ -343,9 +413,21 @@ def _failed(prefix: str, err) -> int:
     return exit_code_for(err.code)
 
 
-def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "", previews: bool = False) -> int:
+def follow_job(
+    client,
+    job_id: str,
+    out: Path,
+    quiet: bool,
+    prefix: str = "",
+    previews: bool = False,
+    write=None,
+    fetch_with: str = "",
+) -> int:
     """Wait for one job with a progress bar and write its SVG; 0, or the exit code of its failure.
-    With `previews`, each live preview the engine sends replaces OUT.preview.png."""
+    With `previews`, each live preview the engine sends replaces OUT.preview.png. `write(svg)`
+    writes the result to `out` (default: the engine's SVG as it is; a refine writes the document back).
+    `fetch_with`: the options a later `fetch` of the job needs (fetch_options), for the messages."""
+    later = f"sketch-abstraction fetch {job_id}{fetch_with} -o {shlex.quote(str(out))}"
     from bridge.client import JobFailed
 
     bar = ProgressBar(quiet, prefix)
@@ -367,18 +449,17 @@ def _follow(client, job_id: str, out: Path, quiet: bool, prefix: str = "", previ
     except KeyboardInterrupt:
         bar.close()
         print(
-            f"{prefix}job {job_id} goes on in the engine; later: sketch-abstraction fetch {job_id} -o {out}",
+            f"{prefix}job {job_id} goes on in the engine; later: {later}",
             file=sys.stderr,
         )
         raise
     bar.close()
     try:
         with writing(out, "-o"):
-            write_atomic(out, result.svg)
+            (write or functools.partial(write_atomic, out))(result.svg)
     except EngineError as err:  # the engine keeps the result: say how to get it once there is room
         print(
-            f"{prefix}error: {err.message}\n  fix: {err.hint}; then `sketch-abstraction fetch {job_id} -o {out}` "
-            "(the engine keeps the result for a day)",
+            f"{prefix}error: {err.message}\n  fix: {err.hint}; then `{later}` (the engine keeps the result for a day)",
             file=sys.stderr,
         )
         return err.exit_code
@@ -395,9 +476,14 @@ def preview_path(out: Path) -> Path:
 
 
 def _fetch(args) -> int:
-    out = writable_file(args.output, "-o")
+    out = writable_file(args.output, "-o", {"sketch": args.refine} if args.refine else None)
+    sketch = None
+    if args.refine:
+        from engine.cli.refine import read_sketch
+
+        sketch = read_sketch(args.refine, args.layer)
     with connect_client(args) as client:
-        return _follow(client, args.job_id, out, args.quiet)
+        return follow_job(client, args.job_id, out, args.quiet, write=_writer(sketch, out))
 
 
 def _cancel(args) -> int:

@@ -120,6 +120,45 @@ REMOTE_FILE_MISSING = (
 )
 
 
+# Refine Sketch.
+REFINE = "Refine Sketch"
+REFINE_TAB = "Refine"
+REFINE_ADD_LABEL = "Add strokes where the sketch misses edges of the photo"
+REFINE_SELECT = (
+    "Select the sketch's photo and some paths of the sketch layer (Shift+click), then run Refine Sketch again"
+)
+REFINE_NO_LAYER = (
+    "No sketch layer is selected. Select some paths of the sketch layer (or make it the current layer in "
+    "Layer > Layers and Objects), together with its photo, then run Refine Sketch again."
+)
+REFINE_LAYERS_DIFFER = (
+    "The selected paths lie in different layers. Select paths of one sketch layer only (with its photo), "
+    "then run Refine Sketch again."
+)
+
+
+def refine_photo(selected: int) -> str:
+    """No single photo to refine against: `selected` images are selected (0: none, and the document
+    does not have exactly one)."""
+    if selected:
+        return f"{selected} images are selected. {REFINE_SELECT}, with only the photo the sketch was made from."
+    return f"Refine Sketch needs the sketch's photo, and the document has none or several. {REFINE_SELECT}."
+
+
+def refine_no_paths(layer: str) -> str:
+    return (
+        f"The layer '{layer}' has no paths to refine. Select paths of the sketch layer instead (Layer > Layers "
+        "and Objects shows which layer holds them), then run Refine Sketch again."
+    )
+
+
+def refine_too_many(layer: str, count: int, most: int) -> str:
+    return (
+        f"The layer '{layer}' has {count} strokes (each segment of a path is one), more than the {most} Refine "
+        "Sketch takes. Move some paths to another layer (Layer > Move Selection to Layer...), then run it again."
+    )
+
+
 def setup_broken(config_file: str) -> str:
     return (
         f"The extension does not know where the engine is ({config_file} is missing or damaged). "
@@ -195,6 +234,7 @@ class Fixes:
 
 # The command-line options that engine messages name, as the effects' dialogs call them.
 DIALOG_OPTIONS = {
+    "--add": f"'{REFINE_ADD_LABEL}' on the {REFINE_TAB} tab",
     "--width": "the Style tab's stroke width",
     "--levels": "the Scene tab's simplicity rows",
     "--layers": "the Scene tab's fidelity layers",
@@ -203,7 +243,8 @@ DIALOG_OPTIONS = {
 
 
 def _dialog_words(text: str) -> str:
-    return re.sub(r"--[a-z]+\b", lambda m: DIALOG_OPTIONS.get(m[0], m[0]), text)
+    """`text` with the options it names (and a placeholder after one: "--add N") in the dialogs' words."""
+    return re.sub(r"(--[a-z]+)\b( [A-Z]+\b)?", lambda m: DIALOG_OPTIONS.get(m[1], m[0]), text)
 
 
 def _first_sentence(text: str) -> str:

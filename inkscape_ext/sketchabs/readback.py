@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import inkex
 
-from bridge.sketchlayer import Matrix, is_layer
+from bridge.sketchlayer import is_layer
+from bridge.svgtransform import Matrix
+from sketchabs import messages
 from sketchabs.images import Photo, SelectionError
 from sketchabs.placement import pixel_to_document
 
@@ -31,10 +33,7 @@ def target_photo(svg) -> inkex.Image:
     selected = [el for el in svg.selection.values() if isinstance(el, inkex.Image)]
     images = selected or list(svg.descendants().filter(inkex.Image))
     if len(images) != 1:
-        raise SelectionError(
-            "Select the sketch's photo together with the sketch's layer (or some of its paths): "
-            + ("more than one image is selected." if selected else "the document has no single image to use.")
-        )
+        raise SelectionError(messages.refine_photo(len(selected)))
     return images[0]
 
 
@@ -43,12 +42,10 @@ def target_layer(svg):
     paths = [el for el in svg.selection.values() if isinstance(el, inkex.PathElement)]
     layers = {id(layer): layer for layer in map(_layer_of, paths) if layer is not None}
     if len(layers) > 1:
-        raise SelectionError("The selected paths lie in different layers: select paths of one sketch layer.")
+        raise SelectionError(messages.REFINE_LAYERS_DIFFER)
     layer = next(iter(layers.values())) if layers else svg.get_current_layer()
     if layer is None or not is_layer(layer):
-        raise SelectionError(
-            "Select some paths of the sketch layer (or make it the current layer in the Layers dialog) and its photo."
-        )
+        raise SelectionError(messages.REFINE_NO_LAYER)
     return layer
 
 
