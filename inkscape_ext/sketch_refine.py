@@ -12,7 +12,7 @@ from bridge.params import MAX_STROKES, RefineParams, RefineRequest, request_to_j
 from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
 from bridge.svgpath import stroke_label
 from sketchabs import engine_link, messages, progress
-from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors
+from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors, runs_test_models
 from sketchabs.images import SelectionError, read_photo
 from sketchabs.readback import target_layer, target_photo, to_photo
 
@@ -59,10 +59,12 @@ class RefineSketch(inkex.EffectExtension):
             params=params,
         ).validate()
         job, buffers = request_to_json(request)
-        title = f"Refined {name}"
         remote = engine_link.engine_choice(self.options.engine, self.options.remote)
+        preview_every = progress.PREVIEW_EVERY_S if self.options.window else None
         with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
-            job_id, _position = client.submit(job, buffers, photo.name)
+            test_models = runs_test_models(client.status())
+            title = f"Refined {name} [{messages.TEST_MODELS_TAG}]" if test_models else f"Refined {name}"
+            job_id, _position = client.submit(job, buffers, photo.name, preview_every)
             owed = [
                 engine_link.PendingJob(
                     job_id,
@@ -76,7 +78,9 @@ class RefineSketch(inkex.EffectExtension):
                 )
             ]
             engine_link.remember(owed)  # a wait given up: Insert Finished Sketches brings it in as a new layer
-            results, failures = progress.follow(client, owed, self.options.timeout * 60, self.options.window)
+            results, failures = progress.follow(
+                client, owed, self.options.timeout * 60, self.options.window, test_models
+            )
         engine_link.forget([job_id])
         if job_id in failures:
             raise failures[job_id]  # abort_on_errors says it in the dialog's words

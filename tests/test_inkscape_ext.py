@@ -551,7 +551,7 @@ import gi
 gi.require_version("Gtk", "3.0")
 gi.require_version("Gdk", "3.0")
 from gi.repository import Gdk, GLib, Gtk
-import sketch_object
+import importlib
 from sketchabs import messages
 
 how, record = sys.argv[1], sys.argv[2]
@@ -612,7 +612,8 @@ def answer():
     return False
 
 GLib.timeout_add(20, poke)
-sketch_object.ObjectSketch().run(sys.argv[3:])
+module, effect = os.environ.get("EFFECT", "sketch_object:ObjectSketch").split(":")
+getattr(importlib.import_module(module), effect)().run(sys.argv[3:])
 """
 
 
@@ -680,6 +681,23 @@ def test_progress_window_shows_the_sketch_and_stops_or_keeps_the_job(ink_1_2, tm
         time.sleep(0.5)  # the engine finishes the job the user left to it
     assert inserted.returncode == 0, inserted.stderr.decode()
     assert levels(sketch_layers(inserted.stdout)[1][0]) == [("6 strokes", 6, False)]
+
+
+def test_scene_sketchs_window_shows_the_scene_taking_shape_and_stops_it(ink_1_2, tmp_path):
+    """Scene Sketch's window: the live picture of the row being optimised, its time left as an
+    estimate ("about"), and "Stop the sketch" cancels the scene in the engine."""
+    needs_gtk()
+    doc, record = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}]), tmp_path / "window.json"
+    args = ["--id=img1", "--layers=2", "--levels=2", "--strokes=8", "--quality=custom", "--seeds=1"]
+    args += ["--iterations=400", "--mask=none", "--window=true"]
+    env = {**window_env(ink_1_2, doc, tmp_path), "EFFECT": "sketch_scene:SceneSketch"}
+    out = under_xvfb(WINDOW_DRIVER, "stop", str(record), *args, str(doc), cwd=ink_1_2["ext"], env=env)
+    assert record.exists(), f"the window never showed optimisation progress: {out.stderr.decode()}"
+    shown = json.loads(record.read_text())
+    assert max(shown["preview"]) == 256, "the live preview shows the scene so far"
+    assert any(re.search(r"loss \S+ · about \d+ (s|min) left", text) for text in shown["labels"]), shown
+    assert "Stopped 1 sketch in the engine. The document is unchanged." in out.stderr.decode()
+    assert out.returncode != 0 and b"Scene sketch of" not in out.stdout
 
 
 def test_engine_status_reports_the_engine(ink_1_2, tmp_path):

@@ -253,3 +253,21 @@ def test_refine_sketch_in_real_inkscape_keeps_the_locked_path_and_its_namespace_
     assert paths[1].get(f"{SODIPODI}insensitive") == "true" and paths[1].get("d") == etree.fromstring(locked).get("d")
     refined = [p for p in paths if p.get("id") != ids[1]]
     assert all(p.get(IMPORTANCE) for p in refined), "Inkscape keeps the project's namespace when it saves"
+
+
+def test_refine_sketchs_window_shows_the_refinement_taking_shape_and_stops_it(ink_1_2, tmp_path):
+    """Refine Sketch's window: the live picture of the strokes so far, the test-model note, and "Stop
+    the sketch" cancels the refinement in the engine, leaving the designer's layer as it was."""
+    harness.needs_gtk()
+    doc, _layer_id, ids, _locked = sketch_doc(tmp_path, ink_1_2)
+    before, record = doc.read_bytes(), tmp_path / "window.json"
+    args = ["--id=img1", f"--id={ids[0]}", "--iterations=2000", "--window=true"]
+    env = {**harness.window_env(ink_1_2, doc, tmp_path), "EFFECT": "sketch_refine:RefineSketch"}
+    out = harness.under_xvfb(harness.WINDOW_DRIVER, "stop", str(record), *args, str(doc), cwd=ink_1_2["ext"], env=env)
+    assert record.exists(), f"the window never showed optimisation progress: {out.stderr.decode()}"
+    shown = json.loads(record.read_text())
+    assert max(shown["preview"]) == 256, "the live preview shows the refinement so far"
+    assert "Running with test models: the strokes mean nothing." in shown["labels"], shown
+    assert any(text.startswith(f"Refined 6 strokes{harness.TAG}") for text in shown["labels"]), shown
+    assert "Stopped 1 sketch in the engine. The document is unchanged." in out.stderr.decode()
+    assert out.returncode != 0 and out.stdout == b"" and doc.read_bytes() == before
