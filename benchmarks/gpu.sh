@@ -15,6 +15,9 @@ SMOKE=0
 
 if [ "$SMOKE" = 1 ]; then
   DEVICE=cpu
+  # One torch thread: on a shared 2-core machine two threads that wait for each other make the tiny
+  # models several times slower (the smoke run measures nothing; it must only be quick).
+  export OMP_NUM_THREADS=1
   RASTER=(--repeats 2 --cases 1x4,2x4)
   CLIPASSO=(--iterations 3 --models tiny-random --skip-parity --skip-bf16)
   CLIPASCENE=(--iterations 4 --models tiny-random --skip-parity --layers 2)

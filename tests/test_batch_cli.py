@@ -98,12 +98,14 @@ def test_batch_refuses_inputs_that_name_no_photo_and_clashing_names(tmp_path, ph
 
 def test_a_run_killed_between_submitting_and_saving_the_job_id_does_not_redo_the_photo(tmp_path, photos):
     """The engine took photo0's job, but the batch died before noting its id (only its mark): the
-    next run finds that job on the engine and follows it."""
+    next run finds that job on the engine and follows it. The engine's queue holds two of these
+    photos per client (10 KiB messages): the batch, 8 in flight, meets a full queue, waits and
+    submits the refused photos again."""
     from bridge.client import EngineClient
     from bridge.params import ClipassoParams, SketchRequest, request_to_json
 
     env = engine_env(tmp_path / "engine")
-    engine = Engine(tmp_path / "engine", env).start()
+    engine = Engine(tmp_path / "engine", env).start("--max-message-mb", "0.01")
     out = tmp_path / "svgs"
     out.mkdir()
     try:
@@ -118,6 +120,7 @@ def test_a_run_killed_between_submitting_and_saving_the_job_id_does_not_redo_the
         stdout, stderr = run.communicate(timeout=5 * JOB_S)
         assert run.returncode == 0, stderr
         assert "6 photo(s): 6 written" in stdout
+        assert "queue is full: waiting for room" in stderr  # (the test's premise)
         records = [json.loads(p.read_text()) for p in (engine.data_dir / "results").glob("*.json")]
         assert sorted(r["name"] for r in records) == [f"photo{i}.png" for i in range(6)]
     finally:

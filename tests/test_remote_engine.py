@@ -400,3 +400,26 @@ def test_a_sketch_from_a_shared_engine_with_test_models_says_so_whatever_this_co
     assert out.returncode == 0, out.stderr.decode()
     labels = re.findall(rb'inkscape:label="([^"]*)"', out.stdout)
     assert [label for label in labels if label.startswith(b"Sketch of")] == [f"Sketch of img1{TAG}".encode()]
+
+
+# -- the queue's share per client (issue 15 review) ---------------------------------------------------
+
+
+def test_one_client_filling_its_share_of_the_queue_leaves_room_for_another(remote):
+    """alice has one job running and 100 waiting (her share): her next is refused, bob's goes in and runs."""
+    alice, bob = designer(remote, "alice"), designer(remote, "bob")
+    job, buffers = sketch_job(params=long_params())
+    running, _ = alice.submit(job, buffers, name="a-long.png")
+    job, buffers = sketch_job()
+    waiting = [alice.submit(job, buffers, name=f"a{i}.png")[0] for i in range(100)]
+    try:
+        with pytest.raises(JobFailed) as full:
+            alice.submit(job, buffers, name="a-one-too-many.png")
+        assert full.value.code == protocol.QUEUE_FULL
+        bobs, position = bob.submit(job, buffers, name="b1.png")
+        assert position == 1  # and ahead of alice's 100: the queue takes turns
+        assert "queue is full for you (100 jobs" in full.value.message
+    finally:
+        for job_id in [running, *waiting]:
+            alice.cancel(job_id)
+    assert svg_layers(bob.wait(bobs, timeout_s=JOB_S).svg)[0][1] == 4

@@ -5,7 +5,9 @@ A photo whose SVG in --out-dir exists and parses is done: a second run skips it.
 submitted but not yet written are kept in DIR/.sketch-abstraction-batch.json, so a run after an
 interruption (Ctrl-C, a killed terminal, a reboot of the laptop while the engine runs on) follows
 those jobs instead of submitting the photos again. At most --in-flight jobs wait on the engine at
-once, which keeps its queue open to everyone else. Torch-free: it starts at once.
+once, which keeps its queue open to everyone else; a photo the engine refuses because its queue is
+full (this client's share, or the engine's memory bound) waits for a job to finish and is submitted
+again, never failed. Torch-free: it starts at once.
 """
 
 from __future__ import annotations
@@ -157,6 +159,10 @@ class OverallBar:
             c = msg.content
             self.bar.set_postfix_str(f"{printable(name)}: {c['stage']} {c['iteration']}/{c['total']}")
 
+    def waiting(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str("the engine's queue is full: waiting for room")
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -221,7 +227,8 @@ def _run(client, args, todo: collections.deque, out_dir: Path, state: State, out
                     job_id, _ = client.submit(job, buffers, photo.name)
                 except JobFailed as err:
                     state.set(photo, None)
-                    if err.code == QUEUE_FULL:  # the engine is busy with everyone's jobs: wait for ours
+                    if err.code == QUEUE_FULL:  # our share, or the engine's room, is taken: wait, then again
+                        bar.waiting()
                         if not in_flight:
                             time.sleep(QUEUE_FULL_WAIT_S)
                         break

@@ -5,15 +5,17 @@ models loaded: one actor per GPU of the cluster, or `cpu_actors` CPU actors wher
 Ray does the placement, the restarts and the process management: actors are created with
 `max_restarts=-1` (Ray starts a dead one again, models and all), and a job whose actor dies
 mid-job is run again on the next free actor (RETRIES times at most). A job that died never
-finished, so none is run twice to completion. Progress comes back as a Ray streaming generator;
-cancelling a job sets the flag its actor's progress callback checks (the actors take two calls at
-once: the job, and `cancel`).
+finished, so none is run twice to completion. Progress is polled (`Worker.progress`, every
+PROGRESS_INTERVAL_S while the job runs), not streamed: Ray Client (`ray://`) has no streaming
+generators. Cancelling a job sets the flag its actor's progress callback checks (the actors take
+three calls at once: the job, `progress` and `cancel`).
 
 Ray is the optional `cluster` extra; without it `--workers ray` says how to install it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -61,6 +63,7 @@ class Worker:
         self.runtime = Runtime.create(**settings)
         self.runtime.load(RN101, VIT_B32)
         self.cancelled = threading.Event()
+        self.reports: queue.Queue[Progress] = queue.Queue()  # the running job's progress, not yet polled
 
     def ready(self) -> tuple[int, str]:
         return os.getpid(), self.runtime.describe()["device"]
@@ -68,34 +71,37 @@ class Worker:
     def cancel(self) -> None:
         self.cancelled.set()
 
-    def run(self, kind: str, request: Any, preview_every: float | None = None):
-        """Yield Progress while the job runs, then ("done", JobOutput) or ("error", code, message, hint)."""
+    def progress(self) -> list[Progress]:
+        """The progress reported since the last call (at most one every PROGRESS_INTERVAL_S, and the last)."""
+        reports = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                reports.append(self.reports.get_nowait())
+        return reports
+
+    def run(self, kind: str, request: Any, preview_every: float | None = None) -> tuple:
+        """("done", JobOutput) or ("error", code, message, hint) or ("crash", text); progress meanwhile
+        goes to `progress`."""
         from engine.cli.remote import run_checked_job
 
         self.cancelled.clear()
-        items: queue.Queue = queue.Queue()
+        self.progress()  # a killed job's leftovers (an actor restarted by Ray starts empty anyway)
         last = 0.0
 
         def progress(p: Progress) -> None:
             nonlocal last
             if self.cancelled.is_set():
                 raise Cancelled("the job was cancelled", "")
-            if time.monotonic() - last >= PROGRESS_INTERVAL_S or p.iteration >= p.total:
+            if time.monotonic() - last >= PROGRESS_INTERVAL_S or p.iteration >= p.total or p.preview is not None:
                 last = time.monotonic()
-                items.put(p)
+                self.reports.put(p)
 
-        def job() -> None:
-            try:
-                items.put(("done", run_checked_job(self.runtime, kind, request, progress, preview_every)))
-            except EngineError as err:
-                items.put(("error", err.code, err.message, err.hint))
-            except Exception as err:  # a bug or out of memory: the engine names it
-                items.put(("crash", f"{type(err).__name__}: {err}"))
-
-        threading.Thread(target=job, daemon=True).start()
-        while not isinstance(item := items.get(), tuple):
-            yield item
-        yield item
+        try:
+            return ("done", run_checked_job(self.runtime, kind, request, progress, preview_every))
+        except EngineError as err:
+            return ("error", err.code, err.message, err.hint)
+        except Exception as err:  # a bug or out of memory: the engine names it
+            return ("crash", f"{type(err).__name__}: {err}")
 
 
 class RayWorkers:
@@ -110,7 +116,7 @@ class RayWorkers:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         count = gpus or cpu_actors
         settings = {**settings, "device": "cuda" if gpus else "cpu"}
-        actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_restarts=-1, max_concurrency=2)(Worker)
+        actor = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_restarts=-1, max_concurrency=3)(Worker)
         self.actors = [actor.remote(settings) for _ in range(count)]
         self.idle: queue.Queue[int] = queue.Queue()
         for index in range(count):
@@ -154,28 +160,31 @@ class RayWorkers:
         )
 
     def _run_on(self, index: int, kind: str, request: Any, progress: ProgressCallback, preview_every: float | None):
-        actor = self.actors[index]
+        ray, actor = self.ray, self.actors[index]
         _log(f"job on ray worker {index} (pid {self._pid(index)})")
-        stream = actor.run.options(num_returns="streaming").remote(kind, request, preview_every)
+        outcome = actor.run.remote(kind, request, preview_every)
         cancelled = False
-        for ref in stream:
-            item = self.ray.get(ref)
-            if isinstance(item, Progress):
+        while True:
+            done, _ = ray.wait([outcome], timeout=PROGRESS_INTERVAL_S)
+            # The outcome first: a dead actor raises here at once, where a call to it would wait for
+            # Ray to restart it (models and all) before the job could go to another.
+            item = ray.get(outcome) if done else None
+            for report in ray.get(actor.progress.remote()):  # after the end too: the last report
                 if not cancelled:
                     try:
-                        progress(item)
+                        progress(report)
                     except Cancelled:
                         cancelled = True
                         actor.cancel.remote()
-                continue
-            if item[0] == "done":
-                return item[1]
-            if item[0] == "error":
-                if item[1] == Cancelled.code:
-                    raise Cancelled(item[2], item[3])
-                raise RemoteJobError(*item[1:])
-            raise RuntimeError(item[1])
-        raise RuntimeError("the Ray worker ended the job without a result")
+            if item is not None:
+                break
+        if item[0] == "done":
+            return item[1]
+        if item[0] == "error":
+            if item[1] == Cancelled.code:
+                raise Cancelled(item[2], item[3])
+            raise RemoteJobError(*item[1:])
+        raise RuntimeError(item[1])
 
     def _pid(self, index: int) -> int | str:
         """The actor's process id now (it changes when Ray restarts it)."""

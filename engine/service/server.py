@@ -13,7 +13,7 @@ set, which is how a running job stops.
 
 Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
 (the ZAP handler, before zmq reads a message of it), every message is checked (bridge.protocol)
-before it is interpreted, every defect gets an error reply, the queue is capped, and a job that
+before it is interpreted, every defect gets an error reply, the queue is capped (per client, and in all), and a job that
 fails, even by running out of memory, becomes an error reply while the engine keeps serving.
 
 Serving the network (`listen`): the socket speaks CurveZMQ instead of PLAIN, on loopback and on the
@@ -87,14 +87,26 @@ class ServerOptions:
     idle_timeout_s: float | None = None  # exit after this long with no job and no message
     max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
     keep_fetched_s: float = 86_400.0
-    max_queued_jobs: int = 100  # jobs waiting to run, the running one aside
+    # The queue's limits are per client identity, so that one designer's batch of 500 cannot shut
+    # the others out, plus one bound on all of them together, so that many clients cannot take the
+    # engine's memory (queued images wait in RAM, undecoded). Defaults: 100 jobs and two full-size
+    # messages (512 MiB) per identity; 4 identities' worth (2 GiB) in all: at least four clients can
+    # fill their share at once, a few hundred photos of a few MB, and 2 GiB beside the models
+    # (~1.5 GiB) and a running job's activations fits any machine that runs a GPU for this.
+    max_queued_jobs: int = 100  # jobs of one identity waiting to run, its running ones aside
     max_queued_bytes: int | None = None  # their images and masks together; None: 2 x max_message_bytes
+    max_total_queued_bytes: int | None = None  # every identity's together; None: 4 x max_queued_bytes
     listen: tuple[str, int] | None = None  # also serve this network address (CurveZMQ, allowed keys only)
     workers: int = 1  # jobs run at once (run_job is called from that many threads)
 
     @property
     def queued_bytes_limit(self) -> int:
         return 2 * self.max_message_bytes if self.max_queued_bytes is None else self.max_queued_bytes
+
+    @property
+    def total_queued_bytes_limit(self) -> int:
+        total = self.max_total_queued_bytes
+        return 4 * self.queued_bytes_limit if total is None else total
 
 
 @dataclass
@@ -407,7 +419,7 @@ class EngineServer:
         request = request_from_json(msg.content.get("job"), msg.buffers)
         preview_every = _preview_every(msg.content.get("preview_every"))
         size = sum(len(b) for b in msg.buffers)
-        self._check_room(size)
+        check_room([self.jobs[j] for j in self.order], self.sender, size, self.options)
         kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
         record = JobRecord(
             job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time(), owner=self.sender
@@ -422,17 +434,6 @@ class EngineServer:
         job.announced = position or None  # the reply tells a waiting job its place; one that starts gets its 0
         self._reply(router, ids, msg, "submit_reply", {"job_id": record.job_id, "position": position})
         self._announce(router)
-
-    def _check_room(self, size: int) -> None:
-        """QueueFull when one more job of `size` bytes would pass the queue's limits."""
-        waiting = [self.jobs[j] for j in self.order]
-        held = sum(job.size for job in waiting)
-        if len(waiting) >= self.options.max_queued_jobs or held + size > self.options.queued_bytes_limit:
-            raise QueueFull(
-                f"the engine's queue is full ({len(waiting)} jobs, {held / 2**20:.0f} MiB of images waiting; "
-                f"at most {self.options.max_queued_jobs} jobs and {self.options.queued_bytes_limit / 2**20:.0f} MiB)",
-                "submit the rest when some have finished (`sketch-abstraction status`), or cancel some",
-            )
 
     def _on_cancel_request(self, router, ids, msg) -> None:
         job_id = self._known(msg.content.get("job_id"))
@@ -701,6 +702,29 @@ class EngineServer:
 
 class QueueFull(EngineError):
     code = protocol.QUEUE_FULL
+
+
+def check_room(waiting: list[Job], owner: str, size: int, options: ServerOptions) -> None:
+    """QueueFull when one more job of `owner` with `size` bytes of images would pass its share of the
+    queue (ServerOptions.max_queued_jobs and queued_bytes_limit) or the bound on all waiting jobs."""
+    own = [job for job in waiting if job.record.owner == owner]
+    held = sum(job.size for job in own)
+    if len(own) >= options.max_queued_jobs or held + size > options.queued_bytes_limit:
+        raise QueueFull(
+            f"the engine's queue is full for you ({len(own)} jobs of yours, {held / 2**20:.0f} MiB of images "
+            f"waiting; each client may have at most {options.max_queued_jobs} jobs and "
+            f"{options.queued_bytes_limit / 2**20:.0f} MiB waiting)",
+            "submit the rest when some have finished (`sketch-abstraction status`), or cancel some; "
+            "`sketch-abstraction batch` waits by itself",
+        )
+    total = sum(job.size for job in waiting)
+    if total + size > options.total_queued_bytes_limit:
+        raise QueueFull(
+            f"the engine's queue is full ({total / 2**20:.0f} MiB of images waiting from all its clients; at most "
+            f"{options.total_queued_bytes_limit / 2**20:.0f} MiB)",
+            "submit again when some have finished (`sketch-abstraction status`); `sketch-abstraction batch` waits "
+            "by itself",
+        )
 
 
 class Forbidden(EngineError):
