@@ -39,7 +39,7 @@ from engine.progress import Progress
 
 STOP_WAIT_S = 10.0  # an engine not answering `stop` gets this long to exit on SIGTERM
 RECENT_S = 86_400.0  # `status` lists finished jobs this recent (all with --all)
-MAX_MESSAGE_MB = 4096  # the engine holds up to twice this in queued images
+MAX_MESSAGE_MB = 4096  # queued images: up to twice this per client, 8 times in all (ServerOptions)
 REMOTE_ENV = "SKETCH_ABSTRACTION_REMOTE"  # a remote connection file the client commands use by default
 
 
