@@ -15,6 +15,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -769,16 +770,36 @@ def test_inx_files_are_valid_and_match_the_scripts(ink):
         assert set(params) <= dests, (inx.name, set(params) - dests)
 
 
-def test_in_real_inkscape_headless(setup, tmp_path):
-    """Inkscape 1.2 itself runs the effect (.noprefs, parameters from the profile's preferences)."""
+def inkscape_runs(setup, effect: str, prefs: dict, actions: str, doc: Path, timeout_s: int = 150):
+    """Inkscape 1.2 itself, headless under Xvfb, runs `actions` on `doc`; `effect` (its .noprefs action)
+    reads `prefs` from a fresh copy of the installed profile, so they stay in the calling test. The
+    run is checked to end cleanly: exit 0, no traceback, no "additional data" (stderr) dialog."""
     if shutil.which("xvfb-run") is None:
         pytest.skip("xvfb-run is not installed (.ci/run installs it)")
-    profile = setup["base"] / "profile"
-    prefs = {"levels": "6,3", "quality": "custom", "seeds": "1", "iterations": "10"}
+    profile = Path(tempfile.mkdtemp(prefix="profile-", dir=doc.parent))
+    shutil.copytree(setup["base"] / "profile", profile, dirs_exist_ok=True)
     (profile / "preferences.xml").write_text(
         '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
-        '<group id="extensions" ' + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
+        '<group id="extensions" ' + " ".join(f'{effect}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
     )
+    out = subprocess.run(
+        [
+            *("timeout", "-k", "5", str(timeout_s), "xvfb-run", "-a", "inkscape", "--batch-process"),
+            f"--actions={actions}",
+            str(doc),
+        ],
+        env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
+        capture_output=True,
+        timeout=timeout_s + 50,
+    )
+    stderr = out.stderr.decode()
+    assert out.returncode == 0 and "Traceback" not in stderr and "additional data" not in stderr, stderr
+    return out
+
+
+def test_in_real_inkscape_headless(setup, tmp_path):
+    """Inkscape 1.2 itself runs the effect (.noprefs, parameters from the profile's preferences)."""
+    prefs = {"levels": "6,3", "quality": "custom", "seeds": "1", "iterations": "10"}
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
     result, png = tmp_path / "result.svg", tmp_path / "result.png"
     actions = (
@@ -786,26 +807,8 @@ def test_in_real_inkscape_headless(setup, tmp_path):
         f"export-filename:{png};export-type:png;export-dpi:96;export-do"
     )
     started = time.monotonic()
-    out = subprocess.run(
-        [
-            "timeout",
-            "-k",
-            "5",
-            "150",
-            "xvfb-run",
-            "-a",
-            "inkscape",
-            "--batch-process",
-            f"--actions={actions}",
-            str(doc),
-        ],
-        env=setup["env"],
-        capture_output=True,
-        timeout=200,
-    )
+    inkscape_runs(setup, OBJECT, prefs, actions, doc)
     seconds = time.monotonic() - started
-    assert out.returncode == 0, out.stderr.decode()
-    assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
     _, tops = sketch_layers(result.read_bytes())
     assert len(tops) == 1 and levels(tops[0]) == [("6 strokes", 6, False), ("3 strokes", 3, True)]
     pts = path_points(tops[0])
@@ -817,41 +820,13 @@ def test_in_real_inkscape_headless(setup, tmp_path):
 def test_scene_sketch_in_real_inkscape_lands_as_nested_layers(setup, tmp_path):
     """Inkscape 1.2 itself runs Scene Sketch on a photo whose object is a path drawn over it: the
     matrix's nested layers arrive whole, one cell drawn, and no stroke leaves the photo."""
-    if shutil.which("xvfb-run") is None:
-        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
-    profile = tmp_path / "profile"  # a copy, so these preferences stay in this test
-    shutil.copytree(setup["base"] / "profile", profile)
     prefs = {"layers": "2,8", "levels": "2", "strokes": "8", "quality": "custom", "seeds": "1", "iterations": "2"}
-    prefs["mask"] = "path"
-    (profile / "preferences.xml").write_text(
-        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
-        '<group id="extensions" '
-        + " ".join(f'{SCENE}.{k}="{v}"' for k, v in {**prefs, "window": "false"}.items())
-        + " /></inkscape>"
-    )
+    prefs.update(mask="path", window="false")
     # The photo shows at x 25..85, y 15..75; the object is a triangle drawn over it.
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}], extra='<path id="m" d="M 40 25 L 70 25 L 55 65 Z"/>')
     result = tmp_path / "result.svg"
     actions = f"select-by-id:img1,m;{SCENE}.noprefs;export-filename:{result};export-do"
-    out = subprocess.run(
-        [
-            "timeout",
-            "-k",
-            "5",
-            "200",
-            "xvfb-run",
-            "-a",
-            "inkscape",
-            "--batch-process",
-            f"--actions={actions}",
-            str(doc),
-        ],
-        env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
-        capture_output=True,
-        timeout=250,
-    )
-    assert out.returncode == 0, out.stderr.decode()
-    assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
+    inkscape_runs(setup, SCENE, prefs, actions, doc, timeout_s=200)
     root = etree.fromstring(result.read_bytes())
     top = root.xpath(f"/svg:svg/svg:g[@inkscape:label='Scene sketch of img1{TAG}']", namespaces=SVG_NS)
     assert len(top) == 1, "the effect ran inside Inkscape"

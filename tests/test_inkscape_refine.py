@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -211,41 +210,15 @@ def test_refine_sketch_refusals_say_what_to_do_in_inkscape_and_leave_the_documen
 
 
 def test_refine_sketch_in_real_inkscape_keeps_the_locked_path_and_its_namespace_on_save(setup, tmp_path):
-    if shutil.which("xvfb-run") is None:
-        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
     ink_12 = {**setup, "inkex": "/usr/share/inkscape/extensions"}
     doc, layer_id, ids, locked = sketch_doc(tmp_path, ink_12)
-    profile = tmp_path / "profile"
-    shutil.copytree(setup["base"] / "profile", profile)
     prefs = {"iterations": "11", "change": "add", "count": "2", "window": "false"}
-    (profile / "preferences.xml").write_text(
-        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
-        '<group id="extensions" ' + " ".join(f'{REFINE}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
-    )
     result, png = tmp_path / "result.svg", tmp_path / "result.png"
     actions = (
         f"select-by-id:img1,{ids[0]};{REFINE}.noprefs;export-filename:{result};export-do;"
         f"export-filename:{png};export-type:png;export-dpi:96;export-do"
     )
-    out = subprocess.run(
-        [
-            "timeout",
-            "-k",
-            "5",
-            "200",
-            "xvfb-run",
-            "-a",
-            "inkscape",
-            "--batch-process",
-            f"--actions={actions}",
-            str(doc),
-        ],
-        env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
-        capture_output=True,
-        timeout=250,
-    )
-    assert out.returncode == 0, out.stderr.decode()
-    assert "Traceback" not in out.stderr.decode() and "additional data" not in out.stderr.decode()
+    harness.inkscape_runs(setup, REFINE, prefs, actions, doc, timeout_s=200)
     root = etree.fromstring(result.read_bytes())
     layer = root.xpath(f"//svg:g[@id='{layer_id}']", namespaces=SVG_NS)[0]
     paths = layer.xpath("svg:path", namespaces=SVG_NS)

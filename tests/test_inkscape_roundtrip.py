@@ -29,6 +29,7 @@ from tests.test_inkscape_ext import (
     SYSTEM_EXTENSIONS,
     TAG,
     embedded_svg,
+    inkscape_runs,
     install_for_tests,
     levels,
     path_points,
@@ -313,31 +314,13 @@ def test_engine_status_detects_a_broken_install(ink_1_2, tmp_path):
 def test_rerun_inside_real_inkscape_replaces_then_varies(setup, tmp_path):
     """Inkscape 1.2 itself runs Object Sketch twice on the same photo in one session (Replace: one
     layer), then on the saved result with New variation (two layers)."""
-    if shutil.which("xvfb-run") is None:
-        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
     results = []
     for rerun, runs in (("replace", 2), ("variation", 1)):
-        profile = tmp_path / f"profile-{rerun}"
-        shutil.copytree(setup["base"] / "profile", profile)
         prefs = {"levels": "6,3", "quality": "custom", "seeds": "1", "iterations": "10", "rerun": rerun}
-        (profile / "preferences.xml").write_text(
-            '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
-            '<group id="extensions" ' + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
-        )
         result = tmp_path / f"{rerun}.svg"
         actions = "select-by-id:img1;" + f"{OBJECT}.noprefs;" * runs + f"export-filename:{result};export-do"
-        out = subprocess.run(
-            [
-                *("timeout", "-k", "5", "150", "xvfb-run", "-a", "inkscape", "--batch-process"),
-                f"--actions={actions}",
-                str(results[-1] if results else doc),
-            ],
-            env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
-            capture_output=True,
-            timeout=200,
-        )
-        assert out.returncode == 0 and "additional data" not in out.stderr.decode(), out.stderr.decode()
+        inkscape_runs(setup, OBJECT, prefs, actions, results[-1] if results else doc)
         results.append(result)
     _, once = sketch_layers(results[0].read_bytes())
     assert [t.get(LABEL) for t in once] == [f"Sketch of img1{TAG}"], "the second run replaced the first"
@@ -348,15 +331,10 @@ def test_rerun_inside_real_inkscape_replaces_then_varies(setup, tmp_path):
 def test_one_undo_in_real_inkscape_brings_the_replaced_sketch_back(ink_1_2, tmp_path):
     """Inkscape 1.2 itself replaces a 6+3-stroke sketch with a 4-stroke one, then runs its own `undo`
     action once: the old sketch is back exactly, the new one gone."""
-    if shutil.which("xvfb-run") is None:
-        pytest.skip("xvfb-run is not installed (.ci/run installs it)")
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    setup = ink_1_2
     first = run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST)
     assert first.returncode == 0, first.stderr
     (tmp_path / "sketched.svg").write_bytes(first.stdout)
-    profile = tmp_path / "profile"
-    shutil.copytree(setup["base"] / "profile", profile)
     prefs = {
         "levels": "4",
         "quality": "custom",
@@ -365,26 +343,12 @@ def test_one_undo_in_real_inkscape_brings_the_replaced_sketch_back(ink_1_2, tmp_
         "rerun": "replace",
         "window": "false",
     }
-    (profile / "preferences.xml").write_text(
-        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<inkscape version="1.2">'
-        '<group id="extensions" ' + " ".join(f'{OBJECT}.{k}="{v}"' for k, v in prefs.items()) + " /></inkscape>"
-    )
     replaced, undone = tmp_path / "replaced.svg", tmp_path / "undone.svg"
     actions = (
         f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{replaced};export-do;"
         f"undo;export-filename:{undone};export-do"
     )
-    out = subprocess.run(
-        [
-            *("timeout", "-k", "5", "150", "xvfb-run", "-a", "inkscape", "--batch-process"),
-            f"--actions={actions}",
-            str(tmp_path / "sketched.svg"),
-        ],
-        env={**setup["env"], "INKSCAPE_PROFILE_DIR": str(profile)},
-        capture_output=True,
-        timeout=200,
-    )
-    assert out.returncode == 0 and "additional data" not in out.stderr.decode(), out.stderr.decode()
+    inkscape_runs(ink_1_2, OBJECT, prefs, actions, tmp_path / "sketched.svg")
     [old] = sketches(first.stdout)
     [new] = sketches(replaced.read_bytes())
     assert [name for name, *_ in levels(new)] == ["4 strokes"], "the effect replaced the sketch"
