@@ -26,6 +26,8 @@ MAX_HALF_WIDTH = 50  # canvas px: a stroke 100 px wide on the 224 px canvas
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
 Source = str | os.PathLike[str] | bytes  # a file's path, or its bytes
 MAX_STROKES = 1024  # strokes in one sketch (a level, or a sketch to refine)
+STYLE_PEN, STYLE_INK = "pen", "ink"  # pen: one width for all strokes; ink: a width per control point (PowerStroke)
+STYLES = (STYLE_PEN, STYLE_INK)
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,10 @@ class SketchRequest:
     mask: Source = MASK_NONE  # "none", "auto", or a mask image
     width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
     color: str = "#000000"
+    style: str = STYLE_PEN  # STYLES: ink adds a width per control point (docs/method.md#ink)
 
     def validate(self) -> SketchRequest:
-        _check_look(self.color, self.width)
+        _check_look(self.color, self.width, self.style)
         self.params.validate()
         return self
 
@@ -200,10 +203,11 @@ class SceneRequest:
     mask: Source = MASK_NONE  # "none", "auto", or a mask image (white = object)
     width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
     color: str = "#000000"
+    style: str = STYLE_PEN  # STYLES: ink adds a width per control point (docs/method.md#ink)
     paper_grid: bool = False  # write only rows 1, 3, 5, 7 (the paper's 4 x 4 figures)
 
     def validate(self) -> SceneRequest:
-        _check_look(self.color, self.width)
+        _check_look(self.color, self.width, self.style)
         self.params.validate()
         if not isinstance(self.paper_grid, bool):
             raise InputError(f"paper_grid must be true or false, got {self.paper_grid!r}", "send a boolean")
@@ -233,8 +237,10 @@ def canvas_half_width(width: float, scale: float) -> float:
     return half
 
 
-def _check_look(color: Any, width: Any) -> None:
-    """The stroke colour and width a user gave (both requests share them)."""
+def _check_look(color: Any, width: Any, style: Any = STYLE_PEN) -> None:
+    """The stroke colour, width and style a user gave (every request shares them)."""
+    if style not in STYLES:
+        raise InputError(f"stroke style (--style) must be one of {', '.join(STYLES)}, got {style!r}", "try --style ink")
     if not isinstance(color, str) or not _HEX_COLOUR.fullmatch(color):
         raise InputError(f"colour (--color) must be a hex colour like #000000, got {color!r}", "try --color '#1a1a1a'")
     if width is not None and not _positive(width):
@@ -289,9 +295,10 @@ class RefineRequest:
     mask: Source = MASK_NONE  # as for a sketch: the photo's background whitened before comparing
     width: float | None = None  # added strokes' width; None: the median of `widths`
     color: str = "#000000"
+    style: str = STYLE_PEN  # STYLES: ink adds a width per control point (docs/method.md#ink)
 
     def validate(self) -> RefineRequest:
-        _check_look(self.color, self.width)
+        _check_look(self.color, self.width, self.style)
         self.params.validate()
         hint = "read the strokes from a sketch layer (sketch-abstraction refine does)"
         n = len(self.strokes) if isinstance(self.strokes, tuple) else 0

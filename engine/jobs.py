@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from bridge.params import MASK_AUTO, MASK_NONE, RefineRequest, SceneRequest, SketchRequest, canvas_half_width
+from engine.inking import ink_if_asked
 from engine.io.automask import auto_mask
 from engine.io.image import load_image, load_mask
 from engine.methods.clipascene import BACKGROUND, OBJECT, ColumnResult, SceneTarget, optimise_scene
@@ -82,7 +83,10 @@ def run_sketch(
         for i, level in enumerate(run.levels)
     )
     sketch = Sketch(width=image.width, height=image.height, layers=layers)
-    return SketchResult(sketch, run.levels, cmap, run.iterations, run.seconds, notes)
+    sketch, inked = ink_if_asked(
+        runtime, request.style, sketch, target, cmap, params.iterations, params.seeds[0], progress
+    )
+    return SketchResult(sketch, run.levels, cmap, run.iterations, run.seconds, notes + inked)
 
 
 def with_previews(
@@ -177,7 +181,11 @@ def run_scene(
     sketch, matrix = matrix_sketch(
         run, cmap, split.frame, split.mask, request.rows, params.levels, width, request.color
     )
-    return SceneResult(sketch, matrix, run.columns, cmap, run.iterations, run.seconds, notes)
+    whole, whole_map = prepare_target(image, None)  # ink: the CLIPasso loss of the whole photo (docs/method.md#ink)
+    sketch, inked = ink_if_asked(
+        runtime, request.style, sketch, whole, whole_map, params.iterations, params.seeds[0], progress
+    )
+    return SceneResult(sketch, matrix, run.columns, cmap, run.iterations, run.seconds, notes + inked)
 
 
 @dataclass
@@ -235,7 +243,10 @@ def run_refine(
         sources=tuple(sources.tolist()),
     )
     sketch = Sketch(width=image.width, height=image.height, layers=(layer,))
-    return RefineResult(sketch, run, cmap, run.seconds, notes)
+    sketch, inked = ink_if_asked(
+        runtime, request.style, sketch, target, cmap, request.params.iterations, request.params.seed, progress
+    )
+    return RefineResult(sketch, run, cmap, run.seconds, notes + inked)
 
 
 @dataclass

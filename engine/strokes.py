@@ -24,6 +24,9 @@ class StrokeLayer:
         written on each path as sketchabs:importance; empty: not recorded.
     sources: (n,) per stroke of a refined sketch, the index of the given stroke it refines, -1 for an
         added one (sketchabs:source); empty: not a refine result.
+    ink: (n, m) per stroke, full widths in source-image pixels at m knots evenly spaced in the curve
+        parameter, linear between (engine/methods/ink.py); None: a pen layer, every stroke `width` wide.
+        Written as Inkscape PowerStroke paths.
     """
 
     label: str
@@ -35,6 +38,7 @@ class StrokeLayer:
     key: str = ""
     importance: tuple[float, ...] = ()
     sources: tuple[int, ...] = ()
+    ink: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

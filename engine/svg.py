@@ -4,7 +4,8 @@ The viewBox is the source image's pixel space, so the strokes overlay the origin
 (the official code writes a fixed 224 x 224 canvas instead). `svg_to_sketch` reads these files back,
 including after editing in Inkscape: each stroke must stay one segment (absolute or relative
 M then C, Q or L); plain groups inside a layer are looked through; other shapes are not strokes and
-are ignored.
+are ignored. Ink layers (StrokeLayer.ink) are written as PowerStroke paths (engine/powerstroke.py);
+reading one back takes its centre line, `inkscape:original-d`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lxml import etree
 from bridge.atomic import write_atomic
 from bridge.errors import InputError
 from bridge.svgpath import IMPORTANCE, NS, PREFIX, SOURCE
+from engine.powerstroke import POWERSTROKE, offset_points, outline_d
 from engine.strokes import Sketch, StrokeLayer, elevate
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -29,6 +31,9 @@ SOURCE_IMAGE_LABEL = "Source image"
 
 _NSMAP = {None: SVG_NS, "xlink": XLINK_NS, "inkscape": INKSCAPE_NS, "sodipodi": SODIPODI_NS, PREFIX: NS}
 _SVG, _G, _PATH, _IMAGE = (f"{{{SVG_NS}}}{tag}" for tag in ("svg", "g", "path", "image"))
+_DEFS = f"{{{SVG_NS}}}defs"
+_PATH_EFFECT = f"{{{INKSCAPE_NS}}}path-effect"  # the element in defs and the path's attribute alike
+_ORIGINAL_D = f"{{{INKSCAPE_NS}}}original-d"
 _GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
 _LABEL = f"{{{INKSCAPE_NS}}}label"
 _SEGMENT = {4: "C", 3: "Q", 2: "L"}  # control points per stroke -> SVG path command
@@ -118,6 +123,7 @@ def _write_layer(parent: etree._Element, layer: StrokeLayer, ids: set[str]) -> N
         raise ValueError(f"layer {layer.label!r}: control points and width must be finite")
     if any(0 < len(v) != len(points) for v in (layer.importance, layer.sources)):
         raise ValueError(f"layer {layer.label!r}: importance and sources need one value per stroke")
+    ink = _ink_widths(layer, len(points))
     group = _layer_group(parent, layer.label, layer.visible, ids, layer.key)
     style = (
         f"fill:none;stroke:{layer.color};stroke-width:{_fmt(layer.width)};"
@@ -125,13 +131,62 @@ def _write_layer(parent: etree._Element, layer: StrokeLayer, ids: set[str]) -> N
     )
     for i, stroke in enumerate(points):
         start, *rest = (f"{_fmt(x)} {_fmt(y)}" for x, y in stroke)
-        path = etree.SubElement(group, _PATH, d=f"M {start} {_SEGMENT[len(stroke)]} {' '.join(rest)}", style=style)
+        centre_line = f"M {start} {_SEGMENT[len(stroke)]} {' '.join(rest)}"
+        if ink is None:
+            path = etree.SubElement(group, _PATH, d=centre_line, style=style)
+        else:
+            path = _ink_path(group, centre_line, stroke, ink[i] / 2, layer.color, ids)
         if layer.importance:
             path.set(IMPORTANCE, f"{layer.importance[i]:.6g}")
         if layer.sources:
             path.set(SOURCE, str(layer.sources[i]))
     for sublayer in layer.sublayers:
         _write_layer(group, sublayer, ids)
+
+
+def _ink_widths(layer: StrokeLayer, n: int) -> np.ndarray | None:
+    """The layer's (n, m) knot widths, checked; None for a pen layer."""
+    if layer.ink is None:
+        return None
+    ink = np.asarray(layer.ink, dtype=float)
+    if ink.ndim != 2 or len(ink) != n or ink.shape[1] < 2 or not (np.isfinite(ink).all() and (ink > 0).all()):
+        raise ValueError(f"layer {layer.label!r}: ink must be (n, m >= 2) positive finite widths, got {ink.shape}")
+    return ink
+
+
+def _ink_path(
+    group: etree._Element, centre_line: str, stroke: np.ndarray, half_widths: np.ndarray, color: str, ids: set[str]
+) -> etree._Element:
+    """An ink stroke: a path with its own PowerStroke effect (engine/powerstroke.py) in the document's defs."""
+    root = group.getroottree().getroot()
+    defs = root.find(_DEFS)
+    if defs is None:
+        defs = etree.Element(_DEFS)
+        root.insert(0, defs)
+    index = len(defs) + 1
+    effect_id = _unique(ids, f"powerstroke-{index}")
+    etree.SubElement(
+        defs, _PATH_EFFECT, {"id": effect_id, **POWERSTROKE, "offset_points": offset_points(half_widths, _fmt)}
+    )
+    return etree.SubElement(
+        group,
+        _PATH,
+        {
+            "id": _unique(ids, f"ink-{index}"),
+            _PATH_EFFECT: f"#{effect_id}",
+            _ORIGINAL_D: centre_line,
+            "d": outline_d(stroke, half_widths, _fmt),
+            "style": f"fill:{color};fill-opacity:1;fill-rule:nonzero;stroke:none",
+        },
+    )
+
+
+def _unique(ids: set[str], base: str) -> str:
+    name, suffix = base, 2
+    while name in ids:
+        name, suffix = f"{base}-{suffix}", suffix + 1
+    ids.add(name)
+    return name
 
 
 def document_size(root: etree._Element) -> tuple[int, int]:
@@ -224,7 +279,7 @@ def _style(element: etree._Element) -> dict[str, str]:
 
 def _read_stroke(path: etree._Element) -> np.ndarray:
     """(k, 2) control points of a one-segment path: M x y, then one C, Q or L and its points."""
-    d = path.get("d", "")
+    d = path.get(_ORIGINAL_D) or path.get("d", "")  # an ink path's d is its outline: read its centre line
     tokens = _TOKEN.findall(d)
     move, numbers, rest = tokens[:1], tokens[1:3], tokens[3:]
     if rest and rest[0].isalpha():

@@ -20,6 +20,8 @@ from bridge.params import (
     PAPER_GRID_ROWS,
     PRECISIONS,
     RENDERERS,
+    STYLE_PEN,
+    STYLES,
     ClipassoParams,
     RefineParams,
     RefineRequest,
@@ -119,6 +121,13 @@ def _add_look_and_bank_options(group, aug_bank: int) -> None:
     )
     group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
     group.add_argument(
+        "--style",
+        default=STYLE_PEN,
+        choices=STYLES,
+        help="pen: one width for every stroke (default); ink: a width per control point, optimised after "
+        "the strokes, written as Inkscape PowerStroke paths (centre line and widths stay editable)",
+    )
+    group.add_argument(
         "--aug-bank",
         type=int,
         default=aug_bank,
@@ -143,7 +152,9 @@ def sketch_request(args: argparse.Namespace, image) -> SketchRequest:
         control_points=args.control_points,
         aug_bank=args.aug_bank,
     )
-    return SketchRequest(image=image, params=params, mask=args.mask, width=args.width, color=args.color).validate()
+    return SketchRequest(
+        image=image, params=params, mask=args.mask, width=args.width, color=args.color, style=args.style
+    ).validate()
 
 
 def add_scene_options(parser: argparse.ArgumentParser) -> None:
@@ -206,7 +217,13 @@ def scene_request(args: argparse.Namespace, image) -> SceneRequest:
         aug_bank=args.aug_bank,
     )
     return SceneRequest(
-        image=image, params=params, mask=args.mask, width=args.width, color=args.color, paper_grid=args.paper_grid
+        image=image,
+        params=params,
+        mask=args.mask,
+        width=args.width,
+        color=args.color,
+        paper_grid=args.paper_grid,
+        style=args.style,
     ).validate()
 
 
@@ -263,6 +280,7 @@ def refine_request(
         mask=args.mask,
         width=args.width,
         color=args.color,
+        style=args.style,
     ).validate()
 
 

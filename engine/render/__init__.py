@@ -2,9 +2,9 @@
 
 from collections.abc import Callable
 
-from .raster import band_coverage, default_segments, rasterize
+from .raster import band_coverage, default_segments, rasterize, rasterize_tapered
 
-__all__ = ["band_coverage", "default_segments", "rasterize", "rasterizer"]
+__all__ = ["band_coverage", "default_segments", "rasterize", "rasterize_tapered", "rasterizer"]
 
 
 def rasterizer(name: str) -> Callable:

@@ -175,3 +175,87 @@ def _point_segment_distance(p, a, b):
     ab, ap = b - a, p - a
     t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)).clamp(0.0, 1.0)
     return (ap - t[:, None] * ab).norm(dim=-1)
+
+
+def rasterize_tapered(
+    points: torch.Tensor,
+    knot_half_widths: torch.Tensor,
+    size: tuple[int, int] = (224, 224),
+    *,
+    segments: int | None = None,
+    tile: int = 8,
+) -> torch.Tensor:
+    """Render black strokes on white whose width varies along each stroke (ink).
+
+    points: (B, n, k, 2) Bézier control points in pixels, as for `rasterize`.
+    knot_half_widths: (B, n, m) half-widths in pixels at m >= 2 knots evenly spaced in the curve
+        parameter (t = j / (m - 1)); between knots the half-width is linear in t. This is exactly
+        Inkscape's PowerStroke with the Linear interpolator and round caps (engine/methods/ink.py
+        writes it so), so the optimised ink and the editable SVG are the same shape.
+
+    A pixel's coverage comes from the segment of the polyline whose band edge is nearest (the least
+    d - hw(t)), evaluated with `band_coverage` at that segment's own half-width, so a stroke of equal
+    knots draws as `rasterize` draws it. The search runs without a graph; only the winning segment is
+    differentiated (w.r.t. points and knots), so memory grows with the pixels a stroke touches.
+    Returns (B, 3, H, W) in [0, 1].
+    """
+    B, n, k, _ = points.shape
+    H, W = size
+    device = points.device
+    points = points.float()
+    S = segments or default_segments(k)
+    polyline = sample_polyline(points, S).reshape(B * n, S + 1, 2)
+    knots = knot_half_widths.float().reshape(B * n, -1)
+    m = knots.shape[1]
+    # Half-width at each polyline vertex (t = i / S): linear between the knots j / (m - 1).
+    position = torch.linspace(0.0, m - 1, S + 1, device=device)
+    left = position.floor().long().clamp(max=m - 2)
+    vertex_hw = torch.lerp(knots[:, left], knots[:, left + 1], position - left)  # (N, S + 1) px
+
+    tiles_x, tiles_y = -(-W // tile), -(-H // tile)
+    reach = vertex_hw.detach().amax(dim=1) + 0.5
+    pair_stroke, pair_tile = _reachable_pairs(polyline.detach(), reach, tiles_x, tiles_y, tile)
+    grid = _tile_pixel_offsets(tile, device)
+    origin = torch.stack([pair_tile % tiles_x, pair_tile // tiles_x], dim=-1) * tile
+    pixels = origin[:, None, :].float() + grid  # (P, Q, 2) pixel centres
+
+    nearest = _nearest_band_segment(polyline.detach(), vertex_hw.detach(), pair_stroke, pixels)  # (P, Q)
+    a = polyline[pair_stroke[:, None], nearest]  # (P, Q, 2)
+    ab = polyline[pair_stroke[:, None], nearest + 1] - a
+    ap = pixels - a
+    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)).clamp(0.0, 1.0)  # (P, Q)
+    d = (ap - t[..., None] * ab).square().sum(-1).clamp(min=1e-12).sqrt()
+    hw = torch.lerp(vertex_hw[pair_stroke[:, None], nearest], vertex_hw[pair_stroke[:, None], nearest + 1], t)
+    log_transmittance = torch.log1p(-band_coverage(d, hw).clamp(max=_MAX_COVERAGE))
+
+    Hp, Wp = tiles_y * tile, tiles_x * tile
+    batch = pair_stroke // n
+    pix = (pixels - _PIXEL_CENTRE).long()
+    index = (batch[:, None] * Hp + pix[..., 1]) * Wp + pix[..., 0]
+    total = torch.zeros(B * Hp * Wp, device=device).index_add(0, index.reshape(-1), log_transmittance.reshape(-1))
+    floor = torch.tensor(_MAX_COVERAGE, device=device).neg().log1p().exp()
+    image = ((total.exp() - floor) / (1.0 - floor)).clamp(min=0.0).view(B, 1, Hp, Wp)[:, :, :H, :W]
+    return image.expand(B, 3, H, W)
+
+
+@torch.no_grad()
+def _nearest_band_segment(polyline, vertex_hw, pair_stroke, pixels) -> torch.Tensor:
+    """(P, Q) index of the segment whose band edge is nearest each pixel: argmin of d - hw(t).
+
+    polyline: (N, S + 1, 2); vertex_hw: (N, S + 1); pair_stroke: (P,); pixels: (P, Q, 2).
+    """
+    P, Q, _ = pixels.shape
+    S = polyline.shape[1] - 1
+    nearest = torch.empty(P, Q, dtype=torch.long, device=pixels.device)
+    step = max(1, _SEARCH_CHUNK // max(1, Q * S))
+    for lo in range(0, P, step):
+        hi = min(P, lo + step)
+        a = polyline[pair_stroke[lo:hi], :-1]  # (p, S, 2)
+        ab = polyline[pair_stroke[lo:hi], 1:] - a
+        ap = pixels[lo:hi, :, None, :] - a[:, None]  # (p, Q, S, 2)
+        t = ((ap * ab[:, None]).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)[:, None]).clamp(0.0, 1.0)
+        d = (ap - t[..., None] * ab[:, None]).norm(dim=-1)
+        w = vertex_hw[pair_stroke[lo:hi]]
+        hw = torch.lerp(w[:, None, :-1], w[:, None, 1:], t)
+        nearest[lo:hi] = (d - hw).argmin(dim=-1)
+    return nearest

@@ -1,0 +1,181 @@
+"""Ink: widths per control point optimised with the strokes frozen, written as Inkscape PowerStroke
+paths that Inkscape 1.2 itself draws as we do (the outline in `d`), with the centre line kept."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import cairosvg
+import numpy as np
+import pytest
+import torch
+from lxml import etree
+from PIL import Image
+
+from bridge.errors import InputError
+from bridge.params import SketchRequest
+from engine.cli import main
+from engine.methods.ink import InkParams, optimise_ink, scale_of, taper_prior
+from engine.strokes import Sketch, StrokeLayer
+from engine.svg import sketch_to_svg, svg_to_sketch
+from tests.conftest import ANIMAL
+
+NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
+ORIGINAL_D = f"{{{NS['inkscape']}}}original-d"
+PATH_EFFECT = f"{{{NS['inkscape']}}}path-effect"
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")
+
+
+def strokes(*rows) -> np.ndarray:
+    return np.array(rows, dtype=float).reshape(len(rows), -1, 2)
+
+
+# A horizontal stroke (thin ends, thick middle) and two curves, in a 200 x 120 document.
+POINTS = strokes(
+    [20, 30.5, 70, 30.5, 130, 30.5, 180, 30.5],
+    [20, 100, 60, 40, 140, 120, 180, 70],
+    [30, 60, 30, 110, 90, 110, 100, 60],
+)
+WIDTHS = np.array([[1.0, 9.0, 9.0, 1.0], [2.0, 6.0, 3.0, 1.5], [4.0, 4.0, 1.0, 1.0]])  # full widths, photo px
+
+
+def ink_document() -> bytes:
+    layer = StrokeLayer("3 strokes", POINTS, width=3.0, importance=(3.0, 2.0, 1.0), ink=WIDTHS)
+    return sketch_to_svg(Sketch(200, 120, (layer,)))
+
+
+def coverage(png: bytes) -> np.ndarray:
+    """(H, W) ink coverage in [0, 1] of a PNG drawn black on white or on transparency."""
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=float) / 255
+    return rgba[..., 3] * (1 - rgba[..., :3].mean(-1))
+
+
+def cairo_coverage(svg: bytes) -> np.ndarray:
+    return coverage(cairosvg.svg2png(bytestring=svg))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0.5, b > 0.5
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_ink_paths_are_powerstroke_with_the_centre_line_kept():
+    root = etree.fromstring(ink_document())
+    paths = root.findall(".//svg:path", NS)
+    assert len(paths) == 3
+    for path, stroke, widths in zip(paths, POINTS, WIDTHS, strict=True):
+        effect_id = path.get(PATH_EFFECT)[1:]
+        effect = root.find(f".//inkscape:path-effect[@id='{effect_id}']", NS)
+        assert effect.get("effect") == "powerstroke" and effect.get("interpolator_type") == "Linear"
+        knots = [tuple(map(float, knot.split(","))) for knot in effect.get("offset_points").split("|")]
+        assert np.allclose([t for t, _ in knots], [0, 1 / 3, 2 / 3, 1], atol=1e-6)
+        assert np.allclose([w for _, w in knots], widths / 2, atol=1e-3)  # PowerStroke offsets: half-widths
+        assert path.get(ORIGINAL_D).startswith(f"M {stroke[0, 0]:g} {stroke[0, 1]:g} C")
+        assert "fill:#000000" in path.get("style") and "stroke:none" in path.get("style")
+    # Reading the file back gives the centre lines, not the outlines.
+    (layer,) = svg_to_sketch(ink_document()).layers
+    assert np.allclose(layer.points, POINTS) and layer.importance == (3.0, 2.0, 1.0)
+
+
+def test_outline_has_the_widths_the_knots_give():
+    cover = cairo_coverage(ink_document())
+    # The horizontal stroke: 1 px at x = 20, 9 px between x = 70 and 130, linear in between.
+    thickness = cover[:50].sum(axis=0)
+    assert thickness[100] == pytest.approx(9.0, abs=0.3)
+    assert thickness[45] == pytest.approx(5.0, abs=0.4)
+    assert thickness[22] == pytest.approx(1.0 + 8 * 2 / 50, abs=0.4)
+
+
+def test_bad_ink_widths_are_refused_before_writing():
+    layer = StrokeLayer("bad", POINTS, ink=np.ones((3, 1)))
+    with pytest.raises(ValueError, match="ink must be"):
+        sketch_to_svg(Sketch(200, 120, (layer,)))
+    with pytest.raises(InputError, match="--style"):
+        SketchRequest(image=b"", style="marker").validate()
+
+
+def test_ink_stage_keeps_bounds_and_never_loses_to_the_pen(runtime, animal_target):
+    g = torch.Generator().manual_seed(0)
+    points = (40 + 140 * torch.rand(2, 5, 4, 2, generator=g)).float()  # (K=2, n=5, 4, 2) canvas px
+    drawn = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    ink = InkParams(iterations=6, eval_every=2)
+    result = optimise_ink(runtime, animal_target, points, 1.5, ink, drawn=drawn)
+    hw = result.half_widths
+    assert hw.shape == (2, 5, 4)
+    assert (hw >= 1.5 * ink.min_scale - 1e-5).all() and (hw <= 1.5 * ink.max_scale + 1e-5).all()
+    assert hw[0].std() > 0.01  # the widths moved
+    # The pen's uniform widths are the first eval: ink's objective is never worse.
+    prior = taper_prior(hw / 1.5, ink)
+    pen_prior = taper_prior(torch.ones(2, 5, 4), ink)
+    assert ((result.ink_loss + prior) <= (result.pen_loss + pen_prior) + 1e-6).all()
+    assert torch.allclose(scale_of(torch.tensor([-1e3, 1e3]), ink), torch.tensor([ink.min_scale, ink.max_scale]))
+
+
+def test_cli_sketch_style_ink_writes_powerstroke_levels(tmp_path):
+    out = tmp_path / "ink.svg"
+    fast = ["--models", "tiny-random", "--device", "cpu", "--strokes", "4,2", "--seeds", "1", "--iterations", "6"]
+    assert main(["sketch", str(ANIMAL), "-o", str(out), *fast, "--aug-bank", "4", "--style", "ink", "-q"]) == 0
+    root = etree.parse(str(out)).getroot()
+    layers = root.findall("svg:g", NS)
+    assert [len(layer.findall("svg:path", NS)) for layer in layers] == [4, 2]
+    for path in root.iter(f"{{{NS['svg']}}}path"):
+        assert path.get(ORIGINAL_D) and path.get(PATH_EFFECT)
+    offsets = [
+        float(knot.split(",")[1])
+        for effect in root.iterfind(".//inkscape:path-effect", NS)
+        for knot in effect.get("offset_points").split("|")
+    ]
+    assert max(offsets) > 1.2 * min(offsets)  # the widths vary
+    sketch = svg_to_sketch(out.read_bytes())
+    assert [len(layer.points) for layer in sketch.layers] == [4, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("inkscape") is None or shutil.which("xvfb-run") is None, reason="needs Inkscape")
+def test_real_inkscape_draws_the_ink_and_recomputes_the_same_outline(tmp_path):
+    """Inkscape 1.2 draws `d` as written; asked to recompute the effect (a null move runs it), its own
+    PowerStroke outline from original-d and offset_points covers the same pixels as ours in cairosvg."""
+    doc = tmp_path / "ink.svg"
+    doc.write_bytes(ink_document())
+    as_written, recomputed, recomputed_svg = tmp_path / "as.png", tmp_path / "re.png", tmp_path / "re.svg"
+    inkscape(tmp_path, doc, f"export-filename:{as_written};export-background:white;export-do")
+    inkscape(
+        tmp_path,
+        doc,
+        "select-by-id:ink-1,ink-2,ink-3;transform-translate:0,0;"
+        f"export-filename:{recomputed_svg};export-do;"
+        f"export-filename:{recomputed};export-background:white;export-do",
+    )
+    ours = cairo_coverage(doc.read_bytes())
+    drawn = coverage(as_written.read_bytes())
+    theirs = coverage(recomputed.read_bytes())
+    assert drawn.shape == ours.shape == (120, 200)
+    assert drawn.sum() > 500  # the ink is there
+    assert iou(drawn, ours) > 0.97
+    assert iou(theirs, ours) > 0.9, iou(theirs, ours)
+    # Inkscape's own outline has the widths: thin ends, 9 px in the middle of the horizontal stroke.
+    thickness = theirs[:50].sum(axis=0)
+    assert thickness[100] == pytest.approx(9.0, abs=0.5) and thickness[22] < 2.5
+    # It recomputed d from the centre line, which it kept.
+    root = etree.parse(str(recomputed_svg)).getroot()
+    first = root.find(".//svg:path[@id='ink-1']", NS)
+    assert first.get("d") != etree.fromstring(ink_document()).find(".//svg:path", NS).get("d")
+    (layer,) = svg_to_sketch(recomputed_svg.read_bytes()).layers
+    assert np.allclose(layer.points, POINTS, atol=1e-3)
+
+
+def inkscape(folder: Path, doc: Path, actions: str) -> None:
+    profile = folder / "profile"
+    profile.mkdir(exist_ok=True)
+    out = subprocess.run(
+        ["timeout", "-k", "5", "90", "xvfb-run", "-a", "inkscape", "--batch-process", f"--actions={actions}", str(doc)],
+        env={**os.environ, "INKSCAPE_PROFILE_DIR": str(profile)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr.decode()
