@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,41 @@ def _read_layer(group: etree._Element) -> StrokeLayer:
         key=group.get("id", ""),
         importance=_recorded_importance(paths),
     )
+
+
+@dataclass(frozen=True)
+class PathStroke:
+    """One stroke path as drawn: its centre line, and its width as a pen or as ink."""
+
+    points: np.ndarray  # (k, 2) Bézier control points, document units
+    width: float  # full stroke-width (a pen stroke's); an ink stroke's widths are in `ink`
+    ink: np.ndarray | None  # (m,) full widths at knots evenly spaced in the curve parameter, or None
+    color: str
+
+
+def read_path_stroke(path: etree._Element, root: etree._Element) -> PathStroke:
+    """The stroke of one `<path>` of a sketch: pen (stroke, stroke-width) or ink (a PowerStroke effect
+    in `root`'s defs; its knots must sit evenly spaced, as the engine writes them). InputError for a
+    path that is not one Bézier segment."""
+    style = _style(path)
+    points = _read_stroke(path)
+    effect_ref = path.get(_PATH_EFFECT, "")
+    effect = root.find(f".//{_PATH_EFFECT}[@id='{effect_ref[1:]}']") if effect_ref.startswith("#") else None
+    if effect is None or effect.get("effect") != "powerstroke":
+        try:
+            width = _px(style.get("stroke-width", "3"))
+        except ValueError:
+            width = 3.0
+        return PathStroke(points, width, None, style.get("stroke", "#000000"))
+    try:
+        knots = np.array([knot.split(",") for knot in effect.get("offset_points", "").split("|")], dtype=float)
+        ink = np.interp(np.linspace(0, 1, max(2, len(knots))), knots[:, 0], 2 * knots[:, 1])
+    except ValueError:
+        raise InputError(
+            f"the ink stroke on line {path.sourceline} has unreadable PowerStroke widths",
+            "in Inkscape, select it and remove and re-add its PowerStroke effect",
+        ) from None
+    return PathStroke(points, float(ink.mean()), ink, style.get("fill", "#000000"))
 
 
 def _recorded_importance(paths: list[etree._Element]) -> tuple[float, ...]:

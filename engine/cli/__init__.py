@@ -13,9 +13,10 @@ import traceback
 from bridge.errors import DeviceError, EngineError
 from engine import __version__
 from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
-from engine.cli import batch, keys, refine, remote, scene, sketch
+from engine.cli import animate, batch, keys, refine, remote, scene, sketch
 
-COMMANDS = (sketch, scene, refine, remote, batch, keys)  # each module's `register(subparsers)` adds its command
+# Each module's `register(subparsers)` adds its command.
+COMMANDS = (sketch, scene, refine, animate, remote, batch, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:
