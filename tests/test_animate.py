@@ -166,3 +166,17 @@ def test_photo_background_and_clear_errors(tmp_path, capsys):
     except ImportError:
         assert main(["animate", str(plain), "-o", str(tmp_path / "v.mp4")]) != 0
         assert "imageio-ffmpeg" in capsys.readouterr().err and not (tmp_path / "v.mp4").exists()
+
+
+def test_mp4_with_the_video_extra(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the video extra is not installed")
+    svg = write_sketch(tmp_path / "s.svg", [quadrant_layer()])
+    mp4 = tmp_path / "s.mp4"
+    args = ["--duration", "2", "--fps", "5", "--hold", "1"]
+    assert main(["animate", str(svg), "-o", str(mp4), *args, "-q"]) == 0
+    reader = imageio_ffmpeg.read_frames(str(mp4))
+    meta = next(reader)
+    frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
+    assert meta["size"] == (200, 200) and len(frames) >= 5 * (2 + 1)
+    last = frames[-1].mean(-1) / 255
+    assert np.abs(last - static_picture(svg.read_bytes())).mean() < 0.03  # lossy H.264
