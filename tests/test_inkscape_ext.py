@@ -846,6 +846,7 @@ def test_install_is_idempotent_and_uninstalls(tmp_path):
         assert out.returncode == 0 and "Installed the Inkscape extension" in out.stdout, out.stderr
     ext = profile / "extensions" / "sketch-abstraction"
     assert sorted(p.name for p in ext.glob("*.inx")) == [
+        "sketch_animate.inx",
         "sketch_insert.inx",
         "sketch_object.inx",
         "sketch_refine.inx",

@@ -14,7 +14,7 @@ import inkex
 
 from bridge.client import ClientError
 from bridge.errors import EngineError
-from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
+from bridge.params import MASK_AUTO, MASK_NONE, STYLE_PEN, STYLES, request_to_json
 from sketchabs import engine_link, gui, messages, progress
 from sketchabs.images import Photo, SelectionError, read_photo, target_images
 from sketchabs.mask import mask_png
@@ -65,6 +65,7 @@ class SketchEffect(inkex.EffectExtension):
         pars.add_argument("--mask", default=MASK_NONE, choices=(MASK_NONE, MASK_AUTO, MASK_PATH))
         pars.add_argument("--width", type=float, default=0.0)
         pars.add_argument("--color", type=inkex.Color, default=inkex.Color("#000000"))
+        pars.add_argument("--style", default=STYLE_PEN, choices=STYLES)
         pars.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
         pars.add_argument("--engine", default=engine_link.LOCAL, choices=(engine_link.LOCAL, engine_link.REMOTE))
         pars.add_argument("--remote", default="")
@@ -151,9 +152,9 @@ class SketchEffect(inkex.EffectExtension):
         return mask_png(shapes, pixel_to_document(photo.element, photo.size), photo.size)
 
     def stroke_options(self) -> dict:
-        """Width (None = the engine's default) and colour, as the requests take them."""
+        """Width (None = the engine's default), colour and style, as the requests take them."""
         rgb = self.options.color.to_rgb()
-        return {"width": self.options.width or None, "color": str(rgb)}
+        return {"width": self.options.width or None, "color": str(rgb), "style": self.options.style}
 
 
 def insert_results(svg, owed, results, failures) -> None:

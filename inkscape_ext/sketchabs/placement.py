@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import inkex
 from lxml import etree
 
+from bridge.svgpath import IMPORTANCE
+from sketchabs.ink import placed_ink
+
 _ALIGN = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
 PHOTO, KIND, VARIATION = "data-sketch-photo", "data-sketch-kind", "data-sketch-variation"
 
@@ -118,9 +121,13 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
         if child.tag == inkex.addNS("path", "svg"):
             style = inkex.Style(child.get("style", ""))  # the engine writes every stroke's style whole
             style["stroke-width"] = f"{float(style.get('stroke-width', 1)) * width_scale:.4g}"
-            path = inkex.PathElement.new(
-                inkex.Path(child.get("d")).transform(matrix), style=str(style), id=svg.get_unique_id("stroke")
-            )
+            path = placed_ink(svg, child, matrix, width_scale)
+            if path is None:
+                path = inkex.PathElement.new(
+                    inkex.Path(child.get("d")).transform(matrix), style=str(style), id=svg.get_unique_id("stroke")
+                )
+            if child.get(IMPORTANCE) is not None:  # Animate Sketch draws the most important first
+                path.set(IMPORTANCE, child.get(IMPORTANCE))
             layer.append(path)
         elif _is_layer(child):
             layer.append(_copy_layer(svg, child, matrix, width_scale))
