@@ -1,4 +1,4 @@
-"""Ink (docs/method.md#ink-widths-this-projects-addition): a width per control point, optimised
+"""Ink (docs/method.md#ink): a width per control point, optimised
 against CLIPasso's loss with the strokes frozen. This project's addition; not in the papers.
 
 After a method has placed the strokes (pen: one width for all), this stage gives every stroke m knot
