@@ -34,7 +34,7 @@ _NSMAP = {None: SVG_NS, "xlink": XLINK_NS, "inkscape": INKSCAPE_NS, "sodipodi": 
 _SVG, _G, _PATH, _IMAGE = (f"{{{SVG_NS}}}{tag}" for tag in ("svg", "g", "path", "image"))
 _DEFS = f"{{{SVG_NS}}}defs"
 _PATH_EFFECT = f"{{{INKSCAPE_NS}}}path-effect"  # the element in defs and the path's attribute alike
-_ORIGINAL_D = f"{{{INKSCAPE_NS}}}original-d"
+ORIGINAL_D = f"{{{INKSCAPE_NS}}}original-d"
 _GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
 _LABEL = f"{{{INKSCAPE_NS}}}label"
 _SEGMENT = {4: "C", 3: "Q", 2: "L"}  # control points per stroke -> SVG path command
@@ -175,7 +175,7 @@ def _ink_path(
         {
             "id": _unique(ids, f"ink-{index}"),
             _PATH_EFFECT: f"#{effect_id}",
-            _ORIGINAL_D: centre_line,
+            ORIGINAL_D: centre_line,
             "d": outline_d(stroke, half_widths, _fmt),
             "style": f"fill:{color};fill-opacity:1;fill-rule:nonzero;stroke:none",
         },
@@ -315,7 +315,7 @@ def _style(element: etree._Element) -> dict[str, str]:
 
 def _read_stroke(path: etree._Element) -> np.ndarray:
     """(k, 2) control points of a one-segment path: M x y, then one C, Q or L and its points."""
-    d = path.get(_ORIGINAL_D) or path.get("d", "")  # an ink path's d is its outline: read its centre line
+    d = path.get(ORIGINAL_D) or path.get("d", "")  # an ink path's d is its outline: read its centre line
     tokens = _TOKEN.findall(d)
     move, numbers, rest = tokens[:1], tokens[1:3], tokens[3:]
     if rest and rest[0].isalpha():

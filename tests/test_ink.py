@@ -179,3 +179,45 @@ def inkscape(folder: Path, doc: Path, actions: str) -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr.decode()
+
+
+def test_ink_reaches_every_layer_of_a_nested_sketch_and_moves_no_point(runtime, animal_target):
+    """Scenes and refined sketches are inked as they come: nested layers, any stroke count, and the
+    control points written exactly as the method left them."""
+    from engine.inking import ink_sketch
+    from engine.preprocess import CanvasMap
+
+    cmap = CanvasMap(448, 448)
+    cell = StrokeLayer(
+        "cell",
+        sublayers=(
+            StrokeLayer("Background", POINTS[:1] * 2, width=6.0),
+            StrokeLayer("Object", POINTS[1:] * 2, width=6.0, importance=(2.0, 1.0)),
+        ),
+    )
+    sketch = Sketch(448, 448, (StrokeLayer("column", sublayers=(cell,)), StrokeLayer("empty")))
+    inked, notes = ink_sketch(runtime, sketch, animal_target, cmap, InkParams(iterations=2, eval_every=1))
+    background, obj = inked.layers[0].sublayers[0].sublayers
+    assert background.ink.shape == (1, 4) and obj.ink.shape == (2, 4)
+    assert np.array_equal(obj.points, POINTS[1:] * 2) and obj.importance == (2.0, 1.0)
+    assert inked.layers[1].ink is None  # no strokes, no ink
+    assert ((obj.ink >= 6.0 * 0.3 - 1e-4) & (obj.ink <= 6.0 * 2.5 + 1e-4)).all()
+    assert len(notes) == 1 and "with the pen's widths" in notes[0]
+    root = etree.fromstring(sketch_to_svg(inked))
+    assert len(root.findall(".//inkscape:path-effect", NS)) == 3
+
+
+def test_refine_refuses_ink_for_now_with_a_clear_message(tmp_path, capsys):
+    """Refine writes its strokes back into the layer's own paths, which stay pen paths: ink is refused
+    both ways (asked for, or given as the sketch) instead of writing a wrong document."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(ANIMAL.read_bytes())
+    pen = tmp_path / "pen.svg"
+    pen.write_bytes(sketch_to_svg(Sketch(248, 248, (StrokeLayer("3 strokes", POINTS),))))
+    ink = tmp_path / "ink.svg"
+    ink.write_bytes(sketch_to_svg(Sketch(248, 248, (StrokeLayer("3 strokes", POINTS, ink=WIDTHS),))))
+    fast = ["--models", "tiny-random", "--iterations", "11"]
+    for sketch, extra, words in ((pen, ["--style", "ink"], "--style ink is not available"), (ink, [], "ink strokes")):
+        out = tmp_path / "out.svg"
+        assert main(["refine", str(photo), str(sketch), "-o", str(out), *fast, *extra]) != 0
+        assert words in capsys.readouterr().err and not out.exists()
