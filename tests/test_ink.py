@@ -110,8 +110,8 @@ def test_ink_stage_keeps_bounds_and_never_loses_to_the_pen(runtime, animal_targe
     assert (hw >= 1.5 * ink.min_scale - 1e-5).all() and (hw <= 1.5 * ink.max_scale + 1e-5).all()
     assert hw[0].std() > 0.01  # the widths moved
     # The pen's uniform widths are the first eval: ink's objective is never worse.
-    prior = taper_prior(hw / 1.5, ink)
-    pen_prior = taper_prior(torch.ones(2, 5, 4), ink)
+    prior = taper_prior(hw / 1.5, result.pen_loss, ink)
+    pen_prior = taper_prior(torch.ones(2, 5, 4), result.pen_loss, ink)
     assert ((result.ink_loss + prior) <= (result.pen_loss + pen_prior) + 1e-6).all()
     assert torch.allclose(scale_of(torch.tensor([-1e3, 1e3]), ink), torch.tensor([ink.min_scale, ink.max_scale]))
 

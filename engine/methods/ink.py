@@ -5,8 +5,9 @@ After a method has placed the strokes (pen: one width for all), this stage gives
 half-widths (m = its control points, evenly spaced in the curve parameter, linear between them:
 Inkscape's PowerStroke with the Linear interpolator) and optimises only them, with Adam, on the same
 loss the strokes were optimised with (CLIPasso's: clean view + augmentations). The widths are
-bounded, [MIN_SCALE, MAX_SCALE] x the pen's half-width, through a sigmoid, and a taper prior pulls the
-two end knots towards TAPER x the pen's half-width (a brush lifting off the paper). Each sketch keeps
+bounded, [min_scale, max_scale] x the pen's half-width, through a sigmoid, and a taper prior pulls the
+two end knots towards `taper` x the pen's half-width (a brush lifting off the paper), weighed in
+units of the pen's own loss. Each sketch keeps
 its best eval (CLIP eval loss + prior), and the pen's uniform widths are the first eval: the ink a
 user gets never has a higher objective than the pen strokes it started from.
 """
@@ -35,7 +36,7 @@ class InkParams:
     min_scale: float = 0.3  # knot half-widths stay within [min, max] x the pen's half-width
     max_scale: float = 2.5
     taper: float = 0.5  # the prior's end-knot half-width, x the pen's
-    prior_weight: float = 0.02  # per unit of squared relative end-width error, added to the CLIP loss
+    prior_weight: float = 0.02  # x the pen's eval loss, per unit of squared end-width error (in pen widths)
     num_aug: int = 4  # augmented views per step besides the clean one: the method's own number
     seed: int = 0  # draws the augmentations
 
@@ -60,10 +61,12 @@ def scale_of(u: torch.Tensor, ink: InkParams) -> torch.Tensor:
     return ink.min_scale + (ink.max_scale - ink.min_scale) * torch.sigmoid(u)
 
 
-def taper_prior(scale: torch.Tensor, ink: InkParams) -> torch.Tensor:
-    """(K,) the prior: mean squared relative error of the end knots from the taper; scale (K, n, k)."""
+def taper_prior(scale: torch.Tensor, pen_loss: torch.Tensor, ink: InkParams) -> torch.Tensor:
+    """(K,) the prior: the mean squared error of the end knots from the taper (scale (K, n, k), in pen
+    half-widths), in units of each sketch's pen eval loss (K,), so that its weight means the same
+    share of the loss whatever the network's loss scale is."""
     ends = scale[..., [0, -1]]
-    return ink.prior_weight * (ends - ink.taper).square().flatten(1).mean(1)
+    return ink.prior_weight * pen_loss * (ends - ink.taper).square().flatten(1).mean(1)
 
 
 def optimise_ink(
@@ -106,11 +109,11 @@ def optimise_ink(
         images = torch.cat([sketches[:, None], augmented.view(K, ink.num_aug, 3, CANVAS, CANVAS)], 1)
         rows = _interleave(clean, target_aug, K, ink.num_aug)
         clip = clipasso_loss(features(runtime, images.flatten(0, 1)), rows, views)  # (K, views)
-        prior = taper_prior(torch.where(mask, scale, ink.taper), ink)
+        if iteration == 0:  # the widths are still the pen's: its clean-view loss
+            pen_loss = clip[:, 0].detach().float().cpu()
+        prior = taper_prior(torch.where(mask, scale, ink.taper), pen_loss.to(device), ink)
         if iteration % ink.eval_every == 0 or iteration == ink.iterations:
             evaluated = clip[:, 0].detach().float().cpu()
-            if iteration == 0:
-                pen_loss = evaluated.clone()
             objective = evaluated + prior.detach().float().cpu()
             better = objective < best
             best = torch.where(better, objective, best)
