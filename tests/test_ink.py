@@ -116,6 +116,7 @@ def test_ink_stage_keeps_bounds_and_never_loses_to_the_pen(runtime, animal_targe
     assert torch.allclose(scale_of(torch.tensor([-1e3, 1e3]), ink), torch.tensor([ink.min_scale, ink.max_scale]))
 
 
+@pytest.mark.slow
 def test_cli_sketch_style_ink_writes_powerstroke_levels(tmp_path):
     out = tmp_path / "ink.svg"
     fast = ["--models", "tiny-random", "--device", "cpu", "--strokes", "4,2", "--seeds", "1", "--iterations", "6"]
@@ -221,3 +222,28 @@ def test_refine_refuses_ink_for_now_with_a_clear_message(tmp_path, capsys):
         out = tmp_path / "out.svg"
         assert main(["refine", str(photo), str(sketch), "-o", str(out), *fast, *extra]) != 0
         assert words in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_a_scene_in_ink_has_powerstroke_cells_over_the_whole_photo(runtime):
+    """run_scene with style ink: every cell's parts come out inked, on the strokes the scene placed."""
+    from bridge.params import SceneParams, SceneRequest
+    from engine.jobs import run_scene
+    from tests.conftest import FIELD, FIELD_MASK
+
+    params = SceneParams(layers=(2,), levels=1, strokes=6, seeds=(0,), iterations=1, hidden=32, aug_bank=4)
+    result = run_scene(runtime, SceneRequest(FIELD, params, mask=FIELD_MASK, style="ink"))
+    leaves = []
+
+    def walk(layer):
+        if len(layer.points):
+            leaves.append(layer)
+        for sub in layer.sublayers:
+            walk(sub)
+
+    for layer in result.sketch.layers:
+        walk(layer)
+    assert leaves and all(leaf.ink is not None and leaf.ink.shape == (len(leaf.points), 4) for leaf in leaves)
+    assert any("ink: CLIP eval loss" in note for note in result.notes)
+    root = etree.fromstring(sketch_to_svg(result.sketch))
+    assert len(root.findall(".//inkscape:path-effect", NS)) == sum(len(leaf.points) for leaf in leaves)
