@@ -33,6 +33,7 @@ SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 SODIPODI_NS = "http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
 PATH, GROUP = f"{{{SVG_NS}}}path", f"{{{SVG_NS}}}g"
+ORIGINAL_D = f"{{{INKSCAPE_NS}}}original-d"  # an ink (PowerStroke) path's centre line
 LABEL, GROUPMODE = f"{{{INKSCAPE_NS}}}label", f"{{{INKSCAPE_NS}}}groupmode"
 INSENSITIVE, NODETYPES = f"{{{SODIPODI_NS}}}insensitive", f"{{{SODIPODI_NS}}}nodetypes"
 SVG_DEFAULT_WIDTH = 1.0  # user units: SVG's initial stroke-width
@@ -89,6 +90,12 @@ def read_layer(layer: Any, paths: Sequence[Any], to_photo: Callable[[Any], Matri
     for index, path in enumerate(paths):
         matrix = to_photo(path)
         out.to_photo.append(matrix)
+        if path.get(ORIGINAL_D):  # ink: its d is an outline, and the write-back would keep pen paths
+            raise InputError(
+                f"path '{path.get('id', '?')}' in the sketch layer is an ink stroke (PowerStroke), which "
+                "refine cannot write back yet",
+                "refine a pen sketch of the photo (Strokes: Pen, or --style pen)",
+            )
         try:
             pieces = segments(path.get("d") or "")
         except PathDataError as err:

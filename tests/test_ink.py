@@ -218,7 +218,8 @@ def test_refine_refuses_ink_for_now_with_a_clear_message(tmp_path, capsys):
     ink = tmp_path / "ink.svg"
     ink.write_bytes(sketch_to_svg(Sketch(248, 248, (StrokeLayer("3 strokes", POINTS, ink=WIDTHS),))))
     fast = ["--models", "tiny-random", "--iterations", "11"]
-    for sketch, extra, words in ((pen, ["--style", "ink"], "--style ink is not available"), (ink, [], "ink strokes")):
+    cases = ((pen, ["--style", "ink"], "--style ink is not available"), (ink, [], "is an ink stroke"))
+    for sketch, extra, words in cases:
         out = tmp_path / "out.svg"
         assert main(["refine", str(photo), str(sketch), "-o", str(out), *fast, *extra]) != 0
         assert words in capsys.readouterr().err and not out.exists()

@@ -103,14 +103,7 @@ def read_sketch(path: str, wanted_layer: str | None, photo_size: tuple[int, int]
 
 def refine_job(args: argparse.Namespace, image, sketch: SketchFile) -> RefineRequest:
     """The validated refine request for the sketch's layer, with the refine options in `args`."""
-    from engine.svg import ORIGINAL_D
-
     strokes = sketch.strokes
-    if any(path.get(ORIGINAL_D) for path in strokes.paths):  # its d is an outline, not the stroke
-        raise InputError(
-            "the layer holds ink strokes (PowerStroke paths), which refine cannot write back yet",
-            "refine a pen sketch of the photo (sketch it with --style pen)",
-        )
     return refine_request(
         args,
         image,
