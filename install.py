@@ -35,6 +35,7 @@ FOLDER_NAME = "sketch-abstraction"
 # platformdirs.
 LIGHT_PACKAGE = "bridge"
 VENDORED_PACKAGES = ["platformdirs"]  # pure Python, copied from the engine's venv
+LICENCE_FILES = ("LICENSE", "THIRD_PARTY_NOTICES.md")  # copied into the installed extension
 MODEL_KINDS = ("openai", "random", "tiny-random")
 
 
@@ -200,6 +201,9 @@ def _install_extension(
     site = _site_packages(engine_python)
     for package in VENDORED_PACKAGES:
         shutil.copytree(site / package, vendor / package, ignore=shutil.ignore_patterns("__pycache__"))
+        _copy_licences(site, package, vendor / package)
+    for notice in LICENCE_FILES:  # the licence travels with the code it covers
+        shutil.copy2(ROOT / notice, staging / notice)
     _vendor_pyzmq(vendor, inkscape_python, engine_python)
     weights_folder = _weights_folder(engine_python)
     if weights_dir and weights_folder:
@@ -269,6 +273,14 @@ def _site_packages(python: Path) -> Path:
         check=True,
     )
     return Path(out.stdout.strip())
+
+
+def _copy_licences(site: Path, package: str, dest: Path) -> None:
+    """A vendored package's licence files (from its *.dist-info) beside its code, as its licence asks."""
+    for info in site.glob(f"{package}-*.dist-info"):
+        for licence in [*info.glob("LICEN[CS]E*"), *info.glob("licenses/*")]:
+            if licence.is_file():
+                shutil.copy2(licence, dest / licence.name)
 
 
 def _vendor_pyzmq(vendor: Path, inkscape_python: str | None, engine_python: Path) -> None:
