@@ -7,7 +7,7 @@ import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import JobFailed, JobResult
-from sketchabs import engine_link, gui, messages
+from sketchabs import engine_link, gui, headless, messages
 from sketchabs.effect import abort_on_errors, insert_results
 
 
@@ -41,4 +41,5 @@ class InsertFinished(inkex.EffectExtension):
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     InsertFinished().run()

@@ -4,6 +4,7 @@
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.errors import InputError
 from bridge.params import ClipassoParams, SketchRequest
+from sketchabs import headless
 from sketchabs.effect import SketchEffect
 
 # Quality presets: (seeds, iterations). "paper" is the paper's setting; the others trade the
@@ -39,4 +40,5 @@ class ObjectSketch(SketchEffect):
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     ObjectSketch().run()

@@ -11,7 +11,7 @@ import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.params import MAX_STROKES, RefineParams, RefineRequest, request_to_json
 from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
 from bridge.svgpath import stroke_label
-from sketchabs import engine_link, messages, progress
+from sketchabs import engine_link, headless, messages, progress
 from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors, runs_test_models
 from sketchabs.images import SelectionError, read_photo
 from sketchabs.readback import target_layer, target_photo, to_photo
@@ -90,4 +90,5 @@ class RefineSketch(inkex.EffectExtension):
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     RefineSketch().run()

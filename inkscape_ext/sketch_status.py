@@ -10,7 +10,7 @@ from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
-from sketchabs import engine_link, gui, messages
+from sketchabs import engine_link, gui, headless, messages
 from sketchabs.effect import abort_on_errors, runs_test_models
 from sketchabs.progress import duration, status_line
 
@@ -97,4 +97,5 @@ def _state(job: dict) -> str:
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     EngineStatus().run()

@@ -18,7 +18,7 @@ from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
 from sketchabs import engine_link, gui, messages, progress
 from sketchabs.images import Photo, SelectionError, read_photo, target_images
 from sketchabs.mask import mask_png
-from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, sketches_of
+from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, replaceable, sketches_of
 
 MASK_PATH = "path"
 READY_TIMEOUT_S = 180.0
@@ -89,10 +89,10 @@ class SketchEffect(inkex.EffectExtension):
     def _sketch(self) -> None:
         config = engine_link.load_config()
         photos = [read_photo(el, self.options.input_file) for el in target_images(self.svg, self.options.scope)]
-        plans = [self._plan(photo) for photo in photos]  # (variation, replace) per photo
+        plans = [self._plan(photo) for photo in photos]  # (variation, replace, kept layer's name) per photo
         jobs = [
             request_to_json(self.request(photo, self._mask(photo), variation))
-            for photo, (variation, _) in zip(photos, plans)
+            for photo, (variation, _, _) in zip(photos, plans)
         ]
         if self.options.mask == MASK_AUTO and not engine_link.has_mask_extra(config):
             raise inkex.AbortExtension(messages.Fixes(config).missing_mask(self.kind))
@@ -101,7 +101,7 @@ class SketchEffect(inkex.EffectExtension):
         with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
             test_models = runs_test_models(client.status())
             owed = []
-            for photo, (job, buffers), (variation, replace) in zip(photos, jobs, plans):
+            for photo, (job, buffers), (variation, replace, _) in zip(photos, jobs, plans):
                 job_id, _position = client.submit(job, buffers, photo.name, preview_every)
                 owed.append(
                     engine_link.PendingJob(
@@ -123,17 +123,24 @@ class SketchEffect(inkex.EffectExtension):
             results, failures = progress.follow(
                 client, owed, self.options.timeout * 60, self.options.window, test_models
             )
-        insert_results(self.svg, owed, results, failures)
+        kept = [messages.kept_edited(name, job.title) for job, (_, _, name) in zip(owed, plans) if name]
+        insert_results(self.svg, owed, results, failures, kept, self.options.window)
 
-    def _plan(self, photo: Photo) -> tuple[int, bool]:
-        """(variation, replace): the photo's latest sketch of this kind is replaced (same seeds, so
-        only changed settings change it), or a new variation gets the next number."""
-        existing = sketches_of(self.svg, photo.element.get_id(), self.kind)
+    def _plan(self, photo: Photo) -> tuple[int, bool, str]:
+        """(variation, replace, kept): the photo's latest sketch of this kind is replaced (same seeds,
+        so only changed settings change it) if nobody touched it since it was inserted; an edited,
+        refined or locked one is kept (its name is `kept`) and, as for New variation, the new sketch
+        gets the next number."""
+        photo_id = photo.element.get_id()
+        existing = sketches_of(self.svg, photo_id, self.kind)
         if not existing:
-            return 1, False
-        if self.options.rerun == REPLACE:
-            return max(existing), True
-        return max(existing) + 1, False
+            return 1, False, ""
+        latest = max(existing)
+        if self.options.rerun != REPLACE:
+            return latest + 1, False, ""
+        if replaceable(self.svg, SketchLink(photo_id, self.kind, latest)) is not None:
+            return latest, True, ""
+        return latest + 1, False, existing[latest].get(inkex.addNS("label", "inkscape")) or existing[latest].get_id()
 
     def title(self, photo: Photo, variation: int, test_models: bool) -> str:
         title = f"{self.title_prefix} {photo.name}"
@@ -156,9 +163,10 @@ class SketchEffect(inkex.EffectExtension):
         return {"width": self.options.width or None, "color": str(rgb)}
 
 
-def insert_results(svg, owed, results, failures) -> None:
-    """Insert what finished; forget what was inserted or failed; report failures after success."""
-    lost = []
+def insert_results(svg, owed, results, failures, kept=(), window: bool = True) -> None:
+    """Insert what finished; forget what was inserted or failed; report failures after success, and
+    say which edited sketches were kept instead of replaced (`kept`: said already, when planned)."""
+    lost, kept = [], list(kept)
     for job in owed:
         if job.job_id not in results:
             continue
@@ -166,8 +174,14 @@ def insert_results(svg, owed, results, failures) -> None:
         if photo is None:
             lost.append(messages.failed(job.title, "its photo is no longer in this document, so it was not inserted"))
             continue
-        link = SketchLink(job.image_id, job.kind, job.variation)
-        insert_sketch(svg, results[job.job_id].svg, photo, job.size, job.title, link, job.replace)
+        link, title, replace = SketchLink(job.image_id, job.kind, job.variation), job.title, job.replace
+        existing = sketches_of(svg, job.image_id, job.kind)
+        if replace and job.variation in existing and replaceable(svg, link) is None:  # edited during the wait
+            link = SketchLink(job.image_id, job.kind, max(existing) + 1)
+            title, replace = messages.with_variation(job.title, link.variation), False
+            old = existing[job.variation]
+            kept.append(messages.kept_edited(old.get(inkex.addNS("label", "inkscape")) or old.get_id(), title))
+        insert_sketch(svg, results[job.job_id].svg, photo, job.size, title, link, replace)
     engine_link.forget([*results, *failures])
     texts = lost + [
         messages.failed(
@@ -183,6 +197,8 @@ def insert_results(svg, owed, results, failures) -> None:
         raise inkex.AbortExtension("\n\n".join(texts))
     if texts:  # some sketches were inserted; say which were not (a dialog after the effect)
         inkex.errormsg(messages.some_failed(texts))
+    if kept:
+        gui.inform("\n\n".join(kept), window)
 
 
 def _maskable(element) -> bool:

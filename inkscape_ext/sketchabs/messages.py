@@ -63,6 +63,23 @@ def submitted(count: int) -> str:
     return f"Submitted {_sketches(count)} to the engine. When they are done, choose {INSERT_FINISHED}."
 
 
+def kept_edited(old: str, new: str) -> str:
+    return (
+        f"'{old}' was edited, refined or locked since it was inserted, so it was kept as it is; the new "
+        f"sketch went in as '{new}' next to it. Delete either layer in Layer > Layers and Objects."
+    )
+
+
+def with_variation(title: str, variation: int) -> str:
+    """A layer name `title` as variation `variation` (before a [test models] tag, instead of any
+    variation it names)."""
+    base, tag = title, ""
+    if base.endswith(f" [{TEST_MODELS_TAG}]"):
+        base, tag = base[: -len(TEST_MODELS_TAG) - 3], f" [{TEST_MODELS_TAG}]"
+    base = re.sub(r" \(variation \d+\)$", "", base)
+    return f"{base} (variation {variation}){tag}"
+
+
 NOTHING_WAITING = (
     "No sketches are waiting for this document's images. Sketches are remembered per document and "
     "image until they are inserted; run Object Sketch or Scene Sketch to make new ones."

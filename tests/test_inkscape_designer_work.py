@@ -1,0 +1,118 @@
+"""A designer's work is never lost: Replace only replaces a sketch nobody touched, importance scores
+survive insertion, a batch run never waits for a click, a stop leaves the document and the selection
+as they were, and a batch of photos skips what it cannot read. Inkscape 1.2 itself under Xvfb where
+the subject is Inkscape's; direct runs under its Python otherwise. Harness: tests/test_inkscape_ext.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from tests import test_inkscape_ext as harness
+from tests.test_inkscape_ext import OBJECT, SVG_NS, TAG, embedded_svg, run_script
+
+pytestmark = harness.pytestmark
+setup, ink_1_2 = harness.setup, harness.ink_1_2  # an installed extension, a tiny engine
+
+INSERT = "org.sketch-abstraction.insert-finished"
+REFINE = "org.sketch-abstraction.refine-sketch"
+LABEL = f"{{{SVG_NS['inkscape']}}}label"
+LOCK = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive"
+FAST = ["--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=10", "--window=false"]
+FAST_PREFS = {"levels": "6,3", "quality": "custom", "seeds": "1", "iterations": "10", "window": "false"}
+
+
+def sketches(svg_bytes: bytes) -> dict:
+    """The sketch layers by variation number."""
+    found = etree.fromstring(svg_bytes).xpath("//svg:g[@data-sketch-photo]", namespaces=SVG_NS)
+    return {int(g.get("data-sketch-variation")): g for g in found}
+
+
+def strokes(layer) -> list[str]:
+    return layer.xpath(".//svg:path/@d", namespaces=SVG_NS)
+
+
+def sketched(ink, tmp_path: Path) -> Path:
+    """A saved document whose photo has an Object Sketch (6 + 3 strokes) nobody touched."""
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    first = run_script(ink, "sketch_object.py", doc, "--id=img1", *FAST)
+    assert first.returncode == 0 and first.stderr == b"", first.stderr.decode()
+    (saved := tmp_path / "sketched.svg").write_bytes(first.stdout)
+    return saved
+
+
+def replace_in_inkscape(setup, doc: Path, tmp_path: Path) -> tuple[dict, str]:
+    """Inkscape 1.2 runs Object Sketch with "Replace its previous sketch" on `doc`: (the sketch layers
+    of the result by variation, what the effect said on Inkscape's own stderr)."""
+    result = tmp_path / "replaced.svg"
+    actions = f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{result};export-do"
+    out = harness.inkscape_runs(setup, OBJECT, {**FAST_PREFS, "rerun": "replace"}, actions, doc)
+    return sketches(result.read_bytes()), out.stderr.decode()
+
+
+def test_replace_in_real_inkscape_keeps_a_sketch_with_a_locked_stroke_and_adds_a_variation(setup, tmp_path):
+    ink = {**setup, "inkex": harness.SYSTEM_EXTENSIONS}
+    saved = sketched(ink, tmp_path)
+    root = etree.fromstring(saved.read_bytes())
+    [layer] = sketches(saved.read_bytes()).values()
+    root.xpath(f"//svg:g[@id='{layer.get('id')}']//svg:path", namespaces=SVG_NS)[1].set(LOCK, "true")
+    saved.write_bytes(etree.tostring(root))
+
+    after, said = replace_in_inkscape(setup, saved, tmp_path)
+    assert sorted(after) == [1, 2], "the locked sketch is kept and the new one is a variation"
+    assert strokes(after[1]) == strokes(layer) and after[1].xpath(".//@*[name()='sodipodi:insensitive']")
+    assert after[2].get(LABEL) == f"Sketch of img1 (variation 2){TAG}"
+    assert strokes(after[2]) != strokes(layer), "a variation has other random starts"
+    assert f"'Sketch of img1{TAG}' was edited, refined or locked since it was inserted, so it was kept" in said, said
+
+
+def test_replace_in_real_inkscape_keeps_a_refined_sketch_and_still_replaces_an_untouched_one(setup, tmp_path):
+    ink = {**setup, "inkex": harness.SYSTEM_EXTENSIONS}
+    saved = sketched(ink, tmp_path)
+    [layer] = sketches(saved.read_bytes()).values()
+    untouched, said = replace_in_inkscape(setup, saved, tmp_path)
+    assert list(untouched) == [1] and strokes(untouched[1]) == strokes(layer) and "was kept" not in said
+
+    first_path = layer.xpath(".//svg:path/@id", namespaces=SVG_NS)[0]
+    refine = ("--id=img1", f"--id={first_path}", "--iterations=11", "--window=false")
+    refined = run_script(ink, "sketch_refine.py", saved, *refine)
+    assert refined.returncode == 0, refined.stderr.decode()
+    saved.write_bytes(refined.stdout)
+    after, said = replace_in_inkscape(setup, saved, tmp_path)
+    assert sorted(after) == [1, 2] and strokes(after[1]) == strokes(sketches(refined.stdout)[1]), "refined: kept"
+    assert "was kept as it is" in said, said
+
+
+def test_a_sketch_edited_while_it_was_made_is_kept_when_it_comes_in(ink_1_2, tmp_path):
+    """Submit and return with Replace, then the designer moves a stroke; Insert Finished Sketches
+    puts the result in as a variation and keeps the edit."""
+    saved = sketched(ink_1_2, tmp_path)
+    submitted = run_script(ink_1_2, "sketch_object.py", saved, "--id=img1", *FAST, "--detach=true")
+    assert "Submitted 1 sketch" in submitted.stderr.decode()
+    root = etree.fromstring(saved.read_bytes())
+    path = root.xpath("//svg:g[@data-sketch-photo]//svg:path", namespaces=SVG_NS)[0]
+    path.set("transform", "translate(3,0)")
+    saved.write_bytes(etree.tostring(root))
+    for _ in range(240):
+        inserted = run_script(ink_1_2, "sketch_insert.py", saved)
+        if inserted.returncode == 0:
+            break
+    assert inserted.returncode == 0, inserted.stderr.decode()
+    after = sketches(inserted.stdout)
+    assert sorted(after) == [1, 2] and after[1].xpath(".//svg:path[@transform='translate(3,0)']", namespaces=SVG_NS)
+    assert after[2].get(LABEL) == f"Sketch of img1 (variation 2){TAG}"
+    assert "was kept as it is" in inserted.stderr.decode()
+
+
+def test_nothing_waits_for_a_click_in_a_batch_run(setup, tmp_path):
+    """Insert Finished Sketches with nothing waiting, inside `inkscape --batch-process` under Xvfb (a
+    display, so GTK could open a window nobody can close): the run ends, the message is on
+    Inkscape's own stderr, the document is unchanged."""
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    result = tmp_path / "result.svg"
+    out = harness.inkscape_runs(
+        setup, INSERT, {}, f"{INSERT}.noprefs;export-filename:{result};export-do", doc, timeout_s=60
+    )
+    assert "No sketches are waiting for this document's images" in out.stderr.decode(), out.stderr.decode()
+    assert sketches(result.read_bytes()) == {}
