@@ -14,6 +14,7 @@ from bridge.svgpath import stroke_label
 from sketchabs import engine_link, headless, messages, progress
 from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors, runs_test_models
 from sketchabs.images import SelectionError, read_photo
+from sketchabs.placement import declare_namespace
 from sketchabs.readback import target_layer, target_photo, to_photo
 
 CHANGES = ("none", "add", "simplify")
@@ -87,6 +88,7 @@ class RefineSketch(inkex.EffectExtension):
         refined, added_width = read_result(results[job_id].svg)
         write_back(strokes, refined, added_width, lambda: self.svg.get_unique_id("stroke"))
         layer.set(LABEL, stroke_label(layer.get(LABEL) or "", len(layer_paths(layer))))
+        declare_namespace(self.svg)
 
 
 if __name__ == "__main__":

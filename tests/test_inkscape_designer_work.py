@@ -116,3 +116,31 @@ def test_nothing_waits_for_a_click_in_a_batch_run(setup, tmp_path):
     )
     assert "No sketches are waiting for this document's images" in out.stderr.decode(), out.stderr.decode()
     assert sketches(result.read_bytes()) == {}
+
+
+IMPORTANCE = "{https://sketch-abstraction.org/ns}importance"
+
+
+def test_importance_scores_survive_insertion_and_refinement_in_real_inkscape(setup, tmp_path):
+    """Inkscape 1.2 runs Object Sketch, then Refine Sketch on the saved result: every stroke keeps its
+    sketchabs:importance, under the project's prefix declared on the root (never a made-up ns0:)."""
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    sketched_file = tmp_path / "sketched.svg"
+    actions = f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{sketched_file};export-do"
+    harness.inkscape_runs(setup, OBJECT, FAST_PREFS, actions, doc)
+    saved = sketched_file.read_bytes()
+    root = etree.fromstring(saved)
+    [layer] = sketches(saved).values()
+    paths = layer.xpath(".//svg:path", namespaces=SVG_NS)
+    assert len(paths) == 9 and all(float(p.get(IMPORTANCE)) >= 0 for p in paths), "every stroke keeps its score"
+    assert root.nsmap.get("sketchabs") == "https://sketch-abstraction.org/ns" and b"ns0:" not in saved
+
+    refined_file = tmp_path / "refined.svg"
+    first = paths[0].get("id")
+    prefs = {"iterations": "11", "change": "none", "window": "false"}
+    actions = f"select-by-id:img1,{first};{REFINE}.noprefs;export-filename:{refined_file};export-do"
+    harness.inkscape_runs(setup, REFINE, prefs, actions, sketched_file)
+    refined = refined_file.read_bytes()
+    [layer] = sketches(refined).values()
+    assert all(p.get(IMPORTANCE) for p in layer.xpath(".//svg:path", namespaces=SVG_NS))
+    assert etree.fromstring(refined).nsmap.get("sketchabs") and b"ns0:" not in refined

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import inkex
 from lxml import etree
 
+from bridge.svgpath import IMPORTANCE, NS, PREFIX
 from sketchabs.fingerprint import stamp, untouched
 
 _ALIGN = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
@@ -107,7 +108,15 @@ def insert_sketch(
     anchor.addnext(top)  # above it in z-order
     if old is not None:
         parent.remove(old)
+    declare_namespace(svg)
     return top
+
+
+def declare_namespace(svg) -> None:
+    """Declare the project's namespace (the strokes' sketchabs:importance) on the document's root, so
+    that it is saved with its own prefix (lxml would make up ns0: on every element otherwise); every
+    declaration the document has stays."""
+    etree.cleanup_namespaces(svg, top_nsmap={PREFIX: NS}, keep_ns_prefixes=[p for p in svg.nsmap if p])
 
 
 def _photo_layer(photo: inkex.Image):
@@ -133,6 +142,8 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
             path = inkex.PathElement.new(
                 inkex.Path(child.get("d")).transform(matrix), style=str(style), id=svg.get_unique_id("stroke")
             )
+            if child.get(IMPORTANCE) is not None:  # the engine's ranking, for Refine Sketch and the designer
+                path.set(IMPORTANCE, child.get(IMPORTANCE))
             layer.append(path)
         elif _is_layer(child):
             layer.append(_copy_layer(svg, child, matrix, width_scale))
