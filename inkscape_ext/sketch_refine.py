@@ -83,6 +83,8 @@ class RefineSketch(inkex.EffectExtension):
                 client, owed, self.options.timeout * 60, self.options.window, test_models
             )
         engine_link.forget([job_id])
+        if job_id in failures and progress.stopped(failures):
+            progress.end_quietly()  # stopped from Stop Sketches: what the designer asked for
         if job_id in failures:
             raise failures[job_id]  # abort_on_errors says it in the dialog's words
         refined, added_width = read_result(results[job_id].svg)

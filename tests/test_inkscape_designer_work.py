@@ -5,6 +5,8 @@ the subject is Inkscape's; direct runs under its Python otherwise. Harness: test
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from lxml import etree
@@ -144,3 +146,34 @@ def test_importance_scores_survive_insertion_and_refinement_in_real_inkscape(set
     [layer] = sketches(refined).values()
     assert all(p.get(IMPORTANCE) for p in layer.xpath(".//svg:path", namespaces=SVG_NS))
     assert etree.fromstring(refined).nsmap.get("sketchabs") and b"ns0:" not in refined
+
+
+def stop_when_running(ink, doc: Path, said: list) -> None:
+    """Wait until the engine runs a sketch, then cancel every sketch (Stop Sketches); `said`: what it said."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if "running, optimise" in run_script(ink, "sketch_status.py", doc).stderr.decode():
+            said.append(run_script(ink, "sketch_stop.py", doc, "--which=all").stderr.decode())
+            return
+        time.sleep(0.5)
+
+
+def test_a_stop_in_real_inkscape_keeps_the_document_and_the_selection_and_says_nothing(setup, tmp_path):
+    """Inkscape 1.2 runs Object Sketch on a photo and its mask path, both selected; the designer stops
+    the sketch (Stop Sketches) while it runs. No dialog (nothing on stderr from the effect), the
+    document is as it was, and the photo and the path are still selected for the next try."""
+    ink = {**setup, "inkex": harness.SYSTEM_EXTENSIONS}
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}], extra='<path id="m" d="M 40 25 L 70 25 L 55 65 Z"/>')
+    said: list = []
+    stopper = threading.Thread(target=stop_when_running, args=(ink, doc, said))
+    stopper.start()
+    prefs = {**FAST_PREFS, "levels": "6", "iterations": "100000", "mask": "path"}
+    result = tmp_path / "result.svg"
+    actions = f"select-by-id:img1,m;{OBJECT}.noprefs;select-list;export-filename:{result};export-do"
+    out = harness.inkscape_runs(setup, OBJECT, prefs, actions, doc, timeout_s=200)
+    stopper.join()
+    assert said and "Stopped 1 sketch in the engine" in said[0], said
+    selected = [line.split()[0] for line in out.stdout.decode().splitlines() if "cloned:" in line]
+    assert sorted(selected) == ["img1", "m"], out.stdout.decode()
+    assert "cancelled" not in out.stderr.decode() and "Sketch Abstraction" not in out.stderr.decode()
+    assert sketches(result.read_bytes()) == {}, "nothing inserted"

@@ -165,8 +165,9 @@ class SketchEffect(inkex.EffectExtension):
 
 def insert_results(svg, owed, results, failures, kept=(), window: bool = True) -> None:
     """Insert what finished; forget what was inserted or failed; report failures after success, and
-    say which edited sketches were kept instead of replaced (`kept`: said already, when planned)."""
-    lost, kept = [], list(kept)
+    say which edited sketches were kept instead of replaced (`kept`: those found when planning). A
+    stopped job is no failure; when nothing is inserted and nothing failed, the effect ends quietly."""
+    lost, kept, inserted = [], list(kept), 0
     for job in owed:
         if job.job_id not in results:
             continue
@@ -182,7 +183,11 @@ def insert_results(svg, owed, results, failures, kept=(), window: bool = True) -
             old = existing[job.variation]
             kept.append(messages.kept_edited(old.get(inkex.addNS("label", "inkscape")) or old.get_id(), title))
         insert_sketch(svg, results[job.job_id].svg, photo, job.size, title, link, replace)
+        inserted += 1
     engine_link.forget([*results, *failures])
+    failures = {job_id: err for job_id, err in failures.items() if err.code != "cancelled"}  # stops: not errors
+    if not inserted and not failures and not lost:
+        progress.end_quietly()
     texts = lost + [
         messages.failed(
             job.title,
@@ -193,7 +198,7 @@ def insert_results(svg, owed, results, failures, kept=(), window: bool = True) -
         for job in owed
         if job.job_id in failures
     ]
-    if texts and len(texts) == len(owed):
+    if texts and not inserted:
         raise inkex.AbortExtension("\n\n".join(texts))
     if texts:  # some sketches were inserted; say which were not (a dialog after the effect)
         inkex.errormsg(messages.some_failed(texts))

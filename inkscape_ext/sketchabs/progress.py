@@ -5,11 +5,14 @@ The window shows the sketch taking shape (a live preview from the engine over th
 the stage, iteration, loss and the most time left, and offers two ways out: "Stop the sketch"
 cancels the jobs in the engine; "Keep it running in the background" (also closing the window) only
 stops the waiting, and Insert Finished Sketches brings the results in later. Either way the
-document stays unchanged.
+document stays unchanged. A stop is what the designer asked for, not an error: the effect ends
+without a word (`end_quietly`), so Inkscape shows no "received additional data" dialog and keeps
+the document and the selection as they were.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -57,7 +60,8 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
     error = state["error"]
     unfinished = [job for job in owed if job.job_id not in state["results"] and job.job_id not in state["failures"]]
     if isinstance(error, StoppedWaiting) and error.choice == STOP:
-        raise inkex.AbortExtension(messages.stopped(len(cancel(client, [job.job_id for job in unfinished]))))
+        cancel(client, [job.job_id for job in unfinished])
+        end_quietly()
     if isinstance(error, StoppedWaiting):
         gui.tell(messages.kept_running(len(unfinished)))
     if isinstance(error, TimeoutError):
@@ -65,6 +69,19 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
     if error is not None:
         raise error
     return state["results"], state["failures"]
+
+
+def end_quietly() -> None:
+    """End the effect having inserted nothing and with nothing to say: an unsuccessful exit without a
+    byte on stderr, so Inkscape keeps the document and the selection and shows no dialog."""
+    sys.stdout.flush()
+    sys.exit(inkex.utils.ABORT_STATUS)
+
+
+def stopped(failures: dict) -> bool:
+    """Whether every failure in `failures` ({job_id: JobFailed}) is a cancellation (Stop Sketches, or
+    the progress window's Stop): what the designer asked for, not an error."""
+    return all(err.code == "cancelled" for err in failures.values())
 
 
 def cancel(client, job_ids: list[str]) -> list[str]:
