@@ -177,3 +177,23 @@ def test_a_stop_in_real_inkscape_keeps_the_document_and_the_selection_and_says_n
     assert sorted(selected) == ["img1", "m"], out.stdout.decode()
     assert "cancelled" not in out.stderr.decode() and "Sketch Abstraction" not in out.stderr.decode()
     assert sketches(result.read_bytes()) == {}, "nothing inserted"
+
+
+def test_a_batch_sketches_what_it_can_read_and_names_the_skipped_photos_at_the_end(ink_1_2, tmp_path):
+    """'All images in the current layer' with one photo too large and one missing file: the readable
+    photo is sketched, the others are named at the end with the reason; all unreadable: nothing is
+    inserted and each is named."""
+    huge = {"id": "huge", "x": 100, "href": harness.png_header(65535, 65535)}
+    gone = {"id": "gone", "x": 200, "href": "missing.png"}
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}, huge, gone])
+    out = run_script(ink_1_2, "sketch_object.py", doc, "--scope=layer", *FAST, timeout=120)
+    said = out.stderr.decode()
+    assert out.returncode == 0, said
+    assert [g.get("data-sketch-photo") for g in sketches(out.stdout).values()] == ["img1"]
+    assert "Not sketched: 'huge'. Image 'huge' is too large: 65535 x 65535" in said, said
+    assert "Not sketched: 'gone'. Image 'gone' links to missing.png, which cannot be read" in said, said
+
+    doc = embedded_svg(tmp_path / "none.svg", [huge, gone])
+    out = run_script(ink_1_2, "sketch_object.py", doc, "--scope=layer", *FAST, timeout=120)
+    said = out.stderr.decode()
+    assert out.returncode == 251 and out.stdout == b"" and "'huge'" in said and "'gone'" in said, said

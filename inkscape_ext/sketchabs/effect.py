@@ -16,7 +16,7 @@ from bridge.client import ClientError
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
 from sketchabs import engine_link, gui, messages, progress
-from sketchabs.images import Photo, SelectionError, read_photo, target_images
+from sketchabs.images import Photo, SelectionError, read_photo, short_label, target_images
 from sketchabs.mask import mask_png
 from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, replaceable, sketches_of
 
@@ -88,12 +88,7 @@ class SketchEffect(inkex.EffectExtension):
 
     def _sketch(self) -> None:
         config = engine_link.load_config()
-        photos = [read_photo(el, self.options.input_file) for el in target_images(self.svg, self.options.scope)]
-        plans = [self._plan(photo) for photo in photos]  # (variation, replace, kept layer's name) per photo
-        jobs = [
-            request_to_json(self.request(photo, self._mask(photo), variation))
-            for photo, (variation, _, _) in zip(photos, plans)
-        ]
+        photos, plans, jobs, skipped = self._prepare(target_images(self.svg, self.options.scope), config)
         if self.options.mask == MASK_AUTO and not engine_link.has_mask_extra(config):
             raise inkex.AbortExtension(messages.Fixes(config).missing_mask(self.kind))
         preview_every = progress.PREVIEW_EVERY_S if self.options.window and not self.options.detach else None
@@ -119,12 +114,39 @@ class SketchEffect(inkex.EffectExtension):
                 )
             engine_link.remember(owed)  # from here on, nothing submitted can be lost
             if self.options.detach:
-                gui.tell(messages.submitted(len(owed)))
+                gui.tell("\n\n".join([messages.submitted(len(owed)), *skipped]), self.options.window)
             results, failures = progress.follow(
                 client, owed, self.options.timeout * 60, self.options.window, test_models
             )
         kept = [messages.kept_edited(name, job.title) for job, (_, _, name) in zip(owed, plans) if name]
-        insert_results(self.svg, owed, results, failures, kept, self.options.window)
+        insert_results(self.svg, owed, results, failures, [*kept, *skipped], self.options.window)
+
+    def _prepare(self, elements, config):
+        """(photos, plans, requests, skipped): each photo read, its plan (`_plan`) and its engine
+        request. Of several photos, one that cannot be read or sketched with these settings is skipped
+        (`skipped`: what to say at the end, naming it and why); a single photo's problem aborts."""
+        photos, plans, jobs, skipped = [], [], [], []
+        for element in elements:
+            try:
+                photo = read_photo(element, self.options.input_file)
+                plan = self._plan(photo)
+                job = request_to_json(self.request(photo, self._mask(photo), plan[0]))
+            except (SelectionError, EngineError) as err:
+                if len(elements) == 1:
+                    raise
+                why = (
+                    str(err)
+                    if isinstance(err, SelectionError)
+                    else messages.Fixes(config).for_error(err.code, err.message, err.hint, self.menu_name, self.kind)
+                )
+                skipped.append(messages.skipped(short_label(element.label or element.get_id()), why))
+                continue
+            photos.append(photo)
+            plans.append(plan)
+            jobs.append(job)
+        if not photos:
+            raise inkex.AbortExtension("\n\n".join(skipped))
+        return photos, plans, jobs, skipped
 
     def _plan(self, photo: Photo) -> tuple[int, bool, str]:
         """(variation, replace, kept): the photo's latest sketch of this kind is replaced (same seeds,
@@ -163,11 +185,12 @@ class SketchEffect(inkex.EffectExtension):
         return {"width": self.options.width or None, "color": str(rgb)}
 
 
-def insert_results(svg, owed, results, failures, kept=(), window: bool = True) -> None:
+def insert_results(svg, owed, results, failures, notes=(), window: bool = True) -> None:
     """Insert what finished; forget what was inserted or failed; report failures after success, and
-    say which edited sketches were kept instead of replaced (`kept`: those found when planning). A
-    stopped job is no failure; when nothing is inserted and nothing failed, the effect ends quietly."""
-    lost, kept, inserted = [], list(kept), 0
+    `notes` (photos skipped, edited sketches kept instead of replaced) plus the edited sketches found
+    kept only now, as the results come in. A stopped job is no failure; when nothing is inserted and
+    nothing failed, the effect ends quietly."""
+    lost, kept, inserted = [], list(notes), 0
     for job in owed:
         if job.job_id not in results:
             continue

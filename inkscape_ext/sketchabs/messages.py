@@ -70,6 +70,10 @@ def kept_edited(old: str, new: str) -> str:
     )
 
 
+def skipped(photo: str, why: str) -> str:
+    return f"Not sketched: '{photo}'. {why}"
+
+
 def with_variation(title: str, variation: int) -> str:
     """A layer name `title` as variation `variation` (before a [test models] tag, instead of any
     variation it names)."""
