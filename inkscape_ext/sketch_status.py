@@ -10,7 +10,7 @@ from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
-from sketchabs import engine_link, gui, headless, messages
+from sketchabs import engine_link, estimate, gui, headless, messages
 from sketchabs.effect import abort_on_errors, runs_test_models
 from sketchabs.progress import duration, status_line
 
@@ -36,7 +36,7 @@ class EngineStatus(inkex.EffectExtension):
         lines = [
             f"The engine {s['version']} is running (process {s['pid']}) on {s['device']}, models: {models}.",
             f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}.",
-            preset_costs(s.get("rates", {}).get("sketch"), s["device"]),
+            preset_costs(s.get("rates", {}), s["device"]),
             "",
             *job_lines(jobs),
         ]
@@ -61,15 +61,16 @@ def not_running(config) -> str:
     )
 
 
-def preset_costs(seconds_per_iteration, device: str) -> str:
-    """What each Object Sketch preset takes at most per photo with the default levels, as measured."""
-    if not seconds_per_iteration:
-        return "Time per preset: measured during the first Object Sketch after the engine starts."
+def preset_costs(rates: dict, device: str) -> str:
+    """What each Object Sketch preset takes at most per photo with the default levels, as measured
+    (the same estimate as the first screen of a long job: sketchabs.estimate)."""
     costs = [
-        f"{name.capitalize()} at most {duration(seconds_per_iteration * seeds * iterations * LEVELS)}"
-        for name, (seeds, iterations) in QUALITY.items()
+        (name, estimate.at_most_s(rates, seeds, iterations, LEVELS)) for name, (seeds, iterations) in QUALITY.items()
     ]
-    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {', '.join(costs)}."
+    if any(seconds is None for _, seconds in costs):
+        return "Time per preset: measured during the first Object Sketch after the engine starts."
+    listed = ", ".join(f"{name.capitalize()} at most {duration(seconds)}" for name, seconds in costs)
+    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {listed}."
 
 
 def job_lines(jobs: list) -> list:

@@ -5,10 +5,13 @@ the subject is Inkscape's; direct runs under its Python otherwise. Harness: test
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from tests import test_inkscape_ext as harness
@@ -197,3 +200,85 @@ def test_a_batch_sketches_what_it_can_read_and_names_the_skipped_photos_at_the_e
     out = run_script(ink_1_2, "sketch_object.py", doc, "--scope=layer", *FAST, timeout=120)
     said = out.stderr.decode()
     assert out.returncode == 251 and out.stdout == b"" and "'huge'" in said and "'gone'" in said, said
+
+
+ESTIMATE_DRIVER = r"""
+import json, os, sys
+import gi
+gi.require_version("Gtk", "3.0")
+gi.require_version("Gdk", "3.0")
+from gi.repository import Gdk, GLib, Gtk
+from sketchabs import messages
+from sketch_object import FASTER_LABEL, ObjectSketch
+
+choice, record = sys.argv[1], sys.argv[2]
+seen = {}
+
+def widgets(widget, kind):
+    found = [widget] if isinstance(widget, kind) else []
+    for child in (widget.get_children() if isinstance(widget, Gtk.Container) else []):
+        found += widgets(child, kind)
+    return found
+
+def save():
+    with open(record, "w") as f:
+        json.dump(seen, f)
+
+def press(window, label):
+    [b for b in widgets(window, Gtk.Button) if b.get_label() == label][0].clicked()
+
+def poke():
+    for window in Gtk.Window.list_toplevels():
+        if not window.get_visible():
+            continue
+        if window.get_title() == messages.ESTIMATE_TITLE and "screen" not in seen:
+            seen.update(screen=[l.get_text() for l in widgets(window, Gtk.Label)],
+                        buttons=[b.get_label() for b in widgets(window, Gtk.Button)])
+            save()
+            GLib.timeout_add(1500 if os.environ.get("WINDOW_SCREENSHOT") else 20, choose, window)
+        elif window.get_title() == "Sketch Abstraction" and widgets(window, Gtk.ProgressBar):
+            bar = widgets(window, Gtk.ProgressBar)[0].get_text()
+            if bar and bar.startswith("optimise") and seen.get("bar") != bar:
+                seen["bar"] = bar
+                save()
+    return True
+
+def choose(window):
+    if os.environ.get("WINDOW_SCREENSHOT"):
+        gdk_window = window.get_window()
+        shot = Gdk.pixbuf_get_from_window(gdk_window, 0, 0, gdk_window.get_width(), gdk_window.get_height())
+        shot.savev(os.environ["WINDOW_SCREENSHOT"], "png", [], [])
+    labels = {"start": messages.START_CHOICE, "cancel": messages.CANCEL_CHOICE,
+              "faster": messages.faster_choice(FASTER_LABEL)}
+    press(window, labels[choice])
+    return False
+
+GLib.timeout_add(20, poke)
+ObjectSketch().run(sys.argv[3:])
+"""
+
+
+@pytest.mark.parametrize("choice", ["start", "faster", "cancel"])
+def test_a_long_job_shows_its_estimate_first_and_starts_goes_faster_or_cancels(ink_1_2, tmp_path, choice):
+    """The real GTK window under Xvfb: after the engine has measured its speed, an Object Sketch whose
+    estimate is long shows it first (this engine, this photo, the faster preset's cost) and does what
+    the designer picks: starts it as chosen, starts the Fast preset instead, or cancels (nothing
+    submitted, nothing said, the document unchanged)."""
+    harness.needs_gtk()
+    doc, record = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}]), tmp_path / "screen.json"
+    assert run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST).returncode == 0  # the speed, measured
+    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=100000", "--window=true"]
+    env = harness.window_env(ink_1_2, doc, tmp_path)
+    out = harness.under_xvfb(ESTIMATE_DRIVER, choice, str(record), *args, str(doc), cwd=ink_1_2["ext"], env=env)
+    assert record.exists(), f"no estimate screen: {out.stderr.decode()}"
+    shown = json.loads(record.read_text())
+    [text] = [t for t in shown["screen"] if t.startswith("Sketching")]
+    assert re.search(r"this photo takes at most \d+ (s|min) on this engine \(cpu\)", text), text
+    assert re.search(r"Fast \(1 seed, 500 iterations\) takes at most \d+ (s|min)\.", text), text
+    assert shown["buttons"] == ["Cancel", "Use Fast (1 seed, 500 iterations) instead", "Start it"], shown
+    if choice == "cancel":
+        assert out.returncode == 251 and out.stderr == b"" and b"Sketch of" not in out.stdout, out.stderr.decode()
+        assert "bar" not in shown, "nothing was started"
+    else:  # the job runs as picked (tiny models settle early, so it ends well before its iterations)
+        assert shown["bar"].endswith("/ 100000" if choice == "start" else "/ 500"), shown
+        assert out.returncode == 0 and b"Sketch of" in out.stdout, out.stderr.decode()

@@ -15,7 +15,7 @@ import inkex
 from bridge.client import ClientError
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
-from sketchabs import engine_link, gui, messages, progress
+from sketchabs import engine_link, estimate, gui, messages, progress
 from sketchabs.images import Photo, SelectionError, read_photo, short_label, target_images
 from sketchabs.mask import mask_png
 from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, replaceable, sketches_of
@@ -78,6 +78,13 @@ class SketchEffect(inkex.EffectExtension):
         `variation` (1, 2, ...) picks the seeds: each variation of a photo's sketch has its own."""
         raise NotImplementedError
 
+    def offer(self, status: dict, photos: int) -> estimate.Offer | None:
+        """What the job costs on the engine whose status reply `status` is (None: not known)."""
+        return None
+
+    def use_faster(self) -> None:
+        """Switch to the faster preset that `offer` offers."""
+
     @staticmethod
     def seeds(count: int, variation: int) -> tuple[int, ...]:
         """`count` seeds, other ones for every variation (variation 1: the engine's usual 0, 1000, ...)."""
@@ -94,7 +101,15 @@ class SketchEffect(inkex.EffectExtension):
         preview_every = progress.PREVIEW_EVERY_S if self.options.window and not self.options.detach else None
         remote = engine_link.engine_choice(self.options.engine, self.options.remote)
         with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
-            test_models = runs_test_models(client.status())
+            status = client.status()
+            test_models = runs_test_models(status)
+            if not self.options.detach:  # a long job: its cost first (start, faster, cancel)
+                choice = estimate.ask(self.offer(status, len(photos)), self.options.window)
+                if choice == estimate.CANCEL:
+                    progress.end_quietly()
+                if choice == estimate.FASTER:
+                    self.use_faster()
+                    photos, plans, jobs, skipped = self._prepare([p.element for p in photos], config)
             owed = []
             for photo, (job, buffers), (variation, replace, _) in zip(photos, jobs, plans):
                 job_id, _position = client.submit(job, buffers, photo.name, preview_every)

@@ -30,6 +30,28 @@ KEEP_CHOICE = "Keep it running in the background"
 STOP_TIP = "Cancel the job in the engine. The document stays as it is."
 KEEP_TIP = f"The engine finishes it; bring it in later with {INSERT_FINISHED}."
 
+# The first screen of a long job (sketchabs.estimate).
+ESTIMATE_TITLE = "Sketch Abstraction: before it starts"
+START_CHOICE = "Start it"
+CANCEL_CHOICE = "Cancel"
+
+
+def faster_choice(preset: str) -> str:
+    return f"Use {preset} instead"
+
+
+def estimate(photos: int, at_most: str, device: str, faster: str = "", faster_at_most: str = "") -> str:
+    """The first screen's text: `at_most` and `faster_at_most` are durations as written (2 min)."""
+    which = "this photo" if photos == 1 else f"these {photos} photos"
+    text = (
+        f"Sketching {which} takes at most {at_most} on this engine ({device}), as measured on its last "
+        "sketch; sketches that settle early stop sooner."
+    )
+    if faster:
+        text += f" {faster} takes at most {faster_at_most}."
+    return text + " The document stays as it is until the sketch is inserted."
+
+
 TEST_MODELS = "test models: the strokes mean nothing"
 TEST_MODELS_TAG = "test models"  # in the names of layers made with them
 
