@@ -282,3 +282,28 @@ def test_a_long_job_shows_its_estimate_first_and_starts_goes_faster_or_cancels(i
     else:  # the job runs as picked (tiny models settle early, so it ends well before its iterations)
         assert shown["bar"].endswith("/ 100000" if choice == "start" else "/ 500"), shown
         assert out.returncode == 0 and b"Sketch of" in out.stdout, out.stderr.decode()
+
+
+WITHOUT_GTK = r"""
+import runpy, sys
+sys.modules["gi"] = None  # Inkscape's Python without PyGObject, as Debian's Inkscape comes
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_without_gtk_the_sketch_runs_in_the_background_and_can_be_stopped(ink_1_2, tmp_path):
+    """A designer at a display whose Inkscape Python lacks the GTK bindings: Inkscape is not blocked
+    with no way to stop; the sketch goes to the engine, the message names Stop Sketches (which then
+    cancels it) and Insert Finished Sketches."""
+    harness.needs_gtk()  # for xvfb-run's display; GTK itself is hidden from the effect
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=100000", "--window=true"]
+    env = harness.window_env(ink_1_2, doc, tmp_path)
+    out = harness.under_xvfb(WITHOUT_GTK, "sketch_object.py", *args, str(doc), cwd=ink_1_2["ext"], env=env)
+    said = out.stderr.decode()
+    assert out.returncode == 251 and b"Sketch of" not in out.stdout, said
+    assert "Submitted 1 sketch to the engine, where it runs in the background" in said, said
+    assert "To stop: Extensions > Sketch Abstraction > Stop Sketches" in said and "Insert Finished Sketches" in said
+    stopped = run_script(ink_1_2, "sketch_stop.py", doc, "--which=document")
+    assert "Stopped 1 sketch in the engine" in stopped.stderr.decode(), stopped.stderr.decode()

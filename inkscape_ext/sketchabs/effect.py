@@ -98,12 +98,16 @@ class SketchEffect(inkex.EffectExtension):
         photos, plans, jobs, skipped = self._prepare(target_images(self.svg, self.options.scope), config)
         if self.options.mask == MASK_AUTO and not engine_link.has_mask_extra(config):
             raise inkex.AbortExtension(messages.Fixes(config).missing_mask(self.kind))
-        preview_every = progress.PREVIEW_EVERY_S if self.options.window and not self.options.detach else None
+        # Without GTK there is no window to wait in with a Stop button: the engine runs the jobs in the
+        # background, where Stop Sketches can cancel them, instead of Inkscape blocked until they end.
+        no_toolkit = self.options.window and not self.options.detach and gui.missing_toolkit()
+        detach = self.options.detach or no_toolkit
+        preview_every = progress.PREVIEW_EVERY_S if self.options.window and not detach else None
         remote = engine_link.engine_choice(self.options.engine, self.options.remote)
         with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
             status = client.status()
             test_models = runs_test_models(status)
-            if not self.options.detach:  # a long job: its cost first (start, faster, cancel)
+            if not detach:  # a long job: its cost first (start, faster, cancel)
                 choice = estimate.ask(self.offer(status, len(photos)), self.options.window)
                 if choice == estimate.CANCEL:
                     progress.end_quietly()
@@ -128,8 +132,9 @@ class SketchEffect(inkex.EffectExtension):
                     )
                 )
             engine_link.remember(owed)  # from here on, nothing submitted can be lost
-            if self.options.detach:
-                gui.tell("\n\n".join([messages.submitted(len(owed)), *skipped]), self.options.window)
+            if detach:
+                said = messages.submitted_without_window(len(owed)) if no_toolkit else messages.submitted(len(owed))
+                gui.tell("\n\n".join([said, *skipped]), self.options.window)
             results, failures = progress.follow(
                 client, owed, self.options.timeout * 60, self.options.window, test_models
             )

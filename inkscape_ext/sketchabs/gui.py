@@ -22,6 +22,13 @@ from sketchabs import headless
 INFO_TITLE = "Sketch Abstraction"
 
 
+def missing_toolkit() -> bool:
+    """Whether a designer sits at a display (not a batch run) where GTK windows cannot be shown
+    because Inkscape's Python lacks PyGObject with GTK 3 (install.py says the command that adds it)."""
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return has_display and not headless.in_batch() and gtk() is None
+
+
 def gtk():
     """(Gtk, GLib, GdkPixbuf), or None where there is no display, no PyGObject with GTK 3, or no
     one to click (`inkscape --batch-process`)."""

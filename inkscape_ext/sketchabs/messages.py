@@ -106,6 +106,15 @@ def with_variation(title: str, variation: int) -> str:
     return f"{base} (variation {variation}){tag}"
 
 
+def submitted_without_window(count: int) -> str:
+    return (
+        f"Submitted {_sketches(count)} to the engine, where {'it runs' if count == 1 else 'they run'} in the "
+        "background: Inkscape's Python has no GTK 3 bindings (PyGObject), so there is no progress window to "
+        f"wait in. To stop: {STOP_SKETCHES}. When done: {INSERT_FINISHED}. To get the window, run install.py "
+        "again: it says the command that adds the bindings."
+    )
+
+
 NOTHING_WAITING = (
     "No sketches are waiting for this document's images. Sketches are remembered per document and "
     "image until they are inserted; run Object Sketch or Scene Sketch to make new ones."
