@@ -20,8 +20,8 @@ class ObjectSketch(SketchEffect):
         super().add_arguments(pars)
         pars.add_argument("--levels", default="32,16,8,4")
         pars.add_argument("--quality", default="standard", choices=(*QUALITY, "custom"))
-        pars.add_argument("--seeds", type=int, default=3)
-        pars.add_argument("--iterations", type=int, default=2000)
+        pars.add_argument("--seeds", type=int, default=2)  # Custom starts from Standard's values
+        pars.add_argument("--iterations", type=int, default=1000)
         pars.add_argument("--points", type=int, default=4)
 
     def strokes(self) -> tuple[int, ...]:

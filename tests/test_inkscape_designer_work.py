@@ -307,3 +307,66 @@ def test_without_gtk_the_sketch_runs_in_the_background_and_can_be_stopped(ink_1_
     assert "To stop: Extensions > Sketch Abstraction > Stop Sketches" in said and "Insert Finished Sketches" in said
     stopped = run_script(ink_1_2, "sketch_stop.py", doc, "--which=document")
     assert "Stopped 1 sketch in the engine" in stopped.stderr.decode(), stopped.stderr.decode()
+
+
+# -- the smaller things ------------------------------------------------------------------------------------
+
+
+def test_strokes_are_named_by_rank_and_an_identical_replacement_is_said(ink_1_2, tmp_path):
+    """The Objects panel names strokes "stroke 01" (most important first), and replacing a sketch with
+    the same settings (the same sketch) says that nothing changed instead of nothing at all."""
+    saved = sketched(ink_1_2, tmp_path)
+    [layer] = sketches(saved.read_bytes()).values()
+    six = layer.xpath(".//svg:g[@inkscape:label='6 strokes']/svg:path", namespaces=SVG_NS)
+    assert [p.get(LABEL) for p in six] == [f"stroke {i:02d}" for i in range(1, 7)]
+    scores = [float(p.get(IMPORTANCE)) for p in six]
+    assert scores == sorted(scores, reverse=True), "stroke 01 is the most important"
+    again = run_script(ink_1_2, "sketch_object.py", saved, "--id=img1", *FAST)
+    assert again.returncode == 0 and list(sketches(again.stdout)) == [1]
+    assert f"'Sketch of img1{TAG}' came out exactly like the sketch it replaced" in again.stderr.decode()
+
+
+def test_engine_status_lists_this_documents_sketches_first_and_counts_the_rest(ink_1_2, tmp_path):
+    here = embedded_svg(tmp_path / "here.svg", [{"id": "img1", "attrs": 'inkscape:label="Dancer"'}])
+    there = embedded_svg(tmp_path / "there.svg", [{"id": "img9", "attrs": 'inkscape:label="Horse"'}])
+    for doc, image in ((here, "img1"), (there, "img9")):
+        assert run_script(ink_1_2, "sketch_object.py", doc, f"--id={image}", *FAST).returncode == 0
+    said = run_script(ink_1_2, "sketch_status.py", here).stderr.decode()
+    assert "This document's sketches:" in said and re.search(r"\d\d:\d\d  Dancer: done", said), said
+    assert "Horse" not in said and re.search(r"And \d+ other sketch(es)? of other documents", said), said
+
+
+WINDOW_TITLE = r"""
+import json, sys, time
+import gi
+gi.require_version("Gtk", "3.0")
+from gi.repository import Gtk
+import sketchabs
+from sketchabs import engine_link, messages, progress
+jobs = [engine_link.PendingJob("0" * 32, "img1", "", "Sketch of img1 (variation 2)", (4, 4), time.time())]
+window = progress._Window.open(jobs, False, messages.NEW_VARIATION_NOTE)
+while Gtk.events_pending():
+    Gtk.main_iteration()
+labels = [w.get_text() for w in window.window.get_child().get_children() if isinstance(w, Gtk.Label)]
+print(json.dumps({"title": window.window.get_title(), "labels": labels}))
+"""
+
+
+def test_the_progress_window_says_new_variation_is_on_and_counts_in_words(ink_1_2, tmp_path):
+    harness.needs_gtk()
+    doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
+    env = harness.window_env(ink_1_2, doc, tmp_path)
+    out = harness.under_xvfb(WINDOW_TITLE, cwd=ink_1_2["ext"], env=env, timeout=60)
+    shown = json.loads(out.stdout)
+    assert shown["title"] == "Sketch Abstraction: New variation (the Sketch tab's choice, kept from the last run)"
+    assert "Waiting for the engine (1 photo)" in shown["labels"], shown
+
+
+def test_custom_quality_starts_from_the_standard_presets_values():
+    """The Custom fields are shown whatever the preset: they show Standard's values, not the paper's."""
+    ns = {"i": "http://www.inkscape.org/namespace/inkscape/extension"}
+    inx = etree.parse(str(harness.ROOT / "inkscape_ext" / "sketch_object.inx"))
+    shown = {p.get("name"): p.text for p in inx.iterfind(".//i:param", ns)}
+    default = inx.find(".//i:param[@name='quality']/i:option", ns).get("value")
+    assert default == "standard" and (int(shown["seeds"]), int(shown["iterations"])) == (2, 1000)
+    assert "Standard (2 seeds, 1000 iterations)" in etree.tostring(inx, encoding="unicode")

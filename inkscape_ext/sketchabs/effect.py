@@ -16,6 +16,7 @@ from bridge.client import ClientError
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
 from sketchabs import engine_link, estimate, gui, messages, progress
+from sketchabs.fingerprint import FINGERPRINT
 from sketchabs.images import Photo, SelectionError, read_photo, short_label, target_images
 from sketchabs.mask import mask_png
 from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, replaceable, sketches_of
@@ -135,8 +136,9 @@ class SketchEffect(inkex.EffectExtension):
             if detach:
                 said = messages.submitted_without_window(len(owed)) if no_toolkit else messages.submitted(len(owed))
                 gui.tell("\n\n".join([said, *skipped]), self.options.window)
+            note = messages.NEW_VARIATION_NOTE if self.options.rerun == VARIATION else ""
             results, failures = progress.follow(
-                client, owed, self.options.timeout * 60, self.options.window, test_models
+                client, owed, self.options.timeout * 60, self.options.window, test_models, note
             )
         kept = [messages.kept_edited(name, job.title) for job, (_, _, name) in zip(owed, plans) if name]
         insert_results(self.svg, owed, results, failures, [*kept, *skipped], self.options.window)
@@ -225,7 +227,10 @@ def insert_results(svg, owed, results, failures, notes=(), window: bool = True) 
             title, replace = messages.with_variation(job.title, link.variation), False
             old = existing[job.variation]
             kept.append(messages.kept_edited(old.get(inkex.addNS("label", "inkscape")) or old.get_id(), title))
-        insert_sketch(svg, results[job.job_id].svg, photo, job.size, title, link, replace)
+        before = replaceable(svg, link) if replace else None
+        top = insert_sketch(svg, results[job.job_id].svg, photo, job.size, title, link, replace)
+        if before is not None and before.get(FINGERPRINT) == top.get(FINGERPRINT):
+            kept.append(messages.identical(title))
         inserted += 1
     engine_link.forget([*results, *failures])
     failures = {job_id: err for job_id, err in failures.items() if err.code != "cancelled"}  # stops: not errors

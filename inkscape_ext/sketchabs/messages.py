@@ -18,6 +18,10 @@ ENGINE_STATUS = f"{MENU} > Engine Status"
 STOP_SKETCHES = f"{MENU} > Stop Sketches"
 STOP_ENGINE = f"{STOP_SKETCHES}, choosing 'Every sketch, and stop the engine'"
 WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
+WEIGHTS_SOURCE = (
+    "They are OpenAI's published CLIP models (github.com/openai/CLIP, 278 MB and 338 MB): the engine downloads "
+    "them by itself once on a computer with internet access; offline, copy them from one that has them."
+)
 
 # Labels of the .inx options that messages quote (the .inx files must say exactly these).
 MASK_PATH_LABEL = "Use the selected path or shape over the photo as the object"
@@ -56,6 +60,15 @@ TEST_MODELS = "test models: the strokes mean nothing"
 TEST_MODELS_TAG = "test models"  # in the names of layers made with them
 
 
+WINDOW_TITLE = "Sketch Abstraction"  # the progress window's title (the tests' drivers look for it)
+NEW_VARIATION_NOTE = "New variation (the Sketch tab's choice, kept from the last run)"
+
+
+def count(number: int, thing: str, things: str = "") -> str:
+    """'1 photo', '2 photos' ('1 sketch', '2 sketches' with `things`)."""
+    return f"{number} {thing}" if number == 1 else f"{number} {things or thing + 's'}"
+
+
 def command(*words: str) -> str:
     """A command line to copy into a terminal, each word quoted as the shell needs."""
     return " ".join(shlex.quote(w) for w in words)
@@ -89,6 +102,13 @@ def kept_edited(old: str, new: str) -> str:
     return (
         f"'{old}' was edited, refined or locked since it was inserted, so it was kept as it is; the new "
         f"sketch went in as '{new}' next to it. Delete either layer in Layer > Layers and Objects."
+    )
+
+
+def identical(title: str) -> str:
+    return (
+        f"'{title}' came out exactly like the sketch it replaced (same settings, same random starts): nothing "
+        "changed. For another take choose 'New variation' on the Sketch tab."
     )
 
 
@@ -239,11 +259,15 @@ class Fixes:
         folder = self.config.weights_folder
         names = " and ".join(WEIGHT_FILES)
         if not folder:
-            return f"The CLIP weights ({names}) are missing. {self.reinstall('--weights-dir', 'FOLDER_WITH_THEM')}"
+            return (
+                f"The CLIP weights ({names}) are missing. {WEIGHTS_SOURCE} "
+                f"{self.reinstall('--weights-dir', 'FOLDER_WITH_THEM')}"
+            )
         made = _make_folder(folder)
         return (
-            f"The CLIP weights are missing. Copy {names} into {folder}{' (it exists now)' if made else ''}, then "
-            f"run {effect} again. Or: {self.reinstall('--skip-engine', '--weights-dir', 'FOLDER_WITH_THEM')}"
+            f"The CLIP weights are missing. {WEIGHTS_SOURCE} Copy {names} into {folder}"
+            f"{' (it exists now)' if made else ''}, then run {effect} again. Or: "
+            f"{self.reinstall('--skip-engine', '--weights-dir', 'FOLDER_WITH_THEM')}"
         )
 
     def missing_mask(self, kind: str = "sketch") -> str:
@@ -303,8 +327,8 @@ def _first_sentence(text: str) -> str:
     return text.split(": it is")[0]
 
 
-def _sketches(count: int) -> str:
-    return "1 sketch" if count == 1 else f"{count} sketches"
+def _sketches(number: int) -> str:
+    return count(number, "sketch", "sketches")
 
 
 def _make_folder(folder: str) -> bool:

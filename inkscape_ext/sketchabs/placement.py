@@ -135,8 +135,10 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
     layer = inkex.Layer.new(source.get(inkex.addNS("label", "inkscape"), "Sketch"), id=svg.get_unique_id("sketch"))
     if source.get("style"):
         layer.set("style", source.get("style"))
+    rank = 0
     for child in source:
         if child.tag == inkex.addNS("path", "svg"):
+            rank += 1
             style = inkex.Style(child.get("style", ""))  # the engine writes every stroke's style whole
             style["stroke-width"] = f"{float(style.get('stroke-width', 1)) * width_scale:.4g}"
             path = inkex.PathElement.new(
@@ -144,6 +146,7 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
             )
             if child.get(IMPORTANCE) is not None:  # the engine's ranking, for Refine Sketch and the designer
                 path.set(IMPORTANCE, child.get(IMPORTANCE))
+            path.label = f"stroke {rank:02d}"  # the Objects panel's name; the engine writes the most important first
             layer.append(path)
         elif _is_layer(child):
             layer.append(_copy_layer(svg, child, matrix, width_scale))

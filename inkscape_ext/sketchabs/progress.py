@@ -32,13 +32,14 @@ class StoppedWaiting(Exception):
         self.choice = choice
 
 
-def follow(client, owed, timeout_s: float, window: bool, test_models: bool = False):
+def follow(client, owed, timeout_s: float, window: bool, test_models: bool = False, note: str = ""):
     """Wait for every job in `owed`: ({job_id: JobResult}, {job_id: JobFailed}).
 
     Aborts the effect (document unchanged) when the user stops the sketches (cancelled in the
-    engine), keeps them running in the background, or `timeout_s` passes (both: jobs kept).
+    engine), keeps them running in the background, or `timeout_s` passes (both: jobs kept). `note`:
+    a setting the designer should see in the window's title (e.g. that New variation is on).
     """
-    ui = _Window.open(owed, test_models) if window else None
+    ui = _Window.open(owed, test_models, note) if window else None
     state = {"results": {}, "failures": {}, "error": None}
 
     def work() -> None:
@@ -148,19 +149,22 @@ class _Window:
     the two choices."""
 
     @classmethod
-    def open(cls, owed, test_models: bool):
+    def open(cls, owed, test_models: bool, note: str = ""):
         toolkit = gui.gtk()
-        return None if toolkit is None else cls(owed, test_models, *toolkit)
+        return None if toolkit is None else cls(owed, test_models, note, *toolkit)
 
-    def __init__(self, owed, test_models: bool, Gtk, GLib, GdkPixbuf):
+    def __init__(self, owed, test_models: bool, note: str, Gtk, GLib, GdkPixbuf):
         self.Gtk, self.GLib, self.GdkPixbuf, self.total = Gtk, GLib, GdkPixbuf, len(owed)
         self.choice: str | None = None
-        self.window = Gtk.Window(title="Sketch Abstraction")
+        self.window = Gtk.Window(title=f"{messages.WINDOW_TITLE}: {note}" if note else messages.WINDOW_TITLE)
+        # Centred on the screen: a separate process cannot ask for Inkscape's window, which usually
+        # fills the screen, so this puts it over Inkscape instead of in a corner.
+        self.window.set_position(Gtk.WindowPosition.CENTER)
         self.window.set_default_size(440, -1)
         self.window.set_keep_above(True)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, margin=12)
         self.heading, self.detail, self.bar = Gtk.Label(xalign=0), Gtk.Label(xalign=0), Gtk.ProgressBar()
-        self.heading.set_text(f"Waiting for the engine ({self.total} photo(s))")
+        self.heading.set_text(f"Waiting for the engine ({messages.count(self.total, 'photo')})")
         self.detail.set_line_wrap(True)
         self.bar.set_show_text(True)
         self.preview = Gtk.Image()
