@@ -11,7 +11,7 @@ import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.params import MAX_STROKES, RefineParams, RefineRequest, request_to_json
 from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
 from bridge.svgpath import stroke_label
-from sketchabs import engine_link, headless, messages, progress
+from sketchabs import engine_link, headless, links, messages, progress
 from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors, runs_test_models
 from sketchabs.images import SelectionError, read_photo
 from sketchabs.placement import declare_namespace
@@ -35,6 +35,7 @@ class RefineSketch(inkex.EffectExtension):
 
     def effect(self):
         abort_on_errors(self._refine, messages.REFINE)
+        links.restore(self.svg, self.options.input_file, engine_link.document_path())
 
     def _refine(self) -> None:
         photo = read_photo(target_photo(self.svg), self.options.input_file)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -370,3 +372,62 @@ def test_custom_quality_starts_from_the_standard_presets_values():
     default = inx.find(".//i:param[@name='quality']/i:option", ns).get("value")
     assert default == "standard" and (int(shown["seeds"]), int(shown["iterations"])) == (2, 1000)
     assert "Standard (2 seeds, 1000 iterations)" in etree.tostring(inx, encoding="unicode")
+
+
+# -- linked photos keep their link ---------------------------------------------------------------------------
+
+XLINK = "{http://www.w3.org/1999/xlink}href"
+
+
+def linked_doc(folder: Path) -> Path:
+    """A saved document in `folder` whose photo is linked by a relative path, as a designer imports it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(harness.EXAMPLE, folder / "camel.png")
+    return embedded_svg(folder / "doc.svg", [{"id": "img1", "href": "camel.png"}])
+
+
+def test_a_linked_photo_keeps_its_link_in_real_inkscape_1_2(setup, tmp_path):
+    doc = linked_doc(tmp_path / "art")
+    result = doc.parent / "result.svg"
+    actions = f"select-by-id:img1;{OBJECT}.noprefs;export-filename:{result};export-do"
+    out = harness.inkscape_runs(setup, OBJECT, FAST_PREFS, actions, doc)
+    root = etree.fromstring(result.read_bytes())
+    assert root.xpath("//svg:image", namespaces=SVG_NS)[0].get(XLINK) == "camel.png", out.stderr.decode()
+    assert list(sketches(result.read_bytes())) == [1]
+
+
+REBASED = r"""
+import sys
+import sketchabs, inkex
+from sketchabs import links
+svg = inkex.load_svg(sys.argv[1]).getroot()
+print(links.restore(svg, sys.argv[1], sys.argv[2]), svg.getElementById("img1").get("xlink:href"))
+"""
+
+
+@pytest.mark.parametrize(
+    "version, expected",
+    [("1.2.2 (b0a8486541, 2022-12-01)", "art/camel.png"), ("1.4 (e7c3feb100, 2024-10-09)", "camel.png")],
+)
+def test_links_rebased_to_inkscapes_temporary_copy_are_written_back_where_inkscape_does_not(
+    ink_1_2, tmp_path, version, expected
+):
+    """Inkscape's temporary copy one folder above the document, links rebased to it (as 1.2 and 1.4
+    hand them over): 1.2 rebases them back itself (left alone), 1.4 does not (written back)."""
+    doc = linked_doc(tmp_path / "art")
+    copy = tmp_path / "ink_ext_XXXXXX.svg"
+    copy.write_text(
+        doc.read_text()
+        .replace('href="camel.png"', 'href="art/camel.png"')
+        .replace("<svg ", f'<svg inkscape:version="{version}" ', 1)
+    )
+    out = subprocess.run(
+        [harness.INKSCAPE_PYTHON, "-c", REBASED, str(copy), str(doc)],
+        cwd=ink_1_2["ext"],
+        env={**ink_1_2["env"], "PYTHONPATH": f"{ink_1_2['ext']}:{ink_1_2['inkex']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(int(expected == "camel.png")), expected]

@@ -15,7 +15,7 @@ import inkex
 from bridge.client import ClientError
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, request_to_json
-from sketchabs import engine_link, estimate, gui, messages, progress
+from sketchabs import engine_link, estimate, gui, links, messages, progress
 from sketchabs.fingerprint import FINGERPRINT
 from sketchabs.images import Photo, SelectionError, read_photo, short_label, target_images
 from sketchabs.mask import mask_png
@@ -93,6 +93,7 @@ class SketchEffect(inkex.EffectExtension):
 
     def effect(self):
         abort_on_errors(self._sketch, self.menu_name)
+        links.restore(self.svg, self.options.input_file, engine_link.document_path())
 
     def _sketch(self) -> None:
         config = engine_link.load_config()
