@@ -6,9 +6,11 @@ rebased to the temporary copy's folder (`camel.png` beside the document arrives 
 reads the effect's output. Inkscape 1.3 and 1.4 replace the document with the output as it is: the
 link then points next to the document at a path that does not exist, Inkscape says "Broken links
 have been changed to point to existing files" (a dialog that waits for a click) and saves the wrong
-link. So, run by 1.3 or later (the copy's root says which version: `inkscape:version`), the effect
-writes each relative link back relative to the document, as the designer wrote it; run by 1.2 it
-leaves them as Inkscape handed them over.
+link. So, run by 1.3 or later, the effect writes each relative link back relative to the document,
+as the designer wrote it; run by 1.2 it leaves them as Inkscape handed them over. Which Inkscape
+runs the effect: the version of the inkex it imports, which Inkscape puts first on the path from its
+own installation (the temporary copy's `inkscape:version` is that of whoever saved the file last,
+and absent in a file Inkscape never saved).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import os
 import re
 import urllib.parse
 
+import inkex
+
 REBASES_BACK_BEFORE = (1, 3)  # Inkscape versions below this rebase links back themselves
 _VERSION = re.compile(r"(\d+)\.(\d+)")
 
 
-def inkscape_version(svg) -> tuple[int, int] | None:
-    """(major, minor) of the Inkscape that wrote the document (the temporary copy: the running one)."""
-    found = _VERSION.match(svg.get("inkscape:version") or "")
+def inkscape_version() -> tuple[int, int] | None:
+    """(major, minor) of the Inkscape running the effect: that of its inkex."""
+    found = _VERSION.match(getattr(inkex, "__version__", ""))
     return (int(found[1]), int(found[2])) if found else None
 
 
@@ -31,7 +35,7 @@ def restore(svg, input_file: str, document_path: str) -> int:
     """Write every relative image link of `svg` (read from `input_file`, Inkscape's temporary copy)
     back relative to the document `document_path`, where the running Inkscape does not do it itself;
     returns how many links were rewritten."""
-    version = inkscape_version(svg)
+    version = inkscape_version()
     if version is None or version < REBASES_BACK_BEFORE or not document_path or not input_file:
         return 0
     handed, document = os.path.dirname(os.path.abspath(input_file)), os.path.dirname(os.path.abspath(document_path))
