@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SUITE = "trixie"
@@ -25,7 +26,8 @@ PACKAGES = (
     "inkscape python3-lxml python3-numpy python3-zmq python3-tinycss2 python3-cssselect python3-packaging "
     "python3-pil python3-gi gir1.2-gtk-3.0 xvfb xauth"
 )
-DEFAULT_ROOT = "/var/tmp/sketch-abstraction-trixie"  # built once, reused by later runs
+# Built once and reused; not under pytest's own folders (see tests/test_inkscape_14.py).
+DEFAULT_ROOT = os.path.join(tempfile.gettempdir(), "sketch-abstraction-trixie")
 READY = ".sketchabs-ready"  # written last: a root without it is incomplete
 MOUNTS = ("proc", "dev", "tmp")
 
