@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from installer import engine, locate
+from installer import engine, gtk, locate
 from installer.pyzmq import Unsupported, vendor_pyzmq
 
 ROOT = Path(__file__).resolve().parent
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     inkscape_python = args.inkscape_python or _inkscape_python(inkscape, profile)
     target = _install_extension(profile, python, args.models, args.weights_dir, inkscape_python)
     print(f"Installed the Inkscape extension in {target}")
+    if inkscape_python:
+        _say_gtk(inkscape_python)
     print("Restart Inkscape, then: select a photo, Extensions > Sketch Abstraction > Object Sketch...")
     return 0
 
@@ -296,6 +298,17 @@ def _vendor_pyzmq(vendor: Path, inkscape_python: str | None, engine_python: Path
         print(vendor_pyzmq(vendor, inkscape_python, str(engine_python)))
     except Unsupported as err:
         print(f"warning: no pyzmq for Inkscape's Python ({inkscape_python}): {err.message}.\n  fix: {err.hint}")
+
+
+def _say_gtk(inkscape_python: str) -> None:
+    """Say, with the one command that fixes it, when Inkscape's Python cannot show the extension's windows."""
+    try:
+        os_release = Path("/etc/os-release").read_text(encoding="utf-8")
+    except OSError:
+        os_release = ""
+    note = gtk.advice(inkscape_python, sys.platform, os_release)
+    if note:
+        print(note)
 
 
 def _uninstall(profile: Path | None) -> int:
