@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from installer import engine, locate
+from installer import engine, gtk, locate
 from installer.pyzmq import Unsupported, vendor_pyzmq
 
 ROOT = Path(__file__).resolve().parent
@@ -35,6 +35,7 @@ FOLDER_NAME = "sketch-abstraction"
 # platformdirs.
 LIGHT_PACKAGE = "bridge"
 VENDORED_PACKAGES = ["platformdirs"]  # pure Python, copied from the engine's venv
+LICENCE_FILES = ("LICENSE", "THIRD_PARTY_NOTICES.md")  # copied into the installed extension
 MODEL_KINDS = ("openai", "random", "tiny-random")
 
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     inkscape_python = args.inkscape_python or _inkscape_python(inkscape, profile)
     target = _install_extension(profile, python, args.models, args.weights_dir, inkscape_python)
     print(f"Installed the Inkscape extension in {target}")
+    if inkscape_python:
+        _say_gtk(inkscape_python)
     print("Restart Inkscape, then: select a photo, Extensions > Sketch Abstraction > Object Sketch...")
     return 0
 
@@ -200,6 +203,9 @@ def _install_extension(
     site = _site_packages(engine_python)
     for package in VENDORED_PACKAGES:
         shutil.copytree(site / package, vendor / package, ignore=shutil.ignore_patterns("__pycache__"))
+        _copy_licences(site, package, vendor / package)
+    for notice in LICENCE_FILES:  # the licence travels with the code it covers
+        shutil.copy2(ROOT / notice, staging / notice)
     _vendor_pyzmq(vendor, inkscape_python, engine_python)
     weights_folder = _weights_folder(engine_python)
     if weights_dir and weights_folder:
@@ -271,6 +277,14 @@ def _site_packages(python: Path) -> Path:
     return Path(out.stdout.strip())
 
 
+def _copy_licences(site: Path, package: str, dest: Path) -> None:
+    """A vendored package's licence files (from its *.dist-info) beside its code, as its licence asks."""
+    for info in site.glob(f"{package}-*.dist-info"):
+        for licence in [*info.glob("LICEN[CS]E*"), *info.glob("licenses/*")]:
+            if licence.is_file():
+                shutil.copy2(licence, dest / licence.name)
+
+
 def _vendor_pyzmq(vendor: Path, inkscape_python: str | None, engine_python: Path) -> None:
     """pyzmq has compiled parts, so it must match Inkscape's Python: use the one it has, or put the
     wheel built for it (fetched with the engine's pip) in vendor/."""
@@ -284,6 +298,17 @@ def _vendor_pyzmq(vendor: Path, inkscape_python: str | None, engine_python: Path
         print(vendor_pyzmq(vendor, inkscape_python, str(engine_python)))
     except Unsupported as err:
         print(f"warning: no pyzmq for Inkscape's Python ({inkscape_python}): {err.message}.\n  fix: {err.hint}")
+
+
+def _say_gtk(inkscape_python: str) -> None:
+    """Say, with the one command that fixes it, when Inkscape's Python cannot show the extension's windows."""
+    try:
+        os_release = Path("/etc/os-release").read_text(encoding="utf-8")
+    except OSError:
+        os_release = ""
+    note = gtk.advice(inkscape_python, sys.platform, os_release)
+    if note:
+        print(note)
 
 
 def _uninstall(profile: Path | None) -> int:

@@ -7,13 +7,14 @@ import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import JobFailed, JobResult
-from sketchabs import engine_link, gui, messages
+from sketchabs import engine_link, gui, headless, links, messages
 from sketchabs.effect import abort_on_errors, insert_results
 
 
 class InsertFinished(inkex.EffectExtension):
     def effect(self):
         abort_on_errors(self._insert, "Insert Finished Sketches")
+        links.restore(self.svg, self.options.input_file, engine_link.document_path())
 
     def _insert(self) -> None:
         image_ids = {el.get_id() for el in self.svg.descendants().filter(inkex.Image)}
@@ -41,4 +42,5 @@ class InsertFinished(inkex.EffectExtension):
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     InsertFinished().run()

@@ -11,9 +11,10 @@ import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.params import MAX_STROKES, RefineParams, RefineRequest, request_to_json
 from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
 from bridge.svgpath import stroke_label
-from sketchabs import engine_link, messages, progress
+from sketchabs import engine_link, headless, links, messages, progress
 from sketchabs.effect import READY_TIMEOUT_S, abort_on_errors, runs_test_models
 from sketchabs.images import SelectionError, read_photo
+from sketchabs.placement import declare_namespace
 from sketchabs.readback import target_layer, target_photo, to_photo
 
 CHANGES = ("none", "add", "simplify")
@@ -34,6 +35,7 @@ class RefineSketch(inkex.EffectExtension):
 
     def effect(self):
         abort_on_errors(self._refine, messages.REFINE)
+        links.restore(self.svg, self.options.input_file, engine_link.document_path())
 
     def _refine(self) -> None:
         photo = read_photo(target_photo(self.svg), self.options.input_file)
@@ -82,12 +84,16 @@ class RefineSketch(inkex.EffectExtension):
                 client, owed, self.options.timeout * 60, self.options.window, test_models
             )
         engine_link.forget([job_id])
+        if job_id in failures and progress.stopped(failures):
+            progress.end_quietly()  # stopped from Stop Sketches: what the designer asked for
         if job_id in failures:
             raise failures[job_id]  # abort_on_errors says it in the dialog's words
         refined, added_width = read_result(results[job_id].svg)
         write_back(strokes, refined, added_width, lambda: self.svg.get_unique_id("stroke"))
         layer.set(LABEL, stroke_label(layer.get(LABEL) or "", len(layer_paths(layer))))
+        declare_namespace(self.svg)
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     RefineSketch().run()

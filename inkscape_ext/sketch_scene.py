@@ -7,6 +7,7 @@ import inkex
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.errors import InputError
 from bridge.params import SceneParams, SceneRequest
+from sketchabs import headless
 from sketchabs.effect import SketchEffect
 
 # Quality presets: (seeds, cap on every stage's iterations; 0 = the paper's). The paper's full
@@ -52,4 +53,5 @@ class SceneSketch(SketchEffect):
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     SceneSketch().run()

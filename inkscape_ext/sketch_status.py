@@ -10,8 +10,9 @@ from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
-from sketchabs import engine_link, gui, messages
+from sketchabs import engine_link, estimate, gui, headless, messages
 from sketchabs.effect import abort_on_errors, runs_test_models
+from sketchabs.images import short_label
 from sketchabs.progress import duration, status_line
 
 SHOWN_JOBS = 15
@@ -32,13 +33,16 @@ class EngineStatus(inkex.EffectExtension):
             return not_running(config)
         with client:
             s, jobs = client.status(), client.jobs()
+        images = list(self.svg.descendants().filter(inkex.Image))
+        mine = {job.job_id for job in engine_link.owed_to(engine_link.document_path(), {i.get_id() for i in images})}
+        names = {short_label(i.label or i.get_id()) for i in images} | {_file_name(i) for i in images}
         models = s["models"] + (f" ({messages.TEST_MODELS})" if runs_test_models(s) else "")
         lines = [
             f"The engine {s['version']} is running (process {s['pid']}) on {s['device']}, models: {models}.",
             f"Loaded: {', '.join(s['loaded']) or 'nothing yet'}.",
-            preset_costs(s.get("rates", {}).get("sketch"), s["device"]),
+            preset_costs(s.get("rates", {}), s["device"]),
             "",
-            *job_lines(jobs),
+            *job_lines(jobs, lambda job: job["job_id"] in mine or job["name"] in names),
         ]
         return "\n".join(lines)
 
@@ -61,27 +65,45 @@ def not_running(config) -> str:
     )
 
 
-def preset_costs(seconds_per_iteration, device: str) -> str:
-    """What each Object Sketch preset takes at most per photo with the default levels, as measured."""
-    if not seconds_per_iteration:
-        return "Time per preset: measured during the first Object Sketch after the engine starts."
+def preset_costs(rates: dict, device: str) -> str:
+    """What each Object Sketch preset takes at most per photo with the default levels, as measured
+    (the same estimate as the first screen of a long job: sketchabs.estimate)."""
     costs = [
-        f"{name.capitalize()} at most {duration(seconds_per_iteration * seeds * iterations * LEVELS)}"
-        for name, (seeds, iterations) in QUALITY.items()
+        (name, estimate.at_most_s(rates, seeds, iterations, LEVELS)) for name, (seeds, iterations) in QUALITY.items()
     ]
-    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {', '.join(costs)}."
+    if any(seconds is None for _, seconds in costs):
+        return "Time per preset: measured during the first Object Sketch after the engine starts."
+    listed = ", ".join(f"{name.capitalize()} at most {duration(seconds)}" for name, seconds in costs)
+    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {listed}."
 
 
-def job_lines(jobs: list) -> list:
+def job_lines(jobs: list, of_this_document) -> list:
+    """This document's sketches (`of_this_document(job)`: waiting for it, or named after one of its
+    photos), newest last; the engine's others only counted, so a day's work of other documents does
+    not bury them."""
     if not jobs:
         return ["No sketches yet."]
-    lines = ["Sketches:"]
-    for job in jobs[-SHOWN_JOBS:]:
+    here = [job for job in jobs if of_this_document(job)]
+    lines = ["This document's sketches:" if here else "No sketches of this document."]
+    for job in here[-SHOWN_JOBS:]:
         when = time.strftime("%H:%M", time.localtime(job["created"]))
         lines.append(f"  {when}  {job['name']}: {_state(job)}")
+    others = [job for job in jobs if not of_this_document(job)]
+    if others:
+        active = sum(job["state"] in ("queued", "running") for job in others)
+        lines.append(
+            f"And {messages.count(len(others), 'other sketch', 'other sketches')} of other documents "
+            f"or earlier runs ({active} waiting or running)."
+        )
     if any(job["state"] in ("queued", "running") for job in jobs):
         lines += ["", f"To cancel sketches: {messages.STOP_SKETCHES}."]
     return lines
+
+
+def _file_name(image) -> str:
+    """A linked photo's name as the effects name its jobs (the file name without extension)."""
+    href = image.get("xlink:href") or image.get("href") or ""
+    return "" if href.startswith("data:") else short_label(os.path.splitext(os.path.basename(href))[0])
 
 
 def _state(job: dict) -> str:
@@ -97,4 +119,5 @@ def _state(job: dict) -> str:
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     EngineStatus().run()

@@ -7,7 +7,7 @@ import inkex
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge import connection
 from bridge.client import EngineClient, EngineUnavailable
-from sketchabs import engine_link, gui, messages
+from sketchabs import engine_link, gui, headless, messages
 from sketchabs.effect import abort_on_errors
 from sketchabs.progress import cancel
 
@@ -58,4 +58,5 @@ def end_engine() -> str:
 
 
 if __name__ == "__main__":
+    headless.route_stderr()  # before anything can write to stderr
     StopSketches().run()

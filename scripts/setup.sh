@@ -3,7 +3,7 @@
 # and test.sh. EXTRAS: pip extras to add, e.g. EXTRAS=test. Uses constraints.txt: the versions the
 # suite runs with. With the test extra it also installs, from the system's packages, what the tests
 # drive for real: the cairo library (cairosvg), Inkscape 1.2 with its Python modules, GTK 3 for
-# the extension's progress window, and Xvfb.
+# the extension's progress window, Xvfb, and debootstrap (the Inkscape 1.4 tests' Debian 13 chroot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,7 @@ if [[ "${EXTRAS:-}" == *test* ]]; then
   ldconfig -p 2>/dev/null | grep -q 'libcairo\.so\.2' || missing+=(libcairo2)
   command -v inkscape >/dev/null || missing+=(inkscape)
   command -v xvfb-run >/dev/null || missing+=(xvfb xauth)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)  # Inkscape 1.4 in a Debian 13 chroot (tests)
   /usr/bin/python3 -c 'import lxml, numpy, cssselect, zmq' 2>/dev/null ||
     missing+=(python3-lxml python3-numpy python3-cssselect python3-zmq)
   /usr/bin/python3 -c 'import gi; gi.require_version("Gtk", "3.0")' 2>/dev/null ||

@@ -242,5 +242,5 @@ def test_refine_sketchs_window_shows_the_refinement_taking_shape_and_stops_it(in
     assert max(shown["preview"]) == 256, "the live preview shows the refinement so far"
     assert "Running with test models: the strokes mean nothing." in shown["labels"], shown
     assert any(text.startswith(f"Refined 6 strokes{harness.TAG}") for text in shown["labels"]), shown
-    assert "Stopped 1 sketch in the engine. The document is unchanged." in out.stderr.decode()
+    assert out.returncode == 251 and out.stderr == b"", "a stop is not an error: no dialog, nothing to say"
     assert out.returncode != 0 and out.stdout == b"" and doc.read_bytes() == before

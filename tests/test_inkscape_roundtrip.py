@@ -216,6 +216,7 @@ def test_every_engine_message_names_an_action_inside_inkscape(ink_1_2, tmp_path)
     expected = f"Copy RN101.pt and ViT-B-32.pt into {weights} (it exists now), then run Object Sketch again"
     assert expected in texts["weights"]
     assert weights.is_dir(), "the folder to copy the weights into exists"
+    assert "OpenAI's published CLIP models (github.com/openai/CLIP" in texts["weights"], "where the files come from"
     assert f"{installer} --extras mask" in texts["mask"]
     assert "Run Object Sketch again: the engine restarts" in texts["died"]
     assert "Stroke width (the Style tab's stroke width) 400 px" in texts["width"] and "--width" not in texts["width"]

@@ -368,3 +368,36 @@ def test_torch_advice_names_the_cuda_index_where_pypi_has_no_cuda_build():
     assert engine.torch_advice("linux", "x86_64", nvidia_gpu=True, torch_index=None) is None  # PyPI's is CUDA
     assert engine.torch_advice("darwin", "arm64", nvidia_gpu=False, torch_index=None) is None  # MPS
     assert "Intel Macs" in engine.torch_advice("darwin", "x86_64", nvidia_gpu=False, torch_index=None)
+
+
+# -- GTK bindings for the extension's windows ----------------------------------------------------------
+
+
+def test_missing_gtk_bindings_are_found_and_the_one_command_is_named():
+    """Real interpreters: this venv's Python has no PyGObject; Inkscape 1.2's /usr/bin/python3 has it
+    where the tests run (scripts/setup.sh installs python3-gi)."""
+    from installer import gtk
+
+    debian = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n'
+    said = gtk.advice(sys.executable, "linux", debian)
+    assert said and f"Inkscape's Python ({sys.executable}) has no GTK 3 bindings" in said
+    assert said.endswith("To add them, run: sudo apt install python3-gi gir1.2-gtk-3.0"), said
+    if gtk.has_gtk("/usr/bin/python3"):
+        assert gtk.advice("/usr/bin/python3", "linux", debian) is None
+    assert gtk.advice("/nonexistent/python3", "linux", debian) is None, "an interpreter that cannot run: no guess"
+    assert gtk.install_command("ID=linuxmint\nID_LIKE=ubuntu debian\n") == "sudo apt install python3-gi gir1.2-gtk-3.0"
+    assert gtk.install_command('ID="fedora"\n') == "sudo dnf install python3-gobject gtk3"
+    assert gtk.install_command("ID=endeavouros\nID_LIKE=arch\n") == "sudo pacman -S python-gobject gtk3"
+    assert gtk.install_command('ID="opensuse-tumbleweed"\nID_LIKE="opensuse suse"\n').startswith("sudo zypper")
+    assert gtk.install_command("ID=gentoo\n") is None
+    elsewhere = gtk.advice(sys.executable, "darwin", "")
+    assert elsewhere and "sudo" not in elsewhere and "inkscape.org" in elsewhere
+
+
+def test_install_names_the_gtk_command_when_inkscapes_python_lacks_the_bindings(tmp_path):
+    command = [sys.executable, str(ROOT / "install.py"), "--skip-engine", "--profile", str(tmp_path / "profile")]
+    out = subprocess.run([*command, "--inkscape-python", sys.executable], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "has no GTK 3 bindings" in out.stdout and "Installed the Inkscape extension" in out.stdout
+    if Path("/etc/os-release").read_text().find("debian") >= 0:
+        assert "To add them, run: sudo apt install python3-gi gir1.2-gtk-3.0" in out.stdout, out.stdout

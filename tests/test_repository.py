@@ -76,3 +76,20 @@ def test_the_test_images_are_what_draw_py_draws(name):
     drawn = draw.images()[name]
     assert (committed.mode, committed.size) == (drawn.mode, drawn.size)
     np.testing.assert_array_equal(np.asarray(committed), np.asarray(drawn))
+
+
+def test_the_licence_travels_with_the_installed_extension(tmp_path):
+    """MIT asks that its notice go with every copy: the installed extension carries the project's
+    LICENSE and third-party notice, and each vendored package its own licence file."""
+    import subprocess
+    import sys
+
+    profile = tmp_path / "profile"
+    command = [sys.executable, str(ROOT / "install.py"), "--skip-engine", "--profile", str(profile)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ext = profile / "extensions" / "sketch-abstraction"
+    assert (ext / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
+    notices = (ext / "THIRD_PARTY_NOTICES.md").read_text()
+    assert "ballerina" in notices and "platformdirs" in notices and "pyzmq" in notices
+    assert "MIT License" in (ext / "vendor" / "platformdirs" / "LICENSE").read_text()

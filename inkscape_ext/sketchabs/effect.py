@@ -15,10 +15,11 @@ import inkex
 from bridge.client import ClientError
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, STYLE_PEN, STYLES, request_to_json
-from sketchabs import engine_link, gui, messages, progress
-from sketchabs.images import Photo, SelectionError, read_photo, target_images
+from sketchabs import engine_link, estimate, gui, links, messages, progress
+from sketchabs.fingerprint import FINGERPRINT
+from sketchabs.images import Photo, SelectionError, read_photo, short_label, target_images
 from sketchabs.mask import mask_png
-from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, sketches_of
+from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, replaceable, sketches_of
 
 MASK_PATH = "path"
 READY_TIMEOUT_S = 180.0
@@ -79,6 +80,13 @@ class SketchEffect(inkex.EffectExtension):
         `variation` (1, 2, ...) picks the seeds: each variation of a photo's sketch has its own."""
         raise NotImplementedError
 
+    def offer(self, status: dict, photos: int) -> estimate.Offer | None:
+        """What the job costs on the engine whose status reply `status` is (None: not known)."""
+        return None
+
+    def use_faster(self) -> None:
+        """Switch to the faster preset that `offer` offers."""
+
     @staticmethod
     def seeds(count: int, variation: int) -> tuple[int, ...]:
         """`count` seeds, other ones for every variation (variation 1: the engine's usual 0, 1000, ...)."""
@@ -86,23 +94,31 @@ class SketchEffect(inkex.EffectExtension):
 
     def effect(self):
         abort_on_errors(self._sketch, self.menu_name)
+        links.restore(self.svg, self.options.input_file, engine_link.document_path())
 
     def _sketch(self) -> None:
         config = engine_link.load_config()
-        photos = [read_photo(el, self.options.input_file) for el in target_images(self.svg, self.options.scope)]
-        plans = [self._plan(photo) for photo in photos]  # (variation, replace) per photo
-        jobs = [
-            request_to_json(self.request(photo, self._mask(photo), variation))
-            for photo, (variation, _) in zip(photos, plans)
-        ]
+        photos, plans, jobs, skipped = self._prepare(target_images(self.svg, self.options.scope), config)
         if self.options.mask == MASK_AUTO and not engine_link.has_mask_extra(config):
             raise inkex.AbortExtension(messages.Fixes(config).missing_mask(self.kind))
-        preview_every = progress.PREVIEW_EVERY_S if self.options.window and not self.options.detach else None
+        # Without GTK there is no window to wait in with a Stop button: the engine runs the jobs in the
+        # background, where Stop Sketches can cancel them, instead of Inkscape blocked until they end.
+        no_toolkit = self.options.window and not self.options.detach and gui.missing_toolkit()
+        detach = self.options.detach or no_toolkit
+        preview_every = progress.PREVIEW_EVERY_S if self.options.window and not detach else None
         remote = engine_link.engine_choice(self.options.engine, self.options.remote)
         with engine_link.connect(self.options.device, READY_TIMEOUT_S, remote) as client:
-            test_models = runs_test_models(client.status())
+            status = client.status()
+            test_models = runs_test_models(status)
+            if not detach:  # a long job: its cost first (start, faster, cancel)
+                choice = estimate.ask(self.offer(status, len(photos)), self.options.window)
+                if choice == estimate.CANCEL:
+                    progress.end_quietly()
+                if choice == estimate.FASTER:
+                    self.use_faster()
+                    photos, plans, jobs, skipped = self._prepare([p.element for p in photos], config)
             owed = []
-            for photo, (job, buffers), (variation, replace) in zip(photos, jobs, plans):
+            for photo, (job, buffers), (variation, replace, _) in zip(photos, jobs, plans):
                 job_id, _position = client.submit(job, buffers, photo.name, preview_every)
                 owed.append(
                     engine_link.PendingJob(
@@ -119,22 +135,58 @@ class SketchEffect(inkex.EffectExtension):
                     )
                 )
             engine_link.remember(owed)  # from here on, nothing submitted can be lost
-            if self.options.detach:
-                gui.tell(messages.submitted(len(owed)))
+            if detach:
+                said = messages.submitted_without_window(len(owed)) if no_toolkit else messages.submitted(len(owed))
+                gui.tell("\n\n".join([said, *skipped]), self.options.window)
+            note = messages.NEW_VARIATION_NOTE if self.options.rerun == VARIATION else ""
             results, failures = progress.follow(
-                client, owed, self.options.timeout * 60, self.options.window, test_models
+                client, owed, self.options.timeout * 60, self.options.window, test_models, note
             )
-        insert_results(self.svg, owed, results, failures)
+        kept = [messages.kept_edited(name, job.title) for job, (_, _, name) in zip(owed, plans) if name]
+        insert_results(self.svg, owed, results, failures, [*kept, *skipped], self.options.window)
 
-    def _plan(self, photo: Photo) -> tuple[int, bool]:
-        """(variation, replace): the photo's latest sketch of this kind is replaced (same seeds, so
-        only changed settings change it), or a new variation gets the next number."""
-        existing = sketches_of(self.svg, photo.element.get_id(), self.kind)
+    def _prepare(self, elements, config):
+        """(photos, plans, requests, skipped): each photo read, its plan (`_plan`) and its engine
+        request. Of several photos, one that cannot be read or sketched with these settings is skipped
+        (`skipped`: what to say at the end, naming it and why); a single photo's problem aborts."""
+        photos, plans, jobs, skipped = [], [], [], []
+        for element in elements:
+            try:
+                photo = read_photo(element, self.options.input_file)
+                plan = self._plan(photo)
+                job = request_to_json(self.request(photo, self._mask(photo), plan[0]))
+            except (SelectionError, EngineError) as err:
+                if len(elements) == 1:
+                    raise
+                why = (
+                    str(err)
+                    if isinstance(err, SelectionError)
+                    else messages.Fixes(config).for_error(err.code, err.message, err.hint, self.menu_name, self.kind)
+                )
+                skipped.append(messages.skipped(short_label(element.label or element.get_id()), why))
+                continue
+            photos.append(photo)
+            plans.append(plan)
+            jobs.append(job)
+        if not photos:
+            raise inkex.AbortExtension("\n\n".join(skipped))
+        return photos, plans, jobs, skipped
+
+    def _plan(self, photo: Photo) -> tuple[int, bool, str]:
+        """(variation, replace, kept): the photo's latest sketch of this kind is replaced (same seeds,
+        so only changed settings change it) if nobody touched it since it was inserted; an edited,
+        refined or locked one is kept (its name is `kept`) and, as for New variation, the new sketch
+        gets the next number."""
+        photo_id = photo.element.get_id()
+        existing = sketches_of(self.svg, photo_id, self.kind)
         if not existing:
-            return 1, False
-        if self.options.rerun == REPLACE:
-            return max(existing), True
-        return max(existing) + 1, False
+            return 1, False, ""
+        latest = max(existing)
+        if self.options.rerun != REPLACE:
+            return latest + 1, False, ""
+        if replaceable(self.svg, SketchLink(photo_id, self.kind, latest)) is not None:
+            return latest, True, ""
+        return latest + 1, False, existing[latest].get(inkex.addNS("label", "inkscape")) or existing[latest].get_id()
 
     def title(self, photo: Photo, variation: int, test_models: bool) -> str:
         title = f"{self.title_prefix} {photo.name}"
@@ -157,9 +209,12 @@ class SketchEffect(inkex.EffectExtension):
         return {"width": self.options.width or None, "color": str(rgb), "style": self.options.style}
 
 
-def insert_results(svg, owed, results, failures) -> None:
-    """Insert what finished; forget what was inserted or failed; report failures after success."""
-    lost = []
+def insert_results(svg, owed, results, failures, notes=(), window: bool = True) -> None:
+    """Insert what finished; forget what was inserted or failed; report failures after success, and
+    `notes` (photos skipped, edited sketches kept instead of replaced) plus the edited sketches found
+    kept only now, as the results come in. A stopped job is no failure; when nothing is inserted and
+    nothing failed, the effect ends quietly."""
+    lost, kept, inserted = [], list(notes), 0
     for job in owed:
         if job.job_id not in results:
             continue
@@ -167,9 +222,22 @@ def insert_results(svg, owed, results, failures) -> None:
         if photo is None:
             lost.append(messages.failed(job.title, "its photo is no longer in this document, so it was not inserted"))
             continue
-        link = SketchLink(job.image_id, job.kind, job.variation)
-        insert_sketch(svg, results[job.job_id].svg, photo, job.size, job.title, link, job.replace)
+        link, title, replace = SketchLink(job.image_id, job.kind, job.variation), job.title, job.replace
+        existing = sketches_of(svg, job.image_id, job.kind)
+        if replace and job.variation in existing and replaceable(svg, link) is None:  # edited during the wait
+            link = SketchLink(job.image_id, job.kind, max(existing) + 1)
+            title, replace = messages.with_variation(job.title, link.variation), False
+            old = existing[job.variation]
+            kept.append(messages.kept_edited(old.get(inkex.addNS("label", "inkscape")) or old.get_id(), title))
+        before = replaceable(svg, link) if replace else None
+        top = insert_sketch(svg, results[job.job_id].svg, photo, job.size, title, link, replace)
+        if before is not None and before.get(FINGERPRINT) == top.get(FINGERPRINT):
+            kept.append(messages.identical(title))
+        inserted += 1
     engine_link.forget([*results, *failures])
+    failures = {job_id: err for job_id, err in failures.items() if err.code != "cancelled"}  # stops: not errors
+    if not inserted and not failures and not lost:
+        progress.end_quietly()
     texts = lost + [
         messages.failed(
             job.title,
@@ -180,10 +248,12 @@ def insert_results(svg, owed, results, failures) -> None:
         for job in owed
         if job.job_id in failures
     ]
-    if texts and len(texts) == len(owed):
+    if texts and not inserted:
         raise inkex.AbortExtension("\n\n".join(texts))
     if texts:  # some sketches were inserted; say which were not (a dialog after the effect)
         inkex.errormsg(messages.some_failed(texts))
+    if kept:
+        gui.inform("\n\n".join(kept), window)
 
 
 def _maskable(element) -> bool:

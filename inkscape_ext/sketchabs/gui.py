@@ -5,6 +5,8 @@ Inkscape's "received additional data" dialog, which reads as a failure.
 Theme: GTK applies the user's own GTK settings (theme, prefer-dark) by itself; Inkscape keeps its
 own theme choice in its preferences (group "theme": gtkTheme, preferDarkTheme), which a separate
 process does not see, so `follow_inkscape_theme` applies that too. No colour is hard-coded.
+Inkscape writes its preferences file when it quits, so a theme switched in a running Inkscape
+reaches the extension's windows after Inkscape's next start (README says so).
 """
 
 from __future__ import annotations
@@ -17,12 +19,22 @@ from xml.etree import ElementTree
 
 import inkex
 
+from sketchabs import headless
+
 INFO_TITLE = "Sketch Abstraction"
 
 
+def missing_toolkit() -> bool:
+    """Whether a designer sits at a display (not a batch run) where GTK windows cannot be shown
+    because Inkscape's Python lacks PyGObject with GTK 3 (install.py says the command that adds it)."""
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return has_display and not headless.in_batch() and gtk() is None
+
+
 def gtk():
-    """(Gtk, GLib, GdkPixbuf), or None where there is no display or no PyGObject with GTK 3."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    """(Gtk, GLib, GdkPixbuf), or None where there is no display, no PyGObject with GTK 3, or no
+    one to click (`inkscape --batch-process`)."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or headless.in_batch():
         return None
     os.environ.setdefault("NO_AT_BRIDGE", "1")  # no accessibility-bus warning on stderr
     try:
@@ -73,14 +85,29 @@ def _preferences_file() -> Path:
     return Path(config) / "inkscape" / "preferences.xml"
 
 
-def tell(text: str) -> None:
+def tell(text: str, window: bool = True) -> None:
     """Show information (not a failure) and end the effect with the document unchanged: in our own
-    window where GTK is there (Inkscape then shows nothing more: no stderr, an unsuccessful exit
-    makes it keep the document), else through Inkscape's message dialog."""
-    toolkit = gtk()
+    window where GTK is there and a window is wanted (Inkscape then shows nothing more: no stderr, an
+    unsuccessful exit makes it keep the document), else on stderr (Inkscape's message dialog; in a
+    batch run, Inkscape's own stderr: sketchabs.headless)."""
+    toolkit = gtk() if window else None
     if toolkit is None:
         raise inkex.AbortExtension(text)
-    Gtk = toolkit[0]
+    _dialog(toolkit[0], text)
+    sys.exit(inkex.utils.ABORT_STATUS)
+
+
+def inform(text: str, window: bool = True) -> None:
+    """Show information after the effect did its work (the document changes as it made it): in our
+    own window where GTK is there and a window is wanted, else on stderr (Inkscape's message)."""
+    toolkit = gtk() if window else None
+    if toolkit is None:
+        inkex.errormsg(text)
+        return
+    _dialog(toolkit[0], text)
+
+
+def _dialog(Gtk, text: str) -> None:
     dialog = Gtk.MessageDialog(
         message_type=Gtk.MessageType.INFO, buttons=Gtk.ButtonsType.CLOSE, text=INFO_TITLE, title=INFO_TITLE
     )
@@ -89,7 +116,6 @@ def tell(text: str) -> None:
     with stderr_silenced():
         dialog.run()
     dialog.destroy()
-    sys.exit(inkex.utils.ABORT_STATUS)
 
 
 @contextmanager

@@ -18,6 +18,10 @@ ENGINE_STATUS = f"{MENU} > Engine Status"
 STOP_SKETCHES = f"{MENU} > Stop Sketches"
 STOP_ENGINE = f"{STOP_SKETCHES}, choosing 'Every sketch, and stop the engine'"
 WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
+WEIGHTS_SOURCE = (
+    "They are OpenAI's published CLIP models (github.com/openai/CLIP, 278 MB and 338 MB): the engine downloads "
+    "them by itself once on a computer with internet access; offline, copy them from one that has them."
+)
 
 # Labels of the .inx options that messages quote (the .inx files must say exactly these).
 MASK_PATH_LABEL = "Use the selected path or shape over the photo as the object"
@@ -30,8 +34,39 @@ KEEP_CHOICE = "Keep it running in the background"
 STOP_TIP = "Cancel the job in the engine. The document stays as it is."
 KEEP_TIP = f"The engine finishes it; bring it in later with {INSERT_FINISHED}."
 
+# The first screen of a long job (sketchabs.estimate).
+ESTIMATE_TITLE = "Sketch Abstraction: before it starts"
+START_CHOICE = "Start it"
+CANCEL_CHOICE = "Cancel"
+
+
+def faster_choice(preset: str) -> str:
+    return f"Use {preset} instead"
+
+
+def estimate(photos: int, at_most: str, device: str, faster: str = "", faster_at_most: str = "") -> str:
+    """The first screen's text: `at_most` and `faster_at_most` are durations as written (2 min)."""
+    which = "this photo" if photos == 1 else f"these {photos} photos"
+    text = (
+        f"Sketching {which} takes at most {at_most} on this engine ({device}), as measured on its last "
+        "sketch; sketches that settle early stop sooner."
+    )
+    if faster:
+        text += f" {faster} takes at most {faster_at_most}."
+    return text + " The document stays as it is until the sketch is inserted."
+
+
 TEST_MODELS = "test models: the strokes mean nothing"
 TEST_MODELS_TAG = "test models"  # in the names of layers made with them
+
+
+WINDOW_TITLE = "Sketch Abstraction"  # the progress window's title (the tests' drivers look for it)
+NEW_VARIATION_NOTE = "New variation (the Sketch tab's choice, kept from the last run)"
+
+
+def count(number: int, thing: str, things: str = "") -> str:
+    """'1 photo', '2 photos' ('1 sketch', '2 sketches' with `things`)."""
+    return f"{number} {thing}" if number == 1 else f"{number} {things or thing + 's'}"
 
 
 def command(*words: str) -> str:
@@ -61,6 +96,43 @@ def timed_out(minutes: float) -> str:
 
 def submitted(count: int) -> str:
     return f"Submitted {_sketches(count)} to the engine. When they are done, choose {INSERT_FINISHED}."
+
+
+def kept_edited(old: str, new: str) -> str:
+    return (
+        f"'{old}' was edited, refined or locked since it was inserted, so it was kept as it is; the new "
+        f"sketch went in as '{new}' next to it. Delete either layer in Layer > Layers and Objects."
+    )
+
+
+def identical(title: str) -> str:
+    return (
+        f"'{title}' came out exactly like the sketch it replaced (same settings, same random starts): nothing "
+        "changed. For another take choose 'New variation' on the Sketch tab."
+    )
+
+
+def skipped(photo: str, why: str) -> str:
+    return f"Not sketched: '{photo}'. {why}"
+
+
+def with_variation(title: str, variation: int) -> str:
+    """A layer name `title` as variation `variation` (before a [test models] tag, instead of any
+    variation it names)."""
+    base, tag = title, ""
+    if base.endswith(f" [{TEST_MODELS_TAG}]"):
+        base, tag = base[: -len(TEST_MODELS_TAG) - 3], f" [{TEST_MODELS_TAG}]"
+    base = re.sub(r" \(variation \d+\)$", "", base)
+    return f"{base} (variation {variation}){tag}"
+
+
+def submitted_without_window(count: int) -> str:
+    return (
+        f"Submitted {_sketches(count)} to the engine, where {'it runs' if count == 1 else 'they run'} in the "
+        "background: Inkscape's Python has no GTK 3 bindings (PyGObject), so there is no progress window to "
+        f"wait in. To stop: {STOP_SKETCHES}. When done: {INSERT_FINISHED}. To get the window, run install.py "
+        "again: it says the command that adds the bindings."
+    )
 
 
 NOTHING_WAITING = (
@@ -187,11 +259,15 @@ class Fixes:
         folder = self.config.weights_folder
         names = " and ".join(WEIGHT_FILES)
         if not folder:
-            return f"The CLIP weights ({names}) are missing. {self.reinstall('--weights-dir', 'FOLDER_WITH_THEM')}"
+            return (
+                f"The CLIP weights ({names}) are missing. {WEIGHTS_SOURCE} "
+                f"{self.reinstall('--weights-dir', 'FOLDER_WITH_THEM')}"
+            )
         made = _make_folder(folder)
         return (
-            f"The CLIP weights are missing. Copy {names} into {folder}{' (it exists now)' if made else ''}, then "
-            f"run {effect} again. Or: {self.reinstall('--skip-engine', '--weights-dir', 'FOLDER_WITH_THEM')}"
+            f"The CLIP weights are missing. {WEIGHTS_SOURCE} Copy {names} into {folder}"
+            f"{' (it exists now)' if made else ''}, then run {effect} again. Or: "
+            f"{self.reinstall('--skip-engine', '--weights-dir', 'FOLDER_WITH_THEM')}"
         )
 
     def missing_mask(self, kind: str = "sketch") -> str:
@@ -251,8 +327,8 @@ def _first_sentence(text: str) -> str:
     return text.split(": it is")[0]
 
 
-def _sketches(count: int) -> str:
-    return "1 sketch" if count == 1 else f"{count} sketches"
+def _sketches(number: int) -> str:
+    return count(number, "sketch", "sketches")
 
 
 def _make_folder(folder: str) -> bool:

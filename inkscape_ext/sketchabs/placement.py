@@ -8,7 +8,9 @@ no transform and the node tool edits plain coordinates.
 
 A sketch layer sits directly above the layer holding its photo, and records which photo it shows
 (`data-sketch-photo`, the image's id), which kind of sketch it is and its variation number: the
-link survives saving and reopening, so that running an effect again can replace or vary it.
+link survives saving and reopening, so that running an effect again can replace or vary it. It
+also records a fingerprint of what was inserted (sketchabs.fingerprint): only a sketch that is still
+exactly as inserted is ever replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 import inkex
 from lxml import etree
 
-from bridge.svgpath import IMPORTANCE
+from bridge.svgpath import IMPORTANCE, NS, PREFIX
+from sketchabs.fingerprint import stamp, untouched
 from sketchabs.ink import placed_ink
 
 _ALIGN = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
@@ -46,6 +49,13 @@ def sketches_of(svg, photo_id: str, kind: str) -> dict[int, inkex.Layer]:
             except ValueError:
                 continue  # edited by hand into something else: not one of ours any more
     return found
+
+
+def replaceable(svg, link: SketchLink):
+    """The photo's sketch that `link` names, if it is there and untouched since it was inserted
+    (None otherwise: nothing to replace, or the designer's work, which is kept)."""
+    old = sketches_of(svg, link.photo, link.kind).get(link.variation)
+    return old if old is not None and untouched(old) else None
 
 
 def pixel_to_document(image: inkex.Image, size: tuple[int, int]) -> inkex.Transform:
@@ -76,13 +86,13 @@ def insert_sketch(
 ) -> inkex.Layer:
     """Add the engine's layers as a new layer `title` over the photo; return it. It goes directly
     above the layer holding the photo, or, with `replace`, takes the place of the photo's sketch of
-    the same kind and variation (if it is still there).
+    the same kind and variation (if it is still there and untouched: see `replaceable`).
 
     Stroke widths scale with the map (by the square root of its determinant, exact for any
     rotation and uniform scale), so the strokes look as in the engine's preview.
     """
     source = etree.fromstring(svg_bytes, parser=etree.XMLParser(resolve_entities=False, no_network=True))
-    old = sketches_of(svg, link.photo, link.kind).get(link.variation) if replace else None
+    old = replaceable(svg, link) if replace else None
     anchor = old if old is not None else _photo_layer(photo_element)
     parent = anchor.getparent()
     matrix = pixel_to_document(photo_element, size)
@@ -95,10 +105,19 @@ def insert_sketch(
     top.set(VARIATION, str(link.variation))
     for child in filter(_is_layer, source):
         top.append(_copy_layer(svg, child, matrix, width_scale))
+    stamp(top)
     anchor.addnext(top)  # above it in z-order
     if old is not None:
         parent.remove(old)
+    declare_namespace(svg)
     return top
+
+
+def declare_namespace(svg) -> None:
+    """Declare the project's namespace (the strokes' sketchabs:importance) on the document's root, so
+    that it is saved with its own prefix (lxml would make up ns0: on every element otherwise); every
+    declaration the document has stays."""
+    etree.cleanup_namespaces(svg, top_nsmap={PREFIX: NS}, keep_ns_prefixes=[p for p in svg.nsmap if p])
 
 
 def _photo_layer(photo: inkex.Image):
@@ -117,17 +136,20 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
     layer = inkex.Layer.new(source.get(inkex.addNS("label", "inkscape"), "Sketch"), id=svg.get_unique_id("sketch"))
     if source.get("style"):
         layer.set("style", source.get("style"))
+    rank = 0
     for child in source:
         if child.tag == inkex.addNS("path", "svg"):
+            rank += 1
             style = inkex.Style(child.get("style", ""))  # the engine writes every stroke's style whole
             style["stroke-width"] = f"{float(style.get('stroke-width', 1)) * width_scale:.4g}"
-            path = placed_ink(svg, child, matrix, width_scale)
+            path = placed_ink(svg, child, matrix, width_scale)  # an ink stroke keeps its PowerStroke
             if path is None:
                 path = inkex.PathElement.new(
                     inkex.Path(child.get("d")).transform(matrix), style=str(style), id=svg.get_unique_id("stroke")
                 )
-            if child.get(IMPORTANCE) is not None:  # Animate Sketch draws the most important first
+            if child.get(IMPORTANCE) is not None:  # the engine's ranking, for Refine Sketch and the designer
                 path.set(IMPORTANCE, child.get(IMPORTANCE))
+            path.label = f"stroke {rank:02d}"  # the Objects panel's name; the engine writes the most important first
             layer.append(path)
         elif _is_layer(child):
             layer.append(_copy_layer(svg, child, matrix, width_scale))

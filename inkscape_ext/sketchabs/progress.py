@@ -5,11 +5,14 @@ The window shows the sketch taking shape (a live preview from the engine over th
 the stage, iteration, loss and the most time left, and offers two ways out: "Stop the sketch"
 cancels the jobs in the engine; "Keep it running in the background" (also closing the window) only
 stops the waiting, and Insert Finished Sketches brings the results in later. Either way the
-document stays unchanged.
+document stays unchanged. A stop is what the designer asked for, not an error: the effect ends
+without a word (`end_quietly`), so Inkscape shows no "received additional data" dialog and keeps
+the document and the selection as they were.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -29,13 +32,14 @@ class StoppedWaiting(Exception):
         self.choice = choice
 
 
-def follow(client, owed, timeout_s: float, window: bool, test_models: bool = False):
+def follow(client, owed, timeout_s: float, window: bool, test_models: bool = False, note: str = ""):
     """Wait for every job in `owed`: ({job_id: JobResult}, {job_id: JobFailed}).
 
     Aborts the effect (document unchanged) when the user stops the sketches (cancelled in the
-    engine), keeps them running in the background, or `timeout_s` passes (both: jobs kept).
+    engine), keeps them running in the background, or `timeout_s` passes (both: jobs kept). `note`:
+    a setting the designer should see in the window's title (e.g. that New variation is on).
     """
-    ui = _Window.open(owed, test_models) if window else None
+    ui = _Window.open(owed, test_models, note) if window else None
     state = {"results": {}, "failures": {}, "error": None}
 
     def work() -> None:
@@ -57,7 +61,8 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
     error = state["error"]
     unfinished = [job for job in owed if job.job_id not in state["results"] and job.job_id not in state["failures"]]
     if isinstance(error, StoppedWaiting) and error.choice == STOP:
-        raise inkex.AbortExtension(messages.stopped(len(cancel(client, [job.job_id for job in unfinished]))))
+        cancel(client, [job.job_id for job in unfinished])
+        end_quietly()
     if isinstance(error, StoppedWaiting):
         gui.tell(messages.kept_running(len(unfinished)))
     if isinstance(error, TimeoutError):
@@ -65,6 +70,19 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
     if error is not None:
         raise error
     return state["results"], state["failures"]
+
+
+def end_quietly() -> None:
+    """End the effect having inserted nothing and with nothing to say: an unsuccessful exit without a
+    byte on stderr, so Inkscape keeps the document and the selection and shows no dialog."""
+    sys.stdout.flush()
+    sys.exit(inkex.utils.ABORT_STATUS)
+
+
+def stopped(failures: dict) -> bool:
+    """Whether every failure in `failures` ({job_id: JobFailed}) is a cancellation (Stop Sketches, or
+    the progress window's Stop): what the designer asked for, not an error."""
+    return all(err.code == "cancelled" for err in failures.values())
 
 
 def cancel(client, job_ids: list[str]) -> list[str]:
@@ -131,19 +149,22 @@ class _Window:
     the two choices."""
 
     @classmethod
-    def open(cls, owed, test_models: bool):
+    def open(cls, owed, test_models: bool, note: str = ""):
         toolkit = gui.gtk()
-        return None if toolkit is None else cls(owed, test_models, *toolkit)
+        return None if toolkit is None else cls(owed, test_models, note, *toolkit)
 
-    def __init__(self, owed, test_models: bool, Gtk, GLib, GdkPixbuf):
+    def __init__(self, owed, test_models: bool, note: str, Gtk, GLib, GdkPixbuf):
         self.Gtk, self.GLib, self.GdkPixbuf, self.total = Gtk, GLib, GdkPixbuf, len(owed)
         self.choice: str | None = None
-        self.window = Gtk.Window(title="Sketch Abstraction")
+        self.window = Gtk.Window(title=f"{messages.WINDOW_TITLE}: {note}" if note else messages.WINDOW_TITLE)
+        # Centred on the screen: a separate process cannot ask for Inkscape's window, which usually
+        # fills the screen, so this puts it over Inkscape instead of in a corner.
+        self.window.set_position(Gtk.WindowPosition.CENTER)
         self.window.set_default_size(440, -1)
         self.window.set_keep_above(True)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, margin=12)
         self.heading, self.detail, self.bar = Gtk.Label(xalign=0), Gtk.Label(xalign=0), Gtk.ProgressBar()
-        self.heading.set_text(f"Waiting for the engine ({self.total} photo(s))")
+        self.heading.set_text(f"Waiting for the engine ({messages.count(self.total, 'photo')})")
         self.detail.set_line_wrap(True)
         self.bar.set_show_text(True)
         self.preview = Gtk.Image()
