@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Sets up .venv with the test and cluster extras, checks lint, format and types, and runs the whole test suite.
+# Sets up .venv with the test, cluster and video extras, checks lint, format and types, and runs the whole test suite.
 #   bash scripts/test.sh            everything (what CI runs)
 #   bash scripts/test.sh --quick    skip the tests marked slow (end-to-end runs): the inner loop
 # Other arguments go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-EXTRAS=test,cluster bash "$root/scripts/setup.sh"  # cluster: Ray, for the --workers ray tests
+EXTRAS=test,cluster,video bash "$root/scripts/setup.sh"  # cluster: Ray, for the --workers ray tests; video: animate -o OUT.mp4
 cd "$root"
 
 marker=()
