@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from bridge.atomic import write_atomic
 from engine.io.image import load_image
-from engine.render import rasterize
+from engine.render import rasterize, rasterize_tapered
 from engine.strokes import Sketch, StrokeLayer
 
 PANEL = 384  # longest side of one panel of an object sketch's preview, px
@@ -28,12 +28,17 @@ MARGIN = 6  # px of label strip besides its lines
 
 def render_layer(layer: StrokeLayer, size: tuple[int, int], scale: float) -> np.ndarray:
     """(H, W) ink image in [0, 1] (1 = white) of a layer's strokes and all its sublayers', drawn at
-    `scale` x photo px into `size` (W, H)."""
+    `scale` x photo px into `size` (W, H); an ink layer with its widths along each stroke."""
     ink = np.ones(size[::-1])
     if len(layer.points):
         points = torch.as_tensor(layer.points, dtype=torch.float32)[None] * scale
         with torch.no_grad():
-            ink = rasterize(points, layer.width * scale / 2, (size[1], size[0]))[0, 0].numpy().astype(np.float64)
+            if layer.ink is None:
+                drawn = rasterize(points, layer.width * scale / 2, (size[1], size[0]))
+            else:  # (1, n, m) knot half-widths, as the PowerStroke paths draw them
+                half_widths = torch.as_tensor(layer.ink, dtype=torch.float32)[None] * scale / 2
+                drawn = rasterize_tapered(points, half_widths, (size[1], size[0]))
+            ink = drawn[0, 0].numpy().astype(np.float64)
     for sublayer in layer.sublayers:
         ink = ink * render_layer(sublayer, size, scale)  # black over black: coverages combine as "over"
     return ink

@@ -248,3 +248,25 @@ def test_a_scene_in_ink_has_powerstroke_cells_over_the_whole_photo(runtime):
     assert any("ink: CLIP eval loss" in note for note in result.notes)
     root = etree.fromstring(sketch_to_svg(result.sketch))
     assert len(root.findall(".//inkscape:path-effect", NS)) == sum(len(leaf.points) for leaf in leaves)
+
+
+def test_previews_draw_an_ink_layer_with_its_widths():
+    """The --preview sheet and the live preview draw ink as the PowerStroke paths do: where the widths
+    differ from the pen's, the picture differs (thick middle, thin ends); equal widths draw the pen."""
+    from engine.preview import LivePreview, preview_png, render_layer
+
+    size, scale = (200, 120), 1.0
+    pen = StrokeLayer("pen", POINTS[:1], width=5.0)
+    ink = StrokeLayer("ink", POINTS[:1], width=5.0, ink=WIDTHS[:1])  # 1, 9, 9, 1 px
+    uniform = StrokeLayer("uniform", POINTS[:1], width=5.0, ink=np.full((1, 4), 5.0))
+    pen_dark, ink_dark = 1 - render_layer(pen, size, scale), 1 - render_layer(ink, size, scale)
+    assert np.abs(1 - render_layer(uniform, size, scale) - pen_dark).max() < 0.05
+    column = lambda dark, x: dark[:, x].sum()  # noqa: E731  (coverage across the stroke: its width)
+    assert column(ink_dark, 100) == pytest.approx(9.0, abs=0.6) and column(pen_dark, 100) == pytest.approx(5.0, abs=0.6)
+    assert column(ink_dark, 30) < column(pen_dark, 30) - 1.5  # the thin start
+    photo = Image.new("RGB", size, "white")
+    assert LivePreview(photo, 200).png(ink) != LivePreview(photo, 200).png(pen)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    sheets = [preview_png(buffer.getvalue(), Sketch(200, 120, (layer,))) for layer in (pen, ink)]
+    assert sheets[0] != sheets[1]
