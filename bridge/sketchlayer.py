@@ -13,18 +13,26 @@ touched; each unlocked path takes its first refined stroke (same element, id, st
 strokes of a split path become copies of it right after it, a path whose strokes were all dropped
 is removed, and added strokes are copies of the first unlocked path placed after the last one.
 
+Ink (Inkscape's PowerStroke, bridge.inkpath): an ink path's stroke is its centre line,
+`inkscape:original-d` (its `d` is the outline), its width the mean of its knots'. An ink result
+(the refine asked for ink) writes each path as ink: the centre line, a PowerStroke effect with the
+refined widths, and the outline as `d`, all mapped into the path's user units; a pen result writes
+pen paths, so an ink path refined as pen becomes a pen path of the engine's width.
+
 Standard library only (the light package).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bridge import inkpath
 from bridge.errors import InputError
 from bridge.svgpath import IMPORTANCE, SOURCE, PathDataError, Point, Segment, segments
 from bridge.svgtransform import Matrix, apply, invert
@@ -90,20 +98,14 @@ def read_layer(layer: Any, paths: Sequence[Any], to_photo: Callable[[Any], Matri
     for index, path in enumerate(paths):
         matrix = to_photo(path)
         out.to_photo.append(matrix)
-        if path.get(ORIGINAL_D):  # ink: its d is an outline, and the write-back would keep pen paths
-            raise InputError(
-                f"path '{path.get('id', '?')}' in the sketch layer is an ink stroke (PowerStroke), which "
-                "refine cannot write back yet",
-                "refine a pen sketch of the photo (Strokes: Pen, or --style pen)",
-            )
         try:
-            pieces = segments(path.get("d") or "")
+            pieces = segments(path.get(ORIGINAL_D) or path.get("d") or "")  # ink: d is the outline
         except PathDataError as err:
             raise InputError(
                 f"path '{path.get('id', '?')}' in the sketch layer cannot be refined: {err}",
                 "move it to another layer, or redraw it with the pen or pencil tool",
             ) from None
-        locked, width = is_locked(path, layer), _stroke_width(path) * width_scale(matrix)
+        locked, width = is_locked(path, layer), _path_width(path) * width_scale(matrix)
         for piece in pieces:
             out.strokes.append(tuple(apply(matrix, point) for point in piece))
             out.owners.append(index)
@@ -119,18 +121,31 @@ class Refined:
     source: int  # the index of the given stroke it refines; -1 for an added stroke
     points: Segment  # photo px
     importance: float | None  # None: not ranked (over the engine's ranking limit)
+    width: float = SVG_DEFAULT_WIDTH  # a pen stroke's width, photo px
+    ink: tuple[float, ...] | None = None  # an ink stroke's knot half-widths, photo px (None: pen)
+    outline: tuple[Point, ...] = ()  # an ink stroke's outline polygon, photo px
+    effect: tuple[tuple[str, str], ...] = ()  # an ink stroke's PowerStroke parameters, as the engine wrote them
 
 
 def read_result(svg: bytes) -> tuple[list[Refined], float]:
     """The strokes of the engine's refine SVG (engine.jobs.run_refine), and the width (photo px) it
     gives added strokes."""
     root = ElementTree.fromstring(svg)
+    effects = {e.get("id"): e for e in root.iter(inkpath.PATH_EFFECT)}
     strokes, width = [], SVG_DEFAULT_WIDTH
     for path in root.iter(PATH):
-        (points,) = segments(path.get("d") or "")
+        (points,) = segments(path.get(ORIGINAL_D) or path.get("d") or "")
         score = path.get(IMPORTANCE)
-        strokes.append(Refined(int(path.get(SOURCE, "-1")), points, None if score is None else float(score)))
-        width = _stroke_width(path)
+        stroke = Refined(int(path.get(SOURCE, "-1")), points, None if score is None else float(score))
+        effect = effects.get((path.get(inkpath.PATH_EFFECT) or "").removeprefix("#"))
+        if path.get(ORIGINAL_D) and effect is not None:
+            outline = tuple(piece[0] for piece in segments(path.get("d") or ""))
+            ink = tuple(inkpath.half_widths(effect))
+            stroke = dataclasses.replace(stroke, ink=ink, outline=outline, effect=tuple(effect.attrib.items()))
+        else:
+            width = _stroke_width(path)
+            stroke = dataclasses.replace(stroke, width=width)
+        strokes.append(stroke)
     return strokes, width
 
 
@@ -149,14 +164,16 @@ def write_back(
         path, matrix = layer.paths[index], layer.to_photo[index]
         strokes = by_path.get(index, [])
         if not strokes:
+            effect = inkpath.effect_of(path)
             path.getparent().remove(path)
+            inkpath.drop_if_unused(effect)
             continue
-        _set_stroke(path, strokes[0], matrix)
+        _set_stroke(path, strokes[0], matrix, new_id)
         written.append((_score(strokes[0]), path))
         previous = path
         for stroke in strokes[1:]:
             piece = _copy(path, new_id())
-            _set_stroke(piece, stroke, matrix)
+            _set_stroke(piece, stroke, matrix, new_id)
             previous.addnext(piece)
             written.append((_score(stroke), piece))
             previous = piece
@@ -169,7 +186,7 @@ def write_back(
             path = _copy(template, new_id())
             _set_style(path, "stroke-width", f"{added_width / width_scale(matrix):.6g}")
             path.attrib.pop(INSENSITIVE, None)
-            _set_stroke(path, stroke, matrix)
+            _set_stroke(path, stroke, matrix, new_id)
             after.addnext(path)
             written.append((_score(stroke), path))
             after = path
@@ -187,12 +204,23 @@ def _copy(path: Any, element_id: str) -> Any:
     return piece
 
 
-def _set_stroke(path: Any, stroke: Refined, to_photo: Matrix) -> None:
-    """Write `stroke` as the path's data in its own user units, with its importance."""
+def _set_stroke(path: Any, stroke: Refined, to_photo: Matrix, new_id: Callable[[], str]) -> None:
+    """Write `stroke` as the path's data in its own user units (pen or ink, as the stroke is), with
+    its importance."""
     back = invert(to_photo)
     start, *rest = (apply(back, point) for point in stroke.points)
     command = {2: "L", 3: "Q", 4: "C"}[len(stroke.points)]
-    path.set("d", f"M {_fmt(start)} {command} {' '.join(map(_fmt, rest))}")
+    centre_line = f"M {_fmt(start)} {command} {' '.join(map(_fmt, rest))}"
+    scale = width_scale(to_photo)
+    if stroke.ink is None:
+        inkpath.set_pen(path, centre_line, f"{stroke.width / scale:.6g}")
+    else:
+        head, *tail = (_fmt(apply(back, point)) for point in stroke.outline)
+        outline = f"M {head} L {' '.join(tail)} Z"
+        style = _style(path)
+        color = style.get("fill", "#000000") if path.get(ORIGINAL_D) else style.get("stroke", "#000000")
+        widths = [w / scale for w in stroke.ink]
+        inkpath.set_ink(path, centre_line, outline, dict(stroke.effect), widths, color, new_id)
     if stroke.importance is not None:
         path.set(IMPORTANCE, f"{stroke.importance:.6g}")
     path.attrib.pop(NODETYPES, None)  # Inkscape's node types of the old data; it derives new ones
@@ -210,6 +238,19 @@ def _style(element: Any) -> dict[str, str]:
         if colon:
             style[name.strip()] = value.strip()
     return style
+
+
+def _path_width(path: Any) -> float:
+    """A path's stroke width in its user units: an ink path's mean knot width, else its stroke-width."""
+    effect = inkpath.effect_of(path)
+    if effect is not None:
+        try:
+            knots = inkpath.half_widths(effect)
+        except ValueError:
+            knots = []
+        if knots and all(math.isfinite(w) and w > 0 for w in knots):
+            return 2 * sum(knots) / len(knots)
+    return _stroke_width(path)
 
 
 def _stroke_width(path: Any) -> float:

@@ -18,10 +18,11 @@ from PIL import Image
 
 from bridge.errors import InputError
 from bridge.params import SketchRequest
+from bridge.svgpath import IMPORTANCE
 from engine.cli import main
 from engine.methods.ink import InkParams, optimise_ink, scale_of, taper_prior
 from engine.strokes import Sketch, StrokeLayer
-from engine.svg import sketch_to_svg, svg_to_sketch
+from engine.svg import read_path_stroke, sketch_to_svg, svg_to_sketch
 from tests.conftest import ANIMAL
 
 NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
@@ -208,21 +209,63 @@ def test_ink_reaches_every_layer_of_a_nested_sketch_and_moves_no_point(runtime, 
     assert len(root.findall(".//inkscape:path-effect", NS)) == 3
 
 
-def test_refine_refuses_ink_for_now_with_a_clear_message(tmp_path, capsys):
-    """Refine writes its strokes back into the layer's own paths, which stay pen paths: ink is refused
-    both ways (asked for, or given as the sketch) instead of writing a wrong document."""
-    photo = tmp_path / "photo.png"
+def _refine(tmp_path, sketch: Sketch, *extra: str) -> tuple[etree._Element, etree._Element]:
+    """`refine` of `sketch` over the test photo with tiny models: (input root, output root)."""
+    photo, given, out = tmp_path / "photo.png", tmp_path / "given.svg", tmp_path / "out.svg"
     photo.write_bytes(ANIMAL.read_bytes())
-    pen = tmp_path / "pen.svg"
-    pen.write_bytes(sketch_to_svg(Sketch(248, 248, (StrokeLayer("3 strokes", POINTS),))))
-    ink = tmp_path / "ink.svg"
-    ink.write_bytes(sketch_to_svg(Sketch(248, 248, (StrokeLayer("3 strokes", POINTS, ink=WIDTHS),))))
-    fast = ["--models", "tiny-random", "--iterations", "11"]
-    cases = ((pen, ["--style", "ink"], "--style ink is not available"), (ink, [], "is an ink stroke"))
-    for sketch, extra, words in cases:
-        out = tmp_path / "out.svg"
-        assert main(["refine", str(photo), str(sketch), "-o", str(out), *fast, *extra]) != 0
-        assert words in capsys.readouterr().err and not out.exists()
+    given.write_bytes(sketch_to_svg(sketch))
+    fast = ["--models", "tiny-random", "--device", "cpu", "--aug-bank", "4", "--iterations", "11", "-q"]
+    assert main(["refine", str(photo), str(given), "-o", str(out), *fast, *extra]) == 0
+    return etree.fromstring(given.read_bytes()), etree.fromstring(out.read_bytes())
+
+
+def _ink_paths(root: etree._Element) -> list[etree._Element]:
+    """The document's paths, each checked to be a PowerStroke path whose own effect is in the defs."""
+    effects = {e.get("id"): e for e in root.iter(PATH_EFFECT)}
+    paths = root.findall(".//svg:g/svg:path", NS)
+    for path in paths:
+        effect = effects[path.get(PATH_EFFECT)[1:]]
+        assert effect.get("effect") == "powerstroke" and path.get(ORIGINAL_D).startswith("M ")
+        knots = np.array([k.split(",") for k in effect.get("offset_points").split("|")], dtype=float)
+        assert len(knots) >= 2 and (knots[:, 1] > 0).all() and np.isfinite(knots).all()
+        assert path.get("d").endswith("Z") and "stroke:none" in path.get("style")
+    assert len(effects) == len(paths)  # one effect per path, none left over
+    return paths
+
+
+def _widths(root: etree._Element, path: etree._Element) -> str:
+    return root.find(f".//inkscape:path-effect[@id='{path.get(PATH_EFFECT)[1:]}']", NS).get("offset_points")
+
+
+def test_refine_in_ink_writes_powerstroke_paths_in_place_and_adds_ink_strokes(tmp_path):
+    """An ink sketch refined with --style ink (tiny models, whose near-zero loss leaves the centre lines
+    where they were): the same paths (ids, importance), each a PowerStroke path of its own effect with
+    re-optimised widths and its outline redrawn, an added stroke in ink too; cairosvg draws it as ink."""
+    sketch = Sketch(248, 248, (StrokeLayer("3 strokes", POINTS, importance=(3.0, 2.0, 1.0), ink=WIDTHS),))
+    given, out = _refine(tmp_path, sketch, "--style", "ink", "--add", "1")
+    before, after = _ink_paths(given), _ink_paths(out)
+    assert [p.get("id") for p in after[:3]] == [p.get("id") for p in before] and len(after) == 4
+    assert all(p.get(IMPORTANCE) for p in after)
+    assert all(_widths(given, b) != _widths(out, a) for b, a in zip(before, after[:3], strict=True))
+    assert all(b.get("d") != a.get("d") for b, a in zip(before, after[:3], strict=True))
+    assert after[3].get(ORIGINAL_D) not in {b.get(ORIGINAL_D) for b in before}
+    assert all(read_path_stroke(p, out).ink.shape == (4,) for p in after)  # read back as the engine reads ink
+    assert cairo_coverage(etree.tostring(out)).sum() > 50
+
+
+def test_refine_turns_a_pen_layer_to_ink_and_an_ink_layer_to_pen_as_the_style_says(tmp_path):
+    """Was a refusal while the write-back could only write pen paths (tests the new behaviour since
+    refine writes PowerStroke paths): the style asked for decides what the refined paths are."""
+    pen = Sketch(248, 248, (StrokeLayer("3 strokes", POINTS, width=4.0),))
+    _, inked = _refine(tmp_path, pen, "--style", "ink")
+    assert len(_ink_paths(inked)) == 3
+    ink = Sketch(248, 248, (StrokeLayer("3 strokes", POINTS, ink=WIDTHS),))
+    _, penned = _refine(tmp_path, ink, "--style", "pen")
+    paths = penned.findall(".//svg:g/svg:path", NS)
+    assert len(paths) == 3 and not list(penned.iter(PATH_EFFECT))
+    for path in paths:
+        assert path.get(ORIGINAL_D) is None and path.get(PATH_EFFECT) is None
+        assert "fill:none" in path.get("style") and "stroke:#000000" in path.get("style")
 
 
 @pytest.mark.slow

@@ -20,7 +20,6 @@ from bridge.params import (
     PAPER_GRID_ROWS,
     PRECISIONS,
     RENDERERS,
-    STYLE_INK,
     STYLE_PEN,
     STYLES,
     ClipassoParams,
@@ -269,12 +268,6 @@ def refine_request(
     widths: tuple[float, ...],
 ) -> RefineRequest:
     """Validated refine job from parsed options and a layer's strokes in photo px (raises InputError)."""
-    if args.style == STYLE_INK:  # the engine inks a refine (engine.jobs), but the write-back keeps pen paths
-        raise InputError(
-            "--style ink is not available for refine yet: the refined strokes are written back into the "
-            "layer's own paths, which stay pen strokes",
-            "refine with --style pen; for ink, sketch the photo again with --style ink",
-        )
     params = RefineParams(
         iterations=args.iterations, add=args.add, simplify=args.simplify, seed=args.seed, aug_bank=args.aug_bank
     )
