@@ -8,7 +8,7 @@ import time
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from bridge.params import MAX_STROKES, RefineParams, RefineRequest, request_to_json
+from bridge.params import MAX_STROKES, STYLE_PEN, STYLES, RefineParams, RefineRequest, request_to_json
 from bridge.sketchlayer import LABEL, layer_paths, read_layer, read_result, write_back
 from bridge.svgpath import stroke_label
 from sketchabs import engine_link, headless, links, messages, progress
@@ -27,6 +27,7 @@ class RefineSketch(inkex.EffectExtension):
         pars.add_argument("--iterations", type=int, default=RefineParams.iterations)
         pars.add_argument("--change", default="none", choices=CHANGES)
         pars.add_argument("--count", type=int, default=4)
+        pars.add_argument("--style", default=STYLE_PEN, choices=STYLES)
         pars.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
         pars.add_argument("--engine", default=engine_link.LOCAL, choices=(engine_link.LOCAL, engine_link.REMOTE))
         pars.add_argument("--remote", default="")
@@ -59,6 +60,7 @@ class RefineSketch(inkex.EffectExtension):
             locked=tuple(strokes.locked),
             widths=tuple(strokes.widths),
             params=params,
+            style=self.options.style,
         ).validate()
         job, buffers = request_to_json(request)
         remote = engine_link.engine_choice(self.options.engine, self.options.remote)
