@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -251,6 +252,32 @@ def test_refine_in_ink_writes_powerstroke_paths_in_place_and_adds_ink_strokes(tm
     assert after[3].get(ORIGINAL_D) not in {b.get(ORIGINAL_D) for b in before}
     assert all(read_path_stroke(p, out).ink.shape == (4,) for p in after)  # read back as the engine reads ink
     assert cairo_coverage(etree.tostring(out)).sum() > 50
+
+
+def test_refine_in_ink_writes_back_through_the_layers_transform(tmp_path):
+    """The same strokes in a layer with transform="scale(0.5)" (user units twice the photo's pixels):
+    the written centre lines, widths and outlines are the untransformed layer's, doubled."""
+    sketch = Sketch(248, 248, (StrokeLayer("3 strokes", POINTS, importance=(3.0, 2.0, 1.0), ink=WIDTHS),))
+    (tmp_path / "plain").mkdir(), (tmp_path / "scaled").mkdir()
+    _, plain = _refine(tmp_path / "plain", sketch, "--style", "ink")
+    root = etree.fromstring(sketch_to_svg(sketch))
+    root.find(".//svg:g", NS).set("transform", "scale(0.5)")
+    for path in root.iter("{http://www.w3.org/2000/svg}path"):
+        path.set(ORIGINAL_D, " ".join(v if v.isalpha() else f"{2 * float(v):g}" for v in path.get(ORIGINAL_D).split()))
+    for effect in root.iter(PATH_EFFECT):
+        knots = [k.split(",") for k in effect.get("offset_points").split("|")]
+        effect.set("offset_points", " | ".join(f"{t.strip()},{2 * float(w):g}" for t, w in knots))
+    given = tmp_path / "scaled" / "given.svg"
+    given.write_bytes(etree.tostring(root))
+    photo, out = tmp_path / "plain" / "photo.png", tmp_path / "scaled" / "out.svg"
+    fast = ["--models", "tiny-random", "--device", "cpu", "--aug-bank", "4", "--iterations", "11", "-q"]
+    assert main(["refine", str(photo), str(given), "-o", str(out), "--style", "ink", *fast]) == 0
+    scaled = etree.fromstring(out.read_bytes())
+    numbers = lambda text: np.array(re.findall(r"-?[\d.]+", text), dtype=float)  # noqa: E731
+    for a, b in zip(_ink_paths(plain), _ink_paths(scaled), strict=True):
+        assert np.abs(numbers(b.get(ORIGINAL_D)) - 2 * numbers(a.get(ORIGINAL_D))).max() < 0.01
+        assert np.abs(numbers(b.get("d")) - 2 * numbers(a.get("d"))).max() < 0.01
+        assert np.abs(numbers(_widths(scaled, b)) - numbers(_widths(plain, a)) * np.tile([1, 2], 4)).max() < 1e-3
 
 
 def test_refine_turns_a_pen_layer_to_ink_and_an_ink_layer_to_pen_as_the_style_says(tmp_path):
