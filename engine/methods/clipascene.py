@@ -75,6 +75,7 @@ class CellResult:
     best_iteration: int
     losses: dict[str, float]  # unweighted eval losses at the pick: "layer L", "sparse"
     ratio: float | None = None  # r_j of a simplified row
+    presence: torch.Tensor | None = None  # (n,) expected presence at the pick, the export's width factor; None: 1
 
 
 @dataclass
@@ -611,6 +612,7 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
                 evals[e],
                 losses,
                 float(ratio[b]),
+                presence.cpu(),
             )
         )
     return cells
