@@ -228,3 +228,17 @@ def test_simplified_cells_draw_each_stroke_at_presence_times_the_width_and_an_em
     svg_row1 = back.layers[0].sublayers[1].sublayers[0]
     assert np.allclose(svg_row1.points, row1.points, atol=1e-3)
     assert b"stroke-width:2.4;" in sketch_to_svg(sketch)
+
+
+def test_install_places_the_scene_models_with_clips_and_names_those_still_missing(tmp_path, capsys):
+    import install
+
+    source, folder = tmp_path / "from", tmp_path / "cache"
+    source.mkdir()
+    for name in ("RN101.pt", "ViT-B-32.pt", U2NET.filename):
+        (source / name).write_bytes(name.encode())
+    install._place_weights(source, folder)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["RN101.pt", "ViT-B-32.pt", U2NET.filename])
+    assert (folder / U2NET.filename).samefile(source / U2NET.filename)
+    out = capsys.readouterr().out
+    assert "u2net.onnx placed" in out and f"Scenes also need {LAMA.filename}" in out
