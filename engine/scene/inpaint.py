@@ -32,6 +32,7 @@ from PIL import Image
 
 from bridge.errors import InputError
 from engine.io.weights import WeightsFile, find_weights
+from engine.scene.split import Fill
 
 LAMA = WeightsFile(
     "big-lama.pt",
@@ -78,7 +79,9 @@ _NOTES = {
 }
 
 
-def filler(method: str, models: str = "openai", weights_dir: str | None = None, device: torch.device | str = "cpu"):
+def filler(
+    method: str, models: str = "openai", weights_dir: str | None = None, device: torch.device | str = "cpu"
+) -> Fill:
     """engine.scene.split's `Fill` for `method`: (photo, hole) -> (filled photo, a note for the user)."""
     return lambda image, hole: (inpaint(image, hole, method, models, weights_dir, device), _NOTES[method])
 
