@@ -22,6 +22,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODEL_KINDS = ("openai", "random", "tiny-random")
 RENDERERS = ("ours", "diffvg")  # diffvg: the official code's rasteriser, when pydiffvg is installed
 MASK_NONE, MASK_AUTO = "none", "auto"
+AUG_BANK_AUTO = -1  # scenes: fresh augmentations every step on a GPU, a bank of 128 on a CPU (docs/method.md)
 INPAINT_METHODS = ("lama", "telea")  # a scene's background: LaMa (the official code's), or OpenCV's Telea
 MAX_HALF_WIDTH = 50  # canvas px: a stroke 100 px wide on the 224 px canvas
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
@@ -136,7 +137,7 @@ class SceneParams:
     steps_background: tuple[float, ...] = _STEPS_BACKGROUND  # ratio step per layer 0..11
     steps_object: tuple[float, ...] = _STEPS_OBJECT
     num_aug: int = 4
-    aug_bank: int = 128  # 0 = recompute target augmentations every iteration, as the official code
+    aug_bank: int = AUG_BANK_AUTO  # 0 = recompute target augmentations every iteration, as the official code
     temperature: float = 0.3
     walk_step: float = 0.025
 
@@ -173,7 +174,7 @@ class SceneParams:
             ),
             (
                 min(self.fidelity_eval_every, self.simplicity_eval_every, self.hidden) >= 1
-                and min(self.fidelity_eval_from, self.simplicity_eval_from, self.num_aug, self.aug_bank) >= 0
+                and min(self.fidelity_eval_from, self.simplicity_eval_from, self.num_aug, self.aug_bank + 1) >= 0
                 and min(self.loc_lr, self.simplicity_lr, self.gumbel_tau, self.temperature) > 0,
                 "eval intervals, hidden width, learning rates and temperatures must be positive",
             ),

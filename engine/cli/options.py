@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bridge.errors import InputError, OutputError
 from bridge.params import (
+    AUG_BANK_AUTO,
     DEVICES,
     INPAINT_METHODS,
     MASK_AUTO,
@@ -123,12 +124,12 @@ def _add_look_and_bank_options(group, aug_bank: int) -> None:
         "--width", type=float, help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)"
     )
     group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
+    shown = "-1, auto: 0 on a GPU, 128 on a CPU" if aug_bank == AUG_BANK_AUTO else aug_bank
     group.add_argument(
         "--aug-bank",
         type=int,
         default=aug_bank,
-        help="precomputed target augmentations; 0 recomputes them every step as the "
-        f"official code (default: {aug_bank})",
+        help=f"precomputed target augmentations; 0 recomputes them every step as the official code (default: {shown})",
     )
 
 
