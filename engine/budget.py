@@ -105,6 +105,7 @@ class Estimate:
 def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
     """The job's peak memory on the runtime's device (see the module docstring)."""
     from engine.clip.models import RN101, VIT_B32
+    from engine.methods.augment import bank_size
 
     if isinstance(request, SketchRequest):
         p = request.params
@@ -127,7 +128,8 @@ def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
         shape = footprint(runtime, VIT_B32, kind)
         points = p.strokes * p.control_points * 2
         mlps = 2 * points * p.hidden + 2 * p.strokes * p.hidden + 2 * p.hidden**2  # MLP_loc, MLP_simp
-        lasting = parts * (p.aug_bank + 1) * shape.features + sketches * mlps * OPTIMISER_BYTES_PER_PARAM
+        bank = bank_size(p.aug_bank, runtime.device)  # `auto`: the bank this device will build
+        lasting = parts * (bank + 1) * shape.features + sketches * mlps * OPTIMISER_BYTES_PER_PARAM
         what = f"{parts} part(s) x {len(p.layers)} layers x {len(p.seeds)} seeds, {p.strokes} strokes"
         views = 1 + p.num_aug
     per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES)

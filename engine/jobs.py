@@ -29,7 +29,9 @@ from engine.preview import LivePreview
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
 from engine.scene.combine import clip_strokes, matrix_sketch, part_regions, to_scene
+from engine.scene.inpaint import filler
 from engine.scene.split import ObjectFrame, split_scene
+from engine.scene.weights import require_scene_weights
 from engine.strokes import Sketch, StrokeLayer, elevate
 from engine.svg import sketch_to_svg
 
@@ -46,12 +48,12 @@ class SketchResult:
     notes: list[str] = field(default_factory=list)  # things the user should know (mask resized...)
 
 
-def resolve_mask(spec, image: Image.Image) -> tuple[np.ndarray | None, list[str]]:
+def resolve_mask(spec, image: Image.Image, runtime: Runtime) -> tuple[np.ndarray | None, list[str]]:
     """The object mask (H, W) bool for `image`, or None; plus notes for the user."""
     if isinstance(spec, str) and spec == MASK_NONE:
         return None, []
     if isinstance(spec, str) and spec == MASK_AUTO:
-        return auto_mask(image), ["background removed with the automatic U2-Net mask"]
+        return auto_mask(image, runtime.models, runtime.weights_dir), ["object found with the automatic U2-Net mask"]
     mask, note = load_mask(spec, image.size)
     return mask, [note] if note else []
 
@@ -63,7 +65,7 @@ def run_sketch(
     (seconds), progress carries a PNG of the sketch so far at most that often."""
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
-    mask, notes = resolve_mask(request.mask, image)
+    mask, notes = resolve_mask(request.mask, image, runtime)
     target, cmap = prepare_target(image, mask)
     params = request.params
     if request.width is not None:  # keep the look the user asked for at the photo's scale
@@ -162,11 +164,13 @@ def run_scene(
     `preview_every` (seconds), progress carries a PNG at most that often of the row being optimised
     in the first fidelity column: object and background as the SVG will place them.
     """
+    require_scene_weights(runtime, request)
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
-    mask, notes = resolve_mask(request.mask, image)
+    mask, notes = resolve_mask(request.mask, image, runtime)
     progress(Progress("split", 0, 1, detail="object and background" if mask is not None else "no mask: object only"))
-    split = split_scene(image, mask)
+    fill = filler(request.inpaint, runtime.models, runtime.weights_dir, runtime.device)
+    split = split_scene(image, mask, fill)
     notes += split.notes
     object_target, cmap = prepare_target(split.object_image, None)
     targets = [SceneTarget(OBJECT, object_target)]
@@ -208,7 +212,7 @@ def run_refine(
     """
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
-    mask, notes = resolve_mask(request.mask, image)
+    mask, notes = resolve_mask(request.mask, image, runtime)
     target, cmap = prepare_target(image, mask)
     k = max(len(stroke) // 2 for stroke in request.strokes)
     given = np.stack([elevate(np.reshape(stroke, (-1, 2)).astype(np.float64), k) for stroke in request.strokes])

@@ -32,8 +32,11 @@ def render_layer(layer: StrokeLayer, size: tuple[int, int], scale: float) -> np.
     ink = np.ones(size[::-1])
     if len(layer.points):
         points = torch.as_tensor(layer.points, dtype=torch.float32)[None] * scale
+        half: float | torch.Tensor = layer.width * scale / 2  # or per stroke (1, n), as the SVG draws them
+        if layer.widths:
+            half = torch.tensor(layer.widths, dtype=torch.float32)[None] * (scale / 2)
         with torch.no_grad():
-            ink = rasterize(points, layer.width * scale / 2, (size[1], size[0]))[0, 0].numpy().astype(np.float64)
+            ink = rasterize(points, half, (size[1], size[0]))[0, 0].numpy().astype(np.float64)
     for sublayer in layer.sublayers:
         ink = ink * render_layer(sublayer, size, scale)  # black over black: coverages combine as "over"
     return ink

@@ -311,6 +311,8 @@ def test_submit_scene_writes_the_matrix(env, running, tmp_path):
         "1",
         "--aug-bank",
         "4",
+        "--mask",  # one part: the stroke counts below (scenes split by default)
+        "none",
         *ENGINE,
         "-o",
         tmp_path / "field.svg",
