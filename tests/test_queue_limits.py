@@ -1,4 +1,4 @@
-"""The engine's admission of a submitted job (engine.service.server.check_room): each client identity
+"""The engine's admission of a submitted job (engine.service.queue_policy.check_room): each client identity
 has its own share of the queue, and all of them together one memory bound. Plain data, no engine:
 the end-to-end case (two designers on the CURVE engine) is in tests/test_remote_engine.py."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bridge import protocol
-from engine.service.server import Job, QueueFull, ServerOptions, check_room
+from engine.service.options import ServerOptions
+from engine.service.queue_policy import Job, QueueFull, check_room
 from engine.service.store import LOCAL_OWNER, JobRecord
 
 SMALL = ServerOptions(max_message_bytes=1000, max_queued_jobs=3)  # 3 jobs, 2000 B each; 8000 B in all

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import glob
 import json
+import os
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -23,9 +24,10 @@ from pathlib import Path
 
 from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError, exit_code_for
+from bridge.files import open_regular, read_bounded
 from bridge.params import request_to_json
 from bridge.protocol import QUEUE_FULL, UNKNOWN_JOB
-from engine.cli.options import writing
+from engine.cli.options import writable_file, writing
 from engine.cli.remote import add_job_options, client_errors, connect_client, job_request, printable
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -33,6 +35,7 @@ STATE_FILE = ".sketch-abstraction-batch.json"
 GONE = frozenset({UNKNOWN_JOB, "interrupted"})  # a followed job the engine no longer has: submit again
 SUBMITTING = "submitting at "  # + time: the state of a photo whose job id a killed run may not have saved
 QUEUE_FULL_WAIT_S = 2.0
+STATE_BYTES = 16 * 2**20  # the state file holds a line per photo: far less than this
 
 
 def register(commands) -> None:
@@ -77,6 +80,17 @@ def photos_of(inputs: list[str]) -> list[Path]:
     return list(found)
 
 
+def _mark(value: object) -> bool:
+    """Whether `value` is a state file's entry: a job id, or SUBMITTING and a time."""
+    if not isinstance(value, str) or not value.startswith(SUBMITTING):
+        return isinstance(value, str)
+    try:
+        float(value[len(SUBMITTING) :])
+    except ValueError:
+        return False
+    return True
+
+
 def svg_for(photo: Path, out_dir: Path) -> Path:
     return out_dir / (photo.stem + ".svg")
 
@@ -84,8 +98,9 @@ def svg_for(photo: Path, out_dir: Path) -> Path:
 def complete(svg: Path) -> bool:
     """Whether `svg` is a whole SVG document (a result written before; not a fragment or another file)."""
     try:
-        return ElementTree.parse(svg).getroot().tag.endswith("svg")
-    except (OSError, ElementTree.ParseError):
+        with open_regular(svg, "the SVG") as f:  # never blocks on a FIFO (_batch refuses those first)
+            return ElementTree.parse(f).getroot().tag.endswith("svg")
+    except (OSError, InputError, ElementTree.ParseError):
         return False
 
 
@@ -100,12 +115,17 @@ class State:
     """The jobs submitted and not yet written (photo -> job id, or SUBMITTING + time), in the output folder."""
 
     def __init__(self, out_dir: Path):
+        """The state in `out_dir` (none if there is no file or it is damaged); InputError when the
+        file is not a regular one (a FIFO there would block every run)."""
         self.path = out_dir / STATE_FILE
+        self.jobs: dict[str, str] = {}
+        if not os.path.lexists(self.path):
+            return
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            self.jobs = {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-        except (OSError, ValueError, AttributeError):
-            self.jobs = {}
+            data = json.loads(read_bounded(self.path, "the batch state file", STATE_BYTES))
+            self.jobs = {k: v for k, v in data.items() if isinstance(k, str) and _mark(v)}
+        except (ValueError, AttributeError):
+            pass
 
     def adopt(self, jobs: list[dict]) -> None:
         """Replace each SUBMITTING mark by the id of the job the engine took then (same photo name,
@@ -181,8 +201,12 @@ def _batch(args) -> int:
             "sketch photos of the same name in separate batches (separate --out-dir)",
         )
     job_request(args, photos[0])  # the options, checked once before anything is sent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out-dir {out_dir} is not a folder", "pass a folder (it is created if missing)")
     with writing(out_dir, "--out-dir"):
         out_dir.mkdir(parents=True, exist_ok=True)
+    for photo in photos:  # a FIFO or device at an output would block or be refused only after the work
+        writable_file(svg_for(photo, out_dir), "--out-dir")
     state = State(out_dir)
     outcome = Outcome()
     todo = collections.deque()

@@ -29,6 +29,7 @@ from engine.cli.options import (
     add_sketch_options,
     engine_settings,
     mask_input,
+    same_file,
     scene_request,
     sketch_request,
     writable_file,
@@ -212,7 +213,8 @@ def _serve(args) -> int:
     if not 1 <= args.ray_cpu_actors <= 64:
         raise InputError("--ray-cpu-actors must be between 1 and 64", "e.g. --ray-cpu-actors 2")
     # torch and the models only for a valid command line
-    from engine.service.server import ServerOptions, serve
+    from engine.service.options import ServerOptions
+    from engine.service.server import serve
 
     options = ServerOptions(
         idle_timeout_s=args.idle_timeout,
@@ -312,7 +314,18 @@ def _outputs(args) -> list[Path]:
     inputs = {"image": args.images[0]} if len(images) == 1 else {f"image {p}": p for p in args.images}
     inputs.update(mask_input(args.mask))
     inputs.update({"sketch": args.refine} if args.refine else {})
-    return [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
+    outs = [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
+    if args.preview_every is not None:  # OUTPUT.preview.png is written too: it must replace nothing of these either
+        for out in outs:
+            preview = writable_file(preview_path(out), "-o")
+            written = {**inputs, **{f"output {o}": o for o in outs}}
+            clash = next((role for role, source in written.items() if same_file(preview, source)), None)
+            if clash:
+                raise InputError(
+                    f"the live preview {preview} (of {out}) is the {clash}: writing it would replace that",
+                    "pass -o with another name (the preview is OUTPUT.preview.png), or leave out --preview-every",
+                )
+    return outs
 
 
 def _submit(args) -> int:
