@@ -9,12 +9,12 @@ carries the descriptor it came on (ZMQ_SRCFD), which proves that connection pass
 The guard ends connections (shutdown(2) on the descriptor, which libzmq takes as the peer leaving)
 beyond these bounds:
 
-- at most PENDING connections that have not yet delivered a message, all addresses together:
-  the oldest one goes first, so that a flood of strangers cannot keep out a client whose handshake
-  takes milliseconds (a client whose connection is ended reconnects by itself: ZeroMQ does);
-- at most PER_ADDRESS connections of one address and TOTAL in all: the newest one goes (a flood
-  from one address cannot end the established connections of others, nor reach the engine's
-  file-descriptor limit).
+- at most PENDING_PER_ADDRESS connections of one address that have not yet delivered a message,
+  and PENDING of all addresses together: the oldest one goes first, so that a flood of strangers
+  cannot keep out a client whose handshake takes milliseconds (a client whose connection is ended
+  reconnects by itself: ZeroMQ does), and one address's flood ends its own connections first;
+- at most TOTAL connections in all: the newest one goes, so that no flood ends the established
+  connections of clients, nor takes the engine to its file-descriptor limit (FILES).
 
 The monitor's reports are read in the main loop, so a burst of connections can pass the bounds for
 one turn of the loop before the guard ends them.
@@ -33,7 +33,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 HANDSHAKE_S = 30.0  # a peer that has not finished its handshake by then is dropped (ZMQ_HANDSHAKE_IVL)
 PENDING = 64  # connections that delivered no message yet (handshaking strangers among them)
-PER_ADDRESS = 64  # connections of one IP address (loopback: all of this machine's clients)
+PENDING_PER_ADDRESS = 16  # of those, from one IP address (loopback: all of this machine's users)
 TOTAL = 256  # all connections
 FILES = 4096  # the engine's file-descriptor limit is raised to this (or the hard limit) for them
 _EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
@@ -48,9 +48,9 @@ class _Connection:
 class ConnectionGuard:
     """Counts the connections of `router` (from its monitor) and ends those beyond the bounds."""
 
-    def __init__(self, router: zmq.Socket, pending: int = PENDING, per_address: int = PER_ADDRESS, total: int = TOTAL):
+    def __init__(self, router: zmq.Socket):
         router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_S * 1000))
-        self.router, self.pending, self.per_address, self.total = router, pending, per_address, total
+        self.router = router
         self.monitor = router.get_monitor_socket(_EVENTS)
         self.open: OrderedDict[int, _Connection] = OrderedDict()  # file descriptor -> connection, oldest first
         _raise_file_limit()
@@ -76,14 +76,18 @@ class ConnectionGuard:
         self.monitor.close(linger=0)
 
     def _accepted(self, fd: int) -> None:
-        address = _peer_address(fd)
-        same = sum(c.address == address for c in self.open.values())
-        if same >= self.per_address or len(self.open) >= self.total:
+        if len(self.open) >= TOTAL:
             _end(fd)  # its disconnection is reported; it is never counted
             return
+        address = _peer_address(fd)
         self.open[fd] = _Connection(address)
-        waiting = [f for f, c in self.open.items() if not c.proven]
-        for oldest in waiting[: max(0, len(waiting) - self.pending)]:
+        same = [f for f, c in self.open.items() if not c.proven and c.address == address]
+        self._end_oldest(same, PENDING_PER_ADDRESS)
+        self._end_oldest([f for f, c in self.open.items() if not c.proven], PENDING)
+
+    def _end_oldest(self, waiting: list[int], keep: int) -> None:
+        """End all but the newest `keep` of the connections `waiting` (oldest first)."""
+        for oldest in waiting[: max(0, len(waiting) - keep)]:
             del self.open[oldest]
             _end(oldest)
 
