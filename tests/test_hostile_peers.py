@@ -182,6 +182,32 @@ def test_key_less_peers_that_start_a_huge_frame_cost_the_engine_almost_nothing(w
     assert client.status()["pid"] == eng.pid
 
 
+def test_what_strangers_can_cost_at_most_is_their_pending_connections_times_one_frame(local):
+    """The README's bound, measured: PENDING strangers (from four loopback addresses, the most
+    that are kept) each send all but the last byte of a handshake frame of FRAME_BYTES, the largest
+    the engine reads. Their cost is PENDING x (one frame + libzmq's 8 KiB read buffer + its
+    per-connection state); more strangers only end the oldest of them."""
+    client = local.client()
+    client.status()
+    resident = rss_kib(local.pid)
+    strangers = []
+    try:
+        for i in range(connections.PENDING + 40):
+            address = f"127.0.0.{2 + i % 4}"
+            sock = socket.create_connection(("127.0.0.1", local.info.port), timeout=10, source_address=(address, 0))
+            sock.sendall(greeting(b"PLAIN") + bytes([6]) + (protocol.FRAME_BYTES).to_bytes(8, "big"))
+            sock.sendall(b"\0" * (protocol.FRAME_BYTES - 1))
+            strangers.append(sock)
+        time.sleep(2.0)
+        grown_kib = rss_kib(local.pid) - resident
+        print(f"{len(strangers)} strangers, at most {connections.PENDING} kept: the engine grew {grown_kib} KiB")
+        assert grown_kib < connections.PENDING * (protocol.FRAME_BYTES // 1024 + 8 + 128), grown_kib  # README: ~8 MiB
+        assert client.status()["pid"] == local.pid
+    finally:
+        for sock in strangers:
+            sock.close()
+
+
 def test_a_flood_of_connections_is_bounded_and_a_client_still_gets_in(local):
     """150 connections from one address that never finish a handshake: the engine keeps at most
     PENDING_PER_ADDRESS of them (the oldest go first), its descriptors stay bounded, and a client
