@@ -13,9 +13,11 @@ again, never failed. Torch-free: it starts at once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import glob
 import json
 import os
+import stat
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -32,6 +34,7 @@ from engine.cli.remote import add_job_options, client_errors, connect_client, jo
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 STATE_FILE = ".sketch-abstraction-batch.json"
+LOCK_FILE = ".sketch-abstraction-batch.lock"  # held by the run writing into the folder
 GONE = frozenset({UNKNOWN_JOB, "interrupted"})  # a followed job the engine no longer has: submit again
 SUBMITTING = "submitting at "  # + time: the state of a photo whose job id a killed run may not have saved
 QUEUE_FULL_WAIT_S = 2.0
@@ -207,6 +210,42 @@ def _batch(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     for photo in photos:  # a FIFO or device at an output would block or be refused only after the work
         writable_file(svg_for(photo, out_dir), "--out-dir")
+    with _folder_lock(out_dir):
+        return _batch_in(args, photos, out_dir)
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path):
+    """Hold `out_dir`'s lock file for the run: a second batch run on the folder is refused instead of
+    computing the same photos again. POSIX only (Windows: no lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = out_dir / LOCK_FILE
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as err:
+        raise InputError(f"cannot use {path}: {err.strerror}", "remove it, or pass another --out-dir") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path} is not a regular file", "remove it, or pass another --out-dir")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(
+                f"another batch run is writing to {out_dir}",
+                "wait for it to finish (it writes every photo), or pass another --out-dir",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _batch_in(args, photos: list[Path], out_dir: Path) -> int:
+    """The run itself, with the output folder's lock held."""
     state = State(out_dir)
     outcome = Outcome()
     todo = collections.deque()
@@ -305,6 +344,6 @@ def _summary(photos: list[Path], outcome: Outcome) -> int:
         print(f"  {'photo':<{width}}  reason")
         for photo, err in outcome.failed.items():
             hint = f" ({err.hint})" if err.hint else ""
-            print(f"  {printable(photo.name):<{width}}  {err.message}{hint}")
+            print(f"  {printable(photo.name):<{width}}  {printable(err.message)}{printable(hint)}")
         return exit_code_for(next(iter(outcome.failed.values())).code)
     return 0

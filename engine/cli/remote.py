@@ -333,14 +333,16 @@ def _submit(args) -> int:
 
     sketch = _sketch_to_refine(args)
     outs = _outputs(args)
-    if args.preview_every is not None and not args.preview_every >= 0.5:  # NaN fails too
-        raise InputError(f"--preview-every must be at least 0.5 seconds, got {args.preview_every}", "e.g. 3")
+    if args.preview_every is not None and not 0.5 <= args.preview_every <= 3600:  # NaN and inf fail too
+        raise InputError(
+            f"--preview-every must be at least 0.5 seconds and at most 3600, got {args.preview_every}", "e.g. 3"
+        )
     encoded = [request_to_json(job_request(args, image, sketch)) for image in args.images]  # all checked first
     codes = []  # exit codes of the images that failed, in order
     queued = []  # (image, job id, output)
     with connect_client(args, start=True) as client:
         for image, (job, buffers), out in zip(args.images, encoded, outs):
-            prefix = f"{Path(image).name}: "
+            prefix = f"{printable(Path(image).name)}: "
             try:
                 job_id, position = client.submit(job, buffers, Path(image).name, args.preview_every)
             except JobFailed as err:  # refused (e.g. the queue is full): the images sent go on
@@ -361,7 +363,7 @@ def _submit(args) -> int:
                         job_id,
                         out,
                         args.quiet,
-                        f"{Path(image).name}: ",
+                        f"{printable(Path(image).name)}: ",
                         args.preview_every is not None,
                         _writer(sketch, out),
                         fetch_options(args.remote, sketch),
