@@ -197,6 +197,14 @@ def _parse(data: bytes, name: str) -> Any:
         ) from None
     if root.tag != "{http://www.w3.org/2000/svg}svg":
         raise InputError(f"{name} is not an SVG file", "give the sketch's SVG")
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        # Entities are never expanded (no billion laughs), so a reference would be written back
+        # without its declaration: the refined file would not parse.
+        raise InputError(
+            f"{name} declares XML entities (in its DOCTYPE), which refine does not expand",
+            "save it as Plain SVG (Inkscape: File > Save As, Plain SVG), then refine that file",
+        )
     return root
 
 
