@@ -726,7 +726,8 @@ def test_the_live_preview_may_not_overwrite_the_photo(tmp_path):
     shutil.copy(ANIMAL, photo)
     before = photo.read_bytes()
     done = cli(env, "submit", photo, *TINY, "-o", tmp_path / "cat.svg", "--preview-every", "0.5", timeout=60)
-    assert done.returncode == 2 and "live preview" in done.stderr and "input image" in done.stderr, done.stderr
+    assert done.returncode == 2 and "live preview cat.preview.png" in done.stderr, done.stderr
+    assert "is the input image" in done.stderr, done.stderr
     assert photo.read_bytes() == before and not (tmp_path / "cat.svg").exists()
     assert not list(Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).glob("engine.json")), "refused before any engine"
 

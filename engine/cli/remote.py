@@ -318,11 +318,11 @@ def _outputs(args) -> list[Path]:
     if args.preview_every is not None:  # OUTPUT.preview.png is written too: it must replace nothing of these either
         for out in outs:
             preview = writable_file(preview_path(out), "-o")
-            written = {**inputs, **{f"output {o}": o for o in outs}}
+            written = {**{f"input {role}": source for role, source in inputs.items()}, **{f"output {o}": o for o in outs}}
             clash = next((role for role, source in written.items() if same_file(preview, source)), None)
             if clash:
                 raise InputError(
-                    f"the live preview {preview} (of {out}) is the {clash}: writing it would replace that",
+                    f"the live preview {preview.name} (next to {out.name}) is the {clash}: it would be replaced",
                     "pass -o with another name (the preview is OUTPUT.preview.png), or leave out --preview-every",
                 )
     return outs
