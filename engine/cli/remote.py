@@ -316,9 +316,10 @@ def _outputs(args) -> list[Path]:
     inputs.update({"sketch": args.refine} if args.refine else {})
     outs = [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
     if args.preview_every is not None:  # OUTPUT.preview.png is written too: it must replace nothing of these either
+        written = {f"input {role}": source for role, source in inputs.items()}
+        written.update({f"output {o}": o for o in outs})
         for out in outs:
             preview = writable_file(preview_path(out), "-o")
-            written = {**{f"input {role}": source for role, source in inputs.items()}, **{f"output {o}": o for o in outs}}
             clash = next((role for role, source in written.items() if same_file(preview, source)), None)
             if clash:
                 raise InputError(
