@@ -1236,13 +1236,13 @@ def test_running_out_of_memory_anyway_gets_the_memory_hint():
     import torch
 
     from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
-    from engine.service.server import _unexpected
+    from engine.service.worker import unexpected
 
     with pytest.raises(RuntimeError) as failed:
         torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: more than any address space
     assert is_out_of_memory(failed.value) and is_out_of_memory(MemoryError())
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
-    reply = _unexpected(failed.value, "f" * 32)
+    reply = unexpected(failed.value, "f" * 32)
     assert reply["code"] == "device_error" and reply["hint"] == OUT_OF_MEMORY_HINT
 
 

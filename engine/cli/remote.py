@@ -213,6 +213,7 @@ def _serve(args) -> int:
     if not 1 <= args.ray_cpu_actors <= 64:
         raise InputError("--ray-cpu-actors must be between 1 and 64", "e.g. --ray-cpu-actors 2")
     # torch and the models only for a valid command line
+    from engine.service import worker
     from engine.service.options import ServerOptions
     from engine.service.server import serve
 
@@ -228,22 +229,13 @@ def _serve(args) -> int:
 
         runtime = Runtime.create(**engine_settings(args))
         warm_up = functools.partial(runtime.load, RN101, VIT_B32)
-        serve(functools.partial(run_checked_job, runtime), runtime.describe, options, warm_up=warm_up)
+        serve(functools.partial(worker.run_checked_job, runtime), runtime.describe, options, warm_up=warm_up)
         return 0
     from engine.service.ray_workers import RayWorkers
 
     pool = RayWorkers(None if args.workers == "ray" else args.workers, engine_settings(args), args.ray_cpu_actors)
     serve(pool.run, pool.describe, dataclasses.replace(options, workers=pool.size), warm_up=pool.warm_up)
     return 0
-
-
-def run_checked_job(runtime, kind: str, request, progress, preview_every=None):
-    """One engine job, refused before it allocates anything if it will not fit in the free memory."""
-    from engine.budget import check_fits
-    from engine.jobs import run_job
-
-    check_fits(runtime, kind, request)
-    return run_job(runtime, kind, request, progress, preview_every)
 
 
 def client_errors(command):
@@ -387,7 +379,7 @@ def job_request(args, image, sketch=None):
     job_args, _ = options.parse_known_args(args.argv)
     if sketch is None:
         return scene_request(job_args, image)
-    from engine.cli.refine import refine_job
+    from engine.cli.sketch_file import refine_job
 
     return refine_job(job_args, image, sketch)
 
@@ -401,7 +393,7 @@ def _sketch_to_refine(args):
             "--refine refines a sketch of one photo: give exactly one IMAGE, and no --scene",
             f"sketch-abstraction submit --refine {args.refine} PHOTO_IT_WAS_MADE_FROM",
         )
-    from engine.cli.refine import read_sketch
+    from engine.cli.sketch_file import read_sketch
     from engine.io.image import load_image
 
     return read_sketch(args.refine, args.layer, load_image(args.images[0]).size)
@@ -418,7 +410,7 @@ def _writer(sketch, out: Path):
     """How follow_job writes a refine's result: `sketch` with its layer refined (None: the SVG as it is)."""
     if sketch is None:
         return None
-    from engine.cli.refine import write_refined
+    from engine.cli.sketch_file import write_refined
 
     return lambda svg: write_refined(sketch, svg, out)
 
@@ -495,7 +487,7 @@ def _fetch(args) -> int:
     out = writable_file(args.output, "-o", {"sketch": args.refine} if args.refine else None)
     sketch = None
     if args.refine:
-        from engine.cli.refine import read_sketch
+        from engine.cli.sketch_file import read_sketch
 
         sketch = read_sketch(args.refine, args.layer)
     with connect_client(args) as client:

@@ -36,7 +36,6 @@ import json
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -47,24 +46,23 @@ import zmq
 
 from bridge import connection, protocol
 from bridge.atomic import write_atomic
-from bridge.errors import Cancelled, DeviceError, EngineError, InputError
+from bridge.errors import EngineError, InputError
 from bridge.limits import MAX_NAME_CHARS
 from bridge.params import REQUESTS, request_from_json
 from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
-from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory, release_to_system
-from engine.progress import Progress, ProgressCallback
-from engine.service import keys
+from engine.budget import release_to_system
+from engine.progress import ProgressCallback
+from engine.service import keys, worker
 from engine.service.auth import Admission, Forbidden, Signers
 from engine.service.connections import ConnectionGuard
+from engine.service.lock import acquire_lock
 from engine.service.log import log as _log
 from engine.service.options import DEFAULTS, ServerOptions
 from engine.service.queue_policy import Job, check_room, fair_order
 from engine.service.store import LOCAL_OWNER, JobRecord, ResultStore, StoreError
 
-EVENTS_URL = "inproc://engine-events"
 ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
-PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
 MIN_PREVIEW_EVERY_S = 0.5  # the most often a client may ask for a live preview
 POLL_MS = 200
 PENDING_PER_PEER = 2  # messages one connection may have waiting in the engine (one request at a time is usual)
@@ -147,13 +145,15 @@ class EngineServer:
                     "pick a free port, and an address of this machine (0.0.0.0 for all of them)",
                 ) from None
         events = self.context.socket(zmq.PULL)
-        events.bind(EVENTS_URL)
+        events.bind(worker.EVENTS_URL)
         workers = [
-            threading.Thread(target=self._worker, name=f"engine-worker-{i}", daemon=True)
+            threading.Thread(
+                target=worker.work, args=(self.context, self.work, self.run_job), name=f"engine-worker-{i}", daemon=True
+            )
             for i in range(self.options.workers)
         ]
-        for worker in workers:
-            worker.start()
+        for thread in workers:
+            thread.start()
         info = connection.ConnectionInfo(
             port=port,
             key=self.admission.master,
@@ -190,8 +190,8 @@ class EngineServer:
             deadline = time.monotonic() + 30
             for _ in workers:
                 self.work.put(None)
-            for worker in workers:
-                worker.join(timeout=max(0.0, deadline - time.monotonic()))
+            for thread in workers:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
             for job_id in list(self.jobs):
                 self._finish(
                     router,
@@ -365,7 +365,7 @@ class EngineServer:
         else:
             job.cancel.set()
             job.request = None  # its image goes now
-            self._finish(router, job_id, "cancelled", error=_cancelled(job_id))
+            self._finish(router, job_id, "cancelled", error=worker.cancelled(job_id))
             release_to_system()
             state = "cancelled"
         self._reply(router, sender, ids, msg, "cancel_reply", {"job_id": job_id, "state": state})
@@ -381,7 +381,7 @@ class EngineServer:
         if record.state == "done":
             self._send_result(router, ids, msg.header, record)
         elif record.state in protocol.FINISHED:
-            self._reply(router, sender, ids, msg, "error", record.error or _cancelled(job_id))
+            self._reply(router, sender, ids, msg, "error", record.error or worker.cancelled(job_id))
         else:
             if msg.content.get("watch"):
                 self.jobs[job_id].watchers.add(ids[0])
@@ -452,7 +452,7 @@ class EngineServer:
             if state == "done":
                 self._send_result(router, [peer], {}, record, svg)
             else:
-                self._send(router, record.owner, [peer], Message("error", error or _cancelled(job_id)))
+                self._send(router, record.owner, [peer], Message("error", error or worker.cancelled(job_id)))
 
     def _send_result(self, router, ids, parent: dict, record: JobRecord, svg: bytes | None = None) -> bool:
         if svg is None:
@@ -549,69 +549,6 @@ class EngineServer:
                 job.announced = position
                 self._notify(router, job_id, Message("queue_update", {"job_id": job_id, "position": position}))
 
-    # -- the worker thread -------------------------------------------------------------------------
-
-    def _worker(self) -> None:
-        events = self.context.socket(zmq.PUSH)
-        events.connect(EVENTS_URL)
-        try:
-            while (job := self.work.get()) is not None:
-                self._run(job, events)
-        finally:
-            events.close(linger=1000)
-
-    def _run(self, job: Job, events: zmq.Socket) -> None:
-        job_id = job.record.job_id
-        last_sent = 0.0
-
-        def progress(p: Progress) -> None:
-            nonlocal last_sent
-            if job.cancel.is_set():
-                raise Cancelled("the job was cancelled", "")
-            now = time.monotonic()
-            if now - last_sent >= PROGRESS_INTERVAL_S or p.iteration >= p.total or p.preview is not None:
-                last_sent = now
-                loss = p.loss if p.loss is not None and abs(p.loss) < float("inf") else None
-                events.send_multipart(
-                    [
-                        json.dumps(
-                            {
-                                "type": "progress",
-                                "job_id": job_id,
-                                "content": {
-                                    "job_id": job_id,
-                                    "stage": p.stage,
-                                    "iteration": p.iteration,
-                                    "total": p.total,
-                                    "loss": loss,
-                                    "eta_s": p.eta_s,
-                                    "detail": p.detail,
-                                    "sketch_iteration_s": p.sketch_iteration_s,
-                                },
-                            }
-                        ).encode()
-                    ]
-                    + ([p.preview] if p.preview is not None else [])
-                )
-
-        finished: dict[str, Any] = {"type": "finished", "job_id": job_id}
-        svg = None
-        try:
-            if job.cancel.is_set():  # cancelled as it was handed over
-                raise Cancelled("the job was cancelled", "")
-            output = self.run_job(job.record.kind, job.request, progress, job.preview_every)
-            svg = output.svg
-            finished.update(state="done", seconds=round(output.seconds, 3), notes=output.notes)
-        except Cancelled:
-            finished.update(state="cancelled", error=_cancelled(job_id))
-        except EngineError as err:
-            finished.update(state="error", error=error_content(err.code, err.message, err.hint, job_id))
-        except Exception as err:  # incl. out of memory: the job fails, the engine serves on
-            finished.update(state="error", error=_unexpected(err, job_id))
-        finally:
-            job.request = None  # the image bytes are no longer needed
-        events.send_multipart([json.dumps(finished).encode()] + ([svg] if svg is not None else []))
-
 
 class _UnknownJob(EngineError):
     code = protocol.UNKNOWN_JOB
@@ -635,28 +572,6 @@ def _preview_every(value: Any) -> float | None:
     return float(value)
 
 
-def _cancelled(job_id: str) -> dict:
-    return error_content(Cancelled.code, "the job was cancelled", "submit the image again to redo it", job_id)
-
-
-def _unexpected(err: Exception, job_id: str) -> dict:
-    text = str(err)
-    if is_out_of_memory(err):  # the estimate let it through, or other programs took the memory meanwhile
-        return error_content(
-            DeviceError.code,
-            f"out of memory: {text.splitlines()[0] if text else type(err).__name__}",
-            OUT_OF_MEMORY_HINT,
-            job_id,
-        )
-    traceback.print_exc()
-    return error_content(
-        protocol.INTERNAL,
-        f"internal error ({type(err).__name__}: {text})",
-        "this is a bug; please report it with the engine's log",
-        job_id,
-    )
-
-
 def _guarded(handle: Callable[..., None], *args: Any) -> None:
     """The last line of defence: whatever still breaks in receiving or handling a message (a bug,
     memory running out) is logged and the message dropped; the loop goes on."""
@@ -675,23 +590,18 @@ def _user_id(frame: zmq.Frame) -> str:
         return ""
 
 
-class AlreadyRunning(EngineError):
-    code = "already_running"
-    exit_code = connection.ALREADY_RUNNING_EXIT
-
-
 def serve(
     run_job: RunJob,
     describe: Describe,
     options: ServerOptions = DEFAULTS,
     warm_up: Callable[[], None] | None = None,
 ) -> None:
-    """Run an engine until shutdown; refuse (AlreadyRunning) if another engine of this user runs.
+    """Run an engine until shutdown; refuse (lock.AlreadyRunning) if another engine of this user runs.
 
     `warm_up` (loading the models) runs after the lock is taken (a refused engine loads nothing) and
     before the connection file appears (a ready engine is a warm one).
     """
-    lock = _acquire_lock()
+    lock = acquire_lock()
     try:
         if warm_up is not None:
             _log(f"loading models on {describe()['device']} ...")
@@ -702,34 +612,3 @@ def serve(
         server.serve()
     finally:
         lock.close()
-
-
-def _acquire_lock():
-    """Hold the runtime folder's lock file for the engine's lifetime: one engine per user. The file
-    holds the engine's pid, so that clients can name it even without a connection file."""
-    path = connection.runtime_dir() / connection.LOCK_FILE
-    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
-    for attempt in range(5):  # a client may hold it shared for an instant (connection.lock_holder)
-        try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError:
-            if attempt == 4:
-                handle.close()
-                holder = connection.lock_holder()
-                raise AlreadyRunning(
-                    f"an engine is already running{f' (pid {holder})' if holder else ''}",
-                    "use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`",
-                ) from None
-            time.sleep(0.05)
-    handle.truncate(0)
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
