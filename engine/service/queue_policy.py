@@ -58,14 +58,68 @@ def check_room(waiting: list[Job], owner: str, size: int, options: ServerOptions
         )
 
 
-def fair_order(order: list[str], records: Mapping[str, JobRecord], served: Mapping[str, int]) -> list[str]:
-    """The queued job ids `order` (in the order they came; `records`: their owners) in the order
-    they will run: identities take turns (one client's batch of 500 does not hold up another's one
-    photo), the one served longest ago (`served`: identity -> turn) or never first; each identity's
-    own jobs run in the order they came."""
+def fair_order(order: list[str], jobs: Mapping[str, Job], served: Mapping[str, int]) -> list[str]:
+    """The queued job ids `order` (in the order they came) in the order they will run: identities
+    take turns (one client's batch of 500 does not hold up another's one photo), the one served
+    longest ago (`served`: identity -> turn) or never first; each identity's own jobs run in the
+    order they came."""
     queues: dict[str, list[str]] = {}
     for job_id in order:
-        queues.setdefault(records[job_id].owner, []).append(job_id)
+        queues.setdefault(jobs[job_id].record.owner, []).append(job_id)
     ranked = sorted(queues, key=lambda owner: served.get(owner, -1))  # stable: ties in order of arrival
     rounds = itertools.zip_longest(*(queues[owner] for owner in ranked))
     return [job_id for turn in rounds for job_id in turn if job_id is not None]
+
+
+class JobQueue:
+    """The engine's queued and running jobs and whose turn is next; the server does the talking."""
+
+    def __init__(self, workers: int):
+        self.workers = workers  # jobs that run at once
+        self.jobs: dict[str, Job] = {}  # queued and running
+        self.order: list[str] = []  # queued ids, in the order they came (fair_order: the order they run)
+        self.running: list[str] = []  # ids handed to a worker, in that order
+        self.served: dict[str, int] = {}  # owner -> the turn at which a job of theirs last started
+        self._turns = itertools.count()
+
+    def waiting(self) -> list[Job]:
+        return [self.jobs[job_id] for job_id in self.order]
+
+    def add(self, job: Job) -> None:
+        self.jobs[job.record.job_id] = job
+        self.order.append(job.record.job_id)
+
+    def remove(self, job_id: str) -> Job:
+        """Take a job out (finished, cancelled or interrupted)."""
+        if job_id in self.order:
+            self.order.remove(job_id)
+        return self.jobs.pop(job_id)
+
+    def ended(self, job_id: str) -> bool:
+        """A worker is done with `job_id`; whether it was running (its place is free now)."""
+        if job_id not in self.running:
+            return False
+        self.running.remove(job_id)
+        return True
+
+    def start_next(self) -> list[Job]:
+        """The queued jobs that start now, one per idle worker, in fair order; running from now on."""
+        started = []
+        while len(self.running) < self.workers and self.order:
+            job_id = fair_order(self.order, self.jobs, self.served)[0]
+            self.order.remove(job_id)
+            self.running.append(job_id)
+            self.served[self.jobs[job_id].record.owner] = next(self._turns)
+            started.append(self.jobs[job_id])
+        return started
+
+    def active_ids(self) -> list[str]:
+        """Running jobs, then the queued ones in the order they will run."""
+        return self.running + fair_order(self.order, self.jobs, self.served)
+
+    def position(self, job_id: str) -> int | None:
+        """0 for a running job, 1 for the next, ...; None for finished jobs."""
+        if job_id in self.running:
+            return 0
+        waiting = fair_order(self.order, self.jobs, self.served)
+        return waiting.index(job_id) + 1 if job_id in waiting else None

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import itertools
 import json
 import os
 import queue
@@ -59,7 +58,7 @@ from engine.service.connections import ConnectionGuard
 from engine.service.lock import acquire_lock
 from engine.service.log import log as _log
 from engine.service.options import DEFAULTS, ServerOptions
-from engine.service.queue_policy import Job, check_room, fair_order
+from engine.service.queue_policy import Job, JobQueue, check_room
 from engine.service.store import LOCAL_OWNER, JobRecord, ResultStore, StoreError
 
 ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
@@ -95,11 +94,7 @@ class EngineServer:
         self.store = ResultStore(connection.data_dir() / "results", keep_fetched_s=options.keep_fetched_s)
         self.records: dict[str, JobRecord] = self.store.load()
         self.store.prune(self.records)  # now too, not only hourly: an engine often lives less than an hour
-        self.jobs: dict[str, Job] = {}  # queued and running jobs
-        self.order: list[str] = []  # queued job ids, in the order they came (_fair_order: the order they run)
-        self.running: list[str] = []  # jobs handed to a worker, in that order
-        self.served: dict[str, int] = {}  # owner -> the turn at which a job of theirs last started
-        self.turns = itertools.count()
+        self.queue = JobQueue(options.workers)
         self.rates: dict[str, float] = {}  # kind -> measured seconds per iteration of one sketch
         self.work: queue.Queue[Job | None] = queue.Queue()
         self.context = zmq.Context()
@@ -185,14 +180,14 @@ class EngineServer:
             zap.close()
             guard.close()
             connection.remove_connection(os.getpid())
-            for job in self.jobs.values():
+            for job in self.queue.jobs.values():
                 job.cancel.set()
             deadline = time.monotonic() + 30
             for _ in workers:
                 self.work.put(None)
             for thread in workers:
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
-            for job_id in list(self.jobs):
+            for job_id in list(self.queue.jobs):
                 self._finish(
                     router,
                     job_id,
@@ -231,7 +226,7 @@ class EngineServer:
                 while router.poll(0) and not self.stopping:
                     _guarded(self._receive, router, guard)
             now = time.monotonic()
-            if self.jobs:  # the idle period starts when the last job ends, not at the last request
+            if self.queue.jobs:  # the idle period starts when the last job ends, not at the last request
                 self.last_activity = now
             if now - last_beat >= protocol.HEARTBEAT_INTERVAL_S:
                 self._heartbeat(router)
@@ -241,7 +236,7 @@ class EngineServer:
                 self.store.prune(self.records)
                 last_prune = now
             idle = self.options.idle_timeout_s
-            if idle is not None and not self.jobs and now - self.last_activity > idle:
+            if idle is not None and not self.queue.jobs and now - self.last_activity > idle:
                 _log(f"idle for {idle:.0f} s; exiting")
                 break
 
@@ -260,7 +255,7 @@ class EngineServer:
 
     def _heartbeat(self, router: zmq.Socket) -> None:
         """Tell every watcher of a queued or running job that the engine lives (bridge.protocol)."""
-        for job_id, job in list(self.jobs.items()):
+        for job_id, job in list(self.queue.jobs.items()):
             self._notify(router, job_id, Message("heartbeat", {"job_id": job_id, "state": job.record.state}))
 
     def _republish(self) -> None:
@@ -309,7 +304,7 @@ class EngineServer:
         return self.records[job_id].owner == sender
 
     def _on_status_request(self, router, sender: str, ids, msg) -> None:
-        active = self._active_ids()
+        active = self.queue.active_ids()
         self._reply(
             router,
             sender,
@@ -321,7 +316,7 @@ class EngineServer:
                 "protocol": protocol.VERSION,
                 "pid": os.getpid(),
                 **self.describe(),
-                "running": next((j for j in self.running if self._own(sender, j)), None),
+                "running": next((j for j in self.queue.running if self._own(sender, j)), None),
                 "queue": [self._info(j) for j in active if self._own(sender, j)],
                 "others": sum(not self._own(sender, j) for j in active),
                 "uptime_s": round(time.time() - self.started, 1),
@@ -338,7 +333,7 @@ class EngineServer:
         request = request_from_json(msg.content.get("job"), msg.buffers)
         preview_every = _preview_every(msg.content.get("preview_every"))
         size = sum(len(b) for b in msg.buffers)
-        check_room([self.jobs[j] for j in self.order], sender, size, self.options)
+        check_room(self.queue.waiting(), sender, size, self.options)
         kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
         record = JobRecord(
             job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time(), owner=sender
@@ -346,20 +341,19 @@ class EngineServer:
         self.store.save(record)
         self.records[record.job_id] = record
         job = Job(record, request, size, watchers={ids[0]}, preview_every=preview_every)
-        self.jobs[record.job_id] = job
-        self.order.append(record.job_id)
+        self.queue.add(job)
         self._dispatch(router)
-        position = self._position(record.job_id)
+        position = self.queue.position(record.job_id)
         job.announced = position or None  # the reply tells a waiting job its place; one that starts gets its 0
         self._reply(router, sender, ids, msg, "submit_reply", {"job_id": record.job_id, "position": position})
         self._announce(router)
 
     def _on_cancel_request(self, router, sender: str, ids, msg) -> None:
         job_id = self._known(sender, msg.content.get("job_id"))
-        job = self.jobs.get(job_id)
+        job = self.queue.jobs.get(job_id)
         if job is None:
             state = self.records[job_id].state
-        elif job_id in self.running:
+        elif job_id in self.queue.running:
             job.cancel.set()
             state = "cancelling"
         else:
@@ -384,8 +378,8 @@ class EngineServer:
             self._reply(router, sender, ids, msg, "error", record.error or worker.cancelled(job_id))
         else:
             if msg.content.get("watch"):
-                self.jobs[job_id].watchers.add(ids[0])
-            self._reply(router, sender, ids, msg, "fetch_reply", record.info(self._position(job_id)))
+                self.queue.jobs[job_id].watchers.add(ids[0])
+            self._reply(router, sender, ids, msg, "fetch_reply", record.info(self.queue.position(job_id)))
 
     def _on_shutdown_request(self, router, sender: str, ids, msg) -> None:
         if sender != LOCAL_OWNER:
@@ -393,7 +387,7 @@ class EngineServer:
                 "only a client on the engine's own machine can stop it",
                 "ask the engine's administrator (`sketch-abstraction stop` there)",
             )
-        self._reply(router, sender, ids, msg, "shutdown_reply", {"interrupted": self._active_ids()})
+        self._reply(router, sender, ids, msg, "shutdown_reply", {"interrupted": self.queue.active_ids()})
         self.stopping = True
 
     # -- worker events -----------------------------------------------------------------------------
@@ -401,14 +395,13 @@ class EngineServer:
     def _on_event(self, router: zmq.Socket, frames: list[bytes]) -> None:
         event = json.loads(frames[0])
         job_id = event["job_id"]
-        if event["type"] == "finished" and job_id in self.running:
-            self.running.remove(job_id)
+        if event["type"] == "finished" and self.queue.ended(job_id):
             self._dispatch(router)
             self._announce(router)
-        if job_id not in self.jobs:
+        if job_id not in self.queue.jobs:
             return  # finished and told already
         if event["type"] == "progress":
-            self._on_progress(router, self.jobs[job_id], event["content"], frames[1:])
+            self._on_progress(router, self.queue.jobs[job_id], event["content"], frames[1:])
         elif event["type"] == "finished":
             record = self.records[job_id]
             record.seconds, record.notes = event.get("seconds"), event.get("notes", [])
@@ -428,17 +421,15 @@ class EngineServer:
 
     def _info(self, job_id: str) -> dict[str, Any]:
         """A job's info for status and list replies, with its last progress while it runs."""
-        info = self.records[job_id].info(self._position(job_id))
-        job = self.jobs.get(job_id)
+        info = self.records[job_id].info(self.queue.position(job_id))
+        job = self.queue.jobs.get(job_id)
         if job is not None and job.progress is not None:
             info["progress"] = job.progress
         return info
 
     def _finish(self, router, job_id: str, state: str, error: dict | None = None, svg: bytes | None = None) -> None:
         """Store the outcome first, then tell the watchers: a lost message never loses a result."""
-        job = self.jobs.pop(job_id)
-        if job_id in self.order:
-            self.order.remove(job_id)
+        job = self.queue.remove(job_id)
         record = job.record
         record.state, record.finished, record.error = state, time.time(), error
         try:
@@ -489,7 +480,7 @@ class EngineServer:
         self._send(router, sender, ids, Message(msg_type, content, parent=request.header))
 
     def _notify(self, router, job_id: str, msg: Message) -> None:
-        job = self.jobs.get(job_id)
+        job = self.queue.jobs.get(job_id)
         if job is None:
             return
         for peer in list(job.watchers):  # its owner's connections (only the owner may watch)
@@ -516,35 +507,17 @@ class EngineServer:
             raise _UnknownJob(job_id)
         return job_id
 
-    def _active_ids(self) -> list[str]:
-        return self.running + self._fair_order()
-
-    def _position(self, job_id: str) -> int | None:
-        """0 for the running job, 1 for the next, ...; None for finished jobs."""
-        if job_id in self.running:
-            return 0
-        waiting = self._fair_order()
-        return waiting.index(job_id) + 1 if job_id in waiting else None
-
-    def _fair_order(self) -> list[str]:
-        return fair_order(self.order, self.records, self.served)
-
     def _dispatch(self, router: zmq.Socket) -> None:
         """Hand the next jobs to the idle workers; each is "running" from then on (position 0)."""
-        while len(self.running) < self.options.workers and self.order:
-            job_id = self._fair_order()[0]
-            self.order.remove(job_id)
-            self.running.append(job_id)
-            record = self.records[job_id]
-            self.served[record.owner] = next(self.turns)
-            record.state = "running"
-            self._save_or_log(record)  # on disk it stays "queued": the same after a crash
-            self.work.put(self.jobs[job_id])
+        for job in self.queue.start_next():
+            job.record.state = "running"
+            self._save_or_log(job.record)  # on disk it stays "queued": the same after a crash
+            self.work.put(job)
 
     def _announce(self, router: zmq.Socket) -> None:
         """Tell the watchers of each active job whose position changed (0: it starts)."""
-        for job_id in self._active_ids():
-            job, position = self.jobs[job_id], self._position(job_id)
+        for job_id in self.queue.active_ids():
+            job, position = self.queue.jobs[job_id], self.queue.position(job_id)
             if position != job.announced:
                 job.announced = position
                 self._notify(router, job_id, Message("queue_update", {"job_id": job_id, "position": position}))
