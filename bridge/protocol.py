@@ -16,7 +16,7 @@ payloads (images, SVG) travel as buffers, never inside JSON.
 Who may talk: before any message, ZeroMQ's PLAIN handshake must present the user name PLAIN_USER and
 the password `plain_password(key)` (derived from the key, so the key itself never travels). The
 engine's ZAP handler refuses every other peer at the handshake, so a local user without the key
-cannot make the engine hold a single byte of a message.
+never gets a message to the engine; what it sends before is one frame, at most FRAME_BYTES.
 
 An engine that also serves the network (`serve --listen`) speaks CurveZMQ instead, on every
 address: the client knows the engine's public key (from its connection file) and proves its own
