@@ -7,9 +7,9 @@ the engine runs on (engine.jobs.run_job and Runtime.describe in the real engine)
 Two kinds of thread. The main thread owns every ZeroMQ socket and all job state: it answers
 requests, keeps the queue and sends progress and results to each job's watchers. A worker thread
 only computes (one per job that may run at once: `workers`, 1 unless jobs run on Ray actors,
-engine.service.ray_workers): it takes one job at a time and reports back through an in-process
-socket, so no socket is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
-set, which is how a running job stops.
+engine.service.ray_workers; engine.service.worker): it takes one job at a time and reports back
+through an in-process socket, so no socket is ever shared between threads. Progress callbacks
+raise `Cancelled` when the job's cancel flag is set, which is how a running job stops.
 
 Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
 (engine.service.auth's ZAP handler, before zmq reads a message of it), having sent at most one
@@ -19,6 +19,16 @@ checked (bridge.protocol: signed with its identity's own key, its date, its size
 before it is interpreted, every defect gets an error reply, the queue is capped (per client, and in
 all: engine.service.queue_policy), an error even in receiving is logged and the loop goes on, and a
 job that fails, even by running out of memory, becomes an error reply while the engine keeps serving.
+
+Why small frames, in ZeroMQ's model: ZMQ_MAXMSGSIZE is a socket option that limits each frame (not
+a message), and libzmq copies it into each connection when it is made, so it cannot be small until
+a peer is authenticated and larger after; the ZAP handler sees a peer's address and credentials
+only after its first handshake command, whose size MAXMSGSIZE alone bounds. So every frame is
+small (protocol.FRAME_BYTES), for strangers and clients alike, and clients split images into such
+frames. ZeroMQ's RCVHWM counts whole messages and shows no frame of a message before its last,
+so a message is bounded only once it has arrived (size and frame count, Session.deserialize):
+PENDING_PER_PEER messages per connection, and a key holder who hand-builds one message of
+countless frames is held until it ends (README, Reliability: what a key holder can cost).
 
 Serving the network (`listen`): the socket speaks CurveZMQ instead of PLAIN, on loopback and on the
 network address alike (engine.service.auth). The handshake's identity (ZAP user id) comes with
