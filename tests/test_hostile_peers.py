@@ -178,6 +178,7 @@ def test_key_less_peers_that_start_a_huge_frame_cost_the_engine_almost_nothing(w
             sock.close()
     assert all(n < PUSH_LIMIT for n in sent), f"a stranger pushed {max(sent) / MIB:.0f} MiB unhindered"
     grown = (rss_kib(eng.pid, "VmHWM") - peak) / 1024
+    print(f"{which}: three strangers pushed {[n // MIB for n in sent]} MiB each; peak grew {grown:.1f} MiB")
     assert grown < 16, f"three strangers cost the engine {grown:.0f} MiB"  # the bound: 256 MiB
     assert client.status()["pid"] == eng.pid
 
@@ -330,6 +331,7 @@ def test_a_message_far_over_the_limit_costs_at_most_one_frame_and_the_engine_ser
         sock.close()
     assert sent < PUSH_LIMIT, "the engine read 32 MiB of a frame far over its limit"
     grown = (rss_kib(local.pid, "VmHWM") - peak) / 1024
+    print(f"a key holder's 250 MiB frame: {sent // MIB} MiB went out before the reset; peak grew {grown:.1f} MiB")
     assert grown < 16, f"the message cost the engine {grown:.0f} MiB"
     assert client.status()["pid"] == local.pid
     assert local.alive() and "Traceback" not in local.log_text()
