@@ -182,17 +182,44 @@ def _meminfo_available() -> int | None:
         return None
 
 
-def _cgroup_available() -> int | None:
-    """Room left under this process's cgroup v2 memory limit (containers, systemd slices)."""
+CGROUP_UNLIMITED = 2**62  # cgroup v1 writes "no limit" as the largest page-aligned number (~2^63)
+
+
+def _cgroup_available(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Room left under this process's cgroup memory limits, the tightest of its group's and those
+    above it: cgroup v2 (memory.max; containers, systemd slices) and v1 (memory.limit_in_bytes;
+    older Docker hosts, hybrid systemd hosts)."""
     try:
-        group = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1]
-        folder = Path("/sys/fs/cgroup") / group.lstrip("/")
-        limit = (folder / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return int(limit) - int((folder / "memory.current").read_text())
-    except (OSError, ValueError, IndexError):
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
         return None
+    rooms: list[int] = []
+    for line in lines:
+        hierarchy, controllers, group = [*line.split(":", 2), "", ""][:3]
+        if hierarchy == "0" and controllers == "":
+            rooms += _cgroup_rooms(root, group, "memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            rooms += _cgroup_rooms(root / "memory", group, "memory.limit_in_bytes", "memory.usage_in_bytes")
+    return min(rooms) if rooms else None
+
+
+def _cgroup_rooms(mount: Path, group: str, limit_file: str, usage_file: str) -> list[int]:
+    """Limit less usage of `group` and each group above it in the hierarchy mounted at `mount`, for
+    those with a limit. A container sees its own group as the mount's root while /proc names the
+    whole path: the group's folder is the longest tail of that path that exists."""
+    parts = [p for p in group.split("/") if p]
+    folder = next((mount.joinpath(*parts[i:]) for i in range(len(parts)) if mount.joinpath(*parts[i:]).is_dir()), mount)
+    rooms = []
+    while True:
+        try:
+            limit = (folder / limit_file).read_text().strip()
+            if limit != "max" and int(limit) < CGROUP_UNLIMITED:
+                rooms.append(int(limit) - int((folder / usage_file).read_text()))
+        except (OSError, ValueError):
+            pass
+        if folder == mount or mount not in folder.parents:
+            return rooms
+        folder = folder.parent
 
 
 def _address_space_available() -> int | None:
