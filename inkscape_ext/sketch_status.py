@@ -10,6 +10,8 @@ from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
+from bridge.estimates import object_sketch_time
+from bridge.params import ClipassoParams
 from sketchabs import engine_link, gui, messages
 from sketchabs.effect import abort_on_errors, runs_test_models
 from sketchabs.progress import duration, status_line
@@ -62,14 +64,18 @@ def not_running(config) -> str:
 
 
 def preset_costs(seconds_per_iteration, device: str) -> str:
-    """What each Object Sketch preset takes at most per photo with the default levels, as measured."""
+    """What each Object Sketch preset takes per photo with the default levels, as measured: at most
+    to the iteration cap, and about until the sketches are usable (bridge.estimates)."""
     if not seconds_per_iteration:
         return "Time per preset: measured during the first Object Sketch after the engine starts."
-    costs = [
-        f"{name.capitalize()} at most {duration(seconds_per_iteration * seeds * iterations * LEVELS)}"
-        for name, (seeds, iterations) in QUALITY.items()
-    ]
-    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {', '.join(costs)}."
+    presets = {name: ClipassoParams(seeds=tuple(range(s)), iterations=its) for name, (s, its) in QUALITY.items()}
+    times = {name: object_sketch_time(params, seconds_per_iteration) for name, params in presets.items()}
+    at_most = ", ".join(f"{name.capitalize()} at most {duration(t.at_most_s)}" for name, t in times.items())
+    usable = ", ".join(duration(t.usable_s) for t in times.values())
+    return (
+        f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {at_most} "
+        f"(usable after about {usable}; most sketches stop before the cap)."
+    )
 
 
 def job_lines(jobs: list) -> list:
