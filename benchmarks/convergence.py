@@ -40,7 +40,7 @@ def share_reached(curve: list[tuple[int, float]], share: float) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--models", default="random", choices=("random", "openai"))
+    parser.add_argument("--models", default="random", choices=("random", "openai", "tiny-random"), help="tiny: smoke")
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--strokes", default="32,16,8,4")
     parser.add_argument("--seeds", default="0,1000,2000")

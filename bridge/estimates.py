@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from bridge.params import ClipassoParams
 
-# Iterations by which CLIPasso's clean eval loss has made 90 % of its decrease (benchmarks/convergence.py:
-# one 16-stroke sketch, real-size random models, 300 iterations, CPU; benchmarks/README.md). The paper
-# reports a recognisable sketch after about 100.
+# Iterations by which CLIPasso's clean eval loss has made 90 % of its decrease: for now the paper's
+# "a recognisable sketch after about 100 iterations". benchmarks/convergence.py measures it (not yet
+# run to the end: the session that wrote it had only a busy 2-core CPU; benchmarks/README.md).
 USABLE_ITERATIONS = 100
 
 
