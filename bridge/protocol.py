@@ -67,6 +67,11 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
                                                          failed; fetch_reply {job info} while it is
                                                          queued or running (with watch=true the
                                                          client is then sent its progress and result)
+  snapshot_request {job_id}                           -> snapshot_reply {job_id} + [svg]: a running
+                                                         object sketch's best evaluated strokes of
+                                                         every level so far, as the SVG a finished
+                                                         job writes (not ranked); error not_running
+                                                         for a job not running or not yet evaluated
   shutdown_request {}                                 -> shutdown_reply {}
 
 `job` is the JSON form of a request (bridge.params.request_to_json): {"kind": "sketch" | "scene",
@@ -100,10 +105,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-VERSION = "3.0"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
+VERSION = "3.1"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
 # 2.1: live previews (preview_every, a PNG with progress), progress in job info, measured rates in status
 # 2.2: CURVE on a network listener, jobs per identity
 # 3.0: frames of at most FRAME_BYTES (buffers split, header `buffers`), keys per identity, CLOCK_SKEW_S
+# 3.1: snapshot_request ("Insert it as it is now")
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 FRAME_BYTES = 64 * 2**10  # largest frame: what a peer can make the engine hold before its handshake
 MAX_BUFFERS = 4  # buffers of one message at most (a submit has two: image and mask)
@@ -124,6 +130,7 @@ REQUESTS = frozenset(
         "cancel_request",
         "list_request",
         "fetch_request",
+        "snapshot_request",
         "shutdown_request",
     }
 )
@@ -139,6 +146,7 @@ REPLIES = frozenset(
         "cancel_reply",
         "list_reply",
         "fetch_reply",
+        "snapshot_reply",
         "shutdown_reply",
     }
 )
@@ -151,6 +159,7 @@ BAD_MESSAGE = "bad_message"  # malformed frames, JSON, signature, version or typ
 TOO_LARGE = "too_large"
 QUEUE_FULL = "queue_full"  # the engine holds as many waiting jobs (or bytes of them) as it takes
 UNKNOWN_JOB = "unknown_job"
+NOT_RUNNING = "not_running"  # a snapshot of a job that is not running or has no evaluated strokes yet
 FORBIDDEN = "forbidden"  # a revoked key, or a remote client asking to stop the engine
 INTERNAL = "internal_error"
 

@@ -286,6 +286,7 @@ def descend(
                 eta_s=per_sketch * still * (params.iterations - iteration - 1) if still else None,
                 strokes=_preview_strokes(params, best),
                 sketch_iteration_s=per_sketch,
+                snapshot=lambda: level_strokes(params, best),
             )
         )
     return Descent(best.points.cpu(), best.loss, best.iteration, ran, per_pass, float(scaler.get_scale()))
@@ -352,3 +353,17 @@ def _preview_strokes(params: ClipassoParams, best: BestSoFar) -> torch.Tensor | 
     if not bool(losses.isfinite().any()):
         return None
     return best.points[level * S + int(losses.argmin()), : params.strokes[level]]
+
+
+def level_strokes(params: ClipassoParams, best: BestSoFar) -> list[torch.Tensor] | None:
+    """[(n, k, 2) canvas px per level, in params.strokes order]: each level's best seed's strokes at
+    its best eval so far, in optimisation order (not ranked: ranking costs n + 1 renders per level);
+    None until every level has an eval. A copy: the method goes on changing its own."""
+    S = len(params.seeds)
+    picks = []
+    for level, n in enumerate(params.strokes):
+        losses = best.loss[level * S : (level + 1) * S]
+        if not bool(losses.isfinite().any()):
+            return None
+        picks.append(best.points[level * S + int(losses.argmin()), :n].detach().cpu().clone())
+    return picks

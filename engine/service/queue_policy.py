@@ -29,6 +29,8 @@ class Job:
     preview_every: float | None = None  # seconds between live previews; None: none
     progress: dict[str, Any] | None = None  # the last progress content, for status and list replies
     announced: int | None = None  # the queue position its watchers were last told
+    snapshot: threading.Event = field(default_factory=threading.Event)  # asks the running job for its strokes so far
+    snapshot_waiters: list[Any] = field(default_factory=list)  # (sender, ids, request) waiting for them
 
 
 class QueueFull(EngineError):

@@ -16,6 +16,7 @@ Ray is the optional `cluster` extra; without it `--workers ray` says how to inst
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -83,7 +84,9 @@ class Worker:
         goes to `progress`."""
         self.cancelled.clear()
         self.progress()  # a killed job's leftovers (an actor restarted by Ray starts empty anyway)
-        progress = throttled(self.reports.put, self.cancelled)
+        # A snapshot is built in the job's own thread on request; the reports cross processes without it
+        # (a Ray engine answers snapshot requests "not evaluated yet": README, Insert it as it is now).
+        progress = throttled(lambda p: self.reports.put(dataclasses.replace(p, snapshot=None)), self.cancelled)
         try:
             return ("done", run_checked_job(self.runtime, kind, request, progress, preview_every))
         except EngineError as err:

@@ -62,7 +62,7 @@ from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
 from engine.budget import release_to_system
 from engine.progress import ProgressCallback
-from engine.service import keys, worker
+from engine.service import keys, snapshots, worker
 from engine.service.auth import Admission, Forbidden, Signers
 from engine.service.connections import ConnectionGuard
 from engine.service.lock import acquire_lock
@@ -391,6 +391,9 @@ class EngineServer:
                 self.queue.jobs[job_id].watchers.add(ids[0])
             self._reply(router, sender, ids, msg, "fetch_reply", record.info(self.queue.position(job_id)))
 
+    def _on_snapshot_request(self, router, sender: str, ids, msg) -> None:
+        snapshots.on_request(self, router, sender, ids, msg)
+
     def _on_shutdown_request(self, router, sender: str, ids, msg) -> None:
         if sender != LOCAL_OWNER:
             raise Forbidden(
@@ -412,7 +415,10 @@ class EngineServer:
             return  # finished and told already
         if event["type"] == "progress":
             self._on_progress(router, self.queue.jobs[job_id], event["content"], frames[1:])
+        elif event["type"] == "snapshot":
+            snapshots.on_event(self, router, self.queue.jobs[job_id], event, frames[1:])
         elif event["type"] == "finished":
+            snapshots.drop(self, router, self.queue.jobs[job_id])
             record = self.records[job_id]
             record.seconds, record.notes = event.get("seconds"), event.get("notes", [])
             self._finish(

@@ -99,7 +99,8 @@ def run(job: Job, run_job: Callable[..., Any], events: zmq.Socket) -> None:
     try:
         if job.cancel.is_set():  # cancelled as it was handed over
             raise Cancelled("the job was cancelled", "")
-        output = run_job(job.record.kind, job.request, throttled(report, job.cancel), job.preview_every)
+        progress = snapshots(throttled(report, job.cancel), job, events)
+        output = run_job(job.record.kind, job.request, progress, job.preview_every)
         svg = output.svg
         finished.update(state="done", seconds=round(output.seconds, 3), notes=output.notes)
     except Cancelled:
@@ -110,7 +111,29 @@ def run(job: Job, run_job: Callable[..., Any], events: zmq.Socket) -> None:
         finished.update(state="error", error=unexpected(err, job_id))
     finally:
         job.request = None  # the image bytes are no longer needed
+    if job.snapshot.is_set():  # asked for as it ended: the waiters hear it ended (the result follows)
+        send_snapshot(job, events, None, ended=True)
     events.send_multipart([json.dumps(finished).encode()] + ([svg] if svg is not None else []))
+
+
+def snapshots(progress: ProgressCallback, job: Job, events: zmq.Socket) -> ProgressCallback:
+    """`progress`, which also answers the job's snapshot requests ("Insert it as it is now"): at the
+    next report after one, the SVG of its strokes so far goes to `events` (in this thread, while the
+    method's tensors hold still)."""
+
+    def report(p: Progress) -> None:
+        if job.snapshot.is_set():
+            send_snapshot(job, events, p.snapshot() if p.snapshot is not None else None)
+        progress(p)
+
+    return report
+
+
+def send_snapshot(job: Job, events: zmq.Socket, svg: bytes | None, ended: bool = False) -> None:
+    """A "snapshot" event: the SVG of the job's strokes so far, or none (not yet evaluated, or `ended`)."""
+    job.snapshot.clear()
+    event = {"type": "snapshot", "job_id": job.record.job_id, "ended": ended}
+    events.send_multipart([json.dumps(event).encode()] + ([svg] if svg is not None else []))
 
 
 def cancelled(job_id: str) -> dict[str, Any]:
