@@ -55,7 +55,8 @@ def on_event(server: Any, router: Any, job: Job, event: dict[str, Any], frames: 
         else:
             content = error_content(
                 protocol.NOT_RUNNING,
-                "the job has not evaluated its strokes yet (it is still loading or placing them)",
+                "the job has no evaluated strokes to send yet (it is still loading or placing them; "
+                "an engine with Ray workers cannot send them)",
                 "ask again in a few seconds, once its progress shows a loss",
                 job_id,
             )
