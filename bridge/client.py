@@ -217,6 +217,11 @@ class EngineClient:
         """Cancel a queued or running job; returns its state ("cancelled", "cancelling", or its end)."""
         return str(self._request("cancel_request", {"job_id": job_id}).content["state"])
 
+    def snapshot(self, job_id: str) -> bytes:
+        """The SVG of a running object sketch's best strokes of every level so far ("Insert it as it is
+        now"); JobFailed (code not_running) for a job not running or not yet evaluated."""
+        return bytes(self._request("snapshot_request", {"job_id": job_id}).buffers[0])
+
     def jobs(self) -> list[dict[str, Any]]:
         jobs: list[dict[str, Any]] = self._request("list_request").content["jobs"]
         return jobs

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,20 +72,27 @@ def run_sketch(
     if request.width is not None:  # keep the look the user asked for at the photo's scale
         params = dataclasses.replace(params, half_width=canvas_half_width(request.width, cmap.scale)).validate()
     width = 2 * params.half_width * cmap.scale
-    progress = with_previews(progress, preview_every, image, sketch_layer(cmap, width))
-    run = optimise(runtime, target, params, progress)
-    layers = tuple(
-        StrokeLayer(
-            label=f"{level.strokes} strokes",
-            points=cmap.to_source(level.points.numpy().astype(np.float64)),
-            width=width,
-            color=request.color,
-            visible=i == 0,
-            importance=tuple(level.importance.tolist()),
+
+    def sketch_of(levels: list[torch.Tensor], importance: list[tuple[float, ...]]) -> Sketch:
+        layers = tuple(
+            StrokeLayer(
+                label=f"{n} strokes",
+                points=cmap.to_source(_numpy(points)),
+                width=width,
+                color=request.color,
+                visible=i == 0,
+                importance=scores,
+            )
+            for i, (n, points, scores) in enumerate(zip(params.strokes, levels, importance, strict=True))
         )
-        for i, level in enumerate(run.levels)
-    )
-    sketch = Sketch(width=image.width, height=image.height, layers=layers)
+        return Sketch(width=image.width, height=image.height, layers=layers)
+
+    def snapshot_svg(levels: list[torch.Tensor]) -> bytes:  # an early look: pen strokes, not yet ranked or inked
+        return sketch_to_svg(sketch_of(levels, [()] * len(levels)))
+
+    progress = with_previews(progress, preview_every, image, sketch_layer(cmap, width), snapshot_svg)
+    run = optimise(runtime, target, params, progress)
+    sketch = sketch_of([lv.points for lv in run.levels], [tuple(lv.importance.tolist()) for lv in run.levels])
     sketch, inked = ink_if_asked(
         runtime, request.style, sketch, target, cmap, params.iterations, params.seeds[0], progress
     )
@@ -92,26 +100,34 @@ def run_sketch(
 
 
 def with_previews(
-    progress: ProgressCallback, every_s: float | None, image: Image.Image, draw: Callable[..., StrokeLayer]
+    progress: ProgressCallback,
+    every_s: float | None,
+    image: Image.Image,
+    draw: Callable[..., StrokeLayer],
+    snapshot_svg: Callable[[list[torch.Tensor]], bytes] | None = None,
 ) -> ProgressCallback:
     """`progress`, with a PNG (`Progress.preview`) of the reported strokes, placed on `image` by
     `draw`, at most every `every_s` (None: never) and less often where drawing one would take more
-    than PREVIEW_SHARE of the time (the job waits while it is drawn). The strokes themselves never
-    leave the job: they are tensors the method keeps changing (and would cross processes with Ray
-    workers)."""
-    if every_s is None:
-        return lambda p: progress(dataclasses.replace(p, strokes=None) if p.strokes is not None else p)
-    live = LivePreview(image)
+    than PREVIEW_SHARE of the time (the job waits while it is drawn); with `snapshot_svg`, the
+    method's `Progress.snapshot` becomes one giving that SVG of every level's strokes so far (None
+    where the job has none). The strokes themselves never leave the job: they are tensors the method
+    keeps changing (and would cross processes with Ray workers)."""
+    live = LivePreview(image) if every_s is not None else None
     last, cost = -math.inf, 0.0  # when the last preview was started, and what it took, s
+
+    def svg_of(levels: Callable[[], Any], to_svg: Callable[..., bytes]) -> Callable[[], bytes | None]:
+        return lambda: None if (strokes := levels()) is None else to_svg(strokes)
 
     def report(p: Progress) -> None:
         nonlocal last, cost
         preview = None
-        if p.strokes is not None and time.monotonic() - last >= max(every_s, cost / PREVIEW_SHARE):
+        due = time.monotonic() - last >= max(every_s or 0.0, cost / PREVIEW_SHARE)
+        if live is not None and p.strokes is not None and due:
             last = time.monotonic()
             preview = live.png(draw(p.strokes))
             cost = time.monotonic() - last
-        progress(dataclasses.replace(p, strokes=None, preview=preview))
+        snapshot = svg_of(p.snapshot, snapshot_svg) if snapshot_svg is not None and p.snapshot is not None else None
+        progress(dataclasses.replace(p, strokes=None, preview=preview, snapshot=snapshot))
 
     return report
 

@@ -66,15 +66,18 @@ def not_running(config) -> str:
 
 
 def preset_costs(rates: dict, device: str) -> str:
-    """What each Object Sketch preset takes at most per photo with the default levels, as measured
-    (the same estimate as the first screen of a long job: sketchabs.estimate)."""
-    costs = [
-        (name, estimate.at_most_s(rates, seeds, iterations, LEVELS)) for name, (seeds, iterations) in QUALITY.items()
-    ]
-    if any(seconds is None for _, seconds in costs):
+    """What each Object Sketch preset takes per photo with the default levels, as measured on this
+    engine: at most to the iteration cap, and about until the sketches are usable (the same estimate
+    as the first screen of a long job: sketchabs.estimate, bridge.estimates)."""
+    times = {name: estimate.job_time(rates, seeds, its, LEVELS) for name, (seeds, its) in QUALITY.items()}
+    if any(time is None for time in times.values()):
         return "Time per preset: measured during the first Object Sketch after the engine starts."
-    listed = ", ".join(f"{name.capitalize()} at most {duration(seconds)}" for name, seconds in costs)
-    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {listed}."
+    at_most = ", ".join(f"{name.capitalize()} at most {duration(t.at_most_s)}" for name, t in times.items() if t)
+    usable = ", ".join(duration(t.usable_s) for t in times.values() if t)
+    return (
+        f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {at_most} "
+        f"(usable after about {usable}; most sketches stop before the cap)."
+    )
 
 
 def job_lines(jobs: list, of_this_document) -> list:
