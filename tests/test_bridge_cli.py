@@ -740,3 +740,20 @@ def test_an_absurd_preview_interval_is_bad_input_not_a_bug(tmp_path, every):
     done = cli(env, "submit", ANIMAL, *TINY, "-o", tmp_path / "x.svg", "--preview-every", every, timeout=60)
     assert done.returncode == 2 and "--preview-every must be at least 0.5" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "bug" not in done.stderr
+
+
+def test_a_paused_engine_without_its_connection_file_is_named_at_once(tmp_path):
+    """Issue 22: SIGSTOP plus a deleted connection file made `submit` wait 180 s, then blame the
+    wrong thing (an engine "not loading models"); now it names the paused engine and `kill -CONT`."""
+    env = engine_env(tmp_path)
+    eng = Engine(tmp_path, env).start()
+    try:
+        os.kill(eng.pid, signal.SIGSTOP)
+        (eng.run_dir / connection.CONNECTION_FILE).unlink()
+        started = time.monotonic()
+        done = cli(env, "submit", ANIMAL, *TINY, "-o", tmp_path / "x.svg", timeout=120)
+        assert done.returncode != 0 and time.monotonic() - started < 60, done.stderr
+        assert "is paused" in done.stderr and f"kill -CONT {eng.pid}" in done.stderr, done.stderr
+    finally:
+        os.kill(eng.pid, signal.SIGCONT)
+        eng.stop()

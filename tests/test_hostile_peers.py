@@ -337,6 +337,36 @@ def test_a_message_far_over_the_limit_costs_at_most_one_frame_and_the_engine_ser
     assert local.alive() and "Traceback" not in local.log_text()
 
 
+def test_running_out_of_memory_while_receiving_a_message_does_not_end_the_engine(tmp_path):
+    """Before: a MemoryError raised in the socket loop, outside the guarded handler, ended the
+    engine. Here the engine's address space is capped (prlimit) to what it uses plus 300 MiB, and a
+    key holder sends a 200 MiB message (in protocol frames): ZeroMQ holds it, putting its image
+    together needs 200 MiB more and fails; that message is dropped and the engine serves on."""
+    import resource
+
+    eng = Engine(tmp_path).start()
+    try:
+        client = eng.client(timeout_s=30)
+        client.status()
+        size_kib = rss_kib(eng.pid, "VmSize")
+        cap = (size_kib + 300 * 1024) * 1024
+        resource.prlimit(eng.pid, resource.RLIMIT_AS, (cap, cap))
+        raw = eng.raw()
+        try:
+            image = b"\0" * (200 * MIB)
+            raw.send(raw.session.serialize(protocol.Message("submit_request", {"name": "huge.png"}, [image])))
+            del image
+            reply = raw.recv(timeout_s=60)
+        finally:
+            raw.close()
+        assert reply is None or reply.msg_type == "error"  # dropped (out of memory), or refused
+        assert eng.alive(), "the engine ended"
+        wait_for(lambda: client.status()["pid"] == eng.pid, 60, "the engine to answer again")
+        assert "MemoryError" in eng.log_text() and "dropped it" in eng.log_text()
+    finally:
+        eng.stop()
+
+
 def test_the_connection_file_still_names_the_engine_after_the_floods(local):
     """The flood tests above leave the engine able to publish its connection file (no descriptor
     shortage): the file names it, and a new client finds it."""

@@ -49,7 +49,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
@@ -61,7 +61,6 @@ from bridge.params import REQUESTS, request_from_json
 from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
 from engine.budget import release_to_system
-from engine.progress import ProgressCallback
 from engine.service import keys, snapshots, worker
 from engine.service.auth import Admission, Forbidden, Signers
 from engine.service.connections import ConnectionGuard
@@ -70,27 +69,13 @@ from engine.service.log import log as _log
 from engine.service.options import DEFAULTS, ServerOptions
 from engine.service.queue_policy import Job, JobQueue, check_room
 from engine.service.store import LOCAL_OWNER, JobRecord, ResultStore, StoreError
+from engine.service.worker import Describe, RunJob
 
 ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
 MIN_PREVIEW_EVERY_S = 0.5  # the most often a client may ask for a live preview
 POLL_MS = 200
 PENDING_PER_PEER = 2  # messages one connection may have waiting in the engine (one request at a time is usual)
 TRIM_BYTES = 2**20  # after handling a message this large, freed memory goes back to the system
-
-
-class JobOutput(Protocol):
-    svg: bytes  # the result
-    seconds: float  # computing time
-    notes: list[str]  # what the user should know (a mask resized, ...)
-
-
-RunJob = Callable[[str, Any, ProgressCallback, float | None], JobOutput]
-"""(kind, request of bridge.params.REQUESTS, progress, preview_every) -> the result; raises EngineError
-for what the user can fix, and bridge.errors.Cancelled when `progress` raises it. With
-`preview_every` (seconds) progress carries a PNG of the sketch so far (Progress.preview) at most that
-often."""
-Describe = Callable[[], dict[str, Any]]
-"""What the engine computes with, for status replies: {device, models, renderer, loaded}."""
 
 
 class EngineServer:

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -32,9 +32,24 @@ EVENTS_URL = "inproc://engine-events"
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
 
 
+class JobOutput(Protocol):
+    svg: bytes  # the result
+    seconds: float  # computing time
+    notes: list[str]  # what the user should know (a mask resized, ...)
+
+
+RunJob = Callable[[str, Any, ProgressCallback, float | None], JobOutput]
+"""(kind, request of bridge.params.REQUESTS, progress, preview_every) -> the result; raises EngineError
+for what the user can fix, and bridge.errors.Cancelled when `progress` raises it. With
+`preview_every` (seconds) progress carries a PNG of the sketch so far (Progress.preview) at most that
+often."""
+Describe = Callable[[], dict[str, Any]]
+"""What the engine computes with, for status replies: {device, models, renderer, loaded}."""
+
+
 def run_checked_job(
     runtime: Any, kind: str, request: Any, progress: ProgressCallback, preview_every: float | None = None
-):
+) -> JobOutput:
     """One engine job, refused before it allocates anything if it will not fit in the free memory."""
     from engine.budget import check_fits
     from engine.jobs import run_job
@@ -75,7 +90,7 @@ def progress_content(job_id: str, p: Progress) -> dict[str, Any]:
     }
 
 
-def work(context: zmq.Context, jobs: queue.Queue[Job | None], run_job: Callable[..., Any]) -> None:
+def work(context: zmq.Context, jobs: queue.Queue[Job | None], run_job: RunJob) -> None:
     """The worker thread: run the jobs of `jobs` in turn until it hands over None."""
     events = context.socket(zmq.PUSH)
     events.connect(EVENTS_URL)
@@ -86,7 +101,7 @@ def work(context: zmq.Context, jobs: queue.Queue[Job | None], run_job: Callable[
         events.close(linger=1000)
 
 
-def run(job: Job, run_job: Callable[..., Any], events: zmq.Socket) -> None:
+def run(job: Job, run_job: RunJob, events: zmq.Socket) -> None:
     """Run `job` with `run_job`, sending its progress and its end to `events`."""
     job_id = job.record.job_id
 
