@@ -29,6 +29,7 @@ from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.params import MASK_NONE, ClipassoParams, RefineRequest, Request, SketchRequest
+from bridge.wording import count
 
 BASE_BYTES = 256 * 2**20  # target, saliency and edge maps, start points, results: a job of one stroke
 RASTER_SCRATCH_BYTES = 384 * 2**20  # the rasteriser's passing scratch (its distance search runs in chunks)
@@ -133,8 +134,8 @@ def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
         shape = footprint(runtime, RN101, kind)
         lasting = (p.aug_bank + 1) * shape.features
         what = (
-            f"{total_sketches} sketches: {len(p.strokes)} levels x {len(p.seeds)} seeds, "
-            f"{max(p.strokes)} strokes at most"
+            f"{count(total_sketches, 'sketch', 'sketches')}: {count(len(p.strokes), 'level')} x "
+            f"{count(len(p.seeds), 'seed')}, {max(p.strokes)} strokes at most"
         )
     elif isinstance(request, RefineRequest):  # one CLIPasso sketch; importance runs CLIP without gradients
         sketches, strokes = 1, len(request.strokes) + request.params.add
@@ -153,7 +154,8 @@ def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
         bank = bank_size(p.aug_bank, runtime.device)  # `auto`: the bank this device will build
         lasting = parts * (bank + 1) * shape.features + sketches * mlps * OPTIMISER_BYTES_PER_PARAM
         what = (
-            f"{sketches} sketches: {parts} part(s) x {len(p.layers)} layers x {len(p.seeds)} seeds, {p.strokes} strokes"
+            f"{count(sketches, 'sketch', 'sketches')}: {count(parts, 'part')} x {count(len(p.layers), 'layer')} x "
+            f"{count(len(p.seeds), 'seed')}, {p.strokes} strokes"
         )
         views = 1 + p.num_aug
     per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES)

@@ -10,6 +10,7 @@ from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
+from bridge.wording import count
 from sketchabs import engine_link, estimate, gui, headless, messages
 from sketchabs.effect import abort_on_errors, runs_test_models
 from sketchabs.images import short_label
@@ -95,7 +96,7 @@ def job_lines(jobs: list, of_this_document) -> list:
     if others:
         active = sum(job["state"] in ("queued", "running") for job in others)
         lines.append(
-            f"And {messages.count(len(others), 'other sketch', 'other sketches')} of other documents "
+            f"And {count(len(others), 'other sketch', 'other sketches')} of other documents "
             f"or earlier runs ({active} waiting or running)."
         )
     if any(job["state"] in ("queued", "running") for job in jobs):

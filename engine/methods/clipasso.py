@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from bridge.params import ClipassoParams
+from bridge.wording import count
 from engine import budget
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features, widen
 from engine.clip.models import RN101, VIT_B32
@@ -132,7 +133,7 @@ def optimise(
     target = target.to(runtime.device)
     progress(Progress("init", 0, 1, detail="saliency and edges"))
     start = initial_strokes(runtime, target, params)
-    label = f"{len(params.strokes)} levels x {len(params.seeds)} seeds"
+    label = f"{count(len(params.strokes), 'level')} x {count(len(params.seeds), 'seed')}"
     run = descend(runtime, target, start, params, params.half_width, progress, label)
     levels = []
     S = len(params.seeds)

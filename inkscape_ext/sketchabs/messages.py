@@ -12,6 +12,8 @@ import os
 import re
 import shlex
 
+from bridge.wording import count
+
 MENU = "Extensions > Sketch Abstraction"
 INSERT_FINISHED = f"{MENU} > Insert Finished Sketches"
 ENGINE_STATUS = f"{MENU} > Engine Status"
@@ -71,11 +73,6 @@ TEST_MODELS_TAG = "test models"  # in the names of layers made with them
 
 WINDOW_TITLE = "Sketch Abstraction"  # the progress window's title (the tests' drivers look for it)
 NEW_VARIATION_NOTE = "New variation (the Sketch tab's choice, kept from the last run)"
-
-
-def count(number: int, thing: str, things: str = "") -> str:
-    """'1 photo', '2 photos' ('1 sketch', '2 sketches' with `things`)."""
-    return f"{number} {thing}" if number == 1 else f"{number} {things or thing + 's'}"
 
 
 def command(*words: str) -> str:

@@ -23,6 +23,7 @@ import time
 import inkex
 
 from bridge.client import JobFailed
+from bridge.wording import count
 from sketchabs import engine_link, gui, messages
 
 POLL_S = 0.5  # how often a wait looks up from the socket to see whether the user gave up
@@ -202,7 +203,7 @@ class _Window:
         self.window.set_keep_above(True)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, margin=12)
         self.heading, self.detail, self.bar = Gtk.Label(xalign=0), Gtk.Label(xalign=0), Gtk.ProgressBar()
-        self.heading.set_text(f"Waiting for the engine ({messages.count(self.total, 'photo')})")
+        self.heading.set_text(f"Waiting for the engine ({count(self.total, 'photo')})")
         self.detail.set_line_wrap(True)
         self.bar.set_show_text(True)
         self.preview = Gtk.Image()
