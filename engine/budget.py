@@ -40,7 +40,7 @@ HEADROOM = 0.9  # a job may plan on this share of the free memory
 # On a CPU (and Apple's unified memory) a CLIP pass whose kept activations pass this runs slower per
 # image: RN101 keeps 134 MiB per fp32 image, so the default 12-sketch batch holds 8 GiB that every
 # layer streams through memory and the allocator maps afresh each iteration (benchmarks/README.md,
-# "CLIPasso on a CPU"). GPUs keep the whole batch: they need it to be busy.
+# "CLIPasso"). GPUs keep the whole batch: they need it to be busy.
 PASS_BYTES = 1 << 30
 _FEATURES = {  # the modules whose outputs a method keeps per bank entry (its loss's inputs)
     "sketch": re.compile(r"layer2|layer3|attnpool"),  # RN101, CLIPasso
