@@ -38,10 +38,10 @@ CANVAS_BYTES = 4 * 3 * 224 * 224 * 4  # per view: the drawn, augmented and norma
 STROKE_BYTES = 32 * 2**10  # rasteriser pairs per stroke: 13 KiB as initialised, 25 KiB when 3x longer
 OPTIMISER_BYTES_PER_PARAM = 16  # fp32 weight, its gradient, Adam's two moments
 HEADROOM = 0.9  # a job may plan on this share of the free memory
-# On a CPU (and Apple's unified memory) a CLIP pass whose kept activations pass this runs slower per
-# image: RN101 keeps 134 MiB per fp32 image, so the default 12-sketch batch holds 8 GiB that every
-# layer streams through memory and the allocator maps afresh each iteration (benchmarks/README.md,
-# "CLIPasso on a CPU"). GPUs keep the whole batch: they need it to be busy.
+# On a CPU (and Apple's unified memory) CLIP sees a batch in passes that keep at most this much for
+# backward: RN101 keeps 134 MiB per fp32 image, so the default 12-sketch batch would hold 8 GiB that
+# every layer streams through memory and the allocator maps afresh each iteration, where one sketch
+# cost less per sketch (benchmarks/README.md, "CLIPasso"). GPUs keep the whole batch busy.
 PASS_BYTES = 1 << 30
 _FEATURES = {  # the modules whose outputs a method keeps per bank entry (its loss's inputs)
     "sketch": re.compile(r"layer2|layer3|attnpool"),  # RN101, CLIPasso

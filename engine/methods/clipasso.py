@@ -1,7 +1,9 @@
 """CLIPasso (docs/method.md#clipasso): Bézier strokes optimised so that CLIP RN101 sees the sketch like the image.
 
 All abstraction levels x seeds form ONE batch: every iteration renders all still-running sketches,
-runs CLIP once on all their images and takes one Adam step for all of them. Adam is element-wise,
+runs CLIP on all their images (in passes sized to the device: engine.budget.sketches_per_pass; the
+strokes are the same whatever the pass size) and takes one Adam step for all of them, through the
+fp16 loss scale where CLIP runs in fp16 (docs/method.md#precision). Adam is element-wise,
 so each sketch is optimised as in a run of its own, except that which random augmentations it
 draws depends on the batch: a job is reproducible, but a level run alone draws other (equally
 random) augmentations. Levels with fewer strokes are padded with strokes parked off the canvas,
