@@ -125,6 +125,7 @@ def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
     from engine.clip.models import RN101, VIT_B32
     from engine.methods.augment import bank_size
 
+    state = 0  # bytes a sketch holds for the whole job besides its images (scenes: its MLPs)
     if isinstance(request, SketchRequest):
         p = request.params
         views = 1 + p.num_aug
@@ -152,13 +153,14 @@ def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
         points = p.strokes * p.control_points * 2
         mlps = 2 * points * p.hidden + 2 * p.strokes * p.hidden + 2 * p.hidden**2  # MLP_loc, MLP_simp
         bank = bank_size(p.aug_bank, runtime.device)  # `auto`: the bank this device will build
-        lasting = parts * (bank + 1) * shape.features + sketches * mlps * OPTIMISER_BYTES_PER_PARAM
+        lasting = parts * (bank + 1) * shape.features
+        state = mlps * OPTIMISER_BYTES_PER_PARAM  # each sketch's own MLPs and their Adam moments
         what = (
             f"{count(sketches, 'sketch', 'sketches')}: {count(parts, 'part')} x {count(len(p.layers), 'layer')} x "
             f"{count(len(p.seeds), 'seed')}, {p.strokes} strokes"
         )
         views = 1 + p.num_aug
-    per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES)
+    per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES) + state
     fixed = BASE_BYTES + RASTER_SCRATCH_BYTES + shape.fixed + lasting + _image_bytes(request.image)
     total = fixed + sketches * per_sketch + strokes * STROKE_BYTES
     return Estimate(total, sketches, (total - fixed) // max(1, sketches), what)
@@ -173,8 +175,9 @@ def check_fits(runtime: Any, kind: str, request: Request) -> None:
     if need.total <= HEADROOM * free:
         return
     fits = int((HEADROOM * free - (need.total - need.sketches * need.per_sketch)) // max(1, need.per_sketch))
+    fewer = "fewer seeds or layers" if kind == "scene" else "fewer seeds or levels"
     fix = (
-        f"about {fits} sketch(es) of this size fit: use fewer seeds or levels (or fewer strokes)"
+        f"about {count(fits, 'sketch', 'sketches')} of this size fit: use {fewer} (or fewer strokes)"
         if fits >= 1
         else "use fewer strokes and a smaller --aug-bank"
     )

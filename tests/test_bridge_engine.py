@@ -1206,8 +1206,11 @@ def test_the_queue_is_capped_and_cancelled_jobs_give_their_memory_back(fresh):
     assert client.status()["running"] == running and client.cancel(running) == "cancelling"
 
 
-HUGE = tiny_params(strokes=tuple(range(1024, 903, -8)), seeds=tuple(1000 * i for i in range(16)), iterations=1)
-"""16 levels of ~1000 strokes x 16 seeds: every value within its documented limits, 256 sketches."""
+HUGE = SceneParams(layers=tuple(range(12)), strokes=256, seeds=tuple(1000 * i for i in range(16)), iterations=1)
+"""12 fidelity layers x 16 seeds of 256 strokes, every value within its documented limits: 192 scene
+sketches optimised together, each with its MLPs and their optimiser state (~12 GiB). A scene, since
+CLIPasso now runs CLIP a pass of a few sketches at a time on a CPU, so that even 256 object sketches
+fit (engine.budget.sketches_per_pass)."""
 
 
 def test_a_job_that_cannot_fit_is_refused_before_it_allocates(tmp_path):
@@ -1216,13 +1219,14 @@ def test_a_job_that_cannot_fit_is_refused_before_it_allocates(tmp_path):
     eng = Engine(tmp_path).start(memory_limit=8 * 2**30)
     try:
         client = eng.client()
-        job_id, _ = client.submit(*sketch_job(params=HUGE), name="huge.png")
+        job_id, _ = client.submit(*request_to_json(SceneRequest(FIELD, HUGE, mask="none")), name="huge.png")
         started = time.monotonic()
         with pytest.raises(JobFailed) as refused:
             client.wait(job_id, timeout_s=JOB_S)
         assert refused.value.code == "device_error", refused.value.message
-        assert "256 sketches" in refused.value.message and "GiB of memory on cpu" in refused.value.message
-        assert "is free" in refused.value.message and "fewer seeds or levels" in refused.value.hint
+        assert "192 sketches: 1 part x 12 layers x 16 seeds" in refused.value.message, refused.value.message
+        assert "GiB of memory on cpu" in refused.value.message and "is free" in refused.value.message
+        assert "fewer seeds or layers" in refused.value.hint, refused.value.hint
         assert time.monotonic() - started < 60
         small_id, _ = client.submit(*sketch_job(), name="small.png")
         assert svg_layers(client.wait(small_id, timeout_s=JOB_S).svg)[0][1] == 4
