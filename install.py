@@ -237,6 +237,7 @@ def _install_extension(
 
 
 WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
+SCENE_WEIGHT_FILES = ("u2net.onnx", "big-lama.pt")  # scenes' U2-Net and LaMa: placed too when DIR has them
 
 
 def _weights_folder(engine_python: Path) -> str | None:
@@ -250,12 +251,14 @@ def _weights_folder(engine_python: Path) -> str | None:
 
 
 def _place_weights(source: Path, folder: Path) -> None:
-    """Link (or, across file systems, copy) the CLIP weight files from `source` into `folder`."""
+    """Link (or, across file systems, copy) the CLIP weight files, and the scene models' when there,
+    from `source` into `folder`."""
     missing = [name for name in WEIGHT_FILES if not (source / name).is_file()]
     if missing:
         sys.exit(f"install.py: {source} does not hold {' and '.join(missing)}; pass the folder that holds both")
     folder.mkdir(parents=True, exist_ok=True)
-    for name in WEIGHT_FILES:
+    scene = [name for name in SCENE_WEIGHT_FILES if (source / name).is_file()]
+    for name in (*WEIGHT_FILES, *scene):
         target = folder / name
         if target.exists() and target.samefile(source / name):
             continue
@@ -264,7 +267,10 @@ def _place_weights(source: Path, folder: Path) -> None:
             os.link(source / name, target)
         except OSError:
             shutil.copy2(source / name, target)
-    print(f"CLIP weights placed in {folder}")
+    print(f"CLIP weights{' and ' + ', '.join(scene) if scene else ''} placed in {folder}")
+    absent = [name for name in SCENE_WEIGHT_FILES if name not in scene]
+    if absent:
+        print(f"Scenes also need {' and '.join(absent)}: they download on first use, or copy them into {folder}")
 
 
 def _site_packages(python: Path) -> Path:

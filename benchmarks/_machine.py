@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 from collections.abc import Iterator
 
 import torch
+
+BUSY_PER_CORE = 0.5  # load average per core above which a timing is not an idle-machine figure
 
 
 def describe(device: torch.device | str = "cpu") -> str:
@@ -52,3 +55,40 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def load_line(when: str) -> str:
+    """The load average now, per core, with a loud warning where the machine is busy: a timing taken
+    then measures the other work as much as ours (benchmarks/README.md keeps idle-machine figures)."""
+    one, five, fifteen = os.getloadavg()
+    cores = os.cpu_count() or 1
+    line = f"load average at {when}: {one:.2f}, {five:.2f}, {fifteen:.2f} ({one / cores:.2f} per core, {cores} cores)"
+    if one / cores > BUSY_PER_CORE:
+        line += (
+            f"\n!!! WARNING: the machine is busy (over {BUSY_PER_CORE} per core): these timings are NOT "
+            "idle-machine figures; do not put them in benchmarks/README.md as such !!!"
+        )
+    return line
+
+
+def matmul_peak(device: torch.device | str, dtype: torch.dtype, side: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the best of `repeats` square matmuls of `dtype` on `device`: the machine's practical
+    peak for that arithmetic, measured in the same run as the figures it is compared with."""
+    device = torch.device(device)
+    a = torch.randn(side, side, device=device).to(dtype)
+    b = torch.randn(side, side, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up
+        _sync(device)
+        started = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * side**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -38,10 +38,12 @@ def official_runtime(device: torch.device | str, models: str = "random") -> Runt
 
 
 def at_precision(runtime: Runtime, precision: str) -> Runtime:
-    """The runtime's loaded models under another precision; "fp64" runs double copies of them."""
+    """The runtime's loaded models under another precision; "fp64" runs double copies of them (on
+    the CPU where the device has no fp64, Apple's MPS)."""
     if precision == "fp64":
-        models = {arch: copy.deepcopy(model).double() for arch, model in runtime._loaded.items()}
-        return dataclasses.replace(runtime, precision="fp32", _loaded=models)
+        device = torch.device("cpu") if runtime.device.type == "mps" else runtime.device
+        models = {arch: copy.deepcopy(model).to(device, torch.float64) for arch, model in runtime._loaded.items()}
+        return dataclasses.replace(runtime, device=device, precision="fp32", _loaded=models)
     return dataclasses.replace(runtime, precision=precision)
 
 
@@ -58,15 +60,31 @@ def gradient_parity(
     out = {"fp64": (reference_loss, 1.0)}
     for precision in precisions:
         value, gradient = _image_gradient(loss, at_precision(runtime, precision), sketch.float())
-        out[precision] = (value, float(F.cosine_similarity(gradient.double(), reference, dim=0)))
+        out[precision] = (value, float(F.cosine_similarity(gradient.cpu().double(), reference.cpu(), dim=0)))
     return out
 
 
 def _image_gradient(loss, runtime: Runtime, sketch: torch.Tensor) -> tuple[float, torch.Tensor]:
-    image = sketch.detach().clone().requires_grad_()
-    value = loss(runtime, image)
-    (gradient,) = torch.autograd.grad(value, image)
-    return float(value.detach()), gradient.flatten()
+    """The loss and its image gradient as the optimisation gets it: through the runtime's loss scale
+    (fp16: multiplied before backward, divided after; halved and run again where the scaled backward
+    overflowed, as the optimisation's step would be skipped and retried)."""
+    scaler = runtime.loss_scaler()
+    while True:
+        image = sketch.detach().to(runtime.device, copy=True).requires_grad_()
+        value = loss(runtime, image)
+        (gradient,) = torch.autograd.grad(scaler.scale(value), image)
+        gradient = gradient / scaler.get_scale()
+        if bool(gradient.isfinite().all()) or scaler.get_scale() < 1:
+            return float(value.detach()), gradient.flatten()
+        scaler.update(scaler.get_scale() / 2)
+
+
+def unscaled_fp16_share(loss, runtime: Runtime, sketch: torch.Tensor) -> float:
+    """The share of the image gradient's elements that fp16 without a loss scale keeps non-zero (the
+    rest underflowed)."""
+    image = sketch.detach().to(runtime.device, torch.float32, copy=True).requires_grad_()
+    (gradient,) = torch.autograd.grad(loss(at_precision(runtime, "fp16"), image), image)
+    return float((gradient != 0).float().mean())
 
 
 def _views(image: torch.Tensor, augmentations: Augmentations | None) -> torch.Tensor:
@@ -83,7 +101,7 @@ def clipasso_image_loss(target: torch.Tensor, augmentations: Augmentations | Non
     def loss(runtime: Runtime, sketch: torch.Tensor) -> torch.Tensor:
         views = 1 + (len(augmentations) if augmentations is not None else 0)
         sketch_features = features(runtime, _views(sketch, augmentations))
-        target_features = features(runtime, _views(target.to(sketch.dtype), augmentations))
+        target_features = features(runtime, _views(target.to(sketch), augmentations))
         return clipasso_loss(sketch_features, target_features, views).mean()
 
     return loss
@@ -97,7 +115,7 @@ def fidelity_image_loss(target: torch.Tensor, augmentations: Augmentations | Non
         visual = runtime.clip(VIT_B32).visual
         with runtime.autocast():
             ours = vit_block_outputs(visual, normalize(_views(sketch, augmentations)), [layer])[layer]
-            theirs = vit_block_outputs(visual, normalize(_views(target.to(sketch.dtype), augmentations)), [layer])
+            theirs = vit_block_outputs(visual, normalize(_views(target.to(sketch), augmentations)), [layer])
         return (widen(ours) - widen(theirs[layer])).square().mean()
 
     return loss

@@ -42,6 +42,7 @@ from engine.methods.clipascene import BACKGROUND, OBJECT, SceneTarget, optimise_
 from engine.methods.clipasso import initial_strokes
 from engine.preprocess import prepare_target
 from engine.runtime import Runtime
+from engine.scene.inpaint import filler
 from engine.scene.split import split_scene
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -89,7 +90,7 @@ def main() -> None:
     memory: dict[str, list[float]] = {"reference": [], "ours": []}
     image = load_image(EXAMPLES / "ballerina.png")
     mask, _ = load_mask(EXAMPLES / "ballerina_mask.png", image.size)
-    split = split_scene(image, mask)
+    split = split_scene(image, mask, filler("lama", args.models))  # random models: LaMa's tiny stand-in
     parts = {
         OBJECT: prepare_target(split.object_image, None)[0],
         BACKGROUND: prepare_target(split.background_image, None)[0],

@@ -6,7 +6,9 @@
 # Sections: the CUDA agreement test; the rasteriser (goal: 12 x 64 strokes <= 2 ms); one 16-stroke
 # CLIPasso sketch and the 4-level x 3-seed set projected to 2000 iterations (goal <= 60 s on an
 # H100-class GPU); the default CLIPascene matrix projected (goal <= 10 min); peak GPU memory of each.
-# The references run CLIP in fp16 on CUDA, as the official code does there.
+# The references run CLIP in fp16 on CUDA, as the official code does there. The CLIPasso section
+# prints the sketches per CLIP pass and the fp16 loss scale each run used, and fp16's gradient cosine.
+# On a Mac (no CUDA): python benchmarks/clipasso.py --device mps --parity-only prints MPS's cosines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -3,7 +3,9 @@ and vs diffvg (the official code's renderer) when pydiffvg is installed.
 
 Forward + backward at 224 x 224, half-width 1.5, strokes shaped like CLIPasso's initialisation
 (a random walk of 3 steps of up to 5.6 px) and like optimised strokes (steps of up to 30 px).
-Memory = bytes autograd saves for backward. Run: python benchmarks/raster.py [--device cuda]
+Memory = bytes autograd saves for backward. --threads 1,2 repeats the table at each CPU thread count
+(run it once idle and once with the machine loaded: how each renderer degrades under contention).
+Run: python benchmarks/raster.py [--device cuda] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe
+from benchmarks._machine import describe, load_line
 from engine.methods.init import random_walk
 from engine.render import band_coverage, diffvg, rasterize
 from engine.render.bezier import sample_polyline
@@ -103,9 +105,19 @@ def main() -> None:
         default=CASES,
         help="BATCHxSTROKES[@STEP],... (default: 1x16,1x64,1x64@30,12x16,12x64; steps <= 5.6 px unless @STEP)",
     )
+    parser.add_argument("--threads", default="", help="CPU thread counts to repeat the table at, e.g. 1,2")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"machine: {describe(device)}")
+    print(load_line("start"))
+    for threads in [int(v) for v in args.threads.split(",") if v] or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        print(f"{threads} torch thread(s)")
+        table(args, device)
+    print(load_line("end"))
+
+
+def table(args, device) -> None:
     print(
         f"{'case':<36}{'ours ms':>9}{'per sketch':>11}{'naive ms':>10}{'speed-up':>10}{'ours MiB':>10}{'naive MiB':>11}"
     )

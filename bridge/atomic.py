@@ -15,25 +15,36 @@ from bridge.errors import InputError
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> Path:
-    """Write `data` to `path` through a temp file in the same folder and an atomic rename.
+    """Write `data` to `path` through a temp file in `path`'s folder, renamed over the name as given.
 
-    A symlink is written through: its target is replaced, the link stays. Anything else that is not
-    a regular file (a device, a pipe, a socket) is refused with an InputError, never swapped for a
-    file. `mode` defaults to an ordinary user file's (0666 less the umask); private files pass 0o600,
-    which the file has from its creation on, never wider; on Windows, where chmod cannot say
-    that, a private mode gives the file an ACL for the user alone (PRIVATE_FILE_ACL) before the data
-    is written. Returns `path`.
+    A symlink at `path` is replaced by the file, never followed: its target stays as it was
+    (another user may have planted the link in a shared folder, pointing at a file of yours; the
+    kernel's protected_symlinks only guards opening a link, and this never opens one). In a sticky
+    folder that everyone can write to (/tmp) a symlink there is refused with an InputError, since it
+    is someone else's trap as likely as ours. Anything else that is not a regular file (a folder, a
+    device, a pipe, a socket) is refused with an InputError, never swapped for a file. `mode`
+    defaults to an ordinary user file's (0666 less the umask); private files pass 0o600, which the
+    file has from its creation on, never wider; on Windows, where chmod cannot say that, a private
+    mode gives the file an ACL for the user alone (PRIVATE_FILE_ACL) before the data is written.
+    Returns `path`.
     """
-    target = Path(os.path.realpath(path))
+    target = Path(path)
     try:
-        existing = os.stat(target).st_mode
+        existing: int | None = os.lstat(target).st_mode
     except FileNotFoundError:
         existing = None
-    if existing is not None and not stat.S_ISREG(existing):
+    if existing is not None and stat.S_ISLNK(existing) and shared_folder(target.parent):
+        raise InputError(
+            f"cannot write {os.fspath(path)}: it is a symbolic link in {target.parent}, a folder every user can "
+            "write to (another user may have planted it)",
+            "remove the link, or write to another name or folder",
+        )
+    if existing is not None and not (stat.S_ISREG(existing) or stat.S_ISLNK(existing)):
         kind = "a folder" if stat.S_ISDIR(existing) else "not a regular file (a device, pipe or socket)"
         raise InputError(f"cannot write {os.fspath(path)}: it is {kind}", "choose a file name for the output")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600; chmod: Windows too
         if mode is not None and not mode & 0o077 and PRIVATE_FILE_ACL is not None:
@@ -46,7 +57,17 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return Path(path)
+    return target
+
+
+def shared_folder(folder: Path) -> bool:
+    """Whether `folder` is sticky and writable by every user (as /tmp is): other users' files there
+    cannot be removed by us, and theirs may sit where we write."""
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_ISVTX and mode & stat.S_IWOTH)
 
 
 def _umask() -> int:

@@ -217,6 +217,11 @@ class EngineClient:
         """Cancel a queued or running job; returns its state ("cancelled", "cancelling", or its end)."""
         return str(self._request("cancel_request", {"job_id": job_id}).content["state"])
 
+    def snapshot(self, job_id: str) -> bytes:
+        """The SVG of a running object sketch's best strokes of every level so far ("Insert it as it is
+        now"); JobFailed (code not_running) for a job not running or not yet evaluated."""
+        return bytes(self._request("snapshot_request", {"job_id": job_id}).buffers[0])
+
     def jobs(self) -> list[dict[str, Any]]:
         jobs: list[dict[str, Any]] = self._request("list_request").content["jobs"]
         return jobs
@@ -435,6 +440,14 @@ def _start_engine(command: list[str], ready_timeout_s: float) -> connection.Conn
         info = connection.read_connection()
         if info is not None:
             return info  # ours, or one another client started at the same moment
+        holder = connection.lock_holder() if process.poll() == connection.ALREADY_RUNNING_EXIT else None
+        if holder and connection.paused(holder):  # it will never write its file: say so now, not after the wait
+            raise EngineUnavailable(
+                f"the engine (pid {holder}) is paused (stopped) and has no connection file",
+                f"resume it with `kill -CONT {holder}` (it writes the file again within a second), "
+                f"or end it with `kill {holder}`",
+                "not_answering",
+            )
         if process.poll() not in (None, connection.ALREADY_RUNNING_EXIT):  # that one: another is loading
             raise EngineUnavailable(
                 f"the engine exited while starting: {_last_line(log_path, 'error: ') or 'no error message'}",

@@ -304,6 +304,15 @@ def pid_alive(pid: int) -> bool:
     return _not_zombie(pid)
 
 
+def paused(pid: int) -> bool:
+    """Whether process `pid` is stopped (SIGSTOP, Ctrl-Z); False where that cannot be read (not Linux)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("T", "t")
+
+
 def _not_zombie(pid: int) -> bool:
     """A zombie (exited, not yet reaped: e.g. an engine started by a still-running test) is dead."""
     try:

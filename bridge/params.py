@@ -22,6 +22,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODEL_KINDS = ("openai", "random", "tiny-random")
 RENDERERS = ("ours", "diffvg")  # diffvg: the official code's rasteriser, when pydiffvg is installed
 MASK_NONE, MASK_AUTO = "none", "auto"
+AUG_BANK_AUTO = -1  # scenes: fresh augmentations every step on a GPU, a bank of 128 on a CPU (docs/method.md)
+INPAINT_METHODS = ("lama", "telea")  # a scene's background: LaMa (the official code's), or OpenCV's Telea
 MAX_HALF_WIDTH = 50  # canvas px: a stroke 100 px wide on the 224 px canvas
 _HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
 Source = str | os.PathLike[str] | bytes  # a file's path, or its bytes
@@ -138,7 +140,7 @@ class SceneParams:
     steps_background: tuple[float, ...] = _STEPS_BACKGROUND  # ratio step per layer 0..11
     steps_object: tuple[float, ...] = _STEPS_OBJECT
     num_aug: int = 4
-    aug_bank: int = 128  # 0 = recompute target augmentations every iteration, as the official code
+    aug_bank: int = AUG_BANK_AUTO  # 0 = recompute target augmentations every iteration, as the official code
     temperature: float = 0.3
     walk_step: float = 0.025
 
@@ -175,7 +177,7 @@ class SceneParams:
             ),
             (
                 min(self.fidelity_eval_every, self.simplicity_eval_every, self.hidden) >= 1
-                and min(self.fidelity_eval_from, self.simplicity_eval_from, self.num_aug, self.aug_bank) >= 0
+                and min(self.fidelity_eval_from, self.simplicity_eval_from, self.num_aug, self.aug_bank + 1) >= 0
                 and min(self.loc_lr, self.simplicity_lr, self.gumbel_tau, self.temperature) > 0,
                 "eval intervals, hidden width, learning rates and temperatures must be positive",
             ),
@@ -196,11 +198,13 @@ PAPER_GRID_ROWS = (1, 3, 5, 7)  # the rows of the paper's 4 x 4 figures
 @dataclass(frozen=True)
 class SceneRequest:
     """One scene-sketch job: the fidelity x simplicity matrix. `image` and a mask file may be paths or
-    encoded bytes. Without a mask (`none`) the whole image is sketched as one object."""
+    encoded bytes. By default the scene is split as the official pipeline does (U2-Net mask, object
+    and LaMa-filled background apart); with `none` the whole image is one object (not the paper's method)."""
 
     image: Source
     params: SceneParams = SceneParams()
-    mask: Source = MASK_NONE  # "none", "auto", or a mask image (white = object)
+    mask: Source = MASK_AUTO  # "auto" (U2-Net), "none", or a mask image (white = object)
+    inpaint: str = INPAINT_METHODS[0]  # how the background's hole is filled: "lama" or "telea"
     width: float | None = None  # SVG stroke width in photo px; None: the canvas width, scaled
     color: str = "#000000"
     style: str = STYLE_PEN  # STYLES: ink adds a width per control point (docs/method.md#ink)
@@ -209,6 +213,11 @@ class SceneRequest:
     def validate(self) -> SceneRequest:
         _check_look(self.color, self.width, self.style)
         self.params.validate()
+        if self.inpaint not in INPAINT_METHODS:
+            raise InputError(
+                f"inpaint must be one of {', '.join(INPAINT_METHODS)}, got {self.inpaint!r}",
+                "use --inpaint lama (the official method) or --inpaint telea (no model weights needed)",
+            )
         if not isinstance(self.paper_grid, bool):
             raise InputError(f"paper_grid must be true or false, got {self.paper_grid!r}", "send a boolean")
         if self.paper_grid and self.params.levels < max(PAPER_GRID_ROWS):

@@ -4,6 +4,8 @@ Shaped like the Jupyter kernel protocol. On the wire one message is the multipar
 
     [routing ids..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
 
+(the content and the buffers split into frames of at most FRAME_BYTES; see "Frames" below).
+
 `signature` is the hex HMAC-SHA256, under the key from the connection file, of every frame after it
 (the four JSON parts and the buffers), each preceded by its length as 8 big-endian bytes; checked in
 constant time. (Jupyter signs the JSON parts only and without lengths; we also cover the images and
@@ -14,7 +16,7 @@ payloads (images, SVG) travel as buffers, never inside JSON.
 Who may talk: before any message, ZeroMQ's PLAIN handshake must present the user name PLAIN_USER and
 the password `plain_password(key)` (derived from the key, so the key itself never travels). The
 engine's ZAP handler refuses every other peer at the handshake, so a local user without the key
-cannot make the engine hold a single byte of a message.
+never gets a message to the engine; what it sends before is one frame, at most FRAME_BYTES.
 
 An engine that also serves the network (`serve --listen`) speaks CurveZMQ instead, on every
 address: the client knows the engine's public key (from its connection file) and proves its own
@@ -25,9 +27,21 @@ cancel and status show a client its own jobs only (another's job id is an unknow
 queue takes turns between identities, and shutdown is for this machine's clients only (`forbidden`
 otherwise; also the answer to every message of a key revoked after it connected).
 
-Replays: a signed message is accepted once. Each Session remembers the signatures it accepted
-(as Jupyter's digest history) for REPLAY_WINDOW_S, and refuses a message dated outside that window
-or older than any signature it had to forget; a captured request replayed later is refused.
+Keys: each identity signs with a key of its own. On a loopback-only engine the one identity is
+this machine's user and the key is the connection file's. An engine serving the network derives a
+key per allowed client from its own signing key (engine.service.auth.identity_key): a remote
+connection file holds its designer's key only, which signs for no one else.
+
+Replays: a signed message is accepted once. Each Session (the engine keeps one per identity)
+remembers the signatures it accepted (as Jupyter's digest history) for REPLAY_WINDOW_S, and refuses
+a message dated more than REPLAY_WINDOW_S ago, more than CLOCK_SKEW_S ahead, or older than any
+signature it had to forget; a captured request replayed later is refused. One identity's flood
+fills its own history only.
+
+Frames: no frame is larger than FRAME_BYTES (the engine's socket drops a connection that starts a
+larger one, before its bytes arrive). The content and each buffer travel as consecutive frames of
+FRAME_BYTES (the last one shorter), and the header's `sizes` lists their lengths in bytes (the
+content's first); a message without that list has one frame each.
 
 Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
@@ -53,6 +67,11 @@ Client -> engine (DEALER -> ROUTER), and the engine's replies:
                                                          failed; fetch_reply {job info} while it is
                                                          queued or running (with watch=true the
                                                          client is then sent its progress and result)
+  snapshot_request {job_id}                           -> snapshot_reply {job_id} + [svg]: a running
+                                                         object sketch's best evaluated strokes of
+                                                         every level so far, as the SVG a finished
+                                                         job writes (not ranked); error not_running
+                                                         for a job not running or not yet evaluated
   shutdown_request {}                                 -> shutdown_reply {}
 
 `job` is the JSON form of a request (bridge.params.request_to_json): {"kind": "sketch" | "scene",
@@ -81,20 +100,26 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-VERSION = "2.2"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
+VERSION = "3.1"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
 # 2.1: live previews (preview_every, a PNG with progress), progress in job info, measured rates in status
 # 2.2: CURVE on a network listener, jobs per identity
+# 3.0: frames of at most FRAME_BYTES (buffers split, header `buffers`), keys per identity, CLOCK_SKEW_S
+# 3.1: snapshot_request ("Insert it as it is now")
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
+FRAME_BYTES = 64 * 2**10  # largest frame: what a peer can make the engine hold before its handshake
+MAX_BUFFERS = 4  # buffers of one message at most (a submit has two: image and mask)
 DELIMITER = b"<IDS|MSG>"
 PLAIN_USER = b"sketch-abstraction"
 HEARTBEAT_INTERVAL_S = 1.0  # the engine's heartbeat to each watcher of a queued or running job
 HEARTBEAT_TIMEOUT_S = 15.0  # silence after which a client says the engine is not answering
-REPLAY_WINDOW_S = 300.0  # a message dated further from now is refused (same machine, same clock)
-DIGEST_HISTORY = 65_536  # signatures remembered at most; forgetting one moves the horizon past its date
+REPLAY_WINDOW_S = 300.0  # a message dated longer ago is refused
+CLOCK_SKEW_S = 30.0  # a message dated further ahead is refused (clocks of two machines kept by NTP)
+DIGEST_HISTORY = 65_536  # signatures remembered at most per identity; forgetting one moves its horizon
 _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -105,6 +130,7 @@ REQUESTS = frozenset(
         "cancel_request",
         "list_request",
         "fetch_request",
+        "snapshot_request",
         "shutdown_request",
     }
 )
@@ -120,6 +146,7 @@ REPLIES = frozenset(
         "cancel_reply",
         "list_reply",
         "fetch_reply",
+        "snapshot_reply",
         "shutdown_reply",
     }
 )
@@ -132,6 +159,7 @@ BAD_MESSAGE = "bad_message"  # malformed frames, JSON, signature, version or typ
 TOO_LARGE = "too_large"
 QUEUE_FULL = "queue_full"  # the engine holds as many waiting jobs (or bytes of them) as it takes
 UNKNOWN_JOB = "unknown_job"
+NOT_RUNNING = "not_running"  # a snapshot of a job that is not running or has no evaluated strokes yet
 FORBIDDEN = "forbidden"  # a revoked key, or a remote client asking to stop the engine
 INTERNAL = "internal_error"
 
@@ -172,7 +200,10 @@ def timestamp(when: float | None = None) -> str:
     return moment.strftime(_DATE_FORMAT)
 
 
-def check_size(frames: list[bytes], limit: int) -> None:
+Frame = bytes | memoryview  # a received frame: the engine reads zmq's buffers without copying them
+
+
+def check_size(frames: Sequence[Frame], limit: int) -> None:
     """ProtocolError (TOO_LARGE) when the frames together exceed the engine's `limit` in bytes.
 
     The engine checks what it receives; clients check before sending, since the engine's socket
@@ -197,10 +228,11 @@ class Session:
     def __init__(self, key: str, max_bytes: int = MAX_MESSAGE_BYTES):
         self.key = key.encode("ascii")
         self.max_bytes = max_bytes  # largest message accepted, all frames together
+        self.max_frames = 6 + MAX_BUFFERS + max_bytes // FRAME_BYTES  # a message of max_bytes in full frames
         self._seen: collections.OrderedDict[bytes, float] = collections.OrderedDict()  # signature -> date
         self._horizon = 0.0  # date of the newest signature forgotten for room: nothing this old is accepted
 
-    def sign(self, frames: list[bytes]) -> bytes:
+    def sign(self, frames: Sequence[Frame]) -> bytes:
         """Hex HMAC-SHA256 of the frames after the signature, each preceded by its length (8 bytes,
         big-endian), so that no byte can move from one frame to the next unnoticed."""
         mac = hmac.new(self.key, digestmod=hashlib.sha256)
@@ -209,50 +241,51 @@ class Session:
             mac.update(frame)
         return mac.hexdigest().encode("ascii")
 
-    def serialize(self, msg: Message) -> list[bytes]:
-        """Frames after the routing ids: delimiter, signature, the four JSON parts, buffers."""
+    def serialize(self, msg: Message) -> list[Frame]:
+        """Frames after the routing ids: delimiter, signature, header, parent, metadata, then the
+        content and the buffers, each split into frames of at most FRAME_BYTES (views: nothing is
+        copied), their lengths in the header's `sizes`."""
+        content = _dumps(msg.content)
         msg.header = {
             "msg_id": uuid.uuid4().hex,
             "msg_type": msg.msg_type,
             "version": VERSION,
             "date": timestamp(),
+            "sizes": [len(content), *(len(b) for b in msg.buffers)],
         }
-        parts = [_dumps(msg.header), _dumps(msg.parent), _dumps({}), _dumps(msg.content)]
-        return [DELIMITER, self.sign([*parts, *msg.buffers]), *parts, *msg.buffers]
+        parts = [_dumps(msg.header), _dumps(msg.parent), _dumps({})]
+        chunks = [view for payload in (content, *msg.buffers) for view in _chunks(payload)]
+        return [DELIMITER, self.sign([*parts, *chunks]), *parts, *chunks]
 
-    def split_ids(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    def split_ids(self, frames: Sequence[Frame]) -> tuple[list[Frame], list[Frame]]:
         """(routing ids, the rest from the delimiter on); no delimiter -> ProtocolError."""
-        try:
-            i = frames.index(DELIMITER)
-        except ValueError:
+        i = next((i for i, frame in enumerate(frames) if frame == DELIMITER), None)
+        if i is None:
             raise ProtocolError(
                 "no <IDS|MSG> delimiter in the message", "send Jupyter-style frames (see bridge/protocol.py)"
-            ) from None
-        return frames[:i], frames[i:]
+            )
+        return list(frames[:i]), list(frames[i:])
 
-    def deserialize(self, frames: list[bytes], expect: frozenset[str]) -> Message:
+    def deserialize(self, frames: Sequence[Frame], expect: frozenset[str]) -> Message:
         """Check and decode the frames after the routing ids; any defect -> ProtocolError.
 
         Checks run cheapest and most fundamental first: size, frame count, signature (before any
-        JSON is parsed, so unsigned input is never interpreted), replay, JSON, version, date, type.
+        JSON is parsed, so unsigned input is never interpreted), replay, JSON, version, date, type,
+        then the content and buffers are put together from their frames (the one copy of their
+        bytes) and the content parsed.
         """
         check_size(frames, self.max_bytes)
-        if len(frames) < 6 or frames[0] != DELIMITER:
+        if not 6 <= len(frames) <= self.max_frames or frames[0] != DELIMITER:
             raise ProtocolError(
-                f"expected at least 6 frames from the delimiter on, got {len(frames)}",
-                "send delimiter, signature, header, parent, metadata, content",
+                f"expected 6 to {self.max_frames} frames from the delimiter on, got {len(frames)}",
+                "send delimiter, signature, header, parent, metadata, content, buffers",
             )
-        signature, parts, buffers = frames[1], frames[2:6], frames[6:]
-        if not hmac.compare_digest(signature, self.sign([*parts, *buffers])):
+        signature, parts, chunks = bytes(frames[1]), [bytes(p) for p in frames[2:5]], frames[5:]
+        if not hmac.compare_digest(signature, self.sign([*parts, *chunks])):
             raise ProtocolError("bad message signature", "use the key from the engine's current connection file")
         if signature in self._seen:
             raise ProtocolError("a message was sent again (a replay)", "send each request once; it is refused again")
-        try:
-            header, parent, _metadata, content = (json.loads(p, parse_constant=_reject_constant) for p in parts)
-        except (ValueError, RecursionError):  # incl. UnicodeDecodeError, NaN/Infinity, absurd nesting
-            raise ProtocolError("a message part is not valid JSON", "send UTF-8 JSON objects") from None
-        if not all(isinstance(p, dict) for p in (header, parent, content)):
-            raise ProtocolError("header, parent header and content must be JSON objects", "send JSON objects, e.g. {}")
+        header, parent, _metadata = (_object(p) for p in parts)
         if header.get("version") != VERSION:
             raise ProtocolError(
                 f"protocol version {_show(header.get('version'))} is not supported (engine speaks {VERSION})",
@@ -262,8 +295,10 @@ class Session:
         msg_type = header.get("msg_type")
         if not isinstance(msg_type, str) or msg_type not in expect:
             raise ProtocolError(f"unknown message type {_show(msg_type)}", f"use one of: {', '.join(sorted(expect))}")
+        content, *buffers = _join(chunks, header.get("sizes"))
+        message = Message(msg_type, _object(content), buffers, parent, header)
         self._remember(signature, date)
-        return Message(msg_type, content, list(buffers), parent, header)
+        return message
 
     def _fresh_date(self, value: Any) -> float:
         """The header's date as a POSIX time, if it is within the replay window and past the horizon."""
@@ -274,9 +309,17 @@ class Session:
                 f"the header's date {_show(value)} is not a UTC time like {timestamp()!r}",
                 "send the time of sending as `date`",
             ) from None
-        if abs(time.time() - date) > REPLAY_WINDOW_S or date <= self._horizon:
+        now = time.time()
+        if date > now + CLOCK_SKEW_S:
             raise ProtocolError(
-                f"a message dated {value} is too old or too far ahead (more than {REPLAY_WINDOW_S:.0f} s from now)",
+                f"a message dated {value} is {date - now:.0f} s ahead of the engine's clock "
+                f"(at most {CLOCK_SKEW_S:.0f} s are accepted)",
+                "set this machine's clock right (NTP), or send the time of sending as `date`",
+            )
+        if now - date > REPLAY_WINDOW_S or date <= self._horizon:
+            raise ProtocolError(
+                f"a message dated {value} is too old (more than {REPLAY_WINDOW_S:.0f} s ago, or older than "
+                "requests of yours the engine had to forget)",
                 "send requests as they are made; a stored one is refused as a replay",
             )
         return date
@@ -289,6 +332,54 @@ class Session:
             self._seen.popitem(last=False)
         while len(self._seen) > DIGEST_HISTORY:
             self._horizon = max(self._horizon, self._seen.popitem(last=False)[1])
+
+
+def _chunks(buffer: bytes) -> list[Frame]:
+    """`buffer` as frames of at most FRAME_BYTES: itself when it fits, else views of it."""
+    if len(buffer) <= FRAME_BYTES:
+        return [buffer]
+    view = memoryview(buffer)
+    return [view[at : at + FRAME_BYTES] for at in range(0, len(view), FRAME_BYTES)]
+
+
+def _join(chunks: Sequence[Frame], sizes: Any) -> list[bytes]:
+    """The content and buffers of a message from its frames after the metadata, grouped by the
+    header's `sizes` (None: one frame each); ProtocolError when the frames do not add up to them."""
+    if sizes is None:
+        if len(chunks) > 1 + MAX_BUFFERS:
+            raise ProtocolError(f"a message has at most {MAX_BUFFERS} buffers", "send the image and its mask only")
+        return [bytes(chunk) for chunk in chunks]
+    valid = isinstance(sizes, list) and 1 <= len(sizes) <= 1 + MAX_BUFFERS
+    valid = valid and all(type(n) is int and n >= 0 for n in sizes)
+    counts = [max(1, -(-n // FRAME_BYTES)) for n in sizes] if valid else []
+    if not valid or sum(counts) != len(chunks):
+        raise ProtocolError(
+            f"the header's `sizes` does not match the {len(chunks)} frames after the metadata",
+            "list the content's and each buffer's length in bytes, and send each as frames of "
+            f"{FRAME_BYTES} bytes (the last shorter)",
+        )
+    payloads, at = [], 0
+    for size, count in zip(sizes, counts):
+        frames = chunks[at : at + count]
+        if any(len(f) != FRAME_BYTES for f in frames[:-1]) or sum(len(f) for f in frames) != size:
+            raise ProtocolError(
+                "the content's or a buffer's frames do not add up to its length in the header's `sizes`",
+                f"send each as frames of {FRAME_BYTES} bytes (the last shorter)",
+            )
+        payloads.append(b"".join(frames))
+        at += count
+    return payloads
+
+
+def _object(part: bytes) -> dict[str, Any]:
+    """A JSON object part of a message; ProtocolError when it is not valid JSON or not an object."""
+    try:
+        value = json.loads(part, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # incl. UnicodeDecodeError, NaN/Infinity, absurd nesting
+        raise ProtocolError("a message part is not valid JSON", "send UTF-8 JSON objects") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("header, parent header and content must be JSON objects", "send JSON objects, e.g. {}")
+    return value
 
 
 def valid_job_id(job_id: Any) -> bool:

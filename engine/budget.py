@@ -29,6 +29,7 @@ from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.params import MASK_NONE, ClipassoParams, RefineRequest, Request, SketchRequest
+from bridge.wording import count
 
 BASE_BYTES = 256 * 2**20  # target, saliency and edge maps, start points, results: a job of one stroke
 RASTER_SCRATCH_BYTES = 384 * 2**20  # the rasteriser's passing scratch (its distance search runs in chunks)
@@ -37,6 +38,11 @@ CANVAS_BYTES = 4 * 3 * 224 * 224 * 4  # per view: the drawn, augmented and norma
 STROKE_BYTES = 32 * 2**10  # rasteriser pairs per stroke: 13 KiB as initialised, 25 KiB when 3x longer
 OPTIMISER_BYTES_PER_PARAM = 16  # fp32 weight, its gradient, Adam's two moments
 HEADROOM = 0.9  # a job may plan on this share of the free memory
+# On a CPU (and Apple's unified memory) CLIP sees a batch in passes that keep at most this much for
+# backward: RN101 keeps 134 MiB per fp32 image, so the default 12-sketch batch would hold 8 GiB that
+# every layer streams through memory and the allocator maps afresh each iteration, where one sketch
+# cost less per sketch (benchmarks/README.md, "CLIPasso"). GPUs keep the whole batch busy.
+PASS_BYTES = 1 << 30
 _FEATURES = {  # the modules whose outputs a method keeps per bank entry (its loss's inputs)
     "sketch": re.compile(r"layer2|layer3|attnpool"),  # RN101, CLIPasso
     "scene": re.compile(r"transformer\.resblocks\.\d+"),  # ViT-B/32 block outputs, CLIPascene
@@ -94,10 +100,22 @@ def footprint(runtime: Any, arch: str, kind: str) -> Footprint:
     return _footprints[key]
 
 
+def sketches_per_pass(runtime: Any, views: int, sketches: int) -> int:
+    """How many of `sketches` CLIPasso sketches (each seen in `views` images) one CLIP forward +
+    backward takes at once on the runtime's device: all of them on CUDA; on a CPU or MPS as many as
+    keep the pass's activations within PASS_BYTES (at least one), from the measured footprint."""
+    from engine.clip.models import RN101
+
+    if runtime.device.type == "cuda":
+        return max(1, sketches)
+    per_sketch = views * footprint(runtime, RN101, "sketch").per_image
+    return max(1, min(sketches, PASS_BYTES // max(1, per_sketch)))
+
+
 @dataclass(frozen=True)
 class Estimate:
     total: int  # bytes at the job's peak
-    sketches: int  # optimised together
+    sketches: int  # in memory at once: optimised together, or a CLIPasso job's sketches per pass
     per_sketch: int  # bytes each of them adds
     what: str  # the job's size in words, for messages
 
@@ -105,19 +123,26 @@ class Estimate:
 def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
     """The job's peak memory on the runtime's device (see the module docstring)."""
     from engine.clip.models import RN101, VIT_B32
+    from engine.methods.augment import bank_size
 
+    state = 0  # bytes a sketch holds for the whole job besides its images (scenes: its MLPs)
     if isinstance(request, SketchRequest):
         p = request.params
-        sketches, strokes = len(p.strokes) * len(p.seeds), sum(p.strokes) * len(p.seeds)
+        views = 1 + p.num_aug
+        total_sketches = len(p.strokes) * len(p.seeds)
+        sketches = sketches_per_pass(runtime, views, total_sketches)  # CLIP sees them a pass at a time
+        strokes = sketches * max(p.strokes)  # the rasteriser draws a pass's sketches, padded to the largest
         shape = footprint(runtime, RN101, kind)
         lasting = (p.aug_bank + 1) * shape.features
-        what = f"{len(p.strokes)} levels x {len(p.seeds)} seeds, {max(p.strokes)} strokes at most"
-        views = 1 + p.num_aug
+        what = (
+            f"{count(total_sketches, 'sketch', 'sketches')}: {count(len(p.strokes), 'level')} x "
+            f"{count(len(p.seeds), 'seed')}, {max(p.strokes)} strokes at most"
+        )
     elif isinstance(request, RefineRequest):  # one CLIPasso sketch; importance runs CLIP without gradients
         sketches, strokes = 1, len(request.strokes) + request.params.add
         shape = footprint(runtime, RN101, "sketch")
         lasting = (request.params.aug_bank + 1) * shape.features
-        what = f"a refinement of {strokes} strokes"
+        what = f"1 sketch: a refinement of {strokes} strokes"
         views = 1 + ClipassoParams.num_aug
     else:
         p = request.params
@@ -127,10 +152,15 @@ def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
         shape = footprint(runtime, VIT_B32, kind)
         points = p.strokes * p.control_points * 2
         mlps = 2 * points * p.hidden + 2 * p.strokes * p.hidden + 2 * p.hidden**2  # MLP_loc, MLP_simp
-        lasting = parts * (p.aug_bank + 1) * shape.features + sketches * mlps * OPTIMISER_BYTES_PER_PARAM
-        what = f"{parts} part(s) x {len(p.layers)} layers x {len(p.seeds)} seeds, {p.strokes} strokes"
+        bank = bank_size(p.aug_bank, runtime.device)  # `auto`: the bank this device will build
+        lasting = parts * (bank + 1) * shape.features
+        state = mlps * OPTIMISER_BYTES_PER_PARAM  # each sketch's own MLPs and their Adam moments
+        what = (
+            f"{count(sketches, 'sketch', 'sketches')}: {count(parts, 'part')} x {count(len(p.layers), 'layer')} x "
+            f"{count(len(p.seeds), 'seed')}, {p.strokes} strokes"
+        )
         views = 1 + p.num_aug
-    per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES)
+    per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES) + state
     fixed = BASE_BYTES + RASTER_SCRATCH_BYTES + shape.fixed + lasting + _image_bytes(request.image)
     total = fixed + sketches * per_sketch + strokes * STROKE_BYTES
     return Estimate(total, sketches, (total - fixed) // max(1, sketches), what)
@@ -145,13 +175,14 @@ def check_fits(runtime: Any, kind: str, request: Request) -> None:
     if need.total <= HEADROOM * free:
         return
     fits = int((HEADROOM * free - (need.total - need.sketches * need.per_sketch)) // max(1, need.per_sketch))
+    fewer = "fewer seeds or layers" if kind == "scene" else "fewer seeds or levels"
     fix = (
-        f"about {fits} sketch(es) of this size fit: use fewer seeds or levels (or fewer strokes)"
+        f"about {count(fits, 'sketch', 'sketches')} of this size fit: use {fewer} (or fewer strokes)"
         if fits >= 1
         else "use fewer strokes and a smaller --aug-bank"
     )
     raise DeviceError(
-        f"this job ({need.sketches} sketches: {need.what}) needs about {_gib(need.total)} of memory on "
+        f"this job ({need.what}) needs about {_gib(need.total)} of memory on "
         f"{runtime.device}, but only {_gib(free)} is free",
         f"{fix}, close other programs, or run it on a device with more memory",
     )
@@ -182,17 +213,44 @@ def _meminfo_available() -> int | None:
         return None
 
 
-def _cgroup_available() -> int | None:
-    """Room left under this process's cgroup v2 memory limit (containers, systemd slices)."""
+CGROUP_UNLIMITED = 2**62  # cgroup v1 writes "no limit" as the largest page-aligned number (~2^63)
+
+
+def _cgroup_available(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Room left under this process's cgroup memory limits, the tightest of its group's and those
+    above it: cgroup v2 (memory.max; containers, systemd slices) and v1 (memory.limit_in_bytes;
+    older Docker hosts, hybrid systemd hosts)."""
     try:
-        group = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1]
-        folder = Path("/sys/fs/cgroup") / group.lstrip("/")
-        limit = (folder / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return int(limit) - int((folder / "memory.current").read_text())
-    except (OSError, ValueError, IndexError):
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
         return None
+    rooms: list[int] = []
+    for line in lines:
+        hierarchy, controllers, group = [*line.split(":", 2), "", ""][:3]
+        if hierarchy == "0" and controllers == "":
+            rooms += _cgroup_rooms(root, group, "memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            rooms += _cgroup_rooms(root / "memory", group, "memory.limit_in_bytes", "memory.usage_in_bytes")
+    return min(rooms) if rooms else None
+
+
+def _cgroup_rooms(mount: Path, group: str, limit_file: str, usage_file: str) -> list[int]:
+    """Limit less usage of `group` and each group above it in the hierarchy mounted at `mount`, for
+    those with a limit. A container sees its own group as the mount's root while /proc names the
+    whole path: the group's folder is the longest tail of that path that exists."""
+    parts = [p for p in group.split("/") if p]
+    folder = next((mount.joinpath(*parts[i:]) for i in range(len(parts)) if mount.joinpath(*parts[i:]).is_dir()), mount)
+    rooms = []
+    while True:
+        try:
+            limit = (folder / limit_file).read_text().strip()
+            if limit != "max" and int(limit) < CGROUP_UNLIMITED:
+                rooms.append(int(limit) - int((folder / usage_file).read_text()))
+        except (OSError, ValueError):
+            pass
+        if folder == mount or mount not in folder.parents:
+            return rooms
+        folder = folder.parent
 
 
 def _address_space_available() -> int | None:

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,9 @@ from engine.preview import LivePreview
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
 from engine.scene.combine import clip_strokes, matrix_sketch, part_regions, to_scene
+from engine.scene.inpaint import filler
 from engine.scene.split import ObjectFrame, split_scene
+from engine.scene.weights import require_scene_weights
 from engine.strokes import Sketch, StrokeLayer, elevate
 from engine.svg import sketch_to_svg
 
@@ -46,12 +49,12 @@ class SketchResult:
     notes: list[str] = field(default_factory=list)  # things the user should know (mask resized...)
 
 
-def resolve_mask(spec, image: Image.Image) -> tuple[np.ndarray | None, list[str]]:
+def resolve_mask(spec, image: Image.Image, runtime: Runtime) -> tuple[np.ndarray | None, list[str]]:
     """The object mask (H, W) bool for `image`, or None; plus notes for the user."""
     if isinstance(spec, str) and spec == MASK_NONE:
         return None, []
     if isinstance(spec, str) and spec == MASK_AUTO:
-        return auto_mask(image), ["background removed with the automatic U2-Net mask"]
+        return auto_mask(image, runtime.models, runtime.weights_dir), ["object found with the automatic U2-Net mask"]
     mask, note = load_mask(spec, image.size)
     return mask, [note] if note else []
 
@@ -63,26 +66,33 @@ def run_sketch(
     (seconds), progress carries a PNG of the sketch so far at most that often."""
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
-    mask, notes = resolve_mask(request.mask, image)
+    mask, notes = resolve_mask(request.mask, image, runtime)
     target, cmap = prepare_target(image, mask)
     params = request.params
     if request.width is not None:  # keep the look the user asked for at the photo's scale
         params = dataclasses.replace(params, half_width=canvas_half_width(request.width, cmap.scale)).validate()
     width = 2 * params.half_width * cmap.scale
-    progress = with_previews(progress, preview_every, image, sketch_layer(cmap, width))
-    run = optimise(runtime, target, params, progress)
-    layers = tuple(
-        StrokeLayer(
-            label=f"{level.strokes} strokes",
-            points=cmap.to_source(level.points.numpy().astype(np.float64)),
-            width=width,
-            color=request.color,
-            visible=i == 0,
-            importance=tuple(level.importance.tolist()),
+
+    def sketch_of(levels: list[torch.Tensor], importance: list[tuple[float, ...]]) -> Sketch:
+        layers = tuple(
+            StrokeLayer(
+                label=f"{n} strokes",
+                points=cmap.to_source(_numpy(points)),
+                width=width,
+                color=request.color,
+                visible=i == 0,
+                importance=scores,
+            )
+            for i, (n, points, scores) in enumerate(zip(params.strokes, levels, importance, strict=True))
         )
-        for i, level in enumerate(run.levels)
-    )
-    sketch = Sketch(width=image.width, height=image.height, layers=layers)
+        return Sketch(width=image.width, height=image.height, layers=layers)
+
+    def snapshot_svg(levels: list[torch.Tensor]) -> bytes:  # an early look: pen strokes, not yet ranked or inked
+        return sketch_to_svg(sketch_of(levels, [()] * len(levels)))
+
+    progress = with_previews(progress, preview_every, image, sketch_layer(cmap, width), snapshot_svg)
+    run = optimise(runtime, target, params, progress)
+    sketch = sketch_of([lv.points for lv in run.levels], [tuple(lv.importance.tolist()) for lv in run.levels])
     sketch, inked = ink_if_asked(
         runtime, request.style, sketch, target, cmap, params.iterations, params.seeds[0], progress
     )
@@ -90,26 +100,34 @@ def run_sketch(
 
 
 def with_previews(
-    progress: ProgressCallback, every_s: float | None, image: Image.Image, draw: Callable[..., StrokeLayer]
+    progress: ProgressCallback,
+    every_s: float | None,
+    image: Image.Image,
+    draw: Callable[..., StrokeLayer],
+    snapshot_svg: Callable[[list[torch.Tensor]], bytes] | None = None,
 ) -> ProgressCallback:
     """`progress`, with a PNG (`Progress.preview`) of the reported strokes, placed on `image` by
     `draw`, at most every `every_s` (None: never) and less often where drawing one would take more
-    than PREVIEW_SHARE of the time (the job waits while it is drawn). The strokes themselves never
-    leave the job: they are tensors the method keeps changing (and would cross processes with Ray
-    workers)."""
-    if every_s is None:
-        return lambda p: progress(dataclasses.replace(p, strokes=None) if p.strokes is not None else p)
-    live = LivePreview(image)
+    than PREVIEW_SHARE of the time (the job waits while it is drawn); with `snapshot_svg`, the
+    method's `Progress.snapshot` becomes one giving that SVG of every level's strokes so far (None
+    where the job has none). The strokes themselves never leave the job: they are tensors the method
+    keeps changing (and would cross processes with Ray workers)."""
+    live = LivePreview(image) if every_s is not None else None
     last, cost = -math.inf, 0.0  # when the last preview was started, and what it took, s
+
+    def svg_of(levels: Callable[[], Any], to_svg: Callable[..., bytes]) -> Callable[[], bytes | None]:
+        return lambda: None if (strokes := levels()) is None else to_svg(strokes)
 
     def report(p: Progress) -> None:
         nonlocal last, cost
         preview = None
-        if p.strokes is not None and time.monotonic() - last >= max(every_s, cost / PREVIEW_SHARE):
+        due = time.monotonic() - last >= max(every_s or 0.0, cost / PREVIEW_SHARE)
+        if live is not None and p.strokes is not None and due:
             last = time.monotonic()
             preview = live.png(draw(p.strokes))
             cost = time.monotonic() - last
-        progress(dataclasses.replace(p, strokes=None, preview=preview))
+        snapshot = svg_of(p.snapshot, snapshot_svg) if snapshot_svg is not None and p.snapshot is not None else None
+        progress(dataclasses.replace(p, strokes=None, preview=preview, snapshot=snapshot))
 
     return report
 
@@ -162,11 +180,13 @@ def run_scene(
     `preview_every` (seconds), progress carries a PNG at most that often of the row being optimised
     in the first fidelity column: object and background as the SVG will place them.
     """
+    require_scene_weights(runtime, request)
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
-    mask, notes = resolve_mask(request.mask, image)
+    mask, notes = resolve_mask(request.mask, image, runtime)
     progress(Progress("split", 0, 1, detail="object and background" if mask is not None else "no mask: object only"))
-    split = split_scene(image, mask)
+    fill = filler(request.inpaint, runtime.models, runtime.weights_dir, runtime.device)
+    split = split_scene(image, mask, fill)
     notes += split.notes
     object_target, cmap = prepare_target(split.object_image, None)
     targets = [SceneTarget(OBJECT, object_target)]
@@ -208,7 +228,7 @@ def run_refine(
     """
     progress(Progress("load", 0, 1, detail="reading the image"))
     image = load_image(request.image)
-    mask, notes = resolve_mask(request.mask, image)
+    mask, notes = resolve_mask(request.mask, image, runtime)
     target, cmap = prepare_target(image, mask)
     k = max(len(stroke) // 2 for stroke in request.strokes)
     given = np.stack([elevate(np.reshape(stroke, (-1, 2)).astype(np.float64), k) for stroke in request.strokes])

@@ -32,12 +32,15 @@ def render_layer(layer: StrokeLayer, size: tuple[int, int], scale: float) -> np.
     ink = np.ones(size[::-1])
     if len(layer.points):
         points = torch.as_tensor(layer.points, dtype=torch.float32)[None] * scale
+        half: float | torch.Tensor = layer.width * scale / 2  # or per stroke (1, n), as the SVG draws them
+        if layer.widths:
+            half = torch.tensor(layer.widths, dtype=torch.float32)[None] * (scale / 2)
         with torch.no_grad():
-            if layer.ink is None:
-                drawn = rasterize(points, layer.width * scale / 2, (size[1], size[0]))
-            else:  # (1, n, m) knot half-widths, as the PowerStroke paths draw them
-                half_widths = torch.as_tensor(layer.ink, dtype=torch.float32)[None] * scale / 2
-                drawn = rasterize_tapered(points, half_widths, (size[1], size[0]))
+            if layer.ink is not None:  # (1, n, m) knot half-widths, as the PowerStroke paths draw them
+                knots = torch.as_tensor(layer.ink, dtype=torch.float32)[None] * scale / 2
+                drawn = rasterize_tapered(points, knots, (size[1], size[0]))
+            else:
+                drawn = rasterize(points, half, (size[1], size[0]))
             ink = drawn[0, 0].numpy().astype(np.float64)
     for sublayer in layer.sublayers:
         ink = ink * render_layer(sublayer, size, scale)  # black over black: coverages combine as "over"

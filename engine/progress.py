@@ -21,6 +21,10 @@ class Progress:
     strokes: Any = None
     preview: bytes | None = None  # PNG of `strokes` over the faded photo (engine.jobs renders it)
     sketch_iteration_s: float | None = None  # measured seconds per iteration of one sketch, so far
+    # "Insert it as it is now": a callable, to be called during the callback only, giving every level's
+    # best strokes so far (the method's [(n, k, 2) canvas px per level], or None before every level
+    # has an eval); engine.jobs turns it into one giving the SVG a finished job writes (bytes or None).
+    snapshot: Callable[[], Any] | None = None
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -14,6 +14,10 @@ from bridge.params import DEVICES, MODEL_KINDS, PRECISIONS, RENDERERS
 from engine.clip.models import load_clip
 from engine.render import diffvg, rasterizer
 
+# fp16's smallest normal is 6e-5: CLIPasso's per-element feature gradients (~1e-9) vanish in it
+# unscaled. 2**16 is torch's usual start; a power of two, so unscaling loses no bit.
+LOSS_SCALE_START = 2.0**16
+
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA, then Apple's MPS, then the CPU; asking for an absent device is an error."""
@@ -136,3 +140,11 @@ class Runtime:
     def autocast(self):
         dtype = self.amp_dtype
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def loss_scaler(self) -> torch.amp.GradScaler:
+        """A dynamic loss scale for fp16 autocast, so that no gradient underflows to zero
+        (docs/method.md#precision): the loss is multiplied by it before backward and the gradient
+        divided by it before the optimiser's step, which is skipped (and the scale halved) when the
+        scaled backward overflowed. Disabled (scale 1, nothing changes) for every other precision."""
+        enabled = self.amp_dtype == torch.float16
+        return torch.amp.GradScaler(self.device.type, init_scale=LOSS_SCALE_START, enabled=enabled)

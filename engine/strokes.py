@@ -17,6 +17,8 @@ class StrokeLayer:
     points: (n, k, 2) float, Bézier control points (x, y) in source-image pixels; k = 4 cubic,
         3 quadratic, 2 straight line. Stroke order is drawing order (first = most important).
     width: full stroke width (SVG stroke-width) in source-image pixels.
+    widths: (n,) per-stroke full widths overriding `width` (a simplified scene cell draws each stroke
+        at its presence x the width); empty: every stroke is `width` wide.
     sublayers: nested layers (e.g. the cells of a scene's fidelity column, and each cell's
         "Background" and "Object"), drawn after `points`, in order: the last is on top.
     key: a short stable name for the SVG layer's id (made unique there); "" derives it from the label.
@@ -38,6 +40,7 @@ class StrokeLayer:
     key: str = ""
     importance: tuple[float, ...] = ()
     sources: tuple[int, ...] = ()
+    widths: tuple[float, ...] = ()
     ink: np.ndarray | None = None
 
 

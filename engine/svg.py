@@ -122,21 +122,22 @@ def _write_layer(parent: etree._Element, layer: StrokeLayer, ids: set[str]) -> N
         raise ValueError(f"layer {layer.label!r}: points must be (n, k, 2) with k in 2, 3, 4, got {points.shape}")
     if not (np.isfinite(points).all() and np.isfinite(layer.width)):
         raise ValueError(f"layer {layer.label!r}: control points and width must be finite")
-    if any(0 < len(v) != len(points) for v in (layer.importance, layer.sources)):
-        raise ValueError(f"layer {layer.label!r}: importance and sources need one value per stroke")
+    if any(0 < len(v) != len(points) for v in (layer.importance, layer.sources, layer.widths)):
+        raise ValueError(f"layer {layer.label!r}: importance, sources and widths need one value per stroke")
     ink = _ink_widths(layer, len(points))
     group = _layer_group(parent, layer.label, layer.visible, ids, layer.key)
-    style = (
-        f"fill:none;stroke:{layer.color};stroke-width:{_fmt(layer.width)};"
-        "stroke-linecap:round;stroke-linejoin:round;stroke-opacity:1"
-    )
+    widths = layer.widths or (layer.width,) * len(points)
     for i, stroke in enumerate(points):
         start, *rest = (f"{_fmt(x)} {_fmt(y)}" for x, y in stroke)
         centre_line = f"M {start} {_SEGMENT[len(stroke)]} {' '.join(rest)}"
         if ink is None:
+            style = (
+                f"fill:none;stroke:{layer.color};stroke-width:{_fmt(widths[i])};"
+                "stroke-linecap:round;stroke-linejoin:round;stroke-opacity:1"
+            )
             path = etree.SubElement(group, _PATH, d=centre_line, style=style)
-        else:
-            path = _ink_path(group, centre_line, stroke, ink[i] / 2, layer.color, ids)
+        else:  # presence x width holds for ink too: its knots scale with the stroke's width
+            path = _ink_path(group, centre_line, stroke, ink[i] * (widths[i] / layer.width) / 2, layer.color, ids)
         if layer.importance:
             path.set(IMPORTANCE, f"{layer.importance[i]:.6g}")
         if layer.sources:

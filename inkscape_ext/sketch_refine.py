@@ -82,7 +82,7 @@ class RefineSketch(inkex.EffectExtension):
                 )
             ]
             engine_link.remember(owed)  # a wait given up: Insert Finished Sketches brings it in as a new layer
-            results, failures = progress.follow(
+            results, failures, _ = progress.follow(
                 client, owed, self.options.timeout * 60, self.options.window, test_models
             )
         engine_link.forget([job_id])

@@ -6,7 +6,7 @@ import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.errors import InputError
-from bridge.params import SceneParams, SceneRequest
+from bridge.params import INPAINT_METHODS, SceneParams, SceneRequest
 from sketchabs import headless
 from sketchabs.effect import SketchEffect
 
@@ -29,7 +29,9 @@ class SceneSketch(SketchEffect):
         pars.add_argument("--seeds", type=int, default=2)
         pars.add_argument("--iterations", type=int, default=0)
         pars.add_argument("--papergrid", type=inkex.Boolean, default=False)
-        pars.set_defaults(timeout=240.0)  # minutes: a whole matrix is long work
+        pars.add_argument("--inpaint", default=SceneRequest.inpaint, choices=INPAINT_METHODS)
+        # minutes: a whole matrix is long work; a scene is split into object and background by default
+        pars.set_defaults(timeout=240.0, mask=SceneRequest.mask)
 
     def request(self, photo, mask, variation):
         try:
@@ -48,7 +50,12 @@ class SceneSketch(SketchEffect):
             iterations=iterations,
         )
         return SceneRequest(
-            image=photo.data, params=params, mask=mask, paper_grid=self.options.papergrid, **self.stroke_options()
+            image=photo.data,
+            params=params,
+            mask=mask,
+            inpaint=self.options.inpaint,
+            paper_grid=self.options.papergrid,
+            **self.stroke_options(),
         ).validate()
 
 

@@ -10,6 +10,7 @@ from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
+from bridge.wording import count
 from sketchabs import engine_link, estimate, gui, headless, messages
 from sketchabs.effect import abort_on_errors, runs_test_models
 from sketchabs.images import short_label
@@ -66,15 +67,18 @@ def not_running(config) -> str:
 
 
 def preset_costs(rates: dict, device: str) -> str:
-    """What each Object Sketch preset takes at most per photo with the default levels, as measured
-    (the same estimate as the first screen of a long job: sketchabs.estimate)."""
-    costs = [
-        (name, estimate.at_most_s(rates, seeds, iterations, LEVELS)) for name, (seeds, iterations) in QUALITY.items()
-    ]
-    if any(seconds is None for _, seconds in costs):
+    """What each Object Sketch preset takes per photo with the default levels, as measured on this
+    engine: at most to the iteration cap, and about until the sketches are usable (the same estimate
+    as the first screen of a long job: sketchabs.estimate, bridge.estimates)."""
+    times = {name: estimate.job_time(rates, seeds, its, LEVELS) for name, (seeds, its) in QUALITY.items()}
+    if any(time is None for time in times.values()):
         return "Time per preset: measured during the first Object Sketch after the engine starts."
-    listed = ", ".join(f"{name.capitalize()} at most {duration(seconds)}" for name, seconds in costs)
-    return f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {listed}."
+    at_most = ", ".join(f"{name.capitalize()} at most {duration(t.at_most_s)}" for name, t in times.items() if t)
+    usable = ", ".join(duration(t.usable_s) for t in times.values() if t)
+    return (
+        f"Object Sketch per photo ({LEVELS} levels) on this machine ({device}): {at_most} "
+        f"(usable after about {usable}; most sketches stop before the cap)."
+    )
 
 
 def job_lines(jobs: list, of_this_document) -> list:
@@ -92,7 +96,7 @@ def job_lines(jobs: list, of_this_document) -> list:
     if others:
         active = sum(job["state"] in ("queued", "running") for job in others)
         lines.append(
-            f"And {messages.count(len(others), 'other sketch', 'other sketches')} of other documents "
+            f"And {count(len(others), 'other sketch', 'other sketches')} of other documents "
             f"or earlier runs ({active} waiting or running)."
         )
     if any(job["state"] in ("queued", "running") for job in jobs):

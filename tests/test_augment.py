@@ -8,7 +8,9 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from engine.methods.augment import Augmentations, augment, random_augmentations
+from bridge.errors import InputError
+from bridge.params import AUG_BANK_AUTO, SceneParams
+from engine.methods.augment import CPU_BANK, Augmentations, augment, bank_size, random_augmentations
 
 SIZE = 224
 
@@ -90,3 +92,13 @@ def test_the_perspective_pulls_black_in_and_keeps_the_middle():
     middle = page[:, :, 80:144, 80:144]
     assert torch.allclose(middle, torch.ones_like(middle)), "the middle reads the image"
     assert float(page.amin()) < 1e-6, "the perspective pulls a black border in"
+
+
+def test_an_automatic_bank_is_fresh_augmentations_on_a_gpu_and_a_bank_on_a_cpu():
+    assert SceneParams().aug_bank == AUG_BANK_AUTO, "scenes choose by device unless told"
+    assert bank_size(AUG_BANK_AUTO, torch.device("cpu")) == CPU_BANK == 128
+    assert bank_size(AUG_BANK_AUTO, torch.device("cuda")) == 0, "as the official code, where it is affordable"
+    assert bank_size(AUG_BANK_AUTO, torch.device("mps")) == 0
+    assert [bank_size(n, torch.device("cuda")) for n in (0, 4, 128)] == [0, 4, 128], "an explicit bank is kept"
+    with pytest.raises(InputError):
+        SceneParams(aug_bank=-2).validate()

@@ -4,7 +4,9 @@ halfway resumed without redoing a photo."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -123,5 +125,56 @@ def test_a_run_killed_between_submitting_and_saving_the_job_id_does_not_redo_the
         assert "queue is full: waiting for room" in stderr  # (the test's premise)
         records = [json.loads(p.read_text()) for p in (engine.data_dir / "results").glob("*.json")]
         assert sorted(r["name"] for r in records) == [f"photo{i}.png" for i in range(6)]
+    finally:
+        engine.stop()
+
+
+# -- issue 22: FIFOs, a damaged state, two runs on one folder ---------------------------------------
+
+
+def test_a_fifo_at_an_output_or_at_the_state_file_is_refused_not_waited_on(tmp_path, photos):
+    """Before: the resume check and the state read opened a FIFO and waited for a writer forever."""
+    env = engine_env(tmp_path)
+    for fifo_name in ("photo1.svg", ".sketch-abstraction-batch.json"):
+        out = tmp_path / f"out-{fifo_name.strip('.')}"
+        out.mkdir()
+        os.mkfifo(out / fifo_name)
+        done = batch(env, str(photos), "--out-dir", str(out))
+        _, stderr = done.communicate(timeout=60)
+        assert done.returncode == 2 and "not a regular file" in stderr and fifo_name in stderr, stderr
+    assert not list((tmp_path / "run").iterdir()), "refused before any engine starts"
+
+
+def test_a_second_run_on_the_same_folder_is_refused_and_a_file_is_no_out_dir(tmp_path, photos):
+    env = engine_env(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".sketch-abstraction-batch.lock", "w") as held:  # a first run holds the folder
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        done = batch(env, str(photos), "--out-dir", str(out))
+        _, stderr = done.communicate(timeout=60)
+    assert done.returncode == 2 and "another batch run is writing to" in stderr, stderr
+    (tmp_path / "a-file").write_text("not a folder")
+    done = batch(env, str(photos), "--out-dir", str(tmp_path / "a-file"))
+    _, stderr = done.communicate(timeout=60)
+    assert done.returncode == 2 and "is not a folder" in stderr, stderr  # was exit 5, an output error
+
+
+def test_a_state_file_with_a_damaged_mark_is_resumed_not_crashed_on(tmp_path):
+    """`"submitting at yesterday"` in the state made every rerun crash; the mark is dropped instead."""
+    env = engine_env(tmp_path / "engine")
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    shutil.copy(VASE, folder / "vase.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    damaged = {str(folder / "vase.png"): "submitting at yesterday"}
+    (out / ".sketch-abstraction-batch.json").write_text(json.dumps(damaged))
+    engine = Engine(tmp_path / "engine", env).start()
+    try:
+        done = batch(env, str(folder), "--out-dir", str(out))
+        _, stderr = done.communicate(timeout=JOB_S)
+        assert done.returncode == 0, stderr
+        assert "Traceback" not in stderr and svg_layers((out / "vase.svg").read_bytes())
     finally:
         engine.stop()

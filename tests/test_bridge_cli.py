@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -311,6 +312,8 @@ def test_submit_scene_writes_the_matrix(env, running, tmp_path):
         "1",
         "--aug-bank",
         "4",
+        "--mask",  # one part: the stroke counts below (scenes split by default)
+        "none",
         *ENGINE,
         "-o",
         tmp_path / "field.svg",
@@ -673,3 +676,84 @@ def test_status_escapes_file_names_and_lists_recent_jobs_unless_asked_for_all(tm
         assert set(stored) <= set(ID.findall(everything.stdout)) and "older job" not in everything.stdout
     finally:
         stop_engine(env)
+
+
+# -- issue 22: planted links, derived paths, hostile names ------------------------------------------
+
+
+def test_links_planted_at_the_output_and_its_preview_redirect_nothing(env, running, tmp_path):
+    """Another user plants `out.svg -> ~victim/authorized_keys` and `out.preview.png -> ~victim/notes.txt`
+    in a shared folder; the victim's `submit -o out.svg --preview-every 0.5` replaces the links, not
+    their targets."""
+    shared, victim = tmp_path / "shared", tmp_path / "victim"
+    shared.mkdir()
+    victim.mkdir()
+    keys, notes = victim / "authorized_keys", victim / "notes.txt"
+    keys.write_text("ssh-ed25519 AAAA victim\n")
+    notes.write_text("my notes\n")
+    (shared / "out.svg").symlink_to(keys)
+    (shared / "out.preview.png").symlink_to(notes)
+    slow = [arg if arg != "5" else "30" for arg in TINY]  # 30 iterations: time for a preview or two
+    done = cli(env, "submit", ANIMAL, *slow, "-q", "-o", shared / "out.svg", "--preview-every", "0.5")
+    assert done.returncode == 0, done.stderr
+    assert keys.read_text() == "ssh-ed25519 AAAA victim\n" and notes.read_text() == "my notes\n"
+    assert not (shared / "out.svg").is_symlink() and svg_layers((shared / "out.svg").read_bytes())
+    assert sorted(p.name for p in shared.iterdir()) in (["out.preview.png", "out.svg"], ["out.svg"])
+    # in a sticky folder every user can write to, such a link is refused before any work
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    (sticky / "out.svg").symlink_to(keys)
+    refused = cli(env, "submit", ANIMAL, *TINY, "-q", "-o", sticky / "out.svg")
+    assert refused.returncode == 2 and "symbolic link" in refused.stderr, refused.stderr
+    assert keys.read_text() == "ssh-ed25519 AAAA victim\n" and (sticky / "out.svg").is_symlink()
+
+
+def test_keys_export_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
+    env = engine_env(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    (tmp_path / "alice.json").symlink_to(victim)
+    assert cli(env, "keys", "new", "alice", timeout=60).returncode == 0
+    done = cli(env, "keys", "export", "alice", "--address", "127.0.0.1:5555", "-o", tmp_path / "alice.json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert victim.read_text() == "mine\n"
+    assert not (tmp_path / "alice.json").is_symlink() and (tmp_path / "alice.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_live_preview_may_not_overwrite_the_photo(tmp_path):
+    """`submit cat.preview.png -o cat.svg --preview-every 0.5` would turn the photo into the preview."""
+    env = engine_env(tmp_path)
+    photo = tmp_path / "cat.preview.png"
+    shutil.copy(ANIMAL, photo)
+    before = photo.read_bytes()
+    done = cli(env, "submit", photo, *TINY, "-o", tmp_path / "cat.svg", "--preview-every", "0.5", timeout=60)
+    assert done.returncode == 2 and "live preview cat.preview.png" in done.stderr, done.stderr
+    assert "is the input image" in done.stderr, done.stderr
+    assert photo.read_bytes() == before and not (tmp_path / "cat.svg").exists()
+    assert not list(Path(env["SKETCH_ABSTRACTION_RUNTIME_DIR"]).glob("engine.json")), "refused before any engine"
+
+
+@pytest.mark.parametrize("every", ["inf", "nan", "1e9"])
+def test_an_absurd_preview_interval_is_bad_input_not_a_bug(tmp_path, every):
+    env = engine_env(tmp_path)
+    done = cli(env, "submit", ANIMAL, *TINY, "-o", tmp_path / "x.svg", "--preview-every", every, timeout=60)
+    assert done.returncode == 2 and "--preview-every must be at least 0.5" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "bug" not in done.stderr
+
+
+def test_a_paused_engine_without_its_connection_file_is_named_at_once(tmp_path):
+    """Issue 22: SIGSTOP plus a deleted connection file made `submit` wait 180 s, then blame the
+    wrong thing (an engine "not loading models"); now it names the paused engine and `kill -CONT`."""
+    env = engine_env(tmp_path)
+    eng = Engine(tmp_path, env).start()
+    try:
+        os.kill(eng.pid, signal.SIGSTOP)
+        (eng.run_dir / connection.CONNECTION_FILE).unlink()
+        started = time.monotonic()
+        done = cli(env, "submit", ANIMAL, *TINY, "-o", tmp_path / "x.svg", timeout=120)
+        assert done.returncode != 0 and time.monotonic() - started < 60, done.stderr
+        assert "is paused" in done.stderr and f"kill -CONT {eng.pid}" in done.stderr, done.stderr
+    finally:
+        os.kill(eng.pid, signal.SIGCONT)
+        eng.stop()

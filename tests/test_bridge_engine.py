@@ -432,7 +432,7 @@ def test_submit_streams_progress_then_the_layered_svg(engine, client):
 
 def test_a_scene_job_runs_through_the_engine(engine, client):
     params = SceneParams(layers=(2,), levels=1, strokes=4, seeds=(0,), iterations=1, aug_bank=4)
-    job, buffers = request_to_json(SceneRequest(FIELD, params))
+    job, buffers = request_to_json(SceneRequest(FIELD, params, mask="none"))  # one part: the counts below
     job_id, _ = client.submit(job, buffers, name="bull.png")
     messages: list = []
     result = client.wait(job_id, on_message=collect(messages), timeout_s=JOB_S)
@@ -621,7 +621,8 @@ BROKEN = {
         "JSON",
     ),
     "deep-json": (
-        lambda r: Raw.signed(r, header(), b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"),
+        # 30,000 levels: far past any recursion limit, in one frame (a larger one would be dropped unread)
+        lambda r: Raw.signed(r, header(), b'{"a": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"),
         "bad_message",
         "JSON",
     ),
@@ -762,8 +763,8 @@ def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
     raw = small_engine.raw()
     try:
         # over the limit in all: a readable error reply
-        big = [os.urandom(300_000), os.urandom(300_000)]
-        raw.send(raw.signed(header("submit_request"), {"job": sketch_job()[0], "name": "big.png"}, big))
+        big = [os.urandom(300_000), os.urandom(300_000)]  # in frames of protocol.FRAME_BYTES, as clients send
+        raw.send(raw.session.serialize(Message("submit_request", {"job": sketch_job()[0], "name": "big.png"}, big)))
         reply = raw.recv(timeout_s=20)
         assert reply.msg_type == "error" and reply.content["code"] == "too_large"
         assert "limit of" in reply.content["message"] and "--max-message-mb" in reply.content["hint"]
@@ -781,7 +782,8 @@ def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
         with lenient, pytest.raises(JobFailed) as failed:
             lenient.submit(sketch_job()[0], [b"\0" * 700_000], name="big.png")
         assert failed.value.code == "too_large" and "limit of 0.5 MiB" in failed.value.message
-        # what a client that does not check gets for such a frame: zmq drops that connection; others are served
+        # what a client that does not check gets for a frame over protocol.FRAME_BYTES: zmq drops that
+        # connection on the frame's header; others are served
         raw.send([DELIMITER, b"sig", os.urandom(3 * 2**20)])
         assert raw.recv(timeout_s=2) is None
     finally:
@@ -969,8 +971,8 @@ def test_fuzz_never_crashes_the_engine(small_engine):
                 frames = _mutated(rng, rng.choice(bases))
             elif r < 0.98:
                 frames = _signed_broken(rng, raw)
-            else:  # over the 0.5 MiB limit, under zmq's hard per-frame limit
-                frames = raw.signed(header("submit_request"), {}, [rng.randbytes(400_000)] * 2)
+            else:  # over the 0.5 MiB limit, in frames under zmq's per-frame limit (protocol.FRAME_BYTES)
+                frames = raw.session.serialize(Message("submit_request", {}, [rng.randbytes(400_000)] * 2))
             raw.send(frames)
             reply = raw.recv(timeout_s=10)
             if reply is None:
@@ -1204,8 +1206,11 @@ def test_the_queue_is_capped_and_cancelled_jobs_give_their_memory_back(fresh):
     assert client.status()["running"] == running and client.cancel(running) == "cancelling"
 
 
-HUGE = tiny_params(strokes=tuple(range(1024, 903, -8)), seeds=tuple(1000 * i for i in range(16)), iterations=1)
-"""16 levels of ~1000 strokes x 16 seeds: every value within its documented limits, 256 sketches."""
+HUGE = SceneParams(layers=tuple(range(12)), strokes=256, seeds=tuple(1000 * i for i in range(16)), iterations=1)
+"""12 fidelity layers x 16 seeds of 256 strokes, every value within its documented limits: 192 scene
+sketches optimised together, each with its MLPs and their optimiser state (~12 GiB). A scene, since
+CLIPasso now runs CLIP a pass of a few sketches at a time on a CPU, so that even 256 object sketches
+fit (engine.budget.sketches_per_pass)."""
 
 
 def test_a_job_that_cannot_fit_is_refused_before_it_allocates(tmp_path):
@@ -1214,13 +1219,14 @@ def test_a_job_that_cannot_fit_is_refused_before_it_allocates(tmp_path):
     eng = Engine(tmp_path).start(memory_limit=8 * 2**30)
     try:
         client = eng.client()
-        job_id, _ = client.submit(*sketch_job(params=HUGE), name="huge.png")
+        job_id, _ = client.submit(*request_to_json(SceneRequest(FIELD, HUGE, mask="none")), name="huge.png")
         started = time.monotonic()
         with pytest.raises(JobFailed) as refused:
             client.wait(job_id, timeout_s=JOB_S)
         assert refused.value.code == "device_error", refused.value.message
-        assert "256 sketches" in refused.value.message and "GiB of memory on cpu" in refused.value.message
-        assert "is free" in refused.value.message and "fewer seeds or levels" in refused.value.hint
+        assert "192 sketches: 1 part x 12 layers x 16 seeds" in refused.value.message, refused.value.message
+        assert "GiB of memory on cpu" in refused.value.message and "is free" in refused.value.message
+        assert "fewer seeds or layers" in refused.value.hint, refused.value.hint
         assert time.monotonic() - started < 60
         small_id, _ = client.submit(*sketch_job(), name="small.png")
         assert svg_layers(client.wait(small_id, timeout_s=JOB_S).svg)[0][1] == 4
@@ -1234,13 +1240,13 @@ def test_running_out_of_memory_anyway_gets_the_memory_hint():
     import torch
 
     from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
-    from engine.service.server import _unexpected
+    from engine.service.worker import unexpected
 
     with pytest.raises(RuntimeError) as failed:
         torch.empty(2**50, dtype=torch.uint8)  # 1 PiB: more than any address space
     assert is_out_of_memory(failed.value) and is_out_of_memory(MemoryError())
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
-    reply = _unexpected(failed.value, "f" * 32)
+    reply = unexpected(failed.value, "f" * 32)
     assert reply["code"] == "device_error" and reply["hint"] == OUT_OF_MEMORY_HINT
 
 

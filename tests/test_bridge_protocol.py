@@ -283,13 +283,23 @@ def test_a_signed_message_is_accepted_once():
     assert receiver.deserialize(sender.serialize(Message("submit_request")), REQUESTS)  # a new one is fine
 
 
-@pytest.mark.parametrize("offset_s", [-protocol.REPLAY_WINDOW_S - 5, protocol.REPLAY_WINDOW_S + 5])
-def test_a_message_dated_outside_the_window_is_refused(offset_s):
-    """A capture replayed after the receiver forgot its signature (or a forged future date) is old news."""
+@pytest.mark.parametrize(
+    ("offset_s", "words"),
+    [(-protocol.REPLAY_WINDOW_S - 5, "too old"), (protocol.CLOCK_SKEW_S + 5, "ahead of the engine's clock")],
+)
+def test_a_message_dated_outside_the_window_is_refused(offset_s, words):
+    """A capture replayed after the receiver forgot its signature is old news; a date further ahead
+    than clocks drift is forged (it would stay fresh for longer than the replay window)."""
     session = Session(KEY)
     frames = _signed(session, _header(date=timestamp(time.time() + offset_s)))
     err = _rejected(session, frames)
-    assert "too old or too far ahead" in err.message
+    assert words in err.message
+
+
+def test_a_message_dated_within_the_clock_skew_is_accepted():
+    session = Session(KEY)
+    ahead = _signed(session, _header(date=timestamp(time.time() + protocol.CLOCK_SKEW_S - 5)))
+    assert session.deserialize(ahead, REQUESTS).msg_type == "status_request"
 
 
 @pytest.mark.parametrize("date", ["", "2024-01-01", 12345, None])
@@ -317,3 +327,47 @@ def test_the_plain_password_proves_the_key_without_being_it():
     assert protocol.plain_password(KEY) == protocol.plain_password(KEY)
     assert protocol.plain_password(KEY) != protocol.plain_password("b" * 64)
     assert KEY.encode() not in protocol.plain_password(KEY)
+
+
+# -- frames ---------------------------------------------------------------------------------------
+
+
+def test_a_large_buffer_travels_as_frames_of_at_most_frame_bytes_and_comes_back_whole():
+    """The engine's socket drops a peer that starts a frame over FRAME_BYTES, so serialize splits."""
+    session = Session(KEY)
+    image = bytes(range(256)) * (3 * protocol.FRAME_BYTES // 256 + 7)  # 3 full frames and a short one
+    mask = b"m" * protocol.FRAME_BYTES  # exactly one frame
+    content = {"name": "x.png", "strokes": [[1.0 / 3] * 8] * 900}  # a refine request's strokes: ~140 KB
+    frames = session.serialize(Message("submit_request", content, [image, mask, b""]))
+    assert max(len(f) for f in frames) <= protocol.FRAME_BYTES
+    sizes = json.loads(frames[2])["sizes"]
+    assert sizes[1:] == [len(image), len(mask), 0] and sizes[0] > 2 * protocol.FRAME_BYTES
+    assert len(frames) == 5 + 3 + 4 + 1 + 1
+    back = Session(KEY).deserialize([memoryview(bytes(f)) for f in frames], REQUESTS)  # as the engine reads them
+    assert back.buffers == [image, mask, b""] and back.content == content
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [2, 3 * protocol.FRAME_BYTES],  # one frame short
+        [2, protocol.FRAME_BYTES + 10, 5],  # frames grouped otherwise
+        [],
+        ["12"],
+        [True],
+        [-1, 10],
+        {"a": 1},
+    ],
+)
+def test_frames_that_do_not_match_the_header_s_sizes_are_refused(sizes):
+    session = Session(KEY)
+    chunks = (b"x" * protocol.FRAME_BYTES, b"x" * protocol.FRAME_BYTES, b"x" * 15)
+    frames = _signed(session, _header(msg_type="submit_request", sizes=sizes), buffers=chunks)
+    assert "sizes" in _rejected(session, frames).message
+
+
+def test_more_frames_than_the_size_limit_allows_are_refused_before_the_signature_is_checked():
+    session = Session(KEY, max_bytes=4 * protocol.FRAME_BYTES)
+    frames = [DELIMITER, b"sig", *[b"{}"] * 4, *[b"x"] * session.max_frames]
+    err = _rejected(session, frames)
+    assert f"expected 6 to {session.max_frames} frames" in err.message and err.code == protocol.BAD_MESSAGE

@@ -419,15 +419,17 @@ def test_an_output_that_would_replace_an_input_or_the_other_output_is_refused(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.svg", "link.svg", "mask.png", "photo.png"]
 
 
-def test_an_output_that_is_a_symlink_is_written_through(tmp_path, out_dir):
+def test_an_output_that_is_a_symlink_is_replaced_not_followed(tmp_path, out_dir):
+    """A link planted at the output name (in a shared folder, by another user) must not redirect
+    the write to its target (issue 22: `out.svg -> ~victim/.ssh/authorized_keys`)."""
     target = tmp_path / "elsewhere" / "sketch.svg"
     target.parent.mkdir()
     target.write_text("old")
     link = out_dir / "link.svg"
     link.symlink_to(target)
     assert sketch(ANIMAL, link) == 0
-    assert link.is_symlink() and os.readlink(link) == str(target)  # the link stays a link ...
-    assert read(target)[0].layers  # ... and its target holds the sketch
+    assert not link.is_symlink() and read(link)[0].layers  # the sketch replaced the link ...
+    assert target.read_text() == "old"  # ... and the link's target is untouched
     assert sorted(os.listdir(target.parent)) == ["sketch.svg"]  # no temp file left
 
 

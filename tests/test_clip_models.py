@@ -338,3 +338,26 @@ def test_asking_for_absent_cuda_is_a_device_error():
 def test_runtime_keeps_models_loaded(runtime):
     assert runtime.clip(RN101) is runtime.clip(RN101)
     assert runtime.device.type == "cpu"
+
+
+def test_calibrated_random_resnet_keeps_activations_of_order_one(images):
+    """open_clip's fresh ResNet zeroes every residual branch and leaves batch-norm statistics at 0/1,
+    so activations shrink to ~0.003 by layer4 (and fp16 gradients vanish). Calibrated on photo-like
+    images and sketches, every block's output stays O(1), as in a trained network."""
+    from engine.clip.calibrate import calibrate_resnet, calibration_images
+
+    visual = tiny(RN101).visual
+    generator = torch.Generator().manual_seed(0)
+    calibrate_resnet(visual, normalize(calibration_images(4, generator)), generator)
+    assert not visual.training and all(not m.training for m in visual.modules()), "back in eval mode"
+    sizes = {}
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: sizes.__setitem__(name, out.square().mean().sqrt()))
+        for name, module in visual.named_modules()
+        if name.startswith("layer") and name.count(".") == 1
+    ]
+    with torch.no_grad():
+        visual(images)
+    for hook in hooks:
+        hook.remove()
+    assert len(sizes) == 4 and all(0.2 < float(size) < 5 for size in sizes.values()), sizes

@@ -246,6 +246,10 @@ def test_the_matrix_has_every_part_layer_and_row(runtime, field_target):
         assert bool(column.cells[0].keep.all()), "the fidelity row keeps every stroke"
         assert column.cells[0].ratio is None and column.cells[1].ratio > column.cells[2].ratio > 0
         assert torch.equal(column.cells[0].importance, column.cells[1].importance)
+        # The export's width factor: full in the fidelity row, the presence that decided `keep` below.
+        assert column.cells[0].presence is None
+        for cell in column.cells[1:]:
+            assert cell.presence.shape == (8,) and torch.equal(cell.keep, cell.presence > 0.7)
     # Objects carry the extra layer-4 term; backgrounds do not.
     assert set(run.columns[0].cells[0].losses) == {"layer 2", "layer 4"}
     assert set(run.columns[2].cells[0].losses) == {"layer 2"}

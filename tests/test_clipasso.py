@@ -15,8 +15,9 @@ from bridge.params import ClipassoParams
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize
 from engine.clip.models import VIT_B32
 from engine.methods.clipasso import (
-    _update_best,
+    BestSoFar,
     clipasso_loss,
+    descend,
     initial_strokes,
     optimise,
 )
@@ -222,31 +223,26 @@ def test_progress_reports_iterations_and_an_eta(runtime, animal_target):
 
 
 class Tracker:
-    """The state _update_best keeps for one sketch, fed a series of eval losses."""
+    """A BestSoFar of one sketch, fed a series of eval losses."""
 
     def __init__(self, min_delta=1e-5):
-        self.min_delta = min_delta
-        self.best_loss = torch.full((1,), math.inf)
-        self.best_points = torch.zeros(1, 2, 4, 2)
-        self.best_iteration = torch.zeros(1, dtype=torch.long)
-        self.armed = torch.zeros(1, dtype=torch.bool)
-        self.done = torch.zeros(1, dtype=torch.bool)
+        self.best = BestSoFar(torch.zeros(1, 2, 4, 2), min_delta)
+
+    @property
+    def best_loss(self):
+        return self.best.loss
+
+    @property
+    def best_points(self):
+        return self.best.points
+
+    @property
+    def best_iteration(self):
+        return self.best.iteration
 
     def eval(self, iteration, loss):
-        points = torch.full((1, 2, 4, 2), float(iteration))
-        _update_best(
-            iteration,
-            torch.tensor([0]),
-            torch.tensor([loss]),
-            points,
-            self.min_delta,
-            self.best_loss,
-            self.best_points,
-            self.best_iteration,
-            self.armed,
-            self.done,
-        )
-        return bool(self.armed), bool(self.done)
+        self.best.update(iteration, torch.tensor([0]), torch.tensor([loss]), torch.full((1, 2, 4, 2), float(iteration)))
+        return bool(self.best.armed), bool(self.best.done)
 
 
 def test_convergence_arms_on_a_flat_eval_and_stops_on_the_second():
@@ -286,3 +282,23 @@ def test_min_delta_zero_only_stops_on_exact_ties():
     assert t.eval(10, 1.0 - 1e-6) == (False, False)  # any improvement is a new best
     assert t.best_iteration.item() == 10
     assert t.eval(20, 1.0 - 1e-6) == (True, False)  # an exact tie arms
+
+
+# --- passes sized to the device -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("aug_bank", "per_pass"), [(8, 3), (0, 1)])
+def test_sketches_optimised_a_pass_at_a_time_end_exactly_as_in_one_batch(runtime, animal_target, aug_bank, per_pass):
+    """CPUs run the batch in passes of a few sketches (engine.budget.sketches_per_pass): every stroke,
+    loss and best iteration must be the same, bit for bit, as when CLIP sees the whole batch at once."""
+    params = dataclasses.replace(FAST, strokes=(6, 3), seeds=(0, 1000), iterations=11, aug_bank=aug_bank)
+    target = animal_target.to(runtime.device)
+    start = initial_strokes(runtime, target, params)
+    whole, pieces = (
+        descend(runtime, target, start, params, params.half_width, sketches_per_pass=p) for p in (4, per_pass)
+    )
+    assert (whole.sketches_per_pass, pieces.sketches_per_pass) == (4, per_pass)
+    assert bool((whole.iteration > 0).any()) and not torch.equal(whole.points, start), "the strokes moved"
+    assert torch.equal(pieces.points, whole.points)
+    assert torch.equal(pieces.loss, whole.loss)
+    assert torch.equal(pieces.iteration, whole.iteration)

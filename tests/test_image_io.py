@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import os
 import struct
-import sys
 import threading
 import time
-import types
 import zlib
 from pathlib import Path
 
@@ -17,9 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bridge.errors import InputError, WeightsMissing
-from engine.io import automask
-from engine.io.automask import auto_mask
+from bridge.errors import InputError
 from engine.io.image import MAX_PIXELS, load_image, load_mask
 from tests.conftest import BALLERINA_MASK
 
@@ -419,64 +415,3 @@ def test_mask_file_errors_name_the_mask(tmp_path):
     err = input_error(tmp_path / "gone.png", load_mask, (20, 10))
     assert err.message.startswith("mask file not found")
     assert "mask data" in input_error(b"", load_mask, (20, 10)).message
-
-
-# --- automatic mask ------------------------------------------------------------------------------
-
-
-def fake_rembg(saliency: np.ndarray, sessions: list) -> types.ModuleType:
-    """A stand-in for rembg returning `saliency` (h, w) uint8 as the mask."""
-    module = types.ModuleType("rembg")
-
-    def new_session(name):
-        sessions.append(name)
-        return object()
-
-    def remove(image, session, only_mask):
-        assert only_mask and session is not None
-        return Image.fromarray(saliency)
-
-    module.new_session, module.remove = new_session, remove
-    return module
-
-
-@pytest.fixture
-def no_cached_sessions(monkeypatch):
-    monkeypatch.setattr(automask, "_SESSIONS", {})
-
-
-def test_auto_mask_without_rembg_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "rembg", None)  # makes `import rembg` fail
-    with pytest.raises(InputError) as info:
-        auto_mask(Image.new("RGB", (8, 8)))
-    assert "sketch-abstraction[mask]" in info.value.hint and "--mask" in info.value.hint
-
-
-def test_auto_mask_thresholds_the_normalised_map_and_caches_the_session(monkeypatch, no_cached_sessions):
-    saliency = np.array([[40, 100, 139, 140, 240]], dtype=np.uint8)  # min 40, max 240: 0.5 at 140
-    sessions = []
-    monkeypatch.setitem(sys.modules, "rembg", fake_rembg(saliency, sessions))
-    for _ in range(2):
-        mask = auto_mask(Image.new("RGB", (5, 1)))
-        assert mask.dtype == bool and mask.tolist() == [[False, False, False, True, True]]
-    assert sessions == ["u2net"]
-
-
-def test_auto_mask_with_no_salient_object(monkeypatch, no_cached_sessions):
-    flat = np.full((4, 4), 7, dtype=np.uint8)
-    monkeypatch.setitem(sys.modules, "rembg", fake_rembg(flat, []))
-    with pytest.raises(InputError, match="no salient object"):
-        auto_mask(Image.new("RGB", (4, 4)))
-
-
-def test_auto_mask_model_download_failure(monkeypatch, no_cached_sessions):
-    module = fake_rembg(np.zeros((4, 4), dtype=np.uint8), [])
-
-    def offline(name):
-        raise ConnectionError("no route to host")
-
-    module.new_session = offline
-    monkeypatch.setitem(sys.modules, "rembg", module)
-    with pytest.raises(WeightsMissing) as info:
-        auto_mask(Image.new("RGB", (4, 4)))
-    assert "U2-Net" in info.value.message and "--mask none" in info.value.hint

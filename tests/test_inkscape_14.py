@@ -2,7 +2,7 @@
 installed extension against the tiny-model engine running outside: an embedded photo and a photo
 linked by a relative path get their layers, the link stays as the designer wrote it (1.4.0 does
 not rebase an effect's links back; without the fix it stopped on a "Broken links" dialog), and the
-GTK progress window's Stop works with 1.4's own inkex and Python 3.13.
+GTK progress window's Stop and "Insert it as it is now" work with 1.4's own inkex and Python 3.13.
 
 Marked `inkscape14`; CI runs them (as root, with debootstrap and Debian's mirror). Where the chroot
 cannot be built they skip with the reason. The root is built once into trixie_inkscape.DEFAULT_ROOT
@@ -96,11 +96,11 @@ def test_inkscape_1_4_keeps_a_relative_link_to_the_photo(root, setup):
     assert list(sketches(result.read_bytes())) == [1]
 
 
-def test_inkscape_1_4s_python_drives_the_progress_window_and_stops_the_sketch(root, setup):
-    """The effect under the chroot's Python 3.13, inkex 1.4 and GTK: the live window, then Stop."""
+def window_14(setup, driver: str, how: str, args: list[str]) -> tuple[subprocess.CompletedProcess, Path]:
+    """The effect under the chroot's Python 3.13, inkex 1.4 and GTK, its window driven by `driver`
+    (`how`: the choice it makes); returns the run and the file the driver records what it saw in."""
     folder = Path(tempfile.mkdtemp(dir=setup["base"]))
     doc, record = embedded_svg(folder / "doc.svg", [{"id": "img1"}]), folder / "window.json"
-    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=400", "--window=true"]
     ext = setup["ext"]
     env = {
         **{k: setup["env"][k] for k in ("SKETCH_ABSTRACTION_RUNTIME_DIR", "SKETCH_ABSTRACTION_DATA_DIR", "HOME")},
@@ -110,25 +110,35 @@ def test_inkscape_1_4s_python_drives_the_progress_window_and_stops_the_sketch(ro
     }
     inside = ["env", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in env.items())]
     command = 'cd "$0" && exec timeout -k 5 150 xvfb-run -a python3 -c "$@"'
+    shell = ["sh", "-c", command, str(ext), driver, how, str(record), *args, str(doc)]
     out = subprocess.run(
-        [
-            "chroot",
-            str(root),
-            *inside,
-            "sh",
-            "-c",
-            command,
-            str(ext),
-            harness.WINDOW_DRIVER,
-            "stop",
-            str(record),
-            *args,
-            str(doc),
-        ],
+        ["chroot", str(setup["root"]), *inside, *shell],
         capture_output=True,
         timeout=250,
     )
     assert record.exists(), f"the window never showed optimisation progress: {out.stderr.decode()}"
+    return out, record
+
+
+def test_inkscape_1_4s_python_drives_the_progress_window_and_stops_the_sketch(root, setup):
+    """The effect under the chroot's Python 3.13, inkex 1.4 and GTK: the live window, then Stop."""
+    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=400", "--window=true"]
+    out, record = window_14({**setup, "root": root}, harness.WINDOW_DRIVER, "stop", args)
     shown = json.loads(record.read_text())
     assert max(shown["preview"]) == 256 and shown["bar"].startswith("optimise"), shown
     assert out.returncode == 251 and out.stderr == b"" and b"Sketch of" not in out.stdout, out.stderr.decode()
+
+
+def test_inkscape_1_4s_python_inserts_the_sketch_as_it_is_now_and_stops_it(root, setup):
+    """The same window's "Insert it as it is now", then "Stop the sketch": every level goes in."""
+    from tests.test_insert_now import ARGS, NOW_DRIVER
+
+    out, record = window_14({**setup, "root": root}, NOW_DRIVER, "stop", ARGS)
+    shown = json.loads(record.read_text())
+    assert shown["after"] == ["Stop the sketch", "Keep it running in the background"], shown
+    assert out.returncode == 0 and out.stderr == b"", out.stderr.decode()
+    [layer] = sketches(out.stdout).values()
+    assert [g.get(f"{{{SVG_NS['inkscape']}}}label") for g in layer.xpath("svg:g", namespaces=SVG_NS)] == [
+        "6 strokes",
+        "3 strokes",
+    ]

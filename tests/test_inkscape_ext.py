@@ -285,7 +285,7 @@ def test_scene_sketch_inserts_a_layer_per_fidelity_column_holding_its_cells(ink_
     root = etree.fromstring(out.stdout)
     top = root.xpath(f"/svg:svg/svg:g[@inkscape:label='Scene sketch of img1{TAG}']", namespaces=SVG_NS)
     assert len(top) == 1
-    assert_scene_layers(top[0], [2, 8], 2, background=False)
+    assert_scene_layers(top[0], [2, 8], 2, background=True)  # the dialog splits by default (U2-Net + LaMa)
     # The photo spans x 25..85, y 15..75: every stroke ends at its edges.
     pts = curve_points(top[0])
     assert pts[:, 0].min() >= 25 - 1e-3 and pts[:, 0].max() <= 85 + 1e-3

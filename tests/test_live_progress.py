@@ -138,7 +138,7 @@ def test_submit_keeps_a_preview_png_next_to_the_svg(tmp_path):
         # A scene job on the same engine: its preview is the row being optimised, over the photo.
         scene_out = tmp_path / "field.svg"
         scene = [sys.executable, "-m", "engine", "submit", str(FIELD), "-o", str(scene_out), "-q", "--scene"]
-        tiny_scene = [*tiny[:4], "--strokes", "8", "--seeds", "1", "--aug-bank", "4"]  # no mask: one part
+        tiny_scene = [*tiny[:4], "--strokes", "8", "--seeds", "1", "--aug-bank", "4", "--mask", "none"]  # one part
         done = subprocess.run(
             [*scene, "--preview-every", "0.5", *tiny_scene, "--iterations", "1", "--levels", "0", "--layers", "2"],
             env=env,

@@ -1,4 +1,4 @@
-"""The engine's admission of a submitted job (engine.service.server.check_room): each client identity
+"""The engine's admission of a submitted job (engine.service.queue_policy.check_room): each client identity
 has its own share of the queue, and all of them together one memory bound. Plain data, no engine:
 the end-to-end case (two designers on the CURVE engine) is in tests/test_remote_engine.py."""
 
@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bridge import protocol
-from engine.service.server import Job, QueueFull, ServerOptions, check_room
+from engine.service.options import ServerOptions
+from engine.service.queue_policy import Job, JobQueue, QueueFull, check_room
 from engine.service.store import LOCAL_OWNER, JobRecord
 
 SMALL = ServerOptions(max_message_bytes=1000, max_queued_jobs=3)  # 3 jobs, 2000 B each; 8000 B in all
@@ -56,3 +57,20 @@ def test_all_clients_together_cannot_pass_the_engine_s_bound():
         check_room(queue, "e", 501, SMALL)  # e holds nothing yet, but the engine holds 7500 B
     assert "from all its clients; at most 0 MiB" in full.value.message
     assert "batch` waits by itself" in full.value.hint
+
+
+def test_the_queue_takes_turns_between_identities_and_tells_each_job_its_place():
+    """JobQueue (the server's queue, without ZeroMQ): alice's batch of three, then bob's one photo;
+    bob's runs second, not fourth, and positions say so."""
+    queue = JobQueue(workers=1)
+    for job in [*waiting("alice", 3), *waiting("bob", 1)]:
+        queue.add(job)
+    assert [job.record.job_id for job in queue.start_next()] == ["alice0"]
+    assert queue.start_next() == []  # one worker, busy
+    assert queue.active_ids() == ["alice0", "bob0", "alice1", "alice2"]
+    assert [queue.position(j) for j in ("alice0", "bob0", "alice1", "alice2", "gone")] == [0, 1, 2, 3, None]
+    assert queue.ended("alice0") and not queue.ended("alice0")
+    queue.remove("alice0")
+    assert [job.record.job_id for job in queue.start_next()] == ["bob0"]
+    queue.remove("alice1")  # cancelled while waiting
+    assert queue.active_ids() == ["bob0", "alice2"] and [j.record.job_id for j in queue.waiting()] == ["alice2"]

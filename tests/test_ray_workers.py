@@ -88,3 +88,20 @@ def test_an_actor_killed_mid_job_hands_the_job_to_the_other(cluster):
     assert len(re.findall(r"job on ray worker", log)) == 2  # ran once more, on a worker that lived
     done = [j for j in client.jobs() if j["job_id"] == job_id]
     assert done[0]["state"] == "done"
+
+
+def test_a_ray_engine_says_it_cannot_send_a_running_jobs_sketch_and_runs_on(cluster):
+    """Insert it as it is now: the strokes stay in the actor's process, so the engine says why there
+    is nothing to insert (README says so) instead of leaving the designer waiting."""
+    from bridge.client import JobFailed
+    from tests.test_bridge_engine import long_params, wait_idle
+    from tests.test_snapshot import wait_optimising
+
+    client = cluster.client(timeout_s=60)
+    job_id, _ = client.submit(*sketch_job(ANIMAL, long_params()), name="long.png")
+    wait_optimising(client, job_id)
+    with pytest.raises(JobFailed) as refused:
+        client.snapshot(job_id)
+    assert refused.value.code == "not_running" and "Ray workers cannot send them" in refused.value.message
+    assert client.cancel(job_id) == "cancelling"
+    wait_idle(client)

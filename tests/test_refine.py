@@ -163,6 +163,18 @@ def test_the_fetch_a_refine_job_needs_later_names_its_engine_sketch_and_layer(tm
     assert (args.remote, args.refine, args.layer) == ("/srv/studio key.json", str(sketch), "L")
 
 
+def test_a_sketch_with_internal_entities_is_refused_not_written_back_broken(tmp_path):
+    """Issue 22: entities are not expanded, so `&a;` would be written back without its declaration."""
+    from engine.cli.refine import read_sketch
+
+    sketch = tmp_path / "entity.svg"
+    document = etree.tostring(layer_doc('<path id="a" d="M 1 1 L 2 2"/><text>ENTITY</text>')).decode()
+    sketch.write_text('<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "x">]>' + document.replace("ENTITY", "&a;"))
+    with pytest.raises(InputError, match="declares XML entities") as refused:
+        read_sketch(str(sketch), None)
+    assert "Plain SVG" in refused.value.hint
+
+
 # --- the request --------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import re
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -34,7 +35,8 @@ from engine.scene.combine import (
     split_bezier,
     sub_curve,
 )
-from engine.scene.split import ObjectFrame, dilate, inpaint, keep_large_components, normalise_object, split_scene
+from engine.scene.inpaint import filler
+from engine.scene.split import ObjectFrame, hole_mask, keep_large_components, normalise_object, split_scene
 from engine.svg import INKSCAPE_NS, SVG_NS, svg_to_sketch
 from tests.conftest import BALLERINA, BALLERINA_MASK, FIELD, FIELD_MASK
 
@@ -63,12 +65,12 @@ FAST = [
 # --- splitting ------------------------------------------------------------------------------------
 
 
-def test_the_background_mask_is_dilated_eleven_by_eleven():
-    mask = np.zeros((40, 40), bool)
-    mask[20, 20] = True
-    grown = dilate(mask)
-    rows, cols = np.nonzero(grown)
-    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (15, 25, 15, 25)
+def grow(mask: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) bool grown by a size x size square: the tests' own \"near\" region."""
+    return cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+
+
+TELEA = filler("telea")
 
 
 def test_components_under_a_third_of_the_largest_are_ignored():
@@ -121,23 +123,23 @@ def test_a_large_or_split_object_stays_where_it_is():
     )
 
 
-def test_inpainting_fills_the_object_and_leaves_the_rest():
+def test_telea_inpainting_fills_the_object_and_leaves_the_rest():
     image, mask = small_object_scene()
-    region = dilate(mask)
-    filled, note = inpaint(image, region)
+    region = hole_mask(mask)
+    filled, note = TELEA(image, region)
     pixels = np.asarray(filled).astype(int)
-    assert "OpenCV" in note or "LaMa" in note
+    assert "Telea, as asked" in note
     assert np.array_equal(pixels[~region], np.asarray(image)[~region]), "outside the hole nothing changes"
     assert pixels[45, 40, 2] > 200 and pixels[45, 40, 0] < 60, "the red object is gone, blue fills in"
 
 
 def test_no_mask_means_one_object_and_a_full_mask_means_no_background():
     image, mask = small_object_scene()
-    alone = split_scene(image, None)
+    alone = split_scene(image, None, TELEA)
     assert alone.background_image is None and alone.mask is None and alone.object_image is image
-    full = split_scene(image, np.ones_like(mask))
+    full = split_scene(image, np.ones_like(mask), TELEA)
     assert full.background_image is None and "whole image" in full.notes[0]
-    both = split_scene(image, mask)
+    both = split_scene(image, mask, TELEA)
     assert both.background_image is not None and both.mask is mask
 
 
@@ -306,7 +308,7 @@ def test_cells_are_grouped_by_fidelity_column_with_the_object_on_top(tmp_path):
     assert len(ids) == len(set(ids)) == 2 + 2 * 3 * 3
     assert [column.label for column in columns(svg)] == ["Fidelity 2 (ViT layer 2)", "Fidelity 11 (ViT layer 11)"]
     mask, _ = load_mask(BALLERINA_MASK, (500, 500))
-    near_object = dilate(mask, 61)
+    near_object = grow(mask, 61)
     for column in columns(svg):
         assert len(column.points) == 0 and column.visible
         labels = [CELL.fullmatch(c.label) for c in column.sublayers]
@@ -415,7 +417,7 @@ def test_the_preview_is_a_contact_sheet_of_the_matrix(tmp_path):
             expected[(r, c)] = np.asarray(Image.open(io.BytesIO(drawn)).convert("RGBA"))[..., 3] > 64
     for key, panel in panels.items():
         ink = (faded - panel).mean(axis=-1) > 0.25
-        near = dilate(expected[key], 5)
+        near = grow(expected[key], 5)
         assert np.abs(panel - faded)[~near].max() < 0.02, "elsewhere: the faded photo"
 
         def overlap(a, b):
@@ -480,7 +482,7 @@ def test_a_scene_job_previews_the_row_being_optimised_where_the_svg_puts_it(runt
     assert picture.shape == (256, 256)
     assert (picture < 150).sum() > 50 and picture.mean() > 150, "strokes over the photo faded to >= 75 % white"
     mask, _ = load_mask(BALLERINA_MASK, (500, 500))
-    near_object = dilate(mask, 61)
+    near_object = grow(mask, 61)
     t = np.linspace(0, 1, 400)
     for layer in drawn:
         background, obj = layer.sublayers
@@ -527,7 +529,7 @@ def test_the_paper_grid_writes_rows_1_3_5_7(tmp_path):
 
 def test_without_a_mask_the_whole_image_is_one_object(tmp_path, capsys):
     svg = tmp_path / "field.svg"
-    assert main(["scene", str(FIELD), "-o", str(svg), *FAST]) == 0
+    assert main(["scene", str(FIELD), "-o", str(svg), *FAST, "--mask", "none"]) == 0
     for layer in cells(svg):
         background, obj = layer.sublayers
         assert len(obj.points) > 0 and len(background.points) == 0

@@ -13,8 +13,11 @@ again, never failed. Torch-free: it starts at once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import glob
 import json
+import os
+import stat
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -23,16 +26,19 @@ from pathlib import Path
 
 from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError, exit_code_for
+from bridge.files import open_regular, read_bounded
 from bridge.params import request_to_json
 from bridge.protocol import QUEUE_FULL, UNKNOWN_JOB
-from engine.cli.options import writing
+from engine.cli.options import writable_file, writing
 from engine.cli.remote import add_job_options, client_errors, connect_client, job_request, printable
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 STATE_FILE = ".sketch-abstraction-batch.json"
+LOCK_FILE = ".sketch-abstraction-batch.lock"  # held by the run writing into the folder
 GONE = frozenset({UNKNOWN_JOB, "interrupted"})  # a followed job the engine no longer has: submit again
 SUBMITTING = "submitting at "  # + time: the state of a photo whose job id a killed run may not have saved
 QUEUE_FULL_WAIT_S = 2.0
+STATE_BYTES = 16 * 2**20  # the state file holds a line per photo: far less than this
 
 
 def register(commands) -> None:
@@ -77,6 +83,17 @@ def photos_of(inputs: list[str]) -> list[Path]:
     return list(found)
 
 
+def _mark(value: object) -> bool:
+    """Whether `value` is a state file's entry: a job id, or SUBMITTING and a time."""
+    if not isinstance(value, str) or not value.startswith(SUBMITTING):
+        return isinstance(value, str)
+    try:
+        float(value[len(SUBMITTING) :])
+    except ValueError:
+        return False
+    return True
+
+
 def svg_for(photo: Path, out_dir: Path) -> Path:
     return out_dir / (photo.stem + ".svg")
 
@@ -84,8 +101,9 @@ def svg_for(photo: Path, out_dir: Path) -> Path:
 def complete(svg: Path) -> bool:
     """Whether `svg` is a whole SVG document (a result written before; not a fragment or another file)."""
     try:
-        return ElementTree.parse(svg).getroot().tag.endswith("svg")
-    except (OSError, ElementTree.ParseError):
+        with open_regular(svg, "the SVG") as f:  # never blocks on a FIFO (_batch refuses those first)
+            return ElementTree.parse(f).getroot().tag.endswith("svg")
+    except (OSError, InputError, ElementTree.ParseError):
         return False
 
 
@@ -100,12 +118,17 @@ class State:
     """The jobs submitted and not yet written (photo -> job id, or SUBMITTING + time), in the output folder."""
 
     def __init__(self, out_dir: Path):
+        """The state in `out_dir` (none if there is no file or it is damaged); InputError when the
+        file is not a regular one (a FIFO there would block every run)."""
         self.path = out_dir / STATE_FILE
+        self.jobs: dict[str, str] = {}
+        if not os.path.lexists(self.path):
+            return
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            self.jobs = {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-        except (OSError, ValueError, AttributeError):
-            self.jobs = {}
+            data = json.loads(read_bounded(self.path, "the batch state file", STATE_BYTES))
+            self.jobs = {k: v for k, v in data.items() if isinstance(k, str) and _mark(v)}
+        except (ValueError, AttributeError):
+            pass
 
     def adopt(self, jobs: list[dict]) -> None:
         """Replace each SUBMITTING mark by the id of the job the engine took then (same photo name,
@@ -181,8 +204,48 @@ def _batch(args) -> int:
             "sketch photos of the same name in separate batches (separate --out-dir)",
         )
     job_request(args, photos[0])  # the options, checked once before anything is sent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out-dir {out_dir} is not a folder", "pass a folder (it is created if missing)")
     with writing(out_dir, "--out-dir"):
         out_dir.mkdir(parents=True, exist_ok=True)
+    for photo in photos:  # a FIFO or device at an output would block or be refused only after the work
+        writable_file(svg_for(photo, out_dir), "--out-dir")
+    with _folder_lock(out_dir):
+        return _batch_in(args, photos, out_dir)
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path):
+    """Hold `out_dir`'s lock file for the run: a second batch run on the folder is refused instead of
+    computing the same photos again. POSIX only (Windows: no lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = out_dir / LOCK_FILE
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as err:
+        raise InputError(f"cannot use {path}: {err.strerror}", "remove it, or pass another --out-dir") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path} is not a regular file", "remove it, or pass another --out-dir")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(
+                f"another batch run is writing to {out_dir}",
+                "wait for it to finish (it writes every photo), or pass another --out-dir",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _batch_in(args, photos: list[Path], out_dir: Path) -> int:
+    """The run itself, with the output folder's lock held."""
     state = State(out_dir)
     outcome = Outcome()
     todo = collections.deque()
@@ -281,6 +344,6 @@ def _summary(photos: list[Path], outcome: Outcome) -> int:
         print(f"  {'photo':<{width}}  reason")
         for photo, err in outcome.failed.items():
             hint = f" ({err.hint})" if err.hint else ""
-            print(f"  {printable(photo.name):<{width}}  {err.message}{hint}")
+            print(f"  {printable(photo.name):<{width}}  {printable(err.message)}{printable(hint)}")
         return exit_code_for(next(iter(outcome.failed.values())).code)
     return 0

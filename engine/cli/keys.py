@@ -52,6 +52,7 @@ def parse_address(text: str, option: str) -> tuple[str, int]:
 
 def _keys(args) -> int:
     from engine.service import keys
+    from engine.service.auth import identity_key
 
     if args.action == "new":
         public = keys.new_client(args.name)
@@ -73,7 +74,7 @@ def _keys(args) -> int:
             "transport": "tcp",
             "ip": host,
             "port": port,
-            "key": server.signing,
+            "key": identity_key(server.signing, public.decode()),  # signs for this designer only
             "version": protocol.VERSION,
             "server_key": server.public.decode(),
             "public_key": public.decode(),

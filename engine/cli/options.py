@@ -13,7 +13,9 @@ from pathlib import Path
 
 from bridge.errors import InputError, OutputError
 from bridge.params import (
+    AUG_BANK_AUTO,
     DEVICES,
+    INPAINT_METHODS,
     MASK_AUTO,
     MASK_NONE,
     MODEL_KINDS,
@@ -32,6 +34,7 @@ from bridge.params import (
 
 _SKETCH = ClipassoParams()
 _SCENE = SceneParams()
+_SCENE_REQUEST = SceneRequest(image=b"")
 _REFINE = RefineParams()
 
 
@@ -52,7 +55,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         choices=MODEL_KINDS,
         help="CLIP weights: openai (real), random (real size, for timing), tiny-random (tests; meaningless sketches)",
     )
-    group.add_argument("--weights-dir", help="folder holding RN101.pt and ViT-B-32.pt (offline use)")
+    group.add_argument(
+        "--weights-dir",
+        help="folder holding RN101.pt and ViT-B-32.pt, and for scenes u2net.onnx and big-lama.pt (offline use)",
+    )
     group.add_argument(
         "--precision",
         default="auto",
@@ -120,6 +126,7 @@ def _add_look_and_bank_options(group, aug_bank: int) -> None:
         "--width", type=float, help="stroke width in the image's pixels (default: 3 px at 224 px, scaled)"
     )
     group.add_argument("--color", default="#000000", help="stroke colour in the SVG (default: black)")
+    shown = "-1, auto: 0 on a GPU, 128 on a CPU" if aug_bank == AUG_BANK_AUTO else aug_bank
     group.add_argument(
         "--style",
         default=STYLE_PEN,
@@ -131,8 +138,7 @@ def _add_look_and_bank_options(group, aug_bank: int) -> None:
         "--aug-bank",
         type=int,
         default=aug_bank,
-        help="precomputed target augmentations; 0 recomputes them every step as the "
-        f"official code (default: {aug_bank})",
+        help=f"precomputed target augmentations; 0 recomputes them every step as the official code (default: {shown})",
     )
 
 
@@ -162,9 +168,17 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scene")
     group.add_argument(
         "--mask",
-        default=MASK_NONE,
-        help="object mask: a mask image (white = object), auto (U2-Net, needs the 'mask' "
-        "extra) or none (default: the whole image is one object, no background)",
+        default=_SCENE_REQUEST.mask,
+        help="object mask: auto (default: U2-Net finds the object, as the paper), a mask image (white = "
+        "object), or none (the whole image sketched as one object with the object settings and no "
+        "background layer: NOT the paper's method)",
+    )
+    group.add_argument(
+        "--inpaint",
+        default=_SCENE_REQUEST.inpaint,
+        choices=INPAINT_METHODS,
+        help="how the background is filled where the object was: lama (default, the paper's; needs "
+        "big-lama.pt, downloaded once) or telea (OpenCV, no weights, leaves a smeared ghost of the object)",
     )
     group.add_argument(
         "--layers",
@@ -220,6 +234,7 @@ def scene_request(args: argparse.Namespace, image) -> SceneRequest:
         image=image,
         params=params,
         mask=args.mask,
+        inpaint=args.inpaint,
         width=args.width,
         color=args.color,
         paper_grid=args.paper_grid,

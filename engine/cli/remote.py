@@ -29,6 +29,7 @@ from engine.cli.options import (
     add_sketch_options,
     engine_settings,
     mask_input,
+    same_file,
     scene_request,
     sketch_request,
     writable_file,
@@ -212,7 +213,9 @@ def _serve(args) -> int:
     if not 1 <= args.ray_cpu_actors <= 64:
         raise InputError("--ray-cpu-actors must be between 1 and 64", "e.g. --ray-cpu-actors 2")
     # torch and the models only for a valid command line
-    from engine.service.server import ServerOptions, serve
+    from engine.service import worker
+    from engine.service.options import ServerOptions
+    from engine.service.server import serve
 
     options = ServerOptions(
         idle_timeout_s=args.idle_timeout,
@@ -226,22 +229,13 @@ def _serve(args) -> int:
 
         runtime = Runtime.create(**engine_settings(args))
         warm_up = functools.partial(runtime.load, RN101, VIT_B32)
-        serve(functools.partial(run_checked_job, runtime), runtime.describe, options, warm_up=warm_up)
+        serve(functools.partial(worker.run_checked_job, runtime), runtime.describe, options, warm_up=warm_up)
         return 0
     from engine.service.ray_workers import RayWorkers
 
     pool = RayWorkers(None if args.workers == "ray" else args.workers, engine_settings(args), args.ray_cpu_actors)
     serve(pool.run, pool.describe, dataclasses.replace(options, workers=pool.size), warm_up=pool.warm_up)
     return 0
-
-
-def run_checked_job(runtime, kind: str, request, progress, preview_every=None):
-    """One engine job, refused before it allocates anything if it will not fit in the free memory."""
-    from engine.budget import check_fits
-    from engine.jobs import run_job
-
-    check_fits(runtime, kind, request)
-    return run_job(runtime, kind, request, progress, preview_every)
 
 
 def client_errors(command):
@@ -312,7 +306,19 @@ def _outputs(args) -> list[Path]:
     inputs = {"image": args.images[0]} if len(images) == 1 else {f"image {p}": p for p in args.images}
     inputs.update(mask_input(args.mask))
     inputs.update({"sketch": args.refine} if args.refine else {})
-    return [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
+    outs = [writable_file(o, "-o" if args.output else "--out-dir", inputs) for o in outs]
+    if args.preview_every is not None:  # OUTPUT.preview.png is written too: it must replace nothing of these either
+        written = {f"input {role}": source for role, source in inputs.items()}
+        written.update({f"output {o}": o for o in outs})
+        for out in outs:
+            preview = writable_file(preview_path(out), "-o")
+            clash = next((role for role, source in written.items() if same_file(preview, source)), None)
+            if clash:
+                raise InputError(
+                    f"the live preview {preview.name} (next to {out.name}) is the {clash}: it would be replaced",
+                    "pass -o with another name (the preview is OUTPUT.preview.png), or leave out --preview-every",
+                )
+    return outs
 
 
 def _submit(args) -> int:
@@ -320,14 +326,16 @@ def _submit(args) -> int:
 
     sketch = _sketch_to_refine(args)
     outs = _outputs(args)
-    if args.preview_every is not None and not args.preview_every >= 0.5:  # NaN fails too
-        raise InputError(f"--preview-every must be at least 0.5 seconds, got {args.preview_every}", "e.g. 3")
+    if args.preview_every is not None and not 0.5 <= args.preview_every <= 3600:  # NaN and inf fail too
+        raise InputError(
+            f"--preview-every must be at least 0.5 seconds and at most 3600, got {args.preview_every}", "e.g. 3"
+        )
     encoded = [request_to_json(job_request(args, image, sketch)) for image in args.images]  # all checked first
     codes = []  # exit codes of the images that failed, in order
     queued = []  # (image, job id, output)
     with connect_client(args, start=True) as client:
         for image, (job, buffers), out in zip(args.images, encoded, outs):
-            prefix = f"{Path(image).name}: "
+            prefix = f"{printable(Path(image).name)}: "
             try:
                 job_id, position = client.submit(job, buffers, Path(image).name, args.preview_every)
             except JobFailed as err:  # refused (e.g. the queue is full): the images sent go on
@@ -348,7 +356,7 @@ def _submit(args) -> int:
                         job_id,
                         out,
                         args.quiet,
-                        f"{Path(image).name}: ",
+                        f"{printable(Path(image).name)}: ",
                         args.preview_every is not None,
                         _writer(sketch, out),
                         fetch_options(args.remote, sketch),
@@ -371,7 +379,7 @@ def job_request(args, image, sketch=None):
     job_args, _ = options.parse_known_args(args.argv)
     if sketch is None:
         return scene_request(job_args, image)
-    from engine.cli.refine import refine_job
+    from engine.cli.sketch_file import refine_job
 
     return refine_job(job_args, image, sketch)
 
@@ -385,7 +393,7 @@ def _sketch_to_refine(args):
             "--refine refines a sketch of one photo: give exactly one IMAGE, and no --scene",
             f"sketch-abstraction submit --refine {args.refine} PHOTO_IT_WAS_MADE_FROM",
         )
-    from engine.cli.refine import read_sketch
+    from engine.cli.sketch_file import read_sketch
     from engine.io.image import load_image
 
     return read_sketch(args.refine, args.layer, load_image(args.images[0]).size)
@@ -402,7 +410,7 @@ def _writer(sketch, out: Path):
     """How follow_job writes a refine's result: `sketch` with its layer refined (None: the SVG as it is)."""
     if sketch is None:
         return None
-    from engine.cli.refine import write_refined
+    from engine.cli.sketch_file import write_refined
 
     return lambda svg: write_refined(sketch, svg, out)
 
@@ -479,7 +487,7 @@ def _fetch(args) -> int:
     out = writable_file(args.output, "-o", {"sketch": args.refine} if args.refine else None)
     sketch = None
     if args.refine:
-        from engine.cli.refine import read_sketch
+        from engine.cli.sketch_file import read_sketch
 
         sketch = read_sketch(args.refine, args.layer)
     with connect_client(args) as client:

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.jobs import run_scene
     from engine.preview import matrix_preview_png
     from engine.runtime import Runtime
+    from engine.scene.weights import require_scene_weights
     from engine.svg import write_svg
 
     inputs = {"image": args.image, **mask_input(args.mask)}
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         distinct_outputs({"-o": out, "--preview": args.preview})
     request = scene_request(args, args.image)
     runtime = Runtime.create(**engine_settings(args))
+    require_scene_weights(runtime, request)  # every missing model named at once, before any model loads
     check_fits(runtime, "scene", request)
     bar = ProgressBar(args.quiet)
     try:

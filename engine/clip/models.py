@@ -21,9 +21,12 @@ import torch
 from bridge import connection
 from bridge.errors import InputError, WeightsMissing
 from bridge.params import MODEL_KINDS
+from engine.clip.calibrate import calibrate_resnet, calibration_images
+from engine.clip.features import normalize
 
 RN101 = "RN101"
 VIT_B32 = "ViT-B-32"
+CALIBRATION_IMAGES = 8  # the batch that sets the random RN101's batch-norm statistics (engine.clip.calibrate)
 # Set to skip download attempts (machines without network; the tests set it).
 OFFLINE_ENV = "SKETCH_ABSTRACTION_OFFLINE"
 
@@ -64,7 +67,9 @@ def load_clip(
     """A frozen CLIP model in eval mode on `device`.
 
     kind: "openai" (pretrained; raises WeightsMissing when unavailable), "random" (real size,
-    random weights, for timing) or "tiny-random" (small, random, for tests). Random kinds warn.
+    random weights, for timing and precision figures; a ResNet's batch norms calibrated so that its
+    activations are O(1) as a trained one's, engine.clip.calibrate) or "tiny-random" (small, random,
+    for tests). Random kinds warn.
     """
     if kind not in MODEL_KINDS:
         raise InputError(f"unknown model kind {kind!r}", f"use one of: {', '.join(MODEL_KINDS)}")
@@ -78,6 +83,9 @@ def load_clip(
         overrides = _TINY[arch] if kind == "tiny-random" else {}
         with _quiet_open_clip():
             model = open_clip.create_model(arch, pretrained=None, quick_gelu=True, **overrides)
+        if kind == "random" and arch.startswith("RN"):  # real size: numerics like a trained network's
+            generator = torch.Generator().manual_seed(0)
+            calibrate_resnet(model.visual, normalize(calibration_images(CALIBRATION_IMAGES, generator)), generator)
     model.eval().requires_grad_(False)  # the official code forgets to freeze; results are the same
     return model.to(device)
 

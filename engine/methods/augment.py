@@ -18,8 +18,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bridge.params import AUG_BANK_AUTO
+
 DISTORTION = 0.5  # RandomPerspective's distortion_scale
 CROP_SCALE = 0.8  # RandomResizedCrop's scale (one value: the crop is always 80% of the area)
+CPU_BANK = 128  # the bank `--aug-bank auto` uses on a CPU
+
+
+def bank_size(requested: int, device: torch.device) -> int:
+    """The augmentation bank a job uses: `requested`, or for AUG_BANK_AUTO none on a GPU (fresh
+    augmentations every step, as the official code: benchmarks/aug_bank.py does not show the bank
+    equal, and a GPU affords the extra target passes) and CPU_BANK on a CPU, where recomputing the
+    target's features every step costs most of an iteration again."""
+    if requested != AUG_BANK_AUTO:
+        return requested
+    return CPU_BANK if device.type == "cpu" else 0
 
 
 @dataclass(frozen=True)

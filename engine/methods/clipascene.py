@@ -31,7 +31,7 @@ import torch
 from bridge.params import SceneParams
 from engine.clip.features import attention_saliency, normalize, vit_block_outputs
 from engine.clip.models import VIT_B32
-from engine.methods.augment import Augmentations, augment, random_augmentations
+from engine.methods.augment import Augmentations, augment, bank_size, random_augmentations
 from engine.methods.clipasso import FEATURE_CHUNK
 from engine.methods.init import sample_strokes, start_distribution, xdog_ink
 from engine.methods.mlp import (
@@ -75,6 +75,7 @@ class CellResult:
     best_iteration: int
     losses: dict[str, float]  # unweighted eval losses at the pick: "layer L", "sparse"
     ratio: float | None = None  # r_j of a simplified row
+    presence: torch.Tensor | None = None  # (n,) expected presence at the pick, the export's width factor; None: 1
 
 
 @dataclass
@@ -142,7 +143,8 @@ class _Problems:
 
         layers = sorted(set(params.layers) | ({params.object_layer} if bool(self.is_object.any()) else set()))
         self.feature_layers = layers
-        self.bank = random_augmentations(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None
+        bank = bank_size(params.aug_bank, torch.device(device))
+        self.bank = random_augmentations(bank, CANVAS, self.generator) if bank else None
         tables = [_target_table(runtime, t.image.to(device), layers, self.bank) for t in targets]
         # (parts, 1 + bank, 50, D) per layer: row 0 the clean target, then its augmentations.
         self.tables = {name: torch.stack([t[name] for t in tables]) for name in layers}
@@ -611,6 +613,7 @@ def _simplify(problems: _Problems, clock: _Clock, row: int) -> list[CellResult]:
                 evals[e],
                 losses,
                 float(ratio[b]),
+                presence.cpu(),
             )
         )
     return cells

@@ -1,7 +1,9 @@
 """CLIPasso (docs/method.md#clipasso): Bézier strokes optimised so that CLIP RN101 sees the sketch like the image.
 
 All abstraction levels x seeds form ONE batch: every iteration renders all still-running sketches,
-runs CLIP once on all their images and takes one Adam step for all of them. Adam is element-wise,
+runs CLIP on all their images (in passes sized to the device: engine.budget.sketches_per_pass; the
+strokes are the same whatever the pass size) and takes one Adam step for all of them, through the
+fp16 loss scale where CLIP runs in fp16 (docs/method.md#precision). Adam is element-wise,
 so each sketch is optimised as in a run of its own, except that which random augmentations it
 draws depends on the batch: a job is reproducible, but a level run alone draws other (equally
 random) augmentations. Levels with fewer strokes are padded with strokes parked off the canvas,
@@ -23,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from bridge.params import ClipassoParams
+from bridge.wording import count
+from engine import budget
 from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features, widen
 from engine.clip.models import RN101, VIT_B32
 from engine.methods.augment import Augmentations, augment, random_augmentations
@@ -53,6 +57,8 @@ class ClipassoRun:
     levels: list[LevelResult]  # in params.strokes order
     iterations: int  # iterations the batch ran (it stops when every sketch has converged)
     seconds: float
+    sketches_per_pass: int  # sketches one CLIP forward + backward took at once (device-sized)
+    loss_scale: float  # the fp16 loss scale at the end (1 where no scaling runs)
 
 
 def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) -> torch.Tensor:
@@ -129,7 +135,7 @@ def optimise(
     target = target.to(runtime.device)
     progress(Progress("init", 0, 1, detail="saliency and edges"))
     start = initial_strokes(runtime, target, params)
-    label = f"{len(params.strokes)} levels x {len(params.seeds)} seeds"
+    label = f"{count(len(params.strokes), 'level')} x {count(len(params.seeds), 'seed')}"
     run = descend(runtime, target, start, params, params.half_width, progress, label)
     levels = []
     S = len(params.seeds)
@@ -152,7 +158,7 @@ def optimise(
                 best_iteration=int(run.iteration[pick]),
             )
         )
-    return ClipassoRun(levels, run.ran, time.perf_counter() - started)
+    return ClipassoRun(levels, run.ran, time.perf_counter() - started, run.sketches_per_pass, run.loss_scale)
 
 
 @dataclass
@@ -161,6 +167,36 @@ class Descent:
     loss: torch.Tensor  # (K,) each sketch's best eval loss
     iteration: torch.Tensor  # (K,) long: the iteration of that eval
     ran: int  # iterations the batch ran
+    sketches_per_pass: int  # sketches one CLIP forward + backward took at once
+    loss_scale: float  # the fp16 loss scale at the end (1 where no scaling runs)
+
+
+class BestSoFar:
+    """Each sketch's best eval so far, and the official convergence rule per sketch: an eval within
+    min_delta of the best arms a flag, a second one stops that sketch; a new best (by more than
+    min_delta) disarms it."""
+
+    def __init__(self, points: torch.Tensor, min_delta: float):  # points: (K, n, k, 2)
+        K = len(points)
+        self.min_delta = min_delta
+        self.loss = torch.full((K,), math.inf)
+        self.points = points.detach().clone()
+        self.iteration = torch.zeros(K, dtype=torch.long)
+        self.armed = torch.zeros(K, dtype=torch.bool)
+        self.done = torch.zeros(K, dtype=torch.bool)
+
+    def update(self, iteration: int, active: torch.Tensor, eval_loss: torch.Tensor, points: torch.Tensor) -> None:
+        """eval_loss (a,) of the active sketches; points (K, n, k, 2), all sketches."""
+        for j, i in enumerate(active.tolist()):
+            delta = eval_loss[j].item() - self.loss[i].item()
+            if delta < -self.min_delta:
+                self.loss[i] = eval_loss[j]
+                self.points[i] = points[i]
+                self.iteration[i] = iteration
+                self.armed[i] = False
+            elif abs(delta) <= self.min_delta:
+                self.done[i] = bool(self.armed[i])
+                self.armed[i] = True
 
 
 def descend(
@@ -172,6 +208,7 @@ def descend(
     progress: ProgressCallback = silent,
     label: str = "",
     locked: torch.Tensor | None = None,
+    sketches_per_pass: int | None = None,
 ) -> Descent:
     """CLIPasso's optimisation (docs/method.md#clipasso-optimisation) of K sketches at once, from
     `start` (K, n, k, 2) canvas px, against a (1, 3, 224, 224) target on the runtime's device.
@@ -180,6 +217,9 @@ def descend(
     that are drawn and count in the loss but never move (their gradient is zeroed, so Adam's moments
     stay zero and the points keep their exact values). Uses params' lr, iterations, eval interval,
     stop rule, augmentations and seeds[0] (which draws the augmentations); not its stroke counts.
+    sketches_per_pass: how many sketches one CLIP forward + backward takes (default: what suits the
+    device, engine.budget.sketches_per_pass); every sketch's gradient is its own, so the strokes are
+    the same whatever it is.
     """
     device = runtime.device
     points = start.to(device, copy=True).requires_grad_()  # Adam steps in place: never on the caller's tensor
@@ -187,62 +227,57 @@ def descend(
     widths = torch.as_tensor(half_width, dtype=torch.float32, device=device).expand(K, n)  # (K, n) px
     frozen = (torch.zeros(K, n, dtype=torch.bool) if locked is None else locked).to(device)[..., None, None]
     views = 1 + params.num_aug
+    per_pass = sketches_per_pass or budget.sketches_per_pass(runtime, views, K)
     augment_rng = torch.Generator().manual_seed(params.seeds[0] + 7)
     bank = random_augmentations(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
     table = _target_table(runtime, target, bank) if bank is not None else None
 
     optimizer = torch.optim.Adam([points], lr=params.lr)
-    best_loss = torch.full((K,), math.inf)
-    best_points = points.detach().clone()
-    best_iteration = torch.zeros(K, dtype=torch.long)
-    armed = torch.zeros(K, dtype=torch.bool)
-    done = torch.zeros(K, dtype=torch.bool)
+    scaler = runtime.loss_scaler()
+    best = BestSoFar(points, params.min_delta)
     loop_start, ran, sketch_iterations = time.perf_counter(), 0, 0
     for iteration in range(params.iterations):
-        active = (~done).nonzero().flatten()
+        active = (~best.done).nonzero().flatten()
         if len(active) == 0:
             break
         ran = iteration + 1
         a = len(active)
         sketch_iterations += a
         optimizer.zero_grad(set_to_none=True)
-        sketches = runtime.rasterize(points[active], widths[active], (CANVAS, CANVAS))  # (a, 3, H, W)
         if bank is not None:
             pick = torch.randint(len(bank), (a, params.num_aug), generator=augment_rng)
             augmentations = bank[pick.flatten()]
-            rows = torch.cat([torch.zeros(a, 1, dtype=torch.long), 1 + pick], dim=1)
-            target_features = _gather(table, rows.flatten().to(device))
+            rows = torch.cat([torch.zeros(a, 1, dtype=torch.long), 1 + pick], dim=1)  # (a, views)
+            target_features = table
         else:
             augmentations = random_augmentations(a * params.num_aug, CANVAS, augment_rng)
-            fresh = _target_table(runtime, target, augmentations)
+            target_features = _target_table(runtime, target, augmentations)
             rows = torch.cat(
                 [torch.zeros(a, 1, dtype=torch.long), 1 + torch.arange(a * params.num_aug).view(a, -1)], dim=1
             )
-            target_features = _gather(fresh, rows.flatten().to(device))
-        augmented = augment(sketches.repeat_interleave(params.num_aug, 0), augmentations)
-        images = torch.cat([sketches[:, None], augmented.view(a, params.num_aug, 3, CANVAS, CANVAS)], 1)
-        loss = clipasso_loss(features(runtime, images.flatten(0, 1)), target_features, views)  # (a, views)
-        loss.mean(1).sum().backward()  # sketches are independent: each gets its own gradient
+        clean = []  # (c,) per pass: each sketch's loss on its clean view, the eval loss
+        for lo in range(0, a, per_pass):
+            chunk = active[lo : lo + per_pass]
+            c = len(chunk)
+            loss = _views_loss(
+                runtime,
+                points[chunk],
+                widths[chunk],
+                augmentations[lo * params.num_aug : (lo + c) * params.num_aug],
+                _gather(target_features, rows[lo : lo + c].flatten().to(device)),
+            )  # (c, views)
+            scaler.scale(loss.mean(1).sum()).backward()  # sketches are independent: each gets its own gradient
+            clean.append(loss[:, 0].detach().cpu())
         points.grad.masked_fill_(frozen, 0.0)
 
         if iteration % params.eval_every == 0:
-            _update_best(
-                iteration,
-                active,
-                loss[:, 0].detach().cpu(),
-                points.detach(),
-                params.min_delta,
-                best_loss,
-                best_points,
-                best_iteration,
-                armed,
-                done,
-            )
-        optimizer.step()
+            best.update(iteration, active, torch.cat(clean), points.detach())
+        scaler.step(optimizer)
+        scaler.update()
 
         per_sketch = (time.perf_counter() - loop_start) / sketch_iterations
-        still = int((~done).sum())
-        running = best_loss[~done]
+        still = int((~best.done).sum())
+        running = best.loss[~best.done]
         progress(
             Progress(
                 "optimise",
@@ -252,11 +287,30 @@ def descend(
                 detail=f"{label}, {still} still optimising",
                 # An upper bound: every sketch still running may go on to the cap, none that stopped does.
                 eta_s=per_sketch * still * (params.iterations - iteration - 1) if still else None,
-                strokes=_preview_strokes(params, best_loss, best_points, done),
+                strokes=_preview_strokes(params, best),
                 sketch_iteration_s=per_sketch,
+                snapshot=lambda: level_strokes(params, best),
             )
         )
-    return Descent(best_points.cpu(), best_loss, best_iteration, ran)
+    return Descent(best.points.cpu(), best.loss, best.iteration, ran, per_pass, float(scaler.get_scale()))
+
+
+def _views_loss(
+    runtime: Runtime,
+    points: torch.Tensor,
+    widths: torch.Tensor,
+    augmentations: Augmentations,
+    target_features: ResNetFeatures,
+) -> torch.Tensor:
+    """(c, views) CLIPasso loss of c sketches (c, n, k, 2) canvas px with half-widths (c, n) px, each
+    seen clean and through its num_aug augmentations (c x num_aug of them, sketch by sketch), against
+    the target's features of the same views ((c x views) rows, sketch by sketch)."""
+    c = len(points)
+    num_aug = len(augmentations) // c
+    sketches = runtime.rasterize(points, widths, (CANVAS, CANVAS))  # (c, 3, H, W)
+    augmented = augment(sketches.repeat_interleave(num_aug, 0), augmentations)
+    images = torch.cat([sketches[:, None], augmented.view(c, num_aug, 3, CANVAS, CANVAS)], 1)
+    return clipasso_loss(features(runtime, images.flatten(0, 1)), target_features, 1 + num_aug)
 
 
 @torch.no_grad()
@@ -292,30 +346,27 @@ def ranked_importance(
     return stroke_importance(runtime, target, points, half_width) if len(points) <= RANK_LIMIT else torch.empty(0)
 
 
-def _preview_strokes(params: ClipassoParams, best_loss, best_points, done) -> torch.Tensor | None:
+def _preview_strokes(params: ClipassoParams, best: BestSoFar) -> torch.Tensor | None:
     """(n, k, 2) canvas px: the best seed's best strokes of the first level still optimising (the
     last level once all are done); None before any sketch has an eval."""
     S = len(params.seeds)
-    running = [level for level in range(len(params.strokes)) if not bool(done[level * S : (level + 1) * S].all())]
+    running = [level for level in range(len(params.strokes)) if not bool(best.done[level * S : (level + 1) * S].all())]
     level = running[0] if running else len(params.strokes) - 1
-    losses = best_loss[level * S : (level + 1) * S]
+    losses = best.loss[level * S : (level + 1) * S]
     if not bool(losses.isfinite().any()):
         return None
-    return best_points[level * S + int(losses.argmin()), : params.strokes[level]]
+    return best.points[level * S + int(losses.argmin()), : params.strokes[level]]
 
 
-def _update_best(
-    iteration, active, eval_loss, points, min_delta, best_loss, best_points, best_iteration, armed, done
-) -> None:
-    """The official convergence rule, per sketch: an eval within min_delta of the best arms a flag,
-    a second one stops that sketch; a new best (by more than min_delta) disarms it."""
-    for j, i in enumerate(active.tolist()):
-        delta = eval_loss[j].item() - best_loss[i].item()
-        if delta < -min_delta:
-            best_loss[i] = eval_loss[j]
-            best_points[i] = points[i]
-            best_iteration[i] = iteration
-            armed[i] = False
-        elif abs(delta) <= min_delta:
-            done[i] = bool(armed[i])
-            armed[i] = True
+def level_strokes(params: ClipassoParams, best: BestSoFar) -> list[torch.Tensor] | None:
+    """[(n, k, 2) canvas px per level, in params.strokes order]: each level's best seed's strokes at
+    its best eval so far, in optimisation order (not ranked: ranking costs n + 1 renders per level);
+    None until every level has an eval. A copy: the method goes on changing its own."""
+    S = len(params.seeds)
+    picks = []
+    for level, n in enumerate(params.strokes):
+        losses = best.loss[level * S : (level + 1) * S]
+        if not bool(losses.isfinite().any()):
+            return None
+        picks.append(best.points[level * S + int(losses.argmin()), :n].detach().cpu().clone())
+    return picks

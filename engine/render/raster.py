@@ -17,6 +17,8 @@ How it works, and why:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .bezier import sample_polyline
@@ -27,6 +29,27 @@ _PIXEL_CENTRE = 0.5
 _MAX_COVERAGE = 1.0 - 1e-6
 # Bounds the (pairs x pixels x segments) scratch tensor of the distance search: ~64 MiB of fp32.
 _SEARCH_CHUNK = 1 << 24
+# Torch threads the rasteriser's CPU ops use. They are many and small: on a busy 2-core machine two
+# threads that wait for each other made it 5.6x slower than one (benchmarks/README.md, "Rasteriser").
+CPU_THREADS = 1
+
+
+def _few_cpu_threads(draw):
+    """Run `draw` with at most CPU_THREADS torch threads where its first tensor argument is on the CPU."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        before = torch.get_num_threads()
+        tensor = next(a for a in args if isinstance(a, torch.Tensor))
+        if tensor.device.type != "cpu" or before <= CPU_THREADS:
+            return draw(*args, **kwargs)
+        torch.set_num_threads(CPU_THREADS)
+        try:
+            return draw(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 def default_segments(k: int) -> int:
@@ -34,6 +57,7 @@ def default_segments(k: int) -> int:
     return 1 if k == 2 else 16
 
 
+@_few_cpu_threads
 def rasterize(
     points: torch.Tensor,
     half_width: float | torch.Tensor = 1.5,
@@ -116,6 +140,7 @@ class PolylineDistance(torch.autograd.Function):
         return d2.sqrt()
 
     @staticmethod
+    @_few_cpu_threads
     def backward(ctx, grad_d):
         polyline, pixels, start = ctx.saved_tensors
         vertices = polyline.reshape(-1, 2)

@@ -11,6 +11,11 @@ strokes wholly outside are dropped.
   Object sublayer is drawn on top. The official code erases background ink under the mask on a
   448 px raster instead, which leaves no editable strokes.
 
+Each stroke is written at the official export's width: the width x its presence in a simplified cell
+(the network's confidence shows in the line weight; the fidelity row draws every stroke at full width).
+A part's cell that keeps no stroke shows the previous row's strokes of that part, as the official
+combination does with an empty SVG.
+
 The SVG: one layer per fidelity column, holding one layer per simplicity row (a cell), each with
 "Background" then "Object" sublayers (the last is drawn on top and listed first in Inkscape's Layers
 panel). One cell is visible; the column layers all are, so showing another cell takes one click.
@@ -195,8 +200,10 @@ def matrix_sketch(
             for part in (BACKGROUND, OBJECT):  # the object on top
                 result = by_part.get((part, layer))  # None: a part the scene has not (no background)
                 points, index, keep = np.zeros((0, k, 2)), np.zeros(0, dtype=int), np.zeros(0)
+                presence = np.zeros(0)
                 if result is not None:
-                    strokes, keep = _scene_strokes(result.cells[row], part, canvas_map, frame)
+                    shown_cell = shown_row(result.cells, row)
+                    strokes, keep, presence = _scene_strokes(shown_cell, part, canvas_map, frame)
                     points, index = clip_strokes(strokes, regions[part])
                 shown += len(np.unique(index))
                 parts.append(
@@ -207,6 +214,7 @@ def matrix_sketch(
                         color=color,
                         key=f"{key}-{part}",
                         importance=tuple(keep[index].tolist()),  # a cut stroke's pieces share its probability
+                        widths=tuple((width * presence[index]).tolist()),
                     )
                 )
             cell = StrokeLayer(
@@ -240,11 +248,19 @@ def to_scene(points: np.ndarray, part: str, canvas_map: CanvasMap, frame: Object
     return frame.to_scene(points) if part == OBJECT else points
 
 
+def shown_row(cells: list[CellResult], row: int) -> CellResult:
+    """The cell a part shows at `row`: its own, or when it keeps no stroke the nearest row above that does."""
+    while row > 0 and not bool(cells[row].keep.any()):
+        row -= 1
+    return cells[row]
+
+
 def _scene_strokes(
     cell: CellResult, part: str, canvas_map: CanvasMap, frame: ObjectFrame
-) -> tuple[np.ndarray, np.ndarray]:
-    """The cell's exported strokes (n, k, 2) in scene pixels, unclipped, most important first, and
-    their keep probabilities (n,)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cell's exported strokes (n, k, 2) in scene pixels, unclipped, most important first, their
+    keep probabilities (n,) and their presences (n,), the factor of their width."""
     order = ordered(cell)
     points = to_scene(cell.points.numpy().astype(np.float64)[order], part, canvas_map, frame)
-    return points, cell.importance.numpy().astype(np.float64)[order]
+    presence = np.ones(len(cell.keep)) if cell.presence is None else cell.presence.numpy().astype(np.float64)
+    return points, cell.importance.numpy().astype(np.float64)[order], presence[order]

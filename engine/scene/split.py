@@ -1,29 +1,28 @@
 """A scene photo split into what CLIPascene sketches separately (docs/method.md#scene-split and #object-normalisation).
 
-- Object: the masked object on white, enlarged when it is small (docs/method.md#object-normalisation),
-  with the map back to the
-  scene's pixels (`ObjectFrame`).
-- Background: the photo with the object region (mask dilated 11 x 11) inpainted: LaMa when the
-  optional `simple_lama_inpainting` package is installed, else OpenCV's Telea inpainting, which always
-  works offline. LaMa is what the official code uses; OpenCV smears colours into the hole instead of
-  inventing texture, which is enough to keep the object's outline out of the background sketch.
+Two masks, as the official code:
+- Object: the photo cut with the UNDILATED object mask, on white, enlarged when it is small
+  (docs/method.md#object-normalisation), with the map back to the scene's pixels (`ObjectFrame`).
+- Background: the photo with a hole where the object is, filled in (engine/scene/inpaint.py). The
+  hole is the mask dilated by an 11 x 11 square at U2-Net's 320 x 320 scale (`hole_mask`): about
+  1.6 % of each side, whatever the photo's size, as the official mask file is.
 
 Without a mask the whole photo is the object and there is no background.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from PIL import Image
 
-DILATION = 11  # px, the official background mask's dilation (a square kernel)
+DILATION = 11  # px at MASK_SCALE: the official background hole's dilation (a square kernel) ...
+MASK_SCALE = 320  # ... at U2-Net's input size, to which the official code resizes every photo
 OBJECT_SHARE = 0.7  # a lone small object is enlarged to this share of the photo's short side
 SMALL_COMPONENT = 1 / 3  # components below this fraction of the largest one are ignored
-INPAINT_SIDE = 512  # OpenCV inpaints at most this long side; the result is pasted back at full size
-INPAINT_RADIUS = 5  # px at the inpainting resolution
 MIN_BACKGROUND = 0.01  # below this share of the photo left after dilation, there is no background
 
 
@@ -53,8 +52,12 @@ class SceneSplit:
     notes: list[str] = field(default_factory=list)
 
 
-def split_scene(image: Image.Image, mask: np.ndarray | None) -> SceneSplit:
-    """Object and background of an RGB `image` given its object mask (H, W) bool, or None."""
+Fill = Callable[[Image.Image, np.ndarray], tuple[Image.Image, str]]  # (photo, hole (H, W) bool) -> (filled, note)
+
+
+def split_scene(image: Image.Image, mask: np.ndarray | None, fill: Fill) -> SceneSplit:
+    """Object and background of an RGB `image` given its undilated object mask (H, W) bool, or None;
+    `fill` fills the background's hole."""
     if mask is None:
         return SceneSplit(
             image,
@@ -64,7 +67,7 @@ def split_scene(image: Image.Image, mask: np.ndarray | None) -> SceneSplit:
             ["no mask: the whole image is sketched as one object (no background layer)"],
         )
     object_image, frame = normalise_object(image, mask)
-    region = dilate(mask, DILATION)
+    region = hole_mask(mask)
     if (~region).mean() < MIN_BACKGROUND:
         return SceneSplit(
             object_image,
@@ -73,14 +76,18 @@ def split_scene(image: Image.Image, mask: np.ndarray | None) -> SceneSplit:
             None,
             ["the mask covers (nearly) the whole image: object only, no background layer"],
         )
-    background, note = inpaint(image, region)
+    background, note = fill(image, region)
     return SceneSplit(object_image, frame, background, mask, [note])
 
 
-def dilate(mask: np.ndarray, size: int = DILATION) -> np.ndarray:
-    """(H, W) bool mask grown by a size x size square (the official 11 x 11 binary dilation)."""
-    kernel = np.ones((size, size), np.uint8)
-    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+def hole_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the object `mask` grown by the official 11 x 11 square at U2-Net's 320 x 320
+    scale, i.e. by a rectangle of 2 round(5 W / 320) + 1 by 2 round(5 H / 320) + 1 photo pixels (the
+    official code dilates at 320 x 320 and resizes the mask to the photo, so both sides scale apart)."""
+    height, width = mask.shape
+    radius = DILATION // 2
+    kx, ky = (2 * round(radius * side / MASK_SCALE) + 1 for side in (width, height))
+    return cv2.dilate(mask.astype(np.uint8), np.ones((ky, kx), np.uint8)).astype(bool)
 
 
 def keep_large_components(mask: np.ndarray) -> np.ndarray:
@@ -122,31 +129,3 @@ def normalise_object(image: Image.Image, mask: np.ndarray) -> tuple[Image.Image,
         scale=(new_w / (x1 - x0), new_h / (y1 - y0)), origin=(float(x0), float(y0)), placed=(float(px), float(py))
     )
     return white, frame
-
-
-def inpaint(image: Image.Image, region: np.ndarray) -> tuple[Image.Image, str]:
-    """`image` with `region` (H, W) bool filled in, and a note naming the method used."""
-    try:
-        from simple_lama_inpainting import SimpleLama  # optional; downloads big-lama once
-    except ImportError:
-        return _inpaint_opencv(image, region), "background inpainted with OpenCV (LaMa is not installed)"
-    try:
-        filled = SimpleLama()(image, Image.fromarray(region.astype(np.uint8) * 255))
-    except Exception as err:  # any model download or runtime failure: OpenCV still gives a background
-        return _inpaint_opencv(image, region), f"LaMa failed ({err}); background inpainted with OpenCV"
-    filled = filled.convert("RGB").crop((0, 0, image.width, image.height))  # LaMa pads to multiples of 8
-    keep = Image.fromarray(region)
-    return Image.composite(filled, image, keep), "background inpainted with LaMa"
-
-
-def _inpaint_opencv(image: Image.Image, region: np.ndarray) -> Image.Image:
-    """Telea inpainting at most INPAINT_SIDE px long (the canvas is 224), pasted back into the
-    full-size photo inside `region` only, so pixels outside it stay exactly as they were."""
-    factor = min(1.0, INPAINT_SIDE / max(image.size))
-    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-    small = np.asarray(image.resize(size, Image.Resampling.BILINEAR))
-    hole = np.asarray(Image.fromarray(region).resize(size, Image.Resampling.NEAREST)).astype(np.uint8)
-    hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))  # covers the edge pixels the resize blended
-    filled = cv2.inpaint(small, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    full = Image.fromarray(filled).resize(image.size, Image.Resampling.BICUBIC)
-    return Image.composite(full, image, Image.fromarray(region))

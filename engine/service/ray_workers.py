@@ -16,18 +16,18 @@ Ray is the optional `cluster` extra; without it `--workers ray` says how to inst
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
-import sys
 import threading
-import time
 from typing import Any
 
 from bridge.errors import Cancelled, EngineError
 from engine.progress import Progress, ProgressCallback
+from engine.service.log import log as _log
+from engine.service.worker import PROGRESS_INTERVAL_S, run_checked_job, throttled
 
 RETRIES = 2  # runs of a job whose actor died, after the first
-PROGRESS_INTERVAL_S = 0.1
 
 
 class RayMissing(EngineError):
@@ -82,20 +82,11 @@ class Worker:
     def run(self, kind: str, request: Any, preview_every: float | None = None) -> tuple:
         """("done", JobOutput) or ("error", code, message, hint) or ("crash", text); progress meanwhile
         goes to `progress`."""
-        from engine.cli.remote import run_checked_job
-
         self.cancelled.clear()
         self.progress()  # a killed job's leftovers (an actor restarted by Ray starts empty anyway)
-        last = 0.0
-
-        def progress(p: Progress) -> None:
-            nonlocal last
-            if self.cancelled.is_set():
-                raise Cancelled("the job was cancelled", "")
-            if time.monotonic() - last >= PROGRESS_INTERVAL_S or p.iteration >= p.total or p.preview is not None:
-                last = time.monotonic()
-                self.reports.put(p)
-
+        # A snapshot is built in the job's own thread on request; the reports cross processes without it
+        # (a Ray engine answers snapshot requests "not evaluated yet": README, Insert it as it is now).
+        progress = throttled(lambda p: self.reports.put(dataclasses.replace(p, snapshot=None)), self.cancelled)
         try:
             return ("done", run_checked_job(self.runtime, kind, request, progress, preview_every))
         except EngineError as err:
@@ -193,7 +184,3 @@ class RayWorkers:
         except Exception:  # restarting: the job's own call will wait for it
             return "restarting"
         return self.pids[index]
-
-
-def _log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)

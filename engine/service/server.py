@@ -7,141 +7,89 @@ the engine runs on (engine.jobs.run_job and Runtime.describe in the real engine)
 Two kinds of thread. The main thread owns every ZeroMQ socket and all job state: it answers
 requests, keeps the queue and sends progress and results to each job's watchers. A worker thread
 only computes (one per job that may run at once: `workers`, 1 unless jobs run on Ray actors,
-engine.service.ray_workers): it takes one job at a time and reports back through an in-process
-socket, so no socket is ever shared between threads. Progress callbacks raise `Cancelled` when the job's cancel flag is
-set, which is how a running job stops.
+engine.service.ray_workers; engine.service.worker): it takes one job at a time and reports back
+through an in-process socket, so no socket is ever shared between threads. Progress callbacks
+raise `Cancelled` when the job's cancel flag is set, which is how a running job stops.
 
 Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
-(the ZAP handler, before zmq reads a message of it), every message is checked (bridge.protocol)
-before it is interpreted, every defect gets an error reply, the queue is capped (per client, and in all), and a job that
-fails, even by running out of memory, becomes an error reply while the engine keeps serving.
+(engine.service.auth's ZAP handler, before zmq reads a message of it), having sent at most one
+frame of protocol.FRAME_BYTES (ZMQ_MAXMSGSIZE, which also bounds every frame of an admitted peer);
+connections are bounded per address and in all (engine.service.connections); every message is
+checked (bridge.protocol: signed with its identity's own key, its date, its size and frame count)
+before it is interpreted, every defect gets an error reply, the queue is capped (per client, and in
+all: engine.service.queue_policy), an error even in receiving is logged and the loop goes on, and a
+job that fails, even by running out of memory, becomes an error reply while the engine keeps serving.
+
+Why small frames, in ZeroMQ's model: ZMQ_MAXMSGSIZE is a socket option that limits each frame (not
+a message), and libzmq copies it into each connection when it is made, so it cannot be small until
+a peer is authenticated and larger after; the ZAP handler sees a peer's address and credentials
+only after its first handshake command, whose size MAXMSGSIZE alone bounds. So every frame is
+small (protocol.FRAME_BYTES), for strangers and clients alike, and clients split images into such
+frames. ZeroMQ's RCVHWM counts whole messages and shows no frame of a message before its last,
+so a message is bounded only once it has arrived (size and frame count, Session.deserialize):
+PENDING_PER_PEER messages per connection, and a key holder who hand-builds one message of
+countless frames is held until it ends (README, Reliability: what a key holder can cost).
 
 Serving the network (`listen`): the socket speaks CurveZMQ instead of PLAIN, on loopback and on the
-network address alike. The one ZAP handler admits by mechanism: PLAIN (a loopback-only engine) with
-the key-derived password; CURVE with the engine's own local key pair (written into the connection
-file for this machine's clients) or a key of engine.service.keys' allowed folder. The handshake's
-identity (ZAP user id) comes with every message and owns the jobs it submits: a client sees,
-fetches and cancels only its own, the queue takes turns between identities, and only this
-machine's clients may stop the engine.
+network address alike (engine.service.auth). The handshake's identity (ZAP user id) comes with
+every message, is handed to each handler as `sender`, signs every reply, and owns the jobs it
+submits: a client sees, fetches and cancels only its own, the queue takes turns between
+identities, and only this machine's clients may stop the engine.
 """
 
 from __future__ import annotations
 
 import errno
 import gc
-import hmac
-import ipaddress
-import itertools
 import json
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
 from bridge import connection, protocol
 from bridge.atomic import write_atomic
-from bridge.errors import Cancelled, DeviceError, EngineError, InputError
+from bridge.errors import EngineError, InputError
 from bridge.limits import MAX_NAME_CHARS
 from bridge.params import REQUESTS, request_from_json
 from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
 from engine import __version__
-from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory, release_to_system
-from engine.progress import Progress, ProgressCallback
-from engine.service import keys
+from engine.budget import release_to_system
+from engine.service import keys, snapshots, worker
+from engine.service.auth import Admission, Forbidden, Signers
+from engine.service.connections import ConnectionGuard
+from engine.service.lock import acquire_lock
+from engine.service.log import log as _log
+from engine.service.options import DEFAULTS, ServerOptions
+from engine.service.queue_policy import Job, JobQueue, check_room
 from engine.service.store import LOCAL_OWNER, JobRecord, ResultStore, StoreError
+from engine.service.worker import Describe, RunJob
 
-EVENTS_URL = "inproc://engine-events"
 ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
-PROGRESS_INTERVAL_S = 0.1  # at most ten progress messages a second per job
 MIN_PREVIEW_EVERY_S = 0.5  # the most often a client may ask for a live preview
 POLL_MS = 200
-PENDING_PER_PEER = 8  # messages a client may have waiting in the engine (one request at a time is usual)
+PENDING_PER_PEER = 2  # messages one connection may have waiting in the engine (one request at a time is usual)
 TRIM_BYTES = 2**20  # after handling a message this large, freed memory goes back to the system
 
 
-class JobOutput(Protocol):
-    svg: bytes  # the result
-    seconds: float  # computing time
-    notes: list[str]  # what the user should know (a mask resized, ...)
-
-
-RunJob = Callable[[str, Any, ProgressCallback, float | None], JobOutput]
-"""(kind, request of bridge.params.REQUESTS, progress, preview_every) -> the result; raises EngineError
-for what the user can fix, and bridge.errors.Cancelled when `progress` raises it. With
-`preview_every` (seconds) progress carries a PNG of the sketch so far (Progress.preview) at most that
-often."""
-Describe = Callable[[], dict[str, Any]]
-"""What the engine computes with, for status replies: {device, models, renderer, loaded}."""
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    idle_timeout_s: float | None = None  # exit after this long with no job and no message
-    max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
-    keep_fetched_s: float = 86_400.0
-    # The queue's limits are per client identity, so that one designer's batch of 500 cannot shut
-    # the others out, plus one bound on all of them together, so that many clients cannot take the
-    # engine's memory (queued images wait in RAM, undecoded). Defaults: 100 jobs and two full-size
-    # messages (512 MiB) per identity; 4 identities' worth (2 GiB) in all: at least four clients can
-    # fill their share at once, a few hundred photos of a few MB, and 2 GiB beside the models
-    # (~1.5 GiB) and a running job's activations fits any machine that runs a GPU for this.
-    max_queued_jobs: int = 100  # jobs of one identity waiting to run, its running ones aside
-    max_queued_bytes: int | None = None  # their images and masks together; None: 2 x max_message_bytes
-    max_total_queued_bytes: int | None = None  # every identity's together; None: 4 x max_queued_bytes
-    listen: tuple[str, int] | None = None  # also serve this network address (CurveZMQ, allowed keys only)
-    workers: int = 1  # jobs run at once (run_job is called from that many threads)
-
-    @property
-    def queued_bytes_limit(self) -> int:
-        return 2 * self.max_message_bytes if self.max_queued_bytes is None else self.max_queued_bytes
-
-    @property
-    def total_queued_bytes_limit(self) -> int:
-        total = self.max_total_queued_bytes
-        return 4 * self.queued_bytes_limit if total is None else total
-
-
-@dataclass
-class Job:
-    record: JobRecord
-    request: Any  # a request of bridge.params.REQUESTS; None once it ran or was cancelled
-    size: int = 0  # bytes of its image and mask, held while it waits
-    watchers: set[bytes] = field(default_factory=set)  # routing ids that get progress and the result
-    cancel: threading.Event = field(default_factory=threading.Event)
-    preview_every: float | None = None  # seconds between live previews; None: none
-    progress: dict[str, Any] | None = None  # the last progress content, for status and list replies
-    announced: int | None = None  # the queue position its watchers were last told
-
-
 class EngineServer:
-    def __init__(self, run_job: RunJob, describe: Describe, options: ServerOptions = ServerOptions()):
+    def __init__(self, run_job: RunJob, describe: Describe, options: ServerOptions = DEFAULTS):
         self.run_job, self.describe, self.options = run_job, describe, options
-        if options.listen:
-            # Remote connection files hold the signing key: it must outlive a restart.
-            self.keys: keys.ServerKeys | None = keys.server_keys()
-            self.allowed = keys.Allowed(keys.allowed_folder())
-            self.local_public, self.local_secret = zmq.curve_keypair()  # this machine's clients
-            signing = self.keys.signing
-        else:
-            self.keys, signing = None, protocol.new_key()
-        self.session = protocol.Session(signing, options.max_message_bytes)
+        # Remote connection files hold keys derived from the signing key: it must outlive a restart.
+        self.keys = keys.server_keys() if options.listen else None
+        master = protocol.new_key() if self.keys is None else self.keys.signing
+        self.admission = Admission(master, self.keys)
+        self.signers = Signers(master, options.max_message_bytes)
         self.store = ResultStore(connection.data_dir() / "results", keep_fetched_s=options.keep_fetched_s)
         self.records: dict[str, JobRecord] = self.store.load()
         self.store.prune(self.records)  # now too, not only hourly: an engine often lives less than an hour
-        self.jobs: dict[str, Job] = {}  # queued and running jobs
-        self.order: list[str] = []  # queued job ids, in the order they came (_fair_order: the order they run)
-        self.running: list[str] = []  # jobs handed to a worker, in that order
-        self.served: dict[str, int] = {}  # owner -> the turn at which a job of theirs last started
-        self.turns = itertools.count()
-        self.sender = LOCAL_OWNER  # the identity of the message being handled
+        self.queue = JobQueue(options.workers)
         self.rates: dict[str, float] = {}  # kind -> measured seconds per iteration of one sketch
         self.work: queue.Queue[Job | None] = queue.Queue()
         self.context = zmq.Context()
@@ -153,8 +101,8 @@ class EngineServer:
 
     def serve(self) -> None:
         """Bind, publish the connection file, serve until shutdown, and clean up."""
-        # Peers must pass the PLAIN handshake (bridge.protocol) before zmq reads any message of theirs:
-        # a stranger cannot make the engine hold a byte. The handler is bound before the router.
+        # Peers must pass the handshake (bridge.protocol) before zmq reads any message of theirs: a
+        # stranger makes the engine hold at most one frame. The handler is bound before the router.
         zap = self.context.socket(zmq.REP)
         zap.bind(ZAP_URL)
         router = self.context.socket(zmq.ROUTER)
@@ -166,11 +114,13 @@ class EngineServer:
         else:
             router.plain_server = True
         router.zap_domain = protocol.PLAIN_USER
-        # zmq drops a peer whose single frame is far beyond the limit; anything smaller but still
-        # too large is answered with a readable error by Session.deserialize. A peer's messages
-        # beyond PENDING_PER_PEER wait in its own socket, not in the engine.
-        router.setsockopt(zmq.MAXMSGSIZE, 2 * self.options.max_message_bytes)
+        # zmq drops a peer that starts a frame over FRAME_BYTES (handshake commands included), on
+        # its header, before the frame's bytes arrive; a message too large in all is answered with
+        # a readable error by Session.deserialize. A connection's messages beyond PENDING_PER_PEER
+        # wait in its own socket, not in the engine (ZeroMQ counts messages there, not frames).
+        router.setsockopt(zmq.MAXMSGSIZE, protocol.FRAME_BYTES + 64)  # + the frame header's room
         router.setsockopt(zmq.RCVHWM, PENDING_PER_PEER)
+        guard = ConnectionGuard(router)
         port = router.bind_to_random_port("tcp://127.0.0.1")
         if self.options.listen:
             host, listen_port = self.options.listen
@@ -178,26 +128,29 @@ class EngineServer:
                 router.bind(f"tcp://{host}:{listen_port}")
             except zmq.ZMQError as err:
                 zap.close()
+                guard.close()
                 router.close(linger=0)
                 raise EngineError(
                     f"cannot listen on {host}:{listen_port}: {err.strerror}",
                     "pick a free port, and an address of this machine (0.0.0.0 for all of them)",
                 ) from None
         events = self.context.socket(zmq.PULL)
-        events.bind(EVENTS_URL)
+        events.bind(worker.EVENTS_URL)
         workers = [
-            threading.Thread(target=self._worker, name=f"engine-worker-{i}", daemon=True)
+            threading.Thread(
+                target=worker.work, args=(self.context, self.work, self.run_job), name=f"engine-worker-{i}", daemon=True
+            )
             for i in range(self.options.workers)
         ]
-        for worker in workers:
-            worker.start()
+        for thread in workers:
+            thread.start()
         info = connection.ConnectionInfo(
             port=port,
-            key=self.session.key.decode(),
+            key=self.admission.master,
             pid=os.getpid(),
             version=protocol.VERSION,
-            max_message_bytes=self.session.max_bytes,
-            **self._local_keys(),
+            max_message_bytes=self.options.max_message_bytes,
+            **self.admission.local_fields(),
         )
         self.connection = connection.file_content(info)
         path = connection.connection_path()
@@ -217,18 +170,19 @@ class EngineServer:
         gc.collect()
         gc.freeze()
         try:
-            self._loop(router, events, zap)
+            self._loop(router, events, zap, guard)
         finally:
             zap.close()
+            guard.close()
             connection.remove_connection(os.getpid())
-            for job in self.jobs.values():
+            for job in self.queue.jobs.values():
                 job.cancel.set()
             deadline = time.monotonic() + 30
             for _ in workers:
                 self.work.put(None)
-            for worker in workers:
-                worker.join(timeout=max(0.0, deadline - time.monotonic()))
-            for job_id in list(self.jobs):
+            for thread in workers:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            for job_id in list(self.queue.jobs):
                 self._finish(
                     router,
                     job_id,
@@ -248,32 +202,26 @@ class EngineServer:
     def stop(self, *_signal) -> None:
         self.stopping = True
 
-    def _loop(self, router: zmq.Socket, events: zmq.Socket, zap: zmq.Socket) -> None:
+    def _loop(self, router: zmq.Socket, events: zmq.Socket, zap: zmq.Socket, guard: ConnectionGuard) -> None:
         poller = zmq.Poller()
-        for socket in (router, events, zap):
+        for socket in (router, events, zap, guard.monitor):
             poller.register(socket, zmq.POLLIN)
         last_prune = last_beat = time.monotonic()
         while not self.stopping:
             ready = dict(poller.poll(POLL_MS))
+            if guard.monitor in ready:
+                _guarded(guard.on_events)
             if zap in ready:
                 while zap.poll(0):
-                    zap.send_multipart(self._admit(zap.recv_multipart()))
+                    zap.send_multipart(self.admission.admit(zap.recv_multipart()))
             if events in ready:
                 while events.poll(0):
-                    self._guarded(self._on_event, router, events.recv_multipart())
+                    _guarded(self._on_event, router, events.recv_multipart())
             if router in ready:
                 while router.poll(0) and not self.stopping:
-                    parts = router.recv_multipart(copy=False)
-                    self.sender = _user_id(parts[0])
-                    frames = [part.bytes for part in parts]
-                    del parts
-                    size = sum(len(f) for f in frames)
-                    self._guarded(self._on_frames, router, frames)
-                    del frames
-                    if size >= TRIM_BYTES:
-                        release_to_system()
+                    _guarded(self._receive, router, guard)
             now = time.monotonic()
-            if self.jobs:  # the idle period starts when the last job ends, not at the last request
+            if self.queue.jobs:  # the idle period starts when the last job ends, not at the last request
                 self.last_activity = now
             if now - last_beat >= protocol.HEARTBEAT_INTERVAL_S:
                 self._heartbeat(router)
@@ -283,47 +231,26 @@ class EngineServer:
                 self.store.prune(self.records)
                 last_prune = now
             idle = self.options.idle_timeout_s
-            if idle is not None and not self.jobs and now - self.last_activity > idle:
+            if idle is not None and not self.queue.jobs and now - self.last_activity > idle:
                 _log(f"idle for {idle:.0f} s; exiting")
                 break
 
-    def _local_keys(self) -> dict[str, str]:
-        """The CURVE fields of this machine's connection file (none for a loopback-only engine)."""
-        if self.keys is None:
-            return {}
-        return {
-            "server_key": self.keys.public.decode(),
-            "public_key": self.local_public.decode(),
-            "secret_key": self.local_secret.decode(),
-        }
-
-    def _admit(self, request: list[bytes]) -> list[bytes]:
-        """The ZAP reply for a peer's handshake: 200 with its identity (the owner of its jobs), or 400.
-
-        PLAIN: the key-derived password, from loopback (a loopback-only engine's socket speaks it).
-        CURVE: this machine's key pair (identity LOCAL_OWNER) or an allowed key (identity: the key).
-        Anything else, NULL included, is refused."""
-        version, request_id = request[:2] if len(request) >= 2 else (b"1.0", b"")
-        address, mechanism, credentials = (request[3], request[5], request[6:]) if len(request) >= 6 else (b"", b"", [])
-        user = b""
-        if mechanism == b"PLAIN" and self.keys is None and _loopback(address):
-            expected = [protocol.PLAIN_USER, protocol.plain_password(self.session.key.decode())]
-            if len(credentials) == 2 and all(hmac.compare_digest(a, b) for a, b in zip(credentials, expected)):
-                user = LOCAL_OWNER.encode()
-        elif mechanism == b"CURVE" and self.keys is not None and len(credentials) == 1:
-            public = zmq.utils.z85.encode(credentials[0])
-            if hmac.compare_digest(public, self.local_public):
-                user = LOCAL_OWNER.encode()
-            elif self.allowed.name(public) is not None:
-                user = public
-            else:
-                _log(f"refused a connection from {address.decode(errors='replace')}: its key is not allowed")
-        status = [b"200", b"OK"] if user else [b"400", b"not allowed"]
-        return [version, request_id, *status, user, b""]
+    def _receive(self, router: zmq.Socket, guard: ConnectionGuard) -> None:
+        """Handle the next message; its frames are read in place (zmq's buffers) and copied once,
+        into the request's images, by Session.deserialize."""
+        parts = router.recv_multipart(copy=False)
+        guard.proven(parts[0].get(zmq.SRCFD))
+        size = sum(len(part) for part in parts)
+        try:
+            self._on_frames(router, _user_id(parts[0]), [part.buffer for part in parts])
+        finally:
+            del parts
+            if size >= TRIM_BYTES:
+                release_to_system()
 
     def _heartbeat(self, router: zmq.Socket) -> None:
         """Tell every watcher of a queued or running job that the engine lives (bridge.protocol)."""
-        for job_id, job in list(self.jobs.items()):
+        for job_id, job in list(self.queue.jobs.items()):
             self._notify(router, job_id, Message("heartbeat", {"job_id": job_id, "state": job.record.state}))
 
     def _republish(self) -> None:
@@ -341,59 +268,41 @@ class EngineServer:
         except (OSError, EngineError) as err:
             _log(f"cannot write the connection file {path}: {err}")
 
-    @staticmethod
-    def _guarded(handle, router: zmq.Socket, frames: list[bytes]) -> None:
-        """The last line of defence: a message that still breaks a handler is logged and dropped."""
-        try:
-            handle(router, frames)
-        except Exception:
-            traceback.print_exc()
-            _log("the message above could not be handled; dropped it")
-
     # -- requests ----------------------------------------------------------------------------------
 
-    def _on_frames(self, router: zmq.Socket, frames: list[bytes]) -> None:
+    def _on_frames(self, router: zmq.Socket, sender: str, frames: list[memoryview]) -> None:
+        """Check and handle one message of identity `sender`; every defect gets an error reply."""
         self.last_activity = time.monotonic()
-        peer = frames[0]
+        session = self.signers.session(sender)
+        peer = bytes(frames[0])
         try:
-            ids, rest = self.session.split_ids(frames)
-            msg = self.session.deserialize(rest, protocol.REQUESTS)
+            ids, rest = session.split_ids(frames)
+            ids = [bytes(i) for i in ids]
+            msg = session.deserialize(rest, protocol.REQUESTS)
         except ProtocolError as err:
-            self._send(router, [peer], Message("error", error_content(err.code, err.message, err.hint)))
+            self._send(router, sender, [peer], Message("error", error_content(err.code, err.message, err.hint)))
             return
         handler = getattr(self, "_on_" + msg.msg_type)
         try:
-            self._check_sender()
-            handler(router, ids, msg)
+            self.admission.check(sender)
+            handler(router, sender, ids, msg)
         except EngineError as err:
-            self._reply(router, ids, msg, "error", error_content(err.code, err.message, err.hint))
+            self._reply(router, sender, ids, msg, "error", error_content(err.code, err.message, err.hint))
         except Exception as err:  # a bug in a handler must not take the engine down
             traceback.print_exc()
-            self._reply(
-                router,
-                ids,
-                msg,
-                "error",
-                error_content(
-                    protocol.INTERNAL, f"internal error handling {msg.msg_type}: {err}", "see the engine's log"
-                ),
+            content = error_content(
+                protocol.INTERNAL, f"internal error handling {msg.msg_type}: {err}", "see the engine's log"
             )
+            self._reply(router, sender, ids, msg, "error", content)
 
-    def _check_sender(self) -> None:
-        """Refuse a message whose key was revoked after its connection was admitted."""
-        if self.sender != LOCAL_OWNER and (self.keys is None or self.allowed.name(self.sender.encode()) is None):
-            raise Forbidden(
-                "this key is no longer allowed on the engine (revoked)",
-                "ask the engine's administrator for a new connection file",
-            )
+    def _own(self, sender: str, job_id: str) -> bool:
+        return self.records[job_id].owner == sender
 
-    def _own(self, job_id: str) -> bool:
-        return self.records[job_id].owner == self.sender
-
-    def _on_status_request(self, router, ids, msg) -> None:
-        active = self._active_ids()
+    def _on_status_request(self, router, sender: str, ids, msg) -> None:
+        active = self.queue.active_ids()
         self._reply(
             router,
+            sender,
             ids,
             msg,
             "status_reply",
@@ -402,15 +311,15 @@ class EngineServer:
                 "protocol": protocol.VERSION,
                 "pid": os.getpid(),
                 **self.describe(),
-                "running": next((j for j in self.running if self._own(j)), None),
-                "queue": [self._info(j) for j in active if self._own(j)],
-                "others": sum(not self._own(j) for j in active),
+                "running": next((j for j in self.queue.running if self._own(sender, j)), None),
+                "queue": [self._info(j) for j in active if self._own(sender, j)],
+                "others": sum(not self._own(sender, j) for j in active),
                 "uptime_s": round(time.time() - self.started, 1),
                 "rates": self.rates,
             },
         )
 
-    def _on_submit_request(self, router, ids, msg) -> None:
+    def _on_submit_request(self, router, sender: str, ids, msg) -> None:
         name = msg.content.get("name", "image")
         if not isinstance(name, str) or len(name) > MAX_NAME_CHARS:
             raise InputError(
@@ -419,62 +328,64 @@ class EngineServer:
         request = request_from_json(msg.content.get("job"), msg.buffers)
         preview_every = _preview_every(msg.content.get("preview_every"))
         size = sum(len(b) for b in msg.buffers)
-        check_room([self.jobs[j] for j in self.order], self.sender, size, self.options)
+        check_room(self.queue.waiting(), sender, size, self.options)
         kind = next(k for k, cls in REQUESTS.items() if isinstance(request, cls))
         record = JobRecord(
-            job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time(), owner=self.sender
+            job_id=os.urandom(16).hex(), name=name, kind=kind, state="queued", created=time.time(), owner=sender
         )
         self.store.save(record)
         self.records[record.job_id] = record
         job = Job(record, request, size, watchers={ids[0]}, preview_every=preview_every)
-        self.jobs[record.job_id] = job
-        self.order.append(record.job_id)
+        self.queue.add(job)
         self._dispatch(router)
-        position = self._position(record.job_id)
+        position = self.queue.position(record.job_id)
         job.announced = position or None  # the reply tells a waiting job its place; one that starts gets its 0
-        self._reply(router, ids, msg, "submit_reply", {"job_id": record.job_id, "position": position})
+        self._reply(router, sender, ids, msg, "submit_reply", {"job_id": record.job_id, "position": position})
         self._announce(router)
 
-    def _on_cancel_request(self, router, ids, msg) -> None:
-        job_id = self._known(msg.content.get("job_id"))
-        job = self.jobs.get(job_id)
+    def _on_cancel_request(self, router, sender: str, ids, msg) -> None:
+        job_id = self._known(sender, msg.content.get("job_id"))
+        job = self.queue.jobs.get(job_id)
         if job is None:
             state = self.records[job_id].state
-        elif job_id in self.running:
+        elif job_id in self.queue.running:
             job.cancel.set()
             state = "cancelling"
         else:
             job.cancel.set()
             job.request = None  # its image goes now
-            self._finish(router, job_id, "cancelled", error=_cancelled(job_id))
+            self._finish(router, job_id, "cancelled", error=worker.cancelled(job_id))
             release_to_system()
             state = "cancelled"
-        self._reply(router, ids, msg, "cancel_reply", {"job_id": job_id, "state": state})
+        self._reply(router, sender, ids, msg, "cancel_reply", {"job_id": job_id, "state": state})
         self._announce(router)
 
-    def _on_list_request(self, router, ids, msg) -> None:
-        jobs = sorted((r for r in self.records.values() if r.owner == self.sender), key=lambda r: r.created)
-        self._reply(router, ids, msg, "list_reply", {"jobs": [self._info(r.job_id) for r in jobs]})
+    def _on_list_request(self, router, sender: str, ids, msg) -> None:
+        jobs = sorted((r for r in self.records.values() if r.owner == sender), key=lambda r: r.created)
+        self._reply(router, sender, ids, msg, "list_reply", {"jobs": [self._info(r.job_id) for r in jobs]})
 
-    def _on_fetch_request(self, router, ids, msg) -> None:
-        job_id = self._known(msg.content.get("job_id"))
+    def _on_fetch_request(self, router, sender: str, ids, msg) -> None:
+        job_id = self._known(sender, msg.content.get("job_id"))
         record = self.records[job_id]
         if record.state == "done":
             self._send_result(router, ids, msg.header, record)
         elif record.state in protocol.FINISHED:
-            self._reply(router, ids, msg, "error", record.error or _cancelled(job_id))
+            self._reply(router, sender, ids, msg, "error", record.error or worker.cancelled(job_id))
         else:
             if msg.content.get("watch"):
-                self.jobs[job_id].watchers.add(ids[0])
-            self._reply(router, ids, msg, "fetch_reply", record.info(self._position(job_id)))
+                self.queue.jobs[job_id].watchers.add(ids[0])
+            self._reply(router, sender, ids, msg, "fetch_reply", record.info(self.queue.position(job_id)))
 
-    def _on_shutdown_request(self, router, ids, msg) -> None:
-        if self.sender != LOCAL_OWNER:
+    def _on_snapshot_request(self, router, sender: str, ids, msg) -> None:
+        snapshots.on_request(self, router, sender, ids, msg)
+
+    def _on_shutdown_request(self, router, sender: str, ids, msg) -> None:
+        if sender != LOCAL_OWNER:
             raise Forbidden(
                 "only a client on the engine's own machine can stop it",
                 "ask the engine's administrator (`sketch-abstraction stop` there)",
             )
-        self._reply(router, ids, msg, "shutdown_reply", {"interrupted": self._active_ids()})
+        self._reply(router, sender, ids, msg, "shutdown_reply", {"interrupted": self.queue.active_ids()})
         self.stopping = True
 
     # -- worker events -----------------------------------------------------------------------------
@@ -482,15 +393,17 @@ class EngineServer:
     def _on_event(self, router: zmq.Socket, frames: list[bytes]) -> None:
         event = json.loads(frames[0])
         job_id = event["job_id"]
-        if event["type"] == "finished" and job_id in self.running:
-            self.running.remove(job_id)
+        if event["type"] == "finished" and self.queue.ended(job_id):
             self._dispatch(router)
             self._announce(router)
-        if job_id not in self.jobs:
+        if job_id not in self.queue.jobs:
             return  # finished and told already
         if event["type"] == "progress":
-            self._on_progress(router, self.jobs[job_id], event["content"], frames[1:])
+            self._on_progress(router, self.queue.jobs[job_id], event["content"], frames[1:])
+        elif event["type"] == "snapshot":
+            snapshots.on_event(self, router, self.queue.jobs[job_id], event, frames[1:])
         elif event["type"] == "finished":
+            snapshots.drop(self, router, self.queue.jobs[job_id])
             record = self.records[job_id]
             record.seconds, record.notes = event.get("seconds"), event.get("notes", [])
             self._finish(
@@ -509,17 +422,15 @@ class EngineServer:
 
     def _info(self, job_id: str) -> dict[str, Any]:
         """A job's info for status and list replies, with its last progress while it runs."""
-        info = self.records[job_id].info(self._position(job_id))
-        job = self.jobs.get(job_id)
+        info = self.records[job_id].info(self.queue.position(job_id))
+        job = self.queue.jobs.get(job_id)
         if job is not None and job.progress is not None:
             info["progress"] = job.progress
         return info
 
     def _finish(self, router, job_id: str, state: str, error: dict | None = None, svg: bytes | None = None) -> None:
         """Store the outcome first, then tell the watchers: a lost message never loses a result."""
-        job = self.jobs.pop(job_id)
-        if job_id in self.order:
-            self.order.remove(job_id)
+        job = self.queue.remove(job_id)
         record = job.record
         record.state, record.finished, record.error = state, time.time(), error
         try:
@@ -533,7 +444,7 @@ class EngineServer:
             if state == "done":
                 self._send_result(router, [peer], {}, record, svg)
             else:
-                self._send(router, [peer], Message("error", error or _cancelled(job_id)))
+                self._send(router, record.owner, [peer], Message("error", error or worker.cancelled(job_id)))
 
     def _send_result(self, router, ids, parent: dict, record: JobRecord, svg: bytes | None = None) -> bool:
         if svg is None:
@@ -550,7 +461,7 @@ class EngineServer:
             "notes": record.notes,
             "seconds": record.seconds,
         }
-        delivered = self._send(router, ids, Message("result", content, [svg], parent))
+        delivered = self._send(router, record.owner, ids, Message("result", content, [svg], parent))
         if delivered:
             record.fetched = time.time()
             self._save_or_log(record)
@@ -566,21 +477,23 @@ class EngineServer:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    def _reply(self, router, ids, request: Message, msg_type: str, content: dict) -> None:
-        self._send(router, ids, Message(msg_type, content, parent=request.header))
+    def _reply(self, router, sender: str, ids, request: Message, msg_type: str, content: dict) -> None:
+        self._send(router, sender, ids, Message(msg_type, content, parent=request.header))
 
     def _notify(self, router, job_id: str, msg: Message) -> None:
-        job = self.jobs.get(job_id)
+        job = self.queue.jobs.get(job_id)
         if job is None:
             return
-        for peer in list(job.watchers):
-            if not self._send(router, [peer], msg):
+        for peer in list(job.watchers):  # its owner's connections (only the owner may watch)
+            if not self._send(router, job.record.owner, [peer], msg):
                 job.watchers.discard(peer)  # the client is gone; its job goes on and waits to be fetched
 
-    def _send(self, router, ids: list[bytes], msg: Message) -> bool:
-        """False when the peer has gone (ROUTER_MANDATORY) or is not reading (full queue)."""
+    def _send(self, router, identity: str, ids: list[bytes], msg: Message) -> bool:
+        """Send `msg`, signed with `identity`'s key, to the connection `ids`; False when the peer has
+        gone (ROUTER_MANDATORY) or is not reading (full queue)."""
         try:
-            router.send_multipart([*ids, *self.session.serialize(msg)], flags=zmq.NOBLOCK, copy=False)
+            frames = self.signers.session(identity).serialize(msg)
+            router.send_multipart([*ids, *frames], flags=zmq.NOBLOCK, copy=False)
             return True
         except zmq.ZMQError as err:
             if err.errno in (errno.EHOSTUNREACH, zmq.EAGAIN):
@@ -589,146 +502,26 @@ class EngineServer:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _known(self, job_id: Any) -> str:
-        """`job_id` if the sender owns it; another identity's job is as unknown as a missing one."""
-        if not valid_job_id(job_id) or job_id not in self.records or not self._own(job_id):
+    def _known(self, sender: str, job_id: Any) -> str:
+        """`job_id` if `sender` owns it; another identity's job is as unknown as a missing one."""
+        if not valid_job_id(job_id) or job_id not in self.records or not self._own(sender, job_id):
             raise _UnknownJob(job_id)
         return job_id
 
-    def _active_ids(self) -> list[str]:
-        return self.running + self._fair_order()
-
-    def _position(self, job_id: str) -> int | None:
-        """0 for the running job, 1 for the next, ...; None for finished jobs."""
-        if job_id in self.running:
-            return 0
-        waiting = self._fair_order()
-        return waiting.index(job_id) + 1 if job_id in waiting else None
-
-    def _fair_order(self) -> list[str]:
-        """The queued jobs in the order they will run: identities take turns (one client's batch of
-        500 does not hold up another's one photo), the one served longest ago (or never) first;
-        each identity's own jobs run in the order they came."""
-        queues: dict[str, list[str]] = {}
-        for job_id in self.order:
-            queues.setdefault(self.records[job_id].owner, []).append(job_id)
-        owners = sorted(queues, key=lambda owner: self.served.get(owner, -1))  # stable: ties in order of arrival
-        rounds = itertools.zip_longest(*(queues[owner] for owner in owners))
-        return [job_id for turn in rounds for job_id in turn if job_id is not None]
-
     def _dispatch(self, router: zmq.Socket) -> None:
         """Hand the next jobs to the idle workers; each is "running" from then on (position 0)."""
-        while len(self.running) < self.options.workers and self.order:
-            job_id = self._fair_order()[0]
-            self.order.remove(job_id)
-            self.running.append(job_id)
-            record = self.records[job_id]
-            self.served[record.owner] = next(self.turns)
-            record.state = "running"
-            self._save_or_log(record)  # on disk it stays "queued": the same after a crash
-            self.work.put(self.jobs[job_id])
+        for job in self.queue.start_next():
+            job.record.state = "running"
+            self._save_or_log(job.record)  # on disk it stays "queued": the same after a crash
+            self.work.put(job)
 
     def _announce(self, router: zmq.Socket) -> None:
         """Tell the watchers of each active job whose position changed (0: it starts)."""
-        for job_id in self._active_ids():
-            job, position = self.jobs[job_id], self._position(job_id)
+        for job_id in self.queue.active_ids():
+            job, position = self.queue.jobs[job_id], self.queue.position(job_id)
             if position != job.announced:
                 job.announced = position
                 self._notify(router, job_id, Message("queue_update", {"job_id": job_id, "position": position}))
-
-    # -- the worker thread -------------------------------------------------------------------------
-
-    def _worker(self) -> None:
-        events = self.context.socket(zmq.PUSH)
-        events.connect(EVENTS_URL)
-        try:
-            while (job := self.work.get()) is not None:
-                self._run(job, events)
-        finally:
-            events.close(linger=1000)
-
-    def _run(self, job: Job, events: zmq.Socket) -> None:
-        job_id = job.record.job_id
-        last_sent = 0.0
-
-        def progress(p: Progress) -> None:
-            nonlocal last_sent
-            if job.cancel.is_set():
-                raise Cancelled("the job was cancelled", "")
-            now = time.monotonic()
-            if now - last_sent >= PROGRESS_INTERVAL_S or p.iteration >= p.total or p.preview is not None:
-                last_sent = now
-                loss = p.loss if p.loss is not None and abs(p.loss) < float("inf") else None
-                events.send_multipart(
-                    [
-                        json.dumps(
-                            {
-                                "type": "progress",
-                                "job_id": job_id,
-                                "content": {
-                                    "job_id": job_id,
-                                    "stage": p.stage,
-                                    "iteration": p.iteration,
-                                    "total": p.total,
-                                    "loss": loss,
-                                    "eta_s": p.eta_s,
-                                    "detail": p.detail,
-                                    "sketch_iteration_s": p.sketch_iteration_s,
-                                },
-                            }
-                        ).encode()
-                    ]
-                    + ([p.preview] if p.preview is not None else [])
-                )
-
-        finished: dict[str, Any] = {"type": "finished", "job_id": job_id}
-        svg = None
-        try:
-            if job.cancel.is_set():  # cancelled as it was handed over
-                raise Cancelled("the job was cancelled", "")
-            output = self.run_job(job.record.kind, job.request, progress, job.preview_every)
-            svg = output.svg
-            finished.update(state="done", seconds=round(output.seconds, 3), notes=output.notes)
-        except Cancelled:
-            finished.update(state="cancelled", error=_cancelled(job_id))
-        except EngineError as err:
-            finished.update(state="error", error=error_content(err.code, err.message, err.hint, job_id))
-        except Exception as err:  # incl. out of memory: the job fails, the engine serves on
-            finished.update(state="error", error=_unexpected(err, job_id))
-        finally:
-            job.request = None  # the image bytes are no longer needed
-        events.send_multipart([json.dumps(finished).encode()] + ([svg] if svg is not None else []))
-
-
-class QueueFull(EngineError):
-    code = protocol.QUEUE_FULL
-
-
-def check_room(waiting: list[Job], owner: str, size: int, options: ServerOptions) -> None:
-    """QueueFull when one more job of `owner` with `size` bytes of images would pass its share of the
-    queue (ServerOptions.max_queued_jobs and queued_bytes_limit) or the bound on all waiting jobs."""
-    own = [job for job in waiting if job.record.owner == owner]
-    held = sum(job.size for job in own)
-    if len(own) >= options.max_queued_jobs or held + size > options.queued_bytes_limit:
-        raise QueueFull(
-            f"the engine's queue is full for you ({len(own)} jobs of yours, {held / 2**20:.0f} MiB of images "
-            f"waiting; each client may have at most {options.max_queued_jobs} jobs and "
-            f"{options.queued_bytes_limit / 2**20:.0f} MiB waiting)",
-            "submit the rest when some have finished (`sketch-abstraction status`), or cancel some; "
-            "`sketch-abstraction batch` waits by itself",
-        )
-    total = sum(job.size for job in waiting)
-    if total + size > options.total_queued_bytes_limit:
-        raise QueueFull(
-            f"the engine's queue is full ({total / 2**20:.0f} MiB of images waiting from all its clients; at most "
-            f"{options.total_queued_bytes_limit / 2**20:.0f} MiB)",
-            "submit again when some have finished (`sketch-abstraction status`); `sketch-abstraction batch` waits "
-            "by itself",
-        )
-
-
-class Forbidden(EngineError):
-    code = protocol.FORBIDDEN
 
 
 class _UnknownJob(EngineError):
@@ -753,64 +546,36 @@ def _preview_every(value: Any) -> float | None:
     return float(value)
 
 
-def _cancelled(job_id: str) -> dict:
-    return error_content(Cancelled.code, "the job was cancelled", "submit the image again to redo it", job_id)
-
-
-def _unexpected(err: Exception, job_id: str) -> dict:
-    text = str(err)
-    if is_out_of_memory(err):  # the estimate let it through, or other programs took the memory meanwhile
-        return error_content(
-            DeviceError.code,
-            f"out of memory: {text.splitlines()[0] if text else type(err).__name__}",
-            OUT_OF_MEMORY_HINT,
-            job_id,
-        )
-    traceback.print_exc()
-    return error_content(
-        protocol.INTERNAL,
-        f"internal error ({type(err).__name__}: {text})",
-        "this is a bug; please report it with the engine's log",
-        job_id,
-    )
+def _guarded(handle: Callable[..., None], *args: Any) -> None:
+    """The last line of defence: whatever still breaks in receiving or handling a message (a bug,
+    memory running out) is logged and the message dropped; the loop goes on."""
+    try:
+        handle(*args)
+    except Exception:
+        traceback.print_exc()
+        _log("the message above could not be handled; dropped it")
 
 
 def _user_id(frame: zmq.Frame) -> str:
-    """The identity _admit gave the message's connection ("" if none: refused by _check_sender)."""
+    """The identity the handshake gave the message's connection ("" if none: refused by Admission.check)."""
     try:
         return frame.get("User-Id") or ""
     except zmq.ZMQError:
         return ""
 
 
-def _loopback(address: bytes) -> bool:
-    try:
-        return ipaddress.ip_address(address.decode("ascii")).is_loopback
-    except ValueError:
-        return False
-
-
-def _log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-class AlreadyRunning(EngineError):
-    code = "already_running"
-    exit_code = connection.ALREADY_RUNNING_EXIT
-
-
 def serve(
     run_job: RunJob,
     describe: Describe,
-    options: ServerOptions = ServerOptions(),
+    options: ServerOptions = DEFAULTS,
     warm_up: Callable[[], None] | None = None,
 ) -> None:
-    """Run an engine until shutdown; refuse (AlreadyRunning) if another engine of this user runs.
+    """Run an engine until shutdown; refuse (lock.AlreadyRunning) if another engine of this user runs.
 
     `warm_up` (loading the models) runs after the lock is taken (a refused engine loads nothing) and
     before the connection file appears (a ready engine is a warm one).
     """
-    lock = _acquire_lock()
+    lock = acquire_lock()
     try:
         if warm_up is not None:
             _log(f"loading models on {describe()['device']} ...")
@@ -821,34 +586,3 @@ def serve(
         server.serve()
     finally:
         lock.close()
-
-
-def _acquire_lock():
-    """Hold the runtime folder's lock file for the engine's lifetime: one engine per user. The file
-    holds the engine's pid, so that clients can name it even without a connection file."""
-    path = connection.runtime_dir() / connection.LOCK_FILE
-    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
-    for attempt in range(5):  # a client may hold it shared for an instant (connection.lock_holder)
-        try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError:
-            if attempt == 4:
-                handle.close()
-                holder = connection.lock_holder()
-                raise AlreadyRunning(
-                    f"an engine is already running{f' (pid {holder})' if holder else ''}",
-                    "use it (sketch-abstraction status), or stop it first with `sketch-abstraction stop`",
-                ) from None
-            time.sleep(0.05)
-    handle.truncate(0)
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle

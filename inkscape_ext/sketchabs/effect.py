@@ -8,6 +8,7 @@ stderr (Inkscape would show it in a dialog, and a headless run would hang on it)
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import inkex
@@ -139,11 +140,13 @@ class SketchEffect(inkex.EffectExtension):
                 said = messages.submitted_without_window(len(owed)) if no_toolkit else messages.submitted(len(owed))
                 gui.tell("\n\n".join([said, *skipped]), self.options.window)
             note = messages.NEW_VARIATION_NOTE if self.options.rerun == VARIATION else ""
-            results, failures = progress.follow(
+            results, failures, running = progress.follow(
                 client, owed, self.options.timeout * 60, self.options.window, test_models, note
             )
         kept = [messages.kept_edited(name, job.title) for job, (_, _, name) in zip(owed, plans) if name]
-        insert_results(self.svg, owed, results, failures, [*kept, *skipped], self.options.window)
+        if running:
+            kept.append(messages.inserted_now(len(running)))
+        insert_results(self.svg, owed, results, failures, [*kept, *skipped], self.options.window, running)
 
     def _prepare(self, elements, config):
         """(photos, plans, requests, skipped): each photo read, its plan (`_plan`) and its engine
@@ -209,12 +212,13 @@ class SketchEffect(inkex.EffectExtension):
         return {"width": self.options.width or None, "color": str(rgb), "style": self.options.style}
 
 
-def insert_results(svg, owed, results, failures, notes=(), window: bool = True) -> None:
+def insert_results(svg, owed, results, failures, notes=(), window: bool = True, running=frozenset()) -> None:
     """Insert what finished; forget what was inserted or failed; report failures after success, and
     `notes` (photos skipped, edited sketches kept instead of replaced) plus the edited sketches found
     kept only now, as the results come in. A stopped job is no failure; when nothing is inserted and
-    nothing failed, the effect ends quietly."""
-    lost, kept, inserted = [], list(notes), 0
+    nothing failed, the effect ends quietly. `running`: jobs whose result is their sketch as it is
+    now while they run on: remembered to replace it when they finish (the replace rule decides)."""
+    lost, kept, inserted, placed = [], list(notes), 0, {}
     for job in owed:
         if job.job_id not in results:
             continue
@@ -231,10 +235,18 @@ def insert_results(svg, owed, results, failures, notes=(), window: bool = True) 
             kept.append(messages.kept_edited(old.get(inkex.addNS("label", "inkscape")) or old.get_id(), title))
         before = replaceable(svg, link) if replace else None
         top = insert_sketch(svg, results[job.job_id].svg, photo, job.size, title, link, replace)
+        placed[job.job_id] = {"variation": link.variation, "title": title}
         if before is not None and before.get(FINGERPRINT) == top.get(FINGERPRINT):
             kept.append(messages.identical(title))
         inserted += 1
-    engine_link.forget([*results, *failures])
+    engine_link.forget([job_id for job_id in [*results, *failures] if job_id not in running])
+    engine_link.remember(  # the finished sketch takes the place of the one inserted as it is now
+        [
+            dataclasses.replace(job, **placed[job.job_id], replace=True)
+            for job in owed
+            if job.job_id in running and job.job_id in placed
+        ]
+    )
     failures = {job_id: err for job_id, err in failures.items() if err.code != "cancelled"}  # stops: not errors
     if not inserted and not failures and not lost:
         progress.end_quietly()

@@ -103,9 +103,9 @@ def engine_finds(config: EngineConfig, modules: tuple[str, ...]) -> bool | None:
 
 
 def has_mask_extra(config: EngineConfig) -> bool:
-    """Whether the engine has the automatic mask's package (rembg, the 'mask' extra); True when that
-    cannot be told here (starting the engine then says what is wrong)."""
-    return engine_finds(config, ("rembg",)) is not False
+    """Whether the engine has the automatic mask's package (onnxruntime, which runs U2-Net); True when
+    that cannot be told here (starting the engine then says what is wrong)."""
+    return engine_finds(config, ("onnxruntime",)) is not False
 
 
 @dataclass(frozen=True)

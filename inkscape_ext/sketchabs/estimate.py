@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.estimates import TimeEstimate, sketch_job_time
 from sketchabs import gui, messages
 from sketchabs.progress import duration
 
@@ -21,11 +22,17 @@ LONG_JOB_S = 180.0  # an estimate over this gets the first screen; shorter jobs 
 START, FASTER, CANCEL = "start", "faster", "cancel"
 
 
-def at_most_s(rates: dict, seeds: int, iterations: int, levels: int) -> float | None:
-    """At most how many seconds one photo's Object Sketch takes on the engine whose status `rates`
-    these are (None: not measured yet)."""
+def job_time(rates: dict, seeds: int, iterations: int, levels: int) -> TimeEstimate | None:
+    """How long one photo's Object Sketch takes on the engine whose status `rates` these are: about
+    until usable, at most to the iteration cap (bridge.estimates; None: not measured yet)."""
     rate = rates.get("sketch")
-    return rate * seeds * iterations * levels if rate else None
+    return sketch_job_time(rate, seeds * levels, iterations) if rate else None
+
+
+def at_most_s(rates: dict, seeds: int, iterations: int, levels: int) -> float | None:
+    """At most how many seconds one photo's Object Sketch takes (None: not measured yet)."""
+    time = job_time(rates, seeds, iterations, levels)
+    return time.at_most_s if time else None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import os
 import re
 import shlex
 
+from bridge.wording import count
+
 MENU = "Extensions > Sketch Abstraction"
 INSERT_FINISHED = f"{MENU} > Insert Finished Sketches"
 ENGINE_STATUS = f"{MENU} > Engine Status"
@@ -33,11 +35,20 @@ STOP_CHOICE = "Stop the sketch"
 KEEP_CHOICE = "Keep it running in the background"
 STOP_TIP = "Cancel the job in the engine. The document stays as it is."
 KEEP_TIP = f"The engine finishes it; bring it in later with {INSERT_FINISHED}."
+NOW_CHOICE = "Insert it as it is now"
+NOW_TIP = "Insert the best strokes of every level so far; then stop the sketch or keep it running."
+NOW_FETCHING = "Fetching the sketch as it is now..."
+NOW_READY = "The sketch as it is now goes into the document. Stop the sketch, or keep it running?"
 
-# The first screen of a long job (sketchabs.estimate).
-ESTIMATE_TITLE = "Sketch Abstraction: before it starts"
-START_CHOICE = "Start it"
-CANCEL_CHOICE = "Cancel"
+
+def inserted_now(count: int) -> str:
+    """What the designer is told after "Insert it as it is now" with the jobs kept running."""
+    what = "The sketch as it is now is" if count == 1 else f"The {count} sketches as they are now are"
+    return (
+        f"{what} inserted; the engine goes on. {INSERT_FINISHED} then brings in the finished "
+        f"{'one' if count == 1 else 'ones'}: each replaces its layers if you have not edited them, "
+        "otherwise it goes in beside them as a variation."
+    )
 
 
 def faster_choice(preset: str) -> str:
@@ -62,11 +73,6 @@ TEST_MODELS_TAG = "test models"  # in the names of layers made with them
 
 WINDOW_TITLE = "Sketch Abstraction"  # the progress window's title (the tests' drivers look for it)
 NEW_VARIATION_NOTE = "New variation (the Sketch tab's choice, kept from the last run)"
-
-
-def count(number: int, thing: str, things: str = "") -> str:
-    """'1 photo', '2 photos' ('1 sketch', '2 sketches' with `things`)."""
-    return f"{number} {thing}" if number == 1 else f"{number} {things or thing + 's'}"
 
 
 def command(*words: str) -> str:

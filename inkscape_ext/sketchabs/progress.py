@@ -5,7 +5,11 @@ The window shows the sketch taking shape (a live preview from the engine over th
 the stage, iteration, loss and the most time left, and offers two ways out: "Stop the sketch"
 cancels the jobs in the engine; "Keep it running in the background" (also closing the window) only
 stops the waiting, and Insert Finished Sketches brings the results in later. Either way the
-document stays unchanged. A stop is what the designer asked for, not an error: the effect ends
+document stays unchanged, unless the designer first chose "Insert it as it is now" (object sketches
+only): the engine sends each running job's best strokes of every level so far, those go in as the
+finished sketch would, and the same two choices then stop the jobs or leave them running (Insert
+Finished Sketches later replaces what went in, by the replace rule). A stop is what the designer
+asked for, not an error: the effect ends
 without a word (`end_quietly`), so Inkscape shows no "received additional data" dialog and keeps
 the document and the selection as they were.
 """
@@ -19,11 +23,13 @@ import time
 import inkex
 
 from bridge.client import JobFailed
+from bridge.wording import count
 from sketchabs import engine_link, gui, messages
 
 POLL_S = 0.5  # how often a wait looks up from the socket to see whether the user gave up
 PREVIEW_EVERY_S = 3.0  # how often the engine sends a picture of the sketch so far
 STOP, KEEP = "stop", "keep"
+NOW_KINDS = frozenset({"sketch"})  # job kinds the engine sends a sketch of while they run
 
 
 class StoppedWaiting(Exception):
@@ -33,14 +39,17 @@ class StoppedWaiting(Exception):
 
 
 def follow(client, owed, timeout_s: float, window: bool, test_models: bool = False, note: str = ""):
-    """Wait for every job in `owed`: ({job_id: JobResult}, {job_id: JobFailed}).
+    """Wait for every job in `owed`: ({job_id: JobResult}, {job_id: JobFailed}, running), where
+    `running` names the jobs whose result is their sketch as it was when the designer chose "Insert
+    it as it is now" and kept them running (the others of those were cancelled).
 
     Aborts the effect (document unchanged) when the user stops the sketches (cancelled in the
-    engine), keeps them running in the background, or `timeout_s` passes (both: jobs kept). `note`:
-    a setting the designer should see in the window's title (e.g. that New variation is on).
+    engine), keeps them running in the background, or `timeout_s` passes (both: jobs kept), unless
+    a sketch as it is now was fetched: then it is returned. `note`: a setting the designer should see
+    in the window's title (e.g. that New variation is on).
     """
     ui = _Window.open(owed, test_models, note) if window else None
-    state = {"results": {}, "failures": {}, "error": None}
+    state = {"results": {}, "failures": {}, "now": {}, "error": None}
 
     def work() -> None:
         try:
@@ -60,6 +69,12 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
         thread.join()
     error = state["error"]
     unfinished = [job for job in owed if job.job_id not in state["results"] and job.job_id not in state["failures"]]
+    now = {job.job_id: state["now"][job.job_id] for job in unfinished if job.job_id in state["now"]}
+    if now and isinstance(error, StoppedWaiting):
+        if error.choice == STOP:
+            cancel(client, [job.job_id for job in unfinished])
+        running = set(now) if error.choice == KEEP else set()
+        return {**state["results"], **now}, state["failures"], running
     if isinstance(error, StoppedWaiting) and error.choice == STOP:
         cancel(client, [job.job_id for job in unfinished])
         end_quietly()
@@ -69,7 +84,7 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
         raise inkex.AbortExtension(messages.timed_out(timeout_s / 60))
     if error is not None:
         raise error
-    return state["results"], state["failures"]
+    return state["results"], state["failures"], set()
 
 
 def end_quietly() -> None:
@@ -112,6 +127,8 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
         while True:
             if ui is not None and ui.choice is not None:
                 raise StoppedWaiting(ui.choice)
+            if ui is not None and ui.wants_now:
+                _fetch_now(client, owed, state, ui)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
@@ -125,6 +142,26 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
             except JobFailed as err:
                 state["failures"][job.job_id] = err
                 break
+
+
+def _fetch_now(client, owed, state, ui) -> None:
+    """ "Insert it as it is now": each unfinished job's sketch so far, kept in state["now"]; the
+    window then asks stop or keep, or says why there is none (e.g. not evaluated yet) and offers it
+    again."""
+    from bridge.client import JobResult
+
+    ui.wants_now = False
+    why = []
+    for job in owed:
+        if job.job_id in state["results"] or job.job_id in state["failures"]:
+            continue
+        try:
+            svg = client.snapshot(job.job_id)
+        except JobFailed as err:
+            why.append(err.message)
+            continue
+        state["now"][job.job_id] = JobResult(job.job_id, job.title, job.kind, svg)
+    ui.now_fetched(bool(state["now"]), "; ".join(why))
 
 
 def status_line(content: dict, kind: str = "sketch") -> str:
@@ -156,6 +193,8 @@ class _Window:
     def __init__(self, owed, test_models: bool, note: str, Gtk, GLib, GdkPixbuf):
         self.Gtk, self.GLib, self.GdkPixbuf, self.total = Gtk, GLib, GdkPixbuf, len(owed)
         self.choice: str | None = None
+        self.wants_now = False  # "Insert it as it is now" was clicked; the waiting thread fetches it
+        self.asking: str | None = None  # what the heading asks meanwhile, instead of the photo's name
         self.window = Gtk.Window(title=f"{messages.WINDOW_TITLE}: {note}" if note else messages.WINDOW_TITLE)
         # Centred on the screen: a separate process cannot ask for Inkscape's window, which usually
         # fills the screen, so this puts it over Inkscape instead of in a corner.
@@ -164,7 +203,7 @@ class _Window:
         self.window.set_keep_above(True)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, margin=12)
         self.heading, self.detail, self.bar = Gtk.Label(xalign=0), Gtk.Label(xalign=0), Gtk.ProgressBar()
-        self.heading.set_text(f"Waiting for the engine ({messages.count(self.total, 'photo')})")
+        self.heading.set_text(f"Waiting for the engine ({count(self.total, 'photo')})")
         self.detail.set_line_wrap(True)
         self.bar.set_show_text(True)
         self.preview = Gtk.Image()
@@ -178,12 +217,17 @@ class _Window:
             button.set_tooltip_text(tip)
             button.connect("clicked", lambda _button, choice=choice: self._choose(choice))
             buttons.pack_start(button, True, True, 0)
+        self.now_button = None
+        if all(job.kind in NOW_KINDS for job in owed):
+            self.now_button = Gtk.Button(label=messages.NOW_CHOICE)
+            self.now_button.set_tooltip_text(messages.NOW_TIP)
+            self.now_button.connect("clicked", lambda _button: self._want_now())
         # Closing the window loses nothing: the engine goes on, as with "Keep it running".
         self.window.connect("delete-event", lambda *_: self._choose(KEEP) or False)
         widgets = [self.heading, self.preview, self.bar, self.detail]
         if test_models:
             widgets.append(Gtk.Label(label=f"Running with {messages.TEST_MODELS}.", xalign=0))
-        for widget in (*widgets, buttons):
+        for widget in (*widgets, *([self.now_button] if self.now_button else []), buttons):
             box.pack_start(widget, False, False, 0)
         self.window.add(box)
         self.window.show_all()
@@ -201,7 +245,8 @@ class _Window:
     def _show(self, index, job, msg_type, content, picture) -> bool:
         if self.choice is not None:
             return False
-        self.heading.set_text(f"{job.title} ({index + 1} of {self.total})")
+        if self.asking is None:
+            self.heading.set_text(f"{job.title} ({index + 1} of {self.total})")
         if msg_type == "queue_update":
             self.bar.set_fraction(0.0)
             self.bar.set_text(f"queued, position {content.get('position')}")
@@ -212,6 +257,25 @@ class _Window:
             self.detail.set_text(status_line(content, job.kind))
         if picture is not None:
             self._picture(picture)
+        return False
+
+    def now_fetched(self, fetched: bool, why: str) -> None:
+        self.GLib.idle_add(self._now_fetched, fetched, why)
+
+    def _want_now(self) -> None:
+        self.wants_now, self.asking = True, messages.NOW_FETCHING
+        self.now_button.set_sensitive(False)
+        self.heading.set_text(self.asking)
+
+    def _now_fetched(self, fetched: bool, why: str) -> bool:
+        if fetched:  # the two choices that follow: stop it or keep it running
+            self.now_button.hide()
+            self.asking = messages.NOW_READY
+            self.heading.set_text(self.asking)
+        else:  # said until the designer asks again
+            self.asking = f"Nothing to insert yet: {why}"
+            self.heading.set_text(self.asking)
+            self.now_button.set_sensitive(True)
         return False
 
     def _picture(self, png: bytes) -> None:

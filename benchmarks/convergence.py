@@ -1,0 +1,82 @@
+"""Time to a usable sketch: how fast CLIPasso's clean eval loss approaches its final value.
+
+Runs a CLIPasso job (default: the default 4 levels x 3 seeds) to its iteration cap with the stop rule
+off and records, at every eval, the mean over its sketches of the best clean eval loss so far. Prints
+the iterations by which that mean has made 90 % and 99 % of its total decrease: the shares of the cap
+(`bridge.estimates.USABLE_SHARE`) behind the "about" of the time estimates. Real-size random models
+by default (calibrated: engine.clip.calibrate); with OpenAI's weights (--models openai) it measures
+what a designer sees.
+
+Run: python benchmarks/convergence.py [--device cuda] [--iterations 2000] [--strokes 32,16,8,4] [--seeds 0,1000,2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._machine import describe, load_line
+from bridge.params import ClipassoParams
+from engine.io.image import load_image
+from engine.methods.clipasso import optimise
+from engine.preprocess import prepare_target
+from engine.runtime import Runtime
+
+IMAGE = Path(__file__).resolve().parent.parent / "examples" / "ballerina.png"
+
+
+def share_reached(curve: list[tuple[int, float]], share: float) -> int:
+    """The first iteration at which the loss has made `share` of its total decrease along `curve`
+    [(iteration, loss), ...] (the loss is a best-so-far, so it never rises)."""
+    first, last = curve[0][1], curve[-1][1]
+    goal = first - share * (first - last)
+    return next(it for it, loss in curve if loss <= goal)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--models", default="random", choices=("random", "openai", "tiny-random"), help="tiny: smoke")
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--strokes", default="32,16,8,4")
+    parser.add_argument("--seeds", default="0,1000,2000")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message=".*random weights.*")
+    runtime = Runtime.create(args.device, args.models)
+    params = ClipassoParams(
+        strokes=tuple(int(v) for v in args.strokes.split(",")),
+        seeds=tuple(int(v) for v in args.seeds.split(",")),
+        iterations=args.iterations,
+        min_delta=0.0,  # the stop rule off: the whole curve
+    ).validate()
+    target, _ = prepare_target(load_image(IMAGE), None)
+    print(f"machine: {describe(runtime.device)}")
+    print(load_line("start"))
+    curve: list[tuple[int, float]] = []
+    started = time.perf_counter()
+
+    def record(p) -> None:
+        if p.stage == "optimise" and (p.iteration - 1) % params.eval_every == 0 and p.loss is not None:
+            curve.append((p.iteration - 1, p.loss))
+            if len(curve) % 10 == 1:
+                print(f"  iteration {p.iteration - 1}: mean best eval loss {p.loss:.6g}", flush=True)
+
+    run = optimise(runtime, target, params, record)
+    print(load_line("end"))
+    print(
+        f"{len(params.strokes)} levels {list(params.strokes)} x {len(params.seeds)} seeds, {args.models} models, "
+        f"{run.iterations} iterations in {time.perf_counter() - started:.0f} s "
+        f"({run.sketches_per_pass} sketches per pass, loss scale {run.loss_scale:g})"
+    )
+    print(f"  eval loss: {curve[0][1]:.6g} at iteration 0 -> {curve[-1][1]:.6g} at {curve[-1][0]}")
+    for share in (0.9, 0.99):
+        it = share_reached(curve, share)
+        print(f"  {share:.0%} of the decrease by iteration {it} ({it / args.iterations:.1%} of the cap)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""How long a sketch job will take on an engine, from the speed that engine measured: the one place
+the dialogs and Engine Status get their time estimates from.
+
+An engine reports its measured seconds per iteration of one sketch (status reply, "rates"). A CLIPasso
+job runs every sketch (levels x seeds) to at most its iteration cap; each stops earlier when its eval
+loss stops improving. Most of the decrease comes early: benchmarks/convergence.py measures by which
+iteration the clean eval loss has made 90 % of its decrease (USABLE_ITERATIONS), the point where a
+sketch looks like its final self. So an estimate is "about" that long for a usable sketch and "at most"
+the cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.params import ClipassoParams
+
+# Iterations by which CLIPasso's clean eval loss has made 90 % of its decrease: for now the paper's
+# "a recognisable sketch after about 100 iterations". benchmarks/convergence.py measures it (not yet
+# run to the end: the session that wrote it had only a busy 2-core CPU; benchmarks/README.md).
+USABLE_ITERATIONS = 100
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    usable_s: float  # about this long until every sketch is usable (90 % of its loss decrease)
+    at_most_s: float  # every sketch running to the iteration cap (the stop rule usually ends sooner)
+
+
+def object_sketch_time(params: ClipassoParams, sketch_iteration_s: float) -> TimeEstimate:
+    """The time an Object Sketch request with `params` takes on an engine that measured
+    `sketch_iteration_s` seconds per iteration of one sketch (its status reply's rates["sketch"]): all
+    levels x seeds, about until usable and at most to the cap."""
+    return sketch_job_time(sketch_iteration_s, len(params.strokes) * len(params.seeds), params.iterations)
+
+
+def sketch_job_time(sketch_iteration_s: float, sketches: int, iterations: int) -> TimeEstimate:
+    """The same estimate from counts alone (`sketches` = levels x seeds of every photo), for a client
+    that holds a preset's numbers rather than a request."""
+    per_iteration = sketch_iteration_s * sketches
+    return TimeEstimate(
+        usable_s=per_iteration * min(iterations, USABLE_ITERATIONS), at_most_s=per_iteration * iterations
+    )

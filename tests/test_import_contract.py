@@ -1,0 +1,100 @@
+"""The engine's imports run one way (issue 24): the computing side (the service, the methods, the
+scene, the renderer, CLIP and engine/jobs.py) never imports the command line, and no engine
+modules import each other in a circle. Every import counts, also one inside a function (a lazy
+import is still a dependency)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ENGINE = Path(__file__).resolve().parents[1] / "engine"
+COMPUTING = ("engine.service", "engine.methods", "engine.scene", "engine.render", "engine.clip", "engine.jobs")
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in ENGINE.rglob("*.py"):
+        parts = path.relative_to(ENGINE.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The engine modules `name` imports (a package's module when an import names something in it)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def _inside(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_the_computing_side_never_imports_the_command_line():
+    offenders = {
+        name: sorted(d for d in deps if _inside(d, ("engine.cli",)))
+        for name, deps in _graph().items()
+        if _inside(name, COMPUTING)
+    }
+    assert {name: deps for name, deps in offenders.items() if deps} == {}
+
+
+def test_no_engine_modules_import_each_other_in_a_circle():
+    graph = _graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    assert circles == []
+
+
+def test_the_contract_check_sees_a_lazy_import(tmp_path):
+    """The checker itself: an import inside a function is found (else it could pass by missing it)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from engine.cli.remote import client_errors\n")
+    assert _imports("engine.probe", probe, _modules()) == {"engine.cli.remote"}
