@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import stat
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from bridge.errors import InputError
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> Path:
     """Write `data` to `path` through a temp file in `path`'s folder, renamed over the name as given.
+
+    Where the system allows (Linux's O_TMPFILE), that file has no name until it is whole and synced,
+    so a process killed while writing leaves nothing behind.
 
     A symlink at `path` is replaced by the file, never followed: its target stays as it was
     (another user may have planted the link in a shared folder, pointing at a file of yours; the
@@ -44,20 +48,58 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int | None = N
         raise InputError(f"cannot write {os.fspath(path)}: it is {kind}", "choose a file name for the output")
     folder = target.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    # icacls protects a file by name: with an ACL step the file is named from the start
+    fd, tmp = _unnamed_file(folder) if PRIVATE_FILE_ACL is None else (-1, None)
+    if tmp is None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
-        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600; chmod: Windows too
-        if mode is not None and not mode & 0o077 and PRIVATE_FILE_ACL is not None:
-            PRIVATE_FILE_ACL(tmp)
         with os.fdopen(fd, "wb") as f:
+            if tmp:
+                os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)  # mkstemp makes 0600; chmod: Windows too
+            else:
+                os.fchmod(fd, 0o666 & ~_umask() if mode is None else mode)
+            if tmp and mode is not None and not mode & 0o077 and PRIVATE_FILE_ACL is not None:
+                PRIVATE_FILE_ACL(tmp)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+            if not tmp:  # named only now that it is whole: a kill before this leaves nothing behind
+                tmp = _name(fd, folder, target.name)
+        os.replace(tmp, target)  # closed first: Windows cannot rename an open file
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _unnamed_file(folder: Path) -> tuple[int, str | None]:
+    """A new file in `folder` that has no name yet (Linux's O_TMPFILE), and "" for its name; or
+    (-1, None) where the system or the filesystem has none (then a named temp file serves)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return -1, None
+    try:
+        return os.open(folder, flag | os.O_WRONLY, 0o600), ""
+    except OSError:  # a filesystem without it (NFS, SMB, some FUSE): EOPNOTSUPP, EISDIR, EINVAL
+        return -1, None
+
+
+def _name(fd: int, folder: Path, name: str) -> str:
+    """Link the unnamed file `fd` into `folder` under a fresh temp name, for the rename."""
+    # linkat(AT_SYMLINK_FOLLOW) on the /proc link is how an O_TMPFILE gets a name; CPython calls
+    # plain link() (which follows no link) unless a directory fd is given, hence `dst_dir_fd`.
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while True:
+            tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+            try:
+                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=directory, follow_symlinks=True)
+                return os.path.join(folder, tmp)
+            except FileExistsError:
+                continue
+    finally:
+        os.close(directory)
 
 
 def shared_folder(folder: Path) -> bool:

@@ -29,6 +29,11 @@ photo is 11 px wide already; beyond that there is nothing left to sketch."""
 MAX_FILE_BYTES = 256 * 2**20
 """Largest photo or mask file a client reads to send (the engine's default message limit too)."""
 
+MAX_COORDINATE = 10 * MAX_SIDE
+"""Largest distance from the photo's corner, in photo pixels, a stroke's control point may lie: a
+stroke moved off the photo by hand stays well inside it, while a number like 1e308 (finite, but
+infinite once scaled to the canvas) is refused before any job runs."""
+
 MAX_NAME_CHARS = 500
 """Longest job name (the photo's file name or the layer's label) the engine stores and shows."""
 

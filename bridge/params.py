@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.errors import InputError
 from bridge.files import read_bounded
-from bridge.limits import MAX_FILE_BYTES
+from bridge.limits import MAX_COORDINATE, MAX_FILE_BYTES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -314,8 +314,12 @@ class RefineRequest:
         if not 1 <= n <= MAX_STROKES:
             raise InputError(f"a sketch to refine needs 1 to {MAX_STROKES} strokes, got {n}", hint)
         for i, stroke in enumerate(self.strokes):
-            if not (isinstance(stroke, tuple) and len(stroke) in (4, 6, 8) and all(map(_finite, stroke))):
-                raise InputError(f"stroke {i} is not 2, 3 or 4 control points (x, y numbers): {stroke!r:.80}", hint)
+            if not (isinstance(stroke, tuple) and len(stroke) in (4, 6, 8) and all(map(_coordinate, stroke))):
+                raise InputError(
+                    f"stroke {i} is not 2, 3 or 4 control points (x, y numbers within {MAX_COORDINATE:g} px of the "
+                    f"photo): {stroke!r:.80}",
+                    "move the stroke back over the photo" if all(map(_finite, stroke)) else hint,
+                )
         if not (isinstance(self.locked, tuple) and len(self.locked) == n and all(type(v) is bool for v in self.locked)):
             raise InputError(f"locked must be one true/false per stroke ({n})", hint)
         if not (isinstance(self.widths, tuple) and len(self.widths) == n and all(_positive(w) for w in self.widths)):
@@ -338,6 +342,10 @@ class RefineRequest:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _coordinate(value: Any) -> bool:
+    return _finite(value) and abs(value) <= MAX_COORDINATE
 
 
 def _positive(value: Any) -> bool:

@@ -20,6 +20,7 @@ from lxml import etree
 
 from bridge.atomic import write_atomic
 from bridge.errors import InputError
+from bridge.limits import MAX_SIDE
 from bridge.svgpath import IMPORTANCE, NS, PREFIX, SOURCE
 from engine.powerstroke import POWERSTROKE, offset_points, outline_d
 from engine.strokes import Sketch, StrokeLayer, elevate
@@ -201,7 +202,7 @@ def document_size(root: etree._Element) -> tuple[int, int]:
             x, y, w, h = 0, 0, _px(width), _px(height)
     except ValueError:
         x, y, w, h = 0, 0, 0, 0
-    if x or y or not (w >= 1 and h >= 1):  # written so that NaN fails too
+    if x or y or not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):  # written so that NaN fails too; inf too
         raise InputError(
             f"the SVG has no usable size: viewBox={view_box!r}, width={width!r}, height={height!r}",
             'give the root <svg> viewBox="0 0 W H" in source-image pixels',

@@ -4,6 +4,7 @@ for real, with non-ASCII paths, a code page that cannot write them, and a foreig
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from bridge import atomic, client
 from bridge.client import EngineClient, EngineUnavailable, engine_command
+from tests.conftest import ROOT
 
 SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
 
@@ -124,3 +126,25 @@ def test_the_engines_error_reaches_the_client_verbatim_from_non_ascii_paths(tmp_
         EngineClient.connect(start=engine_command(sys.executable, "openai", "cpu", str(weights)), ready_timeout_s=120)
     assert failed.value.code == "start_failed"
     assert str(weights) in failed.value.message, failed.value.message
+
+
+def test_a_write_killed_mid_fsync_leaves_no_temp_file(tmp_path):
+    """Issue 22: a preview killed while its bytes were being synced left a `.tmp` beside it. The file
+    has no name until it is whole (O_TMPFILE where Linux has it), so a SIGKILL in fsync leaves the
+    folder as it was."""
+    import signal
+
+    if not getattr(os, "O_TMPFILE", 0):
+        pytest.skip("no O_TMPFILE on this system: a named temp file serves, and a kill can leave it")
+    target = tmp_path / "out.preview.png"
+    target.write_bytes(b"old")
+    killer = (
+        "import os, signal, sys; from bridge import atomic; "
+        "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL); "
+        "atomic.write_atomic(sys.argv[1], b'new' * 100000)"
+    )
+    done = subprocess.run([sys.executable, "-c", killer, str(target)], cwd=ROOT, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    assert [p.name for p in tmp_path.iterdir()] == ["out.preview.png"] and target.read_bytes() == b"old"
+    atomic.write_atomic(target, b"new")  # and an ordinary write still works
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["out.preview.png"]

@@ -175,6 +175,28 @@ def test_a_sketch_with_internal_entities_is_refused_not_written_back_broken(tmp_
     assert "Plain SVG" in refused.value.hint
 
 
+@pytest.mark.parametrize(
+    "document, words",
+    [
+        (etree.tostring(layer_doc('<path d="M 10 10 L 1e308 20"/>')).decode(), "move the stroke back over the photo"),
+        (
+            etree.tostring(layer_doc('<path d="M 10 10 L 20 20"/>')).decode().replace("0 0 248 248", "0 0 1e400 248"),
+            "no usable size",
+        ),
+    ],
+    ids=["coordinate-1e308", "viewBox-1e400"],
+)
+def test_absurd_numbers_are_refused_before_any_job_runs(tmp_path, capsys, document, words):
+    """Issue 22: a coordinate of 1e308 (finite, infinite once scaled) and a viewBox of 1e400 were
+    refused only after the whole job had run, or as a bug. Now: exit 2 with the reason, no output."""
+    sketch, out = tmp_path / "absurd.svg", tmp_path / "out.svg"
+    sketch.write_text(document)
+    code = main(["refine", str(ANIMAL), str(sketch), "-o", str(out), "--models", "tiny-random", "--iterations", "11"])
+    said = capsys.readouterr().err
+    assert code == 2 and words in said and "Traceback" not in said and "bug" not in said, said
+    assert not out.exists()
+
+
 # --- the request --------------------------------------------------------------------------------------
 
 
