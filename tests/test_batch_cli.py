@@ -24,6 +24,7 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
 ]
 
+BROKEN = "broken\x1b]0;pwned\x07.png"  # not an image, and a name with a terminal escape sequence in it
 FAST = ("--models", "tiny-random", "--strokes", "4", "--iterations", "5", "--seeds", "1", "--aug-bank", "4")
 
 
@@ -45,7 +46,7 @@ def photos(tmp_path) -> Path:
     folder.mkdir()
     for i in range(6):
         shutil.copy(ANIMAL if i % 2 else VASE, folder / f"photo{i}.png")
-    (folder / "broken.png").write_bytes(b"not an image at all")
+    (folder / BROKEN).write_bytes(b"not an image at all")
     (folder / "notes.txt").write_text("not a photo: ignored by the folder input")
     return folder
 
@@ -69,7 +70,9 @@ def test_batch_resumes_after_being_killed_halfway(tmp_path, photos):
         assert f"7 photo(s): {6 - len(done_before)} written, {len(done_before)} already done (skipped), 1 failed" in (
             stdout
         ), stdout
-        assert "broken.png" in stdout and "not an image" in stdout
+        # the name as it is, but escaped: its ESC sequence would retitle the terminal (issue 22)
+        assert "broken\\x1b]0;pwned\\x07.png" in stdout and "not an image" in stdout, stdout
+        assert "\x1b" not in stdout + stderr and "\x07" not in stdout + stderr
         for i in range(6):
             assert svg_layers((out / f"photo{i}.svg").read_bytes())[0][1] == 4
         assert not (out / ".sketch-abstraction-batch.json").exists()
@@ -111,7 +114,7 @@ def test_a_run_killed_between_submitting_and_saving_the_job_id_does_not_redo_the
     out = tmp_path / "svgs"
     out.mkdir()
     try:
-        (photos / "broken.png").unlink()
+        (photos / BROKEN).unlink()
         marked = time.time()
         with EngineClient(engine.info, timeout_s=20) as client:
             params = ClipassoParams(strokes=(4,), seeds=(0,), iterations=5, aug_bank=4)
