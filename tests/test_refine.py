@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from lxml import etree
+from PIL import Image
 
 from bridge import svgtransform
 from bridge.errors import InputError
@@ -26,6 +27,7 @@ from engine.methods.refine import added_strokes, covered, refine, simplified
 from tests.conftest import ANIMAL
 
 SVG_NS = "http://www.w3.org/2000/svg"
+INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 NSMAP = (
     'xmlns="http://www.w3.org/2000/svg" xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" '
     'xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"'
@@ -338,6 +340,25 @@ def test_refine_add_4_gives_8_strokes_and_keeps_the_locked_path(four_strokes, ad
     locked = [p for p in paths if p.get("id") == "mine"]
     assert len(locked) == 1 and etree.tostring(locked[0]) == etree.tostring(before.find(".//*[@id='mine']"))
     assert all(p.get(IMPORTANCE) for p in paths)
+
+
+def test_a_refined_sketch_animates_in_its_importance_order(added_4, tmp_path):
+    """Issue 26: `animate` takes refined sketches too: the refined layer's 8 strokes are drawn most
+    important first (the scores refine wrote), one GIF frame at least per stroke."""
+    layer = next(
+        g
+        for g in etree.parse(str(added_4)).getroot().iter(f"{{{SVG_NS}}}g")
+        if g.get(f"{{{INKSCAPE_NS}}}label") == "8 strokes"
+    )
+    paths = [(float(p.get(IMPORTANCE)), segments(p.get("d"))[0][0]) for p in layer.iter(f"{{{SVG_NS}}}path")]
+    assert len(paths) == 8
+    expected = [start for _, start in sorted(paths, key=lambda item: -item[0])]
+    out, gif = tmp_path / "refined-anim.svg", tmp_path / "refined.gif"
+    args = ["animate", str(added_4), "--layer", "8 strokes", "-o", str(out), "-o", str(gif), "--fps", "4", "-q"]
+    assert main([*args, "--duration", "2"]) == 0
+    drawn = [segments(p.get("d"))[0][0] for p in etree.parse(str(out)).getroot().iter(f"{{{SVG_NS}}}path")]
+    assert np.allclose(drawn, expected, atol=0.01), (drawn, expected)
+    assert Image.open(gif).n_frames >= 8 + 1
 
 
 def test_a_transformed_layer_gives_the_same_refine_and_is_written_back_in_its_own_units(four_strokes, tmp_path):
