@@ -40,6 +40,11 @@ NOW_TIP = "Insert the best strokes of every level so far; then stop the sketch o
 NOW_FETCHING = "Fetching the sketch as it is now..."
 NOW_READY = "The sketch as it is now goes into the document. Stop the sketch, or keep it running?"
 
+# The first screen of a long job (sketchabs.estimate).
+ESTIMATE_TITLE = "Sketch Abstraction: before it starts"
+START_CHOICE = "Start it"
+CANCEL_CHOICE = "Cancel"
+
 
 def inserted_now(count: int) -> str:
     """What the designer is told after "Insert it as it is now" with the jobs kept running."""
