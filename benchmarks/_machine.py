@@ -57,13 +57,17 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def load_line(when: str) -> str:
+def load_line(when: str, own_threads: int = 0) -> str:
     """The load average now, per core, with a loud warning where the machine is busy: a timing taken
-    then measures the other work as much as ours (benchmarks/README.md keeps idle-machine figures)."""
+    then measures the other work as much as ours (benchmarks/README.md keeps idle-machine figures).
+    At the end of a run the average counts the run's own busy threads too (`own_threads`, its torch
+    threads): only what is left besides them is other work."""
     one, five, fifteen = os.getloadavg()
     cores = os.cpu_count() or 1
-    line = f"load average at {when}: {one:.2f}, {five:.2f}, {fifteen:.2f} ({one / cores:.2f} per core, {cores} cores)"
-    if one / cores > BUSY_PER_CORE:
+    others = max(0.0, one - own_threads) / cores
+    line = f"load average at {when}: {one:.2f}, {five:.2f}, {fifteen:.2f} ({one / cores:.2f} per core, {cores} cores"
+    line += f"; {others:.2f} per core besides this run's {own_threads} threads)" if own_threads else ")"
+    if others > BUSY_PER_CORE:
         line += (
             f"\n!!! WARNING: the machine is busy (over {BUSY_PER_CORE} per core): these timings are NOT "
             "idle-machine figures; do not put them in benchmarks/README.md as such !!!"

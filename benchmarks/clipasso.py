@@ -85,7 +85,7 @@ def main() -> None:
     print(load_line("start"))
     if args.parity_only:
         precision_parity(ours, target)
-        print(load_line("end"))
+        print(load_line("end", torch.get_num_threads()))
         return
     reference = official_runtime(ours.device, args.models)
     memory: dict[str, list[float]] = {"reference": [], "ours": []}
@@ -166,7 +166,7 @@ def main() -> None:
     )
     if line := peaks("full set (reference: its largest run)", memory):
         print(line)
-    print(load_line("end"))
+    print(load_line("end", torch.get_num_threads()))
 
 
 def precision_parity(runtime: Runtime, target) -> None:

@@ -18,6 +18,8 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe, load_line
 from bridge.params import ClipassoParams
@@ -66,7 +68,7 @@ def main() -> None:
                 print(f"  iteration {p.iteration - 1}: mean best eval loss {p.loss:.6g}", flush=True)
 
     run = optimise(runtime, target, params, record)
-    print(load_line("end"))
+    print(load_line("end", torch.get_num_threads()))
     print(
         f"{len(params.strokes)} levels {list(params.strokes)} x {len(params.seeds)} seeds, {args.models} models, "
         f"{run.iterations} iterations in {time.perf_counter() - started:.0f} s "

@@ -114,7 +114,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         print(f"{threads} torch thread(s)")
         table(args, device)
-    print(load_line("end"))
+    print(load_line("end", torch.get_num_threads()))
 
 
 def table(args, device) -> None:
