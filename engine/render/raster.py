@@ -127,13 +127,7 @@ class PolylineDistance(torch.autograd.Function):
         S = polyline.shape[1] - 1
         nearest = torch.empty(P, Q, dtype=torch.long, device=pixels.device)
         d2 = torch.empty(P, Q, dtype=pixels.dtype, device=pixels.device)
-        step = max(1, _SEARCH_CHUNK // max(1, Q * S))
-        for lo in range(0, P, step):
-            hi = min(P, lo + step)
-            a = polyline[pair_stroke[lo:hi], :-1]  # (p, S, 2)
-            ab = polyline[pair_stroke[lo:hi], 1:] - a
-            ap = pixels[lo:hi, :, None, :] - a[:, None]  # (p, Q, S, 2)
-            t = ((ap * ab[:, None]).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)[:, None]).clamp(0.0, 1.0)
+        for lo, hi, ap, ab, t in _segment_projections(polyline, pair_stroke, pixels):
             d2[lo:hi], nearest[lo:hi] = (ap - t[..., None] * ab[:, None]).square().sum(-1).min(dim=-1)
         start = pair_stroke[:, None] * (S + 1) + nearest  # (P, Q) vertex index of the nearest segment
         ctx.save_for_backward(polyline, pixels, start)
@@ -263,15 +257,16 @@ def rasterize_tapered(
     return image.expand(B, 3, H, W)
 
 
-@torch.no_grad()
-def _nearest_band_segment(polyline, vertex_hw, pair_stroke, pixels) -> torch.Tensor:
-    """(P, Q) index of the segment whose band edge is nearest each pixel: argmin of d - hw(t).
+def _segment_projections(polyline, pair_stroke, pixels):
+    """Each pixel projected onto every segment of its pair's stroke, in chunks of pairs sized so that
+    a chunk's (p, Q, S, 2) offsets stay within _SEARCH_CHUNK elements.
 
-    polyline: (N, S + 1, 2); vertex_hw: (N, S + 1); pair_stroke: (P,); pixels: (P, Q, 2).
+    polyline: (N, S + 1, 2); pair_stroke: (P,); pixels: (P, Q, 2). Yields (lo, hi, ap, ab, t) for
+    pairs lo:hi: ap (p, Q, S, 2) pixel minus segment start, ab (p, S, 2) the segments, t (p, Q, S) the
+    projection's parameter clamped to the segment.
     """
     P, Q, _ = pixels.shape
     S = polyline.shape[1] - 1
-    nearest = torch.empty(P, Q, dtype=torch.long, device=pixels.device)
     step = max(1, _SEARCH_CHUNK // max(1, Q * S))
     for lo in range(0, P, step):
         hi = min(P, lo + step)
@@ -279,6 +274,18 @@ def _nearest_band_segment(polyline, vertex_hw, pair_stroke, pixels) -> torch.Ten
         ab = polyline[pair_stroke[lo:hi], 1:] - a
         ap = pixels[lo:hi, :, None, :] - a[:, None]  # (p, Q, S, 2)
         t = ((ap * ab[:, None]).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-12)[:, None]).clamp(0.0, 1.0)
+        yield lo, hi, ap, ab, t
+
+
+@torch.no_grad()
+def _nearest_band_segment(polyline, vertex_hw, pair_stroke, pixels) -> torch.Tensor:
+    """(P, Q) index of the segment whose band edge is nearest each pixel: argmin of d - hw(t).
+
+    polyline: (N, S + 1, 2); vertex_hw: (N, S + 1); pair_stroke: (P,); pixels: (P, Q, 2).
+    """
+    P, Q, _ = pixels.shape
+    nearest = torch.empty(P, Q, dtype=torch.long, device=pixels.device)
+    for lo, hi, ap, ab, t in _segment_projections(polyline, pair_stroke, pixels):
         d = (ap - t[..., None] * ab[:, None]).norm(dim=-1)
         w = vertex_hw[pair_stroke[lo:hi]]
         hw = torch.lerp(w[:, None, :-1], w[:, None, 1:], t)
