@@ -205,27 +205,13 @@ def test_a_batch_sketches_what_it_can_read_and_names_the_skipped_photos_at_the_e
     assert out.returncode == 251 and out.stdout == b"" and "'huge'" in said and "'gone'" in said, said
 
 
-ESTIMATE_DRIVER = r"""
-import json, os, sys
-import gi
-gi.require_version("Gtk", "3.0")
-gi.require_version("Gdk", "3.0")
-from gi.repository import Gdk, GLib, Gtk
-from sketchabs import messages
+ESTIMATE_DRIVER = (
+    harness.GTK_DRIVER
+    + r"""
 from sketch_object import FASTER_LABEL, ObjectSketch
 
 choice, record = sys.argv[1], sys.argv[2]
 seen = {}
-
-def widgets(widget, kind):
-    found = [widget] if isinstance(widget, kind) else []
-    for child in (widget.get_children() if isinstance(widget, Gtk.Container) else []):
-        found += widgets(child, kind)
-    return found
-
-def save():
-    with open(record, "w") as f:
-        json.dump(seen, f)
 
 def press(window, label):
     [b for b in widgets(window, Gtk.Button) if b.get_label() == label][0].clicked()
@@ -259,6 +245,7 @@ def choose(window):
 GLib.timeout_add(20, poke)
 ObjectSketch().run(sys.argv[3:])
 """
+)
 
 
 @pytest.mark.parametrize("choice", ["start", "faster", "cancel"])

@@ -546,17 +546,15 @@ def test_submit_and_return_then_insert_finished(ink, tmp_path):
     assert again.returncode != 0 and "No sketches are waiting" in again.stderr.decode()
 
 
-WINDOW_DRIVER = r"""
+# What every window driver below starts with: GTK, the extension's messages, a search for widgets
+# and `save()` of what it saw (each driver sets `record` and `seen`).
+GTK_DRIVER = r"""
 import json, os, sys
 import gi
 gi.require_version("Gtk", "3.0")
 gi.require_version("Gdk", "3.0")
 from gi.repository import Gdk, GLib, Gtk
-import importlib
 from sketchabs import messages
-
-how, record = sys.argv[1], sys.argv[2]
-seen = {}
 
 def widgets(widget, kind):
     found = [widget] if isinstance(widget, kind) else []
@@ -567,6 +565,15 @@ def widgets(widget, kind):
 def save():
     with open(record, "w") as f:
         json.dump(seen, f)
+"""
+
+WINDOW_DRIVER = (
+    GTK_DRIVER
+    + r"""
+import importlib
+
+how, record = sys.argv[1], sys.argv[2]
+seen = {}
 
 def poke():
     windows = [w for w in Gtk.Window.list_toplevels() if w.get_title() == "Sketch Abstraction" and w.get_visible()
@@ -616,6 +623,7 @@ GLib.timeout_add(20, poke)
 module, effect = os.environ.get("EFFECT", "sketch_object:ObjectSketch").split(":")
 getattr(importlib.import_module(module), effect)().run(sys.argv[3:])
 """
+)
 
 
 def window_env(ink, doc: Path, tmp_path: Path, dark: bool = True) -> dict:

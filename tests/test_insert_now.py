@@ -14,6 +14,7 @@ import pytest
 from bridge.client import EngineClient
 from tests.test_bridge_engine import wait_for
 from tests.test_inkscape_ext import (
+    GTK_DRIVER,
     TAG,
     embedded_svg,
     levels,
@@ -30,27 +31,13 @@ from tests.test_inkscape_ext import (
 
 pytestmark = pytest.mark.slow  # the real engine process and the real window
 
-NOW_DRIVER = r"""
-import json, os, sys
-import gi
-gi.require_version("Gtk", "3.0")
-gi.require_version("Gdk", "3.0")
-from gi.repository import Gdk, GLib, Gtk
-from sketchabs import messages
+NOW_DRIVER = (
+    GTK_DRIVER
+    + r"""
 from sketch_object import ObjectSketch
 
 how, record = sys.argv[1], sys.argv[2]
 seen = {}
-
-def widgets(widget, kind):
-    found = [widget] if isinstance(widget, kind) else []
-    for child in (widget.get_children() if isinstance(widget, Gtk.Container) else []):
-        found += widgets(child, kind)
-    return found
-
-def save():
-    with open(record, "w") as f:
-        json.dump(seen, f)
 
 def visible_buttons(window):
     return [b.get_label() for b in widgets(window, Gtk.Button) if b.get_visible()]
@@ -108,6 +95,7 @@ def answer():
 GLib.timeout_add(20, poke)
 ObjectSketch().run(sys.argv[3:])
 """
+)
 
 ARGS = ["--id=img1", "--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=300", "--window=true"]
 
