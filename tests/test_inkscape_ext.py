@@ -547,7 +547,7 @@ def test_submit_and_return_then_insert_finished(ink, tmp_path):
 
 
 # What every window driver below starts with: GTK, the extension's messages, a search for widgets
-# and `save()` of what it saw (each driver sets `record` and `seen`).
+# `save()` of what it saw and `answer()` of a message dialog (each driver sets `record` and `seen`).
 GTK_DRIVER = r"""
 import json, os, sys
 import gi
@@ -565,6 +565,15 @@ def widgets(widget, kind):
 def save():
     with open(record, "w") as f:
         json.dump(seen, f)
+
+def answer():  # a message dialog: what it says goes into `seen["told"]`, then it is closed
+    dialogs = [w for w in Gtk.Window.list_toplevels() if isinstance(w, Gtk.MessageDialog) and w.get_visible()]
+    if not dialogs:
+        return True
+    seen["told"] = [l.get_text() for l in widgets(dialogs[0], Gtk.Label)]
+    save()
+    dialogs[0].response(Gtk.ResponseType.CLOSE)
+    return False
 """
 
 WINDOW_DRIVER = (
@@ -609,15 +618,6 @@ def act(window):
         label = messages.STOP_CHOICE if how == "stop" else messages.KEEP_CHOICE
         [b for b in widgets(window, Gtk.Button) if b.get_label() == label][0].clicked()
     GLib.timeout_add(20, answer)
-
-def answer():
-    dialogs = [w for w in Gtk.Window.list_toplevels() if isinstance(w, Gtk.MessageDialog) and w.get_visible()]
-    if not dialogs:
-        return True
-    seen["told"] = [l.get_text() for l in widgets(dialogs[0], Gtk.Label)]
-    save()
-    dialogs[0].response(Gtk.ResponseType.CLOSE)
-    return False
 
 GLib.timeout_add(20, poke)
 module, effect = os.environ.get("EFFECT", "sketch_object:ObjectSketch").split(":")

@@ -83,15 +83,6 @@ def asked():
     GLib.timeout_add(20, answer)
     return False
 
-def answer():
-    dialogs = [w for w in Gtk.Window.list_toplevels() if isinstance(w, Gtk.MessageDialog) and w.get_visible()]
-    if not dialogs:
-        return True
-    seen["told"] = [l.get_text() for l in widgets(dialogs[0], Gtk.Label)]
-    save()
-    dialogs[0].response(Gtk.ResponseType.CLOSE)
-    return False
-
 GLib.timeout_add(20, poke)
 ObjectSketch().run(sys.argv[3:])
 """

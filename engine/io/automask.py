@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import tempfile
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from PIL import Image
 
 from bridge.errors import InputError
 from engine.io.tiny_onnx import conv_sigmoid_model
-from engine.io.weights import WeightsFile, find_weights
+from engine.io.weights import WeightsFile, weights_for
 
 U2NET = WeightsFile(
     "u2net.onnx",
@@ -81,11 +80,7 @@ def saliency_map(image: Image.Image, onnx_session) -> np.ndarray:
 def session(models: str = "openai", weights_dir: str | None = None):
     """The ONNX Runtime session of U2-Net for a model kind ("openai": the published weights;
     "random", "tiny-random": the tiny stand-in, with a warning), created once per process."""
-    if models == "openai":
-        path = find_weights(U2NET, weights_dir)
-    else:
-        warnings.warn(f"U2-Net: {models} models use a tiny random stand-in (tests and timing only)", stacklevel=2)
-        path = tiny_u2net_file()
+    path = weights_for(U2NET, models, weights_dir, tiny_u2net_file)
     with _SESSIONS_LOCK:
         if str(path) not in _SESSIONS:
             _SESSIONS[str(path)] = load_u2net(path)

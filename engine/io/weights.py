@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +84,12 @@ def missing(filenames: list[str], reason: str, weights_dir: str | os.PathLike | 
         f"copy {', '.join(filenames)} into {folder}"
         + ("" if weights_dir is not None else " (with network they download there once), or pass --weights-dir DIR"),
     )
+
+
+def weights_for(file: WeightsFile, models: str, weights_dir: str | os.PathLike | None, stand_in) -> Path:
+    """The file a model kind loads: "openai" the published `file` (find_weights); "random" and
+    "tiny-random" the tiny stand-in that `stand_in()` writes, with a warning that it means nothing."""
+    if models == "openai":
+        return find_weights(file, weights_dir)
+    warnings.warn(f"{file.filename}: {models} models use a tiny random stand-in (tests and timing only)", stacklevel=3)
+    return stand_in()

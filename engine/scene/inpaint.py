@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from bridge.errors import InputError
-from engine.io.weights import WeightsFile, find_weights
+from engine.io.weights import WeightsFile, weights_for
 from engine.scene.split import Fill
 
 LAMA = WeightsFile(
@@ -101,11 +101,7 @@ def _lama(rgb: np.ndarray, hole: np.ndarray, model: torch.jit.ScriptModule, devi
 def lama_model(models: str, weights_dir: str | None, device: str) -> torch.jit.ScriptModule:
     """The LaMa TorchScript module for a model kind ("openai": the published big-lama; "random",
     "tiny-random": the tiny stand-in, with a warning), loaded once per process and device."""
-    if models == "openai":
-        path = find_weights(LAMA, weights_dir)
-    else:
-        warnings.warn(f"LaMa: {models} models use a tiny random stand-in (tests and timing only)", stacklevel=2)
-        path = tiny_lama_file()
+    path = weights_for(LAMA, models, weights_dir, tiny_lama_file)
     with _MODELS_LOCK:
         key = (str(path), device)
         if key not in _MODELS:
