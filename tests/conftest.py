@@ -76,3 +76,10 @@ def animal_target():
 @pytest.fixture(scope="session")
 def vase_target():
     return _target(VASE)
+
+
+def xvfb_run(folder: Path) -> list[str]:
+    """xvfb-run with its X authority file in `folder`. Left to itself it makes a temporary folder
+    for that file and, when removing it at exit fails, says so on stderr: the stream these tests
+    read for what the extension itself says."""
+    return ["xvfb-run", "-a", "-f", str(folder / ".Xauthority")]

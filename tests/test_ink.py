@@ -24,7 +24,7 @@ from engine.cli import main
 from engine.methods.ink import InkParams, optimise_ink, scale_of, taper_prior
 from engine.strokes import Sketch, StrokeLayer
 from engine.svg import read_path_stroke, sketch_to_svg, svg_to_sketch
-from tests.conftest import ANIMAL
+from tests.conftest import ANIMAL, xvfb_run
 
 NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
 ORIGINAL_D = f"{{{NS['inkscape']}}}original-d"
@@ -175,8 +175,9 @@ def test_real_inkscape_draws_the_ink_and_recomputes_the_same_outline(tmp_path):
 def inkscape(folder: Path, doc: Path, actions: str) -> None:
     profile = folder / "profile"
     profile.mkdir(exist_ok=True)
+    batch = ["inkscape", "--batch-process", f"--actions={actions}", str(doc)]
     out = subprocess.run(
-        ["timeout", "-k", "5", "90", "xvfb-run", "-a", "inkscape", "--batch-process", f"--actions={actions}", str(doc)],
+        ["timeout", "-k", "5", "90", *xvfb_run(profile), *batch],
         env={**os.environ, "INKSCAPE_PROFILE_DIR": str(profile)},
         capture_output=True,
         timeout=120,

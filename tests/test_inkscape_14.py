@@ -109,7 +109,7 @@ def window_14(setup, driver: str, how: str, args: list[str]) -> tuple[subprocess
         "INKSCAPE_PROFILE_DIR": str(folder),
     }
     inside = ["env", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in env.items())]
-    command = 'cd "$0" && exec timeout -k 5 150 xvfb-run -a python3 -c "$@"'
+    command = f'cd "$0" && exec timeout -k 5 150 xvfb-run -a -f {folder}/.Xauthority python3 -c "$@"'
     shell = ["sh", "-c", command, str(ext), driver, how, str(record), *args, str(doc)]
     out = subprocess.run(
         ["chroot", str(setup["root"]), *inside, *shell],

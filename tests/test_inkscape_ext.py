@@ -25,6 +25,8 @@ import pytest
 from lxml import etree
 from PIL import Image
 
+from tests.conftest import xvfb_run
+
 ROOT = Path(__file__).resolve().parent.parent
 INKSCAPE_PYTHON = "/usr/bin/python3"
 SYSTEM_EXTENSIONS = "/usr/share/inkscape/extensions"
@@ -650,8 +652,10 @@ def needs_gtk() -> None:
 
 
 def under_xvfb(script: str, *args: str, cwd: Path, env: dict, timeout: int = 150):
+    """`script` in the extension's Python under Xvfb; `env` from window_env (its profile folder per test)."""
+    xvfb = xvfb_run(Path(env["INKSCAPE_PROFILE_DIR"]))
     return subprocess.run(
-        ["timeout", "-k", "5", str(timeout), "xvfb-run", "-a", INKSCAPE_PYTHON, "-c", script, *args],
+        ["timeout", "-k", "5", str(timeout), *xvfb, INKSCAPE_PYTHON, "-c", script, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -792,7 +796,7 @@ def inkscape_runs(setup, effect: str, prefs: dict, actions: str, doc: Path, time
     )
     out = subprocess.run(
         [
-            *("timeout", "-k", "5", str(timeout_s), "xvfb-run", "-a", "inkscape", "--batch-process"),
+            *("timeout", "-k", "5", str(timeout_s), *xvfb_run(profile), "inkscape", "--batch-process"),
             f"--actions={actions}",
             str(doc),
         ],

@@ -93,7 +93,8 @@ def build(root: Path) -> Path:
 def inkscape(root: Path, *args: str, cwd: str, env: dict, timeout: int) -> subprocess.CompletedProcess:
     """Inkscape 1.4 inside `root` (mounted by the caller) under xvfb-run, in `cwd` (a /tmp path)."""
     inside_env = ["env", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in env.items())]
-    command = 'cd "$0" && exec timeout -k 5 ' + str(timeout) + ' xvfb-run -a inkscape "$@"'
+    # -f: the X authority file in `cwd`, not in a folder of xvfb-run's whose removal can fail on stderr
+    command = 'cd "$0" && exec timeout -k 5 ' + str(timeout) + ' xvfb-run -a -f "$0/.Xauthority" inkscape "$@"'
     return subprocess.run(
         ["chroot", str(root), *inside_env, "sh", "-c", command, cwd, *args],
         capture_output=True,
