@@ -17,7 +17,7 @@ fi
 echo "ruff: lint and format"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-echo "mypy: the light package (bridge/), strict"
+echo "mypy: bridge/ strict, engine/ and inkscape_ext/ checked (pyproject.toml)"
 .venv/bin/mypy
 
 set +e
