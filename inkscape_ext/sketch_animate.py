@@ -13,7 +13,7 @@ import inkex
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import engine_environment
 from sketchabs import engine_link, gui
-from sketchabs.effect import abort_on_errors
+from sketchabs.engine_effect import abort_on_errors
 from sketchabs.images import SelectionError
 from sketchabs.placement import PHOTO
 

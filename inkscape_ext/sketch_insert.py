@@ -8,7 +8,8 @@ import inkex
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import JobFailed, JobResult
 from sketchabs import engine_link, gui, headless, links, messages
-from sketchabs.effect import abort_on_errors, insert_results
+from sketchabs.effect import insert_results
+from sketchabs.engine_effect import abort_on_errors
 
 
 class InsertFinished(inkex.EffectExtension):

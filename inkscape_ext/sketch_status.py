@@ -12,7 +12,7 @@ import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import EngineClient, EngineUnavailable, last_start_error
 from bridge.wording import count
 from sketchabs import engine_link, estimate, gui, headless, messages
-from sketchabs.effect import abort_on_errors, runs_test_models
+from sketchabs.engine_effect import abort_on_errors, runs_test_models
 from sketchabs.images import short_label
 from sketchabs.progress import duration, status_line
 

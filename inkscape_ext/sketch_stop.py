@@ -8,7 +8,7 @@ import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge import connection
 from bridge.client import EngineClient, EngineUnavailable
 from sketchabs import engine_link, gui, headless, messages
-from sketchabs.effect import abort_on_errors
+from sketchabs.engine_effect import abort_on_errors
 from sketchabs.progress import cancel
 
 ACTIVE = ("queued", "running")
