@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Animate Sketch: the selected sketch drawn stroke by stroke, most
+"""Extensions > Sketch Abstraction > Tools > Animate Sketch: the selected sketch drawn stroke by stroke, most
 important first, written next to the document as an animated SVG or a GIF. The engine's Python does
 the work (`sketch-abstraction animate`, engine/motion); this effect only picks the layer and the file."""
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Insert Finished Sketches: results of jobs whose wait was given up
+"""Extensions > Sketch Abstraction > Tools > Insert Finished Sketches: results of jobs whose wait was given up
 ("Keep it running in the background", the window closed, "submit and return", time limit), placed
 over their photos in this document (replacing or adding a variation, as chosen when submitted)."""
 

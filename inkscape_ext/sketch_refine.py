@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Refine Sketch: the engine re-optimises a sketch layer around the
+"""Extensions > Sketch Abstraction > Tools > Refine Sketch: the engine re-optimises a sketch layer around the
 designer's edits. Locked paths (Object > Lock) stay exactly as they are and still count; the others
 start where they are. The result replaces the layer's unlocked paths in place (one undo step)."""
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Engine Status: is the engine up (or why it cannot start), on which
+"""Extensions > Sketch Abstraction > Tools > Engine Status: is the engine up (or why it cannot start), on which
 device, what the quality presets take on it, and its sketches by photo name with their progress."""
 
 import os

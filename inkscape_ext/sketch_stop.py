@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Stop Sketches: cancel this document's sketches in the engine, or
+"""Extensions > Sketch Abstraction > Tools > Stop Sketches: cancel this document's sketches in the engine, or
 every sketch, or also stop the engine (it frees its memory; the next sketch starts it again)."""
 
 import inkex
