@@ -14,6 +14,7 @@ import inkex
 
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, STYLE_PEN, STYLES, request_to_json
+from bridge.sketchlayer import LABEL
 from sketchabs import engine_link, estimate, gui, messages, progress
 from sketchabs.engine_effect import EngineEffect, Job, config_or_none
 from sketchabs.fingerprint import FINGERPRINT
@@ -145,7 +146,7 @@ class SketchEffect(EngineEffect):
             return latest + 1, False, ""
         if replaceable(self.svg, SketchLink(photo_id, self.kind, latest)) is not None:
             return latest, True, ""
-        return latest + 1, False, existing[latest].get(inkex.addNS("label", "inkscape")) or existing[latest].get_id()
+        return latest + 1, False, existing[latest].get(LABEL) or existing[latest].get_id()
 
     def title(self, photo: Photo, variation: int) -> str:
         title = f"{self.title_prefix} {photo.name}"
@@ -186,7 +187,7 @@ def insert_results(svg, owed, results, failures, notes=(), window: bool = True, 
             link = SketchLink(job.image_id, job.kind, max(existing) + 1)
             title, replace = messages.with_variation(job.title, link.variation), False
             old = existing[job.variation]
-            kept.append(messages.kept_edited(old.get(inkex.addNS("label", "inkscape")) or old.get_id(), title))
+            kept.append(messages.kept_edited(old.get(LABEL) or old.get_id(), title))
         before = replaceable(svg, link) if replace else None
         top = insert_sketch(svg, results[job.job_id].svg, photo, job.size, title, link, replace)
         placed[job.job_id] = {"variation": link.variation, "title": title}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import inkex
 from lxml import etree
 
-from bridge.sketchlayer import is_layer, layer_of, stroke_width, width_scale
+from bridge.sketchlayer import LABEL, PATH, is_layer, layer_of, stroke_width, width_scale
 from bridge.svgpath import IMPORTANCE, NS, PREFIX
 from bridge.svgtransform import Matrix
 from sketchabs.fingerprint import stamp, untouched
@@ -129,12 +129,12 @@ def declare_namespace(svg) -> None:
 
 
 def _copy_layer(svg, source, matrix: inkex.Transform, scale: float) -> inkex.Layer:
-    layer = inkex.Layer.new(source.get(inkex.addNS("label", "inkscape"), "Sketch"), id=svg.get_unique_id("sketch"))
+    layer = inkex.Layer.new(source.get(LABEL, "Sketch"), id=svg.get_unique_id("sketch"))
     if source.get("style"):
         layer.set("style", source.get("style"))
     rank = 0
     for child in source:
-        if child.tag == inkex.addNS("path", "svg"):
+        if child.tag == PATH:
             rank += 1
             style = inkex.Style(child.get("style", ""))  # the engine writes every stroke's style whole
             style["stroke-width"] = f"{stroke_width(child) * scale:.4g}"
