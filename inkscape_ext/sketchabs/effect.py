@@ -9,6 +9,7 @@ in as a variation.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import inkex
 
@@ -25,6 +26,15 @@ from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, re
 MASK_PATH = "path"
 REPLACE, VARIATION = "replace", "variation"
 VARIATION_SEED_STEP = 100_003  # seeds of variation v start at (v - 1) x this: never another's seeds
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The photos an effect sketches, as engine jobs, and what to say when they are in."""
+
+    jobs: list[Job]
+    kept: list[str]  # per job: the name of the photo's edited sketch kept instead of replaced ("": none)
+    skipped: list[str]  # the photos left out, each named with why
 
 
 class SketchEffect(EngineEffect):
@@ -73,8 +83,7 @@ class SketchEffect(EngineEffect):
         self.waits = not (self.options.detach or self.no_toolkit)
         note = messages.NEW_VARIATION_NOTE if self.options.rerun == VARIATION else ""
         waited = self.round_trip(self.waits, note)
-        _, plans, _, skipped = self.prepared
-        kept = [messages.kept_edited(name, job.title) for job, (_, _, name) in zip(waited.owed, plans) if name]
+        kept = [messages.kept_edited(name, job.title) for job, name in zip(waited.owed, self.prepared.kept) if name]
         if waited.running:
             kept.append(messages.inserted_now(len(waited.running)))
         insert_results(
@@ -82,39 +91,35 @@ class SketchEffect(EngineEffect):
             waited.owed,
             waited.results,
             waited.failures,
-            [*kept, *skipped],
+            [*kept, *self.prepared.skipped],
             self.options.window,
             waited.running,
         )
 
     def jobs(self, status: dict) -> list[Job]:
         if self.waits:  # a long job: its cost first (start, faster, cancel)
-            choice = estimate.ask(self.offer(status, len(self.prepared[0])), self.options.window)
+            choice = estimate.ask(self.offer(status, len(self.prepared.jobs)), self.options.window)
             if choice == estimate.CANCEL:
                 progress.end_quietly()
             if choice == estimate.FASTER:
                 self.use_faster()
-                self.prepared = self._prepare([p.element for p in self.prepared[0]], self.config)
-        photos, plans, requests, _ = self.prepared
-        return [
-            Job(photo, request, self.title(photo, variation), variation, replace)
-            for photo, request, (variation, replace, _) in zip(photos, requests, plans)
-        ]
+                self.prepared = self._prepare([job.photo.element for job in self.prepared.jobs], self.config)
+        return self.prepared.jobs
 
     def submitted_and_returned(self, count: int) -> str:
         said = messages.submitted_without_window(count) if self.no_toolkit else messages.submitted(count)
-        return "\n\n".join([said, *self.prepared[3]])
+        return "\n\n".join([said, *self.prepared.skipped])
 
-    def _prepare(self, elements, config):
-        """(photos, plans, requests, skipped): each photo read, its plan (`_plan`) and its engine
-        request. Of several photos, one that cannot be read or sketched with these settings is skipped
-        (`skipped`: what to say at the end, naming it and why); a single photo's problem aborts."""
-        photos, plans, jobs, skipped = [], [], [], []
+    def _prepare(self, elements, config) -> Prepared:
+        """Each photo read, planned (`_plan`) and made an engine job. Of several photos, one that
+        cannot be read or sketched with these settings is skipped (named, with why, at the end); a
+        single photo's problem aborts."""
+        prepared = Prepared([], [], [])
         for element in elements:
             try:
                 photo = read_photo(element, self.options.input_file)
-                plan = self._plan(photo)
-                job = request_to_json(self.request(photo, self._mask(photo), plan[0]))
+                variation, replace, kept = self._plan(photo)
+                request = request_to_json(self.request(photo, self._mask(photo), variation))
             except (SelectionError, EngineError) as err:
                 if len(elements) == 1:
                     raise
@@ -123,14 +128,13 @@ class SketchEffect(EngineEffect):
                     if isinstance(err, SelectionError)
                     else messages.Fixes(config).for_error(err.code, err.message, err.hint, self.menu_name, self.kind)
                 )
-                skipped.append(messages.skipped(short_label(element.label or element.get_id()), why))
+                prepared.skipped.append(messages.skipped(short_label(element.label or element.get_id()), why))
                 continue
-            photos.append(photo)
-            plans.append(plan)
-            jobs.append(job)
-        if not photos:
-            raise inkex.AbortExtension("\n\n".join(skipped))
-        return photos, plans, jobs, skipped
+            prepared.jobs.append(Job(photo, request, self.title(photo, variation), variation, replace))
+            prepared.kept.append(kept)
+        if not prepared.jobs:
+            raise inkex.AbortExtension("\n\n".join(prepared.skipped))
+        return prepared
 
     def _plan(self, photo: Photo) -> tuple[int, bool, str]:
         """(variation, replace, kept): the photo's latest sketch of this kind is replaced (same seeds,
