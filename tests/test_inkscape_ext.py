@@ -1002,6 +1002,8 @@ def test_real_inkscape_menu_shows_object_and_scene_sketch_first(setup, tmp_path)
     doc.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"/>')
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
+    profile = tmp_path / "profile"  # a copy: the window saves its preferences into its profile
+    shutil.copytree(setup["base"] / "profile", profile)
     env = {k: v for k, v in setup["env"].items() if k not in ("NO_AT_BRIDGE", "DBUS_SESSION_BUS_ADDRESS")}
     script = (
         'inkscape "$1" >/dev/null 2>&1 & ink=$!; '
@@ -1012,7 +1014,7 @@ def test_real_inkscape_menu_shows_object_and_scene_sketch_first(setup, tmp_path)
             *("timeout", "-k", "5", "240", "dbus-run-session", "--", *xvfb_run(tmp_path)),
             *("-s", "-screen 0 1280x900x24", "sh", "-c", script, "sh", str(doc), MENU_READER),
         ],
-        env={**env, "XDG_RUNTIME_DIR": str(runtime)},
+        env={**env, "XDG_RUNTIME_DIR": str(runtime), "INKSCAPE_PROFILE_DIR": str(profile)},
         capture_output=True,
         text=True,
         timeout=290,
