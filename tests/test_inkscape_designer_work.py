@@ -294,7 +294,8 @@ def test_without_gtk_the_sketch_runs_in_the_background_and_can_be_stopped(ink_1_
     said = out.stderr.decode()
     assert out.returncode == 251 and b"Sketch of" not in out.stdout, said
     assert "Submitted 1 sketch to the engine, where it runs in the background" in said, said
-    assert "To stop: Extensions > Sketch Abstraction > Stop Sketches" in said and "Insert Finished Sketches" in said
+    assert "To stop: Extensions > Sketch Abstraction > Tools > Stop Sketches" in said, said
+    assert "Insert Finished Sketches" in said, said
     stopped = run_script(ink_1_2, "sketch_stop.py", doc, "--which=document")
     assert "Stopped 1 sketch in the engine" in stopped.stderr.decode(), stopped.stderr.decode()
 

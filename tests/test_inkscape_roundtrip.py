@@ -208,8 +208,8 @@ def test_every_engine_message_names_an_action_inside_inkscape(ink_1_2, tmp_path)
     for case, text in texts.items():
         assert text[0].isupper(), (case, text)
         assert not re.search(r"`sketch-abstraction|pip install|--weights-dir DIR|urlopen|re-run", text), (case, text)
-    assert "Extensions > Sketch Abstraction > Stop Sketches" in texts["paused"]
-    assert "Extensions > Sketch Abstraction > Engine Status" in texts["queue"]
+    assert "Extensions > Sketch Abstraction > Tools > Stop Sketches" in texts["paused"]
+    assert "Extensions > Sketch Abstraction > Tools > Engine Status" in texts["queue"]
     assert texts["value"].endswith("What to do: Change the value in the effect's dialog.")
     installer = "/usr/bin/python3 '/nonexistent/Sketch Abstraction/install.py'"
     assert f"Run in a terminal: {installer} --skip-engine" in texts["version"]
