@@ -1,11 +1,11 @@
 """Sketches as Inkscape SVG: one layer per StrokeLayer, one `<path>` per Bézier stroke.
 
 The viewBox is the source image's pixel space, so the strokes overlay the original image exactly
-(the official code writes a fixed 224 x 224 canvas instead). `svg_to_sketch` reads these files back,
-including after editing in Inkscape: each stroke must stay one segment (absolute or relative
-M then C, Q or L); plain groups inside a layer are looked through; other shapes are not strokes and
-are ignored. Ink layers (StrokeLayer.ink) are written as PowerStroke paths (engine/powerstroke.py);
-reading one back takes its centre line, `inkscape:original-d`.
+(the official code writes a fixed 224 x 224 canvas instead). Ink layers (StrokeLayer.ink) are
+written as PowerStroke paths (engine/powerstroke.py). A sketch's layers are read back by
+bridge.sketchlayer (`refine`, the Inkscape extension); here only the document's size and, for
+`animate`, one path's stroke as drawn (read_path_stroke: an ink path's centre line is its
+`inkscape:original-d`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bridge.errors import InputError
 from bridge.limits import MAX_SIDE
 from bridge.svgpath import IMPORTANCE, NS, PREFIX, SOURCE
 from engine.powerstroke import POWERSTROKE, offset_points, outline_d
-from engine.strokes import Sketch, StrokeLayer, elevate
+from engine.strokes import Sketch, StrokeLayer
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -41,7 +41,6 @@ _LABEL = f"{{{INKSCAPE_NS}}}label"
 _SEGMENT = {4: "C", 3: "Q", 2: "L"}  # control points per stroke -> SVG path command
 _POINTS = {command: k for k, command in _SEGMENT.items()}
 _TOKEN = re.compile(r"[A-Za-z]|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_NOT_SVG_HINT = "give an SVG written by sketch-abstraction or saved from Inkscape"
 
 
 def sketch_to_svg(sketch: Sketch, *, image_href: str | None = None) -> bytes:
@@ -71,26 +70,6 @@ def sketch_to_svg(sketch: Sketch, *, image_href: str | None = None) -> bytes:
     for layer in sketch.layers:
         _write_layer(root, layer, ids)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-def svg_to_sketch(data: bytes) -> Sketch:
-    """Read a sketch back from SVG bytes; raises InputError for anything that is not one."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as err:
-        raise InputError(f"not an SVG file: the XML does not parse ({err})", _NOT_SVG_HINT) from err
-    if root.tag != _SVG:
-        name = etree.QName(root).localname
-        raise InputError(f"not an SVG file: the root element is <{name}>", _NOT_SVG_HINT)
-    width, height = document_size(root)
-    loose, layers = _collect(root)
-    if loose:
-        raise InputError(
-            f"{len(loose)} stroke(s) outside any layer, the first on line {loose[0].sourceline}",
-            "in Inkscape, move them into a layer (Layer > Move Selection to Layer) and save again",
-        )
-    return Sketch(width=width, height=height, layers=tuple(layers))
 
 
 def write_svg(path: str | os.PathLike, sketch: Sketch, **kw) -> Path:
@@ -210,53 +189,6 @@ def document_size(root: etree._Element) -> tuple[int, int]:
     return round(w), round(h)
 
 
-def _collect(element: etree._Element) -> tuple[list[etree._Element], list[StrokeLayer]]:
-    """The `<path>`s in `element` (looking through plain groups) and its layers, in order."""
-    paths, layers = [], []
-    for child in element:
-        if child.tag not in (_G, _PATH):
-            continue
-        if child.get("transform"):
-            raise InputError(
-                f"the {etree.QName(child).localname} on line {child.sourceline} has a transform",
-                "in Inkscape, apply it (Extensions > Modify Path > Apply Transform) and save again",
-            )
-        if child.tag == _PATH:
-            paths.append(child)
-        elif child.get(_GROUPMODE) != "layer":
-            inner_paths, inner_layers = _collect(child)
-            paths += inner_paths
-            layers += inner_layers
-        elif child.get(_LABEL) != SOURCE_IMAGE_LABEL:
-            layers.append(_read_layer(child))
-    return paths, layers
-
-
-def _read_layer(group: etree._Element) -> StrokeLayer:
-    """A layer group as a StrokeLayer; lines and quadratics are raised to the layer's largest k."""
-    paths, sublayers = _collect(group)
-    strokes = [_read_stroke(path) for path in paths]
-    k = max((len(stroke) for stroke in strokes), default=4)
-    style = _style(paths[0]) if paths else {}
-    try:
-        width = _px(style.get("stroke-width", "3"))
-    except ValueError:
-        raise InputError(
-            f"the stroke on line {paths[0].sourceline} has stroke-width {style['stroke-width']!r}",
-            "give stroke-width as a number of pixels",
-        ) from None
-    return StrokeLayer(
-        label=group.get(_LABEL, group.get("id", "")),
-        points=np.array([elevate(stroke, k) for stroke in strokes]).reshape(-1, k, 2),
-        width=width,
-        color=style.get("stroke", "#000000"),
-        visible=_style(group).get("display") != "none",
-        sublayers=tuple(sublayers),
-        key=group.get("id", ""),
-        importance=_recorded_importance(paths),
-    )
-
-
 @dataclass(frozen=True)
 class PathStroke:
     """One stroke path as drawn: its centre line, and its width as a pen or as ink."""
@@ -290,14 +222,6 @@ def read_path_stroke(path: etree._Element, root: etree._Element) -> PathStroke:
             "in Inkscape, select it and remove and re-add its PowerStroke effect",
         ) from None
     return PathStroke(points, float(ink.mean()), ink, style.get("fill", "#000000"))
-
-
-def _recorded_importance(paths: list[etree._Element]) -> tuple[float, ...]:
-    """The paths' sketchabs:importance, when every one records a number; else () (not recorded)."""
-    try:
-        return tuple(float(path.get(IMPORTANCE, "")) for path in paths)
-    except ValueError:
-        return ()
 
 
 def _px(length: str | None) -> float:

@@ -20,11 +20,14 @@ import torch
 from lxml import etree
 from PIL import Image
 
+from bridge.errors import InputError
+from bridge.params import ClipassoParams, SceneParams
+from bridge.seeds import job_seeds
 from engine.cli import main
 from engine.clip.models import OFFLINE_ENV
 from engine.render import diffvg
-from engine.svg import svg_to_sketch
 from tests.conftest import ANIMAL, BALLERINA, BALLERINA_MASK, BIRD, FIELD, FIELD_MASK, VASE
+from tests.sketch_svg import svg_to_sketch
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = [
@@ -345,6 +348,18 @@ def test_a_missing_image_is_refused(tmp_path, out_dir, capsys):
 def test_bad_values_are_refused(out_dir, capsys, option, value, words):
     code = sketch(ANIMAL, out_dir / "x.svg", option, value)
     assert_refused(code, capsys, out_dir, words)
+
+
+def test_one_seed_rule_gives_the_papers_seeds_and_every_variation_its_own():
+    """bridge.seeds is the rule of `--seeds N` and of the extension's variations: `--seeds N` gives the
+    paper's seeds (the methods' defaults), and no two variations of a photo's sketch share a seed."""
+    assert job_seeds(len(ClipassoParams().seeds)) == ClipassoParams().seeds == (0, 1000, 2000)
+    assert job_seeds(len(SceneParams().seeds)) == SceneParams().seeds
+    variations = [job_seeds(16, variation) for variation in range(1, 65)]
+    assert len({seed for seeds in variations for seed in seeds}) == 16 * 64
+    assert job_seeds(2, 1) == (0, 1000) != job_seeds(2, 2)
+    with pytest.raises(InputError, match="--seeds must be at least 1, got 0"):
+        job_seeds(0)
 
 
 @pytest.mark.skipif(diffvg.available(), reason="pydiffvg is installed here")

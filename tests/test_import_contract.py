@@ -96,5 +96,5 @@ def test_no_engine_modules_import_each_other_in_a_circle():
 def test_the_contract_check_sees_a_lazy_import(tmp_path):
     """The checker itself: an import inside a function is found (else it could pass by missing it)."""
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from engine.cli.remote import client_errors\n")
-    assert _imports("engine.probe", probe, _modules()) == {"engine.cli.remote"}
+    probe.write_text("def f():\n    from engine.cli.client import client_errors\n")
+    assert _imports("engine.probe", probe, _modules()) == {"engine.cli.client"}

@@ -23,8 +23,9 @@ from bridge.svgpath import IMPORTANCE
 from engine.cli import main
 from engine.methods.ink import InkParams, optimise_ink, scale_of, taper_prior
 from engine.strokes import Sketch, StrokeLayer
-from engine.svg import read_path_stroke, sketch_to_svg, svg_to_sketch
+from engine.svg import read_path_stroke, sketch_to_svg
 from tests.conftest import ANIMAL, xvfb_run
+from tests.sketch_svg import svg_to_sketch
 
 NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
 ORIGINAL_D = f"{{{NS['inkscape']}}}original-d"

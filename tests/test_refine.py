@@ -155,8 +155,8 @@ def test_the_fetch_a_refine_job_needs_later_names_its_engine_sketch_and_layer(tm
     """What `refine --remote` and `submit --refine` print for fetching the job later (after Ctrl-C)
     is a `fetch` command line that names the same engine, sketch and layer."""
     from engine.cli import build_parser
+    from engine.cli.client import fetch_options
     from engine.cli.refine import read_sketch
-    from engine.cli.remote import fetch_options
 
     sketch = tmp_path / "my sketch.svg"
     sketch.write_bytes(etree.tostring(layer_doc('<path id="a" d="M 1 1 L 2 2"/>')))

@@ -26,8 +26,9 @@ from engine.scene import inpaint as inpaint_module
 from engine.scene.combine import matrix_sketch
 from engine.scene.inpaint import LAMA, filler, tiny_lama_file
 from engine.scene.split import ObjectFrame, hole_mask, split_scene
-from engine.svg import sketch_to_svg, svg_to_sketch
+from engine.svg import sketch_to_svg
 from tests.conftest import BALLERINA
+from tests.sketch_svg import svg_to_sketch
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*(meaningless|stand-in):UserWarning"),

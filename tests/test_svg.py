@@ -1,4 +1,6 @@
-"""engine.svg: Inkscape SVG out, the same sketch back in, and what a real SVG renderer draws."""
+"""engine.svg: Inkscape SVG out, the same sketch back in (read as `refine` and the Inkscape extension read
+it: tests/sketch_svg.py on bridge.sketchlayer), and what a real SVG renderer draws. Files a user hands
+in are refused by that one reader (engine.cli.sketch_file.read_sketch) when they are not sketches."""
 
 import io
 import re
@@ -8,8 +10,10 @@ import pytest
 from lxml import etree
 
 from bridge.errors import InputError
+from engine.cli.sketch_file import read_sketch
 from engine.strokes import Sketch, StrokeLayer
-from engine.svg import INKSCAPE_NS, SVG_NS, XLINK_NS, sketch_to_svg, svg_to_sketch, write_svg
+from engine.svg import INKSCAPE_NS, SVG_NS, XLINK_NS, sketch_to_svg, write_svg
+from tests.sketch_svg import svg_to_sketch
 
 NS = {"svg": SVG_NS, "inkscape": INKSCAPE_NS}
 LABEL = f"{{{INKSCAPE_NS}}}label"
@@ -232,7 +236,14 @@ def test_size_falls_back_to_width_and_height():
     assert svg_to_sketch(data) == Sketch(64, 48, ())
 
 
-# --- bad input ---------------------------------------------------------------------------------
+# --- bad input: refused by the one reader ----------------------------------------------------
+
+
+def read_file(tmp_path, data: bytes):
+    """What `refine` reads from a sketch file holding `data`."""
+    path = tmp_path / "sketch.svg"
+    path.write_bytes(data)
+    return read_sketch(str(path), None)
 
 
 @pytest.mark.parametrize(
@@ -245,27 +256,24 @@ def test_size_falls_back_to_width_and_height():
         b"<svg><path d='M 0 0 L 1 1'/></svg>",  # no SVG namespace: browsers do not draw it either
     ],
 )
-def test_non_svg_input_is_an_input_error(data):
+def test_non_svg_input_is_an_input_error(tmp_path, data):
     with pytest.raises(InputError) as info:
-        svg_to_sketch(data)
+        read_file(tmp_path, data)
     assert "not an SVG" in info.value.message and info.value.hint
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        '<path d="M 0 0 C 1 1 2 2 3 3 C 4 4 5 5 6 6"/>',  # two segments
         '<path d="M 0 0 A 5 5 0 0 1 10 10"/>',  # an arc
         '<path d="M 0 0 C 1 1 2 2"/>',  # too few numbers
-        '<path d="M 0 0 L 1 1 Z"/>',  # closed
         '<path d="M 0 0 L 1 1 ; drop"/>',
-        '<path d="M 0 0 L 1 1" transform="translate(5 5)"/>',
-        '<path d="M 0 0 L 1 1" style="stroke-width:1mm"/>',
+        '<path d="M 0 0 L 1 1" transform="translate(5 5) wobble(2)"/>',
     ],
 )
-def test_strokes_the_engine_cannot_represent_are_input_errors(body):
+def test_strokes_that_are_not_bezier_segments_are_input_errors(tmp_path, body):
     with pytest.raises(InputError) as info:
-        svg_to_sketch((HEADER + body + "</g></svg>").encode())
+        read_file(tmp_path, (HEADER + body + "</g></svg>").encode())
     assert info.value.hint
 
 
@@ -279,9 +287,9 @@ def test_strokes_the_engine_cannot_represent_are_input_errors(body):
         '<svg xmlns="{ns}" viewBox="0 0 50 50"><path d="M 0 0 L 1 1"/></svg>',  # outside any layer
     ],
 )
-def test_files_without_a_usable_canvas_or_layers_are_input_errors(root):
+def test_files_without_a_usable_canvas_or_layers_are_input_errors(tmp_path, root):
     with pytest.raises(InputError):
-        svg_to_sketch(root.format(ns=SVG_NS).encode())
+        read_file(tmp_path, root.format(ns=SVG_NS).encode())
 
 
 def test_parsing_reads_no_external_entities_and_refuses_entity_bombs(tmp_path):
@@ -290,23 +298,21 @@ def test_parsing_reads_no_external_entities_and_refuses_entity_bombs(tmp_path):
     xxe = (
         f'<!DOCTYPE svg [<!ENTITY x SYSTEM "{secret.as_uri()}">]>'
         f'<svg xmlns="{SVG_NS}" xmlns:inkscape="{INKSCAPE_NS}" viewBox="0 0 9 9">'
-        '<g inkscape:groupmode="layer" inkscape:label="&x;"/></svg>'
+        '<g inkscape:groupmode="layer" inkscape:label="&x;"><path d="M 0 0 L 1 1"/></g></svg>'
     ).encode()
-    try:
-        labels = [layer.label for layer in svg_to_sketch(xxe).layers]
-    except InputError:
-        labels = []
-    assert not any("SECRET" in label for label in labels)
+    with pytest.raises(InputError) as refused:
+        read_file(tmp_path, xxe)
+    assert "SECRET" not in refused.value.message + refused.value.hint
 
     entities = '<!ENTITY a "aaaaaaaaaa">' + "".join(
         f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9)
     )
     bomb = (
         f'<!DOCTYPE svg [{entities}]><svg xmlns="{SVG_NS}" xmlns:inkscape="{INKSCAPE_NS}" '
-        'viewBox="0 0 9 9"><g inkscape:groupmode="layer" inkscape:label="&j;"/></svg>'
+        'viewBox="0 0 9 9"><g inkscape:groupmode="layer" inkscape:label="&j;"><path d="M 0 0 L 1 1"/></g></svg>'
     ).encode()
     with pytest.raises(InputError):
-        svg_to_sketch(bomb)
+        read_file(tmp_path, bomb)
 
 
 # --- writing files -----------------------------------------------------------------------------

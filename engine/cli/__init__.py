@@ -13,10 +13,10 @@ import traceback
 from bridge.errors import DeviceError, EngineError
 from engine import __version__
 from engine.budget import OUT_OF_MEMORY_HINT, is_out_of_memory
-from engine.cli import animate, batch, keys, refine, remote, scene, sketch
+from engine.cli import animate, batch, cancel, fetch, keys, refine, scene, serve, sketch, status, stop, submit
 
-# Each module's `register(subparsers)` adds its command.
-COMMANDS = (sketch, scene, refine, animate, remote, batch, keys)
+# Each module's `register(subparsers)` adds its command; `--help` lists them in this order.
+COMMANDS = (sketch, scene, refine, animate, serve, submit, fetch, cancel, status, stop, batch, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,14 +23,19 @@ import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError, exit_code_for
 from bridge.files import open_regular, read_bounded
 from bridge.params import request_to_json
 from bridge.protocol import QUEUE_FULL, UNKNOWN_JOB
+from engine.cli.client import client_errors, connect_client, printable
+from engine.cli.job_options import add_job_options, job_request
 from engine.cli.options import writable_file, writing
-from engine.cli.remote import add_job_options, client_errors, connect_client, job_request, printable
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 STATE_FILE = ".sketch-abstraction-batch.json"
@@ -166,7 +171,7 @@ class OverallBar:
     """One bar for the whole set on stderr: photos done of all, failures, the running job, ETA."""
 
     def __init__(self, total: int, quiet: bool):
-        self.bar = None
+        self.bar: tqdm | None = None
         if not quiet and total:
             from tqdm import tqdm
 
@@ -248,7 +253,7 @@ def _batch_in(args, photos: list[Path], out_dir: Path) -> int:
     """The run itself, with the output folder's lock held."""
     state = State(out_dir)
     outcome = Outcome()
-    todo = collections.deque()
+    todo: collections.deque[Path] = collections.deque()
     for photo in photos:
         if complete(svg_for(photo, out_dir)):
             outcome.skipped.append(photo)

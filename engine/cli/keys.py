@@ -55,8 +55,10 @@ def _keys(args) -> int:
     from engine.service.auth import identity_key
 
     if args.action == "new":
-        public = keys.new_client(args.name)
-        print(f"made and allowed {args.name}'s key ({public}); give them `sketch-abstraction keys export {args.name}`")
+        key_file = keys.new_client(args.name)
+        print(
+            f"made and allowed {args.name}'s key ({key_file}); give them `sketch-abstraction keys export {args.name}`"
+        )
     elif args.action == "allow":
         print(f"allowed {keys.allow(Path(args.file))}")
     elif args.action == "revoke":

@@ -31,6 +31,7 @@ from bridge.params import (
     SceneRequest,
     SketchRequest,
 )
+from bridge.seeds import job_seeds
 
 _SKETCH = ClipassoParams()
 _SCENE = SceneParams()
@@ -142,18 +143,11 @@ def _add_look_and_bank_options(group, aug_bank: int) -> None:
     )
 
 
-def seed_values(count: int) -> tuple[int, ...]:
-    """The paper's seeds 0, 1000, 2000, ... for `--seeds N`."""
-    if count < 1:
-        raise InputError(f"--seeds must be at least 1, got {count}", "use --seeds 3 (the paper's)")
-    return tuple(1000 * i for i in range(count))
-
-
 def sketch_request(args: argparse.Namespace, image) -> SketchRequest:
     """Validated job from parsed options (raises InputError)."""
     params = ClipassoParams(
         strokes=args.strokes,
-        seeds=seed_values(args.seeds),
+        seeds=job_seeds(args.seeds),
         iterations=args.iterations,
         control_points=args.control_points,
         aug_bank=args.aug_bank,
@@ -226,7 +220,7 @@ def scene_request(args: argparse.Namespace, image) -> SceneRequest:
         layers=args.layers,
         levels=args.levels,
         strokes=args.strokes,
-        seeds=seed_values(args.seeds),
+        seeds=job_seeds(args.seeds),
         iterations=args.iterations,
         aug_bank=args.aug_bank,
     )

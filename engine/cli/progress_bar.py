@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from engine.progress import Progress
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class ProgressBar:
@@ -12,7 +16,8 @@ class ProgressBar:
     optimisation (another level or matrix cell) starts a new bar."""
 
     def __init__(self, quiet: bool, prefix: str = ""):
-        self.quiet, self.prefix, self.bar = quiet, prefix, None
+        self.quiet, self.prefix = quiet, prefix
+        self.bar: tqdm | None = None
 
     def __call__(self, p: Progress) -> None:
         if self.quiet:
@@ -21,15 +26,16 @@ class ProgressBar:
             self.close()
             print(f"{self.prefix}{p.stage}: {p.detail}", file=sys.stderr)
             return
-        if self.bar is None or p.total != self.bar.total or p.iteration < self.bar.n:
+        bar = self.bar
+        if bar is None or p.total != bar.total or p.iteration < bar.n:
             from tqdm import tqdm
 
             self.close()
-            self.bar = tqdm(
+            bar = self.bar = tqdm(
                 total=p.total, desc=f"{self.prefix}optimise", unit="it", file=sys.stderr, dynamic_ncols=True
             )
-        self.bar.update(p.iteration - self.bar.n)
-        self.bar.set_postfix_str(f"loss {p.loss:.4g}, {p.detail}" if p.loss is not None else p.detail)
+        bar.update(p.iteration - bar.n)
+        bar.set_postfix_str(f"loss {p.loss:.4g}, {p.detail}" if p.loss is not None else p.detail)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -13,24 +13,10 @@ from pathlib import Path
 
 from bridge.params import request_to_json
 from bridge.sketchlayer import LayerStrokes, Refined
-from engine.cli.options import (
-    add_engine_options,
-    add_refine_options,
-    engine_settings,
-    mask_input,
-    writable_file,
-    writing,
-)
-from engine.cli.progress_bar import ProgressBar
-from engine.cli.remote import (
-    add_layer_option,
-    add_remote_option,
-    client_errors,
-    connect_client,
-    fetch_options,
-    follow_job,
-)
-from engine.cli.sketch_file import SketchFile, read_sketch, refine_job, write_refined
+from engine.cli.client import add_remote_option, client_errors, connect_client, fetch_options, follow_job
+from engine.cli.here import compute_here, print_notes
+from engine.cli.options import add_engine_options, add_refine_options, mask_input, writable_file, writing
+from engine.cli.sketch_file import SketchFile, add_layer_option, read_sketch, refine_job, write_refined
 
 
 def register(commands) -> None:
@@ -68,23 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _here(args: argparse.Namespace, request, sketch: SketchFile, out: Path) -> int:
     """Refine in this process, as the engine would."""
-    from engine.budget import check_fits
     from engine.jobs import run_refine
-    from engine.runtime import Runtime
     from engine.svg import sketch_to_svg
 
-    runtime = Runtime.create(**engine_settings(args))
-    check_fits(runtime, "refine", request)
-    bar = ProgressBar(args.quiet)
-    try:
-        result = run_refine(runtime, request, bar)
-    finally:
-        bar.close()
+    runtime, result = compute_here(args, "refine", request, run_refine)
     with writing(out, "-o"):  # the engine's answer, read as it comes over the bridge
         refined = write_refined(sketch, sketch_to_svg(result.sketch), out)
     if not args.quiet:
-        for note in result.notes:
-            print(f"note: {note}", file=sys.stderr)
+        print_notes(result.notes)
         print(
             f"{summary(sketch.strokes, refined)}: loss {result.run.start_loss:.4g} -> {result.run.eval_loss:.4g}",
             file=sys.stderr,

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from engine.cli.options import (
-    add_engine_options,
-    add_scene_options,
-    distinct_outputs,
-    engine_settings,
-    mask_input,
-    scene_request,
-    writable_file,
-    writing,
-)
-from engine.cli.progress_bar import ProgressBar
+from engine.cli.here import LocalJob, run_here
+from engine.cli.options import add_engine_options, add_scene_options, scene_request
 
 
 def register(commands) -> None:
@@ -39,43 +28,24 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.atomic import write_atomic
-    from engine.budget import check_fits
-    from engine.jobs import run_scene
+    from engine.jobs import SceneResult, run_scene
     from engine.preview import matrix_preview_png
-    from engine.runtime import Runtime
     from engine.scene.weights import require_scene_weights
-    from engine.svg import write_svg
 
-    inputs = {"image": args.image, **mask_input(args.mask)}
-    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o", inputs)
-    if args.preview:
-        writable_file(args.preview, "--preview", inputs)
-        distinct_outputs({"-o": out, "--preview": args.preview})
-    request = scene_request(args, args.image)
-    runtime = Runtime.create(**engine_settings(args))
-    require_scene_weights(runtime, request)  # every missing model named at once, before any model loads
-    check_fits(runtime, "scene", request)
-    bar = ProgressBar(args.quiet)
-    try:
-        result = run_scene(runtime, request, bar)
-    finally:
-        bar.close()
-    with writing(out, "-o"):
-        write_svg(out, result.sketch)
-    if args.preview:
-        with writing(args.preview, "--preview"):
-            write_atomic(args.preview, matrix_preview_png(request.image, result.sketch))
-    if not args.quiet:
-        for note in result.notes:
-            print(f"note: {note}", file=sys.stderr)
-        for column in result.columns:
-            counts = "/".join(str(int(cell.keep.sum())) for cell in column.cells)
-            print(f"{column.part:>10} layer {column.layer:>2}: strokes per row {counts}", file=sys.stderr)
-        written = f"{out} and {args.preview}" if args.preview else out
-        print(
-            f"wrote {written} ({len(result.matrix)} cells, {result.iterations} iterations, "
-            f"{result.seconds:.1f} s on {runtime.device})",
-            file=sys.stderr,
-        )
-    return 0
+    def columns(result: SceneResult) -> list[str]:
+        return [
+            f"{column.part:>10} layer {column.layer:>2}: strokes per row "
+            + "/".join(str(int(cell.keep.sum())) for cell in column.cells)
+            for column in result.columns
+        ]
+
+    job = LocalJob(
+        "scene",
+        scene_request,
+        run_scene,
+        matrix_preview_png,
+        columns,
+        counts=lambda result: f"{len(result.matrix)} cells, ",
+        check=require_scene_weights,  # every missing model named at once, before any model loads
+    )
+    return run_here(args, job)

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from engine.cli.options import (
-    add_engine_options,
-    add_sketch_options,
-    distinct_outputs,
-    engine_settings,
-    mask_input,
-    sketch_request,
-    writable_file,
-    writing,
-)
-from engine.cli.progress_bar import ProgressBar
+from engine.cli.here import LocalJob, run_here
+from engine.cli.options import add_engine_options, add_sketch_options, sketch_request
 
 
 def register(commands) -> None:
@@ -35,41 +24,14 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.budget import check_fits
-    from engine.jobs import run_sketch
-    from engine.runtime import Runtime
-    from engine.svg import write_svg
+    from engine.jobs import SketchResult, run_sketch
+    from engine.preview import preview_png
 
-    inputs = {"image": args.image, **mask_input(args.mask)}
-    out = writable_file(args.output or Path(args.image).stem + ".svg", "-o", inputs)
-    if args.preview:
-        writable_file(args.preview, "--preview", inputs)
-        distinct_outputs({"-o": out, "--preview": args.preview})
-    request = sketch_request(args, args.image)
-    runtime = Runtime.create(**engine_settings(args))
-    check_fits(runtime, "sketch", request)
-    bar = ProgressBar(args.quiet)
-    try:
-        result = run_sketch(runtime, request, bar)
-    finally:
-        bar.close()
-    with writing(out, "-o"):
-        write_svg(out, result.sketch)
-    if args.preview:
-        from engine.preview import write_preview
+    def levels(result: SketchResult) -> list[str]:
+        return [
+            f"{level.strokes:>4} strokes: loss {level.eval_loss:.4g} (seed {level.seed}, "
+            f"best at iteration {level.best_iteration})"
+            for level in result.levels
+        ]
 
-        with writing(args.preview, "--preview"):
-            write_preview(args.preview, request.image, result.sketch)
-    if not args.quiet:
-        for note in result.notes:
-            print(f"note: {note}", file=sys.stderr)
-        for level in result.levels:
-            print(
-                f"{level.strokes:>4} strokes: loss {level.eval_loss:.4g} (seed {level.seed}, "
-                f"best at iteration {level.best_iteration})",
-                file=sys.stderr,
-            )
-        print(
-            f"wrote {out} ({result.iterations} iterations, {result.seconds:.1f} s on {runtime.device})", file=sys.stderr
-        )
-    return 0
+    return run_here(args, LocalJob("sketch", sketch_request, run_sketch, preview_png, levels))

@@ -34,6 +34,12 @@ class SketchFile:
         return ["--refine", self.path, *(["--layer", layer] if layer else [])]
 
 
+def add_layer_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--layer", help="label or id of the layer to refine (default: the first visible layer with strokes)"
+    )
+
+
 def read_sketch(path: str, wanted_layer: str | None, photo_size: tuple[int, int] | None = None) -> SketchFile:
     """The layer of the SVG file at `path` (its label or id; None: the first visible one with
     strokes). Its user units must be the photo's pixels (viewBox 0 0 W H): with `photo_size`, the

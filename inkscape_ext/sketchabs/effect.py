@@ -15,6 +15,7 @@ import inkex
 
 from bridge.errors import EngineError
 from bridge.params import MASK_AUTO, MASK_NONE, STYLE_PEN, STYLES, request_to_json
+from bridge.seeds import job_seeds
 from bridge.sketchlayer import LABEL
 from sketchabs import engine_link, estimate, gui, messages, progress
 from sketchabs.engine_effect import EngineEffect, Job, config_or_none
@@ -25,7 +26,6 @@ from sketchabs.placement import SketchLink, insert_sketch, pixel_to_document, re
 
 MASK_PATH = "path"
 REPLACE, VARIATION = "replace", "variation"
-VARIATION_SEED_STEP = 100_003  # seeds of variation v start at (v - 1) x this: never another's seeds
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class SketchEffect(EngineEffect):
     @staticmethod
     def seeds(count: int, variation: int) -> tuple[int, ...]:
         """`count` seeds, other ones for every variation (variation 1: the engine's usual 0, 1000, ...)."""
-        return tuple(1000 * i + VARIATION_SEED_STEP * (variation - 1) for i in range(max(1, count)))
+        return job_seeds(max(1, count), variation)
 
     def run_effect(self) -> None:
         self.config = engine_link.load_config()
