@@ -1,11 +1,14 @@
 """The engine's imports run one way (issue 24): the computing side (the service, the methods, the
 scene, the renderer, CLIP and engine/jobs.py) never imports the command line, and no engine
 modules import each other in a circle. Every import counts, also one inside a function (a lazy
-import is still a dependency)."""
+import is still a dependency). In the command line, a command's module imports the shared helpers,
+never another command; and loading them pulls in no torch (`status` starts in a blink)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
@@ -91,6 +94,40 @@ def test_no_engine_modules_import_each_other_in_a_circle():
         if node not in index:
             visit(node)
     assert circles == []
+
+
+def _commands() -> set[str]:
+    """The command line's command modules: those that register a command (`register(commands)`)."""
+    modules = _modules()
+    return {
+        name
+        for name, path in modules.items()
+        if name.startswith("engine.cli.")
+        and any(
+            isinstance(node, ast.FunctionDef) and node.name == "register"
+            for node in ast.parse(path.read_text(encoding="utf-8")).body
+        )
+    }
+
+
+def test_a_command_imports_the_shared_helpers_never_another_command():
+    commands = _commands()
+    assert {"engine.cli.sketch", "engine.cli.submit", "engine.cli.serve", "engine.cli.batch"} <= commands
+    graph = _graph()
+    assert {name: sorted(graph[name] & commands) for name in commands if graph[name] & commands} == {}
+
+
+def test_loading_the_command_line_loads_no_torch():
+    """Every command's module is imported to build the parser; the ones that compute import torch
+    (seconds to load) when they run, so that `status`, `submit` or `stop` answer at once. (numpy and
+    lxml do load: `animate` takes its choices from engine.motion.plan.)"""
+    code = (
+        "import sys\nfrom engine.cli import build_parser\nbuild_parser()\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'open_clip', 'PIL', 'cv2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ENGINE.parent, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_contract_check_sees_a_lazy_import(tmp_path):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bridge.errors import InputError
-from engine.cli.options import distinct_outputs, writable_file, writing
+from engine.cli.outputs import distinct_outputs, writable_file, writing
 
 FORMATS = (".svg", ".gif", ".mp4")
 

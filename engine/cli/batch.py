@@ -13,11 +13,7 @@ again, never failed. Torch-free: it starts at once.
 from __future__ import annotations
 
 import collections
-import contextlib
 import glob
-import json
-import os
-import stat
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -27,23 +23,20 @@ from typing import TYPE_CHECKING
 
 from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError, exit_code_for
-from bridge.files import open_regular, read_bounded
+from bridge.files import open_regular
 from bridge.params import request_to_json
 from bridge.protocol import QUEUE_FULL, UNKNOWN_JOB
+from engine.cli.batch_folder import SUBMITTING, State, folder_lock
 from engine.cli.client import client_errors, connect_client, printable
 from engine.cli.job_options import add_job_options, job_request
-from engine.cli.options import writable_file, writing
+from engine.cli.outputs import writable_file, writing
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
-STATE_FILE = ".sketch-abstraction-batch.json"
-LOCK_FILE = ".sketch-abstraction-batch.lock"  # held by the run writing into the folder
 GONE = frozenset({UNKNOWN_JOB, "interrupted"})  # a followed job the engine no longer has: submit again
-SUBMITTING = "submitting at "  # + time: the state of a photo whose job id a killed run may not have saved
 QUEUE_FULL_WAIT_S = 2.0
-STATE_BYTES = 16 * 2**20  # the state file holds a line per photo: far less than this
 
 
 def register(commands) -> None:
@@ -88,17 +81,6 @@ def photos_of(inputs: list[str]) -> list[Path]:
     return list(found)
 
 
-def _mark(value: object) -> bool:
-    """Whether `value` is a state file's entry: a job id, or SUBMITTING and a time."""
-    if not isinstance(value, str) or not value.startswith(SUBMITTING):
-        return isinstance(value, str)
-    try:
-        float(value[len(SUBMITTING) :])
-    except ValueError:
-        return False
-    return True
-
-
 def svg_for(photo: Path, out_dir: Path) -> Path:
     return out_dir / (photo.stem + ".svg")
 
@@ -117,54 +99,6 @@ class Outcome:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, EngineError] = field(default_factory=dict)  # photo -> why (message, hint, code)
-
-
-class State:
-    """The jobs submitted and not yet written (photo -> job id, or SUBMITTING + time), in the output folder."""
-
-    def __init__(self, out_dir: Path):
-        """The state in `out_dir` (none if there is no file or it is damaged); InputError when the
-        file is not a regular one (a FIFO there would block every run)."""
-        self.path = out_dir / STATE_FILE
-        self.jobs: dict[str, str] = {}
-        if not os.path.lexists(self.path):
-            return
-        try:
-            data = json.loads(read_bounded(self.path, "the batch state file", STATE_BYTES))
-            self.jobs = {k: v for k, v in data.items() if isinstance(k, str) and _mark(v)}
-        except (ValueError, AttributeError):
-            pass
-
-    def adopt(self, jobs: list[dict]) -> None:
-        """Replace each SUBMITTING mark by the id of the job the engine took then (same photo name,
-        created since, not fetched), if it took one: a run killed between the engine's reply and
-        saving the id does not make the photo run twice."""
-        for photo, mark in list(self.jobs.items()):
-            if not mark.startswith(SUBMITTING):
-                continue
-            since, name = float(mark[len(SUBMITTING) :]), Path(photo).name
-            taken = [
-                job
-                for job in jobs
-                if job["name"] == name
-                and job["created"] >= since
-                and not job.get("fetched")
-                and job["state"] in ("queued", "running", "done")
-            ]
-            if taken:
-                self.jobs[photo] = taken[0]["job_id"]
-            else:
-                del self.jobs[photo]
-
-    def set(self, photo: Path, job_id: str | None) -> None:
-        if job_id is None:
-            self.jobs.pop(str(photo), None)
-        else:
-            self.jobs[str(photo)] = job_id
-        if self.jobs:
-            write_atomic(self.path, json.dumps(self.jobs, indent=1).encode("utf-8"))
-        else:
-            self.path.unlink(missing_ok=True)
 
 
 class OverallBar:
@@ -215,38 +149,8 @@ def _batch(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     for photo in photos:  # a FIFO or device at an output would block or be refused only after the work
         writable_file(svg_for(photo, out_dir), "--out-dir")
-    with _folder_lock(out_dir):
+    with folder_lock(out_dir):
         return _batch_in(args, photos, out_dir)
-
-
-@contextlib.contextmanager
-def _folder_lock(out_dir: Path):
-    """Hold `out_dir`'s lock file for the run: a second batch run on the folder is refused instead of
-    computing the same photos again. POSIX only (Windows: no lock)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    path = out_dir / LOCK_FILE
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as err:
-        raise InputError(f"cannot use {path}: {err.strerror}", "remove it, or pass another --out-dir") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(f"{path} is not a regular file", "remove it, or pass another --out-dir")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise InputError(
-                f"another batch run is writing to {out_dir}",
-                "wait for it to finish (it writes every photo), or pass another --out-dir",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def _batch_in(args, photos: list[Path], out_dir: Path) -> int:

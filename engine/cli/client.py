@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError, exit_code_for
-from engine.cli.options import engine_settings, writing
+from engine.cli.options import engine_settings
+from engine.cli.outputs import writing
 from engine.cli.progress_bar import ProgressBar
 from engine.progress import Progress
 

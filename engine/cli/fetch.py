@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from engine.cli.client import add_remote_option, client_errors, connect_client, follow_job, refined_writer
-from engine.cli.options import writable_file
+from engine.cli.outputs import writable_file
 from engine.cli.sketch_file import add_layer_option, read_sketch
 
 

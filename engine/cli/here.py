@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.atomic import write_atomic
-from engine.cli.options import distinct_outputs, engine_settings, mask_input, writable_file, writing
+from engine.cli.options import engine_settings
+from engine.cli.outputs import distinct_outputs, mask_input, writable_file, writing
 from engine.cli.progress_bar import ProgressBar
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from pathlib import Path
 from bridge import protocol
 from bridge.atomic import write_atomic
 from bridge.errors import InputError
-from engine.cli.options import writable_file, writing
+from engine.cli.options import parse_address
+from engine.cli.outputs import writable_file, writing
 
 
 def register(commands) -> None:
@@ -39,15 +40,6 @@ def register(commands) -> None:
     export.add_argument("-o", "--output", help="file to write (default: NAME.json, here)")
     actions.add_parser("list", help="the keys this engine knows")
     keys.set_defaults(run=_keys)
-
-
-def parse_address(text: str, option: str) -> tuple[str, int]:
-    """HOST:PORT -> (host, port); InputError naming `option` otherwise."""
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
-        raise InputError(f"{option} {text!r} is not HOST:PORT", f"e.g. {option} 0.0.0.0:5555 (a port from 1 to 65535)")
-    return host, int(port)
 
 
 def _keys(args) -> int:

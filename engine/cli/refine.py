@@ -15,7 +15,8 @@ from bridge.params import request_to_json
 from bridge.sketchlayer import LayerStrokes, Refined
 from engine.cli.client import add_remote_option, client_errors, connect_client, fetch_options, follow_job
 from engine.cli.here import compute_here, print_notes
-from engine.cli.options import add_engine_options, add_refine_options, mask_input, writable_file, writing
+from engine.cli.options import add_engine_options, add_refine_options
+from engine.cli.outputs import mask_input, writable_file, writing
 from engine.cli.sketch_file import SketchFile, add_layer_option, read_sketch, refine_job, write_refined
 
 

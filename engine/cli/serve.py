@@ -10,8 +10,7 @@ import math
 
 from bridge.errors import InputError
 from bridge.protocol import MAX_MESSAGE_BYTES
-from engine.cli.keys import parse_address
-from engine.cli.options import add_engine_options, engine_settings
+from engine.cli.options import add_engine_options, engine_settings, parse_address
 
 MAX_MESSAGE_MB = 4096  # queued images: up to twice this per client, 8 times in all (ServerOptions)
 

@@ -20,7 +20,7 @@ from engine.cli.client import (
     report_failure,
 )
 from engine.cli.job_options import add_job_options, job_request
-from engine.cli.options import mask_input, same_file, writable_file
+from engine.cli.outputs import mask_input, same_file, writable_file
 from engine.cli.sketch_file import SketchFile, add_layer_option, read_sketch
 
 
