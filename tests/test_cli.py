@@ -498,3 +498,14 @@ def test_missing_weights_name_the_file_and_the_way_out(tmp_path, out_dir, capsys
     error, fix = assert_refused(code, capsys, out_dir, exit_code=3)
     assert "ViT-B-32.pt" in error or "RN101.pt" in error
     assert str(empty) in error and "--weights-dir" in fix
+
+
+def test_no_converge_runs_every_iteration_where_the_papers_rule_stops_early(out_dir, capsys):
+    """The tiny test model's loss settles within a few evaluations: the paper's stop rule ends the
+    level there; --no-converge (the extension's Custom switch) runs the whole cap."""
+    ran = {}
+    for rule in ("--converge", "--no-converge"):
+        assert sketch(ANIMAL, out_dir / "c.svg", "--strokes", "4", "--iterations", "60", rule, quiet=False) == 0
+        said = capsys.readouterr().err
+        ran[rule] = int(said.split("wrote")[-1].split("(")[1].split(" iterations")[0])
+    assert ran["--converge"] < 60 and ran["--no-converge"] == 60, ran

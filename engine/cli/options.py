@@ -111,6 +111,13 @@ def add_sketch_options(parser: argparse.ArgumentParser) -> None:
         help="most optimisation steps; stops earlier on convergence (default: 2000)",
     )
     group.add_argument(
+        "--converge",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop a level once its eval loss changes by at most 1e-5 twice in a row, the paper's rule "
+        "(default); --no-converge runs every iteration",
+    )
+    group.add_argument(
         "--control-points",
         type=int,
         default=_SKETCH.control_points,
@@ -156,6 +163,7 @@ def sketch_request(args: argparse.Namespace, image) -> SketchRequest:
         iterations=args.iterations,
         control_points=args.control_points,
         aug_bank=args.aug_bank,
+        min_delta=_SKETCH.min_delta if args.converge else 0.0,  # 0: only an unchanged loss would stop it
     )
     return SketchRequest(
         image=image, params=params, mask=args.mask, width=args.width, color=args.color, style=args.style
