@@ -24,7 +24,7 @@ from engine.cli import main
 from engine.clip.models import OFFLINE_ENV
 from engine.render import diffvg
 from engine.svg import svg_to_sketch
-from tests.conftest import ANIMAL, BALLERINA, BALLERINA_MASK, BIRD, FIELD, FIELD_MASK, VASE
+from tests.harness.paths import ANIMAL, BALLERINA, BALLERINA_MASK, BIRD, FIELD, FIELD_MASK, VASE
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = [

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.slow
 

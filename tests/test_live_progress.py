@@ -14,11 +14,9 @@ import pytest
 from PIL import Image
 
 from bridge.client import JobFailed
-from tests.conftest import ANIMAL, FIELD
-from tests.test_bridge_engine import (
+from tests.harness.engine import (
     JOB_S,
     READY_S,
-    ROOT,
     Engine,
     engine_env,
     long_params,
@@ -28,7 +26,8 @@ from tests.test_bridge_engine import (
     wait_idle,
     wait_running,
 )
-from tests.test_inkscape_ext import INKSCAPE_PYTHON, SYSTEM_EXTENSIONS, install_for_tests
+from tests.harness.inkscape import INKSCAPE_PYTHON, SYSTEM_EXTENSIONS, install_for_tests
+from tests.harness.paths import ANIMAL, FIELD, ROOT
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process

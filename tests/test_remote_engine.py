@@ -26,17 +26,8 @@ import zmq
 from bridge import connection, protocol
 from bridge.client import ClientError, EngineClient, JobFailed, Refused
 from bridge.protocol import DELIMITER
-from tests.conftest import ANIMAL
-from tests.test_bridge_engine import (
-    JOB_S,
-    ROOT,
-    Engine,
-    engine_env,
-    long_params,
-    sketch_job,
-    svg_layers,
-    wait_for,
-)
+from tests.harness.engine import JOB_S, Engine, engine_env, long_params, sketch_job, svg_layers, wait_for
+from tests.harness.paths import ANIMAL, ROOT
 
 PATH = "{http://www.w3.org/2000/svg}path"
 
@@ -389,7 +380,7 @@ def test_a_remote_file_of_another_protocol_version_names_the_fix(tmp_path):
 def test_a_sketch_from_a_shared_engine_with_test_models_says_so_whatever_this_computer_is_set_up_for(remote, tmp_path):
     """This computer's extension is set up for the real ("openai") models; the shared engine runs
     tiny random ones: the layer carries the test-models tag, because that engine computed it."""
-    from tests.test_inkscape_ext import FAST, SYSTEM_EXTENSIONS, TAG, embedded_svg, install_for_tests, run_script
+    from tests.harness.inkscape import FAST, SYSTEM_EXTENSIONS, TAG, embedded_svg, install_for_tests, run_script
 
     installed = install_for_tests(tmp_path)
     config = installed["ext"] / "engine.json"

@@ -27,7 +27,7 @@ from engine.scene.combine import matrix_sketch
 from engine.scene.inpaint import LAMA, filler, tiny_lama_file
 from engine.scene.split import ObjectFrame, hole_mask, split_scene
 from engine.svg import sketch_to_svg, svg_to_sketch
-from tests.conftest import BALLERINA
+from tests.harness.paths import BALLERINA
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*(meaningless|stand-in):UserWarning"),
