@@ -11,10 +11,9 @@ import zmq
 from lxml import etree
 
 from bridge.client import EngineClient
-from tests.harness.engine import Engine, engine_env
+from tests.harness.engine import Engine, cli, engine_env, free_port
 from tests.harness.inkscape import FAST, MARKS, SVG_NS, embedded_svg, levels, run_script, sketch_layers
 from tests.test_inkscape_refine import IMPORTANCE, sketch_doc
-from tests.test_remote_engine import cli, free_port
 
 pytestmark = MARKS
 

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,8 +25,18 @@ import zmq
 from bridge import connection, protocol
 from bridge.client import ClientError, EngineClient, JobFailed, Refused
 from bridge.protocol import DELIMITER
-from tests.harness.engine import JOB_S, Engine, engine_env, long_params, sketch_job, svg_layers, wait_for
-from tests.harness.paths import ANIMAL, ROOT
+from tests.harness.engine import (
+    JOB_S,
+    cli,
+    designer,
+    engine_env,
+    free_port,
+    long_params,
+    sketch_job,
+    svg_layers,
+    wait_for,
+)
+from tests.harness.paths import ANIMAL
 
 PATH = "{http://www.w3.org/2000/svg}path"
 
@@ -35,21 +44,6 @@ pytestmark = [
     pytest.mark.slow,  # the real engine process
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
 ]
-
-
-def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "engine", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Relay:
@@ -82,29 +76,6 @@ class Relay:
 
     def close(self) -> None:
         self.server.close()
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    """An engine listening on 127.0.0.1:PORT with CURVE, and connection files of alice, bob and carol."""
-    base = tmp_path_factory.mktemp("remote")
-    env = engine_env(base)
-    port = free_port()
-    files = {}
-    for name in ("alice", "bob", "carol"):
-        cli(env, "keys", "new", name)
-        files[name] = base / f"{name}.json"
-        cli(env, "keys", "export", name, "--address", f"127.0.0.1:{port}", "-o", str(files[name]))
-    eng = Engine(base, env).start("--listen", f"127.0.0.1:{port}")
-    eng.port, eng.files = port, files
-    yield eng
-    eng.stop()
-
-
-def designer(remote, name: str, timeout_s: float = 20.0) -> EngineClient:
-    client = EngineClient.connect(remote=remote.files[name], timeout_s=timeout_s)
-    remote.clients.append(client)
-    return client
 
 
 def results(remote) -> set[str]:

@@ -16,6 +16,7 @@ from engine.methods.clipasso import BestSoFar, level_strokes
 from tests.harness.engine import (
     ALWAYS,
     JOB_S,
+    designer,
     image_size,
     long_params,
     sketch_job,
@@ -25,7 +26,6 @@ from tests.harness.engine import (
     wait_idle,
 )
 from tests.harness.paths import ANIMAL
-from tests.test_remote_engine import designer, remote  # noqa: F401 (a fixture)
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -90,7 +90,7 @@ def test_a_finished_queued_unknown_or_scene_job_has_no_snapshot_and_says_why(eng
     wait_idle(client)
 
 
-def test_another_designer_cannot_fetch_a_running_jobs_snapshot(remote):  # noqa: F811
+def test_another_designer_cannot_fetch_a_running_jobs_snapshot(remote):
     alice, bob = designer(remote, "alice"), designer(remote, "bob")
     job_id, _ = alice.submit(*sketch_job(params=running_levels()), name="alice.png")
     wait_optimising(alice, job_id)

@@ -12,6 +12,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -316,6 +317,21 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
     )
 
 
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # -- fixtures --------------------------------------------------------------------------------------
 
 
@@ -364,3 +380,27 @@ def client(engine):
     c = engine.client()
     wait_idle(c)
     return c
+
+
+@pytest.fixture(scope="session")
+def remote(tmp_path_factory):
+    """An engine listening on 127.0.0.1:PORT with CURVE, and connection files of alice, bob and carol, for
+    the session (tests/test_remote_engine.py revokes carol: other modules use alice and bob)."""
+    base = tmp_path_factory.mktemp("remote")
+    env = engine_env(base)
+    port = free_port()
+    files = {}
+    for name in ("alice", "bob", "carol"):
+        cli(env, "keys", "new", name)
+        files[name] = base / f"{name}.json"
+        cli(env, "keys", "export", name, "--address", f"127.0.0.1:{port}", "-o", str(files[name]))
+    eng = Engine(base, env).start("--listen", f"127.0.0.1:{port}")
+    eng.port, eng.files = port, files
+    yield eng
+    eng.stop()
+
+
+def designer(remote, name: str, timeout_s: float = 20.0) -> EngineClient:
+    client = EngineClient.connect(remote=remote.files[name], timeout_s=timeout_s)
+    remote.clients.append(client)
+    return client
