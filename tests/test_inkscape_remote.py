@@ -12,10 +12,29 @@ from lxml import etree
 
 from bridge.client import EngineClient
 from tests.harness.engine import Engine, cli, engine_env, free_port
-from tests.harness.inkscape import FAST, MARKS, SVG_NS, embedded_svg, levels, run_script, sketch_layers
+from tests.harness.inkscape import (
+    FAST,
+    MARKS,
+    SVG_NS,
+    embedded_svg,
+    install_for_tests,
+    levels,
+    run_script,
+    sketch_layers,
+    stop_engine,
+)
 from tests.test_inkscape_refine import IMPORTANCE, sketch_doc
 
 pytestmark = MARKS
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """An installation of this module's own, not the session's: its tests check that choosing the
+    shared engine starts no engine on this computer, so none may have run in it before."""
+    installed = install_for_tests(tmp_path_factory.mktemp("ink"))
+    yield installed
+    stop_engine(installed["env"])
 
 
 @pytest.fixture(scope="module")

@@ -434,17 +434,13 @@ def test_a_sketch_of_another_photo_is_refused(four_strokes, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_refine_over_the_bridge_returns_the_strokes_with_their_sources(tmp_path):
-    from tests.harness.engine import JOB_S, Engine
+def test_refine_over_the_bridge_returns_the_strokes_with_their_sources(client):
+    """Through the session's tiny-model engine (tests/harness)."""
+    from tests.harness.engine import JOB_S
 
-    engine = Engine(tmp_path).start()
-    try:
-        client = engine.client()
-        job, buffers = request_to_json(request().validate())
-        job_id, _ = client.submit(job, buffers, name="refine.png")
-        svg = client.wait(job_id, timeout_s=JOB_S).svg
-    finally:
-        engine.stop()
+    job, buffers = request_to_json(request().validate())
+    job_id, _ = client.submit(job, buffers, name="refine.png")
+    svg = client.wait(job_id, timeout_s=JOB_S).svg
     paths = etree.fromstring(svg).findall(f".//{{{SVG_NS}}}path")
     sources = sorted(int(p.get("{https://sketch-abstraction.org/ns}source")) for p in paths)
     assert sources == [0, 1]

@@ -2,8 +2,9 @@
 Inkscape extension, the GTK window drivers.
 
   paths     the repository, its test pictures and example photos
-  engine    a real engine process (`Engine`), its folders, clients, job requests; fixtures `engine`
-            (one tiny-model engine for the session), `client`, `fresh`
+  engine    a real engine process (`Engine`), its folders, clients, job requests, the CLI (`cli`);
+            fixtures `engine` (one tiny-model engine for the session), `client`, `fresh` (engines a
+            test starts itself), `remote` (one engine serving 127.0.0.1 with CURVE keys, for the session)
   inkscape  the extension installed by install.py into a temporary profile, run as Inkscape runs it
             (`run_script`), inside Inkscape under Xvfb (`inkscape_runs`, `under_xvfb`); fixtures
             `setup` (one installed profile for the session), `ink` (per inkex version), `ink_1_2`
