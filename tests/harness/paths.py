@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import tests
+
+ROOT = Path(tests.__file__).resolve().parents[1]  # the folder that holds the tests package
 DATA = ROOT / "tests" / "data"
 ANIMAL = DATA / "animal.png"  # 248 x 248 RGB object photo
 VASE = DATA / "vase.png"  # 240 x 240 RGB, a second object photo
