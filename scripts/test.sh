@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv with the test, cluster and video extras, checks lint, format and types, and runs the whole test suite.
+# Sets up .venv with the test, cluster and video extras, checks lint, format and types, and runs the test suite.
 #   bash scripts/test.sh                everything but the tests marked network (they download from PyPI:
 #                                       pyzmq wheels for other platforms, the dependencies' floor versions)
 #   bash scripts/test.sh --network      everything, the downloads included: what CI runs (.ci/run)
