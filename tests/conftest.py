@@ -1,4 +1,5 @@
-"""Shared fixtures: never touch the network, one tiny random CLIP runtime, prepared targets."""
+"""Shared fixtures: never touch the network, one tiny random CLIP runtime, prepared targets; the
+harness's fixtures (tests/harness) registered for every module."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ import pytest
 import torch
 
 from engine.clip.models import OFFLINE_ENV
+from tests.harness.paths import ANIMAL, VASE
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"  # drawn by tests/data/draw.py; see tests/data/SOURCE.md
-ANIMAL = DATA / "animal.png"  # 248 x 248 RGB object photo
-VASE = DATA / "vase.png"  # 240 x 240 RGB, a second object photo
-BIRD = DATA / "bird.png"  # 300 x 300 RGBA object on transparency
-FIELD, FIELD_MASK = DATA / "field.png", DATA / "field_mask.png"  # 320 x 240 scene and its object mask
-BALLERINA = ROOT / "examples" / "ballerina.png"  # 500 x 500 scene (MIT, examples/SOURCE.md)
-BALLERINA_MASK = ROOT / "examples" / "ballerina_mask.png"
+# isort: split
+# moved to tests.harness: old path kept until the open branches merge
+from tests.harness.inkscape import xvfb_run  # noqa: F401
+from tests.harness.paths import BALLERINA, BALLERINA_MASK, BIRD, DATA, FIELD, FIELD_MASK, ROOT  # noqa: F401
+
+# The shared fixtures of tests/harness (the session's engine, the installed extension) for every module.
+pytest_plugins = ["tests.harness.engine", "tests.harness.inkscape"]
+
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
@@ -76,10 +78,3 @@ def animal_target():
 @pytest.fixture(scope="session")
 def vase_target():
     return _target(VASE)
-
-
-def xvfb_run(folder: Path) -> list[str]:
-    """xvfb-run with its X authority file in `folder`. Left to itself it makes a temporary folder
-    for that file and, when removing it at exit fails, says so on stderr: the stream these tests
-    read for what the extension itself says."""
-    return ["xvfb-run", "-a", "-f", str(folder / ".Xauthority")]

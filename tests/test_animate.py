@@ -15,7 +15,7 @@ from PIL import Image
 from engine.cli import main
 from engine.strokes import Sketch, StrokeLayer
 from engine.svg import sketch_to_svg
-from tests.conftest import ANIMAL
+from tests.harness.paths import ANIMAL
 
 NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
 # Four strokes, one per quadrant of a 200 x 200 sketch (top left, top right, bottom left, bottom right).

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ANIMAL, VASE
-from tests.test_bridge_engine import JOB_S, ROOT, Engine, engine_env, svg_layers, wait_for
+from tests.harness.engine import JOB_S, Engine, engine_env, svg_layers, wait_for
+from tests.harness.paths import ANIMAL, ROOT, VASE
 
 pytestmark = [
     pytest.mark.slow,  # the CLI and the engine as processes

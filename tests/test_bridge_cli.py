@@ -25,11 +25,9 @@ from bridge import connection
 from bridge.client import EngineClient, EngineUnavailable, engine_command
 from bridge.protocol import VERSION
 from engine.cli import build_parser
-from tests.conftest import ANIMAL, FIELD, VASE
-from tests.test_bridge_engine import (
+from tests.harness.engine import (
     JOB_S,
     READY_S,
-    ROOT,
     Engine,
     engine_env,
     image_size,
@@ -40,6 +38,7 @@ from tests.test_bridge_engine import (
     wait_for,
     with_private_mounts,
 )
+from tests.harness.paths import ANIMAL, FIELD, ROOT, VASE
 
 pytestmark = [
     pytest.mark.slow,  # the CLI and the engine as processes

@@ -26,7 +26,7 @@ from bridge.seeds import job_seeds
 from engine.cli import main
 from engine.clip.models import OFFLINE_ENV
 from engine.render import diffvg
-from tests.conftest import ANIMAL, BALLERINA, BALLERINA_MASK, BIRD, FIELD, FIELD_MASK, VASE
+from tests.harness.paths import ANIMAL, BALLERINA, BALLERINA_MASK, BIRD, FIELD, FIELD_MASK, VASE
 from tests.sketch_svg import svg_to_sketch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,7 +43,7 @@ TINY = SceneParams(layers=(2, 11), levels=2, strokes=8, seeds=(0, 1000), iterati
 def field_target():
     from engine.io.image import load_image
     from engine.preprocess import prepare_target
-    from tests.conftest import FIELD
+    from tests.harness.paths import FIELD
 
     return prepare_target(load_image(FIELD), None)[0]
 

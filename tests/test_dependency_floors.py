@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.harness.paths import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +67,7 @@ def test_every_dependency_has_a_floor():
     assert {"torch", "open-clip-torch", "platformdirs", "pyzmq"} <= set(floors())
 
 
+@pytest.mark.network  # installs the floor version from PyPI
 def test_the_clip_features_work_with_the_lowest_open_clip(tmp_path):
     version = install_floor("open-clip-torch", tmp_path)
     code = (
@@ -92,6 +93,7 @@ print(importlib.metadata.version("open_clip_torch"))
     assert _version(run_with(tmp_path, code)) == _version(version)
 
 
+@pytest.mark.network  # installs the floor version from PyPI
 def test_the_connection_folders_work_with_the_lowest_platformdirs(tmp_path):
     version = install_floor("platformdirs", tmp_path / "site")
     code = f"""

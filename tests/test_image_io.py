@@ -17,7 +17,7 @@ from PIL import Image
 
 from bridge.errors import InputError
 from engine.io.image import MAX_PIXELS, load_image, load_mask
-from tests.conftest import BALLERINA_MASK
+from tests.harness.paths import BALLERINA_MASK
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

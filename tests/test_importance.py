@@ -16,7 +16,7 @@ from engine.methods.clipasso import eval_loss, optimise, stroke_importance
 from engine.methods.importance import by_importance, leave_one_out
 from engine.render import rasterize
 from engine.svg import sketch_to_svg
-from tests.conftest import ANIMAL
+from tests.harness.paths import ANIMAL
 from tests.sketch_svg import svg_to_sketch
 
 SIZE = 64

@@ -24,7 +24,8 @@ from engine.cli import main
 from engine.methods.ink import InkParams, optimise_ink, scale_of, taper_prior
 from engine.strokes import Sketch, StrokeLayer
 from engine.svg import read_path_stroke, sketch_to_svg
-from tests.conftest import ANIMAL, xvfb_run
+from tests.harness.inkscape import xvfb_run
+from tests.harness.paths import ANIMAL
 from tests.sketch_svg import svg_to_sketch
 
 NS = {"svg": "http://www.w3.org/2000/svg", "inkscape": "http://www.inkscape.org/namespaces/inkscape"}
@@ -302,7 +303,7 @@ def test_a_scene_in_ink_has_powerstroke_cells_over_the_whole_photo(runtime):
     """run_scene with style ink: every cell's parts come out inked, on the strokes the scene placed."""
     from bridge.params import SceneParams, SceneRequest
     from engine.jobs import run_scene
-    from tests.conftest import FIELD, FIELD_MASK
+    from tests.harness.paths import FIELD, FIELD_MASK
 
     params = SceneParams(layers=(2,), levels=1, strokes=6, seeds=(0,), iterations=1, hidden=32, aug_bank=4)
     result = run_scene(runtime, SceneRequest(FIELD, params, mask=FIELD_MASK, style="ink"))

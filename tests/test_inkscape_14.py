@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tests import test_inkscape_ext as harness
 from tests import trixie_inkscape as trixie
+from tests.harness import gtk
+from tests.harness import inkscape as harness
+from tests.harness.inkscape import OBJECT, SVG_NS, embedded_svg, run_script
 from tests.test_inkscape_designer_work import FAST, FAST_PREFS, XLINK, linked_doc, sketches
-from tests.test_inkscape_ext import OBJECT, SVG_NS, embedded_svg, run_script
 
-pytestmark = [*harness.pytestmark, pytest.mark.inkscape14]
+pytestmark = [*harness.MARKS, pytest.mark.inkscape14]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def window_14(setup, driver: str, how: str, args: list[str]) -> tuple[subprocess
 def test_inkscape_1_4s_python_drives_the_progress_window_and_stops_the_sketch(root, setup):
     """The effect under the chroot's Python 3.13, inkex 1.4 and GTK: the live window, then Stop."""
     args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=400", "--window=true"]
-    out, record = window_14({**setup, "root": root}, harness.WINDOW_DRIVER, "stop", args)
+    out, record = window_14({**setup, "root": root}, gtk.WINDOW_DRIVER, "stop", args)
     shown = json.loads(record.read_text())
     assert max(shown["preview"]) == 256 and shown["bar"].startswith("optimise"), shown
     assert out.returncode == 251 and out.stderr == b"" and b"Sketch of" not in out.stdout, out.stderr.decode()

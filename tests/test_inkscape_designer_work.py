@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tests import test_inkscape_ext as harness
-from tests.test_inkscape_ext import OBJECT, SVG_NS, TAG, embedded_svg, run_script
+from tests.harness import gtk
+from tests.harness import inkscape as harness
+from tests.harness.inkscape import OBJECT, SVG_NS, TAG, embedded_svg, run_script
 
-pytestmark = harness.pytestmark
-setup, ink_1_2 = harness.setup, harness.ink_1_2  # an installed extension, a tiny engine
+pytestmark = harness.MARKS
 
 INSERT = "org.sketch-abstraction.insert-finished"
 REFINE = "org.sketch-abstraction.refine-sketch"
@@ -206,7 +206,7 @@ def test_a_batch_sketches_what_it_can_read_and_names_the_skipped_photos_at_the_e
 
 
 ESTIMATE_DRIVER = (
-    harness.GTK_DRIVER
+    gtk.GTK_DRIVER
     + r"""
 from sketch_object import FASTER_LABEL, ObjectSketch
 

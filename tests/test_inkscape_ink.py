@@ -11,18 +11,16 @@ import pytest
 from lxml import etree
 from PIL import Image
 
-from tests.test_inkscape_ext import (
+from tests.harness.inkscape import (
+    MARKS,
     OBJECT,
     SYSTEM_EXTENSIONS,
     embedded_svg,
     inkscape_runs,
-    install_for_tests,
     run_script,
-    stop_engine,
 )
-from tests.test_inkscape_ext import pytestmark as inkscape_marks
 
-pytestmark = inkscape_marks
+pytestmark = MARKS
 NS = {
     "svg": "http://www.w3.org/2000/svg",
     "inkscape": "http://www.inkscape.org/namespaces/inkscape",
@@ -32,10 +30,9 @@ IMPORTANCE = f"{{{NS['sketchabs']}}}importance"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    installed = install_for_tests(tmp_path_factory.mktemp("ink"))
-    yield {**installed, "inkex": SYSTEM_EXTENSIONS}
-    stop_engine(installed["env"])
+def setup(setup):
+    """The session's installed extension and engine (tests/harness), read with Inkscape 1.2's own inkex."""
+    return {**setup, "inkex": SYSTEM_EXTENSIONS}
 
 
 def test_ink_object_sketch_in_real_inkscape_then_animate_it(setup, tmp_path):

@@ -14,11 +14,11 @@ from lxml import etree
 
 from engine.strokes import Sketch, StrokeLayer
 from engine.svg import sketch_to_svg
-from tests import test_inkscape_ext as harness
-from tests.test_inkscape_ext import INKSCAPE_PYTHON, SVG_NS, embedded_svg, run_script
+from tests.harness import gtk
+from tests.harness import inkscape as harness
+from tests.harness.inkscape import INKSCAPE_PYTHON, SVG_NS, embedded_svg, run_script
 
-pytestmark = harness.pytestmark
-setup, ink, ink_1_2 = harness.setup, harness.ink, harness.ink_1_2  # an installed extension, a tiny engine
+pytestmark = harness.MARKS
 
 REFINE = "org.sketch-abstraction.refine-sketch"
 SODIPODI = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}"
@@ -236,7 +236,7 @@ def test_refine_sketchs_window_shows_the_refinement_taking_shape_and_stops_it(in
     before, record = doc.read_bytes(), tmp_path / "window.json"
     args = ["--id=img1", f"--id={ids[0]}", "--iterations=2000", "--window=true"]
     env = {**harness.window_env(ink_1_2, doc, tmp_path), "EFFECT": "sketch_refine:RefineSketch"}
-    out = harness.under_xvfb(harness.WINDOW_DRIVER, "stop", str(record), *args, str(doc), cwd=ink_1_2["ext"], env=env)
+    out = harness.under_xvfb(gtk.WINDOW_DRIVER, "stop", str(record), *args, str(doc), cwd=ink_1_2["ext"], env=env)
     assert record.exists(), f"the window never showed optimisation progress: {out.stderr.decode()}"
     shown = json.loads(record.read_text())
     assert max(shown["preview"]) == 256, "the live preview shows the refinement so far"

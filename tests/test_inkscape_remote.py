@@ -11,20 +11,30 @@ import zmq
 from lxml import etree
 
 from bridge.client import EngineClient
-from tests.test_bridge_engine import Engine, engine_env
-from tests.test_inkscape_ext import (  # noqa: F401 (fixtures, skip marker)
+from tests.harness.engine import Engine, cli, engine_env, free_port
+from tests.harness.inkscape import (
     FAST,
+    MARKS,
     SVG_NS,
     embedded_svg,
-    ink_1_2,
+    install_for_tests,
     levels,
-    pytestmark,
     run_script,
-    setup,
     sketch_layers,
+    stop_engine,
 )
 from tests.test_inkscape_refine import IMPORTANCE, sketch_doc
-from tests.test_remote_engine import cli, free_port
+
+pytestmark = MARKS
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """An installation of this module's own, not the session's: its tests check that choosing the
+    shared engine starts no engine on this computer, so none may have run in it before."""
+    installed = install_for_tests(tmp_path_factory.mktemp("ink"))
+    yield installed
+    stop_engine(installed["env"])
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,7 @@ def no_local_engine(ink) -> bool:
     return not (run / "engine.json").exists()
 
 
-def test_run_tab_remote_sketches_on_the_shared_engine(ink_1_2, shared, tmp_path):  # noqa: F811
+def test_run_tab_remote_sketches_on_the_shared_engine(ink_1_2, shared, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
     out = run_script(ink_1_2, "sketch_object.py", doc, "--id=img1", *FAST, "--engine=remote", f"--remote={shared.file}")
     assert out.returncode == 0, out.stderr.decode()
@@ -56,7 +66,7 @@ def test_run_tab_remote_sketches_on_the_shared_engine(ink_1_2, shared, tmp_path)
     assert any(r["state"] == "done" for r in records), "the shared engine did not run the job"
 
 
-def test_run_tab_remote_submit_and_return_then_insert_from_the_same_engine(ink_1_2, shared, tmp_path):  # noqa: F811
+def test_run_tab_remote_submit_and_return_then_insert_from_the_same_engine(ink_1_2, shared, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img2"}])
     remote = ("--engine=remote", f"--remote={shared.file}")
     out = run_script(ink_1_2, "sketch_object.py", doc, "--id=img2", *FAST[:-1], *remote, "--detach=true")
@@ -70,7 +80,7 @@ def test_run_tab_remote_submit_and_return_then_insert_from_the_same_engine(ink_1
     assert no_local_engine(ink_1_2)
 
 
-def test_run_tab_remote_without_a_file_or_with_a_refused_key_says_what_to_do(ink_1_2, shared, tmp_path):  # noqa: F811
+def test_run_tab_remote_without_a_file_or_with_a_refused_key_says_what_to_do(ink_1_2, shared, tmp_path):
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img3"}])
     out = run_script(ink_1_2, "sketch_object.py", doc, "--id=img3", *FAST, "--engine=remote")
     assert out.returncode != 0 and "names no connection file" in out.stderr.decode()
@@ -84,7 +94,7 @@ def test_run_tab_remote_without_a_file_or_with_a_refused_key_says_what_to_do(ink
     assert doc.read_text().count("<image") == 1 and no_local_engine(ink_1_2)
 
 
-def test_refine_sketch_on_a_shared_engine_lands_in_place_and_a_given_up_wait_comes_in_later(ink_1_2, shared, tmp_path):  # noqa: F811
+def test_refine_sketch_on_a_shared_engine_lands_in_place_and_a_given_up_wait_comes_in_later(ink_1_2, shared, tmp_path):
     """The Run tab's shared engine: the refine runs there (a CURVE engine on 127.0.0.1) and lands in
     place; a wait given up is remembered as a refine job of that engine, which Insert Finished
     Sketches fetches from it and links as a refine of the photo (not as its object sketch)."""

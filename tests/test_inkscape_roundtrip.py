@@ -20,22 +20,19 @@ import pytest
 from lxml import etree
 
 from bridge import connection
-from tests.test_inkscape_ext import (
+from tests.harness.inkscape import (
     EXAMPLE,
     INKSCAPE_PYTHON,
     OBJECT,
     ROOT,
     SVG_NS,
-    SYSTEM_EXTENSIONS,
     TAG,
     embedded_svg,
     inkscape_runs,
-    install_for_tests,
     levels,
     path_points,
     run_script,
     sketch_layers,
-    stop_engine,
 )
 
 FAST = ["--levels=6,3", "--quality=custom", "--seeds=1", "--iterations=10", "--window=false"]
@@ -48,19 +45,6 @@ pytestmark = [
     pytest.mark.slow,  # real Inkscape, its Python, and the engine process
     pytest.mark.skipif(shutil.which("inkscape") is None, reason="Inkscape is not installed"),
 ]
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """This module's installation and tiny-model engine (as test_inkscape_ext's `setup`)."""
-    installed = install_for_tests(tmp_path_factory.mktemp("roundtrip"))
-    yield installed
-    stop_engine(installed["env"])
-
-
-@pytest.fixture
-def ink_1_2(setup):
-    return {**setup, "inkex": SYSTEM_EXTENSIONS}
 
 
 def sketches(svg_bytes: bytes) -> list:

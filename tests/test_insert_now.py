@@ -12,21 +12,17 @@ import time
 import pytest
 
 from bridge.client import EngineClient
-from tests.test_bridge_engine import wait_for
-from tests.test_inkscape_ext import (
-    GTK_DRIVER,
+from tests.harness.engine import wait_for
+from tests.harness.gtk import GTK_DRIVER
+from tests.harness.inkscape import (
     TAG,
     embedded_svg,
     levels,
     needs_gtk,
     run_script,
-    setup,  # noqa: F401 (a fixture)
     sketch_layers,
     under_xvfb,
     window_env,
-)
-from tests.test_inkscape_ext import (
-    ink_1_2 as ink_1_2,
 )
 
 pytestmark = pytest.mark.slow  # the real engine process and the real window

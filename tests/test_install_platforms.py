@@ -236,6 +236,7 @@ def network():
 MACHO = {b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"}  # 64-bit Mach-O, universal (fat) binary
 
 
+@pytest.mark.network  # downloads from PyPI
 @pytest.mark.slow
 @pytest.mark.parametrize("minor", [10, 11, 12])
 @pytest.mark.parametrize("kind", ["win_amd64", "macos_arm64", "macos_x86_64"])
@@ -263,6 +264,7 @@ def run_install(*args: str, env: dict | None = None) -> subprocess.CompletedProc
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.network  # downloads from PyPI
 @pytest.mark.slow
 def test_install_puts_a_pyzmq_that_inkscapes_python_imports_in_vendor(tmp_path, network):
     """An interpreter without pyzmq (a bare venv stands in for Inkscape's Python) gets one that it
@@ -311,6 +313,7 @@ def test_install_with_inkscapes_msys2_python_says_what_to_do_and_keeps_the_rest(
     assert "Installed the Inkscape extension" in out.stdout
 
 
+@pytest.mark.network  # downloads from PyPI
 @pytest.mark.slow
 @shell_scripts
 def test_a_wheel_that_would_not_load_is_not_kept(tmp_path, network):

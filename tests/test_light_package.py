@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import bridge
-from tests.conftest import ANIMAL, ROOT
+from tests.harness.paths import ANIMAL, ROOT
 
 # A Python where the engine's dependencies do not exist: importing any of them fails as it would there.
 BLOCK = """

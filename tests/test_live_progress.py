@@ -14,12 +14,9 @@ import pytest
 from PIL import Image
 
 from bridge.client import JobFailed
-from tests.conftest import ANIMAL, FIELD
-from tests.test_bridge_engine import (
+from tests.harness.engine import (
     JOB_S,
     READY_S,
-    ROOT,
-    Engine,
     engine_env,
     long_params,
     sketch_job,
@@ -28,19 +25,13 @@ from tests.test_bridge_engine import (
     wait_idle,
     wait_running,
 )
-from tests.test_inkscape_ext import INKSCAPE_PYTHON, SYSTEM_EXTENSIONS, install_for_tests
+from tests.harness.inkscape import INKSCAPE_PYTHON, SYSTEM_EXTENSIONS
+from tests.harness.paths import ANIMAL, FIELD, ROOT
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
 ]
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    eng = Engine(tmp_path_factory.mktemp("live")).start()
-    yield eng
-    eng.stop()
 
 
 @pytest.fixture
@@ -161,11 +152,11 @@ def test_submit_keeps_a_preview_png_next_to_the_svg(tmp_path):
 
 
 @pytest.mark.skipif(not Path(INKSCAPE_PYTHON).exists(), reason="Inkscape's Python is not installed")
-def test_the_window_gives_a_scenes_time_left_as_an_estimate_and_a_sketchs_as_a_bound(tmp_path):
+def test_the_window_gives_a_scenes_time_left_as_an_estimate_and_a_sketchs_as_a_bound(setup):
     """Object sketches stop early as they converge, so their time left is "at most"; a scene runs
     every stage to its count, and its time left is "about" (the status line the window and Engine
     Status show, as the installed extension computes it under Inkscape's Python)."""
-    installed = install_for_tests(tmp_path)
+    installed = setup  # the session's installed extension (tests/harness)
     content = {"detail": "simplicity 3/8", "loss": 0.5, "eta_s": 600.0}
     code = f"import sketchabs; from sketchabs.progress import status_line; c = {content!r}; " + (
         "print(status_line(c, 'scene')); print(status_line(c, 'sketch'))"

@@ -13,7 +13,7 @@ import pytest
 
 from bridge import atomic, client
 from bridge.client import EngineClient, EngineUnavailable, engine_command
-from tests.conftest import ROOT
+from tests.harness.paths import ROOT
 
 SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
 

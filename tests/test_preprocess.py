@@ -10,7 +10,7 @@ from PIL import Image
 
 from engine.io.image import load_image, load_mask
 from engine.preprocess import CanvasMap, prepare_target
-from tests.conftest import BALLERINA, BALLERINA_MASK
+from tests.harness.paths import BALLERINA, BALLERINA_MASK
 
 # --- CanvasMap -----------------------------------------------------------------------------------
 

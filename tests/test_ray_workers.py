@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from bridge.params import SketchRequest
-from tests.conftest import ANIMAL
-from tests.test_bridge_engine import JOB_S, Engine, sketch_job, svg_layers, tiny_params, wait_for
+from tests.harness.engine import JOB_S, Engine, sketch_job, svg_layers, tiny_params, wait_for
+from tests.harness.paths import ANIMAL
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"), pytest.mark.slow]
@@ -94,7 +94,7 @@ def test_a_ray_engine_says_it_cannot_send_a_running_jobs_sketch_and_runs_on(clus
     """Insert it as it is now: the strokes stay in the actor's process, so the engine says why there
     is nothing to insert (docs/inkscape.md says so) instead of leaving the designer waiting."""
     from bridge.client import JobFailed
-    from tests.test_bridge_engine import long_params, wait_idle
+    from tests.harness.engine import long_params, wait_idle
     from tests.test_snapshot import wait_optimising
 
     client = cluster.client(timeout_s=60)

@@ -24,7 +24,7 @@ from bridge.svgtransform import IDENTITY
 from engine.cli import main
 from engine.methods.clipasso import eval_loss
 from engine.methods.refine import added_strokes, covered, refine, simplified
-from tests.conftest import ANIMAL
+from tests.harness.paths import ANIMAL
 
 SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
@@ -427,24 +427,20 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(four_strokes, t
 
 
 def test_a_sketch_of_another_photo_is_refused(four_strokes, tmp_path, capsys):
-    from tests.conftest import VASE
+    from tests.harness.paths import VASE
 
     assert main(["refine", str(VASE), str(four_strokes), *TINY, "-o", str(tmp_path / "o.svg")]) == 2
     assert "the sketch is 248x248 px but the photo is 240x240" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_refine_over_the_bridge_returns_the_strokes_with_their_sources(tmp_path):
-    from tests.test_bridge_engine import JOB_S, Engine
+def test_refine_over_the_bridge_returns_the_strokes_with_their_sources(client):
+    """Through the session's tiny-model engine (tests/harness)."""
+    from tests.harness.engine import JOB_S
 
-    engine = Engine(tmp_path).start()
-    try:
-        client = engine.client()
-        job, buffers = request_to_json(request().validate())
-        job_id, _ = client.submit(job, buffers, name="refine.png")
-        svg = client.wait(job_id, timeout_s=JOB_S).svg
-    finally:
-        engine.stop()
+    job, buffers = request_to_json(request().validate())
+    job_id, _ = client.submit(job, buffers, name="refine.png")
+    svg = client.wait(job_id, timeout_s=JOB_S).svg
     paths = etree.fromstring(svg).findall(f".//{{{SVG_NS}}}path")
     sources = sorted(int(p.get("{https://sketch-abstraction.org/ns}source")) for p in paths)
     assert sources == [0, 1]

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,17 +25,18 @@ import zmq
 from bridge import connection, protocol
 from bridge.client import ClientError, EngineClient, JobFailed, Refused
 from bridge.protocol import DELIMITER
-from tests.conftest import ANIMAL
-from tests.test_bridge_engine import (
+from tests.harness.engine import (
     JOB_S,
-    ROOT,
-    Engine,
+    cli,
+    designer,
     engine_env,
+    free_port,
     long_params,
     sketch_job,
     svg_layers,
     wait_for,
 )
+from tests.harness.paths import ANIMAL
 
 PATH = "{http://www.w3.org/2000/svg}path"
 
@@ -44,21 +44,6 @@ pytestmark = [
     pytest.mark.slow,  # the real engine process
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),
 ]
-
-
-def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "engine", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Relay:
@@ -91,29 +76,6 @@ class Relay:
 
     def close(self) -> None:
         self.server.close()
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    """An engine listening on 127.0.0.1:PORT with CURVE, and connection files of alice, bob and carol."""
-    base = tmp_path_factory.mktemp("remote")
-    env = engine_env(base)
-    port = free_port()
-    files = {}
-    for name in ("alice", "bob", "carol"):
-        cli(env, "keys", "new", name)
-        files[name] = base / f"{name}.json"
-        cli(env, "keys", "export", name, "--address", f"127.0.0.1:{port}", "-o", str(files[name]))
-    eng = Engine(base, env).start("--listen", f"127.0.0.1:{port}")
-    eng.port, eng.files = port, files
-    yield eng
-    eng.stop()
-
-
-def designer(remote, name: str, timeout_s: float = 20.0) -> EngineClient:
-    client = EngineClient.connect(remote=remote.files[name], timeout_s=timeout_s)
-    remote.clients.append(client)
-    return client
 
 
 def results(remote) -> set[str]:
@@ -389,7 +351,7 @@ def test_a_remote_file_of_another_protocol_version_names_the_fix(tmp_path):
 def test_a_sketch_from_a_shared_engine_with_test_models_says_so_whatever_this_computer_is_set_up_for(remote, tmp_path):
     """This computer's extension is set up for the real ("openai") models; the shared engine runs
     tiny random ones: the layer carries the test-models tag, because that engine computed it."""
-    from tests.test_inkscape_ext import FAST, SYSTEM_EXTENSIONS, TAG, embedded_svg, install_for_tests, run_script
+    from tests.harness.inkscape import FAST, SYSTEM_EXTENSIONS, TAG, embedded_svg, install_for_tests, run_script
 
     installed = install_for_tests(tmp_path)
     config = installed["ext"] / "engine.json"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import DATA, ROOT
 from tests.data import draw
+from tests.harness.paths import DATA, ROOT
 
 # Folders and files whose code runs on a user's clone: the product, its tests, scripts and benchmarks.
 CHECKED = [

@@ -38,7 +38,7 @@ from engine.scene.combine import (
 from engine.scene.inpaint import filler
 from engine.scene.split import ObjectFrame, hole_mask, keep_large_components, normalise_object, split_scene
 from engine.svg import INKSCAPE_NS, SVG_NS
-from tests.conftest import BALLERINA, BALLERINA_MASK, FIELD, FIELD_MASK
+from tests.harness.paths import BALLERINA, BALLERINA_MASK, FIELD, FIELD_MASK
 from tests.sketch_svg import svg_to_sketch
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*meaningless:UserWarning")

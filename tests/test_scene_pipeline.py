@@ -27,7 +27,7 @@ from engine.scene.combine import matrix_sketch
 from engine.scene.inpaint import LAMA, filler, tiny_lama_file
 from engine.scene.split import ObjectFrame, hole_mask, split_scene
 from engine.svg import sketch_to_svg
-from tests.conftest import BALLERINA
+from tests.harness.paths import BALLERINA
 from tests.sketch_svg import svg_to_sketch
 
 pytestmark = [

@@ -13,12 +13,10 @@ import pytest
 from bridge.client import JobFailed
 from bridge.params import ClipassoParams, SceneParams, SceneRequest, request_to_json
 from engine.methods.clipasso import BestSoFar, level_strokes
-from tests.conftest import ANIMAL
-from tests.test_bridge_engine import (
+from tests.harness.engine import (
     ALWAYS,
     JOB_S,
-    client,  # noqa: F401 (a fixture)
-    engine,  # noqa: F401 (a fixture)
+    designer,
     image_size,
     long_params,
     sketch_job,
@@ -27,7 +25,7 @@ from tests.test_bridge_engine import (
     wait_for,
     wait_idle,
 )
-from tests.test_remote_engine import designer, remote  # noqa: F401 (a fixture)
+from tests.harness.paths import ANIMAL
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -50,7 +48,7 @@ def wait_optimising(engine_client, job_id: str) -> None:
     wait_for(optimising, JOB_S, f"job {job_id} to optimise")
 
 
-def test_a_running_jobs_snapshot_is_the_sketch_of_every_level_and_the_job_runs_on(engine, client):  # noqa: F811
+def test_a_running_jobs_snapshot_is_the_sketch_of_every_level_and_the_job_runs_on(engine, client):
     job_id, _ = client.submit(*sketch_job(params=running_levels(), color="#aa0000"), name="now.png")
     wait_optimising(client, job_id)
     svg = client.snapshot(job_id)
@@ -63,7 +61,7 @@ def test_a_running_jobs_snapshot_is_the_sketch_of_every_level_and_the_job_runs_o
     wait_idle(client)
 
 
-def test_a_finished_queued_unknown_or_scene_job_has_no_snapshot_and_says_why(engine, client):  # noqa: F811
+def test_a_finished_queued_unknown_or_scene_job_has_no_snapshot_and_says_why(engine, client):
     done_id, _ = client.submit(*sketch_job(), name="done.png")
     client.wait(done_id, timeout_s=JOB_S)
     with pytest.raises(JobFailed) as finished:
@@ -92,7 +90,7 @@ def test_a_finished_queued_unknown_or_scene_job_has_no_snapshot_and_says_why(eng
     wait_idle(client)
 
 
-def test_another_designer_cannot_fetch_a_running_jobs_snapshot(remote):  # noqa: F811
+def test_another_designer_cannot_fetch_a_running_jobs_snapshot(remote):
     alice, bob = designer(remote, "alice"), designer(remote, "bob")
     job_id, _ = alice.submit(*sketch_job(params=running_levels()), name="alice.png")
     wait_optimising(alice, job_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge.params import ClipassoParams, SceneParams, SceneRequest, SketchRequest
 from bridge.wording import count
 from engine import budget
-from tests.conftest import ANIMAL, FIELD
+from tests.harness.paths import ANIMAL, FIELD
 
 
 def test_count_is_singular_for_one_and_plural_otherwise():
