@@ -28,6 +28,7 @@ SUFFIXES = {".py", ".sh", ".inx", ".toml", ".cfg", ".yaml", ".yml", ""}
 # Absolute paths the code may name: the system's own (interpreters, /proc, /run/user, Inkscape's install
 # folders) and one that exists nowhere on purpose (tests of a missing file).
 SYSTEM_ROOTS = {"usr", "proc", "dev", "sys", "tmp", "etc", "bin", "run", "Applications", "Library", "nonexistent"}
+SYSTEM_ROOTS |= {"org"}  # D-Bus object paths (/org/a11y/bus: the menu test reads Inkscape's window over it)
 ABSOLUTE = re.compile(r"""["'](/[A-Za-z0-9_.-]+)(?:/[^"'\s]*)?["']""")
 UPWARD = re.compile(r"""\.\./+shared|parents\[[2-9]\]|(?:\.parent){3,}""")
 
