@@ -11,7 +11,7 @@ from pathlib import Path
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from bridge.client import engine_environment
+from bridge.launcher import engine_environment
 from sketchabs import engine_link, gui
 from sketchabs.effect import abort_on_errors
 from sketchabs.images import SelectionError

@@ -76,7 +76,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_settings(args: argparse.Namespace) -> dict:
-    """The engine options as `Runtime.create` and `bridge.client.engine_command` take them."""
+    """The engine options as `Runtime.create` and `bridge.launcher.engine_command` take them."""
     return {
         "device": args.device,
         "models": args.models,

@@ -257,7 +257,8 @@ def client_errors(command):
 def connect_client(args=None, start: bool = False):
     """A client of this computer's engine (started if `start` and none runs), or of the remote
     engine of `args.remote`. A remote engine runs the models its administrator chose."""
-    from bridge.client import EngineClient, engine_command
+    from bridge.client import EngineClient
+    from bridge.launcher import engine_command
 
     remote = getattr(args, "remote", None)
     if remote:
