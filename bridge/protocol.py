@@ -8,7 +8,7 @@ ZeroMQ message (multipart) of a few frames:
 (see "Parts and chunks" below for the data frames).
 
 `signature` is the hex HMAC-SHA256, under the key from the connection file, of every frame after it
-(the four JSON parts and the buffers), each preceded by its length as 8 big-endian bytes; checked in
+(the JSON parts and the data frames), each preceded by its length as 8 big-endian bytes; checked in
 constant time. (Jupyter signs the JSON parts only and without lengths; we also cover the images and
 SVGs, and frame boundaries.) The header carries `version` and `date` (UTC, microseconds); a message
 of another version, an unknown type or a malformed part is answered with an `error`. Binary

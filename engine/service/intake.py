@@ -62,10 +62,10 @@ class Intake:
     def receive(self, router: zmq.Socket) -> tuple[str, list[bytes], Message] | None:
         """The next part; (sender, routing ids, message) when it completes a message, else None
         (a chunk of one in progress, or a defect, answered with an error reply)."""
-        frames = router.recv_multipart(copy=False)
+        frames, count, size = _read(router)
         fd, sender = frames[0].get(zmq.SRCFD), _user_id(frames[0])
         self.guard.proven(fd)
-        peer, count = frames[0].bytes, len(frames)
+        peer = frames[0].bytes
         views = [frame.buffer for frame in frames]
         del frames
         session = self.signers.session(sender)
@@ -73,7 +73,7 @@ class Intake:
             if count > MAX_FRAMES:
                 log(
                     f"a client ({sender or 'no identity'}) sent one message of {count - 1} frames "
-                    f"({sum(len(v) for v in views) / 2**20:.1f} MiB), which ZeroMQ held whole; ended its connection "
+                    f"({size / 2**20:.1f} MiB), which ZeroMQ held whole; ended its connection "
                     "(revoke its key if this repeats: `keys revoke NAME`)"
                 )
                 end_connection(fd)
@@ -96,6 +96,20 @@ class Intake:
                 "send it again",
             )
             self.send(stalled.sender, [stalled.connection], Message("error", content, parent=stalled.header))
+
+
+def _read(router: zmq.Socket) -> tuple[list[zmq.Frame], int, int]:
+    """The next message's first MAX_FRAMES + 1 frames (zmq's buffers, not copied), its frame count
+    and its size: the frames past those are dropped as they are read, so a message of countless
+    frames costs the engine no Python object per frame."""
+    last = router.recv(copy=False)
+    frames, count, size = [last], 1, len(last)
+    while last.more:
+        last = router.recv(copy=False)
+        count, size = count + 1, size + len(last)
+        if len(frames) <= MAX_FRAMES:
+            frames.append(last)
+    return frames, count, size
 
 
 def guarded(handle: Callable[..., Any], *args: Any) -> None:
