@@ -57,6 +57,14 @@ def is_layer(element: Any) -> bool:
     return bool(element.tag == GROUP and element.get(GROUPMODE) == "layer")
 
 
+def layer_of(element: Any) -> Any:
+    """The layer holding `element` (its nearest ancestor that is a layer), or None."""
+    parent = element.getparent()
+    while parent is not None and not is_layer(parent):
+        parent = parent.getparent()
+    return parent
+
+
 def layer_paths(layer: Any) -> list[Any]:
     """The layer's `<path>`s in document order, looking through plain groups, not into sublayers."""
     out = []
@@ -143,7 +151,7 @@ def read_result(svg: bytes) -> tuple[list[Refined], float]:
             ink = tuple(inkpath.half_widths(effect))
             stroke = dataclasses.replace(stroke, ink=ink, outline=outline, effect=tuple(effect.attrib.items()))
         else:
-            width = _stroke_width(path)
+            width = stroke_width(path)
             stroke = dataclasses.replace(stroke, width=width)
         strokes.append(stroke)
     return strokes, width
@@ -250,10 +258,10 @@ def _path_width(path: Any) -> float:
             knots = []
         if knots and all(math.isfinite(w) and w > 0 for w in knots):
             return 2 * sum(knots) / len(knots)
-    return _stroke_width(path)
+    return stroke_width(path)
 
 
-def _stroke_width(path: Any) -> float:
+def stroke_width(path: Any) -> float:
     """The path's stroke-width in its user units (a number, optionally "px"); SVG's default otherwise."""
     try:
         width = float(_style(path).get("stroke-width", "").strip().removesuffix("px"))

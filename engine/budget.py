@@ -145,21 +145,21 @@ def estimate(runtime: Any, kind: str, request: Request) -> Estimate:
         what = f"1 sketch: a refinement of {strokes} strokes"
         views = 1 + ClipassoParams.num_aug
     else:
-        p = request.params
+        sp = request.params  # SceneParams; `p` above is ClipassoParams
         parts = 1 if isinstance(request.mask, str) and request.mask == MASK_NONE else 2
-        sketches = parts * len(p.layers) * len(p.seeds)
-        strokes = sketches * p.strokes
+        sketches = parts * len(sp.layers) * len(sp.seeds)
+        strokes = sketches * sp.strokes
         shape = footprint(runtime, VIT_B32, kind)
-        points = p.strokes * p.control_points * 2
-        mlps = 2 * points * p.hidden + 2 * p.strokes * p.hidden + 2 * p.hidden**2  # MLP_loc, MLP_simp
-        bank = bank_size(p.aug_bank, runtime.device)  # `auto`: the bank this device will build
+        points = sp.strokes * sp.control_points * 2
+        mlps = 2 * points * sp.hidden + 2 * sp.strokes * sp.hidden + 2 * sp.hidden**2  # MLP_loc, MLP_simp
+        bank = bank_size(sp.aug_bank, runtime.device)  # `auto`: the bank this device will build
         lasting = parts * (bank + 1) * shape.features
         state = mlps * OPTIMISER_BYTES_PER_PARAM  # each sketch's own MLPs and their Adam moments
         what = (
-            f"{count(sketches, 'sketch', 'sketches')}: {count(parts, 'part')} x {count(len(p.layers), 'layer')} x "
-            f"{count(len(p.seeds), 'seed')}, {p.strokes} strokes"
+            f"{count(sketches, 'sketch', 'sketches')}: {count(parts, 'part')} x {count(len(sp.layers), 'layer')} x "
+            f"{count(len(sp.seeds), 'seed')}, {sp.strokes} strokes"
         )
-        views = 1 + p.num_aug
+        views = 1 + sp.num_aug
     per_sketch = views * (math.ceil(shape.per_image * BACKWARD_FACTOR) + CANVAS_BYTES) + state
     fixed = BASE_BYTES + RASTER_SCRATCH_BYTES + shape.fixed + lasting + _image_bytes(request.image)
     total = fixed + sketches * per_sketch + strokes * STROKE_BYTES
@@ -286,8 +286,9 @@ def _image_bytes(source: Any) -> int:
             ) as fp,
             Image.open(fp, formats=IMAGE_FORMATS) as im,
         ):  # a FIFO is refused, not waited on
-            check_image_size(*im.size, "the image")
-            return 2 * 3 * max(im.size) ** 2
+            width, height = im.size
+            check_image_size(width, height, "the image")
+            return 2 * 3 * max(width, height) ** 2
     except Exception:  # unreadable or over the limits
         return 0
 

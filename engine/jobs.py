@@ -278,7 +278,11 @@ class JobOutput:
     notes: list[str]
 
 
-JOBS = {"sketch": run_sketch, "scene": run_scene, "refine": run_refine}
+JOBS: dict[str, Callable[..., SketchResult | SceneResult | RefineResult]] = {
+    "sketch": run_sketch,
+    "scene": run_scene,
+    "refine": run_refine,
+}
 """The job functions by the kind names of bridge.params.REQUESTS."""
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Animate Sketch: the selected sketch drawn stroke by stroke, most
+"""Extensions > Sketch Abstraction > Tools > Animate Sketch: the selected sketch drawn stroke by stroke, most
 important first, written next to the document as an animated SVG or a GIF. The engine's Python does
 the work (`sketch-abstraction animate`, engine/motion); this effect only picks the layer and the file."""
 
@@ -12,8 +12,9 @@ import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.launcher import engine_environment
+from bridge.sketchlayer import LABEL
 from sketchabs import engine_link, gui
-from sketchabs.effect import abort_on_errors
+from sketchabs.engine_effect import abort_on_errors
 from sketchabs.images import SelectionError
 from sketchabs.placement import PHOTO
 
@@ -36,7 +37,7 @@ class AnimateSketch(inkex.EffectExtension):
         document = engine_link.document_path()
         if not document:
             raise SelectionError("Save the document first: the animation is written next to it.")
-        label = layer.get(inkex.addNS("label", "inkscape")) or layer.get_id()
+        label = layer.get(LABEL) or layer.get_id()
         slug = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-") or "sketch"
         out = Path(document).with_name(f"{Path(document).stem}-{slug}-animated.{self.options.format}")
         command = [engine_link.load_config().python, "-m", "engine", "animate", self.options.input_file]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Insert Finished Sketches: results of jobs whose wait was given up
+"""Extensions > Sketch Abstraction > Tools > Insert Finished Sketches: results of jobs whose wait was given up
 ("Keep it running in the background", the window closed, "submit and return", time limit), placed
 over their photos in this document (replacing or adding a variation, as chosen when submitted)."""
 
@@ -8,7 +8,8 @@ import inkex
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.client import JobFailed, JobResult
 from sketchabs import engine_link, gui, headless, links, messages
-from sketchabs.effect import abort_on_errors, insert_results
+from sketchabs.effect import insert_results
+from sketchabs.engine_effect import abort_on_errors
 
 
 class InsertFinished(inkex.EffectExtension):

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Extensions > Sketch Abstraction > Object Sketch: CLIPasso at several stroke counts over each photo."""
 
+import inkex
+
 import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge.errors import InputError
 from bridge.params import ClipassoParams, SketchRequest
@@ -22,6 +24,7 @@ class ObjectSketch(SketchEffect):
         pars.add_argument("--quality", default="standard", choices=(*QUALITY, "custom"))
         pars.add_argument("--seeds", type=int, default=2)  # Custom starts from Standard's values
         pars.add_argument("--iterations", type=int, default=1000)
+        pars.add_argument("--converge", type=inkex.Boolean, default=True)
         pars.add_argument("--points", type=int, default=4)
 
     def strokes(self) -> tuple[int, ...]:
@@ -52,11 +55,14 @@ class ObjectSketch(SketchEffect):
     def request(self, photo, mask, variation):
         strokes = self.strokes()
         seeds, iterations = self.preset()
+        custom = self.options.quality == "custom"
         params = ClipassoParams(
             strokes=strokes,
             seeds=self.seeds(seeds, variation),
             iterations=iterations,
             control_points=self.options.points,
+            # 0: every iteration runs (abs(change) <= 0 only for an unchanged loss)
+            min_delta=ClipassoParams.min_delta if self.options.converge or not custom else 0.0,
         )
         return SketchRequest(image=photo.data, params=params, mask=mask, **self.stroke_options()).validate()
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Engine Status: is the engine up (or why it cannot start), on which
+"""Extensions > Sketch Abstraction > Tools > Engine Status: is the engine up (or why it cannot start), on which
 device, what the quality presets take on it, and its sketches by photo name with their progress."""
 
 import os
@@ -13,7 +13,7 @@ from bridge.client import EngineClient, EngineUnavailable
 from bridge.launcher import last_start_error
 from bridge.wording import count
 from sketchabs import engine_link, estimate, gui, headless, messages
-from sketchabs.effect import abort_on_errors, runs_test_models
+from sketchabs.engine_effect import abort_on_errors, runs_test_models
 from sketchabs.images import short_label
 from sketchabs.progress import duration, status_line
 

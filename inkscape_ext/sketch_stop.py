@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Extensions > Sketch Abstraction > Stop Sketches: cancel this document's sketches in the engine, or
+"""Extensions > Sketch Abstraction > Tools > Stop Sketches: cancel this document's sketches in the engine, or
 every sketch, or also stop the engine (it frees its memory; the next sketch starts it again)."""
 
 import inkex
@@ -8,7 +8,7 @@ import sketchabs  # noqa: F401  (makes the vendored client importable)
 from bridge import connection
 from bridge.client import EngineClient, EngineUnavailable
 from sketchabs import engine_link, gui, headless, messages
-from sketchabs.effect import abort_on_errors
+from sketchabs.engine_effect import abort_on_errors
 from sketchabs.progress import cancel
 
 ACTIVE = ("queued", "running")

@@ -184,7 +184,7 @@ def test_key_less_peers_that_start_a_huge_frame_cost_the_engine_almost_nothing(w
 
 
 def test_what_strangers_can_cost_at_most_is_their_pending_connections_times_one_frame(local):
-    """The README's bound, measured: PENDING strangers (from four loopback addresses, the most
+    """docs/reliability.md's bound, measured: PENDING strangers (from four loopback addresses, the most
     that are kept) each send all but the last byte of a handshake frame of FRAME_BYTES, the largest
     the engine reads. Their cost is PENDING x (one frame + libzmq's 8 KiB read buffer + its
     per-connection state); more strangers only end the oldest of them."""
@@ -202,7 +202,7 @@ def test_what_strangers_can_cost_at_most_is_their_pending_connections_times_one_
         time.sleep(2.0)
         grown_kib = rss_kib(local.pid) - resident
         print(f"{len(strangers)} strangers, at most {connections.PENDING} kept: the engine grew {grown_kib} KiB")
-        assert grown_kib < connections.PENDING * (protocol.FRAME_BYTES // 1024 + 8 + 128), grown_kib  # README: ~8 MiB
+        assert grown_kib < connections.PENDING * (protocol.FRAME_BYTES // 1024 + 8 + 128), grown_kib  # docs: ~8 MiB
         assert client.status()["pid"] == local.pid
     finally:
         for sock in strangers:

@@ -173,7 +173,7 @@ def test_a_stop_in_real_inkscape_keeps_the_document_and_the_selection_and_says_n
     said: list = []
     stopper = threading.Thread(target=stop_when_running, args=(ink, doc, said))
     stopper.start()
-    prefs = {**FAST_PREFS, "levels": "6", "iterations": "100000", "mask": "path"}
+    prefs = {**FAST_PREFS, "levels": "6", "iterations": "100000", "converge": "false", "mask": "path"}
     result = tmp_path / "result.svg"
     actions = f"select-by-id:img1,m;{OBJECT}.noprefs;select-list;export-filename:{result};export-do"
     out = harness.inkscape_runs(setup, OBJECT, prefs, actions, doc, timeout_s=200)
@@ -288,13 +288,15 @@ def test_without_gtk_the_sketch_runs_in_the_background_and_can_be_stopped(ink_1_
     cancels it) and Insert Finished Sketches."""
     harness.needs_gtk()  # for xvfb-run's display; GTK itself is hidden from the effect
     doc = embedded_svg(tmp_path / "doc.svg", [{"id": "img1"}])
-    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=100000", "--window=true"]
+    args = ["--id=img1", "--levels=6", "--quality=custom", "--seeds=1", "--iterations=100000", "--converge=false"]
+    args += ["--window=true"]
     env = harness.window_env(ink_1_2, doc, tmp_path)
     out = harness.under_xvfb(WITHOUT_GTK, "sketch_object.py", *args, str(doc), cwd=ink_1_2["ext"], env=env)
     said = out.stderr.decode()
     assert out.returncode == 251 and b"Sketch of" not in out.stdout, said
     assert "Submitted 1 sketch to the engine, where it runs in the background" in said, said
-    assert "To stop: Extensions > Sketch Abstraction > Stop Sketches" in said and "Insert Finished Sketches" in said
+    assert "To stop: Extensions > Sketch Abstraction > Tools > Stop Sketches" in said, said
+    assert "Insert Finished Sketches" in said, said
     stopped = run_script(ink_1_2, "sketch_stop.py", doc, "--which=document")
     assert "Stopped 1 sketch in the engine" in stopped.stderr.decode(), stopped.stderr.decode()
 

@@ -876,3 +876,156 @@ def test_install_is_idempotent_and_uninstalls(tmp_path):
     assert [p.name for p in (profile / "extensions").iterdir()] == ["sketch-abstraction"], "no leftovers"
     out = subprocess.run([*command, "--uninstall"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and not ext.exists()
+
+
+# Extensions > Sketch Abstraction as the designer sees it: the two everyday effects first, the rest in
+# a nested "Tools" submenu. Inkscape (1.2 and 1.4 alike) sorts a submenu's entries and nested submenus
+# together by name, so a nested submenu must be named to sort after "Scene Sketch" ("More" would come
+# first). Read from the real 1.2 window below; 1.4.0 was read the same way in a Debian 13 chroot.
+MENU = [
+    "Object Sketch",
+    "Scene Sketch",
+    ("Tools", ["Animate Sketch", "Engine Status", "Insert Finished Sketches", "Refine Sketch", "Stop Sketches"]),
+]
+INX = {"i": "http://www.inkscape.org/namespace/inkscape/extension"}
+
+
+def menu_from_inx(folder: Path) -> list:
+    """Extensions > Sketch Abstraction as Inkscape builds it from the .inx files in `folder`: each
+    effect under its `<effects-menu>` submenu path, entries and nested submenus sorted by name."""
+    tree: dict = {}
+    for inx in folder.glob("*.inx"):
+        root = etree.parse(str(inx)).getroot()
+        level, submenu = tree, root.find("i:effect/i:effects-menu/i:submenu", INX)
+        while submenu is not None:
+            level = level.setdefault(submenu.get("name"), {})
+            submenu = submenu.find("i:submenu", INX)
+        level[root.findtext("i:name", namespaces=INX)] = None
+
+    def ordered(level: dict) -> list:
+        return [name if level[name] is None else (name, ordered(level[name])) for name in sorted(level)]
+
+    return ordered(tree["Sketch Abstraction"])
+
+
+def test_menu_lists_object_and_scene_sketch_first_and_messages_name_real_entries():
+    """The order Inkscape shows from the .inx files; every menu path the extension's messages tell
+    the designer to choose (e.g. "... > Tools > Stop Sketches") is an entry of that menu."""
+    import importlib.util
+
+    assert menu_from_inx(ROOT / "inkscape_ext") == MENU
+    spec = importlib.util.spec_from_file_location("ext_messages", ROOT / "inkscape_ext" / "sketchabs" / "messages.py")
+    assert spec is not None and spec.loader is not None
+    messages = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(messages)
+    entries = {f"Extensions > Sketch Abstraction > {name}" for name in MENU if isinstance(name, str)}
+    entries |= {f"Extensions > Sketch Abstraction > {sub} > {name}" for sub, names in MENU[2:] for name in names}
+    for path in (messages.INSERT_FINISHED, messages.ENGINE_STATUS, messages.STOP_SKETCHES):
+        assert path in entries, path
+
+
+# Run in Inkscape's Python next to Inkscape's window: the window's menus as the accessibility bus
+# (AT-SPI, what a screen reader reads) shows them, through D-Bus with Gio alone. Prints the submenu
+# named argv[1] as JSON ([label, ...], a nested submenu as [label, [...]]), once Inkscape shows it.
+MENU_READER = r"""
+import json, sys, time
+from gi.repository import Gio, GLib
+
+ACC, LEAVES = "org.a11y.atspi.Accessible", ("menu item", "label", "icon", "separator", "push button",
+                                            "toggle button", "check box", "spin button", "text")
+
+def call(bus, node, interface, method, args, reply):
+    return bus.call_sync(node[0], node[1], interface, method, args, GLib.VariantType(reply), 0, 10000, None).unpack()
+
+def prop(bus, node, name):
+    return call(bus, node, "org.freedesktop.DBus.Properties", "Get", GLib.Variant("(ss)", (ACC, name)), "(v)")[0]
+
+def children(bus, node):
+    return [call(bus, node, ACC, "GetChildAtIndex", GLib.Variant("(i)", (i,)), "((so))")[0]
+            for i in range(prop(bus, node, "ChildCount"))]
+
+def role(bus, node):
+    return call(bus, node, ACC, "GetRoleName", None, "(s)")[0]
+
+def find(bus, top, wanted):
+    level = [top]
+    while level:
+        below = []
+        for node in level:
+            for child in children(bus, node):
+                kind = role(bus, child)
+                if kind == "menu" and prop(bus, child, "Name") == wanted:
+                    return child
+                if kind not in LEAVES:
+                    below.append(child)
+        level = below
+    return None
+
+def listed(bus, menu):
+    return [[prop(bus, c, "Name"), listed(bus, c)] if role(bus, c) == "menu" else prop(bus, c, "Name")
+            for c in children(bus, menu)]
+
+try:
+    session = Gio.bus_get_sync(Gio.BusType.SESSION)
+    address = call(session, ("org.a11y.Bus", "/org/a11y/bus"), "org.a11y.Bus", "GetAddress", None, "(s)")[0]
+    bus = Gio.DBusConnection.new_for_address_sync(address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
+                                                  | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+except GLib.Error as err:
+    print(f"no accessibility bus: {err.message}")
+    sys.exit(3)
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    time.sleep(2)
+    try:
+        apps = [a for a in children(bus, ("org.a11y.atspi.Registry", "/org/a11y/atspi/accessible/root"))
+                if "inkscape" in prop(bus, a, "Name").lower()]
+        menu = next((m for m in (find(bus, a, sys.argv[1]) for a in apps) if m is not None), None)
+    except GLib.Error:
+        continue  # the window is still being built
+    if menu is not None:
+        time.sleep(1)
+        print(json.dumps(listed(bus, menu)))
+        sys.exit(0)
+print("Inkscape showed no such menu in time")
+sys.exit(4)
+"""
+
+
+def test_real_inkscape_menu_shows_object_and_scene_sketch_first(setup, tmp_path):
+    """Inkscape 1.2's own window under Xvfb, the extension as install.py installed it: its
+    Extensions > Sketch Abstraction menu, read through the accessibility bus, lists Object Sketch and
+    Scene Sketch first and the rest under Tools (menu entries of effects with a dialog end in "...")."""
+    for tool in ("xvfb-run", "dbus-run-session"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (.ci/run installs xvfb and dbus)")
+    doc = tmp_path / "doc.svg"
+    doc.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"/>')
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    profile = tmp_path / "profile"  # a copy: the window saves its preferences into its profile
+    shutil.copytree(setup["base"] / "profile", profile)
+    env = {k: v for k, v in setup["env"].items() if k not in ("NO_AT_BRIDGE", "DBUS_SESSION_BUS_ADDRESS")}
+    script = (
+        'inkscape "$1" >/dev/null 2>&1 & ink=$!; '
+        f'{INKSCAPE_PYTHON} -c "$2" "Sketch Abstraction" 150; said=$?; kill $ink; wait $ink; exit $said'
+    )
+    out = subprocess.run(
+        [
+            *("timeout", "-k", "5", "240", "dbus-run-session", "--", *xvfb_run(tmp_path)),
+            *("-s", "-screen 0 1280x900x24", "sh", "-c", script, "sh", str(doc), MENU_READER),
+        ],
+        env={**env, "XDG_RUNTIME_DIR": str(runtime), "INKSCAPE_PROFILE_DIR": str(profile)},
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
+    if out.returncode == 3:
+        pytest.skip(f"the accessibility bus the menu is read through is missing (install at-spi2-core): {out.stdout}")
+    assert out.returncode == 0, (out.stdout, out.stderr[-2000:])
+    shown = json.loads(out.stdout.strip().splitlines()[-1])
+
+    def plain(entries: list) -> list:
+        return [e.removesuffix("...") if isinstance(e, str) else (e[0], plain(e[1])) for e in entries]
+
+    assert plain(shown) == MENU, shown
+    assert shown[:2] == ["Object Sketch...", "Scene Sketch..."]

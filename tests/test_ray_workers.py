@@ -92,7 +92,7 @@ def test_an_actor_killed_mid_job_hands_the_job_to_the_other(cluster):
 
 def test_a_ray_engine_says_it_cannot_send_a_running_jobs_sketch_and_runs_on(cluster):
     """Insert it as it is now: the strokes stay in the actor's process, so the engine says why there
-    is nothing to insert (README says so) instead of leaving the designer waiting."""
+    is nothing to insert (docs/inkscape.md says so) instead of leaving the designer waiting."""
     from bridge.client import JobFailed
     from tests.test_bridge_engine import long_params, wait_idle
     from tests.test_snapshot import wait_optimising

@@ -111,7 +111,7 @@ def clip_strokes(strokes: np.ndarray, inside: Region, samples: int = CLIP_SAMPLE
     polygon = np.linalg.norm(np.diff(strokes, axis=1), axis=-1).sum(axis=1)  # (n,) px, no shorter than the curve
     # Strokes share a sample count per power of two, so each group is sampled in one array.
     counts = 2 ** np.ceil(np.log2(np.maximum(samples, SAMPLES_PER_PX * polygon))).astype(int)
-    spans, index = [np.zeros((0, 2))], [np.zeros(0, dtype=int)]  # (t0, t1) per piece, and its stroke
+    span_groups, index_groups = [np.zeros((0, 2))], [np.zeros(0, dtype=int)]  # (t0, t1) per piece, its stroke
     for count in np.unique(counts):
         members = np.flatnonzero(counts == count)
         t = np.linspace(0.0, 1.0, count + 1)
@@ -126,9 +126,9 @@ def clip_strokes(strokes: np.ndarray, inside: Region, samples: int = CLIP_SAMPLE
         t0[cut] = _edge(strokes[stroke[cut]], inside, t[start[cut]], t[start[cut] - 1])
         cut = stop < count
         t1[cut] = _edge(strokes[stroke[cut]], inside, t[stop[cut]], t[stop[cut] + 1])
-        spans.append(np.stack([t0, t1], axis=1))
-        index.append(stroke)
-    spans, index = np.concatenate(spans), np.concatenate(index)
+        span_groups.append(np.stack([t0, t1], axis=1))
+        index_groups.append(stroke)
+    spans, index = np.concatenate(span_groups), np.concatenate(index_groups)
     order = np.lexsort((spans[:, 0], index))  # stroke order, then along each stroke
     (t0, t1), index = spans[order].T, index[order]
     pieces = strokes[index]

@@ -60,8 +60,9 @@ def inpaint(
     factor = min(1.0, INPAINT_SIDE / max(image.size))
     size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
     small = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BILINEAR))  # (h, w, 3) uint8
-    small_hole = np.asarray(Image.fromarray(hole).resize(size, Image.Resampling.NEAREST)).astype(np.uint8)
+    small_hole: np.ndarray = np.asarray(Image.fromarray(hole).resize(size, Image.Resampling.NEAREST)).astype(np.uint8)
     small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))  # covers the edge pixels the resize blended
+    filled: np.ndarray  # (h, w, 3) uint8
     if method == "lama":
         filled = _lama(small, small_hole, lama_model(models, weights_dir, str(device)), torch.device(device))
     elif method == "telea":

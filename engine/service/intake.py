@@ -15,7 +15,7 @@ What libzmq cannot bound: a key holder who hand-builds one message of countless 
 option limits the frames of a message (MAXMSGSIZE is per frame, RCVHWM counts messages, and a
 message's frames are queued unseen until its last), so ZeroMQ holds such a message whole before
 the engine sees any of it. The engine refuses it then, ends that connection and logs the identity
-(README, Reliability: what a key holder can cost).
+(docs/reliability.md: what a key holder can cost).
 """
 
 from __future__ import annotations

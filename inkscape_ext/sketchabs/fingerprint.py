@@ -17,10 +17,10 @@ import re
 
 import inkex
 
+from bridge.sketchlayer import INSENSITIVE, PATH
+
 FINGERPRINT = "data-sketch-fingerprint"
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_PATH = inkex.addNS("path", "svg")
-_LOCK = inkex.addNS("insensitive", "sodipodi")
 
 
 def fingerprint(layer) -> str:
@@ -29,8 +29,8 @@ def fingerprint(layer) -> str:
     for element in layer.iter():
         if not isinstance(element.tag, str):  # comments, processing instructions
             continue
-        parts = [element.tag, _numbers(element.attrib.get("transform", "")), element.attrib.get(_LOCK, "")]
-        if element.tag == _PATH:
+        parts = [element.tag, _numbers(element.attrib.get("transform", "")), element.attrib.get(INSENSITIVE, "")]
+        if element.tag == PATH:
             style = inkex.Style(element.attrib.get("style", ""))
             parts += [_numbers(element.attrib.get("d", "")), ";".join(f"{k}:{v}" for k, v in sorted(style.items()))]
         digest.update("\x1f".join(parts).encode("utf-8") + b"\x1e")

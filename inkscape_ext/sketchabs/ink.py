@@ -13,8 +13,7 @@ import copy
 
 import inkex
 
-PATH_EFFECT = inkex.addNS("path-effect", "inkscape")
-ORIGINAL_D = inkex.addNS("original-d", "inkscape")
+from bridge.inkpath import ORIGINAL_D, PATH_EFFECT
 
 
 def placed_ink(svg, source_path, matrix: inkex.Transform, width_scale: float):

@@ -15,9 +15,10 @@ import shlex
 from bridge.wording import count
 
 MENU = "Extensions > Sketch Abstraction"
-INSERT_FINISHED = f"{MENU} > Insert Finished Sketches"
-ENGINE_STATUS = f"{MENU} > Engine Status"
-STOP_SKETCHES = f"{MENU} > Stop Sketches"
+TOOLS = f"{MENU} > Tools"  # the nested submenu (the .inx files) after Object Sketch and Scene Sketch
+INSERT_FINISHED = f"{TOOLS} > Insert Finished Sketches"
+ENGINE_STATUS = f"{TOOLS} > Engine Status"
+STOP_SKETCHES = f"{TOOLS} > Stop Sketches"
 STOP_ENGINE = f"{STOP_SKETCHES}, choosing 'Every sketch, and stop the engine'"
 WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
 WEIGHTS_SOURCE = (

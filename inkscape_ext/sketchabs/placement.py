@@ -16,13 +16,14 @@ exactly as inserted is ever replaced.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import inkex
 from lxml import etree
 
+from bridge.sketchlayer import LABEL, PATH, is_layer, layer_of, stroke_width, width_scale
 from bridge.svgpath import IMPORTANCE, NS, PREFIX
+from bridge.svgtransform import Matrix
 from sketchabs.fingerprint import stamp, untouched
 from sketchabs.ink import placed_ink
 
@@ -75,6 +76,11 @@ def pixel_to_document(image: inkex.Image, size: tuple[int, int]) -> inkex.Transf
     return image.composed_transform() @ inkex.Transform(translate=(tx, ty)) @ inkex.Transform(scale=(sx, sy))
 
 
+def as_matrix(transform: inkex.Transform) -> Matrix:
+    """An inkex transform as bridge.svgtransform's (a, b, c, d, e, f), for the rules bridge holds."""
+    return (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
+
+
 def insert_sketch(
     svg,
     svg_bytes: bytes,
@@ -88,23 +94,25 @@ def insert_sketch(
     above the layer holding the photo, or, with `replace`, takes the place of the photo's sketch of
     the same kind and variation (if it is still there and untouched: see `replaceable`).
 
-    Stroke widths scale with the map (by the square root of its determinant, exact for any
-    rotation and uniform scale), so the strokes look as in the engine's preview.
+    Stroke widths scale with the map (bridge.sketchlayer.width_scale, the rule Refine Sketch reads
+    them back with), so the strokes look as in the engine's preview.
     """
     source = etree.fromstring(svg_bytes, parser=etree.XMLParser(resolve_entities=False, no_network=True))
     old = replaceable(svg, link) if replace else None
-    anchor = old if old is not None else _photo_layer(photo_element)
+    anchor = old if old is not None else layer_of(photo_element)
+    if anchor is None:  # no layer holds the photo: the sketch goes right above it
+        anchor = photo_element
     parent = anchor.getparent()
     matrix = pixel_to_document(photo_element, size)
     if parent.getparent() is not None:  # not the root: the parent's own transforms are undone
         matrix = -parent.composed_transform() @ matrix
-    width_scale = math.sqrt(abs(matrix.a * matrix.d - matrix.b * matrix.c))
+    scale = width_scale(as_matrix(matrix))
     top = inkex.Layer.new(title, id=svg.get_unique_id("sketch"))
     top.set(PHOTO, link.photo)
     top.set(KIND, link.kind)
     top.set(VARIATION, str(link.variation))
-    for child in filter(_is_layer, source):
-        top.append(_copy_layer(svg, child, matrix, width_scale))
+    for child in filter(is_layer, source):
+        top.append(_copy_layer(svg, child, matrix, scale))
     stamp(top)
     anchor.addnext(top)  # above it in z-order
     if old is not None:
@@ -120,29 +128,17 @@ def declare_namespace(svg) -> None:
     etree.cleanup_namespaces(svg, top_nsmap={PREFIX: NS}, keep_ns_prefixes=[p for p in svg.nsmap if p])
 
 
-def _photo_layer(photo: inkex.Image):
-    """The layer holding the photo; the photo itself where no layer holds it."""
-    for ancestor in photo.iterancestors():
-        if _is_layer(ancestor):
-            return ancestor
-    return photo
-
-
-def _is_layer(element) -> bool:
-    return element.tag == inkex.addNS("g", "svg") and element.get(inkex.addNS("groupmode", "inkscape")) == "layer"
-
-
-def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> inkex.Layer:
-    layer = inkex.Layer.new(source.get(inkex.addNS("label", "inkscape"), "Sketch"), id=svg.get_unique_id("sketch"))
+def _copy_layer(svg, source, matrix: inkex.Transform, scale: float) -> inkex.Layer:
+    layer = inkex.Layer.new(source.get(LABEL, "Sketch"), id=svg.get_unique_id("sketch"))
     if source.get("style"):
         layer.set("style", source.get("style"))
     rank = 0
     for child in source:
-        if child.tag == inkex.addNS("path", "svg"):
+        if child.tag == PATH:
             rank += 1
             style = inkex.Style(child.get("style", ""))  # the engine writes every stroke's style whole
-            style["stroke-width"] = f"{float(style.get('stroke-width', 1)) * width_scale:.4g}"
-            path = placed_ink(svg, child, matrix, width_scale)  # an ink stroke keeps its PowerStroke
+            style["stroke-width"] = f"{stroke_width(child) * scale:.4g}"
+            path = placed_ink(svg, child, matrix, scale)  # an ink stroke keeps its PowerStroke
             if path is None:
                 path = inkex.PathElement.new(
                     inkex.Path(child.get("d")).transform(matrix), style=str(style), id=svg.get_unique_id("stroke")
@@ -151,8 +147,8 @@ def _copy_layer(svg, source, matrix: inkex.Transform, width_scale: float) -> ink
                 path.set(IMPORTANCE, child.get(IMPORTANCE))
             path.label = f"stroke {rank:02d}"  # the Objects panel's name; the engine writes the most important first
             layer.append(path)
-        elif _is_layer(child):
-            layer.append(_copy_layer(svg, child, matrix, width_scale))
+        elif is_layer(child):
+            layer.append(_copy_layer(svg, child, matrix, scale))
         elif child.tag == inkex.addNS("title", "svg"):
             layer.append(copy.deepcopy(child))
     return layer

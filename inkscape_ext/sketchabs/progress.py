@@ -19,10 +19,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 
 import inkex
 
-from bridge.client import JobFailed
+from bridge.client import JobFailed, JobResult
 from bridge.wording import count
 from sketchabs import engine_link, gui, messages
 
@@ -32,13 +33,26 @@ STOP, KEEP = "stop", "keep"
 NOW_KINDS = frozenset({"sketch"})  # job kinds the engine sends a sketch of while they run
 
 
+@dataclass
+class _Found:
+    """What the waiting thread found, for the main thread: finished, failed, fetched as they are now
+    ("Insert it as it is now"), each by job id, and the error that ended the wait."""
+
+    results: dict[str, JobResult] = field(default_factory=dict)
+    failures: dict[str, JobFailed] = field(default_factory=dict)
+    now: dict[str, JobResult] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
 class StoppedWaiting(Exception):
     def __init__(self, choice: str):
         super().__init__(choice)
         self.choice = choice
 
 
-def follow(client, owed, timeout_s: float, window: bool, test_models: bool = False, note: str = ""):
+def follow(
+    client, owed, timeout_s: float, window: bool, test_models: bool = False, note: str = ""
+) -> tuple[dict[str, JobResult], dict[str, JobFailed], set[str]]:
     """Wait for every job in `owed`: ({job_id: JobResult}, {job_id: JobFailed}, running), where
     `running` names the jobs whose result is their sketch as it was when the designer chose "Insert
     it as it is now" and kept them running (the others of those were cancelled).
@@ -49,13 +63,13 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
     in the window's title (e.g. that New variation is on).
     """
     ui = _Window.open(owed, test_models, note) if window else None
-    state = {"results": {}, "failures": {}, "now": {}, "error": None}
+    state = _Found()
 
     def work() -> None:
         try:
             _wait_all(client, owed, time.monotonic() + timeout_s, state, ui)
         except BaseException as err:  # handed to the main thread
-            state["error"] = err
+            state.error = err
         finally:
             if ui is not None:
                 ui.close()
@@ -67,14 +81,14 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
         thread.start()
         ui.run()
         thread.join()
-    error = state["error"]
-    unfinished = [job for job in owed if job.job_id not in state["results"] and job.job_id not in state["failures"]]
-    now = {job.job_id: state["now"][job.job_id] for job in unfinished if job.job_id in state["now"]}
+    error = state.error
+    unfinished = [job for job in owed if job.job_id not in state.results and job.job_id not in state.failures]
+    now = {job.job_id: state.now[job.job_id] for job in unfinished if job.job_id in state.now}
     if now and isinstance(error, StoppedWaiting):
         if error.choice == STOP:
             cancel(client, [job.job_id for job in unfinished])
         running = set(now) if error.choice == KEEP else set()
-        return {**state["results"], **now}, state["failures"], running
+        return {**state.results, **now}, state.failures, running
     if isinstance(error, StoppedWaiting) and error.choice == STOP:
         cancel(client, [job.job_id for job in unfinished])
         end_quietly()
@@ -84,7 +98,7 @@ def follow(client, owed, timeout_s: float, window: bool, test_models: bool = Fal
         raise inkex.AbortExtension(messages.timed_out(timeout_s / 60))
     if error is not None:
         raise error
-    return state["results"], state["failures"], set()
+    return state.results, state.failures, set()
 
 
 def end_quietly() -> None:
@@ -117,7 +131,7 @@ def cancel(client, job_ids: list[str]) -> list[str]:
     return stopped
 
 
-def _wait_all(client, owed, deadline: float, state, ui) -> None:
+def _wait_all(client, owed, deadline: float, state: _Found, ui) -> None:
     for index, job in enumerate(owed):
 
         def show(msg, job=job, index=index) -> None:
@@ -133,35 +147,33 @@ def _wait_all(client, owed, deadline: float, state, ui) -> None:
             if remaining <= 0:
                 raise TimeoutError
             try:
-                state["results"][job.job_id] = client.wait(
+                state.results[job.job_id] = client.wait(
                     job.job_id, on_message=show, timeout_s=min(POLL_S if ui else remaining, remaining)
                 )
                 break
             except TimeoutError:
                 continue
             except JobFailed as err:
-                state["failures"][job.job_id] = err
+                state.failures[job.job_id] = err
                 break
 
 
-def _fetch_now(client, owed, state, ui) -> None:
-    """ "Insert it as it is now": each unfinished job's sketch so far, kept in state["now"]; the
+def _fetch_now(client, owed, state: _Found, ui) -> None:
+    """ "Insert it as it is now": each unfinished job's sketch so far, kept in `state.now`; the
     window then asks stop or keep, or says why there is none (e.g. not evaluated yet) and offers it
     again."""
-    from bridge.client import JobResult
-
     ui.wants_now = False
     why = []
     for job in owed:
-        if job.job_id in state["results"] or job.job_id in state["failures"]:
+        if job.job_id in state.results or job.job_id in state.failures:
             continue
         try:
             svg = client.snapshot(job.job_id)
         except JobFailed as err:
             why.append(err.message)
             continue
-        state["now"][job.job_id] = JobResult(job.job_id, job.title, job.kind, svg)
-    ui.now_fetched(bool(state["now"]), "; ".join(why))
+        state.now[job.job_id] = JobResult(job.job_id, job.title, job.kind, svg)
+    ui.now_fetched(bool(state.now), "; ".join(why))
 
 
 def status_line(content: dict, kind: str = "sketch") -> str:
@@ -217,17 +229,16 @@ class _Window:
             button.set_tooltip_text(tip)
             button.connect("clicked", lambda _button, choice=choice: self._choose(choice))
             buttons.pack_start(button, True, True, 0)
-        self.now_button = None
-        if all(job.kind in NOW_KINDS for job in owed):
-            self.now_button = Gtk.Button(label=messages.NOW_CHOICE)
-            self.now_button.set_tooltip_text(messages.NOW_TIP)
-            self.now_button.connect("clicked", lambda _button: self._want_now())
-        # Closing the window loses nothing: the engine goes on, as with "Keep it running".
-        self.window.connect("delete-event", lambda *_: self._choose(KEEP) or False)
+        self.now_button = Gtk.Button(label=messages.NOW_CHOICE)  # shown for jobs that have one
+        self.now_button.set_tooltip_text(messages.NOW_TIP)
+        self.now_button.connect("clicked", lambda _button: self._want_now())
+        self.window.connect("delete-event", self._closed)
         widgets = [self.heading, self.preview, self.bar, self.detail]
         if test_models:
             widgets.append(Gtk.Label(label=f"Running with {messages.TEST_MODELS}.", xalign=0))
-        for widget in (*widgets, *([self.now_button] if self.now_button else []), buttons):
+        if all(job.kind in NOW_KINDS for job in owed):
+            widgets.append(self.now_button)
+        for widget in (*widgets, buttons):
             box.pack_start(widget, False, False, 0)
         self.window.add(box)
         self.window.show_all()
@@ -286,6 +297,11 @@ class _Window:
         except self.GLib.Error:
             return  # a damaged picture is skipped; the next one comes in seconds
         self.preview.set_from_pixbuf(loader.get_pixbuf())
+
+    def _closed(self, *_event) -> bool:
+        """Closing the window loses nothing: the engine goes on, as with "Keep it running"."""
+        self._choose(KEEP)
+        return False  # and the window closes
 
     def _choose(self, choice: str) -> None:
         if self.choice is None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import inkex
 
-from bridge.sketchlayer import is_layer
+from bridge.sketchlayer import is_layer, layer_of
 from bridge.svgtransform import Matrix
 from sketchabs import messages
 from sketchabs.images import Photo, SelectionError
-from sketchabs.placement import pixel_to_document
+from sketchabs.placement import as_matrix, pixel_to_document
 
 
 def to_photo(photo: Photo):
@@ -22,8 +22,7 @@ def to_photo(photo: Photo):
     from_document = -pixel_to_document(photo.element, photo.size)
 
     def matrix(path) -> Matrix:
-        m = from_document @ path.composed_transform()
-        return (m.a, m.b, m.c, m.d, m.e, m.f)
+        return as_matrix(from_document @ path.composed_transform())
 
     return matrix
 
@@ -40,17 +39,10 @@ def target_photo(svg) -> inkex.Image:
 def target_layer(svg):
     """The layer of the selected paths (they must share one), else the current layer."""
     paths = [el for el in svg.selection.values() if isinstance(el, inkex.PathElement)]
-    layers = {id(layer): layer for layer in map(_layer_of, paths) if layer is not None}
+    layers = {id(layer): layer for layer in map(layer_of, paths) if layer is not None}
     if len(layers) > 1:
         raise SelectionError(messages.REFINE_LAYERS_DIFFER)
     layer = next(iter(layers.values())) if layers else svg.get_current_layer()
     if layer is None or not is_layer(layer):
         raise SelectionError(messages.REFINE_NO_LAYER)
     return layer
-
-
-def _layer_of(element):
-    parent = element.getparent()
-    while parent is not None and not is_layer(parent):
-        parent = parent.getparent()
-    return parent
