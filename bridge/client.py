@@ -1,9 +1,10 @@
 """The light client of the engine: pyzmq and the standard library only, never torch.
 
-It finds the engine through the connection file, starts it when it is not running (detached, so it
-outlives the caller and keeps its models loaded for the next request), and speaks bridge.protocol
-over one DEALER socket. Every receive goes through poll with a timeout, so a dead engine is noticed
-instead of waited on forever.
+It finds the engine through the connection file, starts it when it is not running
+(bridge.launcher), and speaks bridge.protocol over one DEALER socket: a large request (an image)
+goes as chunks, each sent when the engine's socket takes it, and stops at the engine's refusal; a
+large reply is put together by bridge.reassembly. Every receive goes through poll with a timeout,
+so a dead engine is noticed instead of waited on forever.
 
     with EngineClient.connect(start=[python, "-m", "engine", "serve"]) as client:
         job_id, position = client.submit(job, buffers, name="photo.png")
@@ -16,11 +17,8 @@ from __future__ import annotations
 import collections
 import math
 import os
-import subprocess
-import sys
 import time
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,73 +27,17 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from bridge import connection, protocol
-from bridge.errors import EngineError, WeightsMissing
+from bridge.client_errors import ClientError as ClientError  # the errors it raises, importable from here
+from bridge.client_errors import EngineUnavailable as EngineUnavailable
+from bridge.client_errors import JobFailed as JobFailed
+from bridge.client_errors import Refused as Refused
+from bridge.errors import EngineError
+from bridge.launcher import READY_TIMEOUT_S, start_engine
 from bridge.protocol import Message, ProtocolError
+from bridge.reassembly import Reassembly
 
 DEFAULT_TIMEOUT_S = 10.0  # for one request's reply
-READY_TIMEOUT_S = 180.0  # a cold start loads two CLIP models, slow on a CPU with a cold disk
-AUTO_IDLE_TIMEOUT_S = 1800  # an engine a client started frees its memory after half an hour unused
-_START_MARK = "--- starting:"
-
-# The engine is started to outlive its starter. Python warns when a Popen object is collected while
-# its process runs; here that is the intent, and under Inkscape any stderr output is an error dialog.
-warnings.filterwarnings("ignore", message=r"subprocess \d+ is still running", category=ResourceWarning)
-
-
-def engine_command(
-    python: str,
-    models: str = "openai",
-    device: str = "auto",
-    weights_dir: str | None = None,
-    idle_timeout_s: float | None = AUTO_IDLE_TIMEOUT_S,
-    precision: str = "auto",
-    renderer: str = "ours",
-) -> list[str]:
-    """The command line that starts the engine with `python` (the engine's own environment)."""
-    command = [python, "-m", "engine", "serve", "--models", models, "--device", device]
-    if weights_dir:
-        command += ["--weights-dir", weights_dir]
-    if precision != "auto":
-        command += ["--precision", precision]
-    if renderer != "ours":
-        command += ["--renderer", renderer]
-    if idle_timeout_s is not None:
-        command += ["--idle-timeout", str(idle_timeout_s)]
-    return command
-
-
 VERSION_MISMATCH = "version_mismatch"
-
-
-class ClientError(Exception):
-    """Something the user can act on: `message` says what, `hint` what to do, `code` is stable."""
-
-    def __init__(self, message: str, hint: str = "", code: str = "client_error"):
-        super().__init__(message)
-        self.message, self.hint, self.code = message, hint, code
-
-    def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
-
-
-class EngineUnavailable(ClientError):
-    """No engine runs and none could be started, or it stopped answering."""
-
-
-class Refused(EngineUnavailable):
-    """The engine refused this client at the handshake (a key not, or no longer, allowed)."""
-
-
-class JobFailed(ClientError):
-    """The engine answered with an error (a job's or a request's)."""
-
-    def __init__(self, content: dict[str, Any]):
-        super().__init__(
-            str(content.get("message", "unknown error")),
-            str(content.get("hint", "")),
-            str(content.get("code", "engine_error")),
-        )
-        self.job_id = content.get("job_id")
 
 
 @dataclass
@@ -117,6 +59,7 @@ class EngineClient:
     ):
         self.info, self.timeout_s, self.heartbeat_timeout_s = info, timeout_s, heartbeat_timeout_s
         self.session = protocol.Session(info.key)
+        self.replies = Reassembly(self.session.max_bytes, self.session.max_bytes)  # one in progress at most
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 200)
@@ -163,7 +106,7 @@ class EngineClient:
                 raise EngineUnavailable(
                     "the engine is not running", "start it with `sketch-abstraction serve`", "not_running"
                 )
-            info = _start_engine(start, ready_timeout_s)
+            info = start_engine(start, ready_timeout_s)
         if info.version != protocol.VERSION and info.remote:
             raise ClientError(
                 f"the remote connection file is for protocol {info.version}, this client speaks {protocol.VERSION}",
@@ -346,16 +289,34 @@ class EngineClient:
         )
 
     def _send(self, msg: Message) -> None:
+        """Send `msg` part by part, each once the socket takes it (within timeout_s); a chunked
+        upload stops at the engine's refusal of it (JobFailed), not after its last chunk."""
         try:
-            frames = self.session.serialize(msg)
-            protocol.check_size(frames, self.info.max_message_bytes)
-            self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+            parts = self.session.parts(msg, self.info.max_message_bytes)
         except ProtocolError as err:
             raise ClientError(err.message, err.hint, err.code) from None
-        except zmq.Again:
-            raise EngineUnavailable(
-                "the engine is not accepting messages", "check `sketch-abstraction status`; restart it if it hangs"
-            ) from None
+        for index, frames in enumerate(parts):
+            while index and self.socket.poll(0):  # between chunks: no reply but a refusal can come yet
+                self._early_reply(msg)
+            try:
+                if not self.socket.poll(int(self.timeout_s * 1000), zmq.POLLOUT):
+                    raise zmq.Again()
+                self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                raise EngineUnavailable(
+                    "the engine is not accepting messages", "check `sketch-abstraction status`; restart it if it hangs"
+                ) from None
+
+    def _early_reply(self, request: Message) -> None:
+        """Read what came while `request`'s chunks are being sent: its refusal ends the upload
+        (JobFailed); anything else is kept for later, as _request keeps it."""
+        msg = self._take()
+        if msg is None or msg.msg_type == "heartbeat":
+            return
+        ours = msg.parent.get("msg_id", request.msg_id) == request.msg_id
+        if msg.msg_type == "error" and ours and "job_id" not in msg.content:
+            raise JobFailed(msg.content)
+        self._unclaimed.append(msg)
 
     def _receive(self, deadline: float) -> Message:
         """The next well-formed message before `deadline`; EngineUnavailable when none comes."""
@@ -374,13 +335,20 @@ class EngineClient:
                     "check `sketch-abstraction status`; restart the engine if it hangs",
                     "no_answer",
                 )
-            frames = self.socket.recv_multipart()
-            try:
-                msg = self.session.deserialize(frames, protocol.REPLIES)
-            except ProtocolError:
-                continue  # not from our engine (or damaged): never act on it
+            msg = self._take()
+            if msg is not None:
+                return msg
+
+    def _take(self) -> Message | None:
+        """The message the next part on the socket completes; None for a chunk of one in progress,
+        or for a part not from our engine (or damaged): never acted on."""
+        frames = self.socket.recv_multipart()
+        try:
+            part = self.session.check(frames, protocol.REPLIES)
             self._last_heard = time.monotonic()
-            return msg
+            return self.replies.add(b"", "", part, self._last_heard)
+        except ProtocolError:
+            return None
 
     def _check_refused(self) -> None:
         """Raise EngineUnavailable ("refused") if the engine refused our handshake."""
@@ -410,117 +378,3 @@ def _result(msg: Message) -> JobResult:
     return JobResult(
         c["job_id"], c.get("name", ""), c.get("kind", ""), msg.buffers[0], c.get("notes") or [], c.get("seconds")
     )
-
-
-def _start_engine(command: list[str], ready_timeout_s: float) -> connection.ConnectionInfo:
-    """Start the engine detached, its output in the runtime folder's log; wait until it is ready."""
-    log_path = connection.runtime_dir() / connection.LOG_FILE
-    with open(log_path, "ab", opener=_private) as log:
-        log.write(f"\n{_START_MARK} {' '.join(command)}\n".encode())
-        log.flush()
-        try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                close_fds=True,
-                cwd=os.path.expanduser("~"),
-                env=engine_environment(os.environ),
-                **detach_options(sys.platform),
-            )
-        except OSError as err:
-            raise EngineUnavailable(
-                f"cannot start the engine ({command[0]}: {err.strerror})",
-                "re-run install.py so the extension knows the engine's Python",
-                "start_failed",
-            ) from None
-    deadline = time.monotonic() + ready_timeout_s
-    while time.monotonic() < deadline:
-        info = connection.read_connection()
-        if info is not None:
-            return info  # ours, or one another client started at the same moment
-        holder = connection.lock_holder() if process.poll() == connection.ALREADY_RUNNING_EXIT else None
-        if holder and connection.paused(holder):  # it will never write its file: say so now, not after the wait
-            raise EngineUnavailable(
-                f"the engine (pid {holder}) is paused (stopped) and has no connection file",
-                f"resume it with `kill -CONT {holder}` (it writes the file again within a second), "
-                f"or end it with `kill {holder}`",
-                "not_answering",
-            )
-        if process.poll() not in (None, connection.ALREADY_RUNNING_EXIT):  # that one: another is loading
-            raise EngineUnavailable(
-                f"the engine exited while starting: {_last_line(log_path, 'error: ') or 'no error message'}",
-                _last_line(log_path, "  fix: ") or f"see {log_path}",
-                WeightsMissing.code if process.returncode == WeightsMissing.exit_code else "start_failed",
-            )
-        time.sleep(0.1)
-    holder = connection.lock_holder()
-    if holder:
-        raise EngineUnavailable(
-            f"an engine (pid {holder}) holds the lock but published no connection file within {ready_timeout_s:.0f} s",
-            f"if it is not loading models, end it with `kill {holder}`, then try again",
-            "start_timeout",
-        )
-    raise EngineUnavailable(
-        f"the engine did not become ready within {ready_timeout_s:.0f} s",
-        f"see {log_path}; on a slow machine the first start loads the models for a while",
-        "start_timeout",
-    )
-
-
-# Windows process creation flags (subprocess has them on Windows only).
-_CREATE_NEW_PROCESS_GROUP = 0x00000200
-_CREATE_NO_WINDOW = 0x08000000
-
-
-def detach_options(platform: str) -> dict[str, Any]:
-    """Popen options that let the engine outlive the program that started it. POSIX: a session of
-    its own. Windows: a process group of its own, and a console without a window. Not
-    DETACHED_PROCESS: a venv's python.exe is a launcher that starts the real interpreter, and a
-    launcher without a console would give that one a new, visible console window."""
-    if platform == "win32":
-        return {"creationflags": _CREATE_NEW_PROCESS_GROUP | _CREATE_NO_WINDOW}
-    return {"start_new_session": True}
-
-
-def engine_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The engine's environment: its starter's, without PYTHONHOME (an embedding program's, such as
-    Inkscape's, would point the engine's venv at another Python's library), and with UTF-8 output:
-    the log is read back as UTF-8, and a Windows code page would mangle non-ASCII paths and names."""
-    env = {name: value for name, value in environ.items() if name.upper() != "PYTHONHOME"}
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
-
-
-def _private(path: str, flags: int) -> int:
-    """Open the log 0600 (it names the user's photos), also one an older version made 0644."""
-    fd = os.open(path, flags, 0o600)
-    if sys.platform != "win32":
-        os.fchmod(fd, 0o600)
-    return fd
-
-
-def last_start_error() -> tuple[str, str]:
-    """(error, fix) the latest engine start wrote to the log ("" each when it wrote none)."""
-    log_path = connection.runtime_dir() / connection.LOG_FILE
-    return _last_line(log_path, "error: "), _last_line(log_path, "  fix: ")
-
-
-def _log_tail(path: Path) -> list[str]:
-    """The lines the latest start wrote to the log."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-    starts = [i for i, line in enumerate(lines) if line.startswith(_START_MARK)]
-    return lines[starts[-1] :] if starts else lines
-
-
-def _last_line(path: Path, prefix: str) -> str:
-    """The text after `prefix` on the latest start's last line that has it ("" if none)."""
-    lines = [line for line in _log_tail(path) if line.startswith(prefix)]
-    return lines[-1][len(prefix) :] if lines else ""

@@ -1,13 +1,14 @@
 """The engine protocol: every message the engine and its clients exchange, defined here and only here.
 
-Shaped like the Jupyter kernel protocol. On the wire one message is the multipart frame list
+Shaped like the Jupyter kernel protocol. On the wire a message is one or more parts, each one
+ZeroMQ message (multipart) of a few frames:
 
-    [routing ids..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
+    [routing ids..., b"<IDS|MSG>", signature, header, parent_header, metadata, data...]
 
-(the content and the buffers split into frames of at most FRAME_BYTES; see "Frames" below).
+(see "Parts and chunks" below for the data frames).
 
 `signature` is the hex HMAC-SHA256, under the key from the connection file, of every frame after it
-(the four JSON parts and the buffers), each preceded by its length as 8 big-endian bytes; checked in
+(the JSON parts and the data frames), each preceded by its length as 8 big-endian bytes; checked in
 constant time. (Jupyter signs the JSON parts only and without lengths; we also cover the images and
 SVGs, and frame boundaries.) The header carries `version` and `date` (UTC, microseconds); a message
 of another version, an unknown type or a malformed part is answered with an `error`. Binary
@@ -38,10 +39,17 @@ a message dated more than REPLAY_WINDOW_S ago, more than CLOCK_SKEW_S ahead, or 
 signature it had to forget; a captured request replayed later is refused. One identity's flood
 fills its own history only.
 
-Frames: no frame is larger than FRAME_BYTES (the engine's socket drops a connection that starts a
-larger one, before its bytes arrive). The content and each buffer travel as consecutive frames of
-FRAME_BYTES (the last one shorter), and the header's `sizes` lists their lengths in bytes (the
-content's first); a message without that list has one frame each.
+Parts and chunks: a part is at most MAX_PART_FRAMES frames from the delimiter on, each of at most
+FRAME_BYTES (the engine's socket drops a connection that starts a larger frame, before its bytes
+arrive). A message whose content and each buffer fit in a frame travels as one part, its data
+frames the content and the buffers, one each. A larger one travels as chunks: consecutive parts,
+each signed and dated on its own, whose headers carry the message's `msg_id`, `chunk` (the part's
+index from 0) and `chunks` (their count), and whose one data frame is the next FRAME_BYTES of the
+content and buffers laid end to end (the last one shorter). The first chunk announces `sizes`,
+the content's and each buffer's length in bytes, so a receiver knows the whole size before it
+holds any of it (bridge.reassembly puts chunks together, within bounds). Why parts: ZeroMQ shows no
+frame of a message before its last, and its high-water mark counts messages, not frames; only
+when every message is small does that mark bound what a receiver's ZeroMQ holds.
 
 Client -> engine (DEALER -> ROUTER), and the engine's replies:
 
@@ -100,19 +108,22 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-VERSION = "3.1"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
+VERSION = "4.0"  # 1.1: signatures cover the buffers, length-prefixed; 2.0: PLAIN handshake, replays, heartbeat
 # 2.1: live previews (preview_every, a PNG with progress), progress in job info, measured rates in status
 # 2.2: CURVE on a network listener, jobs per identity
 # 3.0: frames of at most FRAME_BYTES (buffers split, header `buffers`), keys per identity, CLOCK_SKEW_S
 # 3.1: snapshot_request ("Insert it as it is now")
+# 4.0: parts of at most MAX_PART_FRAMES frames; a large message as signed chunks (`chunk`, `chunks`, `sizes`)
 MAX_MESSAGE_BYTES = 256 * 2**20  # default limit of one message, all frames together (`--max-message-mb`)
 FRAME_BYTES = 64 * 2**10  # largest frame: what a peer can make the engine hold before its handshake
 MAX_BUFFERS = 4  # buffers of one message at most (a submit has two: image and mask)
+MAX_PART_FRAMES = 6 + MAX_BUFFERS  # delimiter, signature, header, parent, metadata, content, buffers
+MAX_ID_CHARS = 64  # a chunked message's msg_id: receivers remember refused ones
 DELIMITER = b"<IDS|MSG>"
 PLAIN_USER = b"sketch-abstraction"
 HEARTBEAT_INTERVAL_S = 1.0  # the engine's heartbeat to each watcher of a queued or running job
@@ -167,9 +178,10 @@ INTERNAL = "internal_error"
 class ProtocolError(Exception):
     """A message that cannot be accepted; `code` and `hint` go back to the sender in an error reply."""
 
-    def __init__(self, message: str, hint: str = "", code: str = BAD_MESSAGE):
+    def __init__(self, message: str, hint: str = "", code: str = BAD_MESSAGE, parent: dict[str, Any] | None = None):
         super().__init__(message)
         self.message, self.hint, self.code = message, hint, code
+        self.parent = parent or {}  # the header of the message refused, once it could be read
 
 
 @dataclass
@@ -178,7 +190,7 @@ class Message:
     content: dict[str, Any] = field(default_factory=dict)
     buffers: list[bytes] = field(default_factory=list)
     parent: dict[str, Any] = field(default_factory=dict)  # header of the request this answers
-    header: dict[str, Any] = field(default_factory=dict)  # filled in by Session.serialize
+    header: dict[str, Any] = field(default_factory=dict)  # filled in by Session.parts
 
     @property
     def msg_id(self) -> str:
@@ -203,23 +215,75 @@ def timestamp(when: float | None = None) -> str:
 Frame = bytes | memoryview  # a received frame: the engine reads zmq's buffers without copying them
 
 
-def check_size(frames: Sequence[Frame], limit: int) -> None:
-    """ProtocolError (TOO_LARGE) when the frames together exceed the engine's `limit` in bytes.
+def check_size(size: int, limit: int) -> None:
+    """ProtocolError (TOO_LARGE) when a message of `size` bytes (content and buffers) exceeds `limit`.
 
-    The engine checks what it receives; clients check before sending, since the engine's socket
-    drops a frame far over the limit without a word (ConnectionInfo.max_message_bytes).
+    The engine checks what a first chunk announces; clients check before sending
+    (ConnectionInfo.max_message_bytes), so that a refusal costs no upload.
     """
-    size = sum(len(f) for f in frames)
     if size > limit:
         raise ProtocolError(
-            f"message of {_mib(size)} exceeds the engine's limit of {_mib(limit)}",
+            f"message of {mib(size)} exceeds the engine's limit of {mib(limit)}",
             "send a smaller image, or restart the engine with a larger --max-message-mb",
             TOO_LARGE,
         )
 
 
-def _mib(size: int) -> str:
+def mib(size: int) -> str:
     return f"{size / 2**20:.1f}".rstrip("0").rstrip(".") + " MiB"
+
+
+def chunk_count(size: int) -> int:
+    """How many chunks carry a message of `size` bytes (content and buffers): one at least."""
+    return max(1, -(-size // FRAME_BYTES))
+
+
+def chunk_bytes(size: int, index: int) -> int:
+    """The length of chunk `index` of a message of `size` bytes: FRAME_BYTES but the last."""
+    return min(FRAME_BYTES, size - index * FRAME_BYTES)
+
+
+@dataclass
+class Part:
+    """One part (ZeroMQ message) as Session.check accepted it: a whole message, or one chunk."""
+
+    header: dict[str, Any]
+    parent: dict[str, Any]
+    data: list[bytes]  # the content and buffers, or the chunk's bytes
+
+    @property
+    def chunked(self) -> bool:
+        return "chunks" in self.header
+
+    def message(self) -> Message:
+        """The message of a part that is one whole; ProtocolError for a chunk."""
+        if self.chunked:
+            raise ProtocolError(
+                "a chunk of a larger message came where a whole message was expected",
+                "put chunks together with bridge.reassembly",
+                parent=self.header,
+            )
+        content, *buffers = self.data
+        return Message(self.header["msg_type"], _object(content), buffers, self.parent, self.header)
+
+
+def assemble(header: dict[str, Any], parent: dict[str, Any], pieces: list[bytes]) -> Message:
+    """The message whose first chunk's header is `header`, from the data of all its chunks (each
+    piece released once copied, so the message is held about once, not twice)."""
+    views: collections.deque[memoryview] = collections.deque(memoryview(p) for p in pieces)
+    pieces.clear()
+    payloads = []
+    for size in header["sizes"]:
+        slices = []
+        while size:
+            view = views.popleft()
+            slices.append(view[:size])
+            if len(view) > size:
+                views.appendleft(view[size:])
+            size -= len(slices[-1])
+        payloads.append(b"".join(slices))
+    content, *buffers = payloads
+    return Message(header["msg_type"], _object(content), buffers, parent, header)
 
 
 class Session:
@@ -227,8 +291,7 @@ class Session:
 
     def __init__(self, key: str, max_bytes: int = MAX_MESSAGE_BYTES):
         self.key = key.encode("ascii")
-        self.max_bytes = max_bytes  # largest message accepted, all frames together
-        self.max_frames = 6 + MAX_BUFFERS + max_bytes // FRAME_BYTES  # a message of max_bytes in full frames
+        self.max_bytes = max_bytes  # largest part accepted, all frames together
         self._seen: collections.OrderedDict[bytes, float] = collections.OrderedDict()  # signature -> date
         self._horizon = 0.0  # date of the newest signature forgotten for room: nothing this old is accepted
 
@@ -241,21 +304,36 @@ class Session:
             mac.update(frame)
         return mac.hexdigest().encode("ascii")
 
-    def serialize(self, msg: Message) -> list[Frame]:
-        """Frames after the routing ids: delimiter, signature, header, parent, metadata, then the
-        content and the buffers, each split into frames of at most FRAME_BYTES (views: nothing is
-        copied), their lengths in the header's `sizes`."""
-        content = _dumps(msg.content)
-        msg.header = {
-            "msg_id": uuid.uuid4().hex,
-            "msg_type": msg.msg_type,
-            "version": VERSION,
-            "date": timestamp(),
-            "sizes": [len(content), *(len(b) for b in msg.buffers)],
-        }
-        parts = [_dumps(msg.header), _dumps(msg.parent), _dumps({})]
-        chunks = [view for payload in (content, *msg.buffers) for view in _chunks(payload)]
-        return [DELIMITER, self.sign([*parts, *chunks]), *parts, *chunks]
+    def parts(self, msg: Message, limit: int | None = None) -> Iterator[list[Frame]]:
+        """The parts that carry `msg`, each the frames after the routing ids: one when its content
+        and each buffer fit in a frame, else its chunks. msg.header (the first part's) is filled in
+        now, and a message over `limit` bytes is refused now (ProtocolError, TOO_LARGE); each
+        chunk is dated and signed when it is taken, so the last of a long upload is as fresh as
+        the first, and only one chunk is held at a time (views of the buffers where they can be)."""
+        payloads = [_dumps(msg.content), *msg.buffers]
+        size = sum(len(p) for p in payloads)
+        if limit is not None:
+            check_size(size, limit)
+        msg.header = self._header(msg.msg_type, uuid.uuid4().hex)
+        if len(msg.buffers) <= MAX_BUFFERS and all(len(p) <= FRAME_BYTES for p in payloads):
+            return iter([self._part(msg.header, msg.parent, payloads)])
+        msg.header.update(chunk=0, chunks=chunk_count(size), sizes=[len(p) for p in payloads])
+        return self._chunks(msg, payloads)
+
+    def _chunks(self, msg: Message, payloads: list[bytes]) -> Iterator[list[Frame]]:
+        for index, piece in enumerate(_pieces(payloads)):
+            if index == 0:
+                yield self._part(msg.header, msg.parent, [piece])
+            else:
+                header = {**self._header(msg.msg_type, msg.msg_id), "chunk": index, "chunks": msg.header["chunks"]}
+                yield self._part(header, {}, [piece])
+
+    def _header(self, msg_type: str, msg_id: str) -> dict[str, Any]:
+        return {"msg_id": msg_id, "msg_type": msg_type, "version": VERSION, "date": timestamp()}
+
+    def _part(self, header: dict[str, Any], parent: dict[str, Any], data: Sequence[Frame]) -> list[Frame]:
+        parts = [_dumps(header), _dumps(parent), _dumps({})]
+        return [DELIMITER, self.sign([*parts, *data]), *parts, *data]
 
     def split_ids(self, frames: Sequence[Frame]) -> tuple[list[Frame], list[Frame]]:
         """(routing ids, the rest from the delimiter on); no delimiter -> ProtocolError."""
@@ -266,22 +344,22 @@ class Session:
             )
         return list(frames[:i]), list(frames[i:])
 
-    def deserialize(self, frames: Sequence[Frame], expect: frozenset[str]) -> Message:
-        """Check and decode the frames after the routing ids; any defect -> ProtocolError.
+    def check(self, frames: Sequence[Frame], expect: frozenset[str]) -> Part:
+        """Check and decode one part (the frames after the routing ids); any defect -> ProtocolError.
 
-        Checks run cheapest and most fundamental first: size, frame count, signature (before any
-        JSON is parsed, so unsigned input is never interpreted), replay, JSON, version, date, type,
-        then the content and buffers are put together from their frames (the one copy of their
-        bytes) and the content parsed.
+        Checks run cheapest and most fundamental first: frame count, size, signature (before any
+        JSON is parsed, so unsigned input is never interpreted), replay, JSON, version, date, type.
+        The data frames are copied out of the receive buffers (zmq's), once.
         """
-        check_size(frames, self.max_bytes)
-        if not 6 <= len(frames) <= self.max_frames or frames[0] != DELIMITER:
+        if not 6 <= len(frames) <= MAX_PART_FRAMES or frames[0] != DELIMITER:
             raise ProtocolError(
-                f"expected 6 to {self.max_frames} frames from the delimiter on, got {len(frames)}",
-                "send delimiter, signature, header, parent, metadata, content, buffers",
+                f"expected 6 to {MAX_PART_FRAMES} frames from the delimiter on, got {len(frames)}",
+                "send delimiter, signature, header, parent, metadata, content, buffers; a message whose content "
+                f"or a buffer is over {FRAME_BYTES} bytes as chunks (bridge/protocol.py)",
             )
-        signature, parts, chunks = bytes(frames[1]), [bytes(p) for p in frames[2:5]], frames[5:]
-        if not hmac.compare_digest(signature, self.sign([*parts, *chunks])):
+        check_size(sum(len(f) for f in frames), self.max_bytes)
+        signature, parts, data = bytes(frames[1]), [bytes(p) for p in frames[2:5]], frames[5:]
+        if not hmac.compare_digest(signature, self.sign([*parts, *data])):
             raise ProtocolError("bad message signature", "use the key from the engine's current connection file")
         if signature in self._seen:
             raise ProtocolError("a message was sent again (a replay)", "send each request once; it is refused again")
@@ -295,10 +373,18 @@ class Session:
         msg_type = header.get("msg_type")
         if not isinstance(msg_type, str) or msg_type not in expect:
             raise ProtocolError(f"unknown message type {_show(msg_type)}", f"use one of: {', '.join(sorted(expect))}")
-        content, *buffers = _join(chunks, header.get("sizes"))
-        message = Message(msg_type, _object(content), buffers, parent, header)
+        if "chunks" in header and not _valid_chunk(header, len(data)):
+            raise ProtocolError(
+                "a chunk's msg_id, chunk or chunks is not valid, or it has more than one data frame",
+                f"give each chunk a msg_id of at most {MAX_ID_CHARS} characters, its index `chunk` (from 0) below "
+                "`chunks`, and its bytes as one frame",
+            )
         self._remember(signature, date)
-        return message
+        return Part(header, parent, [bytes(d) for d in data])
+
+    def deserialize(self, frames: Sequence[Frame], expect: frozenset[str]) -> Message:
+        """The message of one part that is a whole message (Session.check, then Part.message)."""
+        return self.check(frames, expect).message()
 
     def _fresh_date(self, value: Any) -> float:
         """The header's date as a POSIX time, if it is within the replay window and past the horizon."""
@@ -334,41 +420,28 @@ class Session:
             self._horizon = max(self._horizon, self._seen.popitem(last=False)[1])
 
 
-def _chunks(buffer: bytes) -> list[Frame]:
-    """`buffer` as frames of at most FRAME_BYTES: itself when it fits, else views of it."""
-    if len(buffer) <= FRAME_BYTES:
-        return [buffer]
-    view = memoryview(buffer)
-    return [view[at : at + FRAME_BYTES] for at in range(0, len(view), FRAME_BYTES)]
+def _valid_chunk(header: dict[str, Any], data_frames: int) -> bool:
+    msg_id, index, count = header.get("msg_id"), header.get("chunk"), header.get("chunks")
+    if not (isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS and type(index) is int):
+        return False
+    return type(count) is int and 0 <= index < count and data_frames == 1
 
 
-def _join(chunks: Sequence[Frame], sizes: Any) -> list[bytes]:
-    """The content and buffers of a message from its frames after the metadata, grouped by the
-    header's `sizes` (None: one frame each); ProtocolError when the frames do not add up to them."""
-    if sizes is None:
-        if len(chunks) > 1 + MAX_BUFFERS:
-            raise ProtocolError(f"a message has at most {MAX_BUFFERS} buffers", "send the image and its mask only")
-        return [bytes(chunk) for chunk in chunks]
-    valid = isinstance(sizes, list) and 1 <= len(sizes) <= 1 + MAX_BUFFERS
-    valid = valid and all(type(n) is int and n >= 0 for n in sizes)
-    counts = [max(1, -(-n // FRAME_BYTES)) for n in sizes] if valid else []
-    if not valid or sum(counts) != len(chunks):
-        raise ProtocolError(
-            f"the header's `sizes` does not match the {len(chunks)} frames after the metadata",
-            "list the content's and each buffer's length in bytes, and send each as frames of "
-            f"{FRAME_BYTES} bytes (the last shorter)",
-        )
-    payloads, at = [], 0
-    for size, count in zip(sizes, counts):
-        frames = chunks[at : at + count]
-        if any(len(f) != FRAME_BYTES for f in frames[:-1]) or sum(len(f) for f in frames) != size:
-            raise ProtocolError(
-                "the content's or a buffer's frames do not add up to its length in the header's `sizes`",
-                f"send each as frames of {FRAME_BYTES} bytes (the last shorter)",
-            )
-        payloads.append(b"".join(frames))
-        at += count
-    return payloads
+def _pieces(payloads: list[bytes]) -> Iterator[Frame]:
+    """The payloads laid end to end, in pieces of FRAME_BYTES (the last shorter; one, empty, for
+    nothing): views where a piece lies within one payload, a copy of its parts where it spans two."""
+    pending: list[memoryview] = []
+    held = 0
+    for payload in payloads:
+        view = memoryview(payload)
+        while len(view):
+            pending.append(view[: FRAME_BYTES - held])
+            held, view = held + len(pending[-1]), view[len(pending[-1]) :]
+            if held == FRAME_BYTES:
+                yield pending[0] if len(pending) == 1 else b"".join(pending)
+                pending, held = [], 0
+    if pending or not any(payloads):
+        yield b"".join(pending)
 
 
 def _object(part: bytes) -> dict[str, Any]:

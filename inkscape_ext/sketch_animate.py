@@ -11,7 +11,7 @@ from pathlib import Path
 import inkex
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from bridge.client import engine_environment
+from bridge.launcher import engine_environment
 from bridge.sketchlayer import LABEL
 from sketchabs import engine_link, gui
 from sketchabs.engine_effect import abort_on_errors

@@ -9,7 +9,8 @@ import inkex
 from sketch_object import LEVELS, QUALITY
 
 import sketchabs  # noqa: F401  (makes the vendored client importable)
-from bridge.client import EngineClient, EngineUnavailable, last_start_error
+from bridge.client import EngineClient, EngineUnavailable
+from bridge.launcher import last_start_error
 from bridge.wording import count
 from sketchabs import engine_link, estimate, gui, headless, messages
 from sketchabs.engine_effect import abort_on_errors, runs_test_models

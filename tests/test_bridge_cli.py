@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from bridge import connection
-from bridge.client import EngineClient, EngineUnavailable, engine_command
+from bridge.client import EngineClient, EngineUnavailable
+from bridge.launcher import engine_command
 from bridge.protocol import VERSION
 from engine.cli import build_parser
 from tests.harness.engine import (

@@ -27,7 +27,8 @@ import zmq
 from lxml import etree
 
 from bridge import connection, protocol
-from bridge.client import ClientError, EngineClient, EngineUnavailable, JobFailed, JobResult, engine_command
+from bridge.client import ClientError, EngineClient, EngineUnavailable, JobFailed, JobResult
+from bridge.launcher import engine_command
 from bridge.params import SceneParams, SceneRequest, request_to_json
 from bridge.protocol import DELIMITER, VERSION, Message, Session
 from tests.harness.engine import (
@@ -293,7 +294,7 @@ BROKEN = {
     # case: (frames builder, expected code, words in the message)
     "bad-signature": (lambda r: _resigned(Raw.signed(r, header()), b"0" * 64), "bad_message", "signature"),
     "no-signature": (lambda r: _resigned(Raw.signed(r, header()), b""), "bad_message", "signature"),
-    "other-key": (lambda r: Session("f" * 64).serialize(Message("status_request")), "bad_message", "signature"),
+    "other-key": (lambda r: next(Session("f" * 64).parts(Message("status_request"))), "bad_message", "signature"),
     "garbage-frame": (lambda r: [os.urandom(100)], "bad_message", "delimiter"),
     "garbage-frames": (lambda r: [os.urandom(n) for n in (3, 0, 50, 7)], "bad_message", "delimiter"),
     "empty-frame": (lambda r: [b""], "bad_message", "delimiter"),
@@ -452,9 +453,9 @@ def test_oversized_messages_are_refused_and_the_engine_serves_on(small_engine):
     client = small_engine.client()
     raw = small_engine.raw()
     try:
-        # over the limit in all: a readable error reply
-        big = [os.urandom(300_000), os.urandom(300_000)]  # in frames of protocol.FRAME_BYTES, as clients send
-        raw.send(raw.session.serialize(Message("submit_request", {"job": sketch_job()[0], "name": "big.png"}, big)))
+        # over the limit in all: a readable error reply to the first chunk, which announces the size
+        big = [os.urandom(300_000), os.urandom(300_000)]
+        raw.send(next(raw.session.parts(Message("submit_request", {"job": sketch_job()[0], "name": "big.png"}, big))))
         reply = raw.recv(timeout_s=20)
         assert reply.msg_type == "error" and reply.content["code"] == "too_large"
         assert "limit of" in reply.content["message"] and "--max-message-mb" in reply.content["hint"]
@@ -661,8 +662,8 @@ def test_fuzz_never_crashes_the_engine(small_engine):
                 frames = _mutated(rng, rng.choice(bases))
             elif r < 0.98:
                 frames = _signed_broken(rng, raw)
-            else:  # over the 0.5 MiB limit, in frames under zmq's per-frame limit (protocol.FRAME_BYTES)
-                frames = raw.session.serialize(Message("submit_request", {}, [rng.randbytes(400_000)] * 2))
+            else:  # over the 0.5 MiB limit: the first chunk announces it
+                frames = next(raw.session.parts(Message("submit_request", {}, [rng.randbytes(400_000)] * 2)))
             raw.send(frames)
             reply = raw.recv(timeout_s=10)
             if reply is None:

@@ -18,6 +18,7 @@ import pytest
 
 from bridge import protocol
 from bridge.protocol import DELIMITER, REPLIES, REQUESTS, VERSION, Message, ProtocolError, Session, timestamp
+from bridge.reassembly import Reassembly
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "a" * 64
@@ -35,6 +36,12 @@ def _header(**fields) -> bytes:
     header = {"msg_id": "m1", "msg_type": "status_request", "version": VERSION, "date": timestamp()}
     header.update(fields)
     return json.dumps({k: v for k, v in header.items() if v is not ...}).encode()
+
+
+def one(session: Session, msg: Message) -> list[bytes]:
+    """The frames of a message that travels as one part."""
+    (part,) = session.parts(msg)
+    return [bytes(f) for f in part]
 
 
 def _rejected(session: Session, frames: list[bytes], expect=REQUESTS) -> ProtocolError:
@@ -56,7 +63,7 @@ def test_new_key_is_random_256_bit_hex():
 
 def test_signature_is_hmac_sha256_over_every_frame_with_its_length():
     session = Session(KEY)
-    frames = session.serialize(Message("submit_request", {"name": "x.png"}, [b"image", b"mask"]))
+    frames = one(session, Message("submit_request", {"name": "x.png"}, [b"image", b"mask"]))
     assert frames[0] == DELIMITER
     mac = hmac.new(KEY.encode(), digestmod=hashlib.sha256)
     for frame in frames[2:]:
@@ -66,7 +73,7 @@ def test_signature_is_hmac_sha256_over_every_frame_with_its_length():
 
 def test_changed_or_reshaped_buffers_break_the_signature():
     session = Session(KEY)
-    frames = session.serialize(Message("submit_request", {"name": "x.png", "job": {}}, [b"image", b"mask"]))
+    frames = one(session, Message("submit_request", {"name": "x.png", "job": {}}, [b"image", b"mask"]))
     for buffers in ([b"imagE", b"mask"], [b"imag", b"emask"], [b"image"], [b"image", b"mask", b""]):
         assert "signature" in _rejected(session, [*frames[:6], *buffers]).message
 
@@ -77,7 +84,7 @@ def test_round_trip_keeps_type_content_buffers_and_parent():
     msg = Message(
         "result", {"job_id": "f" * 32, "name": "horse.png", "unicode": "é✓"}, [b"<svg/>", bytes(range(256))], parent
     )
-    frames = session.serialize(msg)
+    frames = one(session, msg)
     assert len(frames) == 6 + 2  # delimiter, signature, header, parent, metadata, content, buffers
     back = session.deserialize(frames, REPLIES)
     assert back.msg_type == "result"
@@ -90,13 +97,13 @@ def test_round_trip_keeps_type_content_buffers_and_parent():
 
 def test_every_message_gets_its_own_id():
     session = Session(KEY)
-    ids = {session.deserialize(session.serialize(Message("status_request")), REQUESTS).msg_id for _ in range(50)}
+    ids = {session.deserialize(one(session, Message("status_request")), REQUESTS).msg_id for _ in range(50)}
     assert len(ids) == 50
 
 
 def test_split_ids_separates_routing_frames():
     session = Session(KEY)
-    frames = session.serialize(Message("status_request"))
+    frames = one(session, Message("status_request"))
     ids, rest = session.split_ids([b"peer", b"proxy", *frames])
     assert ids == [b"peer", b"proxy"]
     assert rest == frames
@@ -107,14 +114,14 @@ def test_split_ids_separates_routing_frames():
 
 def test_missing_delimiter_is_rejected():
     session = Session(KEY)
-    frames = session.serialize(Message("status_request"))
+    frames = one(session, Message("status_request"))
     with pytest.raises(ProtocolError) as info:
         session.split_ids([b"peer", *frames[1:]])
     assert info.value.code == protocol.BAD_MESSAGE and "delimiter" in info.value.message
 
 
 def test_signature_under_another_key_is_rejected():
-    frames = Session("b" * 64).serialize(Message("status_request"))
+    frames = one(Session("b" * 64), Message("status_request"))
     err = _rejected(Session(KEY), frames)
     assert err.code == protocol.BAD_MESSAGE and "signature" in err.message
 
@@ -122,14 +129,14 @@ def test_signature_under_another_key_is_rejected():
 @pytest.mark.parametrize("part", [2, 3, 4, 5])
 def test_any_changed_json_part_breaks_the_signature(part):
     session = Session(KEY)
-    frames = session.serialize(Message("submit_request", {"name": "x.png", "job": {"kind": "sketch"}}, [b"img"]))
+    frames = one(session, Message("submit_request", {"name": "x.png", "job": {"kind": "sketch"}}, [b"img"]))
     frames[part] = frames[part].replace(b"}", b' ,"x":1}', 1) if frames[part] != b"{}" else b'{"x":1}'
     assert "signature" in _rejected(session, frames).message
 
 
 def test_missing_or_garbled_signature_is_rejected():
     session = Session(KEY)
-    frames = session.serialize(Message("status_request"))
+    frames = one(session, Message("status_request"))
     for signature in (b"", b"0" * 64, frames[1][:-1], frames[1].upper(), b"\xff" * 64):
         assert "signature" in _rejected(session, [frames[0], signature, *frames[2:]]).message
 
@@ -137,20 +144,20 @@ def test_missing_or_garbled_signature_is_rejected():
 @pytest.mark.parametrize("keep", [0, 1, 2, 5])
 def test_truncated_multipart_is_rejected(keep):
     session = Session(KEY)
-    frames = session.serialize(Message("status_request"))[:keep]
+    frames = one(session, Message("status_request"))[:keep]
     err = _rejected(session, frames)
     assert err.code == protocol.BAD_MESSAGE and "frames" in err.message
 
 
 def test_oversized_message_is_rejected_before_its_signature_is_checked():
     session = Session(KEY, max_bytes=10_000)
-    frames = session.serialize(Message("submit_request", {"name": "big.png"}, [b"\0" * 20_000]))
+    frames = one(session, Message("submit_request", {"name": "big.png"}, [b"\0" * 20_000]))
     err = _rejected(session, frames)
     assert err.code == protocol.TOO_LARGE and "limit" in err.message and "--max-message-mb" in err.hint
-    unsigned = [DELIMITER, b"nonsense", b"x" * 20_000]
-    assert _rejected(session, unsigned).code == protocol.TOO_LARGE  # cheapest check first
+    unsigned = [DELIMITER, b"nonsense", b"{}", b"{}", b"{}", b"x" * 20_000]
+    assert _rejected(session, unsigned).code == protocol.TOO_LARGE  # before the signature
     # just under the limit is fine
-    ok = session.serialize(Message("submit_request", {"name": "ok.png"}, [b"\0" * 9_000]))
+    ok = one(session, Message("submit_request", {"name": "ok.png"}, [b"\0" * 9_000]))
     assert session.deserialize(ok, REQUESTS).buffers == [b"\0" * 9_000]
 
 
@@ -186,7 +193,7 @@ def test_unknown_message_type_is_rejected(msg_type):
 
 def test_request_type_is_not_accepted_where_a_reply_is_expected():
     session = Session(KEY)
-    err = _rejected(session, session.serialize(Message("status_request")), expect=REPLIES)
+    err = _rejected(session, one(session, Message("status_request")), expect=REPLIES)
     assert "status_request" in err.message
 
 
@@ -247,7 +254,7 @@ def test_json_that_is_not_an_object_is_rejected(part, data):
 
 def test_nan_is_never_sent_either():
     with pytest.raises(ValueError):
-        Session(KEY).serialize(Message("progress", {"loss": float("nan")}))
+        one(Session(KEY), Message("progress", {"loss": float("nan")}))
 
 
 def test_error_content_shape():
@@ -276,11 +283,11 @@ def test_protocol_needs_only_the_standard_library():
 
 def test_a_signed_message_is_accepted_once():
     sender, receiver = Session(KEY), Session(KEY)
-    frames = sender.serialize(Message("submit_request", {"name": "x.png"}, [b"image"]))
+    frames = one(sender, Message("submit_request", {"name": "x.png"}, [b"image"]))
     assert receiver.deserialize(frames, REQUESTS).content == {"name": "x.png"}
     err = _rejected(receiver, frames)
     assert err.code == protocol.BAD_MESSAGE and "replay" in err.message
-    assert receiver.deserialize(sender.serialize(Message("submit_request")), REQUESTS)  # a new one is fine
+    assert receiver.deserialize(one(sender, Message("submit_request")), REQUESTS)  # a new one is fine
 
 
 @pytest.mark.parametrize(
@@ -329,45 +336,81 @@ def test_the_plain_password_proves_the_key_without_being_it():
     assert KEY.encode() not in protocol.plain_password(KEY)
 
 
-# -- frames ---------------------------------------------------------------------------------------
+# -- parts and chunks ----------------------------------------------------------------------------
 
 
-def test_a_large_buffer_travels_as_frames_of_at_most_frame_bytes_and_comes_back_whole():
-    """The engine's socket drops a peer that starts a frame over FRAME_BYTES, so serialize splits."""
+def test_a_large_message_travels_as_chunks_of_one_small_frame_each_and_comes_back_whole():
+    """No part is more than MAX_PART_FRAMES frames of at most FRAME_BYTES: the engine's ZeroMQ then
+    holds a few of them per connection (RCVHWM counts messages); the chunks, each signed and dated
+    on its own, add up to the message again."""
     session = Session(KEY)
     image = bytes(range(256)) * (3 * protocol.FRAME_BYTES // 256 + 7)  # 3 full frames and a short one
     mask = b"m" * protocol.FRAME_BYTES  # exactly one frame
     content = {"name": "x.png", "strokes": [[1.0 / 3] * 8] * 900}  # a refine request's strokes: ~140 KB
-    frames = session.serialize(Message("submit_request", content, [image, mask, b""]))
-    assert max(len(f) for f in frames) <= protocol.FRAME_BYTES
-    sizes = json.loads(frames[2])["sizes"]
-    assert sizes[1:] == [len(image), len(mask), 0] and sizes[0] > 2 * protocol.FRAME_BYTES
-    assert len(frames) == 5 + 3 + 4 + 1 + 1
-    back = Session(KEY).deserialize([memoryview(bytes(f)) for f in frames], REQUESTS)  # as the engine reads them
-    assert back.buffers == [image, mask, b""] and back.content == content
+    msg = Message("submit_request", content, [image, mask, b""])
+    parts = [[bytes(f) for f in part] for part in session.parts(msg)]
+    size = len(json.dumps(content, separators=(",", ":"))) + len(image) + len(mask)
+    assert len(parts) == protocol.chunk_count(size) == -(-size // protocol.FRAME_BYTES)
+    assert all(len(part) == 6 and max(len(f) for f in part) <= protocol.FRAME_BYTES for part in parts)
+    headers = [json.loads(part[2]) for part in parts]
+    assert [h["chunk"] for h in headers] == list(range(len(parts)))
+    assert {h["msg_id"] for h in headers} == {msg.msg_id} and {h["chunks"] for h in headers} == {len(parts)}
+    assert headers[0]["sizes"][1:] == [len(image), len(mask), 0] and "sizes" not in headers[1]
+    assert len({part[1] for part in parts}) == len(parts)  # each signed on its own
+    receiver, reassembly = Session(KEY), Reassembly(protocol.MAX_MESSAGE_BYTES, protocol.MAX_MESSAGE_BYTES)
+    done = [reassembly.add(b"peer", "", receiver.check(part, REQUESTS), 0.0) for part in parts]
+    assert done[:-1] == [None] * (len(parts) - 1)  # held until its last chunk
+    assert done[-1].buffers == [image, mask, b""] and done[-1].content == content
+    assert done[-1].msg_id == msg.msg_id and reassembly.open == {}
+
+
+def test_a_message_that_fits_travels_as_one_part_with_its_buffers_in_frames_of_their_own():
+    session = Session(KEY)
+    frames = one(session, Message("result", {"job_id": "f" * 32}, [b"<svg/>"]))
+    assert len(frames) == 7 and "chunks" not in json.loads(frames[2])
+
+
+def test_a_message_over_the_limit_is_refused_before_a_part_is_made():
+    session = Session(KEY)
+    msg = Message("submit_request", {"name": "big.png"}, [b"\0" * 3 * protocol.FRAME_BYTES])
+    with pytest.raises(ProtocolError) as refused:
+        session.parts(msg, limit=2 * protocol.FRAME_BYTES)
+    assert refused.value.code == protocol.TOO_LARGE and "limit of 0.1 MiB" in refused.value.message
+
+
+def test_a_chunk_handed_over_as_a_whole_message_is_refused():
+    session = Session(KEY)
+    first = next(session.parts(Message("submit_request", {}, [b"x" * 2 * protocol.FRAME_BYTES])))
+    err = _rejected(Session(KEY), [bytes(f) for f in first])
+    assert "chunk" in err.message and err.parent["chunk"] == 0
 
 
 @pytest.mark.parametrize(
-    "sizes",
+    "fields",
     [
-        [2, 3 * protocol.FRAME_BYTES],  # one frame short
-        [2, protocol.FRAME_BYTES + 10, 5],  # frames grouped otherwise
-        [],
-        ["12"],
-        [True],
-        [-1, 10],
-        {"a": 1},
+        {"chunk": -1, "chunks": 3},
+        {"chunk": 3, "chunks": 3},
+        {"chunk": "0", "chunks": 3},
+        {"chunk": True, "chunks": 3},
+        {"chunk": 0, "chunks": None},
+        {"chunk": 0, "chunks": 3, "msg_id": "x" * 65},
+        {"chunk": 0, "chunks": 3, "msg_id": ["m1"]},
     ],
 )
-def test_frames_that_do_not_match_the_header_s_sizes_are_refused(sizes):
+def test_a_chunk_with_an_invalid_index_count_or_id_is_refused(fields):
     session = Session(KEY)
-    chunks = (b"x" * protocol.FRAME_BYTES, b"x" * protocol.FRAME_BYTES, b"x" * 15)
-    frames = _signed(session, _header(msg_type="submit_request", sizes=sizes), buffers=chunks)
-    assert "sizes" in _rejected(session, frames).message
+    frames = _signed(session, _header(msg_type="submit_request", **fields))
+    assert "chunk" in _rejected(session, frames).message
 
 
-def test_more_frames_than_the_size_limit_allows_are_refused_before_the_signature_is_checked():
-    session = Session(KEY, max_bytes=4 * protocol.FRAME_BYTES)
-    frames = [DELIMITER, b"sig", *[b"{}"] * 4, *[b"x"] * session.max_frames]
+def test_a_chunk_of_two_data_frames_is_refused():
+    session = Session(KEY)
+    frames = _signed(session, _header(chunk=0, chunks=1, sizes=[2]), buffers=(b"x",))
+    assert "one frame" in _rejected(session, frames).hint
+
+
+def test_more_frames_than_a_part_may_have_are_refused_before_the_signature_is_checked():
+    session = Session(KEY)
+    frames = [DELIMITER, b"sig", *[b"{}"] * 4, *[b"x"] * protocol.MAX_PART_FRAMES]
     err = _rejected(session, frames)
-    assert f"expected 6 to {session.max_frames} frames" in err.message and err.code == protocol.BAD_MESSAGE
+    assert f"expected 6 to {protocol.MAX_PART_FRAMES} frames" in err.message and err.code == protocol.BAD_MESSAGE

@@ -23,8 +23,7 @@ from bridge import connection, protocol
 from bridge.client import EngineClient
 from bridge.protocol import DELIMITER, Session
 from engine.service import connections
-from tests.test_bridge_engine import Engine, engine_env, rss_kib, wait_for
-from tests.test_remote_engine import cli, free_port
+from tests.harness.engine import Engine, cli, engine_env, free_port, rss_kib, wait_for
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -337,10 +336,87 @@ def test_a_message_far_over_the_limit_costs_at_most_one_frame_and_the_engine_ser
     assert local.alive() and "Traceback" not in local.log_text()
 
 
+HUGE_MESSAGE = 1536 * MIB  # what the key holder announces: 24,576 chunks
+STREAMED_CHUNKS = 4096  # what it streams of them after the refusal: 256 MiB, the engine's whole limit
+CHUNK = b"\0" * protocol.FRAME_BYTES
+
+
+def chunk_of(session: Session, msg_id: str, index: int, count: int, sizes: list[int] | None = None) -> list[bytes]:
+    """Chunk `index` of a message of `count` chunks, signed with the key: made when it is sent."""
+    header = {"msg_id": msg_id, "msg_type": "submit_request", "version": protocol.VERSION}
+    header.update(date=protocol.timestamp(), chunk=index, chunks=count, **({"sizes": sizes} if sizes else {}))
+    parts = [json.dumps(header).encode(), b"{}", b"{}", CHUNK]
+    return [DELIMITER, session.sign(parts), *parts]
+
+
+def test_a_key_holder_s_1_5_gb_message_is_refused_at_its_announcement_and_its_chunks_cost_nothing(local):
+    """Issue 22's last hole. A key holder streams a 1.5 GB message the protocol's way, as signed
+    chunks of FRAME_BYTES. Its first chunk announces the size: refused there (too_large), with one
+    error reply; the 4,096 chunks (256 MiB) it streams after that are each checked and dropped, so
+    the engine's peak memory rises by a few MiB at most, and another client is served at once."""
+    client = local.client()
+    client.status()
+    peak = rss_kib(local.pid, "VmHWM")
+    raw = local.raw()
+    count = protocol.chunk_count(HUGE_MESSAGE)
+    try:
+        raw.send(chunk_of(raw.session, "huge", 0, count, sizes=[2, HUGE_MESSAGE - 2]))
+        refusal = raw.recv(timeout_s=20)
+        assert refusal.msg_type == "error" and refusal.content["code"] == protocol.TOO_LARGE
+        assert refusal.parent["msg_id"] == "huge" and "--max-message-mb" in refusal.content["hint"]
+        started = time.monotonic()
+        for index in range(1, 1 + STREAMED_CHUNKS):
+            raw.send(chunk_of(raw.session, "huge", index, count))
+        raw.send(next(raw.session.parts(protocol.Message("status_request"))))
+        after = raw.recv(timeout_s=60)  # parts of a connection are handled in order: all chunks are in
+        streamed_s = time.monotonic() - started
+    finally:
+        raw.close()
+    assert after.msg_type == "status_reply", after.content  # no error for any of the dropped chunks
+    grown = (rss_kib(local.pid, "VmHWM") - peak) / 1024
+    print(
+        f"1.5 GB announced, refused; {STREAMED_CHUNKS * protocol.FRAME_BYTES // MIB} MiB of its chunks streamed "
+        f"in {streamed_s:.1f} s; the engine's peak grew {grown:.1f} MiB (load {os.getloadavg()[0]:.1f})"
+    )
+    assert grown < 4, f"the message cost the engine {grown:.1f} MiB"
+    started = time.monotonic()
+    assert client.status()["pid"] == local.pid
+    assert time.monotonic() - started < 2, "another client was kept waiting"
+    assert local.alive() and "Traceback" not in local.log_text()
+
+
+def test_a_message_of_many_frames_the_old_way_is_held_whole_and_its_connection_ended(local):
+    """The attack 4.0 cannot prevent, measured: a key holder hand-builds one ZeroMQ message of 1,024
+    frames of FRAME_BYTES (64 MiB), as protocol 3.1 allowed. libzmq has no option that bounds the
+    frames of a message (MAXMSGSIZE is per frame, RCVHWM counts messages) and queues a message's
+    frames unseen until its last, so the engine's ZeroMQ holds all 64 MiB before the engine sees
+    it. The engine then refuses it, ends that connection (which therefore holds no second one)
+    and logs the identity, so that its key can be revoked; it serves on."""
+    client = local.client()
+    client.status()
+    peak = rss_kib(local.pid, "VmHWM")
+    sock = plain_session(local.info.port, local.info.key)
+    frames = 1024
+    try:
+        body = frame(CHUNK, flags=1)
+        sock.sendall(frame(DELIMITER, flags=1) + frame(b"0" * 64, flags=1))
+        for _ in range(frames - 3):
+            sock.sendall(body)
+        sock.sendall(frame(CHUNK))  # its last frame: only now does ZeroMQ hand it on
+        assert cut_off(sock), "the connection that sent it was left open"
+    finally:
+        sock.close()
+    grown = (rss_kib(local.pid, "VmHWM") - peak) / 1024
+    print(f"one message of {frames} frames ({frames * protocol.FRAME_BYTES // MIB} MiB): the peak grew {grown:.0f} MiB")
+    assert grown < 2 * frames * protocol.FRAME_BYTES / MIB  # held about once, then refused
+    assert f"one message of {frames} frames" in local.log_text()
+    assert client.status()["pid"] == local.pid
+
+
 def test_running_out_of_memory_while_receiving_a_message_does_not_end_the_engine(tmp_path):
     """Before: a MemoryError raised in the socket loop, outside the guarded handler, ended the
     engine. Here the engine's address space is capped (prlimit) to what it uses plus 300 MiB, and a
-    key holder sends a 200 MiB message (in protocol frames): ZeroMQ holds it, putting its image
+    key holder sends a 200 MiB message (in chunks): the engine holds its chunks, putting its image
     together needs 200 MiB more and fails; that message is dropped and the engine serves on."""
     import resource
 
@@ -354,7 +430,8 @@ def test_running_out_of_memory_while_receiving_a_message_does_not_end_the_engine
         raw = eng.raw()
         try:
             image = b"\0" * (200 * MIB)
-            raw.send(raw.session.serialize(protocol.Message("submit_request", {"name": "huge.png"}, [image])))
+            for part in raw.session.parts(protocol.Message("submit_request", {"name": "huge.png"}, [image])):
+                raw.send(part)
             del image
             reply = raw.recv(timeout_s=60)
         finally:

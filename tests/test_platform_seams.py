@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge import atomic, client
-from bridge.client import EngineClient, EngineUnavailable, engine_command
+from bridge import atomic, launcher
+from bridge.client import EngineClient, EngineUnavailable
+from bridge.launcher import engine_command
 from tests.harness.paths import ROOT
 
 SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
@@ -85,18 +86,18 @@ def test_restrict_to_user_fails_loudly():
 
 
 def test_the_engine_is_detached_without_posix_calls_on_windows():
-    windows = client.detach_options("win32")
+    windows = launcher.detach_options("win32")
     assert set(windows) == {"creationflags"}, "no start_new_session (setsid) on Windows"
     assert windows["creationflags"] & 0x08000000, "CREATE_NO_WINDOW: no console window for the engine"
     assert windows["creationflags"] & 0x00000200, "CREATE_NEW_PROCESS_GROUP: a Ctrl+C elsewhere is not its"
     assert not windows["creationflags"] & 0x00000008, (
         "not DETACHED_PROCESS: the venv launcher's child would get a window"
     )
-    assert client.detach_options("linux") == client.detach_options("darwin") == {"start_new_session": True}
+    assert launcher.detach_options("linux") == launcher.detach_options("darwin") == {"start_new_session": True}
 
 
 def test_engine_environment():
-    env = client.engine_environment(
+    env = launcher.engine_environment(
         {"PYTHONHOME": r"C:\Program Files\Inkscape", "PATH": "x", "PYTHONIOENCODING": "cp1252"}
     )
     assert env == {"PATH": "x", "PYTHONIOENCODING": "utf-8"}

@@ -213,9 +213,8 @@ def test_an_unknown_key_and_a_plain_client_are_refused_without_any_work(remote, 
             sock.connect(info.url)
             job, buffers = sketch_job()
             with contextlib.suppress(zmq.Again):
-                sock.send_multipart(
-                    session.serialize(protocol.Message("submit_request", {"job": job, "name": "x.png"}, buffers))
-                )
+                for part in session.parts(protocol.Message("submit_request", {"job": job, "name": "x.png"}, buffers)):
+                    sock.send_multipart(part)
             sockets.append(sock)
         time.sleep(2)
         assert not any(sock.poll(500) for sock in sockets), "a non-CURVE client got an answer"

@@ -66,7 +66,8 @@ def add_remote_option(parser: argparse.ArgumentParser) -> None:
 def connect_client(args: argparse.Namespace | None = None, start: bool = False) -> EngineClient:
     """A client of this computer's engine (started if `start` and none runs), or of the remote
     engine of `args.remote`. A remote engine runs the models its administrator chose."""
-    from bridge.client import EngineClient, engine_command
+    from bridge.client import EngineClient
+    from bridge.launcher import engine_command
 
     remote = getattr(args, "remote", None)
     if remote:

@@ -82,7 +82,7 @@ def parse_address(text: str, option: str) -> tuple[str, int]:
 
 
 def engine_settings(args: argparse.Namespace) -> dict:
-    """The engine options as `Runtime.create` and `bridge.client.engine_command` take them."""
+    """The engine options as `Runtime.create` and `bridge.launcher.engine_command` take them."""
     return {
         "device": args.device,
         "models": args.models,

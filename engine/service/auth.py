@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from typing import Any
 
 import zmq
 import zmq.utils.z85
@@ -63,7 +64,7 @@ class Admission:
         self.allowed = keys.Allowed(keys.allowed_folder()) if curve is not None else None
         self.local_public, self.local_secret = zmq.curve_keypair() if curve is not None else (b"", b"")
 
-    def local_fields(self) -> dict[str, str]:
+    def local_fields(self) -> dict[str, Any]:  # ConnectionInfo fields
         """The CURVE fields of this machine's connection file (none for a loopback-only engine)."""
         if self.curve is None:
             return {}

@@ -77,7 +77,7 @@ class ConnectionGuard:
 
     def _accepted(self, fd: int) -> None:
         if len(self.open) >= TOTAL:
-            _end(fd)  # its disconnection is reported; it is never counted
+            end_connection(fd)  # its disconnection is reported; it is never counted
             return
         address = _peer_address(fd)
         self.open[fd] = _Connection(address)
@@ -89,7 +89,7 @@ class ConnectionGuard:
         """End all but the newest `keep` of the connections `waiting` (oldest first)."""
         for oldest in waiting[: max(0, len(waiting) - keep)]:
             del self.open[oldest]
-            _end(oldest)
+            end_connection(oldest)
 
 
 def _peer_address(fd: int) -> str:
@@ -101,7 +101,7 @@ def _peer_address(fd: int) -> str:
         return ""
 
 
-def _end(fd: int) -> None:
+def end_connection(fd: int) -> None:
     """End the connection on `fd`; libzmq sees the peer leave, frees it and closes the descriptor."""
     with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as peer:
         peer.shutdown(socket.SHUT_RDWR)

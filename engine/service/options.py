@@ -21,12 +21,19 @@ class ServerOptions:
     max_queued_jobs: int = 100  # jobs of one identity waiting to run, its running ones aside
     max_queued_bytes: int | None = None  # their images and masks together; None: 2 x max_message_bytes
     max_total_queued_bytes: int | None = None  # every identity's together; None: 4 x max_queued_bytes
+    # Large messages come in chunks (bridge.reassembly): what all connections' messages in progress
+    # may announce together. None: 2 x max_message_bytes (two full-size uploads at once).
+    max_receiving_bytes: int | None = None
     listen: tuple[str, int] | None = None  # also serve this network address (CurveZMQ, allowed keys only)
     workers: int = 1  # jobs run at once (run_job is called from that many threads)
 
     @property
     def queued_bytes_limit(self) -> int:
         return 2 * self.max_message_bytes if self.max_queued_bytes is None else self.max_queued_bytes
+
+    @property
+    def receiving_bytes_limit(self) -> int:
+        return 2 * self.max_message_bytes if self.max_receiving_bytes is None else self.max_receiving_bytes
 
     @property
     def total_queued_bytes_limit(self) -> int:

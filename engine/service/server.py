@@ -14,21 +14,13 @@ raise `Cancelled` when the job's cancel flag is set, which is how a running job 
 Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
 (engine.service.auth's ZAP handler, before zmq reads a message of it), having sent at most one
 frame of protocol.FRAME_BYTES (ZMQ_MAXMSGSIZE, which also bounds every frame of an admitted peer);
-connections are bounded per address and in all (engine.service.connections); every message is
-checked (bridge.protocol: signed with its identity's own key, its date, its size and frame count)
-before it is interpreted, every defect gets an error reply, the queue is capped (per client, and in
-all: engine.service.queue_policy), an error even in receiving is logged and the loop goes on, and a
-job that fails, even by running out of memory, becomes an error reply while the engine keeps serving.
-
-Why small frames, in ZeroMQ's model: ZMQ_MAXMSGSIZE is a socket option that limits each frame (not
-a message), and libzmq copies it into each connection when it is made, so it cannot be small until
-a peer is authenticated and larger after; the ZAP handler sees a peer's address and credentials
-only after its first handshake command, whose size MAXMSGSIZE alone bounds. So every frame is
-small (protocol.FRAME_BYTES), for strangers and clients alike, and clients split images into such
-frames. ZeroMQ's RCVHWM counts whole messages and shows no frame of a message before its last,
-so a message is bounded only once it has arrived (size and frame count, Session.deserialize):
-PENDING_PER_PEER messages per connection, and a key holder who hand-builds one message of
-countless frames is held until it ends (README, Reliability: what a key holder can cost).
+connections are bounded per address and in all (engine.service.connections); every part is
+checked (bridge.protocol: signed with its identity's own key, its date, its frame count) before
+it is interpreted, a large message is put together from its chunks within bounds
+(engine.service.intake, bridge.reassembly), every defect gets an error reply, the queue is capped
+(per client, and in all: engine.service.queue_policy), an error even in receiving is logged and
+the loop goes on, and a job that fails, even by running out of memory, becomes an error reply
+while the engine keeps serving.
 
 Serving the network (`listen`): the socket speaks CurveZMQ instead of PLAIN, on loopback and on the
 network address alike (engine.service.auth). The handshake's identity (ZAP user id) comes with
@@ -40,8 +32,8 @@ identities, and only this machine's clients may stop the engine.
 from __future__ import annotations
 
 import errno
+import functools
 import gc
-import json
 import os
 import queue
 import signal
@@ -58,23 +50,23 @@ from bridge.atomic import write_atomic
 from bridge.errors import EngineError, InputError
 from bridge.limits import MAX_NAME_CHARS
 from bridge.params import REQUESTS, request_from_json
-from bridge.protocol import Message, ProtocolError, error_content, valid_job_id
+from bridge.protocol import Message, error_content, valid_job_id
 from engine import __version__
 from engine.budget import release_to_system
-from engine.service import keys, snapshots, worker
+from engine.service import intake, keys, outcomes, snapshots, worker
 from engine.service.auth import Admission, Forbidden, Signers
 from engine.service.connections import ConnectionGuard
+from engine.service.intake import Intake, guarded
 from engine.service.lock import acquire_lock
 from engine.service.log import log as _log
 from engine.service.options import DEFAULTS, ServerOptions
 from engine.service.queue_policy import Job, JobQueue, check_room
-from engine.service.store import LOCAL_OWNER, JobRecord, ResultStore, StoreError
+from engine.service.store import LOCAL_OWNER, JobRecord, ResultStore
 from engine.service.worker import Describe, RunJob
 
 ZAP_URL = "inproc://zeromq.zap.01"  # where libzmq asks who may connect (ZeroMQ RFC 27)
 MIN_PREVIEW_EVERY_S = 0.5  # the most often a client may ask for a live preview
 POLL_MS = 200
-PENDING_PER_PEER = 2  # messages one connection may have waiting in the engine (one request at a time is usual)
 TRIM_BYTES = 2**20  # after handling a message this large, freed memory goes back to the system
 
 
@@ -106,20 +98,13 @@ class EngineServer:
         zap = self.context.socket(zmq.REP)
         zap.bind(ZAP_URL)
         router = self.context.socket(zmq.ROUTER)
-        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        router.setsockopt(zmq.LINGER, 1000)
+        intake.configure(router)
         if self.keys is not None:
             router.curve_server = True
             router.curve_publickey, router.curve_secretkey = self.keys.public, self.keys.secret
         else:
             router.plain_server = True
         router.zap_domain = protocol.PLAIN_USER
-        # zmq drops a peer that starts a frame over FRAME_BYTES (handshake commands included), on
-        # its header, before the frame's bytes arrive; a message too large in all is answered with
-        # a readable error by Session.deserialize. A connection's messages beyond PENDING_PER_PEER
-        # wait in its own socket, not in the engine (ZeroMQ counts messages there, not frames).
-        router.setsockopt(zmq.MAXMSGSIZE, protocol.FRAME_BYTES + 64)  # + the frame header's room
-        router.setsockopt(zmq.RCVHWM, PENDING_PER_PEER)
         guard = ConnectionGuard(router)
         port = router.bind_to_random_port("tcp://127.0.0.1")
         if self.options.listen:
@@ -170,7 +155,8 @@ class EngineServer:
         gc.collect()
         gc.freeze()
         try:
-            self._loop(router, events, zap, guard)
+            send = functools.partial(self._send, router)
+            self._loop(router, events, zap, guard, Intake(self.signers, guard, self.options, send))
         finally:
             zap.close()
             guard.close()
@@ -183,7 +169,8 @@ class EngineServer:
             for thread in workers:
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
             for job_id in list(self.queue.jobs):
-                self._finish(
+                outcomes.finish(
+                    self,
                     router,
                     job_id,
                     "interrupted",
@@ -202,7 +189,9 @@ class EngineServer:
     def stop(self, *_signal) -> None:
         self.stopping = True
 
-    def _loop(self, router: zmq.Socket, events: zmq.Socket, zap: zmq.Socket, guard: ConnectionGuard) -> None:
+    def _loop(
+        self, router: zmq.Socket, events: zmq.Socket, zap: zmq.Socket, guard: ConnectionGuard, intake: Intake
+    ) -> None:
         poller = zmq.Poller()
         for socket in (router, events, zap, guard.monitor):
             poller.register(socket, zmq.POLLIN)
@@ -210,16 +199,17 @@ class EngineServer:
         while not self.stopping:
             ready = dict(poller.poll(POLL_MS))
             if guard.monitor in ready:
-                _guarded(guard.on_events)
+                guarded(guard.on_events)
             if zap in ready:
                 while zap.poll(0):
                     zap.send_multipart(self.admission.admit(zap.recv_multipart()))
             if events in ready:
                 while events.poll(0):
-                    _guarded(self._on_event, router, events.recv_multipart())
+                    guarded(outcomes.on_event, self, router, events.recv_multipart())
             if router in ready:
                 while router.poll(0) and not self.stopping:
-                    _guarded(self._receive, router, guard)
+                    guarded(self._receive, router, intake)
+            intake.expire()
             now = time.monotonic()
             if self.queue.jobs:  # the idle period starts when the last job ends, not at the last request
                 self.last_activity = now
@@ -235,16 +225,18 @@ class EngineServer:
                 _log(f"idle for {idle:.0f} s; exiting")
                 break
 
-    def _receive(self, router: zmq.Socket, guard: ConnectionGuard) -> None:
-        """Handle the next message; its frames are read in place (zmq's buffers) and copied once,
-        into the request's images, by Session.deserialize."""
-        parts = router.recv_multipart(copy=False)
-        guard.proven(parts[0].get(zmq.SRCFD))
-        size = sum(len(part) for part in parts)
+    def _receive(self, router: zmq.Socket, intake: Intake) -> None:
+        """Take the next part; handle the message it completes, then give a large one's memory back."""
+        self.last_activity = time.monotonic()
+        received = intake.receive(router)
+        if received is None:
+            return
+        sender, ids, msg = received
+        size = sum(len(b) for b in msg.buffers)
         try:
-            self._on_frames(router, _user_id(parts[0]), [part.buffer for part in parts])
+            self._handle(router, sender, ids, msg)
         finally:
-            del parts
+            del msg, received
             if size >= TRIM_BYTES:
                 release_to_system()
 
@@ -270,18 +262,8 @@ class EngineServer:
 
     # -- requests ----------------------------------------------------------------------------------
 
-    def _on_frames(self, router: zmq.Socket, sender: str, frames: list[memoryview]) -> None:
-        """Check and handle one message of identity `sender`; every defect gets an error reply."""
-        self.last_activity = time.monotonic()
-        session = self.signers.session(sender)
-        peer = bytes(frames[0])
-        try:
-            ids, rest = session.split_ids(frames)
-            ids = [bytes(i) for i in ids]
-            msg = session.deserialize(rest, protocol.REQUESTS)
-        except ProtocolError as err:
-            self._send(router, sender, [peer], Message("error", error_content(err.code, err.message, err.hint)))
-            return
+    def _handle(self, router: zmq.Socket, sender: str, ids: list[bytes], msg: Message) -> None:
+        """Handle one checked message of identity `sender`; every failure gets an error reply."""
         handler = getattr(self, "_on_" + msg.msg_type)
         try:
             self.admission.check(sender)
@@ -354,7 +336,7 @@ class EngineServer:
         else:
             job.cancel.set()
             job.request = None  # its image goes now
-            self._finish(router, job_id, "cancelled", error=worker.cancelled(job_id))
+            outcomes.finish(self, router, job_id, "cancelled", error=worker.cancelled(job_id))
             release_to_system()
             state = "cancelled"
         self._reply(router, sender, ids, msg, "cancel_reply", {"job_id": job_id, "state": state})
@@ -368,7 +350,7 @@ class EngineServer:
         job_id = self._known(sender, msg.content.get("job_id"))
         record = self.records[job_id]
         if record.state == "done":
-            self._send_result(router, ids, msg.header, record)
+            outcomes.send_result(self, router, ids, msg.header, record)
         elif record.state in protocol.FINISHED:
             self._reply(router, sender, ids, msg, "error", record.error or worker.cancelled(job_id))
         else:
@@ -388,38 +370,6 @@ class EngineServer:
         self._reply(router, sender, ids, msg, "shutdown_reply", {"interrupted": self.queue.active_ids()})
         self.stopping = True
 
-    # -- worker events -----------------------------------------------------------------------------
-
-    def _on_event(self, router: zmq.Socket, frames: list[bytes]) -> None:
-        event = json.loads(frames[0])
-        job_id = event["job_id"]
-        if event["type"] == "finished" and self.queue.ended(job_id):
-            self._dispatch(router)
-            self._announce(router)
-        if job_id not in self.queue.jobs:
-            return  # finished and told already
-        if event["type"] == "progress":
-            self._on_progress(router, self.queue.jobs[job_id], event["content"], frames[1:])
-        elif event["type"] == "snapshot":
-            snapshots.on_event(self, router, self.queue.jobs[job_id], event, frames[1:])
-        elif event["type"] == "finished":
-            snapshots.drop(self, router, self.queue.jobs[job_id])
-            record = self.records[job_id]
-            record.seconds, record.notes = event.get("seconds"), event.get("notes", [])
-            self._finish(
-                router, job_id, event["state"], error=event.get("error"), svg=frames[1] if len(frames) > 1 else None
-            )
-            gc.collect()
-            release_to_system()
-
-    def _on_progress(self, router, job: Job, content: dict[str, Any], preview: list[bytes]) -> None:
-        """Remember the job's progress and measured speed, and pass it on with its preview, if any."""
-        rate = content.pop("sketch_iteration_s", None)
-        if rate is not None:
-            self.rates[job.record.kind] = rate
-        job.progress = content
-        self._notify(router, job.record.job_id, Message("progress", content, preview))
-
     def _info(self, job_id: str) -> dict[str, Any]:
         """A job's info for status and list replies, with its last progress while it runs."""
         info = self.records[job_id].info(self.queue.position(job_id))
@@ -427,53 +377,6 @@ class EngineServer:
         if job is not None and job.progress is not None:
             info["progress"] = job.progress
         return info
-
-    def _finish(self, router, job_id: str, state: str, error: dict | None = None, svg: bytes | None = None) -> None:
-        """Store the outcome first, then tell the watchers: a lost message never loses a result."""
-        job = self.queue.remove(job_id)
-        record = job.record
-        record.state, record.finished, record.error = state, time.time(), error
-        try:
-            self.store.save(record, svg)
-        except StoreError as err:  # nothing may say "done" without its file: the job fails, now
-            _log(err.message)
-            state, svg, error = "error", None, error_content(err.code, err.message, err.hint, job_id)
-            record.state, record.error = state, error
-            self._save_or_log(record)
-        for peer in job.watchers:
-            if state == "done":
-                self._send_result(router, [peer], {}, record, svg)
-            else:
-                self._send(router, record.owner, [peer], Message("error", error or worker.cancelled(job_id)))
-
-    def _send_result(self, router, ids, parent: dict, record: JobRecord, svg: bytes | None = None) -> bool:
-        if svg is None:
-            try:
-                svg = self.store.svg(record.job_id)
-            except StoreError as err:  # its file is gone: the job no longer says "done"
-                record.state, record.error = "error", error_content(err.code, err.message, err.hint, record.job_id)
-                self._save_or_log(record)
-                raise
-        content = {
-            "job_id": record.job_id,
-            "name": record.name,
-            "kind": record.kind,
-            "notes": record.notes,
-            "seconds": record.seconds,
-        }
-        delivered = self._send(router, record.owner, ids, Message("result", content, [svg], parent))
-        if delivered:
-            record.fetched = time.time()
-            self._save_or_log(record)
-        return delivered
-
-    def _save_or_log(self, record: JobRecord) -> None:
-        """Store a record whose failure to save loses nothing the user needs (its state in memory
-        is what clients are told; what is on disk matters only after a restart)."""
-        try:
-            self.store.save(record)
-        except StoreError as err:
-            _log(err.message)
 
     # -- sending -----------------------------------------------------------------------------------
 
@@ -489,11 +392,12 @@ class EngineServer:
                 job.watchers.discard(peer)  # the client is gone; its job goes on and waits to be fetched
 
     def _send(self, router, identity: str, ids: list[bytes], msg: Message) -> bool:
-        """Send `msg`, signed with `identity`'s key, to the connection `ids`; False when the peer has
-        gone (ROUTER_MANDATORY) or is not reading (full queue)."""
+        """Send `msg` (its parts), signed with `identity`'s key, to the connection `ids`; False when the
+        peer has gone (ROUTER_MANDATORY) or is not reading (full queue: the rest of a large one is
+        not sent, and the client drops what came of it)."""
         try:
-            frames = self.signers.session(identity).serialize(msg)
-            router.send_multipart([*ids, *frames], flags=zmq.NOBLOCK, copy=False)
+            for frames in self.signers.session(identity).parts(msg):
+                router.send_multipart([*ids, *frames], flags=zmq.NOBLOCK, copy=False)
             return True
         except zmq.ZMQError as err:
             if err.errno in (errno.EHOSTUNREACH, zmq.EAGAIN):
@@ -512,7 +416,7 @@ class EngineServer:
         """Hand the next jobs to the idle workers; each is "running" from then on (position 0)."""
         for job in self.queue.start_next():
             job.record.state = "running"
-            self._save_or_log(job.record)  # on disk it stays "queued": the same after a crash
+            outcomes.save_or_log(self, job.record)  # on disk it stays "queued": the same after a crash
             self.work.put(job)
 
     def _announce(self, router: zmq.Socket) -> None:
@@ -544,24 +448,6 @@ def _preview_every(value: Any) -> float | None:
             "send e.g. 3, or leave it out for no previews",
         )
     return float(value)
-
-
-def _guarded(handle: Callable[..., None], *args: Any) -> None:
-    """The last line of defence: whatever still breaks in receiving or handling a message (a bug,
-    memory running out) is logged and the message dropped; the loop goes on."""
-    try:
-        handle(*args)
-    except Exception:
-        traceback.print_exc()
-        _log("the message above could not be handled; dropped it")
-
-
-def _user_id(frame: zmq.Frame) -> str:
-    """The identity the handshake gave the message's connection ("" if none: refused by Admission.check)."""
-    try:
-        return frame.get("User-Id") or ""
-    except zmq.ZMQError:
-        return ""
 
 
 def serve(

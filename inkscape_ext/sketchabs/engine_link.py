@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bridge import connection
 from bridge.atomic import write_atomic
-from bridge.client import EngineClient, engine_command, engine_environment
+from bridge.client import EngineClient
+from bridge.launcher import engine_command, engine_environment
 from bridge.protocol import valid_job_id
 from sketchabs import messages
 
