@@ -3,15 +3,21 @@ and vs diffvg (the official code's renderer) when pydiffvg is installed.
 
 Forward + backward at 224 x 224, half-width 1.5, strokes shaped like CLIPasso's initialisation
 (a random walk of 3 steps of up to 5.6 px) and like optimised strokes (steps of up to 30 px).
-Memory = bytes autograd saves for backward. --threads 1,2 repeats the table at each CPU thread count
-(run it once idle and once with the machine loaded: how each renderer degrades under contention).
-Run: python benchmarks/raster.py [--device cuda] [--threads 1,2]
+Memory = bytes autograd saves for backward. --threads 1,2 repeats the table at each CPU thread count.
+--contention measures, in one run, how each renderer degrades when a second process keeps every core
+busy: each configuration (thread counts of the process and of our rasteriser) is timed as the
+machine is, then at once again with busy-loop processes on all cores (started and stopped by the
+script), and the slow-downs are printed side by side.
+Run: python benchmarks/raster.py [--device cuda] [--threads 1,2] [--contention]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe, load_line
 from engine.methods.init import random_walk
 from engine.render import band_coverage, diffvg, rasterize
+from engine.render import raster as ours_module
 from engine.render.bezier import sample_polyline
 
 SIZE = (224, 224)
@@ -106,10 +113,17 @@ def main() -> None:
         help="BATCHxSTROKES[@STEP],... (default: 1x16,1x64,1x64@30,12x16,12x64; steps <= 5.6 px unless @STEP)",
     )
     parser.add_argument("--threads", default="", help="CPU thread counts to repeat the table at, e.g. 1,2")
+    parser.add_argument(
+        "--contention", action="store_true", help="slow-downs with every core kept busy by a second process (CPU)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"machine: {describe(device)}")
     print(load_line("start"))
+    if args.contention:
+        contention(args.cases if args.cases is not CASES else CONTENTION_CASES, args.repeats)
+        print(load_line("end", torch.get_num_threads()))
+        return
     for threads in [int(v) for v in args.threads.split(",") if v] or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         print(f"{threads} torch thread(s)")
@@ -137,6 +151,57 @@ def table(args, device) -> None:
         print(row)
     if not diffvg.available():
         print("diffvg: not installed here (pydiffvg), so no diffvg column")
+
+
+# The naive renderer's cases (single sketches) and the batch CLIPasso runs on a CPU (one per CLIP pass).
+CONTENTION_CASES = [(1, 16, 5.6), (1, 64, 5.6)]
+# (label, torch threads of the process, our rasteriser's CPU_THREADS; None: the naive renderer)
+CONFIGURATIONS = [
+    ("ours, process on 1 thread", 1, 1),
+    ("ours, 2 threads", 2, 2),
+    ("ours on 1 in a 2-thread process", 2, 1),
+    ("naive, 1 thread", 1, None),
+    ("naive, 2 threads", 2, None),
+]
+
+
+@contextlib.contextmanager
+def busy_cores():
+    """A second process keeping every core busy: one busy-loop Python process per core, at this
+    process's niceness (they inherit it), stopped on leaving; each also ends by itself once this
+    process is gone (killed by a timeout, say), so none outlives the benchmark."""
+    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    loops = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(1.0)  # let them start and take their cores
+        yield
+    finally:
+        for busy in loops:
+            busy.kill()
+        for busy in loops:
+            busy.wait()
+
+
+def contention(cases, repeats: int) -> None:
+    """Each configuration's time as the machine is and with every core busy, measured back to back
+    so that the other load on a shared machine drifts as little as possible between the two."""
+    print(f"niceness {os.nice(0)}; busy loops: {os.cpu_count()} processes (one per core), same niceness")
+    print(f"{'case':<32}{'configuration':<34}{'as is ms':>10}{'busy ms':>10}{'slow-down':>11}")
+    default_threads = ours_module.CPU_THREADS
+    try:
+        for batch, n, step in cases:
+            pts = strokes(batch, n, step, torch.device("cpu"))
+            label = f"{batch} x {n} strokes, <= {step:g} px"
+            for name, threads, ours_threads in CONFIGURATIONS:
+                torch.set_num_threads(threads)
+                render, runs = (naive_rasterize, 3) if ours_threads is None else (rasterize, repeats)
+                ours_module.CPU_THREADS = ours_threads or default_threads
+                as_is, _ = measure(render, pts, runs)
+                with busy_cores():
+                    busy, _ = measure(render, pts, runs)
+                print(f"{label:<32}{name:<34}{as_is * 1e3:>10.1f}{busy * 1e3:>10.1f}{busy / as_is:>10.1f}x", flush=True)
+    finally:
+        ours_module.CPU_THREADS = default_threads
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from bridge.params import ClipassoParams
 
 # Iterations by which CLIPasso's clean eval loss has made 90 % of its decrease: for now the paper's
-# "a recognisable sketch after about 100 iterations". benchmarks/convergence.py measures it (not yet
-# run to the end: the session that wrote it had only a busy 2-core CPU; benchmarks/README.md).
+# "a recognisable sketch after about 100 iterations". benchmarks/convergence.py measures it; its one
+# run so far (real-size random models, one 16-stroke sketch, a busy 2-core CPU: benchmarks/README.md,
+# "Time to a usable sketch") reached only iteration 150, with the loss still falling steeply, so it
+# measured no share of a preset's cap to put here; random weights' curves are not a trained CLIP's
+# anyway: rerun it with --models openai where the weights are.
 USABLE_ITERATIONS = 100
 
 

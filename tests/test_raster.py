@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bridge.errors import InputError
-from engine.render import band_coverage, diffvg, rasterize
+from engine.render import band_coverage, diffvg, raster, rasterize, rasterize_tapered
 from engine.runtime import Runtime
 from tests.reference_render import random_strokes, supersampled
 
@@ -203,3 +203,38 @@ def test_runtime_draws_with_the_chosen_renderer():
         with pytest.raises(InputError, match="pydiffvg is not installed") as err:
             Runtime.create("cpu", "tiny-random", renderer="diffvg")
         assert "--renderer ours" in err.value.hint
+
+
+@pytest.mark.parametrize("draw", [rasterize, rasterize_tapered])
+@pytest.mark.parametrize("ours_threads", [1, 2])
+def test_threads_change_no_result_and_the_process_gets_them_back(monkeypatch, draw, ours_threads):
+    """The rasteriser runs its CPU work on CPU_THREADS torch threads whatever the process uses
+    (benchmarks/README.md, "Under contention"): a pure speed choice. In a 2-thread process, at either
+    count, the image and the gradients (points and widths, widths given alone too) are the same bit
+    for bit as in a 1-thread process, and the process has its 2 threads back after the forward and
+    after the backward."""
+    g = torch.Generator().manual_seed(9)
+    points = torch.stack([random_strokes(g, 24, step=0.3) for _ in range(2)])  # (2, 24, 4, 2)
+    widths = torch.rand(2, 24, 1, generator=g) + 0.5  # (2, 24, 1) px
+    weights = torch.rand(SIZE, generator=g)
+
+    def run(threads: int, points_move: bool) -> tuple:
+        torch.set_num_threads(threads)
+        p, w = points.clone().requires_grad_(points_move), widths.clone().requires_grad_()
+        hw = {"half_width": w[..., 0]} if draw is rasterize else {"knot_half_widths": w.expand(2, 24, 3)}
+        image = draw(p, **hw)
+        after_forward = torch.get_num_threads()
+        (image[:, 0] * weights).sum().backward()
+        return (image.detach(), p.grad, w.grad), (after_forward, torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(raster, "CPU_THREADS", ours_threads)
+    try:
+        for points_move in (True, False):
+            one, _ = run(1, points_move)
+            two, threads = run(2, points_move)
+            for a, b in zip(one, two, strict=True):
+                assert (a is None and b is None) or torch.equal(a, b)
+            assert threads == (2, 2)
+    finally:
+        torch.set_num_threads(before)

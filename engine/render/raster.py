@@ -29,25 +29,52 @@ _PIXEL_CENTRE = 0.5
 _MAX_COVERAGE = 1.0 - 1e-6
 # Bounds the (pairs x pixels x segments) scratch tensor of the distance search: ~64 MiB of fp32.
 _SEARCH_CHUNK = 1 << 24
-# Torch threads the rasteriser's CPU ops use. They are many and small: on a busy 2-core machine two
-# threads that wait for each other made it 5.6x slower than one (benchmarks/README.md, "Rasteriser").
+# Torch threads the rasteriser's CPU work (forward and backward) runs on. Its ops are many and small:
+# on a 2-core machine kept busy by another process, two threads that wait for each other at every op
+# made it far slower, and degrade far more, than one (benchmarks/README.md, "Under contention").
 CPU_THREADS = 1
 
 
+class _ThreadsInBackward(torch.autograd.Function):
+    """Identity whose backward sets torch's CPU thread count to `threads` before the gradient flows
+    on: placed on the rasteriser's output it starts the rasteriser's backward on CPU_THREADS, placed
+    on its inputs it gives the rest of the backward (CLIP's side of the graph) the threads back."""
+
+    @staticmethod
+    def forward(ctx, tensor, threads: int):
+        ctx.threads = threads
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        torch.set_num_threads(ctx.threads)
+        return grad, None
+
+
 def _few_cpu_threads(draw):
-    """Run `draw` with at most CPU_THREADS torch threads where its first tensor argument is on the CPU."""
+    """Run `draw(points, ...)` on at most CPU_THREADS torch threads where `points` is on the CPU,
+    its forward here and its backward through _ThreadsInBackward boundaries; the process's thread
+    count is restored after each (the first input whose gradient is complete restores it). The thread
+    count changes no result: every op is the same whatever the threads (tests/test_raster.py)."""
 
     @functools.wraps(draw)
-    def wrapper(*args, **kwargs):
+    def wrapper(points, *args, **kwargs):
         before = torch.get_num_threads()
-        tensor = next(a for a in args if isinstance(a, torch.Tensor))
-        if tensor.device.type != "cpu" or before <= CPU_THREADS:
-            return draw(*args, **kwargs)
+        if points.device.type != "cpu" or before <= CPU_THREADS:
+            return draw(points, *args, **kwargs)
+
+        def restoring(value):
+            grows_graph = isinstance(value, torch.Tensor) and value.requires_grad
+            return _ThreadsInBackward.apply(value, before) if grows_graph else value
+
+        inputs = [restoring(a) for a in args]
+        keywords = {k: restoring(v) for k, v in kwargs.items()}
         torch.set_num_threads(CPU_THREADS)
         try:
-            return draw(*args, **kwargs)
+            image = draw(restoring(points), *inputs, **keywords)
         finally:
             torch.set_num_threads(before)
+        return _ThreadsInBackward.apply(image, CPU_THREADS) if image.requires_grad else image
 
     return wrapper
 
@@ -134,7 +161,6 @@ class PolylineDistance(torch.autograd.Function):
         return d2.sqrt()
 
     @staticmethod
-    @_few_cpu_threads
     def backward(ctx, grad_d):
         polyline, pixels, start = ctx.saved_tensors
         vertices = polyline.reshape(-1, 2)
@@ -196,6 +222,7 @@ def _point_segment_distance(p, a, b):
     return (ap - t[:, None] * ab).norm(dim=-1)
 
 
+@_few_cpu_threads
 def rasterize_tapered(
     points: torch.Tensor,
     knot_half_widths: torch.Tensor,
