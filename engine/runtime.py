@@ -5,13 +5,14 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import torch
 
 from bridge.errors import DeviceError, InputError
 from bridge.params import DEVICES, MODEL_KINDS, PRECISIONS, RENDERERS
-from engine.clip.models import load_clip
+from engine.clip.features import ResNetTower, VitTower
+from engine.clip.models import ClipModel, load_clip
 from engine.render import diffvg, rasterizer
 
 # fp16's smallest normal is 6e-5: CLIPasso's per-element feature gradients (~1e-9) vanish in it
@@ -63,7 +64,7 @@ class Runtime:
     precision: str = "auto"
     renderer: str = "ours"
     channels_last: bool = True  # faster RN101 convolutions; False only to time the official layout
-    _loaded: dict = field(default_factory=dict, repr=False)
+    _loaded: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -109,13 +110,22 @@ class Runtime:
         """The architectures loaded so far."""
         return tuple(self._loaded)
 
-    def clip(self, arch: str) -> torch.nn.Module:
+    @overload
+    def clip(self, arch: Literal["RN101"]) -> ClipModel[ResNetTower]: ...
+    @overload
+    def clip(self, arch: Literal["ViT-B-32"]) -> ClipModel[VitTower]: ...
+    @overload
+    def clip(self, arch: str) -> ClipModel[object]: ...
+
+    def clip(self, arch: str) -> ClipModel[Any]:
+        """The CLIP model `arch` (engine.clip.models.RN101 or VIT_B32), loaded on first use; its
+        `.visual` typed as the tower the architecture has."""
         if arch not in self._loaded:
             model = load_clip(arch, self.models, weights_dir=self.weights_dir, device=self.device)
             if arch.startswith("RN") and self.channels_last and self.device.type != "mps":
                 model = model.to(memory_format=torch.channels_last)
             self._loaded[arch] = model
-        return self._loaded[arch]
+        return cast(ClipModel[Any], self._loaded[arch])
 
     def describe(self) -> dict[str, Any]:
         """What this runtime computes with, as the engine's status reply says it."""

@@ -302,3 +302,19 @@ def test_sketches_optimised_a_pass_at_a_time_end_exactly_as_in_one_batch(runtime
     assert torch.equal(pieces.points, whole.points)
     assert torch.equal(pieces.loss, whole.loss)
     assert torch.equal(pieces.iteration, whole.iteration)
+
+
+def test_the_optimisation_gives_the_reference_numbers(runtime, animal_target):
+    """The strokes, losses, picks and importances of small runs (with a bank and without) are those
+    recorded in tests/data/reference_strokes.json: a refactor must change no number. The record is
+    the CPU's; floating-point reductions may round differently elsewhere, hence a tolerance far
+    below what any change to the method (a different draw, step or pick) moves."""
+    if runtime.device.type != "cpu":
+        pytest.skip("the reference numbers are the CPU's")
+    from tests.reference_strokes import clipasso_numbers, reference
+
+    numbers = clipasso_numbers(runtime, animal_target)
+    expected = reference()["clipasso"]
+    assert numbers.keys() == expected.keys()
+    for name, values in expected.items():
+        assert numbers[name] == pytest.approx(values, rel=1e-5, abs=1e-6), name

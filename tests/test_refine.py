@@ -274,7 +274,7 @@ def test_locked_strokes_stay_bit_identical_and_the_others_move_without_raising_t
 
 
 def test_added_strokes_start_on_salient_ink_the_sketch_does_not_cover(runtime, animal_target):
-    from engine.methods.clipasso import salient_edges
+    from engine.methods.init import salient_edges
 
     start = torch.tensor([[[60.0, 60.0], [90.0, 70.0], [120.0, 70.0], [150.0, 60.0]]]).repeat(4, 1, 1)
     start += torch.arange(4.0)[:, None, None] * torch.tensor([0.0, 30.0])  # 4 strokes, 30 px apart

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 # OpenAI CLIP's input normalisation.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -25,6 +28,44 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
+class ResNetTower(Protocol):
+    """open_clip's ModifiedResNet (RN101's image tower): the modules `resnet_features` runs."""
+
+    conv1: nn.Conv2d
+    layer1: nn.Module
+    layer2: nn.Module
+    layer3: nn.Module
+    layer4: nn.Module
+    attnpool: nn.Module
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class VitBlock(Protocol):
+    """One residual attention block of open_clip's VisionTransformer."""
+
+    attn: nn.MultiheadAttention
+    ln_1: nn.Module
+    ln_2: nn.Module
+    mlp: nn.Module
+    ls_1: nn.Module  # LayerScale, or Identity where the model has none (CLIP's)
+    ls_2: nn.Module
+
+
+class VitBlocks(Protocol):
+    resblocks: Sequence[VitBlock]
+
+
+class VitTower(Protocol):
+    """open_clip's VisionTransformer (ViT-B/32's image tower): what `patch_tokens` and the blocks read."""
+
+    conv1: nn.Conv2d
+    class_embedding: torch.Tensor  # (D,)
+    positional_embedding: torch.Tensor  # (1 + patches, D)
+    ln_pre: nn.Module
+    transformer: VitBlocks
+
+
 @dataclass
 class ResNetFeatures:
     """CLIPasso's loss inputs from the RN101 image tower."""
@@ -34,7 +75,7 @@ class ResNetFeatures:
     embedding: torch.Tensor  # (B, 512) attention-pool output
 
 
-def resnet_features(visual: torch.nn.Module, x: torch.Tensor) -> ResNetFeatures:
+def resnet_features(visual: ResNetTower, x: torch.Tensor) -> ResNetFeatures:
     """Run open_clip's ModifiedResNet, keeping the intermediate activations the loss compares."""
     x = visual.stem(x.to(visual.conv1.weight.dtype))
     x = visual.layer1(x)
@@ -74,7 +115,7 @@ def self_attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor, need_weig
     return out.transpose(0, 1), weights
 
 
-def patch_tokens(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def patch_tokens(visual: VitTower, x: torch.Tensor) -> torch.Tensor:
     """The ViT's input tokens (B, 1 + patches, D) for images x (B, 3, H, W): the class token, then the
     patches in row-major order, position-embedded and normalised (ln_pre), as CLIP's forward makes them.
     Written out from the modules every open_clip version has (its own helper is private and recent)."""
@@ -84,7 +125,7 @@ def patch_tokens(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return visual.ln_pre(tokens)
 
 
-def _blocks(visual: torch.nn.Module, x: torch.Tensor, need_attention: bool):
+def _blocks(visual: VitTower, x: torch.Tensor, need_attention: bool):
     """Yield (tokens (B, L, D), head-averaged attention (B, L, L) or None) after each ViT block."""
     x = patch_tokens(visual, x)  # (B, L, D), L = 1 + patches
     for block in visual.transformer.resblocks:
@@ -95,7 +136,7 @@ def _blocks(visual: torch.nn.Module, x: torch.Tensor, need_attention: bool):
 
 
 @torch.no_grad()
-def attention_saliency(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def attention_saliency(visual: VitTower, x: torch.Tensor) -> torch.Tensor:
     """ViT-B/32 saliency as CLIPasso initialises strokes with it (docs/method.md#stroke-initialisation).
 
     CLS-to-patch attention, averaged over heads and all blocks, as a (B, H, W) map: the patch grid
@@ -111,7 +152,7 @@ def attention_saliency(visual: torch.nn.Module, x: torch.Tensor) -> torch.Tensor
     return (up - lo) / (hi - lo).clamp(min=1e-12)
 
 
-def vit_block_outputs(visual: torch.nn.Module, x: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
+def vit_block_outputs(visual: VitTower, x: torch.Tensor, layers: list[int]) -> dict[int, torch.Tensor]:
     """Tokens (B, 50, width), CLS included, after the given layers: layer l is the output of
     `visual.transformer.resblocks[l]`, counted from 0 as the official code does, so 11 is the last
     block of ViT-B/32 (docs/method.md#clip-models)."""

@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Generic, TypeVar
 
 import open_clip
 import torch
@@ -24,11 +25,22 @@ from bridge.params import MODEL_KINDS
 from engine.clip.calibrate import calibrate_resnet, calibration_images
 from engine.clip.features import normalize
 
-RN101 = "RN101"
-VIT_B32 = "ViT-B-32"
+RN101: Final = "RN101"
+VIT_B32: Final = "ViT-B-32"
 CALIBRATION_IMAGES = 8  # the batch that sets the random RN101's batch-norm statistics (engine.clip.calibrate)
 # Set to skip download attempts (machines without network; the tests set it).
 OFFLINE_ENV = "SKETCH_ABSTRACTION_OFFLINE"
+
+
+Tower = TypeVar("Tower", covariant=True)
+
+
+class ClipModel(Generic[Tower]):
+    """A loaded open_clip CLIP model as the engine uses it: `visual`, its image tower (a
+    `ResNetTower` for RN101, a `VitTower` for ViT-B/32: engine.clip.features). open_clip has no
+    types of its own; this names what its model is. Only for typing: the object is open_clip's."""
+
+    visual: Tower
 
 
 @dataclass(frozen=True)
@@ -117,11 +129,9 @@ def find_checkpoint(arch: str, weights_dir: str | os.PathLike | None = None) -> 
 
 
 def _download(arch: str) -> Path:
-    from open_clip.pretrained import download_pretrained_from_url, get_pretrained_cfg
-
-    url = get_pretrained_cfg(arch, "openai")["url"]
+    url = open_clip.pretrained.get_pretrained_cfg(arch, "openai")["url"]
     try:  # saved under the URL's file name, which is the name find_checkpoint looks for
-        return Path(download_pretrained_from_url(url, cache_dir=str(cache_dir())))
+        return Path(open_clip.pretrained.download_pretrained_from_url(url, cache_dir=str(cache_dir())))
     except Exception as err:  # any network or disk failure means the same thing to the user
         raise _missing(f"downloading {CHECKPOINTS[arch].filename} failed ({err})") from err
 

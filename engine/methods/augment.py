@@ -13,6 +13,7 @@ target's features computed for it once, and each iteration draws from the bank.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,7 @@ from bridge.params import AUG_BANK_AUTO
 DISTORTION = 0.5  # RandomPerspective's distortion_scale
 CROP_SCALE = 0.8  # RandomResizedCrop's scale (one value: the crop is always 80% of the area)
 CPU_BANK = 128  # the bank `--aug-bank auto` uses on a CPU
+FEATURE_CHUNK = 32  # images per CLIP pass when computing a target's augmented views
 
 
 def bank_size(requested: int, device: torch.device) -> int:
@@ -71,6 +73,36 @@ def random_augmentations(n: int, size: int, generator: torch.Generator) -> Augme
     crop = round((CROP_SCALE * size * size) ** 0.5)  # ratio 1: a square, 200 px at 224
     offsets = torch.stack([r(0, size - crop + 1), r(0, size - crop + 1)], -1)
     return Augmentations(corners, offsets, crop)
+
+
+def draw_views(
+    count: int, num_aug: int, size: int, bank: Augmentations | None, generator: torch.Generator
+) -> tuple[Augmentations, torch.Tensor | None]:
+    """The augmentations of `count` sketches' num_aug views each, sketch by sketch: drawn from `bank`
+    with their bank indices (count, num_aug), or drawn fresh (no indices; the official way)."""
+    if bank is not None:
+        pick = torch.randint(len(bank), (count, num_aug), generator=generator)
+        return bank[pick.flatten()], pick
+    return random_augmentations(count * num_aug, size, generator), None
+
+
+def augmented_views(images: torch.Tensor, augmentations: Augmentations) -> torch.Tensor:
+    """(c, 1 + num_aug, C, S, S): each of c images (c, C, S, S) as it is, then through its own num_aug
+    augmentations (c x num_aug of them, image by image): the views a loss compares, row by row."""
+    c = len(images)
+    num_aug = len(augmentations) // c
+    augmented = augment(images.repeat_interleave(num_aug, 0), augmentations)
+    return torch.cat([images[:, None], augmented.view(c, num_aug, *images.shape[1:])], 1)
+
+
+def augmented_copies(
+    image: torch.Tensor, augmentations: Augmentations, chunk: int = FEATURE_CHUNK
+) -> Iterator[torch.Tensor]:
+    """One (1, C, S, S) image through every augmentation, `chunk` at a time: (<= chunk, C, S, S) each,
+    in the augmentations' order (a target's views, whose features a loss compares sketches with)."""
+    for lo in range(0, len(augmentations), chunk):
+        part = augmentations[lo : lo + chunk]
+        yield augment(image.expand(len(part), -1, -1, -1), part)
 
 
 def augment(images: torch.Tensor, augmentations: Augmentations) -> torch.Tensor:

@@ -27,17 +27,16 @@ import torch.nn.functional as F
 from bridge.params import ClipassoParams
 from bridge.wording import count
 from engine import budget
-from engine.clip.features import ResNetFeatures, attention_saliency, normalize, resnet_features, widen
-from engine.clip.models import RN101, VIT_B32
-from engine.methods.augment import Augmentations, augment, random_augmentations
+from engine.clip.features import ResNetFeatures, normalize, resnet_features, widen
+from engine.clip.models import RN101
+from engine.methods.augment import Augmentations, augmented_copies, augmented_views, draw_views, random_augmentations
 from engine.methods.importance import by_importance, leave_one_out
-from engine.methods.init import sample_strokes, start_distribution, xdog_ink
+from engine.methods.init import salient_edges, sample_strokes, start_distribution
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
 from engine.runtime import Runtime
 
 PARKED = -1.0e4  # where padding strokes wait, far off the canvas
-FEATURE_CHUNK = 32  # images per CLIP pass when building the augmentation bank
 RANK_LIMIT = 256  # strokes: leave-one-out draws n + 1 sketches of n strokes, so larger levels keep their order
 
 
@@ -59,71 +58,6 @@ class ClipassoRun:
     seconds: float
     sketches_per_pass: int  # sketches one CLIP forward + backward took at once (device-sized)
     loss_scale: float  # the fp16 loss scale at the end (1 where no scaling runs)
-
-
-def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) -> torch.Tensor:
-    """Per-image CLIPasso loss (docs/method.md#clipasso-loss), reshaped (sketches, views).
-
-    L2 of layer2 and layer3 activations (mean over C, H, W) + 0.1 x (1 - cos) of the embeddings.
-    Averaging a row gives the loss of one sketch over its clean + augmented views.
-    """
-
-    def l2(a, b):
-        return (widen(a) - widen(b)).square().flatten(1).mean(1)
-
-    semantic = 1 - F.cosine_similarity(widen(sketch.embedding), widen(target.embedding), dim=1)
-    per_image = l2(sketch.layer2, target.layer2) + l2(sketch.layer3, target.layer3) + 0.1 * semantic
-    return per_image.view(-1, views)
-
-
-def features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
-    """RN101 features of (B, 3, 224, 224) images in [0, 1]."""
-    visual = runtime.clip(RN101).visual
-    x = normalize(images)
-    if runtime.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with runtime.autocast():
-        return resnet_features(visual, x)
-
-
-def _gather(table: ResNetFeatures, index: torch.Tensor) -> ResNetFeatures:
-    return ResNetFeatures(table.layer2[index], table.layer3[index], table.embedding[index])
-
-
-@torch.no_grad()
-def _target_table(runtime: Runtime, target: torch.Tensor, augmentations: Augmentations) -> ResNetFeatures:
-    """Features of the clean target (row 0) and of its augmentations (rows 1..)."""
-    parts = [features(runtime, target)]
-    for lo in range(0, len(augmentations), FEATURE_CHUNK):
-        chunk = augmentations[lo : lo + FEATURE_CHUNK]
-        parts.append(features(runtime, augment(target.expand(len(chunk), -1, -1, -1), chunk)))
-    return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
-
-
-def salient_edges(runtime: Runtime, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The saliency (224, 224) and XDoG edge ink (224, 224) bool of a target, on the CPU: what
-    strokes start on (docs/method.md#stroke-initialisation)."""
-    target_n = normalize(target)
-    with runtime.autocast():
-        saliency = attention_saliency(runtime.clip(VIT_B32).visual, target_n)[0].float().cpu()
-    return saliency, xdog_ink(target_n[0].float().cpu())
-
-
-def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoParams) -> torch.Tensor:
-    """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed
-    (docs/method.md#stroke-initialisation).
-
-    Sketch i is level i // len(seeds) with seed seeds[i % len(seeds)]; unused rows are parked.
-    """
-    saliency, ink = salient_edges(runtime, target)
-    distribution = start_distribution(saliency, ink, params.temperature)
-    k = params.control_points
-    points = torch.full((len(params.strokes) * len(params.seeds), max(params.strokes), k, 2), PARKED)
-    for level, n in enumerate(params.strokes):
-        for s, seed in enumerate(params.seeds):
-            generator = torch.Generator().manual_seed(seed)
-            points[level * len(params.seeds) + s, :n] = sample_strokes(distribution, n, k, generator, params.walk_step)
-    return points
 
 
 def optimise(
@@ -161,6 +95,26 @@ def optimise(
     return ClipassoRun(levels, run.ran, time.perf_counter() - started, run.sketches_per_pass, run.loss_scale)
 
 
+def initial_strokes(runtime: Runtime, target: torch.Tensor, params: ClipassoParams) -> torch.Tensor:
+    """(levels x seeds, max strokes, k, 2) canvas px: saliency x XDoG sampling per seed
+    (docs/method.md#stroke-initialisation).
+
+    Sketch i is level i // len(seeds) with seed seeds[i % len(seeds)]; unused rows are parked.
+    """
+    saliency, ink = salient_edges(runtime, target)
+    distribution = start_distribution(saliency, ink, params.temperature)
+    k = params.control_points
+    points = torch.full((len(params.strokes) * len(params.seeds), max(params.strokes), k, 2), PARKED)
+    for level, n in enumerate(params.strokes):
+        for s, seed in enumerate(params.seeds):
+            generator = torch.Generator().manual_seed(seed)
+            points[level * len(params.seeds) + s, :n] = sample_strokes(distribution, n, k, generator, params.walk_step)
+    return points
+
+
+# --- the optimisation (docs/method.md#clipasso-optimisation) ---------------------------------------
+
+
 @dataclass
 class Descent:
     points: torch.Tensor  # (K, n, k, 2) canvas px, on the CPU: each sketch at its best eval
@@ -169,6 +123,61 @@ class Descent:
     ran: int  # iterations the batch ran
     sketches_per_pass: int  # sketches one CLIP forward + backward took at once
     loss_scale: float  # the fp16 loss scale at the end (1 where no scaling runs)
+
+
+def descend(
+    runtime: Runtime,
+    target: torch.Tensor,
+    start: torch.Tensor,
+    params: ClipassoParams,
+    half_width: float | torch.Tensor,
+    progress: ProgressCallback = silent,
+    label: str = "",
+    locked: torch.Tensor | None = None,
+    sketches_per_pass: int | None = None,
+) -> Descent:
+    """CLIPasso's optimisation (docs/method.md#clipasso-optimisation) of K sketches at once, from
+    `start` (K, n, k, 2) canvas px, against a (1, 3, 224, 224) target on the runtime's device.
+
+    half_width: canvas px, one for all strokes or (K, n) per stroke. locked: (K, n) bool, strokes
+    that are drawn and count in the loss but never move (their gradient is zeroed, so Adam's moments
+    stay zero and the points keep their exact values). Uses params' lr, iterations, eval interval,
+    stop rule, augmentations and seeds[0] (which draws the augmentations); not its stroke counts.
+    sketches_per_pass: how many sketches one CLIP forward + backward takes (default: what suits the
+    device, engine.budget.sketches_per_pass); every sketch's gradient is its own, so the strokes are
+    the same whatever it is.
+
+    Each iteration: one Adam step on every sketch still running (`_backward` gives the gradient and
+    the clean view's loss); every eval_every iterations that loss is the eval, which `BestSoFar`
+    keeps and stops converged sketches by.
+    """
+    device = runtime.device
+    points = start.to(device, copy=True).requires_grad_()  # Adam steps in place: never on the caller's tensor
+    K, n = points.shape[:2]
+    widths = torch.as_tensor(half_width, dtype=torch.float32, device=device).expand(K, n)  # (K, n) px
+    frozen = (torch.zeros(K, n, dtype=torch.bool) if locked is None else locked).to(device)[..., None, None]
+    per_pass = sketches_per_pass or budget.sketches_per_pass(runtime, 1 + params.num_aug, K)
+    views = _TargetViews(runtime, target, params)
+    optimizer = torch.optim.Adam([points], lr=params.lr)
+    scaler = runtime.loss_scaler()
+    best = BestSoFar(points, params.min_delta)
+    report = _Report(params, label, progress)
+    ran = 0
+    for iteration in range(params.iterations):
+        active = (~best.done).nonzero().flatten()
+        if len(active) == 0:
+            break
+        ran = iteration + 1
+        optimizer.zero_grad(set_to_none=True)
+        clean = _backward(runtime, points, widths, active, views, per_pass, scaler)
+        assert points.grad is not None
+        points.grad.masked_fill_(frozen, 0.0)
+        if iteration % params.eval_every == 0:
+            best.update(iteration, active, clean, points.detach())
+        scaler.step(optimizer)
+        scaler.update()
+        report(iteration, len(active), best)
+    return Descent(best.points.cpu(), best.loss, best.iteration, ran, per_pass, float(scaler.get_scale()))
 
 
 class BestSoFar:
@@ -199,92 +208,81 @@ class BestSoFar:
                 self.armed[i] = True
 
 
-def descend(
+class _TargetViews:
+    """The augmented views of one step (docs/method.md#augmentations): num_aug augmentations per
+    sketch, drawn from the bank (params.aug_bank of them, drawn once with the target's features) or
+    fresh every step with the target's features computed anew (aug_bank 0, as the official code)."""
+
+    def __init__(self, runtime: Runtime, target: torch.Tensor, params: ClipassoParams):
+        self.runtime, self.target, self.num_aug = runtime, target, params.num_aug
+        self.generator = torch.Generator().manual_seed(params.seeds[0] + 7)  # the job's augmentation stream
+        self.bank = random_augmentations(params.aug_bank, CANVAS, self.generator) if params.aug_bank else None
+        self.table = _target_table(runtime, target, self.bank) if self.bank is not None else None
+
+    def draw(self, a: int) -> tuple[Augmentations, ResNetFeatures, torch.Tensor]:
+        """For a sketches: their augmentations (a x num_aug, sketch by sketch), the target's feature
+        table, and (a, views) rows into it: each sketch's clean target, then its views' targets."""
+        augmentations, pick = draw_views(a, self.num_aug, CANVAS, self.bank, self.generator)
+        clean = torch.zeros(a, 1, dtype=torch.long)
+        if pick is not None and self.table is not None:
+            return augmentations, self.table, torch.cat([clean, 1 + pick], dim=1)
+        table = _target_table(self.runtime, self.target, augmentations)
+        return augmentations, table, torch.cat([clean, 1 + torch.arange(a * self.num_aug).view(a, -1)], dim=1)
+
+
+def _backward(
     runtime: Runtime,
-    target: torch.Tensor,
-    start: torch.Tensor,
-    params: ClipassoParams,
-    half_width: float | torch.Tensor,
-    progress: ProgressCallback = silent,
-    label: str = "",
-    locked: torch.Tensor | None = None,
-    sketches_per_pass: int | None = None,
-) -> Descent:
-    """CLIPasso's optimisation (docs/method.md#clipasso-optimisation) of K sketches at once, from
-    `start` (K, n, k, 2) canvas px, against a (1, 3, 224, 224) target on the runtime's device.
+    points: torch.Tensor,
+    widths: torch.Tensor,
+    active: torch.Tensor,
+    views: _TargetViews,
+    per_pass: int,
+    scaler: torch.amp.GradScaler,
+) -> torch.Tensor:
+    """Accumulate the (scaled) loss gradient of the active sketches into points.grad, `per_pass`
+    sketches per CLIP pass; return their eval losses (a,) on the CPU: each one's clean view's loss.
 
-    half_width: canvas px, one for all strokes or (K, n) per stroke. locked: (K, n) bool, strokes
-    that are drawn and count in the loss but never move (their gradient is zeroed, so Adam's moments
-    stay zero and the points keep their exact values). Uses params' lr, iterations, eval interval,
-    stop rule, augmentations and seeds[0] (which draws the augmentations); not its stroke counts.
-    sketches_per_pass: how many sketches one CLIP forward + backward takes (default: what suits the
-    device, engine.budget.sketches_per_pass); every sketch's gradient is its own, so the strokes are
-    the same whatever it is.
+    points: (K, n, k, 2) canvas px, widths (K, n) px, of every sketch; active: (a,) the running ones.
     """
-    device = runtime.device
-    points = start.to(device, copy=True).requires_grad_()  # Adam steps in place: never on the caller's tensor
-    K, n = points.shape[:2]
-    widths = torch.as_tensor(half_width, dtype=torch.float32, device=device).expand(K, n)  # (K, n) px
-    frozen = (torch.zeros(K, n, dtype=torch.bool) if locked is None else locked).to(device)[..., None, None]
-    views = 1 + params.num_aug
-    per_pass = sketches_per_pass or budget.sketches_per_pass(runtime, views, K)
-    augment_rng = torch.Generator().manual_seed(params.seeds[0] + 7)
-    bank = random_augmentations(params.aug_bank, CANVAS, augment_rng) if params.aug_bank else None
-    table = _target_table(runtime, target, bank) if bank is not None else None
+    a, num_aug = len(active), views.num_aug
+    augmentations, table, rows = views.draw(a)
+    clean = []
+    for lo in range(0, a, per_pass):
+        chunk = active[lo : lo + per_pass]
+        c = len(chunk)
+        loss = _views_loss(
+            runtime,
+            points[chunk],
+            widths[chunk],
+            augmentations[lo * num_aug : (lo + c) * num_aug],
+            _gather(table, rows[lo : lo + c].flatten().to(runtime.device)),
+        )  # (c, views)
+        scaler.scale(loss.mean(1).sum()).backward()  # sketches are independent: each gets its own gradient
+        clean.append(loss[:, 0].detach().cpu())
+    return torch.cat(clean)
 
-    optimizer = torch.optim.Adam([points], lr=params.lr)
-    scaler = runtime.loss_scaler()
-    best = BestSoFar(points, params.min_delta)
-    loop_start, ran, sketch_iterations = time.perf_counter(), 0, 0
-    for iteration in range(params.iterations):
-        active = (~best.done).nonzero().flatten()
-        if len(active) == 0:
-            break
-        ran = iteration + 1
-        a = len(active)
-        sketch_iterations += a
-        optimizer.zero_grad(set_to_none=True)
-        if bank is not None:
-            pick = torch.randint(len(bank), (a, params.num_aug), generator=augment_rng)
-            augmentations = bank[pick.flatten()]
-            rows = torch.cat([torch.zeros(a, 1, dtype=torch.long), 1 + pick], dim=1)  # (a, views)
-            target_features = table
-        else:
-            augmentations = random_augmentations(a * params.num_aug, CANVAS, augment_rng)
-            target_features = _target_table(runtime, target, augmentations)
-            rows = torch.cat(
-                [torch.zeros(a, 1, dtype=torch.long), 1 + torch.arange(a * params.num_aug).view(a, -1)], dim=1
-            )
-        clean = []  # (c,) per pass: each sketch's loss on its clean view, the eval loss
-        for lo in range(0, a, per_pass):
-            chunk = active[lo : lo + per_pass]
-            c = len(chunk)
-            loss = _views_loss(
-                runtime,
-                points[chunk],
-                widths[chunk],
-                augmentations[lo * params.num_aug : (lo + c) * params.num_aug],
-                _gather(target_features, rows[lo : lo + c].flatten().to(device)),
-            )  # (c, views)
-            scaler.scale(loss.mean(1).sum()).backward()  # sketches are independent: each gets its own gradient
-            clean.append(loss[:, 0].detach().cpu())
-        points.grad.masked_fill_(frozen, 0.0)
 
-        if iteration % params.eval_every == 0:
-            best.update(iteration, active, torch.cat(clean), points.detach())
-        scaler.step(optimizer)
-        scaler.update()
+class _Report:
+    """Progress after each iteration: the running sketches' mean best eval, an ETA and previews."""
 
-        per_sketch = (time.perf_counter() - loop_start) / sketch_iterations
+    def __init__(self, params: ClipassoParams, label: str, progress: ProgressCallback):
+        self.params, self.label, self.progress = params, label, progress
+        self.start, self.sketch_iterations = time.perf_counter(), 0
+
+    def __call__(self, iteration: int, stepped: int, best: BestSoFar) -> None:
+        """After iteration `iteration`, which stepped `stepped` sketches."""
+        params = self.params
+        self.sketch_iterations += stepped
+        per_sketch = (time.perf_counter() - self.start) / self.sketch_iterations
         still = int((~best.done).sum())
         running = best.loss[~best.done]
-        progress(
+        self.progress(
             Progress(
                 "optimise",
                 iteration + 1,
                 params.iterations,
                 loss=float(running.mean()) if len(running) and running.isfinite().all() else None,
-                detail=f"{label}, {still} still optimising",
+                detail=f"{self.label}, {still} still optimising",
                 # An upper bound: every sketch still running may go on to the cap, none that stopped does.
                 eta_s=per_sketch * still * (params.iterations - iteration - 1) if still else None,
                 strokes=_preview_strokes(params, best),
@@ -292,7 +290,46 @@ def descend(
                 snapshot=lambda: level_strokes(params, best),
             )
         )
-    return Descent(best.points.cpu(), best.loss, best.iteration, ran, per_pass, float(scaler.get_scale()))
+
+
+# --- the loss (docs/method.md#clipasso-loss) -------------------------------------------------------
+
+
+def clipasso_loss(sketch: ResNetFeatures, target: ResNetFeatures, views: int) -> torch.Tensor:
+    """Per-image CLIPasso loss (docs/method.md#clipasso-loss), reshaped (sketches, views).
+
+    L2 of layer2 and layer3 activations (mean over C, H, W) + 0.1 x (1 - cos) of the embeddings.
+    Averaging a row gives the loss of one sketch over its clean + augmented views.
+    """
+
+    def l2(a, b):
+        return (widen(a) - widen(b)).square().flatten(1).mean(1)
+
+    semantic = 1 - F.cosine_similarity(widen(sketch.embedding), widen(target.embedding), dim=1)
+    per_image = l2(sketch.layer2, target.layer2) + l2(sketch.layer3, target.layer3) + 0.1 * semantic
+    return per_image.view(-1, views)
+
+
+def features(runtime: Runtime, images: torch.Tensor) -> ResNetFeatures:
+    """RN101 features of (B, 3, 224, 224) images in [0, 1]."""
+    visual = runtime.clip(RN101).visual
+    x = normalize(images)
+    if runtime.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with runtime.autocast():
+        return resnet_features(visual, x)
+
+
+def _gather(table: ResNetFeatures, index: torch.Tensor) -> ResNetFeatures:
+    return ResNetFeatures(table.layer2[index], table.layer3[index], table.embedding[index])
+
+
+@torch.no_grad()
+def _target_table(runtime: Runtime, target: torch.Tensor, augmentations: Augmentations) -> ResNetFeatures:
+    """Features of the clean target (row 0) and of its augmentations (rows 1..)."""
+    parts = [features(runtime, target)]
+    parts += [features(runtime, views) for views in augmented_copies(target, augmentations)]
+    return ResNetFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("layer2", "layer3", "embedding")))
 
 
 def _views_loss(
@@ -305,12 +342,9 @@ def _views_loss(
     """(c, views) CLIPasso loss of c sketches (c, n, k, 2) canvas px with half-widths (c, n) px, each
     seen clean and through its num_aug augmentations (c x num_aug of them, sketch by sketch), against
     the target's features of the same views ((c x views) rows, sketch by sketch)."""
-    c = len(points)
-    num_aug = len(augmentations) // c
     sketches = runtime.rasterize(points, widths, (CANVAS, CANVAS))  # (c, 3, H, W)
-    augmented = augment(sketches.repeat_interleave(num_aug, 0), augmentations)
-    images = torch.cat([sketches[:, None], augmented.view(c, num_aug, 3, CANVAS, CANVAS)], 1)
-    return clipasso_loss(features(runtime, images.flatten(0, 1)), target_features, 1 + num_aug)
+    images = augmented_views(sketches, augmentations)  # (c, views, 3, H, W)
+    return clipasso_loss(features(runtime, images.flatten(0, 1)), target_features, images.shape[1])
 
 
 @torch.no_grad()

@@ -10,6 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.clip.features import attention_saliency, normalize
+from engine.clip.models import VIT_B32
+from engine.runtime import Runtime
+
 # XDoG parameters of the reference implementation.
 XDOG_SIGMA, XDOG_K, XDOG_GAMMA, XDOG_EPS, XDOG_PHI = 0.8, 10.0, 0.98, -0.1, 200.0
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
@@ -60,6 +64,21 @@ def xdog_ink(image_normalized: torch.Tensor) -> torch.Tensor:
     value = torch.where(d < XDOG_EPS, torch.ones_like(d), 1.0 + torch.tanh(XDOG_PHI * d))
     value = (value - value.min()) / (value.max() - value.min()).clamp(min=1e-12)
     return value < otsu_threshold(value)
+
+
+def salient_edges(runtime: Runtime, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The saliency (224, 224) and XDoG edge ink (224, 224) bool of a (1, 3, 224, 224) target in
+    [0, 1] on the runtime's device, both on the CPU: what strokes start on."""
+    target_n = normalize(target)
+    with runtime.autocast():
+        saliency = attention_saliency(runtime.clip(VIT_B32).visual, target_n)[0].float().cpu()
+    return saliency, xdog_ink(target_n[0].float().cpu())
+
+
+def target_start_distribution(runtime: Runtime, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(224, 224) start-point probabilities of a target: its saliency x its edges, as both methods start."""
+    saliency, ink = salient_edges(runtime, target)
+    return start_distribution(saliency, ink, temperature)
 
 
 def start_distribution(saliency: torch.Tensor, ink: torch.Tensor, temperature: float = 0.3) -> torch.Tensor:

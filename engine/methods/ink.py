@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.clip.features import ResNetFeatures
-from engine.methods.augment import augment, random_augmentations
+from engine.methods.augment import augment, augmented_views, random_augmentations
 from engine.methods.clipasso import clipasso_loss, features
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
@@ -103,10 +103,9 @@ def optimise_ink(
         scale = scale_of(u, ink)
         sketches = rasterize_tapered(points, pen * scale, (CANVAS, CANVAS))  # (K, 3, H, W)
         augmentations = random_augmentations(K * ink.num_aug, CANVAS, rng)
-        augmented = augment(sketches.repeat_interleave(ink.num_aug, 0), augmentations)
+        images = augmented_views(sketches, augmentations)  # (K, views, 3, H, W)
         with torch.no_grad():
             target_aug = features(runtime, augment(target.expand(len(augmentations), -1, -1, -1), augmentations))
-        images = torch.cat([sketches[:, None], augmented.view(K, ink.num_aug, 3, CANVAS, CANVAS)], 1)
         rows = _interleave(clean, target_aug, K, ink.num_aug)
         clip = clipasso_loss(features(runtime, images.flatten(0, 1)), rows, views)  # (K, views)
         if iteration == 0:  # the widths are still the pen's: its clean-view loss
@@ -122,6 +121,7 @@ def optimise_ink(
         if iteration == ink.iterations:
             break
         (clip.mean(1) + prior).sum().backward()
+        assert u.grad is not None
         u.grad.masked_fill_(~mask, 0.0)
         optimizer.step()
         progress(

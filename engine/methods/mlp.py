@@ -162,17 +162,3 @@ def expected_keep(p: torch.Tensor, tau: float) -> torch.Tensor:
     the noise-free value (the sample at the noise's mode, zero) makes export reproducible.
     """
     return torch.softmax(keep_logits(p) / tau, dim=-1)[..., 0]
-
-
-def balance_weights(norms: torch.Tensor) -> torch.Tensor:
-    """Gradient-norm balancing (docs/method.md#fidelity-axis): term weights (T, B) from mean |grad| norms (T, B).
-
-    weight_i = (sum g - g_i) / ((T - 1) sum g): a term with larger gradients gets a smaller weight;
-    the weights of a problem sum to 1. Problems whose gradients all vanish get equal weights.
-    """
-    T = norms.shape[0]
-    if T < 2:
-        return torch.ones_like(norms)
-    total = norms.sum(0, keepdim=True)
-    weights = (total - norms) / ((T - 1) * total.clamp(min=1e-30))
-    return torch.where(total > 0, weights, torch.full_like(norms, 1 / T))

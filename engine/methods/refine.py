@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from bridge.params import ClipassoParams, RefineParams
-from engine.methods.clipasso import descend, eval_loss, ranked_importance, salient_edges, stroke_importance
+from engine.methods.clipasso import descend, eval_loss, ranked_importance, stroke_importance
 from engine.methods.importance import by_importance
-from engine.methods.init import sample_strokes, start_distribution
+from engine.methods.init import salient_edges, sample_strokes, start_distribution
 from engine.preprocess import CANVAS
 from engine.progress import Progress, ProgressCallback, silent
 from engine.render import rasterize
