@@ -12,11 +12,6 @@ import torch
 from engine.clip.models import OFFLINE_ENV
 from tests.harness.paths import ANIMAL, VASE
 
-# isort: split
-# moved to tests.harness: old path kept until the open branches merge
-from tests.harness.inkscape import xvfb_run  # noqa: F401
-from tests.harness.paths import BALLERINA, BALLERINA_MASK, BIRD, DATA, FIELD, FIELD_MASK, ROOT  # noqa: F401
-
 # The shared fixtures of tests/harness (the session's engine, the installed extension) for every module.
 pytest_plugins = ["tests.harness.engine", "tests.harness.inkscape"]
 

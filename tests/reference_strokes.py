@@ -87,7 +87,7 @@ def _regenerate() -> None:
     from engine.io.image import load_image
     from engine.preprocess import prepare_target
     from engine.runtime import Runtime
-    from tests.conftest import ANIMAL, FIELD
+    from tests.harness.paths import ANIMAL, FIELD
 
     runtime = Runtime.create("cpu", "tiny-random")
     animal = prepare_target(load_image(ANIMAL), None)[0]

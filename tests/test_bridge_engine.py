@@ -56,10 +56,6 @@ from tests.harness.engine import (
 )
 from tests.harness.paths import ANIMAL, FIELD, ROOT, VASE
 
-# isort: split
-# moved to tests.harness: old path kept until the open branches merge
-from tests.harness.engine import ALWAYS, READY_S  # noqa: F401
-
 pytestmark = [
     pytest.mark.slow,  # the real engine process
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX process handling"),

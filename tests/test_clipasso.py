@@ -60,6 +60,8 @@ def test_default_parameters_are_the_papers():
         ({"lr": 0.0}, "lr"),
         ({"eval_every": 0}, "eval"),
         ({"aug_bank": -1}, "bank"),
+        ({"min_delta": -1e-5}, "convergence threshold"),
+        ({"min_delta": math.nan}, "convergence threshold"),
     ],
 )
 def test_validate_rejects_unusable_values_with_a_message_naming_them(changes, words):

@@ -46,11 +46,6 @@ from tests.harness.inkscape import (
     xvfb_run,
 )
 
-# isort: split
-# moved to tests.harness: old path kept until the open branches merge
-from tests.harness.gtk import GTK_DRIVER  # noqa: F401
-from tests.harness.inkscape import INKEX, install_for_tests, stop_engine  # noqa: F401
-
 pytestmark = MARKS
 
 

@@ -85,7 +85,7 @@ class Worker:
         self.cancelled.clear()
         self.progress()  # a killed job's leftovers (an actor restarted by Ray starts empty anyway)
         # A snapshot is built in the job's own thread on request; the reports cross processes without it
-        # (a Ray engine answers snapshot requests "not evaluated yet": README, Insert it as it is now).
+        # (a Ray engine answers snapshot requests "not evaluated yet": docs/inkscape.md, Insert it as it is now).
         progress = throttled(lambda p: self.reports.put(dataclasses.replace(p, snapshot=None)), self.cancelled)
         try:
             return ("done", run_checked_job(self.runtime, kind, request, progress, preview_every))

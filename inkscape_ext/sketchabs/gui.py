@@ -6,7 +6,7 @@ Theme: GTK applies the user's own GTK settings (theme, prefer-dark) by itself; I
 own theme choice in its preferences (group "theme": gtkTheme, preferDarkTheme), which a separate
 process does not see, so `follow_inkscape_theme` applies that too. No colour is hard-coded.
 Inkscape writes its preferences file when it quits, so a theme switched in a running Inkscape
-reaches the extension's windows after Inkscape's next start (README says so).
+reaches the extension's windows after Inkscape's next start (docs/inkscape.md says so).
 """
 
 from __future__ import annotations
