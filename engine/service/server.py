@@ -105,7 +105,7 @@ class EngineServer:
         else:
             router.plain_server = True
         router.zap_domain = protocol.PLAIN_USER
-        guard = ConnectionGuard(router)
+        guard = ConnectionGuard(router, intake.UNDELIVERED_BOUND)
         port = router.bind_to_random_port("tcp://127.0.0.1")
         if self.options.listen:
             host, listen_port = self.options.listen
