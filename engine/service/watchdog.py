@@ -3,6 +3,8 @@ following the protocol can make it hold (engine.service.wire), a message of coun
 
 It runs on a thread of its own and looks every INTERVAL_S, not in the main loop: a key holder on
 loopback pushes hundreds of MiB a second, and the main thread may be busy with a message for longer.
+It sleeps while no connection is open; with many open, its looks are spaced out (CPU_SHARE), so a
+flood of connections cannot make it take the engine's processor.
 It owns a duplicate of each connection's descriptor (taken by the main thread when the socket
 monitor reports the connection): the duplicate names that connection even after libzmq closed
 its own descriptor and reused the number, and shutdown(2) on it ends the connection as the peer
@@ -24,12 +26,14 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from engine.service import wire
 from engine.service.log import log
 
 INTERVAL_S = 0.002  # between looks: what a key holder pushes meanwhile passes the bound before the end
+CPU_SHARE = 0.1  # with many connections the looks are spaced so that they take at most this of a core
 
 
 class Watchdog:
@@ -55,7 +59,7 @@ class Watchdog:
             inode = os.fstat(peer.fileno()).st_ino
         except OSError:
             return None  # gone already
-        self.delivered[inode] = 0
+        self.delivered.setdefault(inode, 0)  # known: its descriptor was reported again before it closed
         self._inbox.put((inode, peer))
         return inode
 
@@ -94,19 +98,24 @@ class Watchdog:
     def _run(self) -> None:
         peers: dict[int, socket.socket] = {}  # socket inode -> the duplicate of its descriptor
         ended: set[int] = set()
+        pause = INTERVAL_S
         try:
             while not self._stop.is_set():
                 if not peers:  # nothing to watch: it sleeps until a connection comes
                     with contextlib.suppress(queue.Empty):
                         _take(peers, ended, *self._inbox.get(timeout=0.5))
-                elif self._stop.wait(INTERVAL_S):
+                elif self._stop.wait(pause):
                     break
                 while not self._inbox.empty():
                     _take(peers, ended, *self._inbox.get())
+                started = time.perf_counter()
                 for inode, peer in peers.items():
                     if inode not in ended and self._over(inode, peer):
                         ended.add(inode)
+                pause = max(INTERVAL_S, (time.perf_counter() - started) / CPU_SHARE)
         finally:
+            while not self._inbox.empty():
+                _take(peers, ended, *self._inbox.get())
             for peer in peers.values():
                 peer.close()
 
