@@ -534,8 +534,9 @@ def test_a_client_of_the_protocol_stays_under_the_bound_while_the_engine_reads_n
     its ConnectionGuard): a client queues 40 parts of the largest size the protocol allows
     (MAX_PART_FRAMES frames of FRAME_BYTES, 25 MiB) while the receiver reads nothing for a second.
     libzmq stops reading the connection at RCVHWM parts, so what it holds stays under
-    UNDELIVERED_BOUND and the watchdog lets the connection be; every part then arrives, and the
-    wire accounting is exact (what libzmq holds after is the handshake alone, under both mechanisms)."""
+    UNDELIVERED_BOUND and the watchdog lets the connection be; every part then arrives. The wire
+    accounting is exact (NULL framing, as PLAIN's, and CURVE's box; frames around the one-byte
+    length's limit): once all is received, what libzmq holds is what it held after the handshake."""
     context = zmq.Context()
     router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
     intake.configure(router)
@@ -549,23 +550,27 @@ def test_a_client_of_the_protocol_stays_under_the_bound_while_the_engine_reads_n
         dealer.connect(f"tcp://127.0.0.1:{port}")
         wait_for(lambda: guard.on_events() or guard.open, 10, "the connection")
         (fd,) = guard.open
+        sizes = (0, 1, 221, 222, 223, 253, 254, 255, 256, 1000)  # 221 to 223: CURVE's box passes 255
+        dealer.send_multipart([b"x" * n for n in sizes])
+        assert router.poll(10_000)
+        delivered = sum(wire.frame_wire_bytes(n, curve) for n in sizes)
+        handshake = held_by_libzmq(fd, delivered)  # the greeting and handshake commands
+        assert intake._read(router, router.recv(copy=False), guard.received(fd, ""))[1] == 1 + len(sizes)
         part = [DELIMITER] + [os.urandom(protocol.FRAME_BYTES)] * (protocol.MAX_PART_FRAMES - 1)
         for _ in range(40):
             dealer.send_multipart(part)
         time.sleep(1.0)
-        held = held_by_libzmq(fd, 0)
-        print(
-            f"{'CURVE' if curve else 'PLAIN'}: libzmq held {held / MIB:.2f} MiB, bound {guard.watchdog.bound / MIB:.2f}"
-        )
-        assert protocol.FRAME_BYTES * protocol.MAX_PART_FRAMES < held <= intake.UNDELIVERED_BOUND
-        delivered = 0
+        held = held_by_libzmq(fd, delivered) - handshake
+        bound = intake.UNDELIVERED_BOUND
+        print(f"{'CURVE' if curve else 'NULL'}: libzmq held {held / MIB:.2f} MiB, bound {bound / MIB:.2f} MiB")
+        assert protocol.FRAME_BYTES * protocol.MAX_PART_FRAMES < held <= bound
         for _ in range(40):
             assert router.poll(10_000), "a part did not come: the watchdog ended the connection"
-            first = router.recv(copy=False)
-            frames, count, _ = intake._read(router, first, guard.received(fd, ""))  # as the engine's intake
+            frames, count, _ = intake._read(router, router.recv(copy=False), guard.received(fd, ""))
             assert count == 1 + protocol.MAX_PART_FRAMES
             delivered += sum(wire.frame_wire_bytes(len(f), curve) for f in frames[1:])
-        assert held_by_libzmq(fd, delivered) < 1024  # the greeting and handshake commands
+        assert held_by_libzmq(fd, delivered) == handshake
+        assert handshake < 1024
     finally:
         guard.close()
         dealer.close(linger=0)
