@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
@@ -47,5 +48,27 @@ def test_a_photo_of_megabytes_goes_up_in_chunks_and_large_previews_come_back_who
             preview.load()  # whole: a missing or reordered chunk would not decode
             assert max(preview.size) == 256
         assert client.status()["queue"] == []
+    finally:
+        eng.stop()
+
+
+def test_two_photos_of_20_mb_go_up_at_once_and_the_watchdog_lets_them(tmp_path):
+    """Two designers upload a 20 MB photo at the same moment: while the engine's main thread puts
+    one together, the other's chunks wait in its ZeroMQ, at most RCVHWM parts of them, so libzmq
+    holds less of either connection than the watchdog's bound (engine.service.watchdog): both
+    submits are accepted, and no connection is ended."""
+    photo = tmp_path / "noise.png"
+    size = noisy_png(photo, side=2600)
+    assert size > 20 * 10**6
+    eng = Engine(tmp_path / "engine").start()
+    try:
+        clients = [eng.client(timeout_s=120) for _ in range(2)]
+        params = tiny_params(strokes=(4,), iterations=1)
+        with ThreadPoolExecutor(2) as pool:
+            submits = list(pool.map(lambda c: c.submit(*sketch_job(photo, params), name="noise.png"), clients))
+        assert len({job_id for job_id, _ in submits}) == 2
+        assert "made ZeroMQ hold" not in eng.log_text()
+        for client, (job_id, _) in zip(clients, submits, strict=True):
+            assert svg_layers(client.wait(job_id, timeout_s=JOB_S).svg)[0][1] == 4
     finally:
         eng.stop()

@@ -22,7 +22,7 @@ import zmq
 from bridge import connection, protocol
 from bridge.client import EngineClient
 from bridge.protocol import DELIMITER, Session
-from engine.service import connections
+from engine.service import connections, intake, watchdog, wire
 from tests.harness.engine import Engine, cli, engine_env, free_port, rss_kib, wait_for
 
 pytestmark = [
@@ -210,7 +210,8 @@ def test_what_strangers_can_cost_at_most_is_their_pending_connections_times_one_
 
 def test_a_flood_of_connections_is_bounded_and_a_client_still_gets_in(local):
     """150 connections from one address that never finish a handshake: the engine keeps at most
-    PENDING_PER_ADDRESS of them (the oldest go first), its descriptors stay bounded, and a client
+    PENDING_PER_ADDRESS of them (the oldest go first), its descriptors stay bounded (two for each:
+    libzmq's and the watchdog's duplicate), and a client
     connecting from that address last is served."""
     client = local.client()
     client.status()
@@ -223,7 +224,8 @@ def test_a_flood_of_connections_is_bounded_and_a_client_still_gets_in(local):
             flood.append(sock)
         time.sleep(1.0)  # a few turns of the engine's loop
         grown = open_descriptors(local.pid) - before
-        assert grown <= connections.PENDING_PER_ADDRESS + 4, f"{grown} descriptors more for 150 stalled connections"
+        # each connection kept: libzmq's descriptor and the watchdog's duplicate of it
+        assert grown <= 2 * connections.PENDING_PER_ADDRESS + 4, f"{grown} descriptors more for 150 stalled connections"
         late = local.client(timeout_s=20)
         assert late.status()["pid"] == local.pid  # its handshake came last and was kept
         # 151 connections, at most PENDING_PER_ADDRESS of them handshaking: the oldest were ended
@@ -385,32 +387,195 @@ def test_a_key_holder_s_1_5_gb_message_is_refused_at_its_announcement_and_its_ch
     assert local.alive() and "Traceback" not in local.log_text()
 
 
-def test_a_message_of_many_frames_the_old_way_is_held_whole_and_its_connection_ended(local):
-    """The attack 4.0 cannot prevent, measured: a key holder hand-builds one ZeroMQ message of 1,024
-    frames of FRAME_BYTES (64 MiB), as protocol 3.1 allowed. libzmq has no option that bounds the
-    frames of a message (MAXMSGSIZE is per frame, RCVHWM counts messages) and queues a message's
-    frames unseen until its last, so the engine's ZeroMQ holds all 64 MiB before the engine sees
-    it. The engine then refuses it, ends that connection (which therefore holds no second one)
-    and logs the identity, so that its key can be revoked; it serves on."""
+OLD_WAY = 24_576  # frames of FRAME_BYTES in the one message: 1.5 GiB, as protocol 3.1 allowed
+
+
+def stream(sock: socket.socket, pieces, limit: int) -> int:
+    """Send the byte strings of `pieces` (made as they go) until `limit` bytes or the engine cuts
+    the connection off; how many bytes went out."""
+    sent = 0
+    sock.settimeout(5)
+    with contextlib.suppress(OSError):
+        for piece in pieces:
+            sock.sendall(piece)
+            sent += len(piece)
+            if sent >= limit:
+                break
+    return sent
+
+
+def old_way_frames(count: int):
+    """One message of `count` frames of FRAME_BYTES (the delimiter and a signature first), frame by frame."""
+    yield frame(DELIMITER, flags=1) + frame(b"0" * 64, flags=1)
+    body = frame(CHUNK, flags=1)
+    for _ in range(count - 3):
+        yield body
+    yield frame(CHUNK)  # its last frame: only now would ZeroMQ hand the message on
+
+
+def served_at_once(eng: Engine, client: EngineClient) -> None:
+    started = time.monotonic()
+    assert client.status()["pid"] == eng.pid
+    assert time.monotonic() - started < 2, "another client was kept waiting"
+    assert eng.alive() and "Traceback" not in eng.log_text()
+
+
+def test_a_message_of_many_frames_the_old_way_is_ended_at_the_bound_while_it_comes(local):
+    """The attack protocol 4.0 cannot prevent: a key holder hand-builds one ZeroMQ message of 24,576
+    frames of FRAME_BYTES (1.5 GiB), as protocol 3.1 allowed. libzmq bounds neither the frames of a
+    message nor shows any before its last: before, the engine's ZeroMQ held it whole (+1,539 MiB of
+    peak memory). Now the watchdog sees libzmq hold more of that connection than a client of the
+    protocol can (intake.UNDELIVERED_BOUND) and ends it while it comes: the peer gets about the bound
+    out (plus what the kernel's buffers take), the engine's peak rises by a few MiB, it logs the
+    identity-less connection, and another client is served at once."""
     client = local.client()
     client.status()
     peak = rss_kib(local.pid, "VmHWM")
     sock = plain_session(local.info.port, local.info.key)
-    frames = 1024
     try:
-        body = frame(CHUNK, flags=1)
-        sock.sendall(frame(DELIMITER, flags=1) + frame(b"0" * 64, flags=1))
-        for _ in range(frames - 3):
-            sock.sendall(body)
-        sock.sendall(frame(CHUNK))  # its last frame: only now does ZeroMQ hand it on
+        sent = stream(sock, old_way_frames(OLD_WAY), OLD_WAY * len(CHUNK))
         assert cut_off(sock), "the connection that sent it was left open"
     finally:
         sock.close()
     grown = (rss_kib(local.pid, "VmHWM") - peak) / 1024
-    print(f"one message of {frames} frames ({frames * protocol.FRAME_BYTES // MIB} MiB): the peak grew {grown:.0f} MiB")
-    assert grown < 2 * frames * protocol.FRAME_BYTES / MIB  # held about once, then refused
-    assert f"one message of {frames} frames" in local.log_text()
-    assert client.status()["pid"] == local.pid
+    print(
+        f"one message of {OLD_WAY} frames ({OLD_WAY * protocol.FRAME_BYTES // MIB} MiB): {sent / MIB:.1f} MiB went "
+        f"out before the engine ended it (bound {intake.UNDELIVERED_BOUND / MIB:.2f} MiB); the peak grew "
+        f"{grown:.1f} MiB (load {os.getloadavg()[0]:.1f})"
+    )
+    assert sent < 64 * MIB, f"the engine let {sent / MIB:.0f} MiB of one message in"
+    assert grown < 16, f"the message cost the engine {grown:.0f} MiB"
+    assert "a client (no message yet, 127.0.0.1) made ZeroMQ hold" in local.log_text()
+    served_at_once(local, client)
+
+
+def test_a_message_of_a_million_empty_frames_is_ended_at_the_bound(local):
+    """The same attack in frames of no bytes: two bytes each on the wire, 64 bytes each in libzmq
+    (a million cost 64 MiB, without bound before). The watchdog counts bytes on the wire, so on
+    this PLAIN connection it ends the message after about UNDELIVERED_BOUND / 2 frames: at most
+    32 x the bound in libzmq (docs/reliability.md); under CURVE (the network) 35 bytes a frame."""
+    client = local.client()
+    client.status()
+    peak = rss_kib(local.pid, "VmHWM")
+    sock = plain_session(local.info.port, local.info.key)
+    frames = 16 * 2**20  # 32 MiB on the wire, 1 GiB in libzmq if it were held
+    block = frame(b"", flags=1) * 32768
+    try:
+        sent = stream(sock, (block for _ in range(frames // 32768)), frames * 2)
+        assert cut_off(sock), "the connection that sent it was left open"
+    finally:
+        sock.close()
+    grown = (rss_kib(local.pid, "VmHWM") - peak) / 1024
+    print(
+        f"{sent // 2} empty frames went out before the engine ended the message; the peak grew {grown:.1f} MiB "
+        f"(load {os.getloadavg()[0]:.1f})"
+    )
+    assert sent < frames * 2, "the engine took 16 M empty frames"
+    assert grown < 32 * intake.UNDELIVERED_BOUND / MIB + 16, f"the frames cost the engine {grown:.0f} MiB"
+    served_at_once(local, client)
+
+
+def test_a_key_holder_s_million_empty_frames_under_curve_cost_a_few_mib(shared):
+    """Alice (a key holder of the network engine) asks for the status, then sends one message of a
+    million empty frames with a real ZeroMQ socket (CURVE: 35 bytes a frame on the wire). Before,
+    the engine's peak rose by 143 MiB. The watchdog ends her connection once about
+    UNDELIVERED_BOUND has come and logs her identity (her key): the engine's peak rises by a few
+    MiB, and bob is served at once."""
+    alice_info = connection.read_remote(shared.files["alice"])
+    alice, alice_session = curve_dealer(alice_info), Session(alice_info.key)
+    frames = 2**20
+    with EngineClient.connect(remote=shared.files["bob"], timeout_s=10) as bob:
+        bob.status()
+        try:
+            alice.send_multipart(dated_status(alice_session, time.time(), 0))
+            assert [m.msg_type for m in replies(alice, alice_session, 1)] == ["status_reply"]
+            peak = rss_kib(shared.pid, "VmHWM")
+            for _ in range(frames - 1):
+                alice.send(b"", zmq.SNDMORE)
+            alice.send(b"")
+            ended = f"a client ({alice_info.public_key}, 127.0.0.1) made ZeroMQ hold"
+            wait_for(lambda: ended in shared.log_text(), 60, "the watchdog to end alice's connection")
+        finally:
+            alice.close()
+        grown = (rss_kib(shared.pid, "VmHWM") - peak) / 1024
+        print(f"a million empty frames under CURVE: the peak grew {grown:.1f} MiB (load {os.getloadavg()[0]:.1f})")
+        assert grown < 16, f"the frames cost the engine {grown:.1f} MiB"  # before: +143 MiB
+        started = time.monotonic()
+        assert bob.status()["pid"] == shared.pid
+        assert time.monotonic() - started < 2, "bob was kept waiting"
+
+
+def test_a_message_of_too_many_frames_under_the_bound_is_refused_when_it_arrives(local):
+    """A message of 100 small frames (a protocol 3.x client, or a hand-built one under the bound):
+    the watchdog lets it through, the engine refuses it on arrival, ends that connection and logs it."""
+    client = local.client()
+    client.status()
+    sock = plain_session(local.info.port, local.info.key)
+    try:
+        sock.sendall(b"".join(frame(b"x" * 100, flags=1) for _ in range(99)) + frame(b"x" * 100))
+        assert cut_off(sock), "the connection that sent it was left open"
+    finally:
+        sock.close()
+    assert "one message of 100 frames" in local.log_text()
+    served_at_once(local, client)
+
+
+def held_by_libzmq(fd: int, delivered: int) -> int:
+    """What libzmq holds of connection `fd`, measured as the watchdog does (from a duplicate)."""
+    with socket.socket(fileno=os.dup(fd)) as peer:
+        received = wire.bytes_received(peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, wire.TCP_INFO_BYTES))
+        assert received is not None, "this kernel does not tell tcpi_bytes_received (Linux >= 4.1)"
+        return wire.undelivered(received, watchdog._unread(peer), delivered)
+
+
+@pytest.mark.parametrize("curve", [False, True])
+def test_a_client_of_the_protocol_stays_under_the_bound_while_the_engine_reads_nothing(curve):
+    """The bound's derivation, with libzmq itself (in this process, the engine's ROUTER settings and
+    its ConnectionGuard): a client queues 40 parts of the largest size the protocol allows
+    (MAX_PART_FRAMES frames of FRAME_BYTES, 25 MiB) while the receiver reads nothing for a second.
+    libzmq stops reading the connection at RCVHWM parts, so what it holds stays under
+    UNDELIVERED_BOUND and the watchdog lets the connection be; every part then arrives. The wire
+    accounting is exact (NULL framing, as PLAIN's, and CURVE's box; frames around the one-byte
+    length's limit): once all is received, what libzmq holds is what it held after the handshake."""
+    context = zmq.Context()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    intake.configure(router)
+    if curve:
+        public, secret = zmq.curve_keypair()
+        router.curve_server, router.curve_publickey, router.curve_secretkey = True, public, secret
+        dealer.curve_serverkey, (dealer.curve_publickey, dealer.curve_secretkey) = public, zmq.curve_keypair()
+    guard = connections.ConnectionGuard(router, intake.UNDELIVERED_BOUND)
+    try:
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        wait_for(lambda: guard.on_events() or guard.open, 10, "the connection")
+        (fd,) = guard.open
+        sizes = (0, 1, 221, 222, 223, 253, 254, 255, 256, 1000)  # 221 to 223: CURVE's box passes 255
+        dealer.send_multipart([b"x" * n for n in sizes])
+        assert router.poll(10_000)
+        delivered = sum(wire.frame_wire_bytes(n, curve) for n in sizes)
+        handshake = held_by_libzmq(fd, delivered)  # the greeting and handshake commands
+        assert intake._read(router, router.recv(copy=False), guard.received(fd, ""))[1] == 1 + len(sizes)
+        part = [DELIMITER] + [os.urandom(protocol.FRAME_BYTES)] * (protocol.MAX_PART_FRAMES - 1)
+        for _ in range(40):
+            dealer.send_multipart(part)
+        time.sleep(1.0)
+        held = held_by_libzmq(fd, delivered) - handshake
+        bound = intake.UNDELIVERED_BOUND
+        print(f"{'CURVE' if curve else 'NULL'}: libzmq held {held / MIB:.2f} MiB, bound {bound / MIB:.2f} MiB")
+        assert protocol.FRAME_BYTES * protocol.MAX_PART_FRAMES < held <= bound
+        for _ in range(40):
+            assert router.poll(10_000), "a part did not come: the watchdog ended the connection"
+            frames, count, _ = intake._read(router, router.recv(copy=False), guard.received(fd, ""))
+            assert count == 1 + protocol.MAX_PART_FRAMES
+            delivered += sum(wire.frame_wire_bytes(len(f), curve) for f in frames[1:])
+        assert held_by_libzmq(fd, delivered) == handshake
+        assert handshake < 1024
+    finally:
+        guard.close()
+        dealer.close(linger=0)
+        router.close(linger=0)
+        context.term()
 
 
 def test_running_out_of_memory_while_receiving_a_message_does_not_end_the_engine(tmp_path):

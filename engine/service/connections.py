@@ -14,10 +14,12 @@ beyond these bounds:
   cannot keep out a client whose handshake takes milliseconds (a client whose connection is ended
   reconnects by itself: ZeroMQ does), and one address's flood ends its own connections first;
 - at most TOTAL connections in all: the newest one goes, so that no flood ends the established
-  connections of clients, nor takes the engine to its file-descriptor limit (FILES).
+  connections of clients, nor takes the engine to its file-descriptor limit (FILES; two
+  descriptors a connection: libzmq's and the watchdog's duplicate).
 
 The monitor's reports are read in the main loop, so a burst of connections can pass the bounds for
-one turn of the loop before the guard ends them.
+one turn of the loop before the guard ends them. Each connection kept is also watched for what
+libzmq holds of it undelivered (engine.service.watchdog: a message of countless frames).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import contextlib
 import os
 import socket
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
+
+from engine.service.watchdog import Watchdog
 
 HANDSHAKE_S = 30.0  # a peer that has not finished its handshake by then is dropped (ZMQ_HANDSHAKE_IVL)
 PENDING = 64  # connections that delivered no message yet (handshaking strangers among them)
@@ -42,15 +47,17 @@ _EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 @dataclass
 class _Connection:
     address: str
+    inode: int | None  # its socket's, for the watchdog (None: not watched)
     proven: bool = False  # it delivered a message: it passed the handshake
 
 
 class ConnectionGuard:
     """Counts the connections of `router` (from its monitor) and ends those beyond the bounds."""
 
-    def __init__(self, router: zmq.Socket):
+    def __init__(self, router: zmq.Socket, undelivered_bound: int):
         router.setsockopt(zmq.HANDSHAKE_IVL, int(HANDSHAKE_S * 1000))
         self.router = router
+        self.watchdog = Watchdog(curve=bool(router.curve_server), bound=undelivered_bound)
         self.monitor = router.get_monitor_socket(_EVENTS)
         self.open: OrderedDict[int, _Connection] = OrderedDict()  # file descriptor -> connection, oldest first
         _raise_file_limit()
@@ -63,15 +70,18 @@ class ConnectionGuard:
             if event["event"] == zmq.EVENT_ACCEPTED:
                 self._accepted(fd)
             else:
-                self.open.pop(fd, None)
+                self._forget(fd)
 
-    def proven(self, fd: int) -> None:
-        """A message came on `fd` (ZMQ_SRCFD): that connection passed the handshake."""
+    def received(self, fd: int, sender: str) -> Callable[[int], None]:
+        """A message comes on `fd` (ZMQ_SRCFD) with identity `sender`: that connection passed the
+        handshake. What counts each of its frames, by size, as no longer held by libzmq."""
         connection = self.open.get(fd)
         if connection is not None:
             connection.proven = True
+        return self.watchdog.counter(fd, sender)
 
     def close(self) -> None:
+        self.watchdog.close()
         self.router.disable_monitor()
         self.monitor.close(linger=0)
 
@@ -80,7 +90,7 @@ class ConnectionGuard:
             end_connection(fd)  # its disconnection is reported; it is never counted
             return
         address = _peer_address(fd)
-        self.open[fd] = _Connection(address)
+        self.open[fd] = _Connection(address, self.watchdog.watch(fd))
         same = [f for f, c in self.open.items() if not c.proven and c.address == address]
         self._end_oldest(same, PENDING_PER_ADDRESS)
         self._end_oldest([f for f, c in self.open.items() if not c.proven], PENDING)
@@ -88,8 +98,13 @@ class ConnectionGuard:
     def _end_oldest(self, waiting: list[int], keep: int) -> None:
         """End all but the newest `keep` of the connections `waiting` (oldest first)."""
         for oldest in waiting[: max(0, len(waiting) - keep)]:
-            del self.open[oldest]
+            self._forget(oldest)
             end_connection(oldest)
+
+    def _forget(self, fd: int) -> None:
+        connection = self.open.pop(fd, None)
+        if connection is not None:
+            self.watchdog.forget(connection.inode)
 
 
 def _peer_address(fd: int) -> str:

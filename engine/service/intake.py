@@ -13,9 +13,11 @@ connection: a few parts of a few frames each.
 
 What libzmq cannot bound: a key holder who hand-builds one message of countless frames. No socket
 option limits the frames of a message (MAXMSGSIZE is per frame, RCVHWM counts messages, and a
-message's frames are queued unseen until its last), so ZeroMQ holds such a message whole before
-the engine sees any of it. The engine refuses it then, ends that connection and logs the identity
-(docs/reliability.md: what a key holder can cost).
+message's frames are queued unseen until its last). So the engine watches the wire instead
+(engine.service.watchdog, Linux): a connection on which libzmq holds more undelivered bytes than
+UNDELIVERED_BOUND, which no client of the protocol reaches, is ended while the message comes, and
+the identity logged (docs/reliability.md: what a key holder can cost). A message of more frames
+than MAX_FRAMES that stays under that bound is refused when it arrives, the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import zmq
 from bridge import protocol
 from bridge.protocol import Message, ProtocolError, error_content
 from bridge.reassembly import Reassembly
+from engine.service import wire
 from engine.service.auth import Signers
 from engine.service.connections import ConnectionGuard, end_connection
 from engine.service.log import log
@@ -38,6 +41,7 @@ from engine.service.options import ServerOptions
 PENDING_PER_PEER = 2  # parts one connection may have waiting in the engine's ZeroMQ (RCVHWM)
 MAX_ROUTING_IDS = 4  # routing frames a part may carry ahead of its delimiter (the ROUTER's own first)
 MAX_FRAMES = MAX_ROUTING_IDS + protocol.MAX_PART_FRAMES  # more: not a 4.x client; the connection ends
+UNDELIVERED_BOUND = wire.undelivered_bound(PENDING_PER_PEER)  # bytes libzmq may hold of one connection
 
 Send = Callable[[str, list[bytes], Message], bool]  # (identity, routing ids, message) -> delivered
 
@@ -62,9 +66,9 @@ class Intake:
     def receive(self, router: zmq.Socket) -> tuple[str, list[bytes], Message] | None:
         """The next part; (sender, routing ids, message) when it completes a message, else None
         (a chunk of one in progress, or a defect, answered with an error reply)."""
-        frames, count, size = _read(router)
-        fd, sender = frames[0].get(zmq.SRCFD), _user_id(frames[0])
-        self.guard.proven(fd)
+        first = router.recv(copy=False)  # the routing id: the ROUTER's, not sent by the peer
+        fd, sender = first.get(zmq.SRCFD), _user_id(first)
+        frames, count, size = _read(router, first, self.guard.received(fd, sender))
         peer = frames[0].bytes
         views = [frame.buffer for frame in frames]
         del frames
@@ -98,15 +102,16 @@ class Intake:
             self.send(stalled.sender, [stalled.connection], Message("error", content, parent=stalled.header))
 
 
-def _read(router: zmq.Socket) -> tuple[list[zmq.Frame], int, int]:
-    """The next message's first MAX_FRAMES + 1 frames (zmq's buffers, not copied), its frame count
-    and its size: the frames past those are dropped as they are read, so a message of countless
-    frames costs the engine no Python object per frame."""
-    last = router.recv(copy=False)
-    frames, count, size = [last], 1, len(last)
+def _read(router: zmq.Socket, first: zmq.Frame, count_frame: Callable[[int], None]) -> tuple[list[zmq.Frame], int, int]:
+    """The rest of the message `first` begins: its first MAX_FRAMES + 1 frames (zmq's buffers, not
+    copied), its frame count and its size. Each frame is counted (`count_frame`, the watchdog's)
+    as soon as it is read; the frames past MAX_FRAMES are dropped as they are read, so a message
+    of many frames costs the engine no Python object per frame."""
+    last, frames, count, size = first, [first], 1, len(first)
     while last.more:
         last = router.recv(copy=False)
         count, size = count + 1, size + len(last)
+        count_frame(len(last))
         if len(frames) <= MAX_FRAMES:
             frames.append(last)
     return frames, count, size

@@ -14,7 +14,8 @@ raise `Cancelled` when the job's cancel flag is set, which is how a running job 
 Nothing a client sends can stop the engine: a peer without the key is refused at the handshake
 (engine.service.auth's ZAP handler, before zmq reads a message of it), having sent at most one
 frame of protocol.FRAME_BYTES (ZMQ_MAXMSGSIZE, which also bounds every frame of an admitted peer);
-connections are bounded per address and in all (engine.service.connections); every part is
+connections are bounded per address and in all (engine.service.connections), and what libzmq holds
+undelivered of each (engine.service.watchdog, on Linux); every part is
 checked (bridge.protocol: signed with its identity's own key, its date, its frame count) before
 it is interpreted, a large message is put together from its chunks within bounds
 (engine.service.intake, bridge.reassembly), every defect gets an error reply, the queue is capped
@@ -105,7 +106,7 @@ class EngineServer:
         else:
             router.plain_server = True
         router.zap_domain = protocol.PLAIN_USER
-        guard = ConnectionGuard(router)
+        guard = ConnectionGuard(router, intake.UNDELIVERED_BOUND)
         port = router.bind_to_random_port("tcp://127.0.0.1")
         if self.options.listen:
             host, listen_port = self.options.listen
