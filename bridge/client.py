@@ -37,6 +37,7 @@ from bridge.protocol import Message, ProtocolError
 from bridge.reassembly import Reassembly
 
 DEFAULT_TIMEOUT_S = 10.0  # for one request's reply
+PAUSED_CHECK_S = 0.5  # how often a wait for this computer's engine checks whether it is paused
 VERSION_MISMATCH = "version_mismatch"
 
 
@@ -212,14 +213,15 @@ class EngineClient:
         request = Message(msg_type, content or {}, buffers or [])
         self._send(request)
         expect = expect or (msg_type.replace("_request", "_reply"),)
-        deadline = time.monotonic() + self.timeout_s
+        sent = time.monotonic()
+        deadline = sent + self.timeout_s
         while True:
             try:
                 msg = self._receive(deadline)
             except Refused:
                 raise
             except EngineUnavailable:
-                raise self._silent(self.timeout_s) from None
+                raise self._silent(time.monotonic() - sent) from None
             if msg.msg_type == "heartbeat":
                 continue  # it says the engine lives; _receive noted that
             if msg.msg_type == "error" and not msg.parent and "job_id" not in msg.content:
@@ -319,22 +321,26 @@ class EngineClient:
         self._unclaimed.append(msg)
 
     def _receive(self, deadline: float) -> Message:
-        """The next well-formed message before `deadline`; EngineUnavailable when none comes."""
+        """The next well-formed message before `deadline`; EngineUnavailable when none comes, or
+        at once when this computer's engine is paused (SIGSTOP, Ctrl-Z): it cannot answer."""
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
         while True:
-            wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            left_s = deadline - time.monotonic()
+            wait_ms = max(0, math.ceil(min(left_s, PAUSED_CHECK_S) * 1000))
             ready = dict(poller.poll(wait_ms))
             if self._monitor in ready:
                 self._check_refused()
                 continue
             if self.socket not in ready:
-                raise EngineUnavailable(
-                    f"no answer from the engine at {self.info.url} within the time limit",
-                    "check `sketch-abstraction status`; restart the engine if it hangs",
-                    "no_answer",
-                )
+                if left_s <= PAUSED_CHECK_S or (not self.info.remote and connection.paused(self.info.pid)):
+                    raise EngineUnavailable(
+                        f"no answer from the engine at {self.info.url} within the time limit",
+                        "check `sketch-abstraction status`; restart the engine if it hangs",
+                        "no_answer",
+                    )
+                continue
             msg = self._take()
             if msg is not None:
                 return msg

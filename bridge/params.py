@@ -62,8 +62,8 @@ class ClipassoParams:
             (1 <= self.iterations <= 100_000, f"iterations must be 1 to 100000, got {self.iterations}"),
             (self.control_points in (2, 3, 4), f"control points must be 2, 3 or 4, got {self.control_points}"),
             (
-                0 <= self.min_delta <= 1,  # also refuses NaN
-                f"the convergence threshold must be 0 (run every iteration) to 1, got {self.min_delta}",
+                0 <= self.min_delta < math.inf,  # also refuses NaN
+                f"the convergence threshold must be a number, 0 (run every iteration) or more, got {self.min_delta}",
             ),
             (
                 0 < self.half_width <= MAX_HALF_WIDTH,

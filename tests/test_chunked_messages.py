@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from bridge import protocol
-from tests.test_bridge_engine import JOB_S, Engine, sketch_job, svg_layers, tiny_params
+from tests.harness.engine import JOB_S, Engine, sketch_job, svg_layers, tiny_params
 
 pytestmark = pytest.mark.slow  # the real engine process
 

@@ -62,6 +62,7 @@ def test_default_parameters_are_the_papers():
         ({"aug_bank": -1}, "bank"),
         ({"min_delta": -1e-5}, "convergence threshold"),
         ({"min_delta": math.nan}, "convergence threshold"),
+        ({"min_delta": math.inf}, "convergence threshold"),
     ],
 )
 def test_validate_rejects_unusable_values_with_a_message_naming_them(changes, words):
