@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 from bridge.params import ClipassoParams
 
-# Iterations by which CLIPasso's clean eval loss has made 90 % of its decrease: for now the paper's
-# "a recognisable sketch after about 100 iterations". benchmarks/convergence.py measures it; its one
-# run so far (real-size random models, one 16-stroke sketch, a busy 2-core CPU: benchmarks/README.md,
-# "Time to a usable sketch") reached only iteration 150, with the loss still falling steeply, so it
-# measured no share of a preset's cap to put here; random weights' curves are not a trained CLIP's
-# anyway: rerun it with --models openai where the weights are.
-USABLE_ITERATIONS = 100
+# Iterations by which CLIPasso's clean eval loss has made 90 % of its decrease, measured by
+# benchmarks/convergence.py on real-size calibrated random models (one 16-stroke sketch, the Fast
+# preset's cap of 500, an idle CPU: benchmarks/README.md, "Time to a usable sketch"): 310, where the
+# paper reports a recognisable sketch after about 100. Random weights' curves are not a trained
+# CLIP's; the larger figure makes the "about" err long, not short.
+USABLE_ITERATIONS = 310
 
 
 @dataclass(frozen=True)
