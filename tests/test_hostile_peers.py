@@ -23,7 +23,7 @@ from bridge import connection, protocol
 from bridge.client import EngineClient
 from bridge.protocol import DELIMITER, Session
 from engine.service import connections, intake, watchdog, wire
-from tests.harness.engine import Engine, cli, engine_env, free_port, rss_kib, wait_for
+from tests.harness.engine import Engine, curve_engine, rss_kib, wait_for
 
 pytestmark = [
     pytest.mark.slow,  # the real engine process
@@ -136,16 +136,7 @@ def local(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """An engine serving the network (CURVE) on 127.0.0.1, with alice's and bob's connection files."""
-    base = tmp_path_factory.mktemp("shared")
-    env = engine_env(base)
-    port = free_port()
-    files = {}
-    for name in ("alice", "bob"):
-        cli(env, "keys", "new", name)
-        files[name] = base / f"{name}.json"
-        cli(env, "keys", "export", name, "--address", f"127.0.0.1:{port}", "-o", str(files[name]))
-    eng = Engine(base, env).start("--listen", f"127.0.0.1:{port}")
-    eng.port, eng.files = port, files
+    eng = curve_engine(tmp_path_factory.mktemp("shared"), ("alice", "bob"))
     yield eng
     eng.stop()
 

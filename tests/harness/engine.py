@@ -386,18 +386,24 @@ def client(engine):
 def remote(tmp_path_factory):
     """An engine listening on 127.0.0.1:PORT with CURVE, and connection files of alice, bob and carol, for
     the session (tests/test_remote_engine.py revokes carol: other modules use alice and bob)."""
-    base = tmp_path_factory.mktemp("remote")
+    eng = curve_engine(tmp_path_factory.mktemp("remote"), ("alice", "bob", "carol"))
+    yield eng
+    eng.stop()
+
+
+def curve_engine(base: Path, names: tuple[str, ...]) -> Engine:
+    """A started engine under `base` listening on 127.0.0.1:PORT with CURVE; `eng.files[name]` is
+    the connection file of each of `names` (a key each), `eng.port` its port."""
     env = engine_env(base)
     port = free_port()
     files = {}
-    for name in ("alice", "bob", "carol"):
+    for name in names:
         cli(env, "keys", "new", name)
         files[name] = base / f"{name}.json"
         cli(env, "keys", "export", name, "--address", f"127.0.0.1:{port}", "-o", str(files[name]))
     eng = Engine(base, env).start("--listen", f"127.0.0.1:{port}")
     eng.port, eng.files = port, files
-    yield eng
-    eng.stop()
+    return eng
 
 
 def designer(remote, name: str, timeout_s: float = 20.0) -> EngineClient:
