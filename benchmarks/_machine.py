@@ -1,10 +1,13 @@
-"""One line naming the machine a benchmark ran on, printed at the top of every benchmark."""
+"""What every benchmark shares: the line naming the machine it ran on, the load average, the
+machine's matmul peak, peak memory, and busy cores for the contention runs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -21,7 +24,8 @@ def describe(device: torch.device | str = "cpu") -> str:
         name = _cpu_name()
     return (
         f"{name}; {os.cpu_count()} CPU cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+        f"({torch.get_num_threads()} threads, GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT', 'unset')}), "
+        f"Python {platform.python_version()}"
     )
 
 
@@ -57,16 +61,20 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def load_line(when: str, own_threads: int = 0) -> str:
+def load_line(when: str, own_threads: int = 0, busy_loops: int = 0) -> str:
     """The load average now, per core, with a loud warning where the machine is busy: a timing taken
     then measures the other work as much as ours (benchmarks/README.md keeps idle-machine figures).
     At the end of a run the average counts the run's own busy threads too (`own_threads`, its torch
-    threads): only what is left besides them is other work."""
+    threads, and the `busy_loops` of a contention run's last configuration): only what is left besides
+    them is other work. The busy loops ran for part of the last minute only, so the end line may miss
+    some other work: the start line is the strict check."""
     one, five, fifteen = os.getloadavg()
     cores = os.cpu_count() or 1
-    others = max(0.0, one - own_threads) / cores
+    own = own_threads + busy_loops
+    others = max(0.0, one - own) / cores
+    loops = f" and {busy_loops} busy loops" if busy_loops else ""
     line = f"load average at {when}: {one:.2f}, {five:.2f}, {fifteen:.2f} ({one / cores:.2f} per core, {cores} cores"
-    line += f"; {others:.2f} per core besides this run's {own_threads} threads)" if own_threads else ")"
+    line += f"; {others:.2f} per core besides this run's {own_threads} threads{loops})" if own else ")"
     if others > BUSY_PER_CORE:
         line += (
             f"\n!!! WARNING: the machine is busy (over {BUSY_PER_CORE} per core): these timings are NOT "
@@ -96,3 +104,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+@contextlib.contextmanager
+def busy_cores() -> Iterator[None]:
+    """A second process keeping every core busy: one busy-loop Python process per core, at this
+    process's niceness (they inherit it), stopped on leaving; each also ends by itself once this
+    process is gone (killed by a timeout, say), so none outlives the benchmark."""
+    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    loops = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(1.0)  # let them start and take their cores
+        yield
+    finally:
+        for busy in loops:
+            busy.kill()
+        for busy in loops:
+            busy.wait()

@@ -11,6 +11,7 @@ Precision parity: one sketch's loss and image gradient (the direction the optimi
 precision against fp64, on the same inputs, without and with 4 augmentations.
 
 Run: python benchmarks/clipasso.py [--device cuda] [--iterations 4] [--models tiny-random --skip-parity --skip-bf16]
+     python benchmarks/clipasso.py --contention: one sketch's slow-down when every core is busy
 (the last three: a quick smoke run of the script itself, as benchmarks/gpu.sh --smoke does)
 """
 
@@ -18,17 +19,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import engine  # noqa: F401  first: the engine's process settings (engine/__init__.py) before torch loads
+
+# isort: split
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe, load_line, matmul_peak, peak_memory, peaks
+from benchmarks._machine import busy_cores, describe, load_line, matmul_peak, peak_memory, peaks
 from benchmarks._precision import (
     clipasso_image_loss,
     gradient_parity,
@@ -77,6 +82,9 @@ def main() -> None:
     parser.add_argument("--skip-parity", action="store_true", help="no precision parity section")
     parser.add_argument("--parity-only", action="store_true", help="only the precision parity (e.g. --device mps)")
     parser.add_argument("--skip-bf16", action="store_true", help="no bf16 row")
+    parser.add_argument(
+        "--contention", action="store_true", help="only one sketch's iteration, as is and with every core kept busy"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*random weights.*")
     ours = Runtime.create(args.device, args.models)
@@ -88,6 +96,10 @@ def main() -> None:
         print(load_line("end", torch.get_num_threads()))
         return
     reference = official_runtime(ours.device, args.models)
+    if args.contention:
+        contention(ours, reference, target, max(3, args.iterations))
+        print(load_line("end", torch.get_num_threads(), busy_loops=os.cpu_count() or 1))
+        return
     memory: dict[str, list[float]] = {"reference": [], "ours": []}
     n = max(3, args.iterations)
     base = ClipassoParams(iterations=n, min_delta=0.0)  # min_delta 0: nothing stops early while timing
@@ -167,6 +179,22 @@ def main() -> None:
     if line := peaks("full set (reference: its largest run)", memory):
         print(line)
     print(load_line("end", torch.get_num_threads()))
+
+
+def contention(ours: Runtime, reference: Runtime, target, n: int) -> None:
+    """One 16-stroke sketch's seconds per iteration as the machine is and at once again with a second
+    process keeping every core busy (a designer's laptop running Inkscape and a browser), for ours and
+    the reference in one run. The OpenMP spin count in the machine line is read when torch loads: run
+    again with GOMP_SPINCOUNT=300000 (libgomp's own default) for the rows without the engine's."""
+    single = ClipassoParams(strokes=(16,), seeds=(0,), iterations=n, min_delta=0.0)
+    print(f"one 16-stroke sketch, {n} timed iterations; busy loops: {os.cpu_count()} processes (one per core)")
+    print(f"{'':<12}{'as is s/it':>12}{'busy s/it':>12}{'slow-down':>11}")
+    runs = (("reference", reference, dataclasses.replace(single, aug_bank=0)), ("ours", ours, single))
+    for name, runtime, params in runs:
+        as_is = timed(runtime, target, params)[0]
+        with busy_cores():
+            busy = timed(runtime, target, params)[0]
+        print(f"{name:<12}{as_is:>12.3f}{busy:>12.3f}{busy / as_is:>10.2f}x", flush=True)
 
 
 def precision_parity(runtime: Runtime, target) -> None:

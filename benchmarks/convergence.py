@@ -22,9 +22,12 @@ import time
 import warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import engine  # noqa: F401  first: the engine's process settings (engine/__init__.py) before torch loads
+
+# isort: split
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._machine import describe, load_line
 from bridge.params import ClipassoParams
 from engine.io.image import load_image

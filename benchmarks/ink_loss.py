@@ -20,9 +20,11 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import engine  # noqa: F401  first: the engine's process settings (engine/__init__.py) before torch loads
+
+# isort: split
+import torch
 
 from benchmarks._machine import describe
 from bridge.params import ClipassoParams

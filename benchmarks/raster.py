@@ -7,25 +7,29 @@ Memory = bytes autograd saves for backward. --threads 1,2 repeats the table at e
 --contention measures, in one run, how each renderer degrades when a second process keeps every core
 busy: each configuration (thread counts of the process and of our rasteriser) is timed as the
 machine is, then at once again with busy-loop processes on all cores (started and stopped by the
-script), and the slow-downs are printed side by side.
-Run: python benchmarks/raster.py [--device cuda] [--threads 1,2] [--contention]
+script), and the slow-downs are printed side by side, each the mean over a window of back-to-back
+calls (--window), under a fair-share row: a single-threaded loop that touches no memory, whose
+slow-down is what the scheduler gives any one thread. The OpenMP spin count (machine line) is the
+engine's; GOMP_SPINCOUNT=300000 in the environment gives libgomp's own default.
+Run: python benchmarks/raster.py [--device cuda] [--threads 1,2] [--contention [--window 3]]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import engine  # noqa: F401  first: the engine's process settings (engine/__init__.py) before torch loads
+
+# isort: split
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._machine import describe, load_line
+from benchmarks._machine import busy_cores, describe, load_line
 from engine.methods.init import random_walk
 from engine.render import band_coverage, diffvg, rasterize
 from engine.render import raster as ours_module
@@ -116,13 +120,14 @@ def main() -> None:
     parser.add_argument(
         "--contention", action="store_true", help="slow-downs with every core kept busy by a second process (CPU)"
     )
+    parser.add_argument("--window", type=float, default=3.0, help="--contention: seconds of calls per configuration")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"machine: {describe(device)}")
     print(load_line("start"))
     if args.contention:
-        contention(args.cases if args.cases is not CASES else CONTENTION_CASES, args.repeats)
-        print(load_line("end", torch.get_num_threads()))
+        contention(args.cases if args.cases is not CASES else CONTENTION_CASES, args.window)
+        print(load_line("end", torch.get_num_threads(), busy_loops=os.cpu_count() or 1))
         return
     for threads in [int(v) for v in args.threads.split(",") if v] or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
@@ -165,41 +170,50 @@ CONFIGURATIONS = [
 ]
 
 
-@contextlib.contextmanager
-def busy_cores():
-    """A second process keeping every core busy: one busy-loop Python process per core, at this
-    process's niceness (they inherit it), stopped on leaving; each also ends by itself once this
-    process is gone (killed by a timeout, say), so none outlives the benchmark."""
-    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
-    loops = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(os.cpu_count() or 1)]
-    try:
-        time.sleep(1.0)  # let them start and take their cores
-        yield
-    finally:
-        for busy in loops:
-            busy.kill()
-        for busy in loops:
-            busy.wait()
+def per_call(render, points, window_s: float = 3.0, min_runs: int = 3) -> float:
+    """Mean seconds of forward + backward over a window of back-to-back calls: the throughput an
+    optimisation loop gets. A median of short calls would hide the calls a busy core preempts."""
+    render(points.clone().requires_grad_(), 1.5).mean().backward()  # warm-up
+    runs, start = 0, time.perf_counter()
+    while runs < min_runs or time.perf_counter() - start < window_s:
+        render(points.clone().requires_grad_(), 1.5).mean().backward()
+        runs += 1
+    return (time.perf_counter() - start) / runs
 
 
-def contention(cases, repeats: int) -> None:
+def arithmetic(points, half_width):
+    """The fair-share row: single-threaded interpreter arithmetic that touches no memory, so its
+    slow-down is only the share of a core the scheduler gives one thread against the busy loops."""
+    total = 0
+    for i in range(200_000):
+        total += i * i
+    return points.sum() * 0 + total * 0
+
+
+def contention(cases, window_s: float) -> None:
     """Each configuration's time as the machine is and with every core busy, measured back to back
     so that the other load on a shared machine drifts as little as possible between the two."""
     print(f"niceness {os.nice(0)}; busy loops: {os.cpu_count()} processes (one per core), same niceness")
+    print(f"mean over >= {window_s:g} s of back-to-back forward + backward calls per configuration")
     print(f"{'case':<32}{'configuration':<34}{'as is ms':>10}{'busy ms':>10}{'slow-down':>11}")
     default_threads = ours_module.CPU_THREADS
+
+    def row(label: str, name: str, render, pts) -> None:
+        as_is = per_call(render, pts, window_s)
+        with busy_cores():
+            busy = per_call(render, pts, window_s)
+        print(f"{label:<32}{name:<34}{as_is * 1e3:>10.1f}{busy * 1e3:>10.1f}{busy / as_is:>10.1f}x", flush=True)
+
     try:
+        torch.set_num_threads(1)
+        row("fair share (no memory)", "arithmetic loop, 1 thread", arithmetic, torch.zeros(1))
         for batch, n, step in cases:
             pts = strokes(batch, n, step, torch.device("cpu"))
             label = f"{batch} x {n} strokes, <= {step:g} px"
             for name, threads, ours_threads in CONFIGURATIONS:
                 torch.set_num_threads(threads)
-                render, runs = (naive_rasterize, 3) if ours_threads is None else (rasterize, repeats)
                 ours_module.CPU_THREADS = ours_threads or default_threads
-                as_is, _ = measure(render, pts, runs)
-                with busy_cores():
-                    busy, _ = measure(render, pts, runs)
-                print(f"{label:<32}{name:<34}{as_is * 1e3:>10.1f}{busy * 1e3:>10.1f}{busy / as_is:>10.1f}x", flush=True)
+                row(label, name, rasterize if ours_threads else naive_rasterize, pts)
     finally:
         ours_module.CPU_THREADS = default_threads
 

@@ -7,9 +7,12 @@ never another command; and loading them pulls in no torch (`status` starts in a 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
 COMPUTING = ("engine.service", "engine.methods", "engine.scene", "engine.render", "engine.clip", "engine.jobs")
@@ -135,3 +138,35 @@ def test_the_contract_check_sees_a_lazy_import(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from engine.cli.client import client_errors\n")
     assert _imports("engine.probe", probe, _modules()) == {"engine.cli.client"}
+
+
+_SPIN_AT_TORCH_LOAD = """
+import os, sys
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print(os.environ.get("GOMP_SPINCOUNT"))
+            sys.meta_path.remove(self)
+sys.meta_path.insert(0, Spy())
+import engine.render.raster
+"""
+
+
+@pytest.mark.parametrize(("user_value", "at_torch_load"), [(None, "10000"), ("300000", "300000")])
+def test_torch_loads_with_the_engine_s_openmp_spin_count_unless_the_user_set_one(user_value, at_torch_load):
+    """libgomp reads GOMP_SPINCOUNT once, when torch loads: the engine's value (busy cores are not
+    taken by spinning workers, benchmarks/README.md) must be in the environment by then, and a
+    user's own value must be left alone."""
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if user_value is not None:
+        env["GOMP_SPINCOUNT"] = user_value
+    out = subprocess.run(
+        [sys.executable, "-c", _SPIN_AT_TORCH_LOAD],
+        cwd=ENGINE.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == at_torch_load
