@@ -31,8 +31,8 @@ _MAX_COVERAGE = 1.0 - 1e-6
 _SEARCH_CHUNK = 1 << 24
 # Torch threads the rasteriser's CPU work (forward and backward) runs on. Its ops are many and small:
 # on a 2-core machine kept busy by another process, two threads that wait for each other at every op
-# slowed it 3.2-3.3x, one 1.6-2.0x, as much as the naive renderer's 2 threads (1.9-2.1x) and the
-# scheduler's fair share (1.7x) (benchmarks/README.md, "Under contention").
+# slowed it 3.2-3.3x, one 1.7x: the scheduler's fair share (1.8x), no more than the naive renderer's
+# 2 threads (1.8-2.0x) (benchmarks/README.md, "Under contention").
 CPU_THREADS = 1
 
 
