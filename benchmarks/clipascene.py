@@ -56,8 +56,8 @@ def stage_times(runtime: Runtime, targets: list[SceneTarget], params: SceneParam
     stamps: dict[bool, list[float]] = {False: [], True: []}
 
     def record(p):
-        if p.stage == "optimise":
-            stamps["simplicity 0/" not in p.detail].append(time.perf_counter())
+        if p.stage == "optimise":  # SceneClock.row_name: "fidelity row 0/L ...", then "simplicity r/L ..."
+            stamps[not p.detail.startswith("fidelity row")].append(time.perf_counter())
 
     run = optimise_scene(runtime, targets, params, record)
     # The first iterations of each stage include oneDNN's kernel set-up for new shapes: skip two.
