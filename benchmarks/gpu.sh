@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu.sh --smoke    on any machine, CPU and tiny random models: checks the script
 # Sections: the CUDA agreement test; the rasteriser (goal: 12 x 64 strokes <= 2 ms); one 16-stroke
 # CLIPasso sketch and the 4-level x 3-seed set projected to 2000 iterations (goal <= 60 s on an
-# H100-class GPU); the default CLIPascene matrix projected (goal <= 10 min); peak GPU memory of each.
+# H100-class GPU); the default CLIPascene matrix projected (goal <= 10 min); peak GPU memory of each;
+# the default set's time to a usable sketch at the caps of 500, 1000 and 2000 iterations.
 # The references run CLIP in fp16 on CUDA, as the official code does there. The CLIPasso section
 # prints the sketches per CLIP pass and the fp16 loss scale each run used, and fp16's gradient cosine.
 # On a Mac (no CUDA): python benchmarks/clipasso.py --device mps --parity-only prints MPS's cosines.
@@ -23,12 +24,14 @@ if [ "$SMOKE" = 1 ]; then
   RASTER=(--repeats 2 --cases 1x4,2x4)
   CLIPASSO=(--iterations 3 --models tiny-random --skip-parity --skip-bf16)
   CLIPASCENE=(--iterations 4 --models tiny-random --skip-parity --layers 2)
+  CONVERGENCE=(--models tiny-random --strokes 8,4 --seeds 0 --iterations 30 --caps 20)
   LIMIT=900  # a shared, loaded CPU
 else
   DEVICE=cuda
   RASTER=(--repeats 20)
   CLIPASSO=(--iterations 5)
   CLIPASCENE=(--iterations 6)
+  CONVERGENCE=(--iterations 2000)  # the default set, random models: what bridge.estimates' figure rests on
   LIMIT=120
   if ! "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())'; then
     echo "error: no CUDA GPU is usable here (torch.cuda.is_available() is false)" >&2
@@ -45,7 +48,7 @@ section() {  # section TITLE GOAL COMMAND...: run with a time limit; a failure i
   echo "== $title"
   [ -n "$goal" ] && echo "goal: $goal"
   local start=$SECONDS
-  timeout "$LIMIT" "$@"
+  timeout -s INT -k 10 "$LIMIT" "$@"  # INT: a section stopped at its limit still prints what it has
   local rc=$?
   echo "(${title}: $((SECONDS - start)) s, exit $rc)"
   [ "$rc" -eq 0 ] || failed+=("$title (exit $rc)")
@@ -70,6 +73,9 @@ section "CLIPasso, ours vs the official-shaped reference" \
   "$PY" benchmarks/clipasso.py --device "$DEVICE" "${CLIPASSO[@]}"
 section "CLIPascene, ours vs the official-shaped reference" "default matrix <= 10 min" \
   "$PY" benchmarks/clipascene.py --device "$DEVICE" "${CLIPASCENE[@]}"
+section "Time to a usable sketch (iterations to 90 % / 99 % of the loss decrease)" \
+  "sets bridge.estimates.USABLE_ITERATIONS (360 from a CPU run of 770 iterations)" \
+  "$PY" benchmarks/convergence.py --device "$DEVICE" "${CONVERGENCE[@]}"
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then
