@@ -6,8 +6,8 @@ from importlib.metadata import PackageNotFoundError, version
 # After each parallel region, the OpenMP runtime of Linux's torch (libgomp) spins its worker threads
 # for 300,000 rounds before they sleep. On a machine whose cores are busy (a designer's laptop, with
 # Inkscape and a browser) the spinning workers take the cores from the threads with work: a CLIPasso
-# iteration on 2 busy cores took 3.2-4.5x its idle time, 2.2-2.4x with 10,000 rounds, with no cost
-# measurable idle (benchmarks/README.md, "Under contention"). libgomp reads this once, when torch
+# iteration on 2 busy cores took 3.2x its idle time, 2.2x with 10,000 rounds, with no cost measurable
+# idle (benchmarks/clipasso.py --contention; benchmarks/README.md). libgomp reads this once, when torch
 # loads, so it is set here, before any engine module imports torch; a value the user set wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
